@@ -1,0 +1,171 @@
+// The node configuration (one YAML file per node) and the cluster-wide dynamic configuration
+// (written to etcd once at bootstrap, read from there afterwards). Key names follow Patroni's so
+// that a Patroni user finds what they expect; pgha-only keys are marked in docs/configuration.md.
+import { z } from 'zod';
+
+/** "host:port" with a numeric port. */
+export const hostPort = z
+  .string()
+  .regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:8008')
+  .refine((s) => {
+    const port = Number(s.slice(s.lastIndexOf(':') + 1));
+    return port > 0 && port < 65536;
+  }, 'port must be between 1 and 65535');
+
+const seconds = (min: number, max: number) => z.number().min(min).max(max);
+
+const credentials = z.strictObject({
+  username: z.string().min(1).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain role name: letters, digits, _'),
+  password: z.string().min(1),
+});
+
+/** Dynamic, cluster-wide settings. All of them live in etcd under /<namespace>/<scope>/config. */
+export const dynamicConfigSchema = z
+  .strictObject({
+    // How long the leader key lives without renewal (seconds). 3 s: a crashed primary is replaced
+    // in about 3 s, while a healthy leader renews 6 times per TTL and survives a 1.5 s etcd stall.
+    ttl: seconds(2, 3600).default(3),
+    // Pause between HA loop runs (seconds). The leader renews its key once per loop.
+    loop_wait: seconds(0.1, 600).default(0.5),
+    // Deadline of one etcd or PostgreSQL call made by the HA loop (seconds).
+    retry_timeout: seconds(0.2, 600).default(1),
+    // pgha-only: how long before its lease can expire a leader that could not renew stops its
+    // PostgreSQL. Covers the time to stop PostgreSQL and clock-rate drift between hosts.
+    fence_margin: seconds(0.3, 60).default(0.75),
+    // A standby further behind the last known leader position (bytes) may not take the key.
+    maximum_lag_on_failover: z.number().int().min(0).default(1048576),
+    // Maintenance mode: no agent promotes, demotes, restarts or fences on its own.
+    pause: z.boolean().default(false),
+    postgresql: z
+      .strictObject({
+        use_pg_rewind: z.boolean().default(true),
+        use_slots: z.boolean().default(true),
+        parameters: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+      })
+      .prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    // The split-brain guard: a leader must get at least one full loop and one call deadline to
+    // renew, and still stop PostgreSQL fence_margin seconds before etcd can expire its key.
+    if (c.loop_wait + c.retry_timeout + c.fence_margin > c.ttl) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['ttl'],
+        message:
+          `unsafe timing: loop_wait (${c.loop_wait}) + retry_timeout (${c.retry_timeout}) + ` +
+          `fence_margin (${c.fence_margin}) must not exceed ttl (${c.ttl}); raise ttl or lower the others`,
+      });
+    }
+  });
+
+export type DynamicConfig = z.infer<typeof dynamicConfigSchema>;
+
+/** Patroni's initdb list: plain flags ("data-checksums") or one-key maps ({encoding: UTF8}). */
+const initdbOption = z.union([
+  z.string().regex(/^[a-z][a-z-]*$/, 'an initdb long option without dashes, e.g. data-checksums'),
+  z.record(z.string().regex(/^[a-z][a-z-]*$/), z.union([z.string(), z.number()])),
+]);
+
+const tagsSchema = z
+  .strictObject({
+    nofailover: z.boolean().default(false),
+    noloadbalance: z.boolean().default(false),
+    clonefrom: z.boolean().default(false),
+    nosync: z.boolean().default(false),
+    // Higher wins a tie between equally advanced candidates; 0 means never promote (like nofailover).
+    failover_priority: z.number().int().min(0).default(1),
+  })
+  .prefault({});
+
+export type Tags = z.infer<typeof tagsSchema>;
+
+export const nodeConfigSchema = z.strictObject({
+  scope: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
+  name: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
+  namespace: z
+    .string()
+    .regex(/^\/[A-Za-z0-9_./-]*$/, 'an absolute key prefix such as /service')
+    .default('/service'),
+  log: z
+    .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info') })
+    .prefault({}),
+  restapi: z
+    .strictObject({
+      listen: hostPort.default('0.0.0.0:8008'),
+      connect_address: hostPort.optional(),
+      authentication: credentials.optional(),
+    })
+    .prefault({}),
+  etcd: z
+    .strictObject({
+      hosts: z
+        .union([z.array(hostPort).min(1), z.string()])
+        .default(['127.0.0.1:2379'])
+        .transform((h, ctx) => {
+          const list = typeof h === 'string' ? h.split(',').map((s) => s.trim()).filter(Boolean) : h;
+          for (const item of list) {
+            if (!hostPort.safeParse(item).success) {
+              ctx.addIssue({ code: 'custom', message: `"${item}" is not host:port` });
+            }
+          }
+          return list;
+        }),
+      protocol: z.enum(['http', 'https']).default('http'),
+      username: z.string().min(1).optional(),
+      password: z.string().min(1).optional(),
+      cacert: z.string().optional(),
+      cert: z.string().optional(),
+      key: z.string().optional(),
+    })
+    .prefault({})
+    .refine((e) => (e.username === undefined) === (e.password === undefined), {
+      message: 'username and password go together',
+      path: ['password'],
+    }),
+  bootstrap: z
+    .strictObject({
+      dcs: dynamicConfigSchema.prefault({}),
+      initdb: z.array(initdbOption).default([{ encoding: 'UTF8' }, 'data-checksums']),
+      pg_hba: z.array(z.string().min(1)).optional(),
+      users: z
+        .record(
+          z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/),
+          z.strictObject({ password: z.string().min(1), options: z.array(z.string()).default([]) }),
+        )
+        .default({}),
+    })
+    .prefault({}),
+  postgresql: z.strictObject({
+    listen: hostPort.default('127.0.0.1:5432'),
+    connect_address: hostPort.optional(),
+    data_dir: z.string().startsWith('/', 'an absolute path'),
+    bin_dir: z.string().startsWith('/', 'an absolute path').default('/usr/lib/postgresql/15/bin'),
+    // Directory of the Unix socket the agent uses to reach its own PostgreSQL.
+    socket_dir: z.string().startsWith('/', 'an absolute path').default('/var/run/postgresql'),
+    pgpass: z.string().startsWith('/', 'an absolute path').optional(),
+    authentication: z.strictObject({
+      superuser: credentials,
+      replication: credentials,
+      rewind: credentials.optional(),
+    }),
+    parameters: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+    // Seconds pg_ctl may take to start or stop the server before the agent gives up.
+    pg_ctl_timeout: seconds(5, 3600).default(60),
+  }),
+  tags: tagsSchema,
+});
+
+export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
+export type NodeConfig = z.infer<typeof nodeConfigSchema>;
+
+/** The address other members and clients use for this node's REST API and PostgreSQL. */
+export function restConnectAddress(c: NodeConfig): string {
+  return c.restapi.connect_address ?? c.restapi.listen;
+}
+export function pgConnectAddress(c: NodeConfig): string {
+  return c.postgresql.connect_address ?? c.postgresql.listen;
+}
+export function splitHostPort(hp: string): { host: string; port: number } {
+  const i = hp.lastIndexOf(':');
+  return { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) };
+}

@@ -1,0 +1,51 @@
+// Errors with stable codes. Every code below is documented in docs/errors.md; a unit test keeps
+// the two in step. Callers classify by behaviour (retryable, lease lost), never by message text.
+
+export const ERROR_CODES = {
+  PGHA_CONFIG_READ: 'the configuration file cannot be read',
+  PGHA_CONFIG_PARSE: 'the configuration file is not valid YAML',
+  PGHA_CONFIG_INVALID: 'a configuration field has a bad value (the message names the file and the field)',
+  PGHA_CONFIG_UNSAFE: 'the timing settings break the split-brain guard',
+  PGHA_DCS_TIMEOUT: 'an etcd call missed its deadline',
+  PGHA_DCS_UNAVAILABLE: 'etcd cannot be reached',
+  PGHA_DCS_CONFLICT: 'a compare-and-set on etcd lost a race',
+  PGHA_DCS_BAD_VALUE: 'a key in etcd holds a value that does not match its schema',
+  PGHA_LEASE_LOST: 'this member no longer holds the leader key',
+  PGHA_PG_COMMAND: 'a PostgreSQL binary (initdb, pg_ctl, pg_basebackup, pg_rewind) failed',
+  PGHA_PG_QUERY: 'a query against the local PostgreSQL failed or timed out',
+  PGHA_PG_NOT_RUNNING: 'the local PostgreSQL is not running',
+  PGHA_PG_REWIND_FAILED: 'pg_rewind failed; the member falls back to a fresh clone',
+  PGHA_BOOTSTRAP: 'the cluster cannot be bootstrapped',
+  PGHA_API_BAD_REQUEST: 'a REST request body or query failed validation',
+  PGHA_API_UNAUTHORIZED: 'a mutating REST request had no valid credentials',
+  PGHA_CLI_USAGE: 'pghactl was called with bad arguments',
+  PGHA_CLI_REFUSED: 'pghactl refused an operation, with the reason',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class PgHaError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, opts: { cause?: unknown; retryable?: boolean } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'PgHaError';
+    this.code = code;
+    this.retryable = opts.retryable ?? false;
+  }
+}
+
+export function isPgHaError(err: unknown, code?: ErrorCode): err is PgHaError {
+  return err instanceof PgHaError && (code === undefined || err.code === code);
+}
+
+/** A short, secret-free description of any thrown value, for logs. */
+export function describeError(err: unknown): { code?: string; message: string } {
+  if (err instanceof PgHaError) return { code: err.code, message: err.message };
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return typeof code === 'string' ? { code, message: err.message } : { message: err.message };
+  }
+  return { message: String(err) };
+}

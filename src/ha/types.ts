@@ -1,0 +1,130 @@
+// The vocabulary of the HA core: what the agent observes, and the plan the pure decision returns.
+// Nothing here does I/O; src/ha imports no etcd, pg, clock or randomness.
+import type { DynamicConfig, Tags } from '../config/schema.ts';
+
+/** A WAL position in bytes (pg_lsn as a number: exact up to 8 PiB of WAL). */
+export type Lsn = number;
+
+/** pg_controldata's "Database cluster state", reduced to what the decision needs. */
+export type ControlState =
+  | 'primary-clean' // "shut down": a primary stopped cleanly
+  | 'primary-crashed' // "in production" while not running: a primary that died
+  | 'standby' // "shut down in recovery" / "in archive recovery"
+  | 'unknown';
+
+export interface LocalPostgres {
+  /** Is there a data directory with PG_VERSION in it? */
+  dataDir: 'empty' | 'initialized';
+  /** Database system identifier from pg_controldata; null without a data directory. */
+  systemId: string | null;
+  controlState: ControlState;
+  /** Is the postmaster alive (postmaster.pid names a live process)? */
+  running: boolean;
+  /** Did the health query succeed this loop? False while starting, crashed or hung. */
+  accepting: boolean;
+  /** From pg_is_in_recovery(); null when the health query failed. */
+  role: 'primary' | 'standby' | null;
+  timeline: number | null;
+  /** Primary: pg_current_wal_lsn(). Standby: max(receive, replay). */
+  lsn: Lsn | null;
+  /** Standby only: is a WAL receiver streaming right now? */
+  streaming: boolean;
+  /** Member name the configured primary_conninfo points at (null: none configured). */
+  upstream: string | null;
+  /** Some changed parameter needs a restart (pg_settings.pending_restart). */
+  pendingRestart: boolean;
+}
+
+export type MemberState =
+  | 'running'
+  | 'streaming'
+  | 'starting'
+  | 'stopped'
+  | 'crashed'
+  | 'rewinding'
+  | 'cloning'
+  | 'bootstrapping'
+  | 'fenced';
+
+/** What each agent publishes about itself under /members/<name>. */
+export interface MemberInfo {
+  name: string;
+  role: 'primary' | 'standby' | 'unknown';
+  state: MemberState;
+  timeline: number | null;
+  lsn: Lsn | null;
+  apiUrl: string;
+  /** host:port of this member's PostgreSQL for clients and for replication. */
+  conn: string;
+  tags: Tags;
+  /** Member name this standby replicates from, if any. */
+  upstream: string | null;
+  pendingRestart: boolean;
+}
+
+export interface LeaderKey {
+  name: string;
+  /** etcd mod revision of the leader key, used for compare-and-set. */
+  revision: string;
+  /** Hex lease id the key is bound to. */
+  lease: string;
+}
+
+export interface ClusterView {
+  /** null: nobody holds the leader key. */
+  leader: LeaderKey | null;
+  members: MemberInfo[];
+  /** null: nobody claimed initialization; "" or "claim:<name>": claimed, initdb in progress; else the system id. */
+  initialize: string | null;
+  config: DynamicConfig;
+  /** WAL position the last leader published (persists after its key expires); for the lag check. */
+  lastLeaderLsn: Lsn | null;
+}
+
+/** Facts the agent remembers between loops (kept by the agent, observed by the decision). */
+export interface SelfState {
+  name: string;
+  tags: Tags;
+  /** Monotonic ms after which this member must not run as primary (last acked renewal + ttl - margin). */
+  leaseDeadline: number | null;
+  /** Consecutive failed attempts to start PostgreSQL. */
+  startFailures: number;
+  /** Monotonic ms since when a standby following a leader has not been streaming; null if streaming. */
+  notStreamingSince: number | null;
+}
+
+export interface Observation {
+  now: number;
+  self: SelfState;
+  local: LocalPostgres;
+  /** null: etcd could not be read this loop. */
+  cluster: ClusterView | null;
+  /** Settings from the node config that the decision needs when etcd is unreadable. */
+  fallbackConfig: DynamicConfig;
+}
+
+/**
+ * One step the agent performs. Steps run in plan order; the first that fails ends the plan, so
+ * a step may rely on every earlier one (for example, `promote` follows a successful `acquire`).
+ */
+export type Action =
+  | { kind: 'bootstrap' } // claim /initialize, initdb, start as primary, take the key, write config
+  | { kind: 'adopt_cluster' } // existing data, no /initialize key: register our system id
+  | { kind: 'clone'; from: string } // pg_basebackup into an empty data directory
+  | { kind: 'acquire' } // create the leader key if absent (fails when someone else wins)
+  | { kind: 'renew' } // keepalive the lease and prove the key is still ours
+  | { kind: 'release' } // delete the leader key if it is ours
+  | { kind: 'promote' } // pg_promote, then record history
+  | { kind: 'start'; as: 'primary' | 'standby'; upstream: string | null }
+  | { kind: 'follow'; upstream: string | null } // rewrite primary_conninfo and reload
+  | { kind: 'demote' } // stop a primary that does not hold the key (fast mode)
+  | { kind: 'fence' } // stop PostgreSQL at once (immediate mode): the lease cannot be proved
+  | { kind: 'rewind'; from: string } // pg_rewind from the leader, then start as its standby
+  | { kind: 'ensure_slots'; members: string[] } // leader: one physical slot per other member
+  | { kind: 'publish_leader_lsn' }; // leader: store its WAL position for the lag check
+
+export interface Plan {
+  /** A short human sentence, logged when it changes. */
+  reason: string;
+  actions: Action[];
+}

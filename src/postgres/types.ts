@@ -1,0 +1,52 @@
+// The contract between the agent and its local PostgreSQL. Implemented over the Debian binaries
+// (initdb, pg_ctl, pg_basebackup, pg_rewind, pg_controldata) and one dedicated `pg` client.
+import type { LocalPostgres } from '../ha/types.ts';
+
+/** Where another member's PostgreSQL can be reached, for replication, cloning and rewind. */
+export interface Upstream {
+  name: string;
+  /** host:port */
+  conn: string;
+}
+
+export interface PostgresControl {
+  /** Health query, control data and postmaster check. Never throws: failures show in the result. */
+  observe(): Promise<LocalPostgres>;
+
+  /** initdb with the bootstrap options (always with data checksums) and the pgha config include. */
+  initdb(): Promise<void>;
+  /** Create the superuser/replication/rewind roles and bootstrap.users (scram-sha-256). Primary only. */
+  createRoles(): Promise<void>;
+
+  /**
+   * Render pgha.conf (parameters, port, primary_conninfo, primary_slot_name), write or remove
+   * standby.signal, then `pg_ctl start -w`.
+   */
+  start(as: 'primary' | 'standby', upstream: Upstream | null): Promise<void>;
+  /** `pg_ctl stop -m <mode> -w`. A stopped server is not an error. */
+  stop(mode: 'smart' | 'fast' | 'immediate'): Promise<void>;
+  /** Rewrite primary_conninfo / primary_slot_name and reload; no restart. */
+  follow(upstream: Upstream | null): Promise<void>;
+  /** Promote a running standby and wait until it accepts writes. Returns the new timeline. */
+  promote(): Promise<{ timeline: number; lsn: string }>;
+  /** Send SIGHUP (pg_ctl reload) after re-rendering pgha.conf. */
+  reload(): Promise<void>;
+
+  /** pg_basebackup from `from` into the (empty) data directory, then configure as its standby. */
+  clone(from: Upstream): Promise<void>;
+  /** pg_rewind from `from` (the server must be stopped). Throws PGHA_PG_REWIND_FAILED on failure. */
+  rewind(from: Upstream): Promise<void>;
+  /** Remove the data directory's contents (for reinit or a failed rewind). */
+  wipe(): Promise<void>;
+
+  /** Leader only: make the set of pgha-managed physical slots equal `slotNames` (others are kept). */
+  ensureSlots(slotNames: string[], dropAbsent: boolean): Promise<void>;
+
+  /** Close the health client. */
+  close(): Promise<void>;
+}
+
+/** Physical slot name of a member: lower case, [a-z0-9_], at most 63 bytes. */
+export function slotNameFor(member: string): string {
+  return member.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 63);
+}
