@@ -1,0 +1,32 @@
+// What the REST API serves: the HA loop's cached view, never a live query per probe.
+import type { ClusterView, MemberInfo } from '../ha/types.ts';
+
+export interface AgentSnapshot {
+  /** What this member last published about itself. */
+  member: MemberInfo;
+  /** This member held the leader key at the end of the loop that produced the snapshot. */
+  isLeader: boolean;
+  /** The last successful DCS read (null if etcd has not been read yet). */
+  cluster: ClusterView | null;
+  /** Maintenance mode (dynamic config `pause`). */
+  paused: boolean;
+  /** Standby: bytes behind the leader's last published position; null when unknown or primary. */
+  lagBytes: number | null;
+  /** performance.now() when the loop that produced this snapshot finished. */
+  observedAt: number;
+  /** Reason line of the last plan, e.g. "following node1". */
+  lastPlan: string;
+  /** Database system identifier. */
+  systemId: string | null;
+  /** Agent version (package.json). */
+  version: string;
+}
+
+export interface ApiDeps {
+  /** Latest snapshot, or null before the first loop has finished. */
+  snapshot(): AgentSnapshot | null;
+  /** A snapshot older than this (ms) is stale: health endpoints answer 503. */
+  staleAfterMs(): number;
+  /** Monotonic clock (performance.now in production, injected in tests). */
+  now(): number;
+}
