@@ -112,7 +112,9 @@ export type Action =
   | { kind: 'adopt_cluster' } // existing data, no /initialize key: register our system id
   | { kind: 'clone'; from: string } // pg_basebackup into an empty data directory
   | { kind: 'acquire' } // create the leader key if absent (fails when someone else wins)
-  | { kind: 'renew' } // keepalive the lease and prove the key is still ours
+  // Keepalive the lease and prove the key is still ours. With fenceOnFailure, a failed renewal
+  // stops PostgreSQL at once: it runs as primary and its lease deadline has passed or is unknown.
+  | { kind: 'renew'; fenceOnFailure: boolean }
   | { kind: 'release' } // delete the leader key if it is ours
   | { kind: 'promote' } // pg_promote, then record history
   | { kind: 'start'; as: 'primary' | 'standby'; upstream: string | null }

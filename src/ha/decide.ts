@@ -1,0 +1,155 @@
+// The HA decision: observed state in, a plan of actions out. Pure: no etcd, pg, clock or
+// randomness; `now` and every fact arrive in the Observation. The agent loop (src/agent) observes,
+// calls decide(), then performs the actions in order, stopping at the first that fails.
+//
+// The rules, in the order they are checked:
+//   A. etcd unreadable: a primary that cannot prove its lease fences; nobody else acts.
+//   B. nobody initialised the cluster: an empty member bootstraps it; existing data adopts it.
+//   C. initialisation in progress elsewhere, or our data belongs to another cluster: wait.
+//   D. empty data directory: clone from the leader (or a `clonefrom` standby).
+//   E. we hold the key: renew it first, then run as primary (start, promote or keep running).
+//   F. another member holds the key: never run as primary; follow it, rewind or start as standby.
+//   G. the key is free: a running primary takes it back; the best eligible standby races for it.
+// A paused cluster (maintenance mode) never promotes, demotes, restarts or fences on its own.
+import type { DynamicConfig } from '../config/schema.ts';
+import { asCandidate, bestCandidate, lagBehind, mayEverPromote, type Candidate } from './candidates.ts';
+import type { Action, ClusterView, LeaderKey, MemberInfo, Observation, Plan } from './types.ts';
+
+/** Failed starts after which a leader gives its key up so that a standby can take over. */
+export const MAX_START_FAILURES = 3;
+/**
+ * How long a standby may fail to stream from the leader on an older timeline before it rewinds
+ * (ms). 5 s: after a failover, a standby that can follow the new timeline reconnects within
+ * about one wal_receiver retry (5 s by default); one that cannot will never stream.
+ */
+export const REWIND_AFTER_MS = 5_000;
+
+/** Our lease deadline has passed, or we never proved a lease (an agent that just started). */
+export const leaseExpired = (o: Observation): boolean => o.self.leaseDeadline === null || o.now >= o.self.leaseDeadline;
+
+const plan = (reason: string, ...actions: Action[]): Plan => ({ reason, actions });
+
+export function decide(o: Observation): Plan {
+  const { local, cluster } = o;
+  const cfg = cluster?.config ?? o.fallbackConfig;
+  const runningPrimary = local.running && local.role === 'primary';
+  const expired = leaseExpired(o);
+
+  // A. Without etcd nothing can be proved: fence a primary whose lease may be gone.
+  if (cluster === null) {
+    if (runningPrimary && expired && !cfg.pause) return plan('etcd unreachable and lease deadline passed: fencing', { kind: 'fence' });
+    return plan('etcd unreachable: waiting');
+  }
+
+  // B, C. Initialisation.
+  if (cluster.initialize === null) {
+    if (local.dataDir === 'initialized') return plan('cluster has no initialize key: adopting our data', { kind: 'adopt_cluster' });
+    if (!mayEverPromote(o.self.tags)) return plan('cluster not initialised; this member may not bootstrap it (nofailover)');
+    return plan('cluster not initialised: bootstrapping', { kind: 'bootstrap' });
+  }
+  if (cluster.initialize === '' || cluster.initialize.startsWith('claim:')) {
+    return plan(`bootstrap in progress (${cluster.initialize || 'unclaimed'}): waiting`);
+  }
+
+  // D. An empty member clones.
+  if (local.dataDir === 'empty') return decideClone(cluster);
+  if (local.systemId !== null && local.systemId !== cluster.initialize) {
+    return plan(`system identifier ${local.systemId} is not the cluster's ${cluster.initialize}: refusing to touch this data`);
+  }
+
+  const leader = cluster.leader;
+  if (leader !== null && leader.name === o.self.name) return decideAsLeader(o, cfg, expired);
+  if (leader !== null) return decideAsFollower(o, cfg, leader);
+  return decideWithoutLeader(o, cfg, cluster);
+}
+
+function decideClone(cluster: ClusterView): Plan {
+  const leader = cluster.leader === null ? undefined : cluster.members.find((m) => m.name === cluster.leader?.name);
+  if (leader === undefined || leader.role !== 'primary' || leader.state !== 'running') {
+    return plan('empty data directory: waiting for a running leader to clone from');
+  }
+  const source = cluster.members.find((m) => m.tags.clonefrom && m.role === 'standby' && m.state === 'streaming') ?? leader;
+  return plan(`empty data directory: cloning from ${source.name}`, { kind: 'clone', from: source.name });
+}
+
+// E. We hold the leader key.
+function decideAsLeader(o: Observation, cfg: DynamicConfig, leaseExpired: boolean): Plan {
+  const { local } = o;
+  const renew: Action = { kind: 'renew', fenceOnFailure: local.running && local.role === 'primary' && leaseExpired && !cfg.pause };
+  if (local.running && local.role === 'primary') {
+    const members = (o.cluster?.members ?? []).map((m) => m.name).filter((n) => n !== o.self.name);
+    const slots: Action[] = cfg.postgresql.use_slots ? [{ kind: 'ensure_slots', members }] : [];
+    return plan('leader: running as primary', renew, { kind: 'publish_leader_lsn' }, ...slots);
+  }
+  if (local.running && local.role === 'standby') {
+    if (cfg.pause) return plan('leader key held by a standby, but paused: not promoting', renew);
+    if (!mayEverPromote(o.self.tags)) return plan('holding the key with nofailover: releasing it', { kind: 'release' });
+    return plan('holding the leader key: promoting', renew, { kind: 'promote' });
+  }
+  if (local.running) return plan('leader: PostgreSQL is starting, waiting', renew);
+  if (cfg.pause) return plan('leader: PostgreSQL is down, but paused: not restarting', renew);
+  if (o.self.startFailures >= MAX_START_FAILURES) {
+    return plan(`leader: PostgreSQL failed to start ${o.self.startFailures} times: releasing the key`, { kind: 'release' });
+  }
+  if (local.controlState === 'standby') return plan('leader: starting the standby data to promote it', renew, { kind: 'start', as: 'standby', upstream: null });
+  return plan('leader: PostgreSQL is down: restarting it in place', renew, { kind: 'start', as: 'primary', upstream: null });
+}
+
+// F. Another member holds the key: we never run as primary.
+function decideAsFollower(o: Observation, cfg: DynamicConfig, leader: LeaderKey): Plan {
+  const { local } = o;
+  const leaderMember: MemberInfo | undefined = o.cluster?.members.find((m) => m.name === leader.name);
+  if (local.running && local.role === 'primary') {
+    if (cfg.pause) return plan(`paused: ${leader.name} holds the key but we run as primary; not demoting`);
+    return plan(`${leader.name} holds the leader key: stopping our primary at once`, { kind: 'fence' });
+  }
+  if (local.running && local.role === 'standby') {
+    if (local.upstream !== leader.name) return plan(`following new leader ${leader.name}`, { kind: 'follow', upstream: leader.name });
+    if (needsRewind(o, cfg, leaderMember)) return plan(`not streaming from ${leader.name} on an older timeline: rewinding`, { kind: 'rewind', from: leader.name });
+    return plan(`following ${leader.name}`);
+  }
+  if (local.running) return plan('PostgreSQL is starting: waiting');
+  if (cfg.pause) return plan('PostgreSQL is down, but paused: not starting it');
+  if (leaderMember === undefined) return plan(`waiting for leader ${leader.name} to publish its address`);
+  if (local.controlState === 'primary-clean' || local.controlState === 'primary-crashed') {
+    if (cfg.postgresql.use_pg_rewind) return plan(`former primary: rewinding from ${leader.name}`, { kind: 'rewind', from: leader.name });
+  }
+  return plan(`starting as a standby of ${leader.name}`, { kind: 'start', as: 'standby', upstream: leader.name });
+}
+
+function needsRewind(o: Observation, cfg: DynamicConfig, leader: MemberInfo | undefined): boolean {
+  if (!cfg.postgresql.use_pg_rewind || cfg.pause || o.local.streaming) return false;
+  if (o.self.notStreamingSince === null || o.now - o.self.notStreamingSince < REWIND_AFTER_MS) return false;
+  return leader?.timeline != null && o.local.timeline !== null && leader.timeline > o.local.timeline;
+}
+
+// G. The key is free.
+function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: ClusterView): Plan {
+  const { local } = o;
+  if (cfg.pause) return plan('leader key is free, but paused: not taking it');
+  if (local.running && local.role === 'primary') {
+    // Our lease may be gone, so someone else may take the key at any moment: stop writes now.
+    if (leaseExpired(o)) return plan('running as primary without the key or a live lease: fencing', { kind: 'fence' });
+    // The key was deleted while our lease lives; a primary is the most advanced member of its
+    // timeline, so it takes the key back.
+    return plan('running as primary without the key: taking it', { kind: 'acquire' }, { kind: 'renew', fenceOnFailure: true });
+  }
+  if (!local.running) {
+    // Without the key we only ever start as a standby; once up it reports its position and can race.
+    return plan('leader key is free and PostgreSQL is down: starting as a standby', { kind: 'start', as: 'standby', upstream: null });
+  }
+  if (local.role !== 'standby' || local.lsn === null || local.timeline === null) return plan('PostgreSQL is starting: waiting');
+  if (!mayEverPromote(o.self.tags)) return plan('leader key is free; this member may not promote (nofailover)');
+  const lag = lagBehind(local.lsn, cluster.lastLeaderLsn);
+  if (lag > cfg.maximum_lag_on_failover) {
+    return plan(`leader key is free; we are ${lag} bytes behind (maximum_lag_on_failover ${cfg.maximum_lag_on_failover}): not racing`);
+  }
+  const me: Candidate = { name: o.self.name, lsn: local.lsn, timeline: local.timeline, tags: o.self.tags };
+  const others = cluster.members
+    .filter((m) => m.name !== o.self.name)
+    .map((m) => asCandidate(m, cluster.lastLeaderLsn, cfg))
+    .filter((c): c is Candidate => c !== null);
+  const best = bestCandidate([me, ...others]);
+  if (best !== null && best.name !== me.name) return plan(`leader key is free; ${best.name} is the better candidate`);
+  return plan('leader key is free and we are the best candidate: taking it and promoting', { kind: 'acquire' }, { kind: 'promote' });
+}

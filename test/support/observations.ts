@@ -1,0 +1,98 @@
+// Builders for HA observations, used by the table tests and the fast-check properties.
+import { fc } from '@fast-check/vitest';
+import { dynamicConfigSchema, type DynamicConfig, type Tags } from '../../src/config/schema.ts';
+import type { ClusterView, LocalPostgres, MemberInfo, Observation } from '../../src/ha/types.ts';
+
+export const SYSID = '7300000000000000001';
+export const defaultTags: Tags = { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, failover_priority: 1 };
+export const dyn = (over: Partial<DynamicConfig> = {}): DynamicConfig => ({ ...dynamicConfigSchema.parse({}), ...over });
+
+export function localPg(over: Partial<LocalPostgres> = {}): LocalPostgres {
+  return {
+    dataDir: 'initialized', systemId: SYSID, controlState: 'standby', running: true, accepting: true,
+    role: 'standby', timeline: 1, lsn: 1000, streaming: true, upstream: 'n1', pendingRestart: false, ...over,
+  };
+}
+
+export function member(name: string, over: Partial<MemberInfo> = {}): MemberInfo {
+  return {
+    name, role: 'standby', state: 'streaming', timeline: 1, lsn: 1000, apiUrl: `http://127.0.0.1:80/${name}`,
+    conn: '127.0.0.1:5432', tags: defaultTags, upstream: 'n1', pendingRestart: false, ...over,
+  };
+}
+
+export function clusterView(over: Partial<ClusterView> = {}): ClusterView {
+  return {
+    leader: { name: 'n1', revision: '10', lease: '1' },
+    members: [member('n1', { role: 'primary', state: 'running', upstream: null }), member('n2'), member('n3')],
+    initialize: SYSID, config: dyn(), lastLeaderLsn: 1000, ...over,
+  };
+}
+
+export function obs(over: { self?: Partial<Observation['self']>; local?: Partial<LocalPostgres>; cluster?: ClusterView | null; now?: number } = {}): Observation {
+  return {
+    now: over.now ?? 10_000,
+    self: { name: 'n2', tags: defaultTags, leaseDeadline: 12_000, startFailures: 0, notStreamingSince: null, ...over.self },
+    local: localPg(over.local),
+    cluster: over.cluster === undefined ? clusterView() : over.cluster,
+    fallbackConfig: dyn(),
+  };
+}
+
+// ---- arbitraries ----
+const names = ['n1', 'n2', 'n3'] as const;
+const tagsArb: fc.Arbitrary<Tags> = fc.record({
+  nofailover: fc.boolean(), noloadbalance: fc.boolean(), clonefrom: fc.boolean(), nosync: fc.boolean(),
+  failover_priority: fc.integer({ min: 0, max: 3 }),
+});
+const lsnArb = fc.integer({ min: 0, max: 5_000_000 });
+const memberArb = (name: string): fc.Arbitrary<MemberInfo> =>
+  fc.record({
+    name: fc.constant(name),
+    role: fc.constantFrom('primary', 'standby', 'unknown'),
+    state: fc.constantFrom('running', 'streaming', 'starting', 'stopped', 'crashed', 'rewinding', 'cloning', 'fenced'),
+    timeline: fc.option(fc.integer({ min: 1, max: 4 }), { nil: null }),
+    lsn: fc.option(lsnArb, { nil: null }),
+    apiUrl: fc.constant(`http://x/${name}`), conn: fc.constant('h:1'), tags: tagsArb,
+    upstream: fc.option(fc.constantFrom(...names), { nil: null }), pendingRestart: fc.boolean(),
+  });
+
+export const localArb: fc.Arbitrary<LocalPostgres> = fc.record({
+  dataDir: fc.constantFrom('empty', 'initialized', 'initialized'),
+  systemId: fc.constantFrom(SYSID, SYSID, SYSID, '999'),
+  controlState: fc.constantFrom('primary-clean', 'primary-crashed', 'standby', 'unknown'),
+  running: fc.boolean(), accepting: fc.boolean(),
+  role: fc.constantFrom('primary', 'standby', null),
+  timeline: fc.option(fc.integer({ min: 1, max: 4 }), { nil: null }),
+  lsn: fc.option(lsnArb, { nil: null }),
+  streaming: fc.boolean(),
+  upstream: fc.option(fc.constantFrom(...names), { nil: null }),
+  pendingRestart: fc.boolean(),
+});
+
+export const dynArb: fc.Arbitrary<DynamicConfig> = fc.record({
+  pause: fc.boolean(),
+  maximum_lag_on_failover: fc.constantFrom(0, 1000, 1048576),
+  use_pg_rewind: fc.boolean(), use_slots: fc.boolean(),
+}).map((r) => dyn({ pause: r.pause, maximum_lag_on_failover: r.maximum_lag_on_failover, postgresql: { use_pg_rewind: r.use_pg_rewind, use_slots: r.use_slots, parameters: {} } }));
+
+export const clusterArb: fc.Arbitrary<ClusterView> = fc.record({
+  leader: fc.option(fc.record({ name: fc.constantFrom(...names), revision: fc.constant('5'), lease: fc.constant('7') }), { nil: null }),
+  members: fc.tuple(memberArb('n1'), memberArb('n2'), memberArb('n3')).chain((ms) => fc.subarray(ms)),
+  initialize: fc.constantFrom(SYSID, SYSID, SYSID, null, '', 'claim:n3'),
+  config: dynArb,
+  lastLeaderLsn: fc.option(lsnArb, { nil: null }),
+});
+
+export const observationArb: fc.Arbitrary<Observation> = fc.record({
+  now: fc.integer({ min: 0, max: 100_000 }),
+  self: fc.record({
+    name: fc.constantFrom(...names), tags: tagsArb,
+    leaseDeadline: fc.option(fc.integer({ min: 0, max: 100_000 }), { nil: null }),
+    startFailures: fc.integer({ min: 0, max: 5 }),
+    notStreamingSince: fc.option(fc.integer({ min: 0, max: 100_000 }), { nil: null }),
+  }),
+  local: localArb,
+  cluster: fc.option(clusterArb, { nil: null, freq: 8 }),
+  fallbackConfig: dynArb,
+});

@@ -1,0 +1,81 @@
+// Properties of the HA decision over generated observations, and a multi-member simulation in
+// which the leader key behaves like etcd's (create-if-absent, expires with the holder's lease).
+import { describe, expect } from 'vitest';
+import { fc, test } from '@fast-check/vitest';
+import { decide, leaseExpired } from '../../src/ha/decide.ts';
+import { lagBehind, mayEverPromote } from '../../src/ha/candidates.ts';
+import type { Action, Observation } from '../../src/ha/types.ts';
+import { observationArb } from '../support/observations.ts';
+
+const has = (a: Action[], k: Action['kind']) => a.some((x) => x.kind === k);
+const index = (a: Action[], k: Action['kind']) => a.findIndex((x) => x.kind === k);
+const holdsKey = (o: Observation) => o.cluster?.leader?.name === o.self.name;
+const cfgOf = (o: Observation) => o.cluster?.config ?? o.fallbackConfig;
+
+describe('decide (properties)', () => {
+  test.prop([observationArb], { numRuns: 3000 })('promotes only with the key, or right after acquiring it', (o) => {
+    const { actions } = decide(o);
+    if (!has(actions, 'promote')) return;
+    const acquired = index(actions, 'acquire');
+    expect(holdsKey(o) || (acquired >= 0 && acquired < index(actions, 'promote'))).toBe(true);
+  });
+
+  test.prop([observationArb], { numRuns: 3000 })('never starts PostgreSQL as primary without holding the key', (o) => {
+    const starts = decide(o).actions.filter((a) => a.kind === 'start' && a.as === 'primary');
+    if (starts.length > 0) expect(holdsKey(o)).toBe(true);
+  });
+
+  test.prop([observationArb], { numRuns: 3000 })('one plan has at most one acquire and one promote', (o) => {
+    const { actions } = decide(o);
+    expect(actions.filter((a) => a.kind === 'acquire').length).toBeLessThanOrEqual(1);
+    expect(actions.filter((a) => a.kind === 'promote').length).toBeLessThanOrEqual(1);
+  });
+
+  test.prop([observationArb], { numRuns: 3000 })('never races for the key as nofailover, lagging or unhealthy', (o) => {
+    const { actions } = decide(o);
+    if (!(has(actions, 'acquire') && has(actions, 'promote'))) return;
+    expect(mayEverPromote(o.self.tags)).toBe(true);
+    expect(o.local.running && o.local.role === 'standby' && o.local.lsn !== null).toBe(true);
+    expect(lagBehind(o.local.lsn ?? 0, o.cluster?.lastLeaderLsn ?? null)).toBeLessThanOrEqual(cfgOf(o).maximum_lag_on_failover);
+  });
+
+  test.prop([observationArb], { numRuns: 3000 })('a holder with nofailover never promotes', (o) => {
+    if (has(decide(o).actions, 'promote')) expect(mayEverPromote(o.self.tags)).toBe(true);
+  });
+
+  test.prop([observationArb], { numRuns: 3000 })('a paused cluster never promotes, demotes, fences, restarts or races', (o) => {
+    fc.pre(cfgOf(o).pause);
+    const { actions } = decide(o);
+    for (const k of ['promote', 'demote', 'fence', 'start', 'rewind', 'acquire', 'release'] as const) expect(has(actions, k)).toBe(false);
+    for (const a of actions) if (a.kind === 'renew') expect(a.fenceOnFailure).toBe(false);
+  });
+
+  // Observations of an initialised member running as primary, not paused, past its lease deadline.
+  const latePrimary = observationArb.map((o): Observation => {
+    const config = { ...cfgOf(o), pause: false };
+    return {
+      ...o,
+      self: { ...o.self, leaseDeadline: o.self.leaseDeadline === null ? null : Math.min(o.self.leaseDeadline, o.now) },
+      local: { ...o.local, dataDir: 'initialized', running: true, role: 'primary', systemId: 'S' },
+      cluster: o.cluster === null ? null : { ...o.cluster, initialize: 'S', config },
+      fallbackConfig: { ...o.fallbackConfig, pause: false },
+    };
+  });
+
+  test.prop([latePrimary], { numRuns: 2000 })('a primary past its lease deadline fences or renews with fencing', (o) => {
+    const first = decide(o).actions[0];
+    const ok = first?.kind === 'fence' || (first?.kind === 'renew' && first.fenceOnFailure);
+    expect(ok, JSON.stringify(decide(o))).toBe(true);
+  });
+
+  test.prop([latePrimary.map((o) => ({ o, other: o.self.name === 'n1' ? 'n2' : 'n1' }))], { numRuns: 2000 })(
+    'a running primary for which another member holds the key is stopped',
+    ({ o, other }) => {
+      fc.pre(o.cluster !== null);
+      const cluster = o.cluster === null ? null : { ...o.cluster, leader: { name: other, revision: '1', lease: '1' } };
+      const withLive = { ...o, cluster, self: { ...o.self, leaseDeadline: o.now + 1000 } };
+      expect(decide({ ...o, cluster }).actions.map((a) => a.kind)).toEqual(['fence']);
+      expect(decide(withLive).actions.map((a) => a.kind)).toEqual(['fence']);
+    },
+  );
+});

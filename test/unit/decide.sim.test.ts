@@ -1,0 +1,153 @@
+// A model of three agents sharing an etcd-like leader key, driven by random schedules of loop
+// runs, clock advances, etcd partitions, PostgreSQL crashes and writes. The leader key behaves
+// like ours: create-if-absent, bound to the holder's lease, gone TTL after the last keepalive
+// etcd received. The fence timer stops a primary at its lease deadline. Invariant: never two
+// running primaries, and every promotion is by the key holder.
+import { describe, expect } from 'vitest';
+import { fc, test } from '@fast-check/vitest';
+import { decide } from '../../src/ha/decide.ts';
+import type { ClusterView, MemberInfo, Observation } from '../../src/ha/types.ts';
+import { defaultTags, dyn, SYSID } from '../support/observations.ts';
+
+const TTL = 3000;
+const MARGIN = 750;
+const cfg = dyn();
+
+interface Node {
+  name: string;
+  partitioned: boolean;
+  running: boolean;
+  role: 'primary' | 'standby';
+  timeline: number;
+  lsn: number;
+  upstream: string | null;
+  leaseRecv: number; // when etcd last received this member's keepalive
+  leaseDeadline: number | null;
+  wasPrimary: boolean;
+}
+
+class World {
+  t = 0;
+  holder: string | null = 'n1';
+  lastLeaderLsn = 0;
+  promotions: string[] = [];
+  nodes: Node[] = ['n1', 'n2', 'n3'].map((name, i) => ({
+    name, partitioned: false, running: true, role: i === 0 ? 'primary' : 'standby', timeline: 1, lsn: 0,
+    upstream: i === 0 ? null : 'n1', leaseRecv: 0, leaseDeadline: TTL - MARGIN, wasPrimary: i === 0,
+  }));
+
+  leaseAlive(n: Node) { return this.t < n.leaseRecv + TTL; }
+  keyHolder(): Node | null {
+    const h = this.nodes.find((n) => n.name === this.holder);
+    return h !== undefined && this.leaseAlive(h) ? h : null;
+  }
+  primaries() { return this.nodes.filter((n) => n.running && n.role === 'primary'); }
+
+  advance(dt: number) {
+    this.t += dt;
+    // The fence timer: a primary whose deadline passed without renewal stops at once.
+    for (const n of this.nodes) if (n.running && n.role === 'primary' && n.leaseDeadline !== null && this.t >= n.leaseDeadline) this.fence(n);
+  }
+  fence(n: Node) { n.running = false; n.wasPrimary = n.wasPrimary || n.role === 'primary'; }
+
+  view(): ClusterView {
+    const holder = this.keyHolder();
+    const members: MemberInfo[] = this.nodes.filter((n) => this.leaseAlive(n)).map((n) => ({
+      name: n.name, role: n.running ? n.role : 'unknown', state: n.running ? 'running' : 'stopped', timeline: n.timeline, lsn: n.lsn,
+      apiUrl: '', conn: '', tags: defaultTags, upstream: n.upstream, pendingRestart: false,
+    }));
+    return { leader: holder === null ? null : { name: holder.name, revision: '1', lease: '1' }, members, initialize: SYSID, config: cfg, lastLeaderLsn: this.lastLeaderLsn };
+  }
+
+  tick(n: Node) {
+    let sentAt: number | null = null;
+    if (!n.partitioned) { sentAt = this.t; n.leaseRecv = this.t; } // the member keepalive of every loop
+    const o: Observation = {
+      now: this.t,
+      self: { name: n.name, tags: defaultTags, leaseDeadline: n.leaseDeadline, startFailures: 0, notStreamingSince: null },
+      local: {
+        dataDir: 'initialized', systemId: SYSID, controlState: n.wasPrimary ? 'primary-crashed' : 'standby', running: n.running, accepting: n.running,
+        role: n.running ? n.role : null, timeline: n.timeline, lsn: n.lsn, streaming: n.running && n.role === 'standby', upstream: n.upstream, pendingRestart: false,
+      },
+      cluster: n.partitioned ? null : this.view(),
+      fallbackConfig: cfg,
+    };
+    for (const a of decide(o).actions) if (!this.apply(n, a, sentAt)) break;
+  }
+
+  apply(n: Node, a: ReturnType<typeof decide>['actions'][number], sentAt: number | null): boolean {
+    const leader = this.keyHolder();
+    switch (a.kind) {
+      case 'fence': case 'demote': this.fence(n); return true;
+      case 'renew':
+        if (sentAt === null || leader?.name !== n.name) { if (a.fenceOnFailure) this.fence(n); return false; }
+        n.leaseDeadline = sentAt + TTL - MARGIN; return true;
+      case 'acquire':
+        if (sentAt === null || leader !== null) return false;
+        this.holder = n.name; n.leaseDeadline = sentAt + TTL - MARGIN; return true;
+      case 'release': if (leader?.name === n.name) this.holder = null; return true;
+      case 'promote':
+        expect(this.keyHolder()?.name).toBe(n.name);
+        if (!n.running || n.role !== 'standby') return false;
+        n.role = 'primary'; n.timeline += 1; n.upstream = null; n.wasPrimary = true; this.promotions.push(n.name); return true;
+      case 'start':
+        if (a.as === 'primary') expect(leader?.name).toBe(n.name);
+        n.running = true; n.role = a.as; n.upstream = a.upstream; if (a.as === 'standby') n.wasPrimary = false; return true;
+      case 'rewind': {
+        const src = this.nodes.find((x) => x.name === a.from);
+        if (src === undefined) return false;
+        n.running = true; n.role = 'standby'; n.timeline = src.timeline; n.lsn = Math.min(n.lsn, src.lsn); n.upstream = src.name; n.wasPrimary = false; return true;
+      }
+      case 'follow': n.upstream = a.upstream; return true;
+      case 'publish_leader_lsn': this.lastLeaderLsn = n.lsn; return true;
+      default: return true;
+    }
+  }
+
+  write(k: number) {
+    for (const p of this.primaries()) {
+      p.lsn += k;
+      for (const s of this.nodes) if (s.running && s.role === 'standby' && s.upstream === p.name && s.timeline <= p.timeline && !s.partitioned) { s.lsn = p.lsn; s.timeline = p.timeline; }
+    }
+  }
+}
+
+type Cmd = { k: 'tick'; i: number } | { k: 'advance'; ms: number } | { k: 'partition'; i: number } | { k: 'heal'; i: number } | { k: 'crash'; i: number } | { k: 'write'; n: number };
+const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
+  { arbitrary: fc.record({ k: fc.constant('tick' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 6 },
+  { arbitrary: fc.record({ k: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 2500 }) }), weight: 4 },
+  { arbitrary: fc.record({ k: fc.constant('partition' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
+  { arbitrary: fc.record({ k: fc.constant('heal' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
+  { arbitrary: fc.record({ k: fc.constant('crash' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
+  { arbitrary: fc.record({ k: fc.constant('write' as const), n: fc.integer({ min: 1, max: 100 }) }), weight: 2 },
+);
+
+describe('three agents over a shared leader key (model)', () => {
+  test.prop([fc.array(cmdArb, { minLength: 10, maxLength: 200 })], { numRuns: 400 })('never two running primaries', (cmds) => {
+    const w = new World();
+    for (const c of cmds) {
+      const node = 'i' in c ? w.nodes[c.i] : undefined;
+      if (c.k === 'tick' && node) w.tick(node);
+      else if (c.k === 'advance') w.advance(c.ms);
+      else if (c.k === 'partition' && node) node.partitioned = true;
+      else if (c.k === 'heal' && node) node.partitioned = false;
+      else if (c.k === 'crash' && node) node.running = false;
+      else if (c.k === 'write') w.write(c.n);
+      expect(w.primaries().length, `t=${w.t} after ${JSON.stringify(c)}`).toBeLessThanOrEqual(1);
+    }
+  });
+
+  test('a crashed primary is replaced once its lease expires, and the old one rejoins as standby', () => {
+    const w = new World();
+    const [n1, n2, n3] = w.nodes as [Node, Node, Node];
+    for (let i = 0; i < 3; i++) { w.tick(n1); w.tick(n2); w.tick(n3); w.advance(500); }
+    n1.running = false; n1.partitioned = true; // the host is gone: no renewals, no PostgreSQL
+    for (let i = 0; i < 12; i++) { w.tick(n2); w.tick(n3); w.advance(500); }
+    expect(w.promotions).toEqual(['n2']);
+    expect(w.primaries().map((n) => n.name)).toEqual(['n2']);
+    expect(n3.upstream).toBe('n2');
+    n1.partitioned = false;
+    for (let i = 0; i < 3; i++) { w.tick(n1); w.tick(n2); w.tick(n3); w.advance(500); }
+    expect(n1.running && n1.role === 'standby' && n1.upstream === 'n2').toBe(true);
+  });
+});

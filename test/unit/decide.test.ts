@@ -1,0 +1,77 @@
+// Table-driven cases of the HA decision: one row per rule in src/ha/decide.ts.
+import { describe, expect, it } from 'vitest';
+import { decide, MAX_START_FAILURES, REWIND_AFTER_MS } from '../../src/ha/decide.ts';
+import type { Action } from '../../src/ha/types.ts';
+import { clusterView, defaultTags, dyn, member, obs } from '../support/observations.ts';
+
+const kinds = (a: Action[]) => a.map((x) => x.kind);
+const noLeader = (over = {}) => clusterView({ leader: null, ...over });
+
+const cases: Array<{ name: string; o: ReturnType<typeof obs>; expect: string[] }> = [
+  { name: 'etcd down, standby: wait', o: obs({ cluster: null }), expect: [] },
+  { name: 'etcd down, primary with live lease: keep running', o: obs({ cluster: null, local: { role: 'primary' } }), expect: [] },
+  { name: 'etcd down, primary past deadline: fence', o: obs({ cluster: null, now: 13_000, local: { role: 'primary' } }), expect: ['fence'] },
+  { name: 'no initialize key, empty: bootstrap', o: obs({ local: { dataDir: 'empty', running: false }, cluster: noLeader({ initialize: null }) }), expect: ['bootstrap'] },
+  { name: 'no initialize key, nofailover: wait', o: obs({ self: { tags: { ...defaultTags, nofailover: true } }, local: { dataDir: 'empty', running: false }, cluster: noLeader({ initialize: null }) }), expect: [] },
+  { name: 'no initialize key, data present: adopt', o: obs({ cluster: noLeader({ initialize: null }) }), expect: ['adopt_cluster'] },
+  { name: 'claimed initialize: wait', o: obs({ local: { dataDir: 'empty', running: false }, cluster: noLeader({ initialize: 'claim:n1' }) }), expect: [] },
+  { name: 'empty data, running leader: clone', o: obs({ local: { dataDir: 'empty', running: false } }), expect: ['clone'] },
+  { name: 'empty data, no leader: wait', o: obs({ local: { dataDir: 'empty', running: false }, cluster: noLeader() }), expect: [] },
+  { name: 'foreign system id: refuse', o: obs({ local: { systemId: '42' } }), expect: [] },
+  { name: 'leader running primary: renew, publish, slots', o: obs({ self: { name: 'n1' }, local: { role: 'primary' } }), expect: ['renew', 'publish_leader_lsn', 'ensure_slots'] },
+  { name: 'leader without slots', o: obs({ self: { name: 'n1' }, local: { role: 'primary' }, cluster: clusterView({ config: dyn({ postgresql: { use_slots: false, use_pg_rewind: true, parameters: {} } }) }) }), expect: ['renew', 'publish_leader_lsn'] },
+  { name: 'leader standby: promote', o: obs({ self: { name: 'n1' } }), expect: ['renew', 'promote'] },
+  { name: 'leader standby, paused: renew only', o: obs({ self: { name: 'n1' }, cluster: clusterView({ config: dyn({ pause: true }) }) }), expect: ['renew'] },
+  { name: 'leader down: restart in place', o: obs({ self: { name: 'n1' }, local: { running: false, role: null, controlState: 'primary-crashed' } }), expect: ['renew', 'start'] },
+  { name: 'leader down too often: release', o: obs({ self: { name: 'n1', startFailures: MAX_START_FAILURES }, local: { running: false, role: null, controlState: 'primary-crashed' } }), expect: ['release'] },
+  { name: 'leader down, paused: renew only', o: obs({ self: { name: 'n1' }, local: { running: false, role: null }, cluster: clusterView({ config: dyn({ pause: true }) }) }), expect: ['renew'] },
+  { name: 'follower running primary: fence', o: obs({ local: { role: 'primary' } }), expect: ['fence'] },
+  { name: 'follower running primary, paused: nothing', o: obs({ local: { role: 'primary' }, cluster: clusterView({ config: dyn({ pause: true }) }) }), expect: [] },
+  { name: 'standby following old leader: follow', o: obs({ local: { upstream: 'n3' } }), expect: ['follow'] },
+  { name: 'standby streaming: nothing', o: obs(), expect: [] },
+  { name: 'standby stuck on old timeline: rewind', o: obs({ local: { streaming: false }, self: { notStreamingSince: 10_000 - REWIND_AFTER_MS }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running', timeline: 2 })] }) }), expect: ['rewind'] },
+  { name: 'standby briefly not streaming: wait', o: obs({ local: { streaming: false }, self: { notStreamingSince: 9_000 }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running', timeline: 2 })] }) }), expect: [] },
+  { name: 'down former primary: rewind', o: obs({ local: { running: false, role: null, controlState: 'primary-clean' } }), expect: ['rewind'] },
+  { name: 'down former primary without rewind: start standby', o: obs({ local: { running: false, role: null, controlState: 'primary-crashed' }, cluster: clusterView({ config: dyn({ postgresql: { use_pg_rewind: false, use_slots: true, parameters: {} } }) }) }), expect: ['start'] },
+  { name: 'down standby: start as standby', o: obs({ local: { running: false, role: null } }), expect: ['start'] },
+  { name: 'no leader, best standby: acquire and promote', o: obs({ local: { lsn: 2000 }, cluster: noLeader() }), expect: ['acquire', 'promote'] },
+  { name: 'no leader, better peer: wait', o: obs({ cluster: noLeader({ members: [member('n3', { lsn: 5000 })] }) }), expect: [] },
+  { name: 'no leader, equal lsn, higher priority peer: wait', o: obs({ cluster: noLeader({ members: [member('n3', { tags: { ...defaultTags, failover_priority: 2 } })] }) }), expect: [] },
+  { name: 'no leader, equal lsn and priority: smaller name wins', o: obs({ cluster: noLeader({ members: [member('n3')] }) }), expect: ['acquire', 'promote'] },
+  { name: 'no leader, peer nofailover ahead: we race', o: obs({ cluster: noLeader({ members: [member('n3', { lsn: 9000, tags: { ...defaultTags, nofailover: true } })] }) }), expect: ['acquire', 'promote'] },
+  { name: 'no leader, we are lagging: wait', o: obs({ local: { lsn: 0 }, cluster: noLeader({ lastLeaderLsn: 5_000_000 }) }), expect: [] },
+  { name: 'no leader, nofailover: wait', o: obs({ self: { tags: { ...defaultTags, nofailover: true } }, cluster: noLeader() }), expect: [] },
+  { name: 'no leader, priority 0: wait', o: obs({ self: { tags: { ...defaultTags, failover_priority: 0 } }, cluster: noLeader() }), expect: [] },
+  { name: 'no leader, paused: wait', o: obs({ cluster: noLeader({ config: dyn({ pause: true }) }) }), expect: [] },
+  { name: 'no leader, primary with live lease: take the key back', o: obs({ local: { role: 'primary' }, cluster: noLeader() }), expect: ['acquire', 'renew'] },
+  { name: 'no leader, primary with expired lease: fence', o: obs({ now: 20_000, local: { role: 'primary' }, cluster: noLeader() }), expect: ['fence'] },
+  { name: 'no leader, down: start as standby', o: obs({ local: { running: false, role: null, controlState: 'primary-crashed' }, cluster: noLeader() }), expect: ['start'] },
+];
+
+describe('decide (table)', () => {
+  it.each(cases)('$name', ({ o, expect: want }) => {
+    const p = decide(o);
+    expect(kinds(p.actions), p.reason).toEqual(want);
+    expect(p.reason.length).toBeGreaterThan(0);
+  });
+
+  it('starts a former primary as a standby of the leader, never as primary', () => {
+    const p = decide(obs({ local: { running: false, role: null, controlState: 'standby' } }));
+    expect(p.actions).toEqual([{ kind: 'start', as: 'standby', upstream: 'n1' }]);
+  });
+
+  it('leader renew asks for fencing on failure only when the deadline has passed', () => {
+    const live = decide(obs({ self: { name: 'n1' }, local: { role: 'primary' } }));
+    expect(live.actions[0]).toEqual({ kind: 'renew', fenceOnFailure: false });
+    const late = decide(obs({ now: 12_000, self: { name: 'n1' }, local: { role: 'primary' } }));
+    expect(late.actions[0]).toEqual({ kind: 'renew', fenceOnFailure: true });
+  });
+
+  it('clones from a clonefrom standby when there is one', () => {
+    const p = decide(obs({
+      local: { dataDir: 'empty', running: false },
+      cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running' }), member('n3', { tags: { ...defaultTags, clonefrom: true } })] }),
+    }));
+    expect(p.actions).toEqual([{ kind: 'clone', from: 'n3' }]);
+  });
+});
