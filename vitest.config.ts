@@ -2,6 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
+    teardownTimeout: 60_000,
     projects: [
       { test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
       {
@@ -14,7 +15,6 @@ export default defineConfig({
           // A test starts etcd, three PostgreSQL servers and three agents: a minute is the honest upper bound.
           testTimeout: 120_000,
           hookTimeout: 120_000,
-          teardownTimeout: 60_000,
         },
       },
     ],

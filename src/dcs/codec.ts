@@ -1,0 +1,43 @@
+// Schemas of every value read from etcd: nothing another process wrote is trusted unchecked.
+import { z } from 'zod';
+import { dynamicConfigSchema } from '../config/schema.ts';
+import type { HistoryEntry } from './types.ts';
+import type { MemberInfo } from '../ha/types.ts';
+
+const tags = z.object({
+  nofailover: z.boolean(), noloadbalance: z.boolean(), clonefrom: z.boolean(), nosync: z.boolean(),
+  failover_priority: z.number().int().min(0),
+});
+
+export const memberInfoSchema: z.ZodType<MemberInfo> = z.object({
+  name: z.string().min(1),
+  role: z.enum(['primary', 'standby', 'unknown']),
+  state: z.enum(['running', 'streaming', 'starting', 'stopped', 'crashed', 'rewinding', 'cloning', 'bootstrapping', 'fenced']),
+  timeline: z.number().int().nullable(),
+  lsn: z.number().nullable(),
+  apiUrl: z.string(),
+  conn: z.string(),
+  tags,
+  upstream: z.string().nullable(),
+  pendingRestart: z.boolean(),
+});
+
+export const historySchema: z.ZodType<HistoryEntry[]> = z.array(z.object({
+  timeline: z.number().int(), lsn: z.string(), reason: z.string(), time: z.string(), leader: z.string(),
+}));
+
+export const statusSchema = z.object({ lsn: z.number(), timeline: z.number().int().optional() });
+
+export { dynamicConfigSchema };
+
+/** Parse JSON text against a schema; null when it does not fit. */
+export function decode<T>(schema: z.ZodType<T>, text: string): { ok: true; value: T } | { ok: false; error: string } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, error: `not JSON: ${(err as Error).message}` };
+  }
+  const r = schema.safeParse(raw);
+  return r.success ? { ok: true, value: r.data } : { ok: false, error: r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
+}

@@ -1,0 +1,310 @@
+// The DCS over etcd v3 (npm etcd3). Our own leader-key code: create-if-absent and
+// compare-and-set transactions on a key bound to our lease, `keepaliveOnce` driven by the HA loop,
+// and a deadline on every call. See ../../docs/architecture.md for why not etcd3's Election API.
+import { performance } from 'node:perf_hooks';
+import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type Lease, type IOptions } from 'etcd3';
+import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
+import type { DynamicConfig } from '../config/schema.ts';
+import { PgHaError } from '../errors.ts';
+import type { ClusterView, Lsn, MemberInfo } from '../ha/types.ts';
+import { decode, dynamicConfigSchema, historySchema, memberInfoSchema, statusSchema } from './codec.ts';
+import { clusterKeys, type Keys } from './keys.ts';
+import type { Dcs, HistoryEntry, KeepaliveResult } from './types.ts';
+
+export interface EtcdDcsOptions {
+  hosts: string[];
+  namespace: string;
+  scope: string;
+  /** This agent's member name; absent for a read-only client (pghactl). */
+  member?: string;
+  /** Lease TTL, seconds. */
+  ttl: number;
+  /** Deadline of each unary call, ms. */
+  callTimeoutMs: number;
+  auth?: { username: string; password: string };
+  onWarning?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+/** Map an etcd3/gRPC failure to our codes; deadline and connection problems are retryable. */
+export function dcsError(err: unknown, what: string): PgHaError {
+  if (err instanceof PgHaError) return err;
+  const name = err instanceof Error ? err.constructor.name : '';
+  const msg = err instanceof Error ? err.message : String(err);
+  if (name === 'GRPCDeadlineExceededError') return new PgHaError('PGHA_DCS_TIMEOUT', `${what}: etcd did not answer in time`, { cause: err, retryable: true });
+  return new PgHaError('PGHA_DCS_UNAVAILABLE', `${what}: ${msg}`, { cause: err, retryable: true });
+}
+
+export class EtcdDcs implements Dcs {
+  readonly keys: Keys;
+  readonly client: Etcd3;
+  readonly #o: EtcdDcsOptions;
+  #lease: Lease | null = null;
+  #leaseId: string | null = null;
+  #watchers = new Set<() => void>();
+
+  constructor(o: EtcdDcsOptions) {
+    this.#o = o;
+    this.keys = clusterKeys(o.namespace, o.scope);
+    const opts: IOptions = {
+      hosts: o.hosts.map((h) => (h.includes('://') ? h : `http://${h}`)),
+      // Every unary call gets a deadline: without one a call to a frozen etcd hangs forever.
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + o.callTimeoutMs }),
+      // No per-host circuit breaker (it keeps failing for 5 s after etcd is back); one quick
+      // retry of recoverable errors, 50 ms apart, still inside the loop's budget.
+      faultHandling: { host: () => noop, global: retry(handleWhen(isRecoverableError), { maxAttempts: 1, backoff: new ConstantBackoff(50) }) },
+      ...(o.auth ? { auth: o.auth } : {}),
+    };
+    this.client = new Etcd3(opts);
+  }
+
+  get leaseId(): string | null {
+    return this.#leaseId;
+  }
+
+  #name(): string {
+    if (this.#o.member === undefined) throw new PgHaError('PGHA_CLI_USAGE', 'read-only etcd client cannot write member state');
+    return this.#o.member;
+  }
+
+  async #call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw dcsError(err, what);
+    }
+  }
+
+  async readCluster(fallback: DynamicConfig): Promise<ClusterView> {
+    const res = await this.#call('read cluster', () => this.client.getAll().prefix(this.keys.prefix).exec());
+    const view: ClusterView = { leader: null, members: [], initialize: null, config: fallback, lastLeaderLsn: null };
+    for (const kv of res.kvs) {
+      const key = kv.key.toString();
+      const value = kv.value.toString();
+      if (key === this.keys.leader) view.leader = { name: value, revision: kv.mod_revision, lease: kv.lease };
+      else if (key === this.keys.initialize) view.initialize = value;
+      else if (key === this.keys.config) {
+        const c = decode(dynamicConfigSchema, value);
+        if (c.ok) view.config = c.value;
+        else this.#o.onWarning?.('ignoring invalid /config in etcd', { error: c.error });
+      } else if (key === this.keys.status) {
+        const s = decode(statusSchema, value);
+        if (s.ok) view.lastLeaderLsn = s.value.lsn;
+      } else if (key.startsWith(this.keys.membersPrefix)) {
+        const m = decode(memberInfoSchema, value);
+        if (m.ok) view.members.push(m.value);
+        else this.#o.onWarning?.('ignoring invalid member key', { key, error: m.error });
+      }
+    }
+    view.members.sort((a, b) => (a.name < b.name ? -1 : 1));
+    return view;
+  }
+
+  /** The lease object; a fresh one (granted on first use) after etcd forgot or refused the old. */
+  #currentLease(): Lease {
+    if (this.#lease === null) {
+      this.#lease = this.client.lease(this.#o.ttl, { autoKeepAlive: false });
+      this.#lease.on('lost', () => undefined); // we detect loss ourselves; never crash on this event
+      this.#leaseId = null;
+    }
+    return this.#lease;
+  }
+
+  #dropLease(): void {
+    this.#lease?.release();
+    this.#lease = null;
+    this.#leaseId = null;
+  }
+
+  async keepalive(): Promise<KeepaliveResult> {
+    try {
+      return await this.#keepaliveOnce();
+    } catch (err) {
+      // etcd forgot our lease (it expired while we could not renew): grant a fresh one at once.
+      if (err instanceof PgHaError && err.cause instanceof EtcdLeaseInvalidError) return this.#keepaliveOnce();
+      throw err;
+    }
+  }
+
+  async #keepaliveOnce(): Promise<KeepaliveResult> {
+    const lease = this.#currentLease();
+    const sentAt = performance.now();
+    try {
+      const fresh = this.#leaseId === null;
+      const id = await this.#withDeadline(lease.grant(), 'grant lease');
+      const res = fresh ? { TTL: String(this.#o.ttl) } : await lease.keepaliveOnce({ deadline: Date.now() + this.#o.callTimeoutMs });
+      this.#leaseId = id;
+      return { sentAt, ttl: Number(res.TTL) };
+    } catch (err) {
+      this.#dropLease(); // expired, never granted, or the connection broke: start over next time
+      throw dcsError(err, 'keepalive');
+    }
+  }
+
+  /** lease.grant() has no deadline of its own when the grant RPC is stuck. */
+  async #withDeadline<T>(p: Promise<T>, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new PgHaError('PGHA_DCS_TIMEOUT', `${what}: etcd did not answer in time`, { retryable: true })), this.#o.callTimeoutMs);
+    });
+    try {
+      return await Promise.race([p, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async acquireLeader(): Promise<boolean> {
+    const name = this.#name();
+    const id = this.#leaseId;
+    if (id === null) return false;
+    const r = await this.#call('acquire leader', () =>
+      this.client.if(this.keys.leader, 'Version', '==', 0)
+        .then(this.client.put(this.keys.leader).value(name).lease(id))
+        .else(this.client.get(this.keys.leader))
+        .commit());
+    if (r.succeeded) return true;
+    const holder = r.responses[0]?.response_range?.kvs[0];
+    if (holder === undefined || holder.value.toString() !== name) return false;
+    if (holder.lease === id) return true; // a retried request that had committed
+    // The key names us but sits on an older lease: this agent restarted while its key lived.
+    // Move the key to our lease by compare-and-set on its revision; it was ours by name.
+    const moved = await this.#call('adopt leader key', () =>
+      this.client.if(this.keys.leader, 'Mod', '==', holder.mod_revision)
+        .then(this.client.put(this.keys.leader).value(name).lease(id))
+        .commit());
+    return moved.succeeded;
+  }
+
+  async renewLeader(): Promise<KeepaliveResult> {
+    const name = this.#name();
+    const ka = await this.keepalive();
+    const id = this.#leaseId;
+    const r = await this.#call('check leader key', () =>
+      this.client.if(this.keys.leader, 'Value', '==', name).and(this.keys.leader, 'Lease', '==', id ?? '0')
+        .then(this.client.get(this.keys.leader)).commit());
+    if (!r.succeeded) throw new PgHaError('PGHA_LEASE_LOST', 'the leader key no longer holds our name and lease');
+    return ka;
+  }
+
+  async releaseLeader(): Promise<void> {
+    const name = this.#name();
+    await this.#call('release leader', () =>
+      this.client.if(this.keys.leader, 'Value', '==', name).then(this.client.delete().key(this.keys.leader)).commit());
+  }
+
+  async publishMember(info: MemberInfo): Promise<void> {
+    const id = this.#leaseId;
+    if (id === null) throw new PgHaError('PGHA_DCS_UNAVAILABLE', 'no lease yet', { retryable: true });
+    await this.#call('publish member', () => this.client.put(this.keys.member(this.#name())).value(JSON.stringify(info)).lease(id).exec());
+  }
+
+  async deleteMember(): Promise<void> {
+    await this.#call('delete member', () => this.client.delete().key(this.keys.member(this.#name())).exec());
+  }
+
+  async claimInitialize(): Promise<boolean> {
+    const claim = `claim:${this.#name()}`;
+    const id = this.#leaseId;
+    if (id === null) return false;
+    const r = await this.#call('claim initialize', () =>
+      this.client.if(this.keys.initialize, 'Version', '==', 0)
+        .then(this.client.put(this.keys.initialize).value(claim).lease(id))
+        .else(this.client.get(this.keys.initialize))
+        .commit());
+    return r.succeeded || r.responses[0]?.response_range?.kvs[0]?.value.toString() === claim;
+  }
+
+  async setInitialize(systemId: string): Promise<void> {
+    const r = await this.#call('set initialize', () =>
+      this.client.if(this.keys.initialize, 'Value', '==', `claim:${this.#name()}`)
+        .then(this.client.put(this.keys.initialize).value(systemId)).commit());
+    if (!r.succeeded) throw new PgHaError('PGHA_DCS_CONFLICT', 'our initialize claim is gone');
+  }
+
+  async abandonInitialize(): Promise<void> {
+    await this.#call('abandon initialize', () =>
+      this.client.if(this.keys.initialize, 'Value', '==', `claim:${this.#name()}`)
+        .then(this.client.delete().key(this.keys.initialize)).commit());
+  }
+
+  async writeConfigIfAbsent(config: DynamicConfig): Promise<void> {
+    await this.#call('write config', () =>
+      this.client.if(this.keys.config, 'Version', '==', 0).then(this.client.put(this.keys.config).value(JSON.stringify(config))).commit());
+  }
+
+  async writeLeaderLsn(lsn: Lsn): Promise<void> {
+    await this.#call('write status', () => this.client.put(this.keys.status).value(JSON.stringify({ lsn })).exec());
+  }
+
+  /** Read a JSON key with its mod revision ("0" when absent). */
+  async getJson(key: string): Promise<{ value: unknown; modRevision: string }> {
+    const r = await this.#call(`read ${key}`, () => this.client.get(key).exec());
+    const kv = r.kvs[0];
+    if (kv === undefined) return { value: undefined, modRevision: '0' };
+    try {
+      return { value: JSON.parse(kv.value.toString()), modRevision: kv.mod_revision };
+    } catch {
+      throw new PgHaError('PGHA_DCS_BAD_VALUE', `${key} does not hold JSON`);
+    }
+  }
+
+  /** Put `value` only if the key is still at `modRevision` ("0": only if absent). */
+  async putJsonIfRevision(key: string, value: unknown, modRevision: string): Promise<boolean> {
+    const cmp = modRevision === '0' ? this.client.if(key, 'Version', '==', 0) : this.client.if(key, 'Mod', '==', modRevision);
+    const r = await this.#call(`write ${key}`, () => cmp.then(this.client.put(key).value(JSON.stringify(value))).commit());
+    return r.succeeded;
+  }
+
+  async appendHistory(entry: HistoryEntry): Promise<void> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const cur = await this.getJson(this.keys.history);
+      const list = cur.value === undefined ? [] : historySchema.parse(cur.value);
+      if (await this.putJsonIfRevision(this.keys.history, [...list, entry], cur.modRevision)) return;
+    }
+    throw new PgHaError('PGHA_DCS_CONFLICT', 'history kept changing under us');
+  }
+
+  async readHistory(): Promise<HistoryEntry[]> {
+    const cur = await this.getJson(this.keys.history);
+    return cur.value === undefined ? [] : historySchema.parse(cur.value);
+  }
+
+  async watchLeader(onChange: (holder: string | null) => void): Promise<() => void> {
+    let stopped = false;
+    let watcher: Awaited<ReturnType<ReturnType<Etcd3['watch']>['create']>> | null = null;
+    const open = async (): Promise<void> => {
+      while (!stopped) {
+        try {
+          const w = await this.client.watch().key(this.keys.leader).create();
+          watcher = w;
+          w.on('put', (kv) => onChange(kv.value.toString()));
+          w.on('delete', () => onChange(null));
+          w.on('connected', () => onChange(null)); // (re)connected: make the loop look again
+          w.on('error', () => undefined);
+          return;
+        } catch {
+          // etcd unreachable: the loop still polls every loop_wait; retry the watch after 1 s.
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
+    };
+    await Promise.race([open(), new Promise((r) => setTimeout(r, this.#o.callTimeoutMs))]);
+    const stop = () => {
+      stopped = true;
+      void watcher?.cancel().catch(() => undefined);
+      this.#watchers.delete(stop);
+    };
+    this.#watchers.add(stop);
+    return stop;
+  }
+
+  async close(): Promise<void> {
+    for (const stop of [...this.#watchers]) stop();
+    this.#lease?.release();
+    this.client.close();
+  }
+}
+
+export async function createEtcdDcs(o: EtcdDcsOptions): Promise<EtcdDcs> {
+  return new EtcdDcs(o);
+}

@@ -1,0 +1,32 @@
+// Key layout of one cluster in etcd, under <namespace>/<scope>/ (Patroni's layout, so the
+// shapes are familiar): leader, members/<name>, initialize, config, history, status, failover, sync.
+
+export interface Keys {
+  prefix: string;
+  leader: string;
+  membersPrefix: string;
+  member(name: string): string;
+  initialize: string;
+  config: string;
+  history: string;
+  status: string;
+  failover: string;
+  sync: string;
+}
+
+export function clusterKeys(namespace: string, scope: string): Keys {
+  const ns = namespace.replace(/\/+$/, '');
+  const prefix = `${ns.startsWith('/') ? ns : `/${ns}`}/${scope}/`;
+  return {
+    prefix,
+    leader: `${prefix}leader`,
+    membersPrefix: `${prefix}members/`,
+    member: (name) => `${prefix}members/${name}`,
+    initialize: `${prefix}initialize`,
+    config: `${prefix}config`,
+    history: `${prefix}history`,
+    status: `${prefix}status`,
+    failover: `${prefix}failover`,
+    sync: `${prefix}sync`,
+  };
+}

@@ -1,0 +1,160 @@
+// The etcd layer against a real etcd: races for the leader key and /initialize, lease expiry,
+// compare-and-set history, the watch, and call deadlines while etcd is frozen.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dynamicConfigSchema } from '../../src/config/schema.ts';
+import { createEtcdDcs, type EtcdDcs } from '../../src/dcs/etcd.ts';
+import { isPgHaError } from '../../src/errors.ts';
+import type { MemberInfo } from '../../src/ha/types.ts';
+import { startEtcd, type EtcdHandle } from '../support/etcd.ts';
+
+const TTL = 2;
+let etcd: EtcdHandle;
+const clients: EtcdDcs[] = [];
+let scopeN = 0;
+const fallback = dynamicConfigSchema.parse({});
+
+async function dcs(member: string | undefined, scope: string): Promise<EtcdDcs> {
+  const d = await createEtcdDcs({ hosts: [etcd.endpoint], namespace: '/t', scope, ttl: TTL, callTimeoutMs: 1000, ...(member ? { member } : {}) });
+  clients.push(d);
+  return d;
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const info = (name: string): MemberInfo => ({
+  name, role: 'standby', state: 'streaming', timeline: 1, lsn: 5, apiUrl: 'http://x', conn: 'x:1',
+  tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, failover_priority: 1 }, upstream: null, pendingRestart: false,
+});
+
+beforeAll(async () => { etcd = await startEtcd({ clientPort: 23791, peerPort: 23792 }); });
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
+  await etcd.stop();
+});
+
+describe('etcd DCS', () => {
+  it('gives the leader key to exactly one of two racing members, every time', async () => {
+    for (let round = 0; round < 10; round++) {
+      const scope = `race${scopeN++}`;
+      const [a, b] = await Promise.all([dcs('a', scope), dcs('b', scope)]);
+      await Promise.all([a.keepalive(), b.keepalive()]);
+      const won = await Promise.all([a.acquireLeader(), b.acquireLeader()]);
+      expect(won.filter(Boolean)).toHaveLength(1);
+      const view = await a.readCluster(fallback);
+      expect(view.leader?.name).toBe(won[0] ? 'a' : 'b');
+    }
+  });
+
+  it('keeps the key while renewing, loses it one TTL after renewals stop, and then the other member can take it', async () => {
+    const scope = `ttl${scopeN++}`;
+    const [a, b] = await Promise.all([dcs('a', scope), dcs('b', scope)]);
+    await a.keepalive(); await b.keepalive();
+    expect(await a.acquireLeader()).toBe(true);
+    let last = 0;
+    for (let i = 0; i < 8; i++) { last = (await a.renewLeader()).sentAt; await sleep(500); } // 4 s = two TTLs
+    expect((await b.readCluster(fallback)).leader?.name).toBe('a');
+    // stop renewing: the key must survive until at least sentAt + TTL (our fence rule's premise)
+    let goneAt = 0;
+    for (;;) {
+      const v = await b.readCluster(fallback);
+      if (v.leader === null) { goneAt = performance.now(); break; }
+      await b.keepalive();
+      await sleep(50);
+    }
+    expect(goneAt).toBeGreaterThanOrEqual(last + TTL * 1000 - 50);
+    expect(await b.acquireLeader()).toBe(true);
+    await expect(a.renewLeader()).rejects.toSatisfy((e: unknown) => isPgHaError(e, 'PGHA_LEASE_LOST'));
+  });
+
+  it('releases only its own key', async () => {
+    const scope = `rel${scopeN++}`;
+    const [a, b] = await Promise.all([dcs('a', scope), dcs('b', scope)]);
+    await a.keepalive(); await b.keepalive();
+    expect(await a.acquireLeader()).toBe(true);
+    await b.releaseLeader();
+    expect((await a.readCluster(fallback)).leader?.name).toBe('a');
+    await a.releaseLeader();
+    expect((await a.readCluster(fallback)).leader).toBeNull();
+  });
+
+  it('lets exactly one of three racing members claim /initialize; an abandoned claim expires, a system id stays', async () => {
+    const scope = `init${scopeN++}`;
+    const ms = await Promise.all(['a', 'b', 'c'].map((n) => dcs(n, scope)));
+    await Promise.all(ms.map((m) => m.keepalive()));
+    const won = await Promise.all(ms.map((m) => m.claimInitialize()));
+    expect(won.filter(Boolean)).toHaveLength(1);
+    const winner = ms[won.indexOf(true)];
+    if (winner === undefined) throw new Error('no winner');
+    await winner.close(); // dies without setInitialize: its claim must expire with its lease
+    await sleep(TTL * 1000 + 700);
+    const ro = await dcs(undefined, scope);
+    expect((await ro.readCluster(fallback)).initialize).toBeNull();
+    const next = ms.find((m) => m !== winner);
+    if (next === undefined) throw new Error('no member');
+    await next.keepalive();
+    expect(await next.claimInitialize()).toBe(true);
+    await next.setInitialize('7001');
+    await next.close();
+    await sleep(TTL * 1000 + 700);
+    expect((await ro.readCluster(fallback)).initialize).toBe('7001');
+  });
+
+  it('reads members and config, skipping a malformed member key', async () => {
+    const scope = `read${scopeN++}`;
+    const warnings: string[] = [];
+    const a = await createEtcdDcs({ hosts: [etcd.endpoint], namespace: '/t', scope, member: 'a', ttl: TTL, callTimeoutMs: 1000, onWarning: (m) => warnings.push(m) });
+    clients.push(a);
+    await a.keepalive();
+    await a.publishMember(info('a'));
+    await a.client.put(`/t/${scope}/members/bad`).value('{"name":1}').exec();
+    let view = await a.readCluster(fallback);
+    expect(view.members.map((m) => m.name)).toEqual(['a']);
+    expect(view.config.ttl).toBe(fallback.ttl);
+    expect(warnings.join()).toMatch(/invalid member/);
+    await a.writeConfigIfAbsent({ ...fallback, ttl: 9, loop_wait: 1 });
+    await a.writeConfigIfAbsent({ ...fallback, ttl: 20 }); // second write must not overwrite
+    view = await a.readCluster(fallback);
+    expect(view.config.ttl).toBe(9);
+  });
+
+  it('appends history from two concurrent writers without losing an entry', async () => {
+    const scope = `hist${scopeN++}`;
+    const [a, b] = await Promise.all([dcs('a', scope), dcs('b', scope)]);
+    const entry = (tl: number, leader: string) => ({ timeline: tl, lsn: '0/1', reason: 'test', time: new Date().toISOString(), leader });
+    await Promise.all([a.appendHistory(entry(2, 'a')), b.appendHistory(entry(3, 'b')), a.appendHistory(entry(4, 'a'))]);
+    expect((await a.readHistory()).map((h) => h.timeline).sort()).toEqual([2, 3, 4]);
+  });
+
+  it('tells a watcher of the key deletion within moments', async () => {
+    const scope = `watch${scopeN++}`;
+    const a = await dcs('a', scope);
+    await a.keepalive();
+    expect(await a.acquireLeader()).toBe(true);
+    let seenAt = 0;
+    const stop = await a.watchLeader((holder) => { if (holder === null && seenAt === 0) seenAt = performance.now(); });
+    await sleep(200);
+    seenAt = 0;
+    const t0 = performance.now();
+    await a.releaseLeader();
+    for (let i = 0; i < 50 && seenAt === 0; i++) await sleep(10);
+    stop();
+    expect(seenAt).toBeGreaterThan(0);
+    expect(seenAt - t0).toBeLessThan(300);
+  });
+
+  it('fails a call within its deadline while etcd is frozen', async () => {
+    const a = await dcs('a', `frozen${scopeN++}`);
+    await a.keepalive();
+    etcd.pause();
+    try {
+      const t0 = performance.now();
+      const err = await a.readCluster(fallback).then(() => null, (e: unknown) => e);
+      expect(isPgHaError(err, 'PGHA_DCS_TIMEOUT') || isPgHaError(err, 'PGHA_DCS_UNAVAILABLE')).toBe(true);
+      expect(performance.now() - t0).toBeLessThan(1000 * 2 + 500); // one try plus one retry
+      const err2 = await a.keepalive().then(() => null, (e: unknown) => e);
+      expect(err2).not.toBeNull();
+    } finally {
+      etcd.resume();
+    }
+    await sleep(300);
+    await a.keepalive();
+  });
+});
