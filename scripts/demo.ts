@@ -1,0 +1,132 @@
+// `npm run demo`: a working three-node pgha cluster on this machine. Starts one etcd, three agents
+// (configs from config/node1..3.yml) and HAProxy, waits until the cluster is healthy, prints how to
+// connect and `pghactl list`, and stops everything cleanly on Ctrl-C.
+//   --smoke   exit after the cluster is healthy (used by the test suite)
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { parse, stringify } from 'yaml';
+import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
+import { lookupOsUser } from '../src/postgres/instance.ts';
+
+const REPO = new URL('..', import.meta.url).pathname;
+const ETCD_CLIENT = 2479; // not 2379, so a system etcd (Debian's etcd-server service) is left alone
+const ETCD_PEER = 2480;
+const RW_PORT = 5000;
+const RO_PORT = 5001;
+const smoke = process.argv.includes('--smoke');
+const isRoot = process.getuid?.() === 0;
+const owner = isRoot ? lookupOsUser('postgres') : null;
+const base = process.env.PGHA_DEMO_DIR ?? (isRoot ? '/var/lib/pgha/demo' : join(homedir(), '.local/share/pgha-demo'));
+const children: ChildProcess[] = [];
+
+function own(path: string): void {
+  if (owner !== null) chownSync(path, owner.uid, owner.gid);
+}
+
+function spawnLogged(name: string, cmd: string, args: string[], asPostgres: boolean): ChildProcess {
+  const log = createWriteStream(join(base, `${name}.log`), { flags: 'a' });
+  const ids = asPostgres && owner !== null ? { uid: owner.uid, gid: owner.gid } : {};
+  const child = spawn(cmd, args, { ...ids, cwd: base, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: base } });
+  child.stdout?.pipe(log);
+  child.stderr?.pipe(log);
+  children.push(child);
+  return child;
+}
+
+interface DemoNode { name: string; config: string; pgPort: number; apiPort: number }
+
+function prepareNode(i: number): DemoNode {
+  const cfg = parse(readFileSync(join(REPO, `config/node${i}.yml`), 'utf8')) as Record<string, any>;
+  const dir = join(base, `node${i}`);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  own(dir);
+  cfg.etcd = { ...cfg.etcd, hosts: [`127.0.0.1:${ETCD_CLIENT}`] };
+  cfg.postgresql.data_dir = join(dir, 'data');
+  cfg.postgresql.socket_dir = dir;
+  const path = join(base, `node${i}.yml`);
+  writeFileSync(path, stringify(cfg), { mode: 0o600 });
+  own(path);
+  const port = (hp: string) => Number(hp.slice(hp.lastIndexOf(':') + 1));
+  return { name: cfg.name as string, config: path, pgPort: port(cfg.postgresql.listen), apiPort: port(cfg.restapi.listen) };
+}
+
+async function waitHealthy(nodes: DemoNode[], timeoutMs: number): Promise<boolean> {
+  const end = performance.now() + timeoutMs;
+  while (performance.now() < end) {
+    const codes = await Promise.all(nodes.flatMap((n) => ['/primary', '/replica'].map((p) =>
+      fetch(`http://127.0.0.1:${n.apiPort}${p}`, { signal: AbortSignal.timeout(1000) }).then((r) => r.status, () => 0))));
+    const primaries = codes.filter((c, i) => i % 2 === 0 && c === 200).length;
+    const replicas = codes.filter((c, i) => i % 2 === 1 && c === 200).length;
+    if (primaries === 1 && replicas === nodes.length - 1) return true;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return false;
+}
+
+async function shutdown(code: number): Promise<never> {
+  process.stdout.write('\nstopping the demo cluster...\n');
+  const agents = children.filter((c) => c.spawnargs.some((a) => a.endsWith('pgha.js')));
+  for (const a of agents) a.kill('SIGTERM');
+  // Agents stop PostgreSQL and release the leader key; 30 s covers a fast shutdown of each.
+  await Promise.all(agents.map((a) => new Promise((r) => { if (a.exitCode !== null) r(null); else { a.once('exit', r); setTimeout(r, 30_000); } })));
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  process.stdout.write(`stopped. Data and logs stay in ${base} until the next demo run.\n`);
+  process.exit(code);
+}
+
+async function main(): Promise<void> {
+  rmSync(base, { recursive: true, force: true });
+  mkdirSync(base, { recursive: true, mode: 0o755 });
+  own(base);
+  process.on('SIGINT', () => void shutdown(0));
+  process.on('SIGTERM', () => void shutdown(0));
+
+  const etcdDir = join(base, 'etcd');
+  spawnLogged('etcd', '/usr/bin/etcd', ['--name', 'demo', '--data-dir', etcdDir,
+    '--listen-client-urls', `http://127.0.0.1:${ETCD_CLIENT}`, '--advertise-client-urls', `http://127.0.0.1:${ETCD_CLIENT}`,
+    '--listen-peer-urls', `http://127.0.0.1:${ETCD_PEER}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${ETCD_PEER}`,
+    '--initial-cluster', `demo=http://127.0.0.1:${ETCD_PEER}`], false);
+
+  const nodes = [1, 2, 3].map(prepareNode);
+  for (const n of nodes) spawnLogged(n.name, process.execPath, [join(REPO, 'bin/pgha.js'), '--config', n.config], true);
+
+  const haCfg = join(base, 'haproxy.cfg');
+  writeFileSync(haCfg, renderHaproxyConfig({
+    readWritePort: RW_PORT, readOnlyPort: RO_PORT, checkIntervalMs: 500,
+    members: nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })),
+  }));
+  spawnLogged('haproxy', '/usr/sbin/haproxy', ['-db', '-f', haCfg], false);
+
+  process.stdout.write(`starting etcd (:${ETCD_CLIENT}), 3 agents and HAProxy; logs in ${base}\n`);
+  // Bootstrap is initdb + start + clone x2: about 15 s here; 120 s allows a slow first run.
+  if (!(await waitHealthy(nodes, 120_000))) {
+    process.stderr.write(`the cluster did not become healthy within 120 s; see the logs in ${base}\n`);
+    await shutdown(1);
+  }
+  const pgpass = join(base, 'pgpass');
+  const su = (parse(readFileSync(nodes[0]!.config, 'utf8')) as any).postgresql.authentication.superuser;
+  writeFileSync(pgpass, `127.0.0.1:*:*:${su.username}:${su.password}\n`, { mode: 0o600 });
+  const list = await promisify(execFile)(process.execPath, [join(REPO, 'bin/pghactl.js'), '-c', nodes[0]!.config, 'list']).then((r) => r.stdout, (e: Error) => `pghactl list failed: ${e.message}\n`);
+  process.stdout.write(`
+The demo cluster is up.
+
+  read-write (HAProxy -> primary):  PGPASSFILE=${pgpass} psql -h 127.0.0.1 -p ${RW_PORT} -U ${su.username} postgres
+  read-only  (HAProxy -> replicas): PGPASSFILE=${pgpass} psql -h 127.0.0.1 -p ${RO_PORT} -U ${su.username} postgres
+  no proxy (libpq multi-host):      PGPASSFILE=${pgpass} psql "host=127.0.0.1,127.0.0.1,127.0.0.1 port=${nodes.map((n) => n.pgPort).join(',')} user=${su.username} dbname=postgres target_session_attrs=read-write"
+  REST API:                         ${nodes.map((n) => `curl -s http://127.0.0.1:${n.apiPort}/status`).join('\n                                    ')}
+  cluster state:                    npx pghactl -c ${nodes[0]!.config} list
+
+${list}
+Try a failover: kill the primary's agent and PostgreSQL, and watch \`pghactl list\`.
+Press Ctrl-C to stop everything.
+`);
+  if (smoke) await shutdown(0);
+}
+
+main().catch(async (err: unknown) => {
+  process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  await shutdown(1);
+});

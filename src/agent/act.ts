@@ -1,0 +1,238 @@
+// Performs the actions of a plan. Each method is one action; the order of the steps inside each
+// is part of the safety argument and is written down where it is coded.
+import type { NodeConfig } from '../config/schema.ts';
+import type { Dcs } from '../dcs/types.ts';
+import { PgHaError, describeError } from '../errors.ts';
+import type { Action, ClusterView, LocalPostgres } from '../ha/types.ts';
+import type { Logger } from '../log/logger.ts';
+import { slotNameFor, type PostgresControl, type Upstream } from '../postgres/types.ts';
+import type { FenceTimer } from './fence.ts';
+import type { Activity } from './member.ts';
+
+/** Slots of members gone longer than this are dropped by the leader (ms). Patroni's member_slots_ttl default. */
+export const MEMBER_SLOTS_TTL_MS = 30 * 60_000;
+
+export interface ActorDeps {
+  config: NodeConfig;
+  dcs: Dcs;
+  pg: PostgresControl;
+  logger: Logger;
+  fence: FenceTimer;
+  now(): number;
+  /** performance.now() of the last keepalive etcd acknowledged (the lease's proven start). */
+  lastKeepaliveSentAt(): number | null;
+  setActivity(a: Activity): Promise<void>;
+}
+
+export interface ActContext {
+  cluster: ClusterView | null;
+  local: LocalPostgres;
+}
+
+export class Actor {
+  readonly #d: ActorDeps;
+  startFailures = 0;
+  #slotsSeen = new Map<string, number>();
+  #lastPublishedLsn: number | null = null;
+
+  constructor(deps: ActorDeps) {
+    this.#d = deps;
+  }
+
+  /** Run the plan's actions in order; the first failure ends the plan. */
+  async run(actions: Action[], ctx: ActContext): Promise<void> {
+    for (const action of actions) {
+      try {
+        await this.#one(action, ctx);
+      } catch (err) {
+        this.#d.logger.warn({ event: 'action failed', action: action.kind, err: describeError(err) }, `${action.kind} failed`);
+        return;
+      }
+    }
+  }
+
+  async #one(a: Action, ctx: ActContext): Promise<void> {
+    switch (a.kind) {
+      case 'bootstrap': return this.bootstrap();
+      case 'adopt_cluster': return this.adopt(ctx.local);
+      case 'clone': return this.clone(this.#upstream(ctx, a.from));
+      case 'acquire': return this.acquire();
+      case 'renew': return this.renew(a.fenceOnFailure);
+      case 'release': return this.release();
+      case 'promote': return this.promote();
+      case 'start': return this.start(a.as, a.upstream === null ? null : this.#upstream(ctx, a.upstream));
+      case 'follow': return this.follow(a.upstream === null ? null : this.#upstream(ctx, a.upstream));
+      case 'demote': return this.#d.pg.stop('fast');
+      case 'fence': return this.fenceNow('plan');
+      case 'rewind': return this.rewind(this.#upstream(ctx, a.from), ctx.local);
+      case 'ensure_slots': return this.ensureSlots(a.members);
+      case 'publish_leader_lsn': return this.publishLeaderLsn(ctx.local);
+    }
+  }
+
+  #upstream(ctx: ActContext, name: string): Upstream {
+    const m = ctx.cluster?.members.find((x) => x.name === name);
+    if (m === undefined) throw new PgHaError('PGHA_DCS_BAD_VALUE', `member ${name} has not published its address`);
+    return { name: m.name, conn: m.conn };
+  }
+
+  #armFrom(sentAt: number, ttlSeconds: number): void {
+    const margin = this.#d.config.bootstrap.dcs.fence_margin * 1000;
+    this.#d.fence.arm(sentAt + ttlSeconds * 1000 - margin);
+  }
+
+  /**
+   * Bootstrap steps, in order: (1) claim /initialize (bound to our lease, so a crash frees it);
+   * (2) initdb; (3) start as primary; (4) create roles; (5) take the leader key; (6) write the
+   * dynamic config; (7) replace the claim by the system id. A failure before (7) stops
+   * PostgreSQL, wipes the data and gives up the claim, so another member can try.
+   */
+  async bootstrap(): Promise<void> {
+    const { dcs, pg, logger, config } = this.#d;
+    if (!(await dcs.claimInitialize())) throw new PgHaError('PGHA_DCS_CONFLICT', 'another member is bootstrapping');
+    logger.info({ event: 'bootstrap' }, 'bootstrapping a new cluster');
+    await this.#d.setActivity('bootstrapping');
+    try {
+      await pg.initdb();
+      await pg.start('primary', null);
+      await pg.createRoles();
+      if (!(await dcs.acquireLeader())) throw new PgHaError('PGHA_BOOTSTRAP', 'leader key taken during bootstrap');
+      const sentAt = this.#d.lastKeepaliveSentAt();
+      if (sentAt !== null) this.#armFrom(sentAt, config.bootstrap.dcs.ttl);
+      await dcs.writeConfigIfAbsent(config.bootstrap.dcs);
+      const local = await pg.observe();
+      if (local.systemId === null) throw new PgHaError('PGHA_BOOTSTRAP', 'no system identifier after initdb');
+      await dcs.setInitialize(local.systemId);
+      logger.info({ event: 'promoted', timeline: 1, systemId: local.systemId }, 'bootstrapped; running as primary');
+    } catch (err) {
+      logger.error({ event: 'bootstrap failed', err: describeError(err) }, 'bootstrap failed; cleaning up');
+      await pg.stop('immediate').catch(() => undefined);
+      await dcs.releaseLeader().catch(() => undefined);
+      this.#d.fence.disarm();
+      await pg.wipe().catch(() => undefined);
+      await dcs.abandonInitialize().catch(() => undefined);
+      throw err;
+    } finally {
+      await this.#d.setActivity(null);
+    }
+  }
+
+  /** Existing data and no /initialize key (etcd was wiped): register our system id. */
+  async adopt(local: LocalPostgres): Promise<void> {
+    if (local.systemId === null) throw new PgHaError('PGHA_BOOTSTRAP', 'cannot adopt: no system identifier');
+    if (!(await this.#d.dcs.claimInitialize())) return;
+    await this.#d.dcs.writeConfigIfAbsent(this.#d.config.bootstrap.dcs);
+    await this.#d.dcs.setInitialize(local.systemId);
+    this.#d.logger.info({ event: 'adopted', systemId: local.systemId }, 'registered existing data as the cluster');
+  }
+
+  async clone(from: Upstream): Promise<void> {
+    this.#d.logger.info({ event: 'clone', from: from.name }, `cloning from ${from.name}`);
+    await this.#d.setActivity('cloning');
+    try {
+      await this.#d.pg.clone(from);
+    } finally {
+      await this.#d.setActivity(null);
+    }
+    await this.start('standby', from);
+  }
+
+  async acquire(): Promise<void> {
+    if (!(await this.#d.dcs.acquireLeader())) throw new PgHaError('PGHA_DCS_CONFLICT', 'lost the race for the leader key');
+    const sentAt = this.#d.lastKeepaliveSentAt();
+    if (sentAt === null) throw new PgHaError('PGHA_LEASE_LOST', 'no acknowledged keepalive yet');
+    this.#armFrom(sentAt, this.#d.config.bootstrap.dcs.ttl);
+    this.#d.logger.info({ event: 'leader key acquired' }, 'acquired the leader key');
+  }
+
+  async renew(fenceOnFailure: boolean): Promise<void> {
+    try {
+      const r = await this.#d.dcs.renewLeader();
+      this.#armFrom(r.sentAt, r.ttl);
+    } catch (err) {
+      this.#d.logger.warn({ event: 'lease lost', err: describeError(err) }, 'could not renew the leader key');
+      if (fenceOnFailure) await this.fenceNow('renewal failed after the lease deadline');
+      throw err;
+    }
+  }
+
+  /** Release order: disarm nothing until the key is gone; the caller stopped PostgreSQL first. */
+  async release(): Promise<void> {
+    await this.#d.dcs.releaseLeader();
+    this.#d.fence.disarm();
+    this.#d.logger.info({ event: 'leader key released' }, 'released the leader key');
+  }
+
+  /**
+   * Promotion order: (1) the key is ours with a live deadline (the preceding acquire or renew
+   * proved it; checked again here against the clock); (2) pg_promote; (3) history entry.
+   */
+  async promote(): Promise<void> {
+    const deadline = this.#d.fence.deadline;
+    if (deadline === null || this.#d.now() >= deadline) throw new PgHaError('PGHA_LEASE_LOST', 'no live lease to promote under');
+    const r = await this.#d.pg.promote();
+    this.#d.logger.info({ event: 'promoted', timeline: r.timeline, lsn: r.lsn }, `promoted to primary on timeline ${r.timeline}`);
+    await this.#d.dcs
+      .appendHistory({ timeline: r.timeline, lsn: r.lsn, reason: 'failover', time: new Date().toISOString(), leader: this.#d.config.name })
+      .catch((err: unknown) => this.#d.logger.warn({ err: describeError(err) }, 'could not record history'));
+  }
+
+  async start(as: 'primary' | 'standby', upstream: Upstream | null): Promise<void> {
+    try {
+      await this.#d.pg.start(as, upstream);
+      this.startFailures = 0;
+      this.#d.logger.info({ event: 'started', as, upstream: upstream?.name ?? null }, `PostgreSQL started as ${as}`);
+    } catch (err) {
+      this.startFailures += 1;
+      throw err;
+    }
+  }
+
+  async follow(upstream: Upstream | null): Promise<void> {
+    await this.#d.pg.follow(upstream);
+    this.#d.logger.info({ event: 'following', upstream: upstream?.name ?? null }, `following ${upstream?.name ?? 'nobody'}`);
+  }
+
+  /** Stop PostgreSQL at once. Never throws: a failed fence is logged loudly and retried next loop. */
+  async fenceNow(why: string): Promise<void> {
+    this.#d.fence.disarm();
+    this.#d.logger.warn({ event: 'demoted', why }, `fencing: stopping PostgreSQL immediately (${why})`);
+    await this.#d.pg.stop('immediate').catch((err: unknown) => this.#d.logger.error({ event: 'fence failed', err: describeError(err) }, 'FENCE FAILED'));
+  }
+
+  /**
+   * Rewind order: (1) stop PostgreSQL cleanly if it runs; (2) pg_rewind from the leader;
+   * (3) on failure, wipe and clone afresh; (4) start as the leader's standby.
+   */
+  async rewind(from: Upstream, local: LocalPostgres): Promise<void> {
+    const { pg, logger } = this.#d;
+    if (local.running) await pg.stop('fast');
+    await this.#d.setActivity('rewinding');
+    try {
+      logger.info({ event: 'rewind', from: from.name }, `rewinding from ${from.name}`);
+      await pg.rewind(from);
+    } catch (err) {
+      logger.warn({ event: 'rewind failed', err: describeError(err) }, 'pg_rewind failed; cloning afresh');
+      await this.#d.setActivity('cloning');
+      await pg.wipe();
+      await pg.clone(from);
+    } finally {
+      await this.#d.setActivity(null);
+    }
+    await this.start('standby', from);
+  }
+
+  /** Keep a slot for every member seen within MEMBER_SLOTS_TTL_MS. */
+  async ensureSlots(members: string[]): Promise<void> {
+    const now = this.#d.now();
+    for (const m of members) this.#slotsSeen.set(m, now);
+    for (const [m, seen] of this.#slotsSeen) if (now - seen > MEMBER_SLOTS_TTL_MS) this.#slotsSeen.delete(m);
+    await this.#d.pg.ensureSlots([...this.#slotsSeen.keys()].map(slotNameFor), true);
+  }
+
+  async publishLeaderLsn(local: LocalPostgres): Promise<void> {
+    if (local.lsn === null || local.lsn === this.#lastPublishedLsn) return;
+    await this.#d.dcs.writeLeaderLsn(local.lsn);
+    this.#lastPublishedLsn = local.lsn;
+  }
+}

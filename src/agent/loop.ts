@@ -1,0 +1,175 @@
+// The HA loop: observe (local PostgreSQL, etcd), decide (pure), act, publish. One iteration
+// runs every loop_wait seconds, or at once when the leader key changes.
+import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
+import type { Dcs } from '../dcs/types.ts';
+import { describeError } from '../errors.ts';
+import { decide } from '../ha/decide.ts';
+import type { ClusterView, LocalPostgres, Observation, Plan } from '../ha/types.ts';
+import type { Logger } from '../log/logger.ts';
+import type { PostgresControl } from '../postgres/types.ts';
+import type { AgentSnapshot } from '../api/types.ts';
+import { Actor } from './act.ts';
+import { FenceTimer } from './fence.ts';
+import { buildMemberInfo, lagBytes, type Activity } from './member.ts';
+
+export interface LoopDeps {
+  config: NodeConfig;
+  dcs: Dcs;
+  pg: PostgresControl;
+  logger: Logger;
+  now(): number;
+  version: string;
+}
+
+export class HaLoop {
+  readonly #d: LoopDeps;
+  readonly fence: FenceTimer;
+  readonly actor: Actor;
+  #cluster: ClusterView | null = null;
+  #local: LocalPostgres | null = null;
+  #activity: Activity = null;
+  #lastSentAt: number | null = null;
+  #notStreamingSince: number | null = null;
+  #lastReason = '';
+  #snapshot: AgentSnapshot | null = null;
+  #stopping = false;
+  #wake: (() => void) | null = null;
+  #running: Promise<void> | null = null;
+
+  constructor(deps: LoopDeps) {
+    this.#d = deps;
+    this.fence = new FenceTimer({ now: deps.now, paused: () => this.dynamic.pause, fence: (why) => this.actor.fenceNow(why) });
+    this.actor = new Actor({
+      config: deps.config, dcs: deps.dcs, pg: deps.pg, logger: deps.logger, fence: this.fence, now: deps.now,
+      lastKeepaliveSentAt: () => this.#lastSentAt,
+      setActivity: async (a) => {
+        this.#activity = a;
+        await this.#publish().catch(() => undefined);
+      },
+    });
+  }
+
+  /** Dynamic config as last read from etcd, else the node file's bootstrap.dcs. */
+  get dynamic(): DynamicConfig {
+    return this.#cluster?.config ?? this.#d.config.bootstrap.dcs;
+  }
+
+  snapshot(): AgentSnapshot | null {
+    return this.#snapshot;
+  }
+
+  get isLeader(): boolean {
+    return this.#cluster?.leader?.name === this.#d.config.name;
+  }
+
+  /** Start looping in the background; `stop()` ends it. */
+  start(): void {
+    this.#running = this.#loop();
+  }
+
+  /** Run the next iteration now (the leader key changed). */
+  wake(): void {
+    this.#wake?.();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.wake();
+    await this.#running;
+  }
+
+  async #loop(): Promise<void> {
+    while (!this.#stopping) {
+      const started = this.#d.now();
+      await this.runOnce().catch((err: unknown) => this.#d.logger.error({ err: describeError(err) }, 'HA loop iteration failed'));
+      const wait = Math.max(0, this.dynamic.loop_wait * 1000 - (this.#d.now() - started));
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, wait); // sleeps loop_wait minus the time this iteration took
+        this.#wake = () => { clearTimeout(t); resolve(); };
+      });
+      this.#wake = null;
+    }
+  }
+
+  /** One iteration: observe, decide, act, publish. */
+  async runOnce(): Promise<Plan> {
+    const o = await this.observe();
+    const plan = decide(o);
+    if (plan.reason !== this.#lastReason) {
+      this.#d.logger.info({ event: 'plan', actions: plan.actions.map((a) => a.kind) }, plan.reason);
+      this.#lastReason = plan.reason;
+    }
+    if (plan.actions.length > 0) {
+      await this.actor.run(plan.actions, { cluster: this.#cluster, local: o.local });
+      this.#local = await this.#d.pg.observe();
+    }
+    await this.#publish().catch((err: unknown) => this.#d.logger.warn({ err: describeError(err) }, 'could not publish member state'));
+    return plan;
+  }
+
+  async observe(): Promise<Observation> {
+    const { dcs, pg, config, now } = this.#d;
+    const local = await pg.observe();
+    this.#local = local;
+    let cluster: ClusterView | null = null;
+    try {
+      const ka = await dcs.keepalive();
+      this.#lastSentAt = ka.sentAt;
+      cluster = await dcs.readCluster(config.bootstrap.dcs);
+      this.#cluster = cluster;
+    } catch (err) {
+      this.#d.logger.warn({ event: 'dcs unreachable', err: describeError(err) }, 'etcd unreachable');
+    }
+    const t = now();
+    const followsLeader = local.running && local.role === 'standby' && cluster?.leader != null;
+    if (!followsLeader || local.streaming) this.#notStreamingSince = null;
+    else this.#notStreamingSince ??= t;
+    return {
+      now: t,
+      self: {
+        name: config.name, tags: config.tags, leaseDeadline: this.fence.deadline,
+        startFailures: this.actor.startFailures, notStreamingSince: this.#notStreamingSince,
+      },
+      local,
+      cluster,
+      fallbackConfig: this.#cluster?.config ?? config.bootstrap.dcs,
+    };
+  }
+
+  async #publish(): Promise<void> {
+    const local = this.#local;
+    if (local === null) return;
+    const member = buildMemberInfo(this.#d.config, local, this.#activity);
+    const cluster = this.#cluster;
+    this.#snapshot = {
+      member,
+      isLeader: this.isLeader,
+      cluster,
+      paused: this.dynamic.pause,
+      lagBytes: lagBytes(local, cluster?.lastLeaderLsn ?? null),
+      observedAt: this.#d.now(),
+      lastPlan: this.#lastReason,
+      systemId: local.systemId,
+      version: this.#d.version,
+    };
+    await this.#d.dcs.publishMember(member);
+  }
+
+  /**
+   * Clean shutdown order: (1) stop the loop; (2) a leader stops PostgreSQL (fast: connected
+   * standbys receive all WAL before it exits); (3) release the key so a standby takes over at
+   * once instead of after the TTL; (4) remove our member key. A standby stops PostgreSQL too.
+   */
+  async shutdown(): Promise<void> {
+    await this.stop();
+    const wasLeader = this.isLeader;
+    await this.#d.pg.stop('fast').catch((err: unknown) => this.#d.logger.error({ err: describeError(err) }, 'could not stop PostgreSQL'));
+    if (wasLeader) {
+      this.fence.disarm();
+      await this.#d.dcs.releaseLeader().catch((err: unknown) => this.#d.logger.warn({ err: describeError(err) }, 'could not release the leader key'));
+      this.#d.logger.info({ event: 'leader key released' }, 'released the leader key on shutdown');
+    }
+    await this.#d.dcs.deleteMember().catch(() => undefined);
+    this.fence.disarm();
+  }
+}

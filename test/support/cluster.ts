@@ -1,0 +1,240 @@
+// A real three-node pgha cluster on loopback for integration tests: one etcd, three agents run
+// as the postgres OS user (each managing its own PostgreSQL 15), optionally HAProxy. Everything
+// it starts is stopped and removed by `destroy()`, which tests call from afterAll.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { stringify } from 'yaml';
+import { startEtcd } from './etcd.ts';
+import { lookupOsUser } from '../../src/postgres/instance.ts';
+
+export const REPO = new URL('../..', import.meta.url).pathname;
+const PGHA_BIN = join(REPO, 'bin/pgha.js');
+export const PASSWORDS = { superuser: 'super-secret-pw', replication: 'repl-secret-pw', rewind: 'rewind-secret-pw' };
+
+export interface NodeHandle {
+  name: string;
+  pgPort: number;
+  apiPort: number;
+  dataDir: string;
+  configPath: string;
+  logPath: string;
+  agent: ChildProcess | null;
+}
+
+export interface ClusterOptions {
+  /** First ports; node i uses base + i. */
+  etcdPort: number;
+  pgPortBase: number;
+  apiPortBase: number;
+  ttl?: number;
+  loopWait?: number;
+  retryTimeout?: number;
+  fenceMargin?: number;
+}
+
+export class TestCluster {
+  readonly dir: string;
+  readonly nodes: NodeHandle[];
+  readonly etcdEndpoint: string;
+  #etcd: Awaited<ReturnType<typeof startEtcd>> | null = null;
+  #user = lookupOsUser('postgres');
+  #opts: ClusterOptions;
+  #extraKills: Array<() => void> = [];
+
+  constructor(opts: ClusterOptions) {
+    this.#opts = opts;
+    this.dir = mkdtempSync(join(tmpdir(), 'pgha-cluster-'));
+    chownSync(this.dir, this.#user.uid, this.#user.gid);
+    this.etcdEndpoint = `127.0.0.1:${opts.etcdPort}`;
+    this.nodes = [1, 2, 3].map((i) => ({
+      name: `node${i}`, pgPort: opts.pgPortBase + i, apiPort: opts.apiPortBase + i,
+      dataDir: join(this.dir, `node${i}`, 'data'), configPath: join(this.dir, `node${i}.yml`),
+      logPath: join(this.dir, `node${i}.agent.log`), agent: null,
+    }));
+    for (const n of this.nodes) this.#writeConfig(n);
+  }
+
+  #writeConfig(n: NodeHandle): void {
+    const nodeDir = join(this.dir, n.name);
+    mkdirSync(nodeDir, { recursive: true, mode: 0o700 });
+    chownSync(nodeDir, this.#user.uid, this.#user.gid);
+    const cfg = {
+      scope: 'itest', name: n.name, namespace: '/pgha-test',
+      restapi: { listen: `127.0.0.1:${n.apiPort}`, authentication: { username: 'admin', password: 'admin-pw' } },
+      etcd: { hosts: [this.etcdEndpoint] },
+      bootstrap: {
+        dcs: {
+          ttl: this.#opts.ttl ?? 3, loop_wait: this.#opts.loopWait ?? 0.5,
+          retry_timeout: this.#opts.retryTimeout ?? 1, fence_margin: this.#opts.fenceMargin ?? 0.75,
+          postgresql: { parameters: { shared_buffers: '16MB', max_connections: 30 } },
+        },
+      },
+      postgresql: {
+        listen: `127.0.0.1:${n.pgPort}`, data_dir: n.dataDir, socket_dir: nodeDir,
+        authentication: {
+          superuser: { username: 'postgres', password: PASSWORDS.superuser },
+          replication: { username: 'replicator', password: PASSWORDS.replication },
+          rewind: { username: 'rewinder', password: PASSWORDS.rewind },
+        },
+        pg_ctl_timeout: 30,
+      },
+      tags: { failover_priority: 1 },
+    };
+    writeFileSync(n.configPath, stringify(cfg), { mode: 0o600 });
+    chownSync(n.configPath, this.#user.uid, this.#user.gid);
+  }
+
+  async startEtcd(): Promise<void> {
+    this.#etcd = await startEtcd({ clientPort: this.#opts.etcdPort, peerPort: this.#opts.etcdPort + 1 });
+  }
+
+  /** Start an agent as the postgres OS user; its stdout/stderr go to node.logPath. */
+  startAgent(n: NodeHandle): void {
+    const log = createWriteStream(n.logPath, { flags: 'a' });
+    const child = spawn(process.execPath, [PGHA_BIN, '--config', n.configPath], {
+      uid: this.#user.uid, gid: this.#user.gid, cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8' },
+    });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    n.agent = child;
+    child.on('exit', () => { if (n.agent === child) n.agent = null; });
+  }
+
+  startAll(): void {
+    for (const n of this.nodes) this.startAgent(n);
+  }
+
+  /** SIGKILL the agent and its PostgreSQL together (a process-level host crash). */
+  killNode(n: NodeHandle): void {
+    n.agent?.kill('SIGKILL');
+    n.agent = null;
+    this.killPostmaster(n, 'SIGKILL');
+  }
+
+  /** Signal the postmaster and, for SIGKILL, its children (as a crashed host would lose them). */
+  killPostmaster(n: NodeHandle, signal: NodeJS.Signals): number | null {
+    const pid = postmasterPid(n.dataDir);
+    if (pid === null) return null;
+    if (signal === 'SIGKILL') for (const child of childPids(pid)) tryKill(child, 'SIGKILL');
+    tryKill(pid, signal);
+    return pid;
+  }
+
+  async stopAgent(n: NodeHandle, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 30_000): Promise<void> {
+    const child = n.agent;
+    if (child === null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(signal);
+    await Promise.race([exited, sleep(timeoutMs)]);
+    if (n.agent === child) child.kill('SIGKILL');
+  }
+
+  onDestroy(kill: () => void): void {
+    this.#extraKills.push(kill);
+  }
+
+  async status(n: NodeHandle): Promise<Record<string, unknown> | null> {
+    try {
+      const r = await fetch(`http://127.0.0.1:${n.apiPort}/status`, { signal: AbortSignal.timeout(1000) });
+      return (await r.json()) as Record<string, unknown>;
+    } catch {
+      return null;
+    }
+  }
+
+  async probe(n: NodeHandle, path: string): Promise<number> {
+    try {
+      const r = await fetch(`http://127.0.0.1:${n.apiPort}${path}`, { signal: AbortSignal.timeout(1000) });
+      await r.arrayBuffer();
+      return r.status;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** The node whose API answers 200 on /primary, if exactly one does. */
+  async primary(): Promise<NodeHandle | null> {
+    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, '/primary')));
+    const up = this.nodes.filter((_, i) => codes[i] === 200);
+    return up.length === 1 ? (up[0] ?? null) : null;
+  }
+
+  async replicas(): Promise<NodeHandle[]> {
+    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, '/replica')));
+    return this.nodes.filter((_, i) => codes[i] === 200);
+  }
+
+  client(n: NodeHandle, database = 'postgres'): pg.Client {
+    const c = new pg.Client({
+      host: '127.0.0.1', port: n.pgPort, user: 'postgres', password: PASSWORDS.superuser, database,
+      connectionTimeoutMillis: 2000, statement_timeout: 5000, query_timeout: 6000,
+    });
+    c.on('error', () => undefined);
+    return c;
+  }
+
+  async query(n: NodeHandle, sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
+    const c = this.client(n);
+    try {
+      await c.connect();
+      return await c.query(sql, params);
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+
+  logs(n: NodeHandle): string {
+    return existsSync(n.logPath) ? readFileSync(n.logPath, 'utf8') : '';
+  }
+
+  async destroy(): Promise<void> {
+    for (const n of this.nodes) {
+      n.agent?.kill('SIGKILL');
+      n.agent = null;
+      this.killPostmaster(n, 'SIGKILL');
+    }
+    for (const k of this.#extraKills) k();
+    await this.#etcd?.stop();
+    if (process.env.PGHA_KEEP_TEST_DIRS !== '1') rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function postmasterPid(dataDir: string): number | null {
+  try {
+    const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    if (!Number.isInteger(pid) || pid <= 0) return null;
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return null;
+  }
+}
+
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function tryKill(pid: number, signal: NodeJS.Signals): void {
+  try { process.kill(pid, signal); } catch { /* already gone */ }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Poll `fn` every `intervalMs` until it returns a non-null value or `timeoutMs` passes. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs: number, intervalMs = 100): Promise<T> {
+  const end = performance.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => null);
+    if (v !== null && v !== undefined && v !== false) return v;
+    if (performance.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
