@@ -3,6 +3,7 @@
 import { chownSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { appendFile, chmod, mkdir, readdir, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import pg from 'pg';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import { splitHostPort } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
@@ -228,6 +229,7 @@ class LocalInstance implements PostgresControl {
     const user = (a.rewind ?? a.superuser).username;
     await this.#writePassfile();
     const source = `host=${host} port=${port} user=${user} dbname=postgres connect_timeout=5`;
+    await this.#checkpointIfPromotedRecently(host, port);
     try {
       // pg_rewind copies only changed blocks; it also runs crash recovery first when needed (PG 13+).
       await this.#exec('pg_rewind', ['-D', this.#dir, `--source-server=${source}`], 3_600_000, { PGPASSFILE: this.#passfile });
@@ -236,6 +238,26 @@ class LocalInstance implements PostgresControl {
     }
     await this.#renderConf(from, true);
     await this.#write(join(this.#dir, 'standby.signal'), '');
+  }
+
+  /**
+   * pg_rewind reads the source's timeline from its last checkpoint. Right after a promotion that
+   * is still the old timeline and the rewound server cannot start ("requested timeline does not
+   * contain minimum recovery point"); a CHECKPOINT on the source first makes it current.
+   */
+  async #checkpointIfPromotedRecently(host: string, port: number): Promise<void> {
+    const su = this.#c.postgresql.authentication.superuser;
+    const c = new pg.Client({ host, port, user: su.username, password: su.password, database: 'postgres', connectionTimeoutMillis: 5000, query_timeout: 60_000 });
+    c.on('error', () => undefined);
+    try {
+      await c.connect();
+      const r = await c.query<{ current: number; checkpoint: number }>(
+        "select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int as current, (select timeline_id from pg_control_checkpoint()) as checkpoint");
+      const row = r.rows[0];
+      if (row !== undefined && row.current !== row.checkpoint) await c.query('checkpoint');
+    } finally {
+      await c.end().catch(() => undefined);
+    }
   }
 
   async wipe(): Promise<void> {
