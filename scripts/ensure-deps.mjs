@@ -1,0 +1,70 @@
+// Runs before `npm test` and `npm run demo` (npm pre-scripts), on whatever Node runs npm:
+// (1) `npm ci` when node_modules is missing or older than package-lock.json;
+// (2) the Debian packages the tests or the demo need, via apt-get when root;
+// (3) the postgres OS user, and read access for it to this checkout (agents run as postgres).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+
+const mode = process.argv[2] === '--demo' ? 'demo' : 'test';
+const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
+const isRoot = process.getuid?.() === 0;
+const say = (msg) => console.log(`ensure-deps: ${msg}`);
+const die = (msg) => { console.error(`ensure-deps: ${msg}`); process.exit(1); };
+
+function ensureNodeModules() {
+  const stamp = resolve(root, 'node_modules/.pgha-lock-sha256');
+  const want = createHash('sha256').update(readFileSync(resolve(root, 'package-lock.json'))).digest('hex');
+  if (existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === want) return;
+  say('node_modules missing or stale: running npm ci');
+  const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) die('npm ci failed');
+  writeFileSync(stamp, `${want}\n`);
+}
+
+const PACKAGES = {
+  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2'],
+  demo: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy'],
+};
+
+function installed(pkg) {
+  const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.includes('install ok installed');
+}
+
+function ensurePackages() {
+  const missing = PACKAGES[mode].filter((p) => !installed(p));
+  if (missing.length === 0) return;
+  const cmd = `apt-get update && apt-get install -y --no-install-recommends ${missing.join(' ')}`;
+  if (!isRoot) die(`missing Debian packages: ${missing.join(', ')}. As root, run: ${cmd}`);
+  say(`installing ${missing.join(', ')}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  if (spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env }).status !== 0) die('apt-get update failed');
+  if (spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: 'inherit', env }).status !== 0) die('apt-get install failed');
+}
+
+function ensurePostgresUser() {
+  if (readFileSync('/etc/passwd', 'utf8').split('\n').some((l) => l.startsWith('postgres:'))) return;
+  if (!isRoot) die('the postgres OS user does not exist; create it as root (useradd --system postgres)');
+  say('creating the postgres OS user');
+  execFileSync('useradd', ['--system', '--home-dir', '/var/lib/postgresql', '--shell', '/bin/bash', 'postgres']);
+}
+
+/** The agents run as postgres and load this checkout: every parent directory needs o+x. */
+function ensureTraversable() {
+  for (let dir = root; ; dir = dirname(dir)) {
+    const m = statSync(dir).mode;
+    if ((m & 0o001) === 0) {
+      if (!isRoot) die(`the postgres user cannot enter ${dir}; run: chmod o+x ${dir}`);
+      chmodSync(dir, m | 0o001);
+      say(`chmod o+x ${dir} (so the postgres user can run the agents from this checkout)`);
+    }
+    if (dir === '/') break;
+  }
+}
+
+ensureNodeModules();
+ensurePackages();
+ensurePostgresUser();
+ensureTraversable();

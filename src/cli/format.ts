@@ -1,0 +1,54 @@
+// Pure rendering for pghactl: rows from a cluster view, then table, JSON or YAML.
+import Table from 'cli-table3';
+import { stringify } from 'yaml';
+import type { ClusterView } from '../ha/types.ts';
+
+export type Format = 'table' | 'json' | 'yaml';
+
+export interface ListRow {
+  member: string;
+  host: string;
+  role: 'Leader' | 'Replica' | 'Unknown';
+  state: string;
+  tl: number | null;
+  lag_mb: number | null;
+  tags: string;
+  pending_restart: boolean;
+}
+
+const MB = 1024 * 1024;
+
+function compactTags(t: ClusterView['members'][number]['tags']): string {
+  const parts: string[] = [];
+  if (t.nofailover) parts.push('nofailover');
+  if (t.noloadbalance) parts.push('noloadbalance');
+  if (t.clonefrom) parts.push('clonefrom');
+  if (t.nosync) parts.push('nosync');
+  if (t.failover_priority !== 1) parts.push(`priority=${t.failover_priority}`);
+  return parts.join(',');
+}
+
+export function buildListRows(c: ClusterView): ListRow[] {
+  const leader = c.leader?.name ?? null;
+  const leaderLsn = c.lastLeaderLsn ?? c.members.find((m) => m.name === leader)?.lsn ?? null;
+  const rows = c.members.map((m): ListRow => ({
+    member: m.name,
+    host: m.conn,
+    role: m.name === leader ? 'Leader' : m.role === 'standby' ? 'Replica' : 'Unknown',
+    state: m.state,
+    tl: m.timeline,
+    lag_mb: m.name === leader || m.lsn === null || leaderLsn === null ? null : Math.round((Math.max(0, leaderLsn - m.lsn) / MB) * 100) / 100,
+    tags: compactTags(m.tags),
+    pending_restart: m.pendingRestart,
+  }));
+  return rows.sort((a, b) => (a.role === 'Leader' ? -1 : b.role === 'Leader' ? 1 : a.member.localeCompare(b.member)));
+}
+
+export function renderList(scope: string, c: ClusterView, rows: ListRow[], format: Format, color: boolean): string {
+  if (format === 'json') return `${JSON.stringify(rows, null, 2)}\n`;
+  if (format === 'yaml') return stringify(rows);
+  const t = new Table({ head: ['Member', 'Host', 'Role', 'State', 'TL', 'Lag in MB', 'Tags', 'Pending restart'], style: { head: color ? ['cyan'] : [], border: color ? ['grey'] : [] } });
+  for (const r of rows) t.push([r.member, r.host, r.role, r.state, r.tl ?? '', r.lag_mb ?? '', r.tags, r.pending_restart ? '*' : '']);
+  const banner = c.config.pause ? '\n Maintenance mode: on\n' : '';
+  return `+ Cluster: ${scope} (${c.initialize ?? 'uninitialized'})\n${t.toString()}\n${banner}`;
+}

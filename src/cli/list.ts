@@ -1,0 +1,24 @@
+// pghactl list [--watch SECONDS]
+import type { CommandModule } from 'yargs';
+import { connect, type GlobalOpts } from './context.ts';
+import { buildListRows, renderList } from './format.ts';
+
+export const listCommand: CommandModule<GlobalOpts, GlobalOpts & { watch?: number }> = {
+  command: 'list',
+  describe: 'members with role, state, timeline and lag',
+  builder: (y) => y.option('watch', { alias: 'w', type: 'number', describe: 'reprint every N seconds' }),
+  handler: async (argv) => {
+    const ctx = await connect(argv);
+    try {
+      for (;;) {
+        const view = await ctx.dcs.readCluster(ctx.fallback);
+        const out = renderList(ctx.scope, view, buildListRows(view), argv.format, process.stdout.isTTY === true);
+        process.stdout.write(argv.watch ? `\x1b[2J\x1b[H${out}` : out);
+        if (!argv.watch) return;
+        await new Promise((r) => setTimeout(r, (argv.watch ?? 1) * 1000));
+      }
+    } finally {
+      await ctx.dcs.close();
+    }
+  },
+};

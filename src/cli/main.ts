@@ -1,0 +1,37 @@
+// pghactl: operate a pgha cluster. Exit codes: 0 success, 1 refused or failed (reason on
+// stderr), 2 usage error.
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { isPgHaError } from '../errors.ts';
+import type { GlobalOpts } from './context.ts';
+import { listCommand } from './list.ts';
+
+class UsageError extends Error {}
+
+async function main(): Promise<number> {
+  try {
+    await yargs(hideBin(process.argv))
+      .scriptName('pghactl')
+      .option('config', { alias: 'c', type: 'string', describe: 'agent YAML (or PGHA_CONFIG)' })
+      .option('etcd', { type: 'string', describe: 'etcd host:port[,host:port]' })
+      .option('scope', { type: 'string', describe: 'cluster name' })
+      .option('namespace', { type: 'string', default: '/service' })
+      .option('format', { alias: 'f', choices: ['table', 'json', 'yaml'] as const, default: 'table' as const })
+      .command(listCommand as never)
+      .demandCommand(1, 'name a command')
+      .strict()
+      .help()
+      .exitProcess(false)
+      .fail((msg, err) => { throw err ?? new UsageError(msg); })
+      .parseAsync();
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) { process.stderr.write(`pghactl: ${err.message}\n`); return 2; }
+    if (isPgHaError(err)) { process.stderr.write(`pghactl: ${err.code}: ${err.message}\n`); return err.code === 'PGHA_CLI_USAGE' ? 2 : 1; }
+    process.stderr.write(`pghactl: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
+
+export type { GlobalOpts };
+process.exitCode = await main();
