@@ -10,6 +10,8 @@ export const REDACT_PATHS = [
   '*.password',
   '*.*.password',
   '*.*.*.password',
+  '*.*.*.*.password',
+  '*.*.*.*.*.password',
   'connectionString',
   '*.connectionString',
   'conninfo',

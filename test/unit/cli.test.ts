@@ -1,0 +1,57 @@
+// pghactl: rendering of `list`, exit codes, and the CI summary line.
+import { execFile } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { buildListRows, renderList } from '../../src/cli/format.ts';
+import { summaryLine } from '../../scripts/summary.mjs';
+import { clusterView, dyn, member } from '../support/observations.ts';
+
+const view = clusterView({
+  members: [member('n3', { lsn: 1000 - 2 * 1024 * 1024 }), member('n1', { role: 'primary', state: 'running', lsn: 1000 }), member('n2')],
+});
+
+describe('pghactl list rendering', () => {
+  it('puts the leader first and computes lag in MB', () => {
+    const rows = buildListRows(view);
+    expect(rows.map((r) => `${r.member}:${r.role}`)).toEqual(['n1:Leader', 'n2:Replica', 'n3:Replica']);
+    expect(rows[0]?.lag_mb).toBeNull();
+    expect(rows[2]?.lag_mb).toBe(2);
+  });
+  it('renders JSON with stable keys and a pause banner in tables', () => {
+    const json = JSON.parse(renderList('demo', view, buildListRows(view), 'json', false)) as object[];
+    expect(Object.keys(json[0] ?? {})).toEqual(['member', 'host', 'role', 'state', 'tl', 'lag_mb', 'tags', 'pending_restart']);
+    const paused = clusterView({ config: dyn({ pause: true }) });
+    expect(renderList('demo', paused, buildListRows(paused), 'table', false)).toContain('Maintenance mode: on');
+  });
+});
+
+function pghactl(args: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [new URL('../../bin/pghactl.js', import.meta.url).pathname, ...args], { timeout: 20_000 }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : Number((err as { code?: number }).code ?? 1), stdout, stderr });
+    });
+  });
+}
+
+describe('pghactl exit codes', () => {
+  it('exits 2 on a usage error', async () => {
+    expect((await pghactl(['list', '--no-such-option'])).code).toBe(2);
+    expect((await pghactl(['list'])).code).toBe(2); // neither --config nor --etcd/--scope
+  });
+  it('exits 0 for --help and lists the commands', async () => {
+    const r = await pghactl(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('list');
+  });
+  it('exits 1 with a PGHA_DCS code when etcd cannot be reached', async () => {
+    const r = await pghactl(['--etcd', '127.0.0.1:1', '--scope', 'x', 'list']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/PGHA_DCS_(UNAVAILABLE|TIMEOUT)/);
+  });
+});
+
+describe('CI summary line', () => {
+  it('counts passes, failures, skips and files that failed to load', () => {
+    expect(summaryLine({ numPassedTests: 3, numFailedTests: 0, numPendingTests: 0, testResults: [] })).toBe('3 passed, 0 failed');
+    expect(summaryLine({ numPassedTests: 3, numFailedTests: 1, numPendingTests: 2, testResults: [{ status: 'failed', assertionResults: [] }] })).toBe('3 passed, 2 failed, 2 skipped');
+  });
+});
