@@ -67,6 +67,8 @@ export class Actor {
       case 'rewind': return this.rewind(this.#upstream(ctx, a.from), ctx.local);
       case 'ensure_slots': return this.ensureSlots(a.members);
       case 'publish_leader_lsn': return this.publishLeaderLsn(ctx.local);
+      case 'step_down': return this.stepDown();
+      case 'clear_failover': return this.#d.dcs.clearFailover();
     }
   }
 
@@ -220,6 +222,22 @@ export class Actor {
       await this.#d.setActivity(null);
     }
     await this.start('standby', from);
+  }
+
+  /**
+   * Switchover, the leader's part, in order: (1) stop PostgreSQL cleanly: connected standbys
+   * receive every WAL record up to the shutdown checkpoint; (2) record that checkpoint's position
+   * in the request, so the candidate promotes only once it has it (then this server can follow
+   * the new timeline without pg_rewind); (3) release the key; (4) start again as a standby.
+   */
+  async stepDown(): Promise<void> {
+    const { pg, dcs, logger } = this.#d;
+    await pg.stop('fast');
+    const lsn = await pg.checkpointLsn();
+    if (lsn !== null) await dcs.setShutdownLsn(lsn);
+    await this.release();
+    logger.info({ event: 'demoted', why: 'switchover', shutdownLsn: lsn }, 'stepped down for a switchover');
+    await this.start('standby', null);
   }
 
   /** Keep a slot for every member seen within MEMBER_SLOTS_TTL_MS. */

@@ -126,6 +126,7 @@ export class HaLoop {
     else this.#notStreamingSince ??= t;
     return {
       now: t,
+      wallNow: Date.now(),
       self: {
         name: config.name, tags: config.tags, leaseDeadline: this.fence.deadline,
         startFailures: this.actor.startFailures, notStreamingSince: this.#notStreamingSince,

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { dynamicConfigSchema } from '../config/schema.ts';
 import type { HistoryEntry } from './types.ts';
-import type { MemberInfo } from '../ha/types.ts';
+import type { FailoverRequest, MemberInfo } from '../ha/types.ts';
 
 const tags = z.object({
   nofailover: z.boolean(), noloadbalance: z.boolean(), clonefrom: z.boolean(), nosync: z.boolean(),
@@ -25,6 +25,15 @@ export const memberInfoSchema: z.ZodType<MemberInfo> = z.object({
 export const historySchema: z.ZodType<HistoryEntry[]> = z.array(z.object({
   timeline: z.number().int(), lsn: z.string(), reason: z.string(), time: z.string(), leader: z.string(),
 }));
+
+export const failoverSchema: z.ZodType<FailoverRequest> = z.object({
+  kind: z.enum(['switchover', 'failover']),
+  leader: z.string().nullable(),
+  candidate: z.string().nullable(),
+  scheduledAt: z.number().nullable(),
+  requestedAt: z.number(),
+  shutdownLsn: z.number().nullable(),
+});
 
 export const statusSchema = z.object({ lsn: z.number(), timeline: z.number().int().optional() });
 

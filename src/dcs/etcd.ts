@@ -7,7 +7,7 @@ import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
 import type { DynamicConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
 import type { ClusterView, Lsn, MemberInfo } from '../ha/types.ts';
-import { decode, dynamicConfigSchema, historySchema, memberInfoSchema, statusSchema } from './codec.ts';
+import { decode, dynamicConfigSchema, failoverSchema, historySchema, memberInfoSchema, statusSchema } from './codec.ts';
 import { clusterKeys, type Keys } from './keys.ts';
 import type { Dcs, HistoryEntry, KeepaliveResult } from './types.ts';
 
@@ -76,7 +76,7 @@ export class EtcdDcs implements Dcs {
 
   async readCluster(fallback: DynamicConfig): Promise<ClusterView> {
     const res = await this.#call('read cluster', () => this.client.getAll().prefix(this.keys.prefix).exec());
-    const view: ClusterView = { leader: null, members: [], initialize: null, config: fallback, lastLeaderLsn: null };
+    const view: ClusterView = { leader: null, members: [], initialize: null, config: fallback, lastLeaderLsn: null, failover: null };
     for (const kv of res.kvs) {
       const key = kv.key.toString();
       const value = kv.value.toString();
@@ -86,6 +86,10 @@ export class EtcdDcs implements Dcs {
         const c = decode(dynamicConfigSchema, value);
         if (c.ok) view.config = c.value;
         else this.#o.onWarning?.('ignoring invalid /config in etcd', { error: c.error });
+      } else if (key === this.keys.failover) {
+        const f = decode(failoverSchema, value);
+        if (f.ok) view.failover = f.value;
+        else this.#o.onWarning?.('ignoring invalid /failover in etcd', { error: f.error });
       } else if (key === this.keys.status) {
         const s = decode(statusSchema, value);
         if (s.ok) view.lastLeaderLsn = s.value.lsn;
@@ -262,6 +266,18 @@ export class EtcdDcs implements Dcs {
       if (await this.putJsonIfRevision(this.keys.history, [...list, entry], cur.modRevision)) return;
     }
     throw new PgHaError('PGHA_DCS_CONFLICT', 'history kept changing under us');
+  }
+
+  async clearFailover(): Promise<void> {
+    await this.#call('clear failover', () => this.client.delete().key(this.keys.failover).exec());
+  }
+
+  /** The stepping-down leader records its last WAL position in the request, if it is still there. */
+  async setShutdownLsn(lsn: Lsn): Promise<void> {
+    const cur = await this.getJson(this.keys.failover);
+    if (cur.value === undefined) return;
+    const r = failoverSchema.parse(cur.value);
+    await this.putJsonIfRevision(this.keys.failover, { ...r, shutdownLsn: lsn }, cur.modRevision);
   }
 
   async readHistory(): Promise<HistoryEntry[]> {

@@ -52,6 +52,11 @@ export interface Dcs {
   appendHistory(entry: HistoryEntry): Promise<void>;
   readHistory(): Promise<HistoryEntry[]>;
 
+  /** Delete the /failover request. */
+  clearFailover(): Promise<void>;
+  /** Record the stepped-down leader's last WAL position in the /failover request. */
+  setShutdownLsn(lsn: Lsn): Promise<void>;
+
   /** Call `onChange` whenever the leader key is put or deleted. Returns a function that stops watching. */
   watchLeader(onChange: (holder: string | null) => void): Promise<() => void>;
 

@@ -10,10 +10,12 @@
 //   E. we hold the key: renew it first, then run as primary (start, promote or keep running).
 //   F. another member holds the key: never run as primary; follow it, rewind or start as standby.
 //   G. the key is free: a running primary takes it back; the best eligible standby races for it.
+//      During a switchover or manual failover (the /failover request) only its candidate races,
+//      and the leader that stepped down never does.
 // A paused cluster (maintenance mode) never promotes, demotes, restarts or fences on its own.
 import type { DynamicConfig } from '../config/schema.ts';
 import { asCandidate, bestCandidate, lagBehind, mayEverPromote, type Candidate } from './candidates.ts';
-import type { Action, ClusterView, LeaderKey, MemberInfo, Observation, Plan } from './types.ts';
+import type { Action, ClusterView, FailoverRequest, LeaderKey, MemberInfo, Observation, Plan } from './types.ts';
 
 /** Failed starts after which a leader gives its key up so that a standby can take over. */
 export const MAX_START_FAILURES = 3;
@@ -26,6 +28,21 @@ export const REWIND_AFTER_MS = 5_000;
 
 /** Our lease deadline has passed, or we never proved a lease (an agent that just started). */
 export const leaseExpired = (o: Observation): boolean => o.self.leaseDeadline === null || o.now >= o.self.leaseDeadline;
+
+/**
+ * A /failover request older than this is ignored (ms). 30 s: a switchover completes in about a
+ * second; a request whose candidate never took over must not block failover forever.
+ */
+export const REQUEST_TTL_MS = 30_000;
+
+/** The request applies now: not stale, and its scheduled time (if any) has come. */
+export function activeRequest(o: Observation, cluster: ClusterView): FailoverRequest | null {
+  const r = cluster.failover;
+  if (r === null) return null;
+  const start = Math.max(r.requestedAt, r.scheduledAt ?? 0);
+  if (o.wallNow < start || o.wallNow - start > REQUEST_TTL_MS) return null;
+  return r;
+}
 
 const plan = (reason: string, ...actions: Action[]): Plan => ({ reason, actions });
 
@@ -77,6 +94,8 @@ function decideAsLeader(o: Observation, cfg: DynamicConfig, leaseExpired: boolea
   const { local } = o;
   const renew: Action = { kind: 'renew', fenceOnFailure: local.running && local.role === 'primary' && leaseExpired && !cfg.pause };
   if (local.running && local.role === 'primary') {
+    const handover = cfg.pause ? null : decideHandover(o, renew);
+    if (handover !== null) return handover;
     const members = (o.cluster?.members ?? []).map((m) => m.name).filter((n) => n !== o.self.name);
     const slots: Action[] = cfg.postgresql.use_slots ? [{ kind: 'ensure_slots', members }] : [];
     return plan('leader: running as primary', renew, { kind: 'publish_leader_lsn' }, ...slots);
@@ -93,6 +112,23 @@ function decideAsLeader(o: Observation, cfg: DynamicConfig, leaseExpired: boolea
   }
   if (local.controlState === 'standby') return plan('leader: starting the standby data to promote it', renew, { kind: 'start', as: 'standby', upstream: null });
   return plan('leader: PostgreSQL is down: restarting it in place', renew, { kind: 'start', as: 'primary', upstream: null });
+}
+
+/** A leader with a pending request: step down to a healthy candidate, or drop the request. */
+function decideHandover(o: Observation, renew: Action): Plan | null {
+  const cluster = o.cluster;
+  if (cluster === null || cluster.failover === null) return null;
+  const r = cluster.failover;
+  if (r.leader !== null && r.leader !== o.self.name) return plan(`dropping a request addressed to former leader ${r.leader}`, renew, { kind: 'clear_failover' });
+  if (r.scheduledAt !== null && o.wallNow < r.scheduledAt) return null; // scheduled for later
+  if (activeRequest(o, cluster) === null) return plan('dropping a stale switchover request', renew, { kind: 'clear_failover' });
+  const cfg = cluster.config;
+  const eligible = cluster.members
+    .filter((m) => m.name !== o.self.name && (r.candidate === null || m.name === r.candidate))
+    .map((m) => asCandidate(m, cluster.lastLeaderLsn, cfg))
+    .filter((c): c is Candidate => c !== null);
+  if (eligible.length === 0) return plan(`switchover impossible: ${r.candidate ?? 'no standby'} is not a healthy eligible candidate`, renew, { kind: 'clear_failover' });
+  return plan(`${r.kind}: stepping down for ${r.candidate ?? 'the best standby'}`, renew, { kind: 'step_down' });
 }
 
 // F. Another member holds the key: we never run as primary.
@@ -130,6 +166,10 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
   if (local.running && local.role === 'primary') {
     // Our lease may be gone, so someone else may take the key at any moment: stop writes now.
     if (leaseExpired(o)) return plan('running as primary without the key or a live lease: fencing', { kind: 'fence' });
+    const req = activeRequest(o, cluster);
+    if (req !== null && (req.leader === o.self.name || (req.candidate !== null && req.candidate !== o.self.name))) {
+      return plan(`running as primary without the key during a ${req.kind} to ${req.candidate ?? 'another member'}: fencing`, { kind: 'fence' });
+    }
     // The key was deleted while our lease lives; a primary is the most advanced member of its
     // timeline, so it takes the key back.
     return plan('running as primary without the key: taking it', { kind: 'acquire' }, { kind: 'renew', fenceOnFailure: true });
@@ -139,6 +179,9 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
     return plan('leader key is free and PostgreSQL is down: starting as a standby', { kind: 'start', as: 'standby', upstream: null });
   }
   if (local.role !== 'standby' || local.lsn === null || local.timeline === null) return plan('PostgreSQL is starting: waiting');
+  const req = activeRequest(o, cluster);
+  if (req !== null && req.leader === o.self.name) return plan(`stepped down for a ${req.kind}: not racing`);
+  if (req !== null && req.candidate !== null) return decideAsCandidate(o, req, req.candidate);
   if (!mayEverPromote(o.self.tags)) return plan('leader key is free; this member may not promote (nofailover)');
   const lag = lagBehind(local.lsn, cluster.lastLeaderLsn);
   if (lag > cfg.maximum_lag_on_failover) {
@@ -146,10 +189,21 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
   }
   const me: Candidate = { name: o.self.name, lsn: local.lsn, timeline: local.timeline, tags: o.self.tags };
   const others = cluster.members
-    .filter((m) => m.name !== o.self.name)
+    .filter((m) => m.name !== o.self.name && m.name !== req?.leader)
     .map((m) => asCandidate(m, cluster.lastLeaderLsn, cfg))
     .filter((c): c is Candidate => c !== null);
   const best = bestCandidate([me, ...others]);
   if (best !== null && best.name !== me.name) return plan(`leader key is free; ${best.name} is the better candidate`);
   return plan('leader key is free and we are the best candidate: taking it and promoting', { kind: 'acquire' }, { kind: 'promote' });
+}
+
+/** A named candidate takes the key once it holds the stepped-down leader's last WAL; others wait. */
+function decideAsCandidate(o: Observation, req: FailoverRequest, candidate: string): Plan {
+  if (candidate !== o.self.name) return plan(`${req.kind} to ${candidate} in progress: not racing`);
+  // A nofailover member never promotes, even when named. Lag is not re-checked: a switchover
+  // candidate was checked when it was requested and waits for the old leader's last WAL below;
+  // a manual failover is the operator's explicit choice.
+  if (!mayEverPromote(o.self.tags)) return plan(`named in a ${req.kind} but tagged nofailover: not racing`);
+  if (req.shutdownLsn !== null && (o.local.lsn ?? 0) <= req.shutdownLsn) return plan(`${req.kind}: waiting for WAL beyond ${req.shutdownLsn}`);
+  return plan(`${req.kind}: taking over as the named candidate`, { kind: 'acquire' }, { kind: 'promote' }, { kind: 'clear_failover' });
 }

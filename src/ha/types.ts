@@ -70,6 +70,21 @@ export interface LeaderKey {
   lease: string;
 }
 
+/** A planned switchover or a manual failover, stored under /failover until the new leader clears it. */
+export interface FailoverRequest {
+  kind: 'switchover' | 'failover';
+  /** Member that must be the leader for the request to apply; null: whoever leads. */
+  leader: string | null;
+  /** Member that must take over; null: the best eligible standby. */
+  candidate: string | null;
+  /** Epoch ms before which the leader does not step down; null: now. */
+  scheduledAt: number | null;
+  /** Epoch ms when the request was written (a stale request is ignored). */
+  requestedAt: number;
+  /** Set by the stepping-down leader: the candidate waits until it has WAL beyond this position. */
+  shutdownLsn: Lsn | null;
+}
+
 export interface ClusterView {
   /** null: nobody holds the leader key. */
   leader: LeaderKey | null;
@@ -79,6 +94,8 @@ export interface ClusterView {
   config: DynamicConfig;
   /** WAL position the last leader published (persists after its key expires); for the lag check. */
   lastLeaderLsn: Lsn | null;
+  /** A pending switchover or manual failover. */
+  failover: FailoverRequest | null;
 }
 
 /** Facts the agent remembers between loops (kept by the agent, observed by the decision). */
@@ -95,6 +112,8 @@ export interface SelfState {
 
 export interface Observation {
   now: number;
+  /** Wall-clock epoch ms, only for scheduled switchovers and request ages. */
+  wallNow: number;
   self: SelfState;
   local: LocalPostgres;
   /** null: etcd could not be read this loop. */
@@ -123,7 +142,9 @@ export type Action =
   | { kind: 'fence' } // stop PostgreSQL at once (immediate mode): the lease cannot be proved
   | { kind: 'rewind'; from: string } // pg_rewind from the leader, then start as its standby
   | { kind: 'ensure_slots'; members: string[] } // leader: one physical slot per other member
-  | { kind: 'publish_leader_lsn' }; // leader: store its WAL position for the lag check
+  | { kind: 'publish_leader_lsn' } // leader: store its WAL position for the lag check
+  | { kind: 'step_down' } // switchover: stop PostgreSQL cleanly, record its last WAL position, release the key
+  | { kind: 'clear_failover' }; // remove the /failover request (done, impossible or stale)
 
 export interface Plan {
   /** A short human sentence, logged when it changes. */

@@ -1,11 +1,14 @@
 // pg_controldata output -> what the HA decision needs. The parser is pure; the runner is in instance.ts.
 import type { ControlState } from '../ha/types.ts';
+import { parseLsn } from './lsn.ts';
 
 export interface ControlData {
   systemId: string | null;
   clusterState: string | null;
   state: ControlState;
   timeline: number | null;
+  /** "Latest checkpoint location": after a clean stop, the start of the shutdown checkpoint. */
+  checkpointLsn: number | null;
 }
 
 export function parseControlData(text: string): ControlData {
@@ -15,11 +18,13 @@ export function parseControlData(text: string): ControlData {
   };
   const clusterState = field('Database cluster state');
   const tli = field("Latest checkpoint's TimeLineID");
+  const ckpt = field('Latest checkpoint location');
   return {
     systemId: field('Database system identifier'),
     clusterState,
     state: mapState(clusterState),
     timeline: tli === null ? null : Number(tli),
+    checkpointLsn: ckpt === null ? null : parseLsn(ckpt),
   };
 }
 

@@ -260,6 +260,10 @@ class LocalInstance implements PostgresControl {
     }
   }
 
+  async checkpointLsn(): Promise<number | null> {
+    return (await this.#controlData())?.checkpointLsn ?? null;
+  }
+
   async wipe(): Promise<void> {
     this.#control = null;
     if (!existsSync(this.#dir)) return;

@@ -36,6 +36,8 @@ export interface PostgresControl {
   clone(from: Upstream): Promise<void>;
   /** pg_rewind from `from` (the server must be stopped). Throws PGHA_PG_REWIND_FAILED on failure. */
   rewind(from: Upstream): Promise<void>;
+  /** pg_controldata's latest checkpoint position (after a clean stop: the shutdown checkpoint). */
+  checkpointLsn(): Promise<number | null>;
   /** Remove the data directory's contents (for reinit or a failed rewind). */
   wipe(): Promise<void>;
 

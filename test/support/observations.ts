@@ -1,9 +1,11 @@
 // Builders for HA observations, used by the table tests and the fast-check properties.
 import { fc } from '@fast-check/vitest';
 import { dynamicConfigSchema, type DynamicConfig, type Tags } from '../../src/config/schema.ts';
-import type { ClusterView, LocalPostgres, MemberInfo, Observation } from '../../src/ha/types.ts';
+import type { ClusterView, FailoverRequest, LocalPostgres, MemberInfo, Observation } from '../../src/ha/types.ts';
 
 export const SYSID = '7300000000000000001';
+/** Wall-clock time of the generated observations (epoch ms). */
+export const WALL = 1_800_000_000_000;
 export const defaultTags: Tags = { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, failover_priority: 1 };
 export const dyn = (over: Partial<DynamicConfig> = {}): DynamicConfig => ({ ...dynamicConfigSchema.parse({}), ...over });
 
@@ -25,13 +27,14 @@ export function clusterView(over: Partial<ClusterView> = {}): ClusterView {
   return {
     leader: { name: 'n1', revision: '10', lease: '1' },
     members: [member('n1', { role: 'primary', state: 'running', upstream: null }), member('n2'), member('n3')],
-    initialize: SYSID, config: dyn(), lastLeaderLsn: 1000, ...over,
+    initialize: SYSID, config: dyn(), lastLeaderLsn: 1000, failover: null, ...over,
   };
 }
 
-export function obs(over: { self?: Partial<Observation['self']>; local?: Partial<LocalPostgres>; cluster?: ClusterView | null; now?: number } = {}): Observation {
+export function obs(over: { self?: Partial<Observation['self']>; local?: Partial<LocalPostgres>; cluster?: ClusterView | null; now?: number; wallNow?: number } = {}): Observation {
   return {
     now: over.now ?? 10_000,
+    wallNow: over.wallNow ?? WALL,
     self: { name: 'n2', tags: defaultTags, leaseDeadline: 12_000, startFailures: 0, notStreamingSince: null, ...over.self },
     local: localPg(over.local),
     cluster: over.cluster === undefined ? clusterView() : over.cluster,
@@ -82,10 +85,19 @@ export const clusterArb: fc.Arbitrary<ClusterView> = fc.record({
   initialize: fc.constantFrom(SYSID, SYSID, SYSID, null, '', 'claim:n3'),
   config: dynArb,
   lastLeaderLsn: fc.option(lsnArb, { nil: null }),
+  failover: fc.option(fc.record({
+    kind: fc.constantFrom('switchover', 'failover'),
+    leader: fc.option(fc.constantFrom(...names), { nil: null }),
+    candidate: fc.option(fc.constantFrom(...names), { nil: null }),
+    scheduledAt: fc.option(fc.integer({ min: WALL - 60_000, max: WALL + 60_000 }), { nil: null }),
+    requestedAt: fc.integer({ min: WALL - 60_000, max: WALL }),
+    shutdownLsn: fc.option(lsnArb, { nil: null }),
+  }), { nil: null, freq: 3 }),
 });
 
 export const observationArb: fc.Arbitrary<Observation> = fc.record({
   now: fc.integer({ min: 0, max: 100_000 }),
+  wallNow: fc.constant(WALL),
   self: fc.record({
     name: fc.constantFrom(...names), tags: tagsArb,
     leaseDeadline: fc.option(fc.integer({ min: 0, max: 100_000 }), { nil: null }),
@@ -96,3 +108,7 @@ export const observationArb: fc.Arbitrary<Observation> = fc.record({
   cluster: fc.option(clusterArb, { nil: null, freq: 8 }),
   fallbackConfig: dynArb,
 });
+
+export function request(over: Partial<FailoverRequest> = {}): FailoverRequest {
+  return { kind: 'switchover', leader: 'n1', candidate: null, scheduledAt: null, requestedAt: WALL - 1000, shutdownLsn: null, ...over };
+}

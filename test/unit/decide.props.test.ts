@@ -2,7 +2,7 @@
 // which the leader key behaves like etcd's (create-if-absent, expires with the holder's lease).
 import { describe, expect } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
-import { decide, leaseExpired } from '../../src/ha/decide.ts';
+import { activeRequest, decide, leaseExpired } from '../../src/ha/decide.ts';
 import { lagBehind, mayEverPromote } from '../../src/ha/candidates.ts';
 import type { Action, Observation } from '../../src/ha/types.ts';
 import { observationArb } from '../support/observations.ts';
@@ -46,8 +46,17 @@ describe('decide (properties)', () => {
   test.prop([observationArb], { numRuns: 3000 })('a paused cluster never promotes, demotes, fences, restarts or races', (o) => {
     fc.pre(cfgOf(o).pause);
     const { actions } = decide(o);
-    for (const k of ['promote', 'demote', 'fence', 'start', 'rewind', 'acquire', 'release'] as const) expect(has(actions, k)).toBe(false);
+    for (const k of ['promote', 'demote', 'fence', 'start', 'rewind', 'acquire', 'release', 'step_down'] as const) expect(has(actions, k)).toBe(false);
     for (const a of actions) if (a.kind === 'renew') expect(a.fenceOnFailure).toBe(false);
+  });
+
+  test.prop([observationArb], { numRuns: 3000 })('during a switchover only the named candidate races, never the old leader', (o) => {
+    fc.pre(o.cluster !== null);
+    const req = o.cluster === null ? null : activeRequest(o, o.cluster);
+    fc.pre(req !== null);
+    if (!has(decide(o).actions, 'acquire')) return;
+    expect(o.self.name).not.toBe(req?.leader);
+    if (req?.candidate != null) expect(o.self.name).toBe(req.candidate);
   });
 
   // Observations of an initialised member running as primary, not paused, past its lease deadline.

@@ -56,7 +56,7 @@ class World {
       name: n.name, role: n.running ? n.role : 'unknown', state: n.running ? 'running' : 'stopped', timeline: n.timeline, lsn: n.lsn,
       apiUrl: '', conn: '', tags: defaultTags, upstream: n.upstream, pendingRestart: false,
     }));
-    return { leader: holder === null ? null : { name: holder.name, revision: '1', lease: '1' }, members, initialize: SYSID, config: cfg, lastLeaderLsn: this.lastLeaderLsn };
+    return { leader: holder === null ? null : { name: holder.name, revision: '1', lease: '1' }, members, initialize: SYSID, config: cfg, lastLeaderLsn: this.lastLeaderLsn, failover: null };
   }
 
   tick(n: Node) {
@@ -64,6 +64,7 @@ class World {
     if (!n.partitioned) { sentAt = this.t; n.leaseRecv = this.t; } // the member keepalive of every loop
     const o: Observation = {
       now: this.t,
+      wallNow: 0,
       self: { name: n.name, tags: defaultTags, leaseDeadline: n.leaseDeadline, startFailures: 0, notStreamingSince: null },
       local: {
         dataDir: 'initialized', systemId: SYSID, controlState: n.wasPrimary ? 'primary-crashed' : 'standby', running: n.running, accepting: n.running,

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { decide, MAX_START_FAILURES, REWIND_AFTER_MS } from '../../src/ha/decide.ts';
 import type { Action } from '../../src/ha/types.ts';
-import { clusterView, defaultTags, dyn, member, obs } from '../support/observations.ts';
+import { clusterView, defaultTags, dyn, member, obs, request, WALL } from '../support/observations.ts';
 
 const kinds = (a: Action[]) => a.map((x) => x.kind);
 const noLeader = (over = {}) => clusterView({ leader: null, ...over });
@@ -48,7 +48,34 @@ const cases: Array<{ name: string; o: ReturnType<typeof obs>; expect: string[] }
   { name: 'no leader, down: start as standby', o: obs({ local: { running: false, role: null, controlState: 'primary-crashed' }, cluster: noLeader() }), expect: ['start'] },
 ];
 
+const leaderObs = (over: Parameters<typeof clusterView>[0] = {}) => obs({ self: { name: 'n1' }, local: { role: 'primary' }, cluster: clusterView(over) });
+const switchover: typeof cases = [
+  { name: 'switchover to the best standby: step down', o: leaderObs({ failover: request() }), expect: ['renew', 'step_down'] },
+  { name: 'switchover to a named healthy standby: step down', o: leaderObs({ failover: request({ candidate: 'n3' }) }), expect: ['renew', 'step_down'] },
+  { name: 'switchover to a nofailover standby: drop the request', o: leaderObs({ failover: request({ candidate: 'n3' }), members: [member('n1', { role: 'primary', state: 'running' }), member('n3', { tags: { ...defaultTags, nofailover: true } })] }), expect: ['renew', 'clear_failover'] },
+  { name: 'switchover to a lagging standby: drop the request', o: leaderObs({ failover: request({ candidate: 'n3' }), members: [member('n3', { lsn: 0 })], lastLeaderLsn: 10_000_000 }), expect: ['renew', 'clear_failover'] },
+  { name: 'scheduled switchover not due: keep leading', o: leaderObs({ failover: request({ scheduledAt: WALL + 60_000 }) }), expect: ['renew', 'publish_leader_lsn', 'ensure_slots'] },
+  { name: 'scheduled switchover due: step down', o: leaderObs({ failover: request({ scheduledAt: WALL - 10 }) }), expect: ['renew', 'step_down'] },
+  { name: 'stale request: drop it', o: leaderObs({ failover: request({ requestedAt: WALL - 120_000 }) }), expect: ['renew', 'clear_failover'] },
+  { name: 'request for another leader: drop it', o: leaderObs({ failover: request({ leader: 'n3' }) }), expect: ['renew', 'clear_failover'] },
+  { name: 'request while paused: keep leading', o: leaderObs({ failover: request(), config: dyn({ pause: true }) }), expect: ['renew', 'publish_leader_lsn', 'ensure_slots'] },
+  { name: 'named candidate, key free: take over', o: obs({ cluster: noLeader({ failover: request({ candidate: 'n2' }) }) }), expect: ['acquire', 'promote', 'clear_failover'] },
+  { name: 'named candidate without the leader\'s last WAL: wait', o: obs({ cluster: noLeader({ failover: request({ candidate: 'n2', shutdownLsn: 5000 }) }) }), expect: [] },
+  { name: 'named candidate with the leader\'s last WAL: take over', o: obs({ local: { lsn: 5001 }, cluster: noLeader({ failover: request({ candidate: 'n2', shutdownLsn: 5000 }) }) }), expect: ['acquire', 'promote', 'clear_failover'] },
+  { name: 'not the named candidate: wait', o: obs({ local: { lsn: 9999 }, cluster: noLeader({ failover: request({ candidate: 'n3' }) }) }), expect: [] },
+  { name: 'the leader that stepped down: not racing', o: obs({ self: { name: 'n1' }, local: { lsn: 9999 }, cluster: noLeader({ failover: request() }) }), expect: [] },
+  { name: 'unnamed switchover: the old leader is not a rival', o: obs({ cluster: noLeader({ failover: request(), members: [member('n1', { lsn: 99999 })] }) }), expect: ['acquire', 'promote'] },
+  { name: 'manual failover to a nofailover member: refused', o: obs({ self: { tags: { ...defaultTags, nofailover: true } }, cluster: noLeader({ failover: request({ kind: 'failover', leader: null, candidate: 'n2' }) }) }), expect: [] },
+  { name: 'manual failover to a lagging member: the operator decides', o: obs({ local: { lsn: 0 }, cluster: noLeader({ lastLeaderLsn: 10_000_000, failover: request({ kind: 'failover', leader: null, candidate: 'n2' }) }) }), expect: ['acquire', 'promote', 'clear_failover'] },
+  { name: 'a keyless primary during a switchover to another member: fence', o: obs({ local: { role: 'primary' }, cluster: noLeader({ failover: request({ candidate: 'n3' }) }) }), expect: ['fence'] },
+];
+
 describe('decide (table)', () => {
+  it.each(switchover)('$name', ({ o, expect: want }) => {
+    const p = decide(o);
+    expect(kinds(p.actions), p.reason).toEqual(want);
+  });
+
   it.each(cases)('$name', ({ o, expect: want }) => {
     const p = decide(o);
     expect(kinds(p.actions), p.reason).toEqual(want);
