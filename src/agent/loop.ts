@@ -2,7 +2,7 @@
 // runs every loop_wait seconds, or at once when the leader key changes.
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs } from '../dcs/types.ts';
-import { describeError } from '../errors.ts';
+import { PgHaError, describeError } from '../errors.ts';
 import { decide } from '../ha/decide.ts';
 import type { ClusterView, LocalPostgres, Observation, Plan } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
@@ -35,6 +35,7 @@ export class HaLoop {
   #stopping = false;
   #wake: (() => void) | null = null;
   #running: Promise<void> | null = null;
+  #ops: Array<{ name: string; run: () => Promise<void>; done: (err: unknown) => void }> = [];
 
   constructor(deps: LoopDeps) {
     this.#d = deps;
@@ -91,8 +92,32 @@ export class HaLoop {
     }
   }
 
-  /** One iteration: observe, decide, act, publish. */
+  /**
+   * Run an operator's operation (restart, reinitialize) inside the loop, between two iterations,
+   * so it never races the loop's own actions. Resolves when it has run.
+   */
+  enqueue(name: string, run: () => Promise<void>): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#ops.push({ name, run, done: (err) => (err === undefined ? resolve() : reject(err)) });
+      this.wake();
+    });
+  }
+
+  async #runOps(): Promise<void> {
+    for (let op = this.#ops.shift(); op !== undefined; op = this.#ops.shift()) {
+      this.#d.logger.info({ event: 'operation', op: op.name }, `running operator request: ${op.name}`);
+      try {
+        await op.run();
+        op.done(undefined);
+      } catch (err) {
+        op.done(err);
+      }
+    }
+  }
+
+  /** One iteration: operator requests, then observe, decide, act, publish. */
   async runOnce(): Promise<Plan> {
+    await this.#runOps();
     const o = await this.observe();
     const plan = decide(o);
     if (plan.reason !== this.#lastReason) {
@@ -103,8 +128,24 @@ export class HaLoop {
       await this.actor.run(plan.actions, { cluster: this.#cluster, local: o.local });
       this.#local = await this.#d.pg.observe();
     }
+    await this.#applyConfig(this.#local ?? o.local, o.cluster);
     await this.#publish().catch((err: unknown) => this.#d.logger.warn({ err: describeError(err) }, 'could not publish member state'));
     return plan;
+  }
+
+  /** Dynamic PostgreSQL parameters changed in etcd: re-render pgha.conf and reload. */
+  async #applyConfig(local: LocalPostgres, cluster: ClusterView | null): Promise<void> {
+    if (!local.accepting || cluster === null) return;
+    const upName = local.role === 'standby' ? local.upstream : null;
+    const up = cluster.members.find((m) => m.name === upName);
+    if (upName !== null && up === undefined) return; // upstream not visible right now: leave conninfo alone
+    try {
+      if (await this.#d.pg.applyConfig(up === undefined ? null : { name: up.name, conn: up.conn })) {
+        this.#d.logger.info({ event: 'reloaded' }, 'PostgreSQL configuration changed: reloaded');
+      }
+    } catch (err) {
+      this.#d.logger.warn({ err: describeError(err) }, 'could not apply the configuration');
+    }
   }
 
   async observe(): Promise<Observation> {
@@ -154,6 +195,27 @@ export class HaLoop {
       version: this.#d.version,
     };
     await this.#d.dcs.publishMember(member);
+  }
+
+  /** Operator restart: stop PostgreSQL (fast) and start it again in the role it had. */
+  restartPostgres(): Promise<void> {
+    return this.enqueue('restart', async () => {
+      const leader = this.isLeader;
+      const upstreamName = this.#cluster?.leader?.name ?? null;
+      const up = this.#cluster?.members.find((m) => m.name === upstreamName);
+      await this.#d.pg.stop('fast');
+      await this.actor.start(leader ? 'primary' : 'standby', leader || up === undefined ? null : { name: up.name, conn: up.conn });
+    });
+  }
+
+  /** Operator reinit of a standby: stop, wipe; the next iteration clones from the leader. */
+  reinitialize(): Promise<void> {
+    return this.enqueue('reinitialize', async () => {
+      if (this.isLeader) throw new PgHaError('PGHA_CLI_REFUSED', 'refusing to reinitialize the leader');
+      await this.#d.pg.stop('immediate');
+      await this.#d.pg.wipe();
+      this.#d.logger.warn({ event: 'reinitialize' }, 'data directory wiped; cloning from the leader');
+    });
   }
 
   /**

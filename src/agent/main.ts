@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { registerOpsRoutes } from '../api/ops-routes.ts';
 import { buildApi, startApi } from '../api/server.ts';
 import { loadConfig } from '../config/load.ts';
 import { createEtcdDcs } from '../dcs/etcd.ts';
@@ -61,6 +62,10 @@ async function main(): Promise<number> {
     logger, scope: config.scope, snapshot: () => ha.snapshot(), now: () => performance.now(),
     // A view older than one TTL is stale: by then the leader key may belong to someone else.
     staleAfterMs: () => ha.dynamic.ttl * 1000,
+    routes: (a) => registerOpsRoutes(a, {
+      config, dcs, fallback: () => ha.dynamic, isLeader: () => ha.isLeader,
+      restart: () => ha.restartPostgres(), reload: () => pg.reload(), reinitialize: () => ha.reinitialize(),
+    }),
   });
   await startApi(app, config.restapi.listen);
   const stopWatch = await dcs.watchLeader(() => ha.wake());

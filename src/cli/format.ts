@@ -52,3 +52,10 @@ export function renderList(scope: string, c: ClusterView, rows: ListRow[], forma
   const banner = c.config.pause ? '\n Maintenance mode: on\n' : '';
   return `+ Cluster: ${scope} (${c.initialize ?? 'uninitialized'})\n${t.toString()}\n${banner}`;
 }
+
+/** Print a command's result: the object as JSON/YAML, or a sentence for tables. */
+export function printResult(format: Format, value: unknown, sentence: string): void {
+  if (format === 'json') process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  else if (format === 'yaml') process.stdout.write(stringify(value));
+  else process.stdout.write(`${sentence}\n`);
+}

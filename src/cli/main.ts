@@ -5,6 +5,10 @@ import { hideBin } from 'yargs/helpers';
 import { isPgHaError } from '../errors.ts';
 import type { GlobalOpts } from './context.ts';
 import { listCommand } from './list.ts';
+import { editConfigCommand, pauseCmd, resumeCmd, showConfigCommand } from './config.ts';
+import { failoverCommand, flushCommand, switchoverCommand } from './handover.ts';
+import { dsnCommand, historyCommand } from './info.ts';
+import { reinitCommand, reloadCommand, restartCommand } from './members.ts';
 
 class UsageError extends Error {}
 
@@ -18,6 +22,18 @@ async function main(): Promise<number> {
       .option('namespace', { type: 'string', default: '/service' })
       .option('format', { alias: 'f', choices: ['table', 'json', 'yaml'] as const, default: 'table' as const })
       .command(listCommand as never)
+      .command(switchoverCommand as never)
+      .command(failoverCommand as never)
+      .command(flushCommand as never)
+      .command(pauseCmd as never)
+      .command(resumeCmd as never)
+      .command(showConfigCommand as never)
+      .command(editConfigCommand as never)
+      .command(historyCommand as never)
+      .command(dsnCommand as never)
+      .command(restartCommand as never)
+      .command(reloadCommand as never)
+      .command(reinitCommand as never)
       .demandCommand(1, 'name a command')
       .strict()
       .help()

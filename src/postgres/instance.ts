@@ -154,17 +154,31 @@ class LocalInstance implements PostgresControl {
     };
   }
 
-  async #renderConf(up: Upstream | null, standby: boolean): Promise<void> {
+  #confText(up: Upstream | null, standby: boolean): string {
     const pgc = this.#c.postgresql;
     const { host, port } = splitHostPort(pgc.listen);
-    const text = renderPghaConf({
+    return renderPghaConf({
       port, listenHost: host, socketDir: pgc.socket_dir,
       parameters: [this.#o.dynamic().postgresql.parameters, pgc.parameters],
       standby: standby ? this.#standbyConf(up) : null,
     });
+  }
+
+  async #renderConf(up: Upstream | null, standby: boolean): Promise<void> {
     await this.#writePassfile();
-    await this.#write(join(this.#dir, 'pgha.conf'), text);
-    // pg_basebackup -R style settings would override ours; we never write postgresql.auto.conf.
+    await this.#write(join(this.#dir, 'pgha.conf'), this.#confText(up, standby));
+  }
+
+  async applyConfig(upstream: Upstream | null): Promise<boolean> {
+    if (!this.#postmasterAlive()) return false;
+    const standby = existsSync(join(this.#dir, 'standby.signal'));
+    const want = this.#confText(upstream, standby);
+    let have = '';
+    try { have = readFileSync(join(this.#dir, 'pgha.conf'), 'utf8'); } catch { /* rewrite */ }
+    if (have === want) return false;
+    await this.#write(join(this.#dir, 'pgha.conf'), want);
+    await this.reload();
+    return true;
   }
 
   async start(as: 'primary' | 'standby', upstream: Upstream | null): Promise<void> {

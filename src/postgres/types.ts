@@ -31,6 +31,11 @@ export interface PostgresControl {
   promote(): Promise<{ timeline: number; lsn: string }>;
   /** Send SIGHUP (pg_ctl reload) after re-rendering pgha.conf. */
   reload(): Promise<void>;
+  /**
+   * Re-render pgha.conf for the server's current role (standby.signal present: a standby of
+   * `upstream`) and reload if it changed (new dynamic parameters). True when it reloaded.
+   */
+  applyConfig(upstream: Upstream | null): Promise<boolean>;
 
   /** pg_basebackup from `from` into the (empty) data directory, then configure as its standby. */
   clone(from: Upstream): Promise<void>;

@@ -33,6 +33,8 @@ export interface ClusterOptions {
   loopWait?: number;
   retryTimeout?: number;
   fenceMargin?: number;
+  /** Tags of node i (1-based). */
+  tags?: (i: number) => Record<string, unknown>;
 }
 
 export class TestCluster {
@@ -81,7 +83,7 @@ export class TestCluster {
         },
         pg_ctl_timeout: 30,
       },
-      tags: { failover_priority: 1 },
+      tags: { failover_priority: 1, ...this.#opts.tags?.(Number(n.name.slice(4))) },
     };
     writeFileSync(n.configPath, stringify(cfg), { mode: 0o600 });
     chownSync(n.configPath, this.#user.uid, this.#user.gid);

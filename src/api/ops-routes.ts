@@ -1,0 +1,91 @@
+// Operations endpoints (the REST twin of pghactl). All mutating routes need basic auth; bodies are
+// validated with zod (400 with the reason); refusals answer 412 with the reason.
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { z } from 'zod';
+import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
+import type { EtcdDcs } from '../dcs/etcd.ts';
+import { PgHaError, isPgHaError } from '../errors.ts';
+import { cancelHandover, editConfig, mergePatch, requestHandover } from '../ops/store.ts';
+import { badRequest, requireAuth } from './server.ts';
+
+export interface OpsDeps {
+  config: NodeConfig;
+  dcs: EtcdDcs;
+  fallback: () => DynamicConfig;
+  isLeader: () => boolean;
+  restart: () => Promise<void>;
+  reload: () => Promise<void>;
+  reinitialize: () => Promise<void>;
+}
+
+const switchoverBody = z.strictObject({
+  leader: z.string().min(1).optional(),
+  candidate: z.string().min(1).optional(),
+  scheduled_at: z.iso.datetime({ offset: true }).optional(),
+});
+const failoverBody = z.strictObject({ candidate: z.string().min(1), force: z.boolean().optional() });
+const memberOpBody = z.strictObject({ force: z.boolean().optional() }).optional();
+
+function fail(reply: FastifyReply, err: unknown) {
+  if (isPgHaError(err, 'PGHA_CLI_REFUSED') || isPgHaError(err, 'PGHA_CONFIG_INVALID') || isPgHaError(err, 'PGHA_CONFIG_UNSAFE')) {
+    const code = err.code === 'PGHA_CLI_REFUSED' ? 412 : 400;
+    return reply.code(code).send({ error: err.code, message: err.message });
+  }
+  if (isPgHaError(err)) return reply.code(503).send({ error: err.code, message: err.message });
+  throw err;
+}
+
+function parse<T>(schema: z.ZodType<T>, body: unknown, reply: FastifyReply): T | undefined {
+  const r = schema.safeParse(body);
+  if (r.success) return r.data;
+  void badRequest(reply, r.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
+  return undefined;
+}
+
+export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
+  const auth = { preHandler: requireAuth(d.config.restapi.authentication) };
+
+  app.post('/switchover', auth, async (req, reply) => {
+    const b = parse(switchoverBody, req.body ?? {}, reply);
+    if (b === undefined) return reply;
+    try {
+      const r = await requestHandover(d.dcs, { kind: 'switchover', leader: b.leader, candidate: b.candidate, scheduledAt: b.scheduled_at ? Date.parse(b.scheduled_at) : undefined }, d.fallback());
+      return reply.code(202).send(r);
+    } catch (err) { return fail(reply, err); }
+  });
+  app.delete('/switchover', auth, async (_req, reply) => {
+    try { return reply.send({ cancelled: await cancelHandover(d.dcs) }); } catch (err) { return fail(reply, err); }
+  });
+  app.post('/failover', auth, async (req, reply) => {
+    const b = parse(failoverBody, req.body, reply);
+    if (b === undefined) return reply;
+    try { return reply.code(202).send(await requestHandover(d.dcs, { kind: 'failover', candidate: b.candidate, force: b.force }, d.fallback())); } catch (err) { return fail(reply, err); }
+  });
+  app.get('/history', async (_req, reply) => {
+    try { return reply.send(await d.dcs.readHistory()); } catch (err) { return fail(reply, err); }
+  });
+  app.get('/config', async (_req, reply) => {
+    try { return reply.send((await d.dcs.readCluster(d.fallback())).config); } catch (err) { return fail(reply, err); }
+  });
+  for (const method of ['PATCH', 'PUT'] as const) {
+    app.route({ method, url: '/config', preHandler: auth.preHandler, handler: async (req, reply) => {
+      const body = req.body;
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) return badRequest(reply, 'body: expected a JSON object');
+      try {
+        const patch = body as Record<string, unknown>;
+        const { after } = await editConfig(d.dcs, (c) => (method === 'PATCH' ? mergePatch(c, patch) : patch), d.fallback(), 'request body');
+        return reply.send(after);
+      } catch (err) { return fail(reply, err); }
+    } });
+  }
+  const memberOp = (url: string, run: () => Promise<void>, leaderOk: boolean) => {
+    app.post(url, auth, async (req, reply) => {
+      if (parse(memberOpBody, req.body ?? undefined, reply) === undefined && reply.sent) return reply;
+      if (!leaderOk && d.isLeader()) return fail(reply, new PgHaError('PGHA_CLI_REFUSED', `${d.config.name} is the leader: ${url.slice(1)} is refused on the leader`));
+      try { await run(); return reply.send({ ok: true, member: d.config.name }); } catch (err) { return fail(reply, err); }
+    });
+  };
+  memberOp('/restart', d.restart, true);
+  memberOp('/reload', d.reload, true);
+  memberOp('/reinitialize', d.reinitialize, false);
+}

@@ -1,0 +1,79 @@
+// Writes of operator requests to etcd, shared by pghactl and the REST API. Every write of shared
+// state is a compare-and-set on the revision it was computed from; a lost race re-reads.
+import { parse as parseYaml } from 'yaml';
+import type { DynamicConfig } from '../config/schema.ts';
+import { parseDynamicConfig } from '../config/load.ts';
+import type { EtcdDcs } from '../dcs/etcd.ts';
+import { PgHaError } from '../errors.ts';
+import type { FailoverRequest } from '../ha/types.ts';
+import { planHandover, type HandoverInput } from './requests.ts';
+
+export async function requestHandover(dcs: EtcdDcs, input: HandoverInput, fallback: DynamicConfig): Promise<FailoverRequest> {
+  const view = await dcs.readCluster(fallback);
+  const req = planHandover(view, input, Date.now());
+  if (!(await dcs.putJsonIfRevision(dcs.keys.failover, req, '0'))) {
+    throw new PgHaError('PGHA_CLI_REFUSED', 'another switchover or failover was requested at the same moment');
+  }
+  return req;
+}
+
+/** Cancel a pending (scheduled) switchover. False when there was none. */
+export async function cancelHandover(dcs: EtcdDcs): Promise<boolean> {
+  const cur = await dcs.getJson(dcs.keys.failover);
+  if (cur.value === undefined) return false;
+  await dcs.clearFailover();
+  return true;
+}
+
+/** A change to the dynamic configuration, applied to the current value. */
+export type ConfigEdit = (current: Record<string, unknown>) => Record<string, unknown>;
+
+/** Parse "a.b=value" (value as a YAML scalar: numbers, booleans, strings). */
+export function parseAssignment(text: string): { path: string[]; value: unknown } {
+  const i = text.indexOf('=');
+  if (i <= 0) throw new PgHaError('PGHA_CLI_USAGE', `"${text}" is not key=value`);
+  const raw = text.slice(i + 1);
+  let value: unknown = raw;
+  try { value = parseYaml(raw); } catch { /* keep the string */ }
+  return { path: text.slice(0, i).split('.'), value: value === null && raw !== 'null' ? raw : value };
+}
+
+export function setPath(obj: Record<string, unknown>, path: string[], value: unknown): Record<string, unknown> {
+  const [head, ...rest] = path;
+  if (head === undefined) return obj;
+  const copy: Record<string, unknown> = { ...obj };
+  if (rest.length === 0) {
+    if (value === null) delete copy[head];
+    else copy[head] = value;
+  } else {
+    const child = copy[head];
+    copy[head] = setPath(typeof child === 'object' && child !== null ? (child as Record<string, unknown>) : {}, rest, value);
+  }
+  return copy;
+}
+
+/** Deep merge (PATCH semantics): objects merge, null deletes, anything else replaces. */
+export function mergePatch(base: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
+  let out = { ...base };
+  for (const [k, v] of Object.entries(patch)) {
+    const cur = out[k];
+    if (v !== null && typeof v === 'object' && !Array.isArray(v) && typeof cur === 'object' && cur !== null) {
+      out = { ...out, [k]: mergePatch(cur as Record<string, unknown>, v as Record<string, unknown>) };
+    } else out = setPath(out, [k], v);
+  }
+  return out;
+}
+
+/**
+ * Apply `edit` to /config by compare-and-set, re-reading and re-applying on a lost race, so two
+ * concurrent editors both land. The result is validated before anything is written.
+ */
+export async function editConfig(dcs: EtcdDcs, edit: ConfigEdit, fallback: DynamicConfig, source: string): Promise<{ before: DynamicConfig; after: DynamicConfig }> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const cur = await dcs.getJson(dcs.keys.config);
+    const before = cur.value === undefined ? fallback : parseDynamicConfig(cur.value, 'etcd /config');
+    const after = parseDynamicConfig(edit(structuredClone(before) as unknown as Record<string, unknown>), source);
+    if (await dcs.putJsonIfRevision(dcs.keys.config, after, cur.modRevision)) return { before, after };
+  }
+  throw new PgHaError('PGHA_DCS_CONFLICT', '/config kept changing; try again');
+}
