@@ -26,20 +26,19 @@ export const historyCommand: CommandModule<GlobalOpts, GlobalOpts> = {
   },
 };
 
-/** A libpq connection string (no password) reaching the given role; multi-host for replica/any. */
+/**
+ * A libpq connection string (no password). primary: every member with
+ * target_session_attrs=read-write, so it keeps working after a failover without a proxy;
+ * replica: the standbys with target_session_attrs=standby; any: every member.
+ */
 export function buildDsn(view: ClusterView, role: 'primary' | 'replica' | 'any', user: string, dbname: string): string {
   const leader = view.leader?.name ?? null;
-  const members = view.members.filter((m) => (role === 'primary' ? m.name === leader : role === 'replica' ? m.name !== leader && m.role === 'standby' : true));
+  const members = role === 'replica' ? view.members.filter((m) => m.name !== leader && m.role === 'standby') : view.members;
   if (members.length === 0) throw new PgHaError('PGHA_CLI_REFUSED', `no member for role ${role}`);
-  const hosts = members.map((m) => m.conn.slice(0, m.conn.lastIndexOf(':')));
-  const ports = members.map((m) => m.conn.slice(m.conn.lastIndexOf(':') + 1));
+  const hosts = members.map((m) => m.conn.slice(0, m.conn.lastIndexOf(':'))).join(',');
+  const ports = members.map((m) => m.conn.slice(m.conn.lastIndexOf(':') + 1)).join(',');
   const attrs = role === 'primary' ? 'read-write' : role === 'replica' ? 'standby' : 'any';
-  // For primary: list every member, so the string keeps working after a failover without a proxy.
-  if (role === 'primary') {
-    const all = view.members;
-    return `host=${all.map((m) => m.conn.slice(0, m.conn.lastIndexOf(':'))).join(',')} port=${all.map((m) => m.conn.slice(m.conn.lastIndexOf(':') + 1)).join(',')} dbname=${dbname} user=${user} target_session_attrs=read-write`;
-  }
-  return `host=${hosts.join(',')} port=${ports.join(',')} dbname=${dbname} user=${user} target_session_attrs=${attrs}${role === 'replica' ? ' load_balance_hosts=random' : ''}`;
+  return `host=${hosts} port=${ports} dbname=${dbname} user=${user} target_session_attrs=${attrs}`;
 }
 
 export const dsnCommand: CommandModule<GlobalOpts, GlobalOpts & { role: 'primary' | 'replica' | 'any'; user: string; dbname: string }> = {
