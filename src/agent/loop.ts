@@ -82,8 +82,9 @@ export class HaLoop {
   async #loop(): Promise<void> {
     while (!this.#stopping) {
       const started = this.#d.now();
-      await this.runOnce().catch((err: unknown) => this.#d.logger.error({ err: describeError(err) }, 'HA loop iteration failed'));
-      const wait = Math.max(0, this.dynamic.loop_wait * 1000 - (this.#d.now() - started));
+      const plan = await this.runOnce().catch((err: unknown) => { this.#d.logger.error({ err: describeError(err) }, 'HA loop iteration failed'); return null; });
+      const pace = Math.min(this.dynamic.loop_wait * 1000, plan?.retryAfterMs ?? Infinity);
+      const wait = Math.max(0, pace - (this.#d.now() - started));
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, wait); // sleeps loop_wait minus the time this iteration took
         this.#wake = () => { clearTimeout(t); resolve(); };

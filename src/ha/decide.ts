@@ -34,6 +34,12 @@ export const leaseExpired = (o: Observation): boolean => o.self.leaseDeadline ==
  * second; a request whose candidate never took over must not block failover forever.
  */
 export const REQUEST_TTL_MS = 30_000;
+/**
+ * Loop pace while a handover is in progress (ms): the candidate waits for the last WAL of the
+ * leader that stepped down, which arrives within milliseconds; a full loop_wait would add to
+ * the write outage.
+ */
+export const HANDOVER_POLL_MS = 20;
 
 /** The request applies now: not stale, and its scheduled time (if any) has come. */
 export function activeRequest(o: Observation, cluster: ClusterView): FailoverRequest | null {
@@ -204,6 +210,12 @@ function decideAsCandidate(o: Observation, req: FailoverRequest, candidate: stri
   // candidate was checked when it was requested and waits for the old leader's last WAL below;
   // a manual failover is the operator's explicit choice.
   if (!mayEverPromote(o.self.tags)) return plan(`named in a ${req.kind} but tagged nofailover: not racing`);
-  if (req.shutdownLsn !== null && (o.local.lsn ?? 0) <= req.shutdownLsn) return plan(`${req.kind}: waiting for WAL beyond ${req.shutdownLsn}`);
+  if (req.shutdownLsn !== null && (o.local.lsn ?? 0) <= req.shutdownLsn) {
+    return { ...plan(`${req.kind}: waiting for WAL beyond ${req.shutdownLsn}`), retryAfterMs: HANDOVER_POLL_MS };
+  }
+  if (req.kind === 'switchover' && req.leader !== null && req.shutdownLsn === null) {
+    // The key is free but the old leader has not recorded its last WAL position yet.
+    return { ...plan(`${req.kind}: waiting for ${req.leader} to record its last WAL position`), retryAfterMs: HANDOVER_POLL_MS };
+  }
   return plan(`${req.kind}: taking over as the named candidate`, { kind: 'acquire' }, { kind: 'promote' }, { kind: 'clear_failover' });
 }

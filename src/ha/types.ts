@@ -150,4 +150,6 @@ export interface Plan {
   /** A short human sentence, logged when it changes. */
   reason: string;
   actions: Action[];
+  /** Run the next loop after this many ms rather than loop_wait (a handover in progress). */
+  retryAfterMs?: number;
 }

@@ -105,6 +105,30 @@ describe('pghactl and the operations API', () => {
     await healthy();
   });
 
+  it('runs the minor-upgrade procedure of docs/operations.md with one switchover as the only handover', async () => {
+    const leader = await healthy();
+    const before = (await ctlJson<unknown[]>('history')).length;
+    await ctlJson('pause', '--wait');
+    for (const s of cluster.nodes.filter((n) => n.name !== leader)) {
+      const pid = postmasterPid(s.dataDir);
+      await ctlJson('restart', s.name, '--force');
+      expect(postmasterPid(s.dataDir)).not.toBe(pid);
+      await waitFor(`${s.name} streaming after restart`, async () => (await cluster.probe(s, '/replica')) === 200, 30_000);
+    }
+    expect(await leaderName()).toBe(leader);
+    await ctlJson('resume', '--wait');
+    const target = cluster.nodes.find((n) => n.name !== leader && n.name !== 'node3')?.name as string;
+    await ctlJson('switchover', '--candidate', target, '--force');
+    await waitFor('switchover done', async () => (await cluster.primary())?.name === target, 20_000);
+    await healthy();
+    await ctlJson('pause', '--wait');
+    await ctlJson('restart', leader, '--force');
+    await waitFor('old leader streaming', async () => (await cluster.probe(node(leader), '/replica')) === 200, 30_000);
+    await ctlJson('resume', '--wait');
+    expect(await healthy()).toBe(target);
+    expect((await ctlJson<unknown[]>('history')).length).toBe(before + 1);
+  });
+
   it('applies edit-config on every member; a restart-needing change is pending until restart --pending', async () => {
     await ctlJson('edit-config', '--pg', 'work_mem=7MB', '--pg', 'max_connections=41');
     for (const n of cluster.nodes) {
