@@ -127,7 +127,7 @@ async function main(): Promise<void> {
   }));
   results.push(await measure('postmaster SIGKILL (agent alive)', async (p) => { cluster.killPostmaster(p, 'SIGKILL'); }, async () => undefined));
   results.push(await measure('switchover (pghactl switchover --force)', async () => {
-    execFileSync(process.execPath, [join(REPO, 'bin/pghactl.js'), '-c', cluster.nodes[0]!.configPath, 'switchover', '--force'], { stdio: 'ignore' });
+    execFileSync(process.execPath, [join(REPO, 'bin/pghactl.js'), '-c', cluster.nodes[0]!.configPath, 'switchover', '--force'], { stdio: ['ignore', 'ignore', 'inherit'] });
   }, async () => undefined));
 
   await healthy();

@@ -1,6 +1,6 @@
 // Operator requests shared by pghactl and the REST API: validated against the current cluster
 // view (pure), then written to etcd by compare-and-set. A refusal says why, and writes nothing.
-import { asCandidate, lagBehind, mayEverPromote } from '../ha/candidates.ts';
+import { asCandidate, bestCandidate, lagBehind, mayEverPromote, type Candidate } from '../ha/candidates.ts';
 import type { ClusterView, FailoverRequest } from '../ha/types.ts';
 import { PgHaError } from '../errors.ts';
 
@@ -46,13 +46,19 @@ export function planHandover(view: ClusterView, input: HandoverInput, wallNow: n
     if (leader === null) refuse('there is no healthy leader to switch over from; use failover');
     if (input.leader !== undefined && input.leader !== leader) refuse(`${input.leader} is not the leader (${leader} is)`);
     if (input.scheduledAt !== undefined && input.scheduledAt <= wallNow) refuse('the scheduled time is in the past');
-    if (input.candidate !== undefined) {
-      const p = candidateProblem(view, input.candidate, true);
+    let candidate = input.candidate ?? null;
+    if (candidate !== null) {
+      const p = candidateProblem(view, candidate, true);
       if (p !== null) refuse(p);
+    } else if (input.scheduledAt === undefined) {
+      // Name the most advanced eligible standby now: a named candidate takes over at once,
+      // while an unnamed race would compare positions published up to a loop ago.
+      const eligible = view.members.filter((m) => m.name !== leader).map((m) => asCandidate(m, view.lastLeaderLsn, view.config)).filter((c): c is Candidate => c !== null);
+      candidate = bestCandidate(eligible)?.name ?? refuse('no healthy standby is eligible (running, within maximum_lag_on_failover, not nofailover)');
     } else if (!view.members.some((m) => m.name !== leader && candidateProblem(view, m.name, true) === null)) {
       refuse('no healthy standby is eligible (running, within maximum_lag_on_failover, not nofailover)');
     }
-    return { kind: 'switchover', leader, candidate: input.candidate ?? null, scheduledAt: input.scheduledAt ?? null, requestedAt: wallNow, shutdownLsn: null };
+    return { kind: 'switchover', leader, candidate, scheduledAt: input.scheduledAt ?? null, requestedAt: wallNow, shutdownLsn: null };
   }
   if (input.candidate === undefined) refuse('failover needs --candidate');
   const candidate = input.candidate as string;

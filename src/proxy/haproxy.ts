@@ -1,37 +1,116 @@
-// Renders config/haproxy.cfg.tmpl for a set of members. Pure apart from reading the template.
+// HAProxy configuration for a pgha cluster: fills config/haproxy.cfg.tmpl. The template is read
+// once when this module loads; rendering itself is a pure function of the template and the input.
+// Template syntax, deliberately tiny (no template library): `{{name}}` placeholders, and blocks
+// `{{#section}}` ... `{{/section}}` on lines of their own, repeated once per member ("members") or
+// kept only when the value is set ("stats").
 import { readFileSync } from 'node:fs';
+import { PgHaError } from '../errors.ts';
 
-export interface HaproxyMember { name: string; pgHost: string; pgPort: number; apiHost: string; apiPort: number }
+export interface HaproxyMember {
+  /** Member name (the `server` name in HAProxy). */
+  name: string;
+  /** Where clients reach its PostgreSQL. */
+  pgHost: string;
+  pgPort: number;
+  /** Where HAProxy reaches its agent's REST API for the health checks. */
+  apiHost: string;
+  apiPort: number;
+}
 
 export interface HaproxyInput {
   readWritePort: number;
   readOnlyPort: number;
+  /** HAProxy's status page; omitted when unset. */
+  statsPort?: number;
+  /** Address the listeners bind to; default 127.0.0.1. */
   bindHost?: string;
-  /** Health-check interval in ms (HAProxy `inter`). */
+  /** Health-check interval of an up server (HAProxy `inter`), in ms; 100..60000. */
   checkIntervalMs: number;
-  members: HaproxyMember[];
+  members: readonly HaproxyMember[];
 }
 
-const TEMPLATE_PATH = new URL('../../config/haproxy.cfg.tmpl', import.meta.url);
-const SAFE = /^[A-Za-z0-9_.:-]+$/;
+export const HAPROXY_TEMPLATE_PATH = new URL('../../config/haproxy.cfg.tmpl', import.meta.url);
+const TEMPLATE = readFileSync(HAPROXY_TEMPLATE_PATH, 'utf8');
 
-export function renderTemplate(template: string, i: HaproxyInput): string {
-  const vars: Record<string, string> = {
-    bindHost: i.bindHost ?? '127.0.0.1', readWritePort: String(i.readWritePort), readOnlyPort: String(i.readOnlyPort),
-    checkIntervalMs: String(i.checkIntervalMs), downAfterMs: String(2 * i.checkIntervalMs),
+/** Names and hosts: nothing that could end a line or start a new HAProxy keyword. No IPv6: `addr` would need another syntax. */
+const NAME = /^[A-Za-z0-9_.-]+$/;
+
+function invalid(field: string, msg: string): PgHaError {
+  return new PgHaError('PGHA_CONFIG_INVALID', `haproxy: ${field}: ${msg}`);
+}
+
+function checkPort(field: string, p: number): string {
+  if (!Number.isInteger(p) || p < 1 || p > 65535) throw invalid(field, `a port between 1 and 65535, not ${String(p)}`);
+  return String(p);
+}
+
+function checkName(field: string, s: string): string {
+  if (!NAME.test(s)) throw invalid(field, `letters, digits, _ . - only (no IPv6 literal), not ${JSON.stringify(s)}`);
+  return s;
+}
+
+type Vars = Record<string, string>;
+
+/** The values of each placeholder and section, validated. */
+function variables(i: HaproxyInput): { vars: Vars; sections: Record<string, Vars[]> } {
+  const ms = i.checkIntervalMs;
+  if (!Number.isInteger(ms) || ms < 100 || ms > 60_000) throw invalid('checkIntervalMs', `an integer between 100 and 60000, not ${String(ms)}`);
+  // While a server changes state, and while it is down, check twice as often: failover speed is
+  // decided by how fast the old primary goes down and the new one comes up.
+  const fast = Math.max(100, Math.round(ms / 2));
+  const vars: Vars = {
+    bindHost: checkName('bindHost', i.bindHost ?? '127.0.0.1'),
+    readWritePort: checkPort('readWritePort', i.readWritePort),
+    readOnlyPort: checkPort('readOnlyPort', i.readOnlyPort),
+    inter: String(ms),
+    fastinter: String(fast),
+    downinter: String(fast),
+    downAfterMs: String(ms + fast),
   };
-  const fill = (text: string, v: Record<string, string>) =>
-    text.replace(/\{\{(\w+)\}\}/g, (_, k: string) => {
-      const val = v[k];
-      if (val === undefined) throw new Error(`haproxy template: no value for {{${k}}}`);
-      if (!SAFE.test(val)) throw new Error(`haproxy template: unsafe value for {{${k}}}: ${JSON.stringify(val)}`);
-      return val;
-    });
-  const expanded = template.replace(/\{\{#members\}\}\n([\s\S]*?)\{\{\/members\}\}\n/g, (_, block: string) =>
-    i.members.map((m) => fill(block, { name: m.name, pgHost: m.pgHost, pgPort: String(m.pgPort), apiHost: m.apiHost, apiPort: String(m.apiPort) })).join(''));
+  const ports = [i.readWritePort, i.readOnlyPort];
+  const stats: Vars[] = [];
+  if (i.statsPort !== undefined) {
+    vars.statsPort = checkPort('statsPort', i.statsPort);
+    ports.push(i.statsPort);
+    stats.push({});
+  }
+  if (new Set(ports).size !== ports.length) throw invalid('ports', `the listener ports must differ: ${ports.join(', ')}`);
+  const seen = new Set<string>();
+  const members = i.members.map((m, k) => {
+    const name = checkName(`members[${k}].name`, m.name);
+    if (seen.has(name)) throw invalid(`members[${k}].name`, `duplicate member name ${name}`);
+    seen.add(name);
+    return {
+      name,
+      pgHost: checkName(`members[${k}].pgHost`, m.pgHost),
+      pgPort: checkPort(`members[${k}].pgPort`, m.pgPort),
+      apiHost: checkName(`members[${k}].apiHost`, m.apiHost),
+      apiPort: checkPort(`members[${k}].apiPort`, m.apiPort),
+    };
+  });
+  return { vars, sections: { members, stats } };
+}
+
+function fill(text: string, v: Vars): string {
+  return text.replace(/\{\{(\w+)\}\}/g, (_, k: string) => {
+    const val = v[k];
+    if (val === undefined) throw new Error(`haproxy template: no value for {{${k}}}`);
+    return val;
+  });
+}
+
+/** Pure: render `template` for `input`. Exported for tests with their own templates. */
+export function renderTemplate(template: string, input: HaproxyInput): string {
+  const { vars, sections } = variables(input);
+  const expanded = template.replace(/^\{\{#(\w+)\}\}\n([\s\S]*?)^\{\{\/\1\}\}\n/gm, (_, name: string, block: string) => {
+    const rows = sections[name];
+    if (rows === undefined) throw new Error(`haproxy template: unknown section {{#${name}}}`);
+    return rows.map((row) => fill(block, { ...vars, ...row })).join('');
+  });
   return fill(expanded, vars);
 }
 
-export function renderHaproxyConfig(i: HaproxyInput): string {
-  return renderTemplate(readFileSync(TEMPLATE_PATH, 'utf8'), i);
+/** The HAProxy configuration for `input`, from config/haproxy.cfg.tmpl. */
+export function renderHaproxyConfig(input: HaproxyInput): string {
+  return renderTemplate(TEMPLATE, input);
 }

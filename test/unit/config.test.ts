@@ -1,105 +1,257 @@
-// Configuration loading: every bad field is named with the file; defaults; the split-brain rule.
+// Configuration loading: defaults, every bad field named with its file, YAML syntax errors with
+// their line, the split-brain timing rule, the shipped examples, and docs that cover every key.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
-import { loadConfig, parseConfig, parseDynamicConfig } from '../../src/config/load.ts';
-import { dynamicConfigSchema } from '../../src/config/schema.ts';
-import { PgHaError } from '../../src/errors.ts';
+import { formatZodIssues, loadConfig, parseConfig, parseDynamicConfig } from '../../src/config/load.ts';
+import { dynamicConfigSchema, nodeConfigSchema } from '../../src/config/schema.ts';
+import { PgHaError, type ErrorCode } from '../../src/errors.ts';
 
 const FILE = '/etc/pgha/node1.yml';
+const repoFile = (rel: string) => new URL(`../../${rel}`, import.meta.url).pathname;
 const minimal = `
 scope: demo
 name: node1
 postgresql:
   data_dir: /var/lib/pgha/data
   authentication:
-    superuser: {username: postgres, password: s}
-    replication: {username: replicator, password: r}
+    superuser: {username: postgres, password: s3cret-su}
+    replication: {username: replicator, password: s3cret-repl}
 `;
 
-function errorOf(text: string): PgHaError {
+function errorOf(run: () => unknown): PgHaError {
   try {
-    parseConfig(text, FILE);
+    run();
   } catch (err) {
     if (err instanceof PgHaError) return err;
     throw err;
   }
   throw new Error('expected an error');
 }
+const parseError = (text: string) => errorOf(() => parseConfig(text, FILE));
 
-describe('node configuration', () => {
+describe('parseConfig', () => {
   it('fills every default from a minimal file', () => {
-    const c = parseConfig(minimal, FILE);
-    expect(c.namespace).toBe('/service');
-    expect(c.restapi.listen).toBe('0.0.0.0:8008');
-    expect(c.etcd.hosts).toEqual(['127.0.0.1:2379']);
-    expect(c.bootstrap.dcs).toMatchObject({ ttl: 3, loop_wait: 0.5, retry_timeout: 1, fence_margin: 0.75, maximum_lag_on_failover: 1048576, pause: false });
-    expect(c.bootstrap.dcs.postgresql).toEqual({ use_pg_rewind: true, use_slots: true, parameters: {} });
-    expect(c.tags).toEqual({ nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, failover_priority: 1 });
-    expect(c.postgresql.bin_dir).toBe('/usr/lib/postgresql/15/bin');
+    expect(parseConfig(minimal, FILE)).toEqual({
+      scope: 'demo',
+      name: 'node1',
+      namespace: '/service',
+      log: { level: 'info' },
+      restapi: { listen: '0.0.0.0:8008' },
+      etcd: { hosts: ['127.0.0.1:2379'], protocol: 'http' },
+      bootstrap: {
+        dcs: {
+          ttl: 3, loop_wait: 0.5, retry_timeout: 1, fence_margin: 0.75, maximum_lag_on_failover: 1048576, pause: false,
+          postgresql: { use_pg_rewind: true, use_slots: true, parameters: {} },
+        },
+        initdb: [{ encoding: 'UTF8' }, 'data-checksums'],
+        users: {},
+      },
+      postgresql: {
+        listen: '127.0.0.1:5432',
+        data_dir: '/var/lib/pgha/data',
+        bin_dir: '/usr/lib/postgresql/15/bin',
+        socket_dir: '/var/run/postgresql',
+        authentication: {
+          superuser: { username: 'postgres', password: 's3cret-su' },
+          replication: { username: 'replicator', password: 's3cret-repl' },
+        },
+        parameters: {},
+        pg_ctl_timeout: 60,
+      },
+      tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, failover_priority: 1 },
+    });
   });
 
   it.each([
     ['a relative data_dir', minimal.replace('/var/lib/pgha/data', 'data'), 'postgresql.data_dir: an absolute path'],
-    ['a bad listen address', `${minimal}restapi:\n  listen: localhost\n`, 'restapi.listen: expected host:port'],
-    ['a port out of range', `${minimal}restapi:\n  listen: 1.2.3.4:70000\n`, 'restapi.listen: port must be'],
-    ['an unknown key', `${minimal}tagz: {}\n`, '(top level): unknown key(s) "tagz"'],
-    ['an unknown nested key', `${minimal}tags:\n  nofailure: true\n`, 'tags: unknown key(s) "nofailure"'],
-    ['a wrong type', `${minimal}tags:\n  nofailover: "yes"\n`, 'tags.nofailover:'],
-    ['a bad etcd host in a string list', `${minimal}etcd:\n  hosts: "a:1, b"\n`, 'etcd.hosts: "b" is not host:port'],
-    ['etcd user without password', `${minimal}etcd:\n  username: u\n`, 'etcd.password: username and password go together'],
-    ['a missing superuser', minimal.replace('    superuser: {username: postgres, password: s}\n', ''), 'postgresql.authentication.superuser:'],
-  ])('names the file and the field for %s', (_, text, fragment) => {
-    const err = errorOf(text);
+    ['a listen address without port', `${minimal}restapi:\n  listen: localhost\n`, 'restapi.listen: expected host:port'],
+    ['a port out of range', `${minimal}restapi:\n  listen: 1.2.3.4:70000\n`, 'restapi.listen: port must be between 1 and 65535'],
+    ['a missing required key', minimal.replace('name: node1\n', ''), 'name: required (expected string)'],
+    ['a missing superuser', minimal.replace(/ {4}superuser: .*\n/, ''), 'postgresql.authentication.superuser: required'],
+    ['an unknown top-level key', `${minimal}tagz: {}\n`, 'tagz: unknown key'],
+    ['an unknown nested key', `${minimal}tags:\n  nofailure: true\n`, 'tags.nofailure: unknown key'],
+    ['an unknown key in bootstrap.dcs', `${minimal}bootstrap:\n  dcs:\n    ttl_seconds: 3\n`, 'bootstrap.dcs.ttl_seconds: unknown key'],
+    ['a wrong type', `${minimal}tags:\n  nofailover: "yes"\n`, 'tags.nofailover: Invalid input: expected boolean, received string'],
+    ['a bad enum value', `${minimal}log:\n  level: verbose\n`, 'log.level: Invalid option'],
+    ['a bad host in an etcd host string', `${minimal}etcd:\n  hosts: "a:1, b"\n`, 'etcd.hosts: "b" is not host:port'],
+    ['a bad host in an etcd host list', `${minimal}etcd:\n  hosts: ["a:1", "b"]\n`, 'etcd.hosts[1]: expected host:port'],
+    ['etcd hosts of the wrong type', `${minimal}etcd:\n  hosts: 5\n`, 'etcd.hosts: expected array or string, received number'],
+    ['an etcd username without password', `${minimal}etcd:\n  username: u\n`, 'etcd.password: username and password go together'],
+    ['an etcd password without username', `${minimal}etcd:\n  password: p\n`, 'etcd.password: username and password go together'],
+    ['a REST username without password', `${minimal}restapi:\n  authentication: {username: admin}\n`, 'restapi.authentication.password: required'],
+    ['a role name with a quote', minimal.replace('username: replicator', 'username: "repl\'x"'), 'postgresql.authentication.replication.username: a plain role name'],
+    ['a bad initdb option', `${minimal}bootstrap:\n  initdb: ["--data-checksums"]\n`, 'bootstrap.initdb[0]: an initdb long option without dashes'],
+    ['a bad key in an initdb map', `${minimal}bootstrap:\n  initdb: [{Encoding: UTF8}]\n`, 'bootstrap.initdb[0].Encoding: bad key'],
+    ['a null PostgreSQL parameter', `${minimal}bootstrap:\n  dcs:\n    postgresql:\n      parameters:\n        auto_explain.log_min_duration: null\n`,
+      'bootstrap.dcs.postgresql.parameters["auto_explain.log_min_duration"]: expected string or number or boolean, received null'],
+    ['a TTL below etcd\'s minimum', `${minimal}bootstrap:\n  dcs: {ttl: 1, loop_wait: 0.1, retry_timeout: 0.2, fence_margin: 0.3}\n`, 'bootstrap.dcs.ttl: Too small'],
+  ])('names the file and the field: %s', (_, text, fragment) => {
+    const err = parseError(text);
     expect(err.code).toBe('PGHA_CONFIG_INVALID');
-    expect(err.message).toContain(`${FILE}: ${fragment}`);
+    expect(err.message.split('\n')).toContainEqual(expect.stringContaining(`${FILE}: ${fragment}`));
   });
 
-  it('reports every bad field, not only the first', () => {
-    const err = errorOf(`${minimal}restapi:\n  listen: nope\ntags:\n  failover_priority: -1\n`);
-    expect(err.message).toContain(`${FILE}: restapi.listen:`);
-    expect(err.message).toContain(`${FILE}: tags.failover_priority:`);
+  it('reports every bad field, one line each, not only the first', () => {
+    const err = parseError(`${minimal}restapi:\n  listen: nope\ntags:\n  failover_priority: -1\n  x: 1\n  y: 2\n`);
+    const paths = err.message.split('\n').map((l) => l.split(': ')[1]);
+    expect([...new Set(paths)]).toEqual(['restapi.listen', 'tags.failover_priority', 'tags.x', 'tags.y']);
   });
 
-  it('gives the line of a YAML syntax error', () => {
-    const err = errorOf('scope: demo\nname: [node1\n');
+  it.each([
+    ['an unclosed bracket', 'scope: demo\nname: [node1\npassword: hunter2\n', /^\/etc\/pgha\/node1\.yml: line \d+, column \d+: /],
+    ['a duplicate key', 'scope: demo\nname: a\nname: b\n', /^\/etc\/pgha\/node1\.yml: line 3, column 1: Map keys must be unique/],
+    ['a tab as indentation', 'scope: demo\npostgresql:\n\tdata_dir: /x\n', /^\/etc\/pgha\/node1\.yml: line 3, column 1: Tabs are not allowed/],
+    ['two documents', 'scope: a\n---\nscope: b\n', /^\/etc\/pgha\/node1\.yml: line 2, column 1: Source contains multiple documents/],
+  ])('gives the line of a YAML syntax error: %s', (_, text, pattern) => {
+    const err = parseError(text);
     expect(err.code).toBe('PGHA_CONFIG_PARSE');
-    expect(err.message).toMatch(new RegExp(`^${FILE}: line \\d+:`));
+    expect(err.message).toMatch(pattern);
+    expect(err.message).not.toContain('hunter2'); // the offending line is never quoted
   });
 
-  it('refuses timing that breaks the split-brain guard', () => {
-    const err = errorOf(`${minimal}bootstrap:\n  dcs:\n    ttl: 2\n    loop_wait: 1\n`);
+  it('never quotes a password in a validation error', () => {
+    const err = parseError(minimal.replace('data_dir: /var/lib/pgha/data', 'data_dir: rel').replace('password: s3cret-su', 'password: 5'));
+    expect(err.message).toContain('postgresql.authentication.superuser.password');
+    expect(err.message).not.toMatch(/s3cret/);
+  });
+
+  it('calls an empty file empty', () => {
+    expect(parseError('# nothing but a comment\n').message).toBe(`${FILE}: the file is empty`);
+  });
+
+  it('refuses timing that breaks the split-brain guard with PGHA_CONFIG_UNSAFE', () => {
+    const err = parseError(`${minimal}bootstrap:\n  dcs:\n    ttl: 2\n    loop_wait: 1\n`);
     expect(err.code).toBe('PGHA_CONFIG_UNSAFE');
-    expect(err.message).toContain('bootstrap.dcs.ttl: unsafe timing');
+    expect(err.message).toBe(`${FILE}: bootstrap.dcs.ttl: unsafe timing: loop_wait (1) + retry_timeout (1) + fence_margin (0.75) must not exceed ttl (2); raise ttl or lower the others`);
   });
 
-  it('accepts etcd hosts as a comma-separated string', () => {
-    expect(parseConfig(`${minimal}etcd:\n  hosts: "10.0.0.1:2379, 10.0.0.2:2379"\n`, FILE).etcd.hosts).toEqual(['10.0.0.1:2379', '10.0.0.2:2379']);
+  it('is INVALID, listing the timing problem too, when other fields are also bad', () => {
+    const err = parseError(`${minimal}bootstrap:\n  dcs:\n    ttl: 2\n    loop_wait: 1\n    foo: 1\n`);
+    expect(err.code).toBe('PGHA_CONFIG_INVALID');
+    expect(err.message).toContain(`${FILE}: bootstrap.dcs.foo: unknown key`);
+    expect(err.message).toContain(`${FILE}: bootstrap.dcs.ttl: unsafe timing`);
   });
 
-  it('reports an unreadable file with its path', async () => {
-    await expect(loadConfig('/nonexistent/pgha.yml')).rejects.toMatchObject({ code: 'PGHA_CONFIG_READ' });
-  });
-
-  it.each([1, 2, 3])('parses the demo config node%i.yml', async (i) => {
-    const c = await loadConfig(new URL(`../../config/node${i}.yml`, import.meta.url).pathname);
-    expect(c.name).toBe(`node${i}`);
-  });
-
-  it('parses the commented production example', async () => {
-    const c = await loadConfig(new URL('../../config/pgha.yml.example', import.meta.url).pathname);
-    expect(c.scope).toBeTruthy();
-  });
-
-  it('validates dynamic config edits with the source named', () => {
-    expect(() => parseDynamicConfig({ ttl: 'x' }, 'request body')).toThrow(/request body: ttl:/);
+  it.each([
+    ['a comma-separated string', '"10.0.0.1:2379, 10.0.0.2:2379,"'],
+    ['a list', '[10.0.0.1:2379, 10.0.0.2:2379]'],
+  ])('accepts etcd hosts as %s', (_, hosts) => {
+    expect(parseConfig(`${minimal}etcd:\n  hosts: ${hosts}\n`, FILE).etcd.hosts).toEqual(['10.0.0.1:2379', '10.0.0.2:2379']);
   });
 });
 
-describe('dynamic configuration (property)', () => {
-  const num = (min: number, max: number) => fc.double({ min, max, noNaN: true });
-  test.prop([num(0, 10), num(0, 5), num(0, 5), num(0, 3)])('anything accepted satisfies loop_wait + retry_timeout + fence_margin <= ttl', (ttl, loop, retry, margin) => {
-    const r = dynamicConfigSchema.safeParse({ ttl, loop_wait: loop, retry_timeout: retry, fence_margin: margin });
-    if (r.success) expect(r.data.loop_wait + r.data.retry_timeout + r.data.fence_margin).toBeLessThanOrEqual(r.data.ttl);
-    else expect(r.error.issues.length).toBeGreaterThan(0);
+describe('loadConfig', () => {
+  it('reports an unreadable file with its path and the reason', async () => {
+    const err = await loadConfig('/nonexistent/pgha.yml').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PgHaError);
+    expect(err).toMatchObject({ code: 'PGHA_CONFIG_READ', message: '/nonexistent/pgha.yml: cannot read: ENOENT: no such file or directory' });
   });
+
+  it.each([1, 2, 3])('parses the demo config node%i.yml', async (i) => {
+    const c = await loadConfig(repoFile(`config/node${i}.yml`));
+    expect(c).toMatchObject({
+      scope: 'demo', name: `node${i}`,
+      restapi: { listen: `127.0.0.1:${8010 + i}`, authentication: { username: 'admin' } },
+      etcd: { hosts: ['127.0.0.1:2379'] },
+      postgresql: { listen: `127.0.0.1:${5440 + i}`, data_dir: `/var/lib/pgha/demo/node${i}`, socket_dir: '/var/run/postgresql' },
+    });
+    expect(c.postgresql.authentication.rewind?.username).toBe('rewinder');
+    expect(c.bootstrap.pg_hba?.every((l) => l.endsWith(' scram-sha-256'))).toBe(true);
+  });
+
+  it('parses the commented production example', async () => {
+    const c = await loadConfig(repoFile('config/pgha.yml.example'));
+    expect(c.scope).toBe('main');
+    expect(c.bootstrap.dcs).toEqual(dynamicConfigSchema.parse({}));
+  });
+});
+
+describe('parseDynamicConfig and formatZodIssues', () => {
+  it('returns the defaults for an empty object', () => {
+    expect(parseDynamicConfig({}, 'etcd /config')).toMatchObject({ ttl: 3, loop_wait: 0.5, retry_timeout: 1, fence_margin: 0.75 });
+  });
+
+  it.each<[string, unknown, ErrorCode, string]>([
+    ['a wrong type', { ttl: 'x' }, 'PGHA_CONFIG_INVALID', 'request body: ttl: Invalid input: expected number, received string'],
+    ['an unknown key', { tll: 3 }, 'PGHA_CONFIG_INVALID', 'request body: tll: unknown key'],
+    ['unsafe timing', { ttl: 2, retry_timeout: 1.5 }, 'PGHA_CONFIG_UNSAFE', 'request body: ttl: unsafe timing'],
+    ['not an object', 'ttl=3', 'PGHA_CONFIG_INVALID', 'request body: (top level): Invalid input: expected object, received string'],
+  ])('names the source for %s', (_, value, code, start) => {
+    const err = errorOf(() => parseDynamicConfig(value, 'request body'));
+    expect(err.code).toBe(code);
+    expect(err.message.startsWith(start)).toBe(true);
+  });
+
+  it('formats issues from any zod parse, one line each', () => {
+    const r = nodeConfigSchema.safeParse({ scope: 'a b', name: 'n', postgresql: { data_dir: '/d', authentication: {} }, bootstrap: { users: { 'bad-name': { password: 'p' } } } });
+    expect(r.success).toBe(false);
+    expect(formatZodIssues(r.error?.issues ?? [], 'x.yml').split('\n')).toEqual([
+      'x.yml: scope: letters, digits, _ . - only',
+      'x.yml: bootstrap.users.bad-name: bad key: Invalid string: must match pattern /^[A-Za-z_][A-Za-z0-9_]*$/',
+      'x.yml: postgresql.authentication.superuser: required (expected object)',
+      'x.yml: postgresql.authentication.replication: required (expected object)',
+    ]);
+  });
+});
+
+describe('documentation covers every key', () => {
+  type Def = { type: string; shape?: Record<string, unknown>; innerType?: unknown; in?: unknown };
+  const def = (s: unknown) => (s as { _zod: { def: Def } })._zod.def;
+  /** Strip default/prefault/optional wrappers and transforms down to the schema that has the shape. */
+  const unwrap = (s: unknown): unknown => {
+    const d = def(s);
+    if (d.innerType !== undefined) return unwrap(d.innerType);
+    return d.type === 'pipe' ? unwrap(d.in) : s;
+  };
+  /** Dotted paths of every leaf key; a {username, password} pair counts as one leaf. */
+  const keyPaths = (s: unknown, prefix = ''): string[] => {
+    const shape = def(unwrap(s)).shape;
+    if (shape === undefined) return [prefix];
+    const keys = Object.keys(shape);
+    if (prefix !== '' && [...keys].sort().join() === 'password,username') return [prefix];
+    return keys.flatMap((k) => keyPaths(shape[k], prefix === '' ? k : `${prefix}.${k}`));
+  };
+  const all = keyPaths(nodeConfigSchema);
+  const doc = readFileSync(repoFile('docs/configuration.md'), 'utf8');
+  const example = readFileSync(repoFile('config/pgha.yml.example'), 'utf8');
+
+  it.each(all)('docs/configuration.md documents %s', (path) => {
+    const inDoc = path.startsWith('bootstrap.dcs.') ? path.slice('bootstrap.dcs.'.length) : path;
+    expect(doc).toContain(`| \`${inDoc}\` |`);
+  });
+
+  it.each(all)('config/pgha.yml.example shows %s', (path) => {
+    const key = path.split('.').at(-1) ?? path;
+    expect(example).toMatch(new RegExp(`^\\s*(# )?${key}:`, 'm'));
+  });
+});
+
+describe('dynamic configuration (properties)', () => {
+  const secs = (min: number, max: number) => fc.double({ min, max, noNaN: true, noDefaultInfinity: true });
+
+  // Mostly in range (so that a good share parses), sometimes anything at all, sometimes absent.
+  const field = (min: number, max: number) =>
+    fc.option(fc.oneof({ arbitrary: secs(min, max), weight: 4 }, { arbitrary: fc.double(), weight: 1 }), { nil: undefined, freq: 5 });
+
+  test.prop([field(2, 12), field(0.1, 6), field(0.2, 6), field(0.3, 4)])(
+    'anything that parses satisfies loop_wait + retry_timeout + fence_margin <= ttl',
+    (ttl, loop_wait, retry_timeout, fence_margin) => {
+      const r = dynamicConfigSchema.safeParse({ ttl, loop_wait, retry_timeout, fence_margin });
+      if (!r.success) return;
+      expect(r.data.loop_wait + r.data.retry_timeout + r.data.fence_margin).toBeLessThanOrEqual(r.data.ttl);
+    },
+  );
+
+  test.prop([secs(2, 60), secs(0.1, 20), secs(0.2, 20), secs(0.3, 20)])(
+    'in-range timing is accepted exactly when it keeps the rule, and refused only as UNSAFE otherwise',
+    (ttl, loop_wait, retry_timeout, fence_margin) => {
+      const safe = loop_wait + retry_timeout + fence_margin <= ttl;
+      if (safe) {
+        expect(parseDynamicConfig({ ttl, loop_wait, retry_timeout, fence_margin }, 'prop')).toMatchObject({ ttl, loop_wait, retry_timeout, fence_margin });
+      } else {
+        expect(errorOf(() => parseDynamicConfig({ ttl, loop_wait, retry_timeout, fence_margin }, 'prop')).code).toBe('PGHA_CONFIG_UNSAFE');
+      }
+    },
+  );
 });
