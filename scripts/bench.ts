@@ -6,13 +6,13 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
 import { PASSWORDS, REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
 
-const args = parseArgs({ options: { runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' } } }).values;
+const args = parseArgs({ options: { runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' } } }).values;
 const RUNS = Number(args.runs);
 const IDLE_S = Number(args.idle);
 const RW = 25100;
@@ -68,7 +68,7 @@ async function primary(not?: NodeHandle): Promise<NodeHandle> {
   return waitFor('a primary', async () => { const p = await cluster.primary(); return p !== null && p !== not ? p : null; }, 60_000, 50);
 }
 async function healthy(): Promise<NodeHandle> {
-  return waitFor('healthy cluster', async () => ((await cluster.replicas()).length === 2 ? cluster.primary() : null), 90_000, 200);
+  return waitFor('healthy cluster', async () => ((await cluster.replicas(true)).length === 2 ? cluster.primary() : null), 90_000, 200);
 }
 function stats(xs: number[]): { min: number; median: number; p90: number; max: number; n: number } {
   const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
@@ -80,6 +80,7 @@ const events: Array<{ name: string; t: number }> = [];
 
 async function measure(name: string, event: (p: NodeHandle) => Promise<void>, heal: (old: NodeHandle) => Promise<void>): Promise<{ name: string; outages: number[] }> {
   const outages: number[] = [];
+  if (args.only !== undefined && !name.includes(args.only)) return { name, outages };
   for (let i = 0; i < RUNS; i++) {
     const p = await healthy();
     await sleep(1000);
@@ -114,7 +115,7 @@ async function main(): Promise<void> {
   cluster.startAll();
   await healthy();
   const file = join(cluster.dir, 'haproxy.cfg');
-  writeFileSync(file, renderHaproxyConfig({ readWritePort: RW, readOnlyPort: RW + 1, checkIntervalMs: 500, members: cluster.nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })) }));
+  writeFileSync(file, renderHaproxyConfig({ readWritePort: RW, readOnlyPort: RW + 1, checkIntervalMs: 250, members: cluster.nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })) }));
   haproxy = spawn('/usr/sbin/haproxy', ['-db', '-f', file], { stdio: 'ignore' });
   const p0 = await primary();
   await cluster.query(p0, 'create table bench_probe (id int primary key, at timestamptz default now())');
@@ -159,7 +160,7 @@ Produced by \`npm run bench -- --runs ${RUNS} --idle ${IDLE_S}\` on ${new Date()
 Machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Debian 12, PostgreSQL 15, etcd 3.4, HAProxy 2.6,
 Node ${process.versions.node}; everything on loopback on this one machine (3 PostgreSQL, 3 agents, 1 etcd, HAProxy).
 Settings: pgha defaults (ttl 3 s, loop_wait 0.5 s, retry_timeout 1 s, fence_margin 0.75 s), asynchronous replication,
-HAProxy checks every 500 ms (fall 2, rise 1).
+HAProxy checks every 250 ms (fastinter 125 ms, fall 2, rise 1).
 
 Write probe: one client commits one row every 15 ms through the HAProxy read-write port, reconnecting after
 any error. **Outage** = time from the last acknowledged write before the event to the first acknowledged write
@@ -179,7 +180,7 @@ check (up to 0.5 s). A lower ttl would cut the crash outage but leave less room 
 The comparison with Patroni, synchronous mode, hung-host (SIGSTOP) and partition events, and rebuild
 times are **not measured yet**.
 `;
-  writeFileSync(join(REPO, args.out ?? 'docs/benchmarks.md'), md);
+  writeFileSync(resolve(REPO, args.out ?? 'docs/benchmarks.md'), md);
   process.stdout.write(`\n${md}`);
 }
 

@@ -95,7 +95,7 @@ async function main(): Promise<void> {
 
   const haCfg = join(base, 'haproxy.cfg');
   writeFileSync(haCfg, renderHaproxyConfig({
-    readWritePort: RW_PORT, readOnlyPort: RO_PORT, checkIntervalMs: 500,
+    readWritePort: RW_PORT, readOnlyPort: RO_PORT, checkIntervalMs: 250,
     members: nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })),
   }));
   spawnLogged('haproxy', '/usr/sbin/haproxy', ['-db', '-f', haCfg], false);

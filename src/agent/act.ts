@@ -22,6 +22,8 @@ export interface ActorDeps {
   /** performance.now() of the last keepalive etcd acknowledged (the lease's proven start). */
   lastKeepaliveSentAt(): number | null;
   setActivity(a: Activity): Promise<void>;
+  /** Leadership changed by an action (acquired, released, fenced): the API must know at once. */
+  setLeadership(held: boolean): void;
 }
 
 export interface ActContext {
@@ -144,6 +146,7 @@ export class Actor {
     const sentAt = this.#d.lastKeepaliveSentAt();
     if (sentAt === null) throw new PgHaError('PGHA_LEASE_LOST', 'no acknowledged keepalive yet');
     this.#armFrom(sentAt, this.#d.config.bootstrap.dcs.ttl);
+    this.#d.setLeadership(true);
     this.#d.logger.info({ event: 'leader key acquired' }, 'acquired the leader key');
   }
 
@@ -160,6 +163,7 @@ export class Actor {
 
   /** Release order: disarm nothing until the key is gone; the caller stopped PostgreSQL first. */
   async release(): Promise<void> {
+    this.#d.setLeadership(false);
     await this.#d.dcs.releaseLeader();
     this.#d.fence.disarm();
     this.#d.logger.info({ event: 'leader key released' }, 'released the leader key');
@@ -198,6 +202,7 @@ export class Actor {
   /** Stop PostgreSQL at once. Never throws: a failed fence is logged loudly and retried next loop. */
   async fenceNow(why: string): Promise<void> {
     this.#d.fence.disarm();
+    this.#d.setLeadership(false);
     this.#d.logger.warn({ event: 'demoted', why }, `fencing: stopping PostgreSQL immediately (${why})`);
     await this.#d.pg.stop('immediate').catch((err: unknown) => this.#d.logger.error({ event: 'fence failed', err: describeError(err) }, 'FENCE FAILED'));
   }
@@ -232,6 +237,7 @@ export class Actor {
    */
   async stepDown(): Promise<void> {
     const { pg, dcs, logger } = this.#d;
+    this.#d.setLeadership(false); // /primary answers 503 from here on: HAProxy drains us first
     await pg.stop('fast');
     const lsn = await pg.checkpointLsn();
     if (lsn !== null) await dcs.setShutdownLsn(lsn);

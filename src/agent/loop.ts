@@ -4,7 +4,7 @@ import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs } from '../dcs/types.ts';
 import { PgHaError, describeError } from '../errors.ts';
 import { decide } from '../ha/decide.ts';
-import type { ClusterView, LocalPostgres, Observation, Plan } from '../ha/types.ts';
+import type { ClusterView, LocalPostgres, MemberInfo, Observation, Plan } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import type { PostgresControl } from '../postgres/types.ts';
 import type { AgentSnapshot } from '../api/types.ts';
@@ -31,6 +31,7 @@ export class HaLoop {
   #lastSentAt: number | null = null;
   #notStreamingSince: number | null = null;
   #lastReason = '';
+  #holdsKey = false;
   #snapshot: AgentSnapshot | null = null;
   #stopping = false;
   #wake: (() => void) | null = null;
@@ -43,6 +44,10 @@ export class HaLoop {
     this.actor = new Actor({
       config: deps.config, dcs: deps.dcs, pg: deps.pg, logger: deps.logger, fence: this.fence, now: deps.now,
       lastKeepaliveSentAt: () => this.#lastSentAt,
+      setLeadership: (held) => {
+        this.#holdsKey = held;
+        this.#refreshSnapshot();
+      },
       setActivity: async (a) => {
         this.#activity = a;
         await this.#publish().catch(() => undefined);
@@ -59,8 +64,9 @@ export class HaLoop {
     return this.#snapshot;
   }
 
+  /** Held the key at the last etcd read, and has not released, lost or fenced it since. */
   get isLeader(): boolean {
-    return this.#cluster?.leader?.name === this.#d.config.name;
+    return this.#holdsKey;
   }
 
   /** Start looping in the background; `stop()` ends it. */
@@ -159,6 +165,7 @@ export class HaLoop {
       this.#lastSentAt = ka.sentAt;
       cluster = await dcs.readCluster(config.bootstrap.dcs);
       this.#cluster = cluster;
+      this.#holdsKey = cluster.leader?.name === config.name;
     } catch (err) {
       this.#d.logger.warn({ event: 'dcs unreachable', err: describeError(err) }, 'etcd unreachable');
     }
@@ -180,8 +187,14 @@ export class HaLoop {
   }
 
   async #publish(): Promise<void> {
+    const member = this.#refreshSnapshot();
+    if (member !== null) await this.#d.dcs.publishMember(member);
+  }
+
+  /** Rebuild what the REST API serves from the latest local observation and leadership. */
+  #refreshSnapshot(): MemberInfo | null {
     const local = this.#local;
-    if (local === null) return;
+    if (local === null) return null;
     const member = buildMemberInfo(this.#d.config, local, this.#activity);
     const cluster = this.#cluster;
     this.#snapshot = {
@@ -195,7 +208,7 @@ export class HaLoop {
       systemId: local.systemId,
       version: this.#d.version,
     };
-    await this.#d.dcs.publishMember(member);
+    return member;
   }
 
   /** Operator restart: stop PostgreSQL (fast) and start it again in the role it had. */

@@ -6,7 +6,8 @@ export type ParamValue = string | number | boolean;
 /**
  * Settings pgha needs whatever the user sets. wal_log_hints lets pg_rewind work (data checksums
  * are also on from initdb); the short sender/receiver timeouts make a standby notice a dead
- * upstream in seconds rather than the default minute.
+ * upstream in seconds rather than the default minute, and the 250 ms retry interval makes it
+ * reconnect quickly after its upstream was promoted or replaced (the default waits 5 s).
  */
 export const REQUIRED_PARAMETERS: Record<string, ParamValue> = {
   wal_level: 'replica',
@@ -20,7 +21,7 @@ export const REQUIRED_PARAMETERS: Record<string, ParamValue> = {
   wal_receiver_status_interval: '1s',
   wal_sender_timeout: '5s',
   wal_receiver_timeout: '5s',
-  wal_retrieve_retry_interval: '1s',
+  wal_retrieve_retry_interval: '250ms',
 };
 
 /** Parameters pgha sets itself; a user value for them is ignored. */

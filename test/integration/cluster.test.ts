@@ -54,7 +54,7 @@ async function writeThroughHaproxy(id: number): Promise<void> {
 
 function startHaproxy(): void {
   const cfg = renderHaproxyConfig({
-    readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, checkIntervalMs: 500,
+    readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, checkIntervalMs: 250,
     members: cluster.nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })),
   });
   const file = join(cluster.dir, 'haproxy.cfg');

@@ -165,8 +165,9 @@ export class TestCluster {
     return up.length === 1 ? (up[0] ?? null) : null;
   }
 
-  async replicas(): Promise<NodeHandle[]> {
-    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, '/replica')));
+  async replicas(streaming = false): Promise<NodeHandle[]> {
+    const path = streaming ? '/replica?replication_state=streaming' : '/replica';
+    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, path)));
     return this.nodes.filter((_, i) => codes[i] === 200);
   }
 
