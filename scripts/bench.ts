@@ -174,11 +174,18 @@ Acknowledged writes: ${probe.acked().length}; lost (acknowledged but missing on 
 
 Idle agents over ${IDLE_S} s: resident memory ${rss.map((r) => `${r.toFixed(0)} MB`).join(', ')}; CPU ${cpu.map((c) => `${c.toFixed(2)} %`).join(', ')} of one core.
 
-What limits the numbers: a crashed primary is replaced only after its leader key expires (ttl 3 s after its
-last renewal, so 2.5-3 s after the crash), then the winner promotes (~0.1 s) and HAProxy needs one good
-check (up to 0.5 s). A lower ttl would cut the crash outage but leave less room for etcd hiccups.
-The comparison with Patroni, synchronous mode, hung-host (SIGSTOP) and partition events, and rebuild
-times are **not measured yet**.
+What limits the numbers:
+- crash failover: the dead leader's key must expire first: ttl (3 s) after its last renewal, which was up to
+  loop_wait (0.5 s) before the crash, and etcd revokes expired leases on a 500 ms tick. Then the winner
+  promotes (about 0.1 s) and HAProxy needs one good check (every 125 ms while the server is down).
+  A ttl of 2 s would cut about a second, with less room for a slow etcd before a healthy leader fences itself.
+- postmaster crash: the agent notices on its next loop (up to 0.5 s), then crash recovery and restart in place.
+- switchover: the old leader's clean stop (about 0.1 s), the candidate's promotion (about 0.1 s) and HAProxy:
+  a client that reconnects in between is refused by the stopped server, which marks it down at once
+  (observe layer4), and is redispatched after HAProxy's retry delay (min(timeout connect, 1 s) = 0.5 s).
+
+Not measured yet: the comparison with Patroni, synchronous mode, a hung host (SIGSTOP) and partitions (they need
+the fault-injection namespaces), and rebuild times.
 `;
   writeFileSync(resolve(REPO, args.out ?? 'docs/benchmarks.md'), md);
   process.stdout.write(`\n${md}`);

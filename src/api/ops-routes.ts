@@ -25,6 +25,7 @@ const switchoverBody = z.strictObject({
 });
 const failoverBody = z.strictObject({ candidate: z.string().min(1), force: z.boolean().optional() });
 const memberOpBody = z.strictObject({ force: z.boolean().optional() }).optional();
+const restartBody = z.strictObject({ force: z.boolean().optional(), schedule: z.iso.datetime({ offset: true }).optional() }).optional();
 
 function fail(reply: FastifyReply, err: unknown) {
   if (isPgHaError(err, 'PGHA_CLI_REFUSED') || isPgHaError(err, 'PGHA_CONFIG_INVALID') || isPgHaError(err, 'PGHA_CONFIG_UNSAFE')) {
@@ -85,7 +86,18 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
       try { await run(); return reply.send({ ok: true, member: d.config.name }); } catch (err) { return fail(reply, err); }
     });
   };
-  memberOp('/restart', d.restart, true);
+  app.post('/restart', auth, async (req, reply) => {
+    const b = parse(restartBody, req.body ?? undefined, reply);
+    if (reply.sent) return reply;
+    const at = b?.schedule === undefined ? null : Date.parse(b.schedule);
+    if (at !== null && at > Date.now()) {
+      // Kept in this agent's memory only: a scheduled restart does not survive an agent restart.
+      const timer = setTimeout(() => void d.restart().catch(() => undefined), at - Date.now());
+      timer.unref();
+      return reply.code(202).send({ scheduled: new Date(at).toISOString(), member: d.config.name });
+    }
+    try { await d.restart(); return reply.send({ ok: true, member: d.config.name }); } catch (err) { return fail(reply, err); }
+  });
   memberOp('/reload', d.reload, true);
   memberOp('/reinitialize', d.reinitialize, false);
 }

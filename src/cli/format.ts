@@ -49,7 +49,7 @@ export function renderList(scope: string, c: ClusterView, rows: ListRow[], forma
   if (format === 'yaml') return stringify(rows);
   const t = new Table({ head: ['Member', 'Host', 'Role', 'State', 'TL', 'Lag in MB', 'Tags', 'Pending restart'], style: { head: color ? ['cyan'] : [], border: color ? ['grey'] : [] } });
   for (const r of rows) t.push([r.member, r.host, r.role, r.state, r.tl ?? '', r.lag_mb ?? '', r.tags, r.pending_restart ? '*' : '']);
-  const banner = c.config.pause ? '\n Maintenance mode: on\n' : '';
+  const banner = (c.config.pause ? '\n Maintenance mode: on\n' : '') + pendingLine(c);
   return `+ Cluster: ${scope} (${c.initialize ?? 'uninitialized'})\n${t.toString()}\n${banner}`;
 }
 
@@ -58,4 +58,34 @@ export function printResult(format: Format, value: unknown, sentence: string): v
   if (format === 'json') process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   else if (format === 'yaml') process.stdout.write(stringify(value));
   else process.stdout.write(`${sentence}\n`);
+}
+
+/** A line about a pending or scheduled switchover/failover, or ''. */
+export function pendingLine(c: ClusterView): string {
+  const r = c.failover;
+  if (r === null) return '';
+  const when = r.scheduledAt === null ? 'pending' : `scheduled at ${new Date(r.scheduledAt).toISOString()}`;
+  return ` ${r.kind === 'switchover' ? 'Switchover' : 'Failover'} ${when}: ${r.leader ?? 'any leader'} -> ${r.candidate ?? 'best standby'} (cancel: pghactl flush --scheduled)\n`;
+}
+
+/** The members as a tree: each standby under the member it replicates from. */
+export function renderTopology(scope: string, c: ClusterView): string {
+  const rows = buildListRows(c);
+  const byName = new Map(c.members.map((m) => [m.name, m]));
+  const children = (parent: string | null) => rows.filter((r) => {
+    const up = byName.get(r.member)?.upstream ?? null;
+    if (parent === null) return r.role === 'Leader' || up === null || !byName.has(up);
+    return r.role !== 'Leader' && up === parent;
+  });
+  const lines = [`+ Cluster: ${scope}`];
+  const walk = (parent: string | null, depth: number, seen: Set<string>) => {
+    for (const r of children(parent)) {
+      if (seen.has(r.member)) continue;
+      seen.add(r.member);
+      lines.push(`${'    '.repeat(depth)}${depth > 0 ? '+ ' : ''}${r.member} (${r.role}, ${r.state}, TL ${r.tl ?? '?'}${r.lag_mb !== null ? `, lag ${r.lag_mb} MB` : ''}) ${r.host}`);
+      walk(r.member, depth + 1, seen);
+    }
+  };
+  walk(null, 0, new Set());
+  return `${lines.join('\n')}\n`;
 }

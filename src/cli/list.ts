@@ -1,7 +1,7 @@
 // pghactl list [--watch SECONDS]
 import type { CommandModule } from 'yargs';
 import { connect, type GlobalOpts } from './context.ts';
-import { buildListRows, renderList } from './format.ts';
+import { buildListRows, renderList, renderTopology } from './format.ts';
 
 export const listCommand: CommandModule<GlobalOpts, GlobalOpts & { watch?: number }> = {
   command: 'list',
@@ -17,6 +17,20 @@ export const listCommand: CommandModule<GlobalOpts, GlobalOpts & { watch?: numbe
         if (!argv.watch) return;
         await new Promise((r) => setTimeout(r, (argv.watch ?? 1) * 1000));
       }
+    } finally {
+      await ctx.dcs.close();
+    }
+  },
+};
+
+export const topologyCommand: CommandModule<GlobalOpts, GlobalOpts> = {
+  command: 'topology',
+  describe: 'the members as a tree (standbys under their upstream)',
+  handler: async (argv) => {
+    const ctx = await connect(argv);
+    try {
+      const view = await ctx.dcs.readCluster(ctx.fallback);
+      process.stdout.write(argv.format === 'table' ? renderTopology(ctx.scope, view) : renderList(ctx.scope, view, buildListRows(view), argv.format, false));
     } finally {
       await ctx.dcs.close();
     }

@@ -4,7 +4,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { isPgHaError } from '../errors.ts';
 import type { GlobalOpts } from './context.ts';
-import { listCommand } from './list.ts';
+import { listCommand, topologyCommand } from './list.ts';
 import { editConfigCommand, pauseCmd, resumeCmd, showConfigCommand } from './config.ts';
 import { failoverCommand, flushCommand, switchoverCommand } from './handover.ts';
 import { dsnCommand, historyCommand } from './info.ts';
@@ -22,6 +22,7 @@ async function main(): Promise<number> {
       .option('namespace', { type: 'string', default: '/service' })
       .option('format', { alias: 'f', choices: ['table', 'json', 'yaml'] as const, default: 'table' as const })
       .command(listCommand as never)
+      .command(topologyCommand as never)
       .command(switchoverCommand as never)
       .command(failoverCommand as never)
       .command(flushCommand as never)

@@ -7,18 +7,18 @@ import { confirm } from './confirm.ts';
 import { connect, type Ctx, type GlobalOpts } from './context.ts';
 import { printResult } from './format.ts';
 
-async function post(ctx: Ctx, m: MemberInfo, path: string): Promise<void> {
+async function post(ctx: Ctx, m: MemberInfo, path: string, body: Record<string, unknown> = {}): Promise<void> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (ctx.auth) headers.authorization = `Basic ${Buffer.from(`${ctx.auth.username}:${ctx.auth.password}`).toString('base64')}`;
   // A restart waits for pg_ctl (pg_ctl_timeout, 60 s by default): give it 90 s.
-  const r = await fetch(`${m.apiUrl}${path}`, { method: 'POST', headers, body: '{}', signal: AbortSignal.timeout(90_000) });
+  const r = await fetch(`${m.apiUrl}${path}`, { method: 'POST', headers, body: JSON.stringify(body), signal: AbortSignal.timeout(90_000) });
   if (!r.ok) {
     const body = (await r.json().catch(() => ({}))) as { error?: string; message?: string };
     throw new PgHaError('PGHA_CLI_REFUSED', `${m.name}: HTTP ${r.status}: ${body.message ?? body.error ?? ''}`);
   }
 }
 
-type Opts = GlobalOpts & { members?: string[]; pending?: boolean; force?: boolean };
+type Opts = GlobalOpts & { members?: string[]; pending?: boolean; force?: boolean; scheduled?: string };
 
 function memberCommand(name: 'restart' | 'reload' | 'reinit', path: string, describe: string): CommandModule<GlobalOpts, Opts> {
   return {
@@ -26,7 +26,10 @@ function memberCommand(name: 'restart' | 'reload' | 'reinit', path: string, desc
     describe,
     builder: (y) => {
       const b = y.positional('members', { type: 'string', array: true }).option('force', { type: 'boolean', describe: 'do not ask' });
-      return name === 'restart' ? b.option('pending', { type: 'boolean', describe: 'only members with settings pending a restart' }) : b;
+      return name === 'restart'
+        ? b.option('pending', { type: 'boolean', describe: 'only members with settings pending a restart' })
+          .option('scheduled', { type: 'string', describe: 'ISO 8601 time; each agent restarts then (kept in its memory)' })
+        : b;
     },
     handler: async (argv) => {
       const ctx = await connect(argv);
@@ -37,7 +40,13 @@ function memberCommand(name: 'restart' | 'reload' | 'reinit', path: string, desc
         if (argv.pending) targets = targets.filter((m) => m.pendingRestart);
         if (name === 'reinit' && (argv.members ?? []).length !== 1) throw new PgHaError('PGHA_CLI_USAGE', 'reinit takes exactly one member');
         if (name !== 'reload') await confirm(`${name} ${targets.map((m) => m.name).join(', ') || '(nobody)'}?`, argv.force);
-        for (const m of targets) await post(ctx, m, path);
+        let body: Record<string, unknown> = {};
+        if (argv.scheduled !== undefined) {
+          const t = Date.parse(argv.scheduled);
+          if (Number.isNaN(t)) throw new PgHaError('PGHA_CLI_USAGE', `--scheduled: "${argv.scheduled}" is not an ISO 8601 time`);
+          body = { schedule: new Date(t).toISOString() };
+        }
+        for (const m of targets) await post(ctx, m, path, body);
         printResult(argv.format, { [name]: targets.map((m) => m.name) }, `${name}: ${targets.map((m) => m.name).join(', ') || 'nothing to do'}`);
       } finally {
         await ctx.dcs.close();

@@ -165,6 +165,17 @@ describe('pghactl and the operations API', () => {
     expect(r.stderr).toMatch(/leader/);
   });
 
+  it('restarts a member at a scheduled time, not before', async () => {
+    const leader = await healthy();
+    const standby = cluster.nodes.find((n) => n.name !== leader) as NodeHandle;
+    const pid = postmasterPid(standby.dataDir);
+    await ctlJson('restart', standby.name, '--scheduled', new Date(Date.now() + 2500).toISOString(), '--force');
+    await sleep(1000);
+    expect(postmasterPid(standby.dataDir)).toBe(pid);
+    await waitFor('the scheduled restart', async () => { const p = postmasterPid(standby.dataDir); return p !== null && p !== pid; }, 15_000);
+    await healthy();
+  });
+
   it('answers 401 without credentials and 400 with the reason for bad bodies', async () => {
     const n = cluster.nodes[0]!;
     const url = (p: string) => `http://127.0.0.1:${n.apiPort}${p}`;

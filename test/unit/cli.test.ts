@@ -1,9 +1,9 @@
 // pghactl: rendering of `list`, exit codes, and the CI summary line.
 import { execFile } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { buildListRows, renderList } from '../../src/cli/format.ts';
+import { buildListRows, renderList, renderTopology } from '../../src/cli/format.ts';
 import { summaryLine } from '../../scripts/summary.mjs';
-import { clusterView, dyn, member } from '../support/observations.ts';
+import { clusterView, dyn, member, request, WALL } from '../support/observations.ts';
 
 const view = clusterView({
   members: [member('n3', { lsn: 1000 - 2 * 1024 * 1024 }), member('n1', { role: 'primary', state: 'running', lsn: 1000 }), member('n2')],
@@ -31,6 +31,17 @@ function pghactl(args: string[]): Promise<{ code: number; stderr: string; stdout
     });
   });
 }
+
+describe('pghactl topology and pending requests', () => {
+  it('draws standbys under their upstream', () => {
+    const cascade = clusterView({ members: [member('n1', { role: 'primary', state: 'running', upstream: null }), member('n2', { upstream: 'n1' }), member('n3', { upstream: 'n2' })] });
+    expect(renderTopology('demo', cascade)).toBe('+ Cluster: demo\nn1 (Leader, running, TL 1) 127.0.0.1:5432\n    + n2 (Replica, streaming, TL 1, lag 0 MB) 127.0.0.1:5432\n        + n3 (Replica, streaming, TL 1, lag 0 MB) 127.0.0.1:5432\n');
+  });
+  it('shows a scheduled switchover in list', () => {
+    const v = clusterView({ failover: request({ candidate: 'n2', scheduledAt: WALL }) });
+    expect(renderList('demo', v, buildListRows(v), 'table', false)).toContain(`Switchover scheduled at ${new Date(WALL).toISOString()}: n1 -> n2`);
+  });
+});
 
 describe('pghactl exit codes', () => {
   it('exits 2 on a usage error', async () => {
