@@ -4,7 +4,7 @@ import type { CommandModule } from 'yargs';
 import { parse as parseYaml, stringify } from 'yaml';
 import { PgHaError } from '../errors.ts';
 import { editConfig, mergePatch, parseAssignment, setPath, type ConfigEdit } from '../ops/store.ts';
-import { connect, type Ctx, type GlobalOpts } from './context.ts';
+import { withCtx, type Ctx, type GlobalOpts } from './context.ts';
 import { printResult } from './format.ts';
 
 /** Poll every member's /status until all report `pause === want` (or the deadline passes). */
@@ -28,16 +28,13 @@ function pauseCommand(pause: boolean): CommandModule<GlobalOpts, GlobalOpts & { 
     describe: pause ? 'maintenance mode: no automatic failover, demotion, restart or fencing' : 'leave maintenance mode',
     builder: (y) => y.option('wait', { type: 'boolean', describe: 'return once every member has acknowledged' }),
     handler: async (argv) => {
-      const ctx = await connect(argv);
-      try {
+      await withCtx(argv, async (ctx) => {
         await editConfig(ctx.dcs, (c) => ({ ...c, pause }), ctx.fallback, pause ? 'pause' : 'resume');
         // Each agent reads /config once per loop: 30 s is many loops, even on a loaded host.
         const pending = argv.wait ? await waitForPause(ctx, pause, 30_000) : [];
         if (pending.length > 0) throw new PgHaError('PGHA_CLI_REFUSED', `not acknowledged by: ${pending.join(', ')}`);
         printResult(argv.format, { pause }, pause ? 'cluster paused (maintenance mode)' : 'cluster resumed');
-      } finally {
-        await ctx.dcs.close();
-      }
+      });
     },
   };
 }
@@ -49,13 +46,10 @@ export const showConfigCommand: CommandModule<GlobalOpts, GlobalOpts> = {
   command: 'show-config',
   describe: 'the cluster-wide dynamic configuration in etcd',
   handler: async (argv) => {
-    const ctx = await connect(argv);
-    try {
+    await withCtx(argv, async (ctx) => {
       const view = await ctx.dcs.readCluster(ctx.fallback);
       process.stdout.write(argv.format === 'json' ? `${JSON.stringify(view.config, null, 2)}\n` : stringify(view.config));
-    } finally {
-      await ctx.dcs.close();
-    }
+    });
   },
 };
 
@@ -78,12 +72,9 @@ export const editConfigCommand: CommandModule<GlobalOpts, EditOpts> = {
       edits.push((c) => mergePatch(c, doc as Record<string, unknown>));
     }
     if (edits.length === 0) throw new PgHaError('PGHA_CLI_USAGE', 'give --set, --pg or --apply');
-    const ctx = await connect(argv);
-    try {
+    await withCtx(argv, async (ctx) => {
       const { after } = await editConfig(ctx.dcs, (c) => edits.reduce((acc, e) => e(acc), c), ctx.fallback, 'edit-config');
       printResult(argv.format, after, stringify(after).trimEnd());
-    } finally {
-      await ctx.dcs.close();
-    }
+    });
   },
 };

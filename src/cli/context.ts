@@ -20,3 +20,13 @@ export async function connect(o: GlobalOpts): Promise<Ctx> {
   const dcs = await createEtcdDcs({ hosts: o.etcd.split(','), namespace: o.namespace, scope: o.scope, ttl: 10, callTimeoutMs: 3000 });
   return { dcs, scope: o.scope, fallback: dynamicConfigSchema.parse({}) };
 }
+
+/** Connect, run `fn`, and always close the etcd client. */
+export async function withCtx<T>(o: GlobalOpts, fn: (ctx: Ctx) => Promise<T>): Promise<T> {
+  const ctx = await connect(o);
+  try {
+    return await fn(ctx);
+  } finally {
+    await ctx.dcs.close();
+  }
+}

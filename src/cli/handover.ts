@@ -3,7 +3,7 @@ import type { CommandModule } from 'yargs';
 import { PgHaError } from '../errors.ts';
 import { cancelHandover, requestHandover } from '../ops/store.ts';
 import { confirm } from './confirm.ts';
-import { connect, type GlobalOpts } from './context.ts';
+import { withCtx, type GlobalOpts } from './context.ts';
 import { printResult } from './format.ts';
 
 type SwitchoverOpts = GlobalOpts & { leader?: string; candidate?: string; scheduled?: string; force?: boolean };
@@ -24,15 +24,12 @@ export const switchoverCommand: CommandModule<GlobalOpts, SwitchoverOpts> = {
     .option('scheduled', { type: 'string', describe: 'ISO 8601 time to run it at' })
     .option('force', { type: 'boolean', describe: 'do not ask for confirmation' }),
   handler: async (argv) => {
-    const ctx = await connect(argv);
-    try {
+    await withCtx(argv, async (ctx) => {
       const scheduledAt = parseTime(argv.scheduled);
       await confirm(`Switch over from the current leader to ${argv.candidate ?? 'the most advanced standby'}${scheduledAt ? ` at ${new Date(scheduledAt).toISOString()}` : ''}?`, argv.force);
       const req = await requestHandover(ctx.dcs, { kind: 'switchover', leader: argv.leader, candidate: argv.candidate, scheduledAt }, ctx.fallback);
       printResult(argv.format, req, scheduledAt ? `switchover scheduled for ${new Date(scheduledAt).toISOString()}` : `switchover requested from ${req.leader}`);
-    } finally {
-      await ctx.dcs.close();
-    }
+    });
   },
 };
 
@@ -43,8 +40,7 @@ export const failoverCommand: CommandModule<GlobalOpts, SwitchoverOpts> = {
     .option('candidate', { type: 'string', describe: 'the standby to promote', demandOption: true })
     .option('force', { type: 'boolean', describe: 'even with a healthy leader; do not ask' }),
   handler: async (argv) => {
-    const ctx = await connect(argv);
-    try {
+    await withCtx(argv, async (ctx) => {
       const view = await ctx.dcs.readCluster(ctx.fallback);
       if (argv.force && view.leader !== null) {
         process.stderr.write(`WARNING: ${view.leader.name} holds the leader key. A forced failover stops it; writes it acknowledged that ${argv.candidate} has not received are LOST.\n`);
@@ -52,9 +48,7 @@ export const failoverCommand: CommandModule<GlobalOpts, SwitchoverOpts> = {
       await confirm(`Promote ${argv.candidate}?`, argv.force);
       const req = await requestHandover(ctx.dcs, { kind: 'failover', candidate: argv.candidate, force: argv.force }, ctx.fallback);
       printResult(argv.format, req, `failover to ${req.candidate} requested`);
-    } finally {
-      await ctx.dcs.close();
-    }
+    });
   },
 };
 
@@ -63,12 +57,9 @@ export const flushCommand: CommandModule<GlobalOpts, GlobalOpts & { scheduled?: 
   describe: 'cancel a pending or scheduled switchover (--scheduled)',
   builder: (y) => y.option('scheduled', { type: 'boolean', demandOption: true, describe: 'cancel the scheduled switchover' }),
   handler: async (argv) => {
-    const ctx = await connect(argv);
-    try {
+    await withCtx(argv, async (ctx) => {
       const had = await cancelHandover(ctx.dcs);
       printResult(argv.format, { cancelled: had }, had ? 'pending switchover cancelled' : 'no pending switchover');
-    } finally {
-      await ctx.dcs.close();
-    }
+    });
   },
 };

@@ -4,14 +4,13 @@ import Table from 'cli-table3';
 import { stringify } from 'yaml';
 import { PgHaError } from '../errors.ts';
 import type { ClusterView } from '../ha/types.ts';
-import { connect, type GlobalOpts } from './context.ts';
+import { withCtx, type GlobalOpts } from './context.ts';
 
 export const historyCommand: CommandModule<GlobalOpts, GlobalOpts> = {
   command: 'history',
   describe: 'timeline history: one entry per promotion',
   handler: async (argv) => {
-    const ctx = await connect(argv);
-    try {
+    await withCtx(argv, async (ctx) => {
       const h = await ctx.dcs.readHistory();
       if (argv.format === 'json') process.stdout.write(`${JSON.stringify(h, null, 2)}\n`);
       else if (argv.format === 'yaml') process.stdout.write(stringify(h));
@@ -20,9 +19,7 @@ export const historyCommand: CommandModule<GlobalOpts, GlobalOpts> = {
         for (const e of h) t.push([e.timeline, e.lsn, e.reason, e.time, e.leader]);
         process.stdout.write(`${t.toString()}\n`);
       }
-    } finally {
-      await ctx.dcs.close();
-    }
+    });
   },
 };
 
@@ -49,12 +46,9 @@ export const dsnCommand: CommandModule<GlobalOpts, GlobalOpts & { role: 'primary
     .option('user', { type: 'string', default: 'postgres' })
     .option('dbname', { type: 'string', default: 'postgres' }),
   handler: async (argv) => {
-    const ctx = await connect(argv);
-    try {
+    await withCtx(argv, async (ctx) => {
       const dsn = buildDsn(await ctx.dcs.readCluster(ctx.fallback), argv.role, argv.user, argv.dbname);
       process.stdout.write(argv.format === 'json' ? `${JSON.stringify({ dsn })}\n` : `${dsn}\n`);
-    } finally {
-      await ctx.dcs.close();
-    }
+    });
   },
 };

@@ -1,6 +1,6 @@
 // pghactl list [--watch SECONDS]
 import type { CommandModule } from 'yargs';
-import { connect, type GlobalOpts } from './context.ts';
+import { withCtx, type GlobalOpts } from './context.ts';
 import { buildListRows, renderList, renderTopology } from './format.ts';
 
 export const listCommand: CommandModule<GlobalOpts, GlobalOpts & { watch?: number }> = {
@@ -8,8 +8,7 @@ export const listCommand: CommandModule<GlobalOpts, GlobalOpts & { watch?: numbe
   describe: 'members with role, state, timeline and lag',
   builder: (y) => y.option('watch', { alias: 'w', type: 'number', describe: 'reprint every N seconds' }),
   handler: async (argv) => {
-    const ctx = await connect(argv);
-    try {
+    await withCtx(argv, async (ctx) => {
       for (;;) {
         const view = await ctx.dcs.readCluster(ctx.fallback);
         const out = renderList(ctx.scope, view, buildListRows(view), argv.format, process.stdout.isTTY === true);
@@ -17,9 +16,7 @@ export const listCommand: CommandModule<GlobalOpts, GlobalOpts & { watch?: numbe
         if (!argv.watch) return;
         await new Promise((r) => setTimeout(r, (argv.watch ?? 1) * 1000));
       }
-    } finally {
-      await ctx.dcs.close();
-    }
+    });
   },
 };
 
@@ -27,12 +24,9 @@ export const topologyCommand: CommandModule<GlobalOpts, GlobalOpts> = {
   command: 'topology',
   describe: 'the members as a tree (standbys under their upstream)',
   handler: async (argv) => {
-    const ctx = await connect(argv);
-    try {
+    await withCtx(argv, async (ctx) => {
       const view = await ctx.dcs.readCluster(ctx.fallback);
       process.stdout.write(argv.format === 'table' ? renderTopology(ctx.scope, view) : renderList(ctx.scope, view, buildListRows(view), argv.format, false));
-    } finally {
-      await ctx.dcs.close();
-    }
+    });
   },
 };

@@ -4,7 +4,7 @@ import type { CommandModule } from 'yargs';
 import { PgHaError } from '../errors.ts';
 import type { MemberInfo } from '../ha/types.ts';
 import { confirm } from './confirm.ts';
-import { connect, type Ctx, type GlobalOpts } from './context.ts';
+import { withCtx, type Ctx, type GlobalOpts } from './context.ts';
 import { printResult } from './format.ts';
 
 async function post(ctx: Ctx, m: MemberInfo, path: string, body: Record<string, unknown> = {}): Promise<void> {
@@ -32,8 +32,7 @@ function memberCommand(name: 'restart' | 'reload' | 'reinit', path: string, desc
         : b;
     },
     handler: async (argv) => {
-      const ctx = await connect(argv);
-      try {
+      await withCtx(argv, async (ctx) => {
         const view = await ctx.dcs.readCluster(ctx.fallback);
         let targets = view.members.filter((m) => argv.members === undefined || argv.members.length === 0 || argv.members.includes(m.name));
         for (const want of argv.members ?? []) if (!view.members.some((m) => m.name === want)) throw new PgHaError('PGHA_CLI_REFUSED', `${want} is not a member`);
@@ -48,9 +47,7 @@ function memberCommand(name: 'restart' | 'reload' | 'reinit', path: string, desc
         }
         for (const m of targets) await post(ctx, m, path, body);
         printResult(argv.format, { [name]: targets.map((m) => m.name) }, `${name}: ${targets.map((m) => m.name).join(', ') || 'nothing to do'}`);
-      } finally {
-        await ctx.dcs.close();
-      }
+      });
     },
   };
 }
