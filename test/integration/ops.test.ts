@@ -77,6 +77,30 @@ describe('pghactl and the operations API', () => {
     expect((await ctl('flush', '--scheduled', '--format', 'json')).stdout).toContain('"cancelled": false');
   });
 
+  it('refuses a switchover to a lagging standby', async () => {
+    const leader = node(await healthy());
+    const standby = cluster.nodes.find((n) => n !== leader && n.name !== 'node3') as NodeHandle;
+    const r = await cluster.query(standby, 'select pid from pg_stat_wal_receiver');
+    const receiver = (r.rows[0] as { pid: number }).pid;
+    process.kill(receiver, 'SIGSTOP'); // the standby stops receiving WAL
+    try {
+      await cluster.query(leader, "create table if not exists lagfill as select g, repeat('x', 500) as pad from generate_series(1, 6000) g");
+      await cluster.query(leader, 'insert into lagfill select g, repeat(\'y\', 500) from generate_series(1, 6000) g');
+      await waitFor('the lag visible in etcd', async () => {
+        const res = await fetch(`http://127.0.0.1:${leader.apiPort}/cluster`);
+        const body = (await res.json()) as { members: Array<{ name: string; lag: number | null }> };
+        return (body.members.find((m) => m.name === standby.name)?.lag ?? 0) > 2 * 1024 * 1024;
+      }, 10_000, 200);
+      const refused = await ctl('switchover', '--candidate', standby.name, '--force');
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/bytes behind the leader \(maximum_lag_on_failover/);
+      expect(await leaderName()).toBe(leader.name);
+    } finally {
+      process.kill(receiver, 'SIGCONT');
+    }
+    await healthy();
+  });
+
   it('runs a scheduled switchover at its time, and cancels one on request', async () => {
     const old = await healthy();
     const at = new Date(Date.now() + 3000).toISOString();
