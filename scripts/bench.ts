@@ -188,6 +188,12 @@ Not measured yet: the comparison with Patroni, synchronous mode, a hung host (SI
 the fault-injection namespaces), and rebuild times.
 `;
   writeFileSync(resolve(REPO, args.out ?? 'docs/benchmarks.md'), md);
+  // For `pghactl availability --from-drill docs/benchmarks.json`: the crash-failover median.
+  const crash = rows[0];
+  if (crash !== undefined && !Number.isNaN(crash.median)) {
+    const json = { source: 'npm run bench', date: new Date().toISOString(), events: rows, summary: { median_outage_s: crash.median / 1000 } };
+    writeFileSync(resolve(REPO, (args.out ?? 'docs/benchmarks.md').replace(/\.md$/, '.json')), `${JSON.stringify(json, null, 2)}\n`);
+  }
   process.stdout.write(`\n${md}`);
 }
 

@@ -4,6 +4,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { isPgHaError } from '../errors.ts';
 import type { GlobalOpts } from './context.ts';
+import { availabilityCommand } from './availability.ts';
 import { listCommand, topologyCommand } from './list.ts';
 import { editConfigCommand, pauseCmd, resumeCmd, showConfigCommand } from './config.ts';
 import { failoverCommand, flushCommand, switchoverCommand } from './handover.ts';
@@ -35,6 +36,7 @@ async function main(): Promise<number> {
       .command(restartCommand as never)
       .command(reloadCommand as never)
       .command(reinitCommand as never)
+      .command(availabilityCommand as never)
       .demandCommand(1, 'name a command')
       .strict()
       .help()
