@@ -65,6 +65,7 @@ async function main(): Promise<number> {
     routes: (a) => registerOpsRoutes(a, {
       config, dcs, fallback: () => ha.dynamic, isLeader: () => ha.isLeader,
       restart: () => ha.restartPostgres(), reload: () => pg.reload(), reinitialize: () => ha.reinitialize(),
+      drill: (kind) => (kind === 'kill' ? pg.crash() : pg.stop('immediate')),
     }),
   });
   await startApi(app, config.restapi.listen);

@@ -16,6 +16,8 @@ export interface OpsDeps {
   restart: () => Promise<void>;
   reload: () => Promise<void>;
   reinitialize: () => Promise<void>;
+  /** Drills: crash (SIGKILL) or stop (immediate) this member's PostgreSQL. */
+  drill: (kind: 'kill' | 'stop') => Promise<void>;
 }
 
 const switchoverBody = z.strictObject({
@@ -99,5 +101,12 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
     try { await d.restart(); return reply.send({ ok: true, member: d.config.name }); } catch (err) { return fail(reply, err); }
   });
   memberOp('/reload', d.reload, true);
+  const drillBody = z.strictObject({ kind: z.enum(['kill', 'stop']) });
+  app.post('/drill', auth, async (req, reply) => {
+    const b = parse(drillBody, req.body, reply);
+    if (b === undefined) return reply;
+    if (!d.isLeader()) return fail(reply, new PgHaError('PGHA_CLI_REFUSED', `${d.config.name} is not the leader: drills act on the primary only`));
+    try { await d.drill(b.kind); return reply.send({ ok: true, member: d.config.name, kind: b.kind }); } catch (err) { return fail(reply, err); }
+  });
   memberOp('/reinitialize', d.reinitialize, false);
 }

@@ -5,6 +5,7 @@ import { hideBin } from 'yargs/helpers';
 import { isPgHaError } from '../errors.ts';
 import type { GlobalOpts } from './context.ts';
 import { availabilityCommand } from './availability.ts';
+import { drillCommand } from './drill.ts';
 import { listCommand, topologyCommand } from './list.ts';
 import { editConfigCommand, pauseCmd, resumeCmd, showConfigCommand } from './config.ts';
 import { failoverCommand, flushCommand, switchoverCommand } from './handover.ts';
@@ -37,6 +38,7 @@ async function main(): Promise<number> {
       .command(reloadCommand as never)
       .command(reinitCommand as never)
       .command(availabilityCommand as never)
+      .command(drillCommand as never)
       .demandCommand(1, 'name a command')
       .strict()
       .help()

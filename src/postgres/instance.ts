@@ -274,6 +274,15 @@ class LocalInstance implements PostgresControl {
     }
   }
 
+  async crash(): Promise<void> {
+    this.#probe.discard();
+    const pid = Number(readFileSync(join(this.#dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    if (!Number.isInteger(pid) || pid <= 0) throw new PgHaError('PGHA_PG_NOT_RUNNING', 'no postmaster to crash');
+    let children: number[] = [];
+    try { children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number); } catch { /* none */ }
+    for (const c of [...children, pid]) { try { process.kill(c, 'SIGKILL'); } catch { /* gone */ } }
+  }
+
   async checkpointLsn(): Promise<number | null> {
     return (await this.#controlData())?.checkpointLsn ?? null;
   }

@@ -49,6 +49,9 @@ export interface PostgresControl {
   /** Leader only: make the set of pgha-managed physical slots equal `slotNames` (others are kept). */
   ensureSlots(slotNames: string[], dropAbsent: boolean): Promise<void>;
 
+  /** Drill only: SIGKILL the postmaster and its children, as a crash would. */
+  crash(): Promise<void>;
+
   /** Close the health client. */
   close(): Promise<void>;
 }

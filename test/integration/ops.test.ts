@@ -200,6 +200,26 @@ describe('pghactl and the operations API', () => {
     await healthy();
   });
 
+  it('drills a switchover and a primary crash, reports them as JSON, and removes its probe table', async () => {
+    await healthy();
+    const sw = await ctlJson<{ drills: unknown[]; summary: { median_outage_s: number; lost_writes: number } }>('drill', '--kind', 'switchover', '--count', '2', '--yes');
+    expect(sw.drills).toHaveLength(2);
+    expect(sw.summary.median_outage_s).toBeGreaterThan(0);
+    expect(sw.summary.median_outage_s).toBeLessThan(10);
+    expect(sw.summary.lost_writes).toBe(0);
+    await healthy();
+    const kill = await ctlJson<{ summary: { median_outage_s: number } }>('drill', '--kind', 'kill-primary', '--yes');
+    expect(kill.summary.median_outage_s).toBeGreaterThan(0);
+    const leader = node(await healthy());
+    const r = await cluster.query(leader, "select count(*)::int as n from pg_namespace where nspname = 'pgha_drill'");
+    expect((r.rows[0] as { n: number }).n).toBe(0);
+    await ctlJson('pause', '--wait');
+    const refused = await ctl('drill', '--kind', 'switchover', '--yes');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/paused/);
+    await ctlJson('resume', '--wait');
+  });
+
   it('answers 401 without credentials and 400 with the reason for bad bodies', async () => {
     const n = cluster.nodes[0]!;
     const url = (p: string) => `http://127.0.0.1:${n.apiPort}${p}`;
