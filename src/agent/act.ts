@@ -1,7 +1,7 @@
 // Performs the actions of a plan. Each method is one action; the order of the steps inside each
 // is part of the safety argument and is written down where it is coded.
-import type { NodeConfig } from '../config/schema.ts';
-import type { Dcs } from '../dcs/types.ts';
+import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
+import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError } from '../errors.ts';
 import type { Action, ClusterView, LocalPostgres } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
@@ -20,7 +20,9 @@ export interface ActorDeps {
   fence: FenceTimer;
   now(): number;
   /** performance.now() of the last keepalive etcd acknowledged (the lease's proven start). */
-  lastKeepaliveSentAt(): number | null;
+  lastKeepalive(): KeepaliveResult | null;
+  /** Dynamic config as last read from etcd (fence_margin). */
+  dynamic(): DynamicConfig;
   setActivity(a: Activity): Promise<void>;
   /** Leadership changed by an action (acquired, released, fenced): the API must know at once. */
   setLeadership(held: boolean): void;
@@ -80,8 +82,9 @@ export class Actor {
     return { name: m.name, conn: m.conn };
   }
 
+  /** Deadline from the lease TTL etcd reported (the lease's real one) and the current margin. */
   #armFrom(sentAt: number, ttlSeconds: number): void {
-    const margin = this.#d.config.bootstrap.dcs.fence_margin * 1000;
+    const margin = this.#d.dynamic().fence_margin * 1000;
     this.#d.fence.arm(sentAt + ttlSeconds * 1000 - margin);
   }
 
@@ -101,8 +104,8 @@ export class Actor {
       await pg.start('primary', null);
       await pg.createRoles();
       if (!(await dcs.acquireLeader())) throw new PgHaError('PGHA_BOOTSTRAP', 'leader key taken during bootstrap');
-      const sentAt = this.#d.lastKeepaliveSentAt();
-      if (sentAt !== null) this.#armFrom(sentAt, config.bootstrap.dcs.ttl);
+      const ka = this.#d.lastKeepalive();
+      if (ka !== null) this.#armFrom(ka.sentAt, ka.ttl);
       await dcs.writeConfigIfAbsent(config.bootstrap.dcs);
       const local = await pg.observe();
       if (local.systemId === null) throw new PgHaError('PGHA_BOOTSTRAP', 'no system identifier after initdb');
@@ -143,9 +146,9 @@ export class Actor {
 
   async acquire(): Promise<void> {
     if (!(await this.#d.dcs.acquireLeader())) throw new PgHaError('PGHA_DCS_CONFLICT', 'lost the race for the leader key');
-    const sentAt = this.#d.lastKeepaliveSentAt();
-    if (sentAt === null) throw new PgHaError('PGHA_LEASE_LOST', 'no acknowledged keepalive yet');
-    this.#armFrom(sentAt, this.#d.config.bootstrap.dcs.ttl);
+    const ka = this.#d.lastKeepalive();
+    if (ka === null) throw new PgHaError('PGHA_LEASE_LOST', 'no acknowledged keepalive yet');
+    this.#armFrom(ka.sentAt, ka.ttl);
     this.#d.setLeadership(true);
     this.#d.logger.info({ event: 'leader key acquired' }, 'acquired the leader key');
   }

@@ -1,7 +1,7 @@
 // The HA loop: observe (local PostgreSQL, etcd), decide (pure), act, publish. One iteration
 // runs every loop_wait seconds, or at once when the leader key changes.
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
-import type { Dcs } from '../dcs/types.ts';
+import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError } from '../errors.ts';
 import { decide } from '../ha/decide.ts';
 import type { ClusterView, LocalPostgres, MemberInfo, Observation, Plan } from '../ha/types.ts';
@@ -28,7 +28,7 @@ export class HaLoop {
   #cluster: ClusterView | null = null;
   #local: LocalPostgres | null = null;
   #activity: Activity = null;
-  #lastSentAt: number | null = null;
+  #lastKeepalive: KeepaliveResult | null = null;
   #notStreamingSince: number | null = null;
   #lastReason = '';
   #holdsKey = false;
@@ -43,7 +43,8 @@ export class HaLoop {
     this.fence = new FenceTimer({ now: deps.now, paused: () => this.dynamic.pause, fence: (why) => this.actor.fenceNow(why) });
     this.actor = new Actor({
       config: deps.config, dcs: deps.dcs, pg: deps.pg, logger: deps.logger, fence: this.fence, now: deps.now,
-      lastKeepaliveSentAt: () => this.#lastSentAt,
+      lastKeepalive: () => this.#lastKeepalive,
+      dynamic: () => this.dynamic,
       setLeadership: (held) => {
         this.#holdsKey = held;
         this.#refreshSnapshot();
@@ -161,8 +162,7 @@ export class HaLoop {
     this.#local = local;
     let cluster: ClusterView | null = null;
     try {
-      const ka = await dcs.keepalive();
-      this.#lastSentAt = ka.sentAt;
+      this.#lastKeepalive = await dcs.keepalive();
       cluster = await dcs.readCluster(config.bootstrap.dcs);
       this.#cluster = cluster;
       this.#holdsKey = cluster.leader?.name === config.name;
