@@ -129,7 +129,8 @@ export class HaLoop {
     const o = await this.observe();
     const plan = decide(o);
     if (plan.reason !== this.#lastReason) {
-      this.#d.logger.info({ event: 'plan', actions: plan.actions.map((a) => a.kind) }, plan.reason);
+      const l = o.local;
+      this.#d.logger.info({ event: 'plan', actions: plan.actions.map((a) => a.kind), pg: { running: l.running, role: l.role, control: l.controlState, tl: l.timeline } }, plan.reason);
       this.#lastReason = plan.reason;
     }
     if (plan.actions.length > 0) {

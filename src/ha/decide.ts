@@ -153,8 +153,10 @@ function decideAsFollower(o: Observation, cfg: DynamicConfig, leader: LeaderKey)
   if (local.running) return plan('PostgreSQL is starting: waiting');
   if (cfg.pause) return plan('PostgreSQL is down, but paused: not starting it');
   if (leaderMember === undefined) return plan(`waiting for leader ${leader.name} to publish its address`);
-  if (local.controlState === 'primary-clean' || local.controlState === 'primary-crashed') {
-    if (cfg.postgresql.use_pg_rewind) return plan(`former primary: rewinding from ${leader.name}`, { kind: 'rewind', from: leader.name });
+  // A former primary, or data whose state could not be read, is rewound: pg_rewind is a no-op
+  // when nothing diverged, while starting diverged data as a standby would fail.
+  if (local.controlState !== 'standby' && cfg.postgresql.use_pg_rewind) {
+    return plan(`former primary (${local.controlState}): rewinding from ${leader.name}`, { kind: 'rewind', from: leader.name });
   }
   return plan(`starting as a standby of ${leader.name}`, { kind: 'start', as: 'standby', upstream: leader.name });
 }
