@@ -73,6 +73,8 @@ export class Actor {
       case 'publish_leader_lsn': return this.publishLeaderLsn(ctx.local);
       case 'step_down': return this.stepDown();
       case 'clear_failover': return this.#d.dcs.clearFailover();
+      case 'write_sync': return this.writeSync(a.members);
+      case 'set_sync_names': return this.setSyncNames(a.names, a.count);
     }
   }
 
@@ -247,6 +249,25 @@ export class Actor {
     await this.release();
     logger.info({ event: 'demoted', why: 'switchover', shutdownLsn: lsn }, 'stepped down for a switchover');
     await this.start('standby', null);
+  }
+
+  #syncNames: string | undefined;
+
+  async writeSync(members: string[]): Promise<void> {
+    await this.#d.dcs.writeSync(this.#d.config.name, members);
+    this.#d.logger.info({ event: 'sync record', members }, `synchronous standbys: ${members.join(', ') || 'none'}`);
+  }
+
+  async setSyncNames(names: string[] | null, count: number): Promise<void> {
+    await this.#d.pg.setSyncNames(names, count);
+    const key = names === null ? 'async' : names.join(',');
+    if (key === this.#syncNames) return;
+    this.#syncNames = key;
+    if (names === null && this.#d.dynamic().synchronous_mode === 'on') {
+      this.#d.logger.warn({ event: 'sync off' }, 'no synchronous standby available: commits are now asynchronous (synchronous_mode_strict is off)');
+    } else if (names !== null) {
+      this.#d.logger.info({ event: 'sync names', names, count }, `synchronous_standby_names: FIRST ${count} (${names.join(', ') || 'none: commits wait'})`);
+    }
   }
 
   /** Keep a slot for every member seen within MEMBER_SLOTS_TTL_MS. */

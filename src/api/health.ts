@@ -13,12 +13,13 @@ export interface CheckInput {
   replicationState?: string | undefined;
 }
 
-export type Check = 'primary' | 'replica' | 'read-only' | 'health' | 'liveness' | 'readiness';
+export type Check = 'primary' | 'replica' | 'read-only' | 'health' | 'liveness' | 'readiness' | 'sync' | 'async' | 'read-only-sync';
 
 /** Path -> check. Aliases follow Patroni. */
 export const CHECK_PATHS: Record<string, Check> = {
   '/primary': 'primary', '/master': 'primary', '/leader': 'primary', '/read-write': 'primary',
   '/replica': 'replica', '/read-only': 'read-only',
+  '/sync': 'sync', '/synchronous': 'sync', '/async': 'async', '/asynchronous': 'async', '/read-only-sync': 'read-only-sync',
   '/health': 'health', '/liveness': 'liveness', '/readiness': 'readiness',
 };
 
@@ -47,6 +48,10 @@ function isReplica(s: AgentSnapshot, i: CheckInput): boolean {
   return true;
 }
 
+/** A synchronous standby: named in the leader's /sync record (synchronous_mode on). */
+const isSync = (s: AgentSnapshot) =>
+  s.cluster?.config.synchronous_mode === 'on' && s.cluster.sync?.leader === s.cluster.leader?.name && (s.cluster.sync?.members.includes(s.member.name) ?? false);
+
 /** HTTP status of a health check: 200 or 503. */
 export function checkStatus(check: Check, i: CheckInput): 200 | 503 {
   const s = i.snapshot;
@@ -57,6 +62,9 @@ export function checkStatus(check: Check, i: CheckInput): 200 | 503 {
     case 'read-only': return isPrimary(s) || isReplica(s, i) ? 200 : 503;
     case 'health': return isRunning(s) ? 200 : 503;
     case 'liveness': return 200;
+    case 'sync': return isReplica(s, i) && isSync(s) ? 200 : 503;
+    case 'async': return isReplica(s, i) && !isSync(s) ? 200 : 503;
+    case 'read-only-sync': return isPrimary(s) || (isReplica(s, i) && isSync(s)) ? 200 : 503;
     case 'readiness': {
       if (isPrimary(s)) return 200;
       const maxLag = s.cluster?.config.maximum_lag_on_failover;

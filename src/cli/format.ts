@@ -8,7 +8,7 @@ export type Format = 'table' | 'json' | 'yaml';
 export interface ListRow {
   member: string;
   host: string;
-  role: 'Leader' | 'Replica' | 'Unknown';
+  role: 'Leader' | 'Sync Standby' | 'Replica' | 'Unknown';
   state: string;
   tl: number | null;
   lag_mb: number | null;
@@ -31,10 +31,11 @@ function compactTags(t: ClusterView['members'][number]['tags']): string {
 export function buildListRows(c: ClusterView): ListRow[] {
   const leader = c.leader?.name ?? null;
   const leaderLsn = c.lastLeaderLsn ?? c.members.find((m) => m.name === leader)?.lsn ?? null;
+  const syncNames = c.config.synchronous_mode === 'on' && c.sync?.leader === leader ? (c.sync?.members ?? []) : [];
   const rows = c.members.map((m): ListRow => ({
     member: m.name,
     host: m.conn,
-    role: m.name === leader ? 'Leader' : m.role === 'standby' ? 'Replica' : 'Unknown',
+    role: m.name === leader ? 'Leader' : m.role !== 'standby' ? 'Unknown' : syncNames.includes(m.name) ? 'Sync Standby' : 'Replica',
     state: m.state,
     tl: m.timeline,
     lag_mb: m.name === leader || m.lsn === null || leaderLsn === null ? null : Math.round((Math.max(0, leaderLsn - m.lsn) / MB) * 100) / 100,
@@ -49,7 +50,9 @@ export function renderList(scope: string, c: ClusterView, rows: ListRow[], forma
   if (format === 'yaml') return stringify(rows);
   const t = new Table({ head: ['Member', 'Host', 'Role', 'State', 'TL', 'Lag in MB', 'Tags', 'Pending restart'], style: { head: color ? ['cyan'] : [], border: color ? ['grey'] : [] } });
   for (const r of rows) t.push([r.member, r.host, r.role, r.state, r.tl ?? '', r.lag_mb ?? '', r.tags, r.pending_restart ? '*' : '']);
-  const banner = (c.config.pause ? '\n Maintenance mode: on\n' : '') + pendingLine(c);
+  const asyncFallback = c.config.synchronous_mode === 'on' && !c.config.synchronous_mode_strict && (c.sync?.members.length ?? 0) === 0
+    ? ' Synchronous mode: no synchronous standby, replication is asynchronous\n' : '';
+  const banner = (c.config.pause ? '\n Maintenance mode: on\n' : '') + pendingLine(c) + asyncFallback;
   return `+ Cluster: ${scope} (${c.initialize ?? 'uninitialized'})\n${t.toString()}\n${banner}`;
 }
 

@@ -35,6 +35,8 @@ export const failoverSchema: z.ZodType<FailoverRequest> = z.object({
   shutdownLsn: z.number().nullable(),
 });
 
+export const syncSchema = z.object({ leader: z.string(), members: z.array(z.string()) });
+
 export const statusSchema = z.object({ lsn: z.number(), timeline: z.number().int().optional() });
 
 export { dynamicConfigSchema };

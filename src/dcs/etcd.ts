@@ -7,7 +7,7 @@ import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
 import type { DynamicConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
 import type { ClusterView, Lsn, MemberInfo } from '../ha/types.ts';
-import { decode, dynamicConfigSchema, failoverSchema, historySchema, memberInfoSchema, statusSchema } from './codec.ts';
+import { decode, dynamicConfigSchema, failoverSchema, historySchema, syncSchema, memberInfoSchema, statusSchema } from './codec.ts';
 import { clusterKeys, type Keys } from './keys.ts';
 import type { Dcs, HistoryEntry, KeepaliveResult } from './types.ts';
 
@@ -76,7 +76,7 @@ export class EtcdDcs implements Dcs {
 
   async readCluster(fallback: DynamicConfig): Promise<ClusterView> {
     const res = await this.#call('read cluster', () => this.client.getAll().prefix(this.keys.prefix).exec());
-    const view: ClusterView = { leader: null, members: [], initialize: null, config: fallback, lastLeaderLsn: null, failover: null };
+    const view: ClusterView = { leader: null, members: [], initialize: null, config: fallback, lastLeaderLsn: null, failover: null, sync: null };
     for (const kv of res.kvs) {
       const key = kv.key.toString();
       const value = kv.value.toString();
@@ -90,6 +90,10 @@ export class EtcdDcs implements Dcs {
         const f = decode(failoverSchema, value);
         if (f.ok) view.failover = f.value;
         else this.#o.onWarning?.('ignoring invalid /failover in etcd', { error: f.error });
+      } else if (key === this.keys.sync) {
+        const y = decode(syncSchema, value);
+        if (y.ok) view.sync = y.value;
+        else this.#o.onWarning?.('ignoring invalid /sync in etcd', { error: y.error });
       } else if (key === this.keys.status) {
         const s = decode(statusSchema, value);
         if (s.ok) view.lastLeaderLsn = s.value.lsn;
@@ -266,6 +270,10 @@ export class EtcdDcs implements Dcs {
       if (await this.putJsonIfRevision(this.keys.history, [...list, entry], cur.modRevision)) return;
     }
     throw new PgHaError('PGHA_DCS_CONFLICT', 'history kept changing under us');
+  }
+
+  async writeSync(leader: string, members: string[]): Promise<void> {
+    await this.#call('write sync', () => this.client.put(this.keys.sync).value(JSON.stringify({ leader, members })).exec());
   }
 
   async clearFailover(): Promise<void> {

@@ -52,6 +52,8 @@ export interface Dcs {
   appendHistory(entry: HistoryEntry): Promise<void>;
   readHistory(): Promise<HistoryEntry[]>;
 
+  /** Leader only: store /sync. */
+  writeSync(leader: string, members: string[]): Promise<void>;
   /** Delete the /failover request. */
   clearFailover(): Promise<void>;
   /** Record the stepped-down leader's last WAL position in the /failover request. */

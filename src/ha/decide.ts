@@ -15,6 +15,7 @@
 // A paused cluster (maintenance mode) never promotes, demotes, restarts or fences on its own.
 import type { DynamicConfig } from '../config/schema.ts';
 import { asCandidate, bestCandidate, lagBehind, mayEverPromote, type Candidate } from './candidates.ts';
+import { planSync, syncCandidates } from './sync.ts';
 import type { Action, ClusterView, FailoverRequest, LeaderKey, MemberInfo, Observation, Plan } from './types.ts';
 
 /** Failed starts after which a leader gives its key up so that a standby can take over. */
@@ -104,7 +105,8 @@ function decideAsLeader(o: Observation, cfg: DynamicConfig, leaseExpired: boolea
     if (handover !== null) return handover;
     const members = (o.cluster?.members ?? []).map((m) => m.name).filter((n) => n !== o.self.name);
     const slots: Action[] = cfg.postgresql.use_slots ? [{ kind: 'ensure_slots', members }] : [];
-    return plan('leader: running as primary', renew, { kind: 'publish_leader_lsn' }, ...slots);
+    const sync = o.cluster === null ? [] : planSync(o, cfg, o.cluster);
+    return plan('leader: running as primary', renew, { kind: 'publish_leader_lsn' }, ...slots, ...sync);
   }
   if (local.running && local.role === 'standby') {
     if (cfg.pause) return plan('leader key held by a standby, but paused: not promoting', renew);
@@ -191,13 +193,17 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
   if (req !== null && req.leader === o.self.name) return plan(`stepped down for a ${req.kind}: not racing`);
   if (req !== null && req.candidate !== null) return decideAsCandidate(o, req, req.candidate);
   if (!mayEverPromote(o.self.tags)) return plan('leader key is free; this member may not promote (nofailover)');
+  const allowed = syncCandidates(cfg, cluster);
+  if (allowed !== null && !allowed.includes(o.self.name)) {
+    return plan(`leader key is free; synchronous mode: only ${allowed.join(', ') || 'nobody (no synchronous standby, strict)'} may promote`);
+  }
   const lag = lagBehind(local.lsn, cluster.lastLeaderLsn);
   if (lag > cfg.maximum_lag_on_failover) {
     return plan(`leader key is free; we are ${lag} bytes behind (maximum_lag_on_failover ${cfg.maximum_lag_on_failover}): not racing`);
   }
   const me: Candidate = { name: o.self.name, lsn: local.lsn, timeline: local.timeline, tags: o.self.tags };
   const others = cluster.members
-    .filter((m) => m.name !== o.self.name && m.name !== req?.leader)
+    .filter((m) => m.name !== o.self.name && m.name !== req?.leader && (allowed === null || allowed.includes(m.name)))
     .map((m) => asCandidate(m, cluster.lastLeaderLsn, cfg))
     .filter((c): c is Candidate => c !== null);
   const best = bestCandidate([me, ...others]);
@@ -212,6 +218,11 @@ function decideAsCandidate(o: Observation, req: FailoverRequest, candidate: stri
   // candidate was checked when it was requested and waits for the old leader's last WAL below;
   // a manual failover is the operator's explicit choice.
   if (!mayEverPromote(o.self.tags)) return plan(`named in a ${req.kind} but tagged nofailover: not racing`);
+  // Without the old leader's last WAL position to wait for, synchronous mode decides who is safe.
+  const allowed = o.cluster === null ? null : syncCandidates(o.cluster.config, o.cluster);
+  if (req.shutdownLsn === null && allowed !== null && !allowed.includes(o.self.name)) {
+    return plan(`named in a ${req.kind} but not a synchronous standby: not racing`);
+  }
   if (req.shutdownLsn !== null && (o.local.lsn ?? 0) <= req.shutdownLsn) {
     return { ...plan(`${req.kind}: waiting for WAL beyond ${req.shutdownLsn}`), retryAfterMs: HANDOVER_POLL_MS };
   }

@@ -33,6 +33,8 @@ export interface LocalPostgres {
   upstream: string | null;
   /** Some changed parameter needs a restart (pg_settings.pending_restart). */
   pendingRestart: boolean;
+  /** Primary only: application names pg_stat_replication shows streaming with sync_state 'sync'. */
+  syncStandbys: string[];
 }
 
 export type MemberState =
@@ -70,6 +72,16 @@ export interface LeaderKey {
   lease: string;
 }
 
+/**
+ * /sync: the standbys guaranteed to hold every commit the leader acknowledged. Written only by
+ * the leader, narrowed before synchronous_standby_names drops a member and widened only after
+ * PostgreSQL reports a member synchronous, so it is never optimistic.
+ */
+export interface SyncRecord {
+  leader: string;
+  members: string[];
+}
+
 /** A planned switchover or a manual failover, stored under /failover until the new leader clears it. */
 export interface FailoverRequest {
   kind: 'switchover' | 'failover';
@@ -96,6 +108,8 @@ export interface ClusterView {
   lastLeaderLsn: Lsn | null;
   /** A pending switchover or manual failover. */
   failover: FailoverRequest | null;
+  /** Synchronous replication record (synchronous_mode on). */
+  sync: SyncRecord | null;
 }
 
 /** Facts the agent remembers between loops (kept by the agent, observed by the decision). */
@@ -144,7 +158,10 @@ export type Action =
   | { kind: 'ensure_slots'; members: string[] } // leader: one physical slot per other member
   | { kind: 'publish_leader_lsn' } // leader: store its WAL position for the lag check
   | { kind: 'step_down' } // switchover: stop PostgreSQL cleanly, record its last WAL position, release the key
-  | { kind: 'clear_failover' }; // remove the /failover request (done, impossible or stale)
+  | { kind: 'clear_failover' } // remove the /failover request (done, impossible or stale)
+  | { kind: 'write_sync'; members: string[] } // leader: store the /sync record
+  // leader: set synchronous_standby_names (null: asynchronous; [] in strict mode: block commits)
+  | { kind: 'set_sync_names'; names: string[] | null; count: number };
 
 export interface Plan {
   /** A short human sentence, logged when it changes. */

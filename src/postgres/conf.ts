@@ -25,7 +25,7 @@ export const REQUIRED_PARAMETERS: Record<string, ParamValue> = {
 };
 
 /** Parameters pgha sets itself; a user value for them is ignored. */
-export const MANAGED_PARAMETERS = new Set(['port', 'listen_addresses', 'unix_socket_directories', 'primary_conninfo', 'primary_slot_name', 'recovery_target_timeline', 'hba_file', 'data_directory']);
+export const MANAGED_PARAMETERS = new Set(['synchronous_standby_names', 'port', 'listen_addresses', 'unix_socket_directories', 'primary_conninfo', 'primary_slot_name', 'recovery_target_timeline', 'hba_file', 'data_directory']);
 
 /** A value in postgresql.conf syntax: numbers bare, everything else single-quoted. */
 export function confValue(v: ParamValue): string {
@@ -57,6 +57,8 @@ export interface PghaConfInput {
   /** dynamic config postgresql.parameters, then node postgresql.parameters (later wins). */
   parameters: Array<Record<string, ParamValue>>;
   standby: StandbyConf | null;
+  /** synchronous_standby_names; '' when asynchronous. */
+  syncNames?: string;
 }
 
 export function renderPghaConf(i: PghaConfInput): string {
@@ -64,6 +66,7 @@ export function renderPghaConf(i: PghaConfInput): string {
   for (const layer of i.parameters) for (const [k, v] of Object.entries(layer)) if (!MANAGED_PARAMETERS.has(k)) merged[k] = v;
   const lines = ['# Written by pgha; changes are overwritten. Set parameters in the pgha configuration.'];
   for (const [k, v] of Object.entries(merged).sort(([a], [b]) => a.localeCompare(b))) lines.push(`${k} = ${confValue(v)}`);
+  lines.push(`synchronous_standby_names = ${confValue(i.syncNames ?? '')}`);
   lines.push(`port = ${i.port}`, `listen_addresses = ${confValue(i.listenHost)}`, `unix_socket_directories = ${confValue(i.socketDir)}`);
   if (i.standby !== null) {
     const s = i.standby;
@@ -108,4 +111,11 @@ export function defaultHba(r: HbaRoles): string[] {
 
 export function renderHba(lines: string[]): string {
   return `# Written by pgha at bootstrap (bootstrap.pg_hba).\n${lines.join('\n')}\n`;
+}
+
+/** synchronous_standby_names for `FIRST count (names)`; [] blocks commits (strict, nobody left); null is ''. */
+export function syncStandbyNames(names: string[] | null, count: number): string {
+  if (names === null) return '';
+  const list = names.length === 0 ? ['pgha_no_sync_standby'] : names;
+  return `FIRST ${Math.min(count, list.length)} (${list.map((n) => `"${n.replace(/"/g, '""')}"`).join(', ')})`;
 }

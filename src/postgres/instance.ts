@@ -9,7 +9,7 @@ import { splitHostPort } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
 import type { LocalPostgres } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
-import { defaultHba, renderHba, renderPghaConf, renderPgpass, upstreamFromConf, type StandbyConf } from './conf.ts';
+import { defaultHba, renderHba, renderPghaConf, renderPgpass, syncStandbyNames, upstreamFromConf, type StandbyConf } from './conf.ts';
 import { parseControlData, type ControlData } from './controldata.ts';
 import { run, type RunAs } from './exec.ts';
 import { formatLsn } from './lsn.ts';
@@ -37,6 +37,8 @@ class LocalInstance implements PostgresControl {
   readonly #passfile: string;
   readonly #logfile: string;
   #control: { mtimeMs: number; data: ControlData } | null = null;
+  /** synchronous_standby_names this primary should run with ('' = asynchronous). */
+  #syncNames = '';
 
   constructor(o: PostgresControlOptions) {
     this.#o = o;
@@ -90,7 +92,7 @@ class LocalInstance implements PostgresControl {
   async observe(): Promise<LocalPostgres> {
     const empty: LocalPostgres = {
       dataDir: 'empty', systemId: null, controlState: 'unknown', running: false, accepting: false,
-      role: null, timeline: null, lsn: null, streaming: false, upstream: null, pendingRestart: false,
+      role: null, timeline: null, lsn: null, streaming: false, upstream: null, pendingRestart: false, syncStandbys: [],
     };
     if (!existsSync(join(this.#dir, 'PG_VERSION'))) return empty;
     const cd = await this.#controlData().catch(() => null);
@@ -106,7 +108,7 @@ class LocalInstance implements PostgresControl {
     if (!local.running) { this.#probe.discard(); return local; }
     try {
       const h = await this.#probe.health();
-      return { ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: h.timeline ?? local.timeline, lsn: h.lsn, streaming: h.streaming, pendingRestart: h.pendingRestart };
+      return { ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: h.timeline ?? local.timeline, lsn: h.lsn, streaming: h.streaming, pendingRestart: h.pendingRestart, syncStandbys: h.syncStandbys };
     } catch {
       return local;
     }
@@ -161,7 +163,13 @@ class LocalInstance implements PostgresControl {
       port, listenHost: host, socketDir: pgc.socket_dir,
       parameters: [this.#o.dynamic().postgresql.parameters, pgc.parameters],
       standby: standby ? this.#standbyConf(up) : null,
+      syncNames: standby ? '' : this.#syncNames,
     });
+  }
+
+  async setSyncNames(names: string[] | null, count: number): Promise<void> {
+    this.#syncNames = syncStandbyNames(names, count);
+    await this.applyConfig(null);
   }
 
   async #renderConf(up: Upstream | null, standby: boolean): Promise<void> {

@@ -9,6 +9,7 @@ export interface ProbeResult {
   lsn: number | null;
   streaming: boolean;
   pendingRestart: boolean;
+  syncStandbys: string[];
 }
 
 export interface ProbeOptions {
@@ -29,11 +30,12 @@ select pg_is_in_recovery() as in_recovery,
   (select received_tli from pg_stat_wal_receiver limit 1) as receiver_tli,
   (select status = 'streaming' from pg_stat_wal_receiver limit 1) as streaming,
   (select timeline_id from pg_control_checkpoint()) as checkpoint_tli,
-  exists (select 1 from pg_settings where pending_restart) as pending_restart`;
+  exists (select 1 from pg_settings where pending_restart) as pending_restart,
+  (select coalesce(array_agg(application_name::text order by application_name), '{}') from pg_stat_replication where state = 'streaming' and sync_state = 'sync') as sync_standbys`;
 
 interface Row {
   in_recovery: boolean; current_lsn: string | null; receive_lsn: string | null; replay_lsn: string | null;
-  primary_tli: number | null; receiver_tli: number | null; streaming: boolean | null; checkpoint_tli: number | null; pending_restart: boolean;
+  primary_tli: number | null; receiver_tli: number | null; streaming: boolean | null; checkpoint_tli: number | null; pending_restart: boolean; sync_standbys: string[];
 }
 
 export class Probe {
@@ -85,6 +87,7 @@ export class Probe {
       lsn: lsns.length === 0 ? null : Math.max(...lsns),
       streaming: r.streaming === true,
       pendingRestart: r.pending_restart,
+      syncStandbys: r.in_recovery ? [] : r.sync_standbys,
     };
   }
 

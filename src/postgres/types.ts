@@ -49,6 +49,8 @@ export interface PostgresControl {
   /** Leader only: make the set of pgha-managed physical slots equal `slotNames` (others are kept). */
   ensureSlots(slotNames: string[], dropAbsent: boolean): Promise<void>;
 
+  /** Primary: set synchronous_standby_names (FIRST count (names); null: asynchronous) and reload. */
+  setSyncNames(names: string[] | null, count: number): Promise<void>;
   /** Drill only: SIGKILL the postmaster and its children, as a crash would. */
   crash(): Promise<void>;
 

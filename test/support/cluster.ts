@@ -33,6 +33,8 @@ export interface ClusterOptions {
   loopWait?: number;
   retryTimeout?: number;
   fenceMargin?: number;
+  /** Extra dynamic settings (bootstrap.dcs). */
+  dcs?: Record<string, unknown>;
   /** Tags of node i (1-based). */
   tags?: (i: number) => Record<string, unknown>;
 }
@@ -72,6 +74,7 @@ export class TestCluster {
           ttl: this.#opts.ttl ?? 3, loop_wait: this.#opts.loopWait ?? 0.5,
           retry_timeout: this.#opts.retryTimeout ?? 1, fence_margin: this.#opts.fenceMargin ?? 0.75,
           postgresql: { parameters: { shared_buffers: '16MB', max_connections: 30 } },
+          ...this.#opts.dcs,
         },
       },
       postgresql: {

@@ -12,7 +12,7 @@ export const dyn = (over: Partial<DynamicConfig> = {}): DynamicConfig => ({ ...d
 export function localPg(over: Partial<LocalPostgres> = {}): LocalPostgres {
   return {
     dataDir: 'initialized', systemId: SYSID, controlState: 'standby', running: true, accepting: true,
-    role: 'standby', timeline: 1, lsn: 1000, streaming: true, upstream: 'n1', pendingRestart: false, ...over,
+    role: 'standby', timeline: 1, lsn: 1000, streaming: true, upstream: 'n1', pendingRestart: false, syncStandbys: [], ...over,
   };
 }
 
@@ -27,7 +27,7 @@ export function clusterView(over: Partial<ClusterView> = {}): ClusterView {
   return {
     leader: { name: 'n1', revision: '10', lease: '1' },
     members: [member('n1', { role: 'primary', state: 'running', upstream: null }), member('n2'), member('n3')],
-    initialize: SYSID, config: dyn(), lastLeaderLsn: 1000, failover: null, ...over,
+    initialize: SYSID, config: dyn(), lastLeaderLsn: 1000, failover: null, sync: null, ...over,
   };
 }
 
@@ -71,13 +71,16 @@ export const localArb: fc.Arbitrary<LocalPostgres> = fc.record({
   streaming: fc.boolean(),
   upstream: fc.option(fc.constantFrom(...names), { nil: null }),
   pendingRestart: fc.boolean(),
+  syncStandbys: fc.subarray([...names]),
 });
 
 export const dynArb: fc.Arbitrary<DynamicConfig> = fc.record({
   pause: fc.boolean(),
+  sync: fc.constantFrom('off', 'off', 'on'),
+  strict: fc.boolean(),
   maximum_lag_on_failover: fc.constantFrom(0, 1000, 1048576),
   use_pg_rewind: fc.boolean(), use_slots: fc.boolean(),
-}).map((r) => dyn({ pause: r.pause, maximum_lag_on_failover: r.maximum_lag_on_failover, postgresql: { use_pg_rewind: r.use_pg_rewind, use_slots: r.use_slots, parameters: {} } }));
+}).map((r) => dyn({ pause: r.pause, synchronous_mode: r.sync as 'off' | 'on', synchronous_mode_strict: r.strict, maximum_lag_on_failover: r.maximum_lag_on_failover, postgresql: { use_pg_rewind: r.use_pg_rewind, use_slots: r.use_slots, parameters: {} } }));
 
 export const clusterArb: fc.Arbitrary<ClusterView> = fc.record({
   leader: fc.option(fc.record({ name: fc.constantFrom(...names), revision: fc.constant('5'), lease: fc.constant('7') }), { nil: null }),
@@ -93,6 +96,7 @@ export const clusterArb: fc.Arbitrary<ClusterView> = fc.record({
     requestedAt: fc.integer({ min: WALL - 60_000, max: WALL }),
     shutdownLsn: fc.option(lsnArb, { nil: null }),
   }), { nil: null, freq: 3 }),
+  sync: fc.option(fc.record({ leader: fc.constantFrom(...names), members: fc.subarray([...names]) }), { nil: null }),
 });
 
 export const observationArb: fc.Arbitrary<Observation> = fc.record({

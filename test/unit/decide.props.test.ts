@@ -59,6 +59,16 @@ describe('decide (properties)', () => {
     if (req?.candidate != null) expect(o.self.name).toBe(req.candidate);
   });
 
+  test.prop([observationArb], { numRuns: 3000 })('under synchronous mode only a member of a non-empty /sync record promotes without a shutdown position', (o) => {
+    const c = o.cluster;
+    fc.pre(c !== null && c.config.synchronous_mode === 'on' && c.sync !== null && c.sync.members.length > 0);
+    const { actions } = decide(o);
+    if (!has(actions, 'promote') || holdsKey(o)) return;
+    const req = c === null ? null : activeRequest(o, c);
+    if (req?.shutdownLsn != null) return;
+    expect(c?.sync?.members).toContain(o.self.name);
+  });
+
   // Observations of an initialised member running as primary, not paused, past its lease deadline.
   const latePrimary = observationArb.map((o): Observation => {
     const config = { ...cfgOf(o), pause: false };

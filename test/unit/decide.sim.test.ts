@@ -56,7 +56,7 @@ class World {
       name: n.name, role: n.running ? n.role : 'unknown', state: n.running ? 'running' : 'stopped', timeline: n.timeline, lsn: n.lsn,
       apiUrl: '', conn: '', tags: defaultTags, upstream: n.upstream, pendingRestart: false,
     }));
-    return { leader: holder === null ? null : { name: holder.name, revision: '1', lease: '1' }, members, initialize: SYSID, config: cfg, lastLeaderLsn: this.lastLeaderLsn, failover: null };
+    return { leader: holder === null ? null : { name: holder.name, revision: '1', lease: '1' }, members, initialize: SYSID, config: cfg, lastLeaderLsn: this.lastLeaderLsn, failover: null, sync: null };
   }
 
   tick(n: Node) {
@@ -68,7 +68,7 @@ class World {
       self: { name: n.name, tags: defaultTags, leaseDeadline: n.leaseDeadline, startFailures: 0, notStreamingSince: null },
       local: {
         dataDir: 'initialized', systemId: SYSID, controlState: n.wasPrimary ? 'primary-crashed' : 'standby', running: n.running, accepting: n.running,
-        role: n.running ? n.role : null, timeline: n.timeline, lsn: n.lsn, streaming: n.running && n.role === 'standby', upstream: n.upstream, pendingRestart: false,
+        role: n.running ? n.role : null, timeline: n.timeline, lsn: n.lsn, streaming: n.running && n.role === 'standby', upstream: n.upstream, pendingRestart: false, syncStandbys: [],
       },
       cluster: n.partitioned ? null : this.view(),
       fallbackConfig: cfg,

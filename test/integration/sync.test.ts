@@ -1,0 +1,98 @@
+// synchronous_mode on, on a real cluster: the leader keeps FIRST 1 (...) and the /sync record,
+// a crash of the leader under continuous writes promotes the synchronous standby with no
+// acknowledged write lost, and with no standby left the leader goes asynchronous (non-strict)
+// or makes commits wait (strict).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { PASSWORDS, REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { execFile } from 'node:child_process';
+
+const cluster = new TestCluster({ etcdPort: 24409, pgPortBase: 5480, apiPortBase: 8060, dcs: { synchronous_mode: 'on' } });
+
+interface Row { member: string; role: string; state: string }
+function ctl(...args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [`${REPO}bin/pghactl.js`, '-c', cluster.nodes[0]!.configPath, ...args], { timeout: 30_000 }, (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(stdout)));
+  });
+}
+const list = async () => JSON.parse(await ctl('list', '--format', 'json')) as Row[];
+const byName = (n: string) => cluster.nodes.find((x) => x.name === n) as NodeHandle;
+
+async function syncState(): Promise<{ leader: string; sync: string }> {
+  return waitFor('a leader with one synchronous standby', async () => {
+    const rows = await list();
+    const leader = rows.find((r) => r.role === 'Leader' && r.state === 'running');
+    const sync = rows.find((r) => r.role === 'Sync Standby' && r.state === 'streaming');
+    return leader && sync ? { leader: leader.member, sync: sync.member } : null;
+  }, 60_000, 200);
+}
+
+beforeAll(async () => {
+  await cluster.startEtcd();
+  cluster.startAll();
+});
+afterAll(async () => { await cluster.destroy(); });
+
+describe('synchronous_mode on', () => {
+  it('keeps FIRST 1 (the synchronous standby) and says so in list and the health checks', async () => {
+    const { leader, sync } = await syncState();
+    const r = await cluster.query(byName(leader), 'show synchronous_standby_names');
+    expect(r.rows[0]?.synchronous_standby_names).toBe(`FIRST 1 ("${sync}")`);
+    expect(await cluster.probe(byName(sync), '/sync')).toBe(200);
+    expect(await cluster.probe(byName(sync), '/async')).toBe(503);
+    const other = cluster.nodes.find((n) => n.name !== leader && n.name !== sync) as NodeHandle;
+    await waitFor('the other standby streaming', async () => (await cluster.probe(other, '/async')) === 200, 30_000);
+    expect(await cluster.probe(other, '/sync')).toBe(503);
+  });
+
+  it('promotes the synchronous standby after a crash under writes, losing no acknowledged write', async () => {
+    const { leader, sync } = await syncState();
+    const old = byName(leader);
+    await cluster.query(old, 'create table synctest (id int primary key)');
+    const acked: number[] = [];
+    let stop = false;
+    const writer = (async () => {
+      const c = new pg.Client({ host: '127.0.0.1', port: old.pgPort, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 2000 });
+      c.on('error', () => undefined);
+      await c.connect();
+      for (let id = 1; !stop; id++) {
+        try { await c.query('insert into synctest values ($1)', [id]); acked.push(id); } catch { break; }
+      }
+      await c.end().catch(() => undefined);
+    })();
+    await sleep(1500);
+    cluster.killNode(old);
+    stop = true;
+    await writer;
+    expect(acked.length).toBeGreaterThan(10);
+    const next = await waitFor('a new primary', async () => cluster.primary(), 20_000);
+    expect(next.name).toBe(sync);
+    const have = new Set((await cluster.query(next, 'select id from synctest')).rows.map((x: { id: number }) => x.id));
+    expect(acked.filter((id) => !have.has(id))).toEqual([]);
+    cluster.startAgent(old);
+    await syncState();
+  });
+
+  it('goes asynchronous without standbys (non-strict), and makes commits wait in strict mode', async () => {
+    const { leader } = await syncState();
+    const l = byName(leader);
+    const standbys = cluster.nodes.filter((n) => n !== l);
+    for (const s of standbys) cluster.killNode(s);
+    await waitFor('asynchronous fallback', async () => (await cluster.query(l, 'show synchronous_standby_names')).rows[0]?.synchronous_standby_names === '', 20_000);
+    await cluster.query(l, 'create table if not exists asynctest (id int)');
+    await cluster.query(l, 'insert into asynctest values (1)'); // does not wait
+    expect(await ctl('list')).toContain('replication is asynchronous');
+    expect(cluster.logs(l)).toMatch(/"event":"sync off"/);
+    await ctl('edit-config', '--set', 'synchronous_mode_strict=true');
+    await waitFor('strict: commits wait', async () => (await cluster.query(l, 'show synchronous_standby_names')).rows[0]?.synchronous_standby_names === 'FIRST 1 ("pgha_no_sync_standby")', 20_000);
+    // The commit waits for a synchronous standby that does not exist: the client gives up first.
+    const c = new pg.Client({ host: '127.0.0.1', port: l.pgPort, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', query_timeout: 1500 });
+    c.on('error', () => undefined);
+    await c.connect();
+    await expect(c.query('insert into asynctest values (2)')).rejects.toThrow(/timeout/i);
+    await c.end().catch(() => undefined);
+    await ctl('edit-config', '--set', 'synchronous_mode_strict=false');
+    for (const s of standbys) cluster.startAgent(s);
+    await syncState();
+  });
+});
