@@ -2,7 +2,7 @@
 // compare-and-set transactions on a key bound to our lease, `keepaliveOnce` driven by the HA loop,
 // and a deadline on every call. See ../../docs/architecture.md for why not etcd3's Election API.
 import { performance } from 'node:perf_hooks';
-import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type Lease, type IOptions } from 'etcd3';
+import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type IKeyValue, type Lease, type IOptions } from 'etcd3';
 import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
 import type { DynamicConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
@@ -161,17 +161,22 @@ export class EtcdDcs implements Dcs {
     }
   }
 
+  /** Put `value` bound to `lease` if `key` is absent; else report who holds it. */
+  async #createIfAbsent(key: string, value: string, lease: string, what: string): Promise<{ created: boolean; holder: IKeyValue | undefined }> {
+    const r = await this.#call(what, () =>
+      this.client.if(key, 'Version', '==', 0)
+        .then(this.client.put(key).value(value).lease(lease))
+        .else(this.client.get(key))
+        .commit());
+    return { created: r.succeeded, holder: r.succeeded ? undefined : r.responses[0]?.response_range?.kvs[0] };
+  }
+
   async acquireLeader(): Promise<boolean> {
     const name = this.#name();
     const id = this.#leaseId;
     if (id === null) return false;
-    const r = await this.#call('acquire leader', () =>
-      this.client.if(this.keys.leader, 'Version', '==', 0)
-        .then(this.client.put(this.keys.leader).value(name).lease(id))
-        .else(this.client.get(this.keys.leader))
-        .commit());
-    if (r.succeeded) return true;
-    const holder = r.responses[0]?.response_range?.kvs[0];
+    const { created, holder } = await this.#createIfAbsent(this.keys.leader, name, id, 'acquire leader');
+    if (created) return true;
     if (holder === undefined || holder.value.toString() !== name) return false;
     if (holder.lease === id) return true; // a retried request that had committed
     // The key names us but sits on an older lease: this agent restarted while its key lived.
@@ -214,12 +219,8 @@ export class EtcdDcs implements Dcs {
     const claim = `claim:${this.#name()}`;
     const id = this.#leaseId;
     if (id === null) return false;
-    const r = await this.#call('claim initialize', () =>
-      this.client.if(this.keys.initialize, 'Version', '==', 0)
-        .then(this.client.put(this.keys.initialize).value(claim).lease(id))
-        .else(this.client.get(this.keys.initialize))
-        .commit());
-    return r.succeeded || r.responses[0]?.response_range?.kvs[0]?.value.toString() === claim;
+    const { created, holder } = await this.#createIfAbsent(this.keys.initialize, claim, id, 'claim initialize');
+    return created || holder?.value.toString() === claim; // a retried request that had committed
   }
 
   async setInitialize(systemId: string): Promise<void> {
