@@ -4,6 +4,12 @@
 // another member take it. If the leader has not renewed by then, the timer stops PostgreSQL in
 // immediate mode: no client session can keep writing, whatever it set.
 
+/** A watchdog outside this process that enforces the same deadline (see fencer.ts). */
+export interface ExternalFence {
+  arm(msFromNow: number): void;
+  disarm(): void;
+}
+
 export interface FenceDeps {
   /** Monotonic clock, ms. */
   now(): number;
@@ -11,6 +17,8 @@ export interface FenceDeps {
   fence(reason: string): Promise<void>;
   /** Paused clusters never fence on their own. */
   paused(): boolean;
+  /** The fencing process, when there is one. */
+  external?: ExternalFence;
 }
 
 export class FenceTimer {
@@ -32,10 +40,13 @@ export class FenceTimer {
     this.#deadline = deadline;
     const delay = Math.max(0, deadline - this.#deps.now());
     this.#timer = setTimeout(() => void this.#fire(deadline), delay);
+    if (this.#deps.paused()) this.#deps.external?.disarm();
+    else this.#deps.external?.arm(delay);
   }
 
   /** No deadline: this member does not run as leader (after a release or a fence). */
   disarm(): void {
+    this.#deps.external?.disarm();
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     this.#deadline = null;

@@ -9,10 +9,12 @@ import type { Logger } from '../log/logger.ts';
 import type { PostgresControl } from '../postgres/types.ts';
 import type { AgentSnapshot } from '../api/types.ts';
 import { Actor } from './act.ts';
-import { FenceTimer } from './fence.ts';
+import { FenceTimer, type ExternalFence } from './fence.ts';
 import { buildMemberInfo, lagBytes, type Activity } from './member.ts';
 
 export interface LoopDeps {
+  /** The fencing process outside this event loop, if started. */
+  external?: ExternalFence;
   config: NodeConfig;
   dcs: Dcs;
   pg: PostgresControl;
@@ -40,7 +42,10 @@ export class HaLoop {
 
   constructor(deps: LoopDeps) {
     this.#d = deps;
-    this.fence = new FenceTimer({ now: deps.now, paused: () => this.dynamic.pause, fence: (why) => this.actor.fenceNow(why) });
+    this.fence = new FenceTimer({
+      now: deps.now, paused: () => this.dynamic.pause, fence: (why) => this.actor.fenceNow(why),
+      ...(deps.external ? { external: deps.external } : {}),
+    });
     this.actor = new Actor({
       config: deps.config, dcs: deps.dcs, pg: deps.pg, logger: deps.logger, fence: this.fence, now: deps.now,
       lastKeepalive: () => this.#lastKeepalive,

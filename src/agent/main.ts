@@ -10,6 +10,7 @@ import { createEtcdDcs } from '../dcs/etcd.ts';
 import { describeError, isPgHaError } from '../errors.ts';
 import { createLogger } from '../log/logger.ts';
 import { createPostgresControl } from '../postgres/instance.ts';
+import { FencerProcess } from './fencer-client.ts';
 import { HaLoop } from './loop.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -55,7 +56,9 @@ async function main(): Promise<number> {
   });
   let loop: HaLoop | null = null;
   const pg = createPostgresControl({ config, dynamic: () => loop?.dynamic ?? dyn, logger });
-  loop = new HaLoop({ config, dcs, pg, logger, now: () => performance.now(), version: VERSION });
+  // The fencing process enforces the lease deadline even when this event loop is frozen.
+  const fencer = new FencerProcess(config.postgresql.data_dir, logger);
+  loop = new HaLoop({ config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external: fencer });
   const ha = loop;
 
   const app = buildApi({
@@ -85,6 +88,7 @@ async function main(): Promise<number> {
       stopWatch();
       await ha.shutdown();
       await apiClosed.catch(() => undefined);
+      fencer.close();
       await pg.close().catch(() => undefined);
       await dcs.close().catch(() => undefined);
       logger.info({ event: 'stopped' }, 'pgha agent stopped');
