@@ -55,7 +55,39 @@ export class Actor {
     }
   }
 
+  /**
+   * Keep the lease (and, for a leader, the key and its fence deadline) alive every loop_wait
+   * while a long step runs: initdb, a base backup, pg_rewind, crash recovery on start. The step
+   * itself is bounded (pg_ctl_timeout, command timeouts), so this cannot hold the key forever.
+   */
+  async #withHeartbeat<T>(fn: () => Promise<T>): Promise<T> {
+    let busy = false;
+    const beat = async () => {
+      if (this.#d.fence.deadline !== null) {
+        const r = await this.#d.dcs.renewLeader();
+        if (this.#d.fence.deadline !== null) this.#armFrom(r.sentAt, r.ttl);
+      } else {
+        await this.#d.dcs.keepalive();
+      }
+    };
+    const timer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      beat().catch(() => undefined).finally(() => { busy = false; });
+    }, this.#d.dynamic().loop_wait * 1000);
+    try {
+      return await fn();
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
   async #one(a: Action, ctx: ActContext): Promise<void> {
+    const long = a.kind === 'bootstrap' || a.kind === 'clone' || a.kind === 'rewind' || a.kind === 'start' || a.kind === 'promote';
+    return long ? this.#withHeartbeat(() => this.#step(a, ctx)) : this.#step(a, ctx);
+  }
+
+  async #step(a: Action, ctx: ActContext): Promise<void> {
     switch (a.kind) {
       case 'bootstrap': return this.bootstrap();
       case 'adopt_cluster': return this.adopt(ctx.local);
