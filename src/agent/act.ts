@@ -9,8 +9,6 @@ import { slotNameFor, type PostgresControl, type Upstream } from '../postgres/ty
 import type { FenceTimer } from './fence.ts';
 import type { Activity } from './member.ts';
 
-/** Slots of members gone longer than this are dropped by the leader (ms). Patroni's member_slots_ttl default. */
-export const MEMBER_SLOTS_TTL_MS = 30 * 60_000;
 
 export interface ActorDeps {
   config: NodeConfig;
@@ -101,7 +99,7 @@ export class Actor {
       case 'demote': return this.#d.pg.stop('fast');
       case 'fence': return this.fenceNow('plan');
       case 'rewind': return this.rewind(this.#upstream(ctx, a.from), ctx.local);
-      case 'ensure_slots': return this.ensureSlots(a.members);
+      case 'ensure_slots': return this.ensureSlots(a.members, a.permanent);
       case 'publish_leader_lsn': return this.publishLeaderLsn(ctx.local);
       case 'step_down': return this.stepDown();
       case 'clear_failover': return this.#d.dcs.clearFailover();
@@ -302,12 +300,14 @@ export class Actor {
     }
   }
 
-  /** Keep a slot for every member seen within MEMBER_SLOTS_TTL_MS. */
-  async ensureSlots(members: string[]): Promise<void> {
+  /** Keep a slot for every member seen within member_slots_ttl, and every permanent slot. */
+  async ensureSlots(members: string[], permanent: string[]): Promise<void> {
     const now = this.#d.now();
+    const ttlMs = this.#d.dynamic().member_slots_ttl * 1000;
     for (const m of members) this.#slotsSeen.set(m, now);
-    for (const [m, seen] of this.#slotsSeen) if (now - seen > MEMBER_SLOTS_TTL_MS) this.#slotsSeen.delete(m);
-    await this.#d.pg.ensureSlots([...this.#slotsSeen.keys()].map(slotNameFor), true);
+    for (const [m, seen] of this.#slotsSeen) if (now - seen > ttlMs) this.#slotsSeen.delete(m);
+    const names = new Set([...[...this.#slotsSeen.keys()].map(slotNameFor), ...permanent]);
+    await this.#d.pg.ensureSlots([...names], true);
   }
 
   async publishLeaderLsn(local: LocalPostgres): Promise<void> {

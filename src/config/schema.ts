@@ -42,6 +42,16 @@ export const dynamicConfigSchema = z
     synchronous_node_count: z.number().int().min(1).max(16).default(1),
     // With no synchronous standby left, commits wait (strict) instead of going asynchronous.
     synchronous_mode_strict: z.boolean().default(false),
+    // Seconds the leader keeps the replication slot of a member whose key disappeared.
+    member_slots_ttl: z.number().min(0).max(7 * 86400).default(1800),
+    // Slots the leader keeps whatever the members (created again on a new leader after failover).
+    // Only physical slots are built; logical slots on PostgreSQL 15 cannot move to a new primary.
+    permanent_slots: z
+      .record(
+        z.string().regex(/^[a-z0-9_]{1,63}$/, 'a slot name: a-z, 0-9, _ (at most 63)'),
+        z.strictObject({ type: z.literal('physical', { message: 'only physical permanent slots are built (logical slots cannot follow a failover on PostgreSQL 15)' }) }),
+      )
+      .default({}),
     postgresql: z
       .strictObject({
         use_pg_rewind: z.boolean().default(true),

@@ -104,7 +104,7 @@ function decideAsLeader(o: Observation, cfg: DynamicConfig, leaseExpired: boolea
     const handover = cfg.pause ? null : decideHandover(o, renew);
     if (handover !== null) return handover;
     const members = (o.cluster?.members ?? []).map((m) => m.name).filter((n) => n !== o.self.name);
-    const slots: Action[] = cfg.postgresql.use_slots ? [{ kind: 'ensure_slots', members }] : [];
+    const slots: Action[] = cfg.postgresql.use_slots ? [{ kind: 'ensure_slots', members, permanent: Object.keys(cfg.permanent_slots) }] : [];
     const sync = o.cluster === null ? [] : planSync(o, cfg, o.cluster);
     return plan('leader: running as primary', renew, { kind: 'publish_leader_lsn' }, ...slots, ...sync);
   }

@@ -155,7 +155,7 @@ export type Action =
   | { kind: 'demote' } // stop a primary that does not hold the key (fast mode)
   | { kind: 'fence' } // stop PostgreSQL at once (immediate mode): the lease cannot be proved
   | { kind: 'rewind'; from: string } // pg_rewind from the leader, then start as its standby
-  | { kind: 'ensure_slots'; members: string[] } // leader: one physical slot per other member
+  | { kind: 'ensure_slots'; members: string[]; permanent: string[] } // leader: a slot per other member, plus permanent_slots
   | { kind: 'publish_leader_lsn' } // leader: store its WAL position for the lag check
   | { kind: 'step_down' } // switchover: stop PostgreSQL cleanly, record its last WAL position, release the key
   | { kind: 'clear_failover' } // remove the /failover request (done, impossible or stale)

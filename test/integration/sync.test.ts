@@ -48,6 +48,9 @@ describe('synchronous_mode on', () => {
   it('promotes the synchronous standby after a crash under writes, losing no acknowledged write', async () => {
     const { leader, sync } = await syncState();
     const old = byName(leader);
+    await ctl('edit-config', '--set', 'permanent_slots.archiver.type=physical');
+    const slots = async (n: NodeHandle) => (await cluster.query(n, "select slot_name from pg_replication_slots where slot_type = 'physical'")).rows.map((r: { slot_name: string }) => r.slot_name);
+    await waitFor('the permanent slot on the leader', async () => (await slots(old)).includes('archiver'), 10_000);
     await cluster.query(old, 'create table synctest (id int primary key)');
     const acked: number[] = [];
     let stop = false;
@@ -69,6 +72,7 @@ describe('synchronous_mode on', () => {
     expect(next.name).toBe(sync);
     const have = new Set((await cluster.query(next, 'select id from synctest')).rows.map((x: { id: number }) => x.id));
     expect(acked.filter((id) => !have.has(id))).toEqual([]);
+    await waitFor('the permanent slot carried to the new leader', async () => (await slots(next)).includes('archiver'), 10_000);
     cluster.startAgent(old);
     await syncState();
   });

@@ -41,7 +41,7 @@ describe('parseConfig', () => {
       etcd: { hosts: ['127.0.0.1:2379'], protocol: 'http' },
       bootstrap: {
         dcs: {
-          ttl: 3, loop_wait: 0.5, retry_timeout: 1, fence_margin: 0.75, maximum_lag_on_failover: 1048576, pause: false, synchronous_mode: 'off', synchronous_node_count: 1, synchronous_mode_strict: false,
+          ttl: 3, loop_wait: 0.5, retry_timeout: 1, fence_margin: 0.75, maximum_lag_on_failover: 1048576, pause: false, synchronous_mode: 'off', synchronous_node_count: 1, synchronous_mode_strict: false, member_slots_ttl: 1800, permanent_slots: {},
           postgresql: { use_pg_rewind: true, use_slots: true, parameters: {} },
         },
         initdb: [{ encoding: 'UTF8' }, 'data-checksums'],
@@ -181,6 +181,11 @@ describe('parseDynamicConfig and formatZodIssues', () => {
     const err = errorOf(() => parseDynamicConfig(value, 'request body'));
     expect(err.code).toBe(code);
     expect(err.message.startsWith(start)).toBe(true);
+  });
+
+  it('refuses logical permanent slots, with the reason', () => {
+    expect(() => parseDynamicConfig({ permanent_slots: { cdc: { type: 'logical' } } }, 'request body')).toThrow(/permanent_slots\.cdc\.type: only physical/);
+    expect(parseDynamicConfig({ permanent_slots: { archiver: { type: 'physical' } } }, 'x').permanent_slots).toEqual({ archiver: { type: 'physical' } });
   });
 
   it('formats issues from any zod parse, one line each', () => {

@@ -95,6 +95,11 @@ describe('decide (table)', () => {
     expect(late.actions[0]).toEqual({ kind: 'renew', fenceOnFailure: true });
   });
 
+  it('keeps permanent slots besides one slot per member', () => {
+    const p = decide(obs({ self: { name: 'n1' }, local: { role: 'primary' }, cluster: clusterView({ config: dyn({ permanent_slots: { archiver: { type: 'physical' } } }) }) }));
+    expect(p.actions.find((a) => a.kind === 'ensure_slots')).toEqual({ kind: 'ensure_slots', members: ['n2', 'n3'], permanent: ['archiver'] });
+  });
+
   it('clones from a clonefrom standby when there is one', () => {
     const p = decide(obs({
       local: { dataDir: 'empty', running: false },
