@@ -38,7 +38,8 @@ describe('synchronous_mode on', () => {
     const { leader, sync } = await syncState();
     const r = await cluster.query(byName(leader), 'show synchronous_standby_names');
     expect(r.rows[0]?.synchronous_standby_names).toBe(`FIRST 1 ("${sync}")`);
-    expect(await cluster.probe(byName(sync), '/sync')).toBe(200);
+    // The agents' views follow etcd within a loop.
+    await waitFor('/sync on the synchronous standby', async () => (await cluster.probe(byName(sync), '/sync')) === 200, 5_000);
     expect(await cluster.probe(byName(sync), '/async')).toBe(503);
     const other = cluster.nodes.find((n) => n.name !== leader && n.name !== sync) as NodeHandle;
     await waitFor('the other standby streaming', async () => (await cluster.probe(other, '/async')) === 200, 30_000);
