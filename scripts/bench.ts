@@ -10,56 +10,13 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
-import { PASSWORDS, REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
+import { REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
+import { Probe, stats } from './bench-lib.ts';
 
 const args = parseArgs({ options: { runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' } } }).values;
 const RUNS = Number(args.runs);
 const IDLE_S = Number(args.idle);
 const RW = 25100;
-
-interface Attempt { id: number; start: number; end: number; ok: boolean }
-
-/** Commits one row every 15 ms through HAProxy, reconnecting after any error. */
-class Probe {
-  attempts: Attempt[] = [];
-  #stop = false;
-  #id = 0;
-  #done: Promise<void> | null = null;
-  start(): void { this.#done = this.#run(); }
-  async stop(): Promise<void> { this.#stop = true; await this.#done; }
-  async #client(): Promise<pg.Client> {
-    const c = new pg.Client({ host: '127.0.0.1', port: RW, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 1000 });
-    c.on('error', () => undefined);
-    await c.connect();
-    return c;
-  }
-  async #run(): Promise<void> {
-    let c: pg.Client | null = null;
-    while (!this.#stop) {
-      const id = ++this.#id;
-      const start = performance.now();
-      try {
-        c ??= await this.#client();
-        await c.query('insert into bench_probe(id) values ($1)', [id]);
-        this.attempts.push({ id, start, end: performance.now(), ok: true });
-      } catch {
-        this.attempts.push({ id, start, end: performance.now(), ok: false });
-        void c?.end().catch(() => undefined);
-        c = null;
-      }
-      await sleep(15);
-    }
-    await c?.end().catch(() => undefined);
-  }
-  /** Outage around time t: last ack before t to first ack after t (ms). */
-  outage(t: number): number {
-    const before = this.attempts.filter((a) => a.ok && a.end <= t).at(-1);
-    const after = this.attempts.find((a) => a.ok && a.start >= t);
-    if (before === undefined || after === undefined) return Number.NaN;
-    return after.end - before.end;
-  }
-  acked(): number[] { return this.attempts.filter((a) => a.ok).map((a) => a.id); }
-}
 
 const cluster = new TestCluster({ etcdPort: 24399, pgPortBase: 5470, apiPortBase: 8050 });
 let haproxy: ReturnType<typeof spawn> | null = null;
@@ -70,14 +27,6 @@ async function primary(not?: NodeHandle): Promise<NodeHandle> {
 async function healthy(): Promise<NodeHandle> {
   return waitFor('healthy cluster', async () => ((await cluster.replicas(true)).length === 2 ? cluster.primary() : null), 90_000, 200);
 }
-function stats(xs: number[]): { min: number; median: number; p90: number; max: number; n: number } {
-  const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
-  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))] ?? Number.NaN;
-  return { min: s[0] ?? Number.NaN, median: q(0.5), p90: q(0.9), max: s.at(-1) ?? Number.NaN, n: s.length };
-}
-
-const events: Array<{ name: string; t: number }> = [];
-
 async function measure(name: string, event: (p: NodeHandle) => Promise<void>, heal: (old: NodeHandle) => Promise<void>): Promise<{ name: string; outages: number[] }> {
   const outages: number[] = [];
   if (args.only !== undefined && !name.includes(args.only)) return { name, outages };
@@ -108,7 +57,8 @@ function agentCpuTicks(): number[] {
   });
 }
 
-const probe = new Probe();
+const probe = new Probe(RW);
+const events: Array<{ name: string; t: number }> = [];
 
 async function main(): Promise<void> {
   await cluster.startEtcd();
