@@ -33,6 +33,7 @@ async function runSetting(timing: { ttl: number; loop_wait: number; retry_timeou
   const etcd = await startEtcd({ clientPort: etcdPort, peerPort: etcdPort + 1 });
   const nodes: PNode[] = [1, 2, 3].map((i) => ({ name: `p${i}`, pgPort: 5500 + i, apiPort: 8090 + i, dir: join(base, `p${i}`), cfg: join(base, `p${i}.yml`), proc: null }));
   let haproxy: ChildProcess | null = null;
+  let probe: Probe | null = null;
   const start = (n: PNode) => {
     const log = createWriteStream(join(base, `${n.name}.log`), { flags: 'a' });
     n.proc = spawn('/usr/bin/patroni', [n.cfg], { uid: user.uid, gid: user.gid, cwd: base, env: { PATH: '/usr/bin:/bin', HOME: base, LANG: 'C.UTF-8' }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -43,7 +44,7 @@ async function runSetting(timing: { ttl: number; loop_wait: number; retry_timeou
   const primary = async () => { for (const n of nodes) if ((await probeApi(n, '/primary')) === 200) return n; return null; };
   const healthy = () => waitFor('healthy Patroni cluster', async () => {
     const p = await primary();
-    const reps = (await Promise.all(nodes.map((n) => probeApi(n, '/replica?replication_state=streaming')))).filter((c) => c === 200).length;
+    const reps = (await Promise.all(nodes.map((n) => probeApi(n, '/replica')))).filter((c) => c === 200).length;
     return p !== null && reps === 2 ? p : null;
   }, 180_000, 250);
   try {
@@ -74,9 +75,10 @@ async function runSetting(timing: { ttl: number; loop_wait: number; retry_timeou
     writeFileSync(hcfg, renderHaproxyConfig({ readWritePort: RW, readOnlyPort: RW + 1, checkIntervalMs: 250, members: nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })) }));
     haproxy = spawn('/usr/sbin/haproxy', ['-db', '-f', hcfg], { stdio: 'ignore' });
     execFileSync('/usr/bin/psql', ['-h', '127.0.0.1', '-p', String(p0.pgPort), '-U', 'postgres', '-d', 'postgres', '-c', 'create table bench_probe (id int primary key)'], { env: { ...process.env, PGPASSWORD: PASSWORDS.superuser } });
-    const probe = new Probe(RW);
-    probe.start();
-    await waitFor('probe writing', async () => probe.attempts.some((a) => a.ok), 30_000);
+    const writer = new Probe(RW);
+    probe = writer;
+    writer.start();
+    await waitFor('probe writing', async () => writer.attempts.some((a) => a.ok), 30_000);
     const crash: number[] = [];
     const sw: number[] = [];
     for (let i = 0; i < RUNS; i++) {
@@ -86,8 +88,8 @@ async function runSetting(timing: { ttl: number; loop_wait: number; retry_timeou
       p.proc?.kill('SIGKILL');
       const pid = postmasterPid(join(p.dir, 'data'));
       if (pid !== null) { try { for (const c of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) process.kill(Number(c), 'SIGKILL'); } catch { /* gone */ } process.kill(pid, 'SIGKILL'); }
-      await waitFor('writes again', async () => probe.attempts.some((a) => a.ok && a.start > t), 180_000, 50);
-      crash.push(probe.outage(t));
+      await waitFor('writes again', async () => writer.attempts.some((a) => a.ok && a.start > t), 180_000, 50);
+      crash.push(writer.outage(t));
       process.stdout.write(`patroni ${settingsLabel(timing)} crash #${i + 1}: ${Math.round(crash.at(-1) ?? 0)} ms\n`);
       start(p);
     }
@@ -96,11 +98,11 @@ async function runSetting(timing: { ttl: number; loop_wait: number; retry_timeou
       await sleep(1000);
       const t = performance.now();
       execFileSync('/usr/bin/patronictl', ['-c', nodes[0]!.cfg, 'switchover', '--leader', p.name, '--force'], { stdio: 'ignore' });
-      await waitFor('writes again', async () => { const q = await primary(); return q !== null && q !== p && probe.attempts.some((a) => a.ok && a.start > t); }, 60_000, 50);
-      sw.push(probe.outage(t));
+      await waitFor('writes again', async () => { const q = await primary(); return q !== null && q !== p && writer.attempts.some((a) => a.ok && a.start > t); }, 60_000, 50);
+      sw.push(writer.outage(t));
       process.stdout.write(`patroni ${settingsLabel(timing)} switchover #${i + 1}: ${Math.round(sw.at(-1) ?? 0)} ms\n`);
     }
-    await probe.stop();
+    await writer.stop();
     // Idle: resident memory and CPU of the three Patroni processes.
     const ticks = () => nodes.map((n) => { const f = readFileSync(`/proc/${n.proc?.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []; return Number(f[11]) + Number(f[12]); });
     const t0 = ticks();
@@ -111,6 +113,7 @@ async function runSetting(timing: { ttl: number; loop_wait: number; retry_timeou
     const rss = nodes.map((n) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${n.proc?.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024);
     return { label: settingsLabel(timing), crash: stats(crash), switchover: stats(sw), rss, cpu };
   } finally {
+    await probe?.stop();
     haproxy?.kill('SIGKILL');
     for (const n of nodes) {
       n.proc?.kill('SIGKILL');
@@ -118,7 +121,8 @@ async function runSetting(timing: { ttl: number; loop_wait: number; retry_timeou
       if (pid !== null) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
     }
     await etcd.stop();
-    rmSync(base, { recursive: true, force: true });
+    if (process.env.PGHA_KEEP_TEST_DIRS !== '1') rmSync(base, { recursive: true, force: true });
+    else process.stdout.write(`kept ${base}\n`);
   }
 }
 
@@ -146,4 +150,4 @@ Switchover = \`patronictl switchover --leader <leader> --force\` (Patroni picks 
   process.stdout.write(`\n${md}`);
 }
 
-main().catch((err: unknown) => { console.error(err); process.exitCode = 1; });
+main().then(() => process.exit(0), (err: unknown) => { console.error(err); process.exit(1); });
