@@ -134,8 +134,9 @@ What limits the numbers:
   a client that reconnects in between is refused by the stopped server, which marks it down at once
   (observe layer4), and is redispatched after HAProxy's retry delay (min(timeout connect, 1 s) = 0.5 s).
 
-Not measured yet: the comparison with Patroni, synchronous mode, a hung host (SIGSTOP) and partitions (they need
-the fault-injection namespaces), and rebuild times.
+Not measured yet: a reliable side-by-side with Patroni (see the preliminary section below and
+\`npm run bench:patroni\`), synchronous mode, a hung host (SIGSTOP) and partitions (they need the
+fault-injection namespaces), and rebuild times.
 `;
   writeFileSync(resolve(REPO, args.out ?? 'docs/benchmarks.md'), md);
   // For `pghactl availability --from-drill docs/benchmarks.json`: the crash-failover median.
