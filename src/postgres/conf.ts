@@ -1,13 +1,26 @@
 // Pure renderers for the files pgha owns: pgha.conf (included from postgresql.conf), the passfile
-// and pg_hba.conf. Tested without a server.
+// and pg_hba.conf, plus libpq connection strings. Tested without a server. No password is ever
+// written into pgha.conf: primary_conninfo names a passfile instead.
+import { PgHaError } from '../errors.ts';
 
 export type ParamValue = string | number | boolean;
 
 /**
- * Settings pgha needs whatever the user sets. wal_log_hints lets pg_rewind work (data checksums
- * are also on from initdb); the short sender/receiver timeouts make a standby notice a dead
- * upstream in seconds rather than the default minute, and the 250 ms retry interval makes it
- * reconnect quickly after its upstream was promoted or replaced (the default waits 5 s).
+ * Settings pgha needs whatever the user sets (a user value for one of these wins, except for the
+ * managed ones below).
+ * - wal_level replica, max_wal_senders, max_replication_slots, hot_standby: streaming standbys
+ *   with a slot each.
+ * - wal_log_hints: pg_rewind needs hint-bit changes WAL-logged (data checksums, on from initdb,
+ *   imply it too; this covers data directories made elsewhere).
+ * - wal_keep_size: a standby without a slot (use_slots off) can fall 128 MB behind and catch up.
+ * - hot_standby_feedback: queries on a standby do not get cancelled by vacuum on the primary.
+ * - wal_receiver_status_interval 1s: the primary sees standby positions (and sync state) within
+ *   a second.
+ * - wal_sender_timeout / wal_receiver_timeout 5s: a dead upstream or standby is noticed in 5 s
+ *   instead of the default minute, so a standby reconnects to a new primary quickly; 5 s stays
+ *   well above the 1 s status interval, so a live but busy peer is not cut off.
+ * - wal_retrieve_retry_interval 250ms: after losing its upstream a standby retries every 250 ms
+ *   (the default waits 5 s), which shortens a switchover.
  */
 export const REQUIRED_PARAMETERS: Record<string, ParamValue> = {
   wal_level: 'replica',
@@ -25,18 +38,34 @@ export const REQUIRED_PARAMETERS: Record<string, ParamValue> = {
 };
 
 /** Parameters pgha sets itself; a user value for them is ignored. */
-export const MANAGED_PARAMETERS = new Set(['synchronous_standby_names', 'port', 'listen_addresses', 'unix_socket_directories', 'primary_conninfo', 'primary_slot_name', 'recovery_target_timeline', 'hba_file', 'data_directory']);
+export const MANAGED_PARAMETERS = new Set([
+  'synchronous_standby_names', 'port', 'listen_addresses', 'unix_socket_directories', 'primary_conninfo',
+  'primary_slot_name', 'recovery_target_timeline', 'hba_file', 'ident_file', 'config_file', 'data_directory',
+]);
 
-/** A value in postgresql.conf syntax: numbers bare, everything else single-quoted. */
+const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
+
+/** A value in postgresql.conf syntax: numbers bare, booleans on/off, everything else single-quoted. */
 export function confValue(v: ParamValue): string {
   if (typeof v === 'number') return String(v);
   if (typeof v === 'boolean') return v ? 'on' : 'off';
-  return `'${v.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+  const escaped = v.replace(/\\/g, '\\\\').replace(/'/g, "''").replace(/\n/g, '\\n').replace(/\r/g, '\\r');
+  return `'${escaped}'`;
 }
 
-/** A value in a libpq keyword/value connection string. */
+/** A value in a libpq keyword/value connection string: bare when safe, else single-quoted. */
 export function libpqValue(v: string): string {
   return /^[A-Za-z0-9_./:-]+$/.test(v) ? v : `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+/** A libpq keyword/value string from ordered pairs. Refuses a password: use a passfile. */
+export function conninfo(pairs: Array<[string, string | number]>): string {
+  return pairs
+    .map(([k, v]) => {
+      if (k === 'password') throw new Error('conninfo: passwords go in the passfile, never in a connection string');
+      return `${k}=${libpqValue(String(v))}`;
+    })
+    .join(' ');
 }
 
 export interface StandbyConf {
@@ -44,6 +73,7 @@ export interface StandbyConf {
   port: number;
   user: string;
   passfile: string;
+  /** This member's name: how the upstream's pg_stat_replication and synchronous_standby_names see us. */
   applicationName: string;
   slot: string | null;
   /** Member name of the upstream, recorded so that observe() can tell whom we follow. */
@@ -54,33 +84,50 @@ export interface PghaConfInput {
   port: number;
   listenHost: string;
   socketDir: string;
-  /** dynamic config postgresql.parameters, then node postgresql.parameters (later wins). */
+  /** Layers over REQUIRED_PARAMETERS, later wins: dynamic postgresql.parameters, then the node's. */
   parameters: Array<Record<string, ParamValue>>;
   standby: StandbyConf | null;
   /** synchronous_standby_names; '' when asynchronous. */
   syncNames?: string;
 }
 
+/**
+ * libpq keepalives and connect_timeout in primary_conninfo: a standby whose upstream host
+ * vanished (no RST) gives up on the socket after about 2 + 3 × 1 s and on a connect after 2 s,
+ * instead of waiting for the kernel's two-hour keepalive default.
+ */
+const CONNINFO_LIVENESS: Array<[string, number]> = [
+  ['connect_timeout', 2], ['keepalives_idle', 2], ['keepalives_interval', 1], ['keepalives_count', 3],
+];
+
 export function renderPghaConf(i: PghaConfInput): string {
   const merged: Record<string, ParamValue> = { ...REQUIRED_PARAMETERS };
-  for (const layer of i.parameters) for (const [k, v] of Object.entries(layer)) if (!MANAGED_PARAMETERS.has(k)) merged[k] = v;
+  for (const layer of i.parameters) {
+    for (const [k, v] of Object.entries(layer)) {
+      if (!PARAM_NAME.test(k)) throw new PgHaError('PGHA_CONFIG_INVALID', `postgresql.parameters: ${JSON.stringify(k)} is not a parameter name`);
+      if (!MANAGED_PARAMETERS.has(k)) merged[k] = v;
+    }
+  }
   const lines = ['# Written by pgha; changes are overwritten. Set parameters in the pgha configuration.'];
   for (const [k, v] of Object.entries(merged).sort(([a], [b]) => a.localeCompare(b))) lines.push(`${k} = ${confValue(v)}`);
   lines.push(`synchronous_standby_names = ${confValue(i.syncNames ?? '')}`);
   lines.push(`port = ${i.port}`, `listen_addresses = ${confValue(i.listenHost)}`, `unix_socket_directories = ${confValue(i.socketDir)}`);
-  if (i.standby !== null) {
-    const s = i.standby;
-    const conninfo = [
-      `host=${libpqValue(s.host)}`, `port=${s.port}`, `user=${libpqValue(s.user)}`, `passfile=${libpqValue(s.passfile)}`,
-      `application_name=${libpqValue(s.applicationName)}`, 'connect_timeout=2', 'keepalives_idle=2', 'keepalives_interval=1', 'keepalives_count=3',
-    ].join(' ');
-    lines.push(`# pgha-upstream: ${s.upstreamName}`, `primary_conninfo = ${confValue(conninfo)}`);
-    if (s.slot !== null) lines.push(`primary_slot_name = ${confValue(s.slot)}`);
-    lines.push(`recovery_target_timeline = 'latest'`);
-  } else {
-    lines.push(`primary_conninfo = ''`, `primary_slot_name = ''`);
-  }
+  lines.push(...(i.standby === null ? [`primary_conninfo = ''`, `primary_slot_name = ''`] : standbyLines(i.standby)));
   return `${lines.join('\n')}\n`;
+}
+
+function standbyLines(s: StandbyConf): string[] {
+  if (!/^\S+$/.test(s.upstreamName)) throw new Error(`bad upstream member name ${JSON.stringify(s.upstreamName)}`);
+  const info = conninfo([
+    ['host', s.host], ['port', s.port], ['user', s.user], ['passfile', s.passfile],
+    ['application_name', s.applicationName], ...CONNINFO_LIVENESS,
+  ]);
+  return [
+    `# pgha-upstream: ${s.upstreamName}`,
+    `primary_conninfo = ${confValue(info)}`,
+    `primary_slot_name = ${confValue(s.slot ?? '')}`,
+    `recovery_target_timeline = 'latest'`,
+  ];
 }
 
 /** The member name from a pgha.conf's "# pgha-upstream:" line, or null. */
@@ -89,28 +136,53 @@ export function upstreamFromConf(text: string): string | null {
   return m?.[1] ?? null;
 }
 
-export interface PgpassEntry { host: string; port: number | '*'; database: string; user: string; password: string }
+export interface PgpassEntry {
+  host: string;
+  port: number | '*';
+  database: string;
+  user: string;
+  password: string;
+}
 
+/** ~/.pgpass format: one `host:port:database:user:password` per line, `:` and `\` escaped. */
 export function renderPgpass(entries: PgpassEntry[]): string {
-  const esc = (s: string) => s.replace(/\\/g, '\\\\').replace(/:/g, '\\:');
+  const esc = (s: string) => {
+    if (/[\r\n]/.test(s)) throw new Error('a passfile field cannot contain a line break');
+    return s.replace(/\\/g, '\\\\').replace(/:/g, '\\:');
+  };
   return entries.map((e) => [esc(e.host), String(e.port), esc(e.database), esc(e.user), esc(e.password)].join(':')).join('\n') + '\n';
 }
 
-export interface HbaRoles { superuser: string; replication: string; rewind: string | null }
+export interface HbaRoles {
+  superuser: string;
+  replication: string;
+  /** null: pg_rewind connects as the superuser. */
+  rewind: string | null;
+}
 
-/** Default pg_hba.conf: only pgha's roles, only with scram-sha-256. */
+/**
+ * Default pg_hba.conf (bootstrap.pg_hba absent): only pgha's roles, only scram-sha-256.
+ * - the superuser over the Unix socket and from the loopback addresses only (the agent, and an
+ *   operator on the host);
+ * - the replication role, for replication connections, from anywhere (standbys on other hosts);
+ * - the rewind role, for every database, from anywhere (pg_rewind and the checkpoint before it
+ *   run from the member being rewound). Without a rewind role that is the superuser, which then
+ *   is reachable from other hosts too: configure a rewind role to keep the superuser local.
+ * Any other role, even one created by bootstrap.users, is refused until the operator adds lines.
+ */
 export function defaultHba(r: HbaRoles): string[] {
-  const lines = [
+  const rewinder = r.rewind ?? r.superuser;
+  return [
     `local all ${r.superuser} scram-sha-256`,
-    `host all ${r.superuser} all scram-sha-256`,
+    `host all ${r.superuser} 127.0.0.1/32 scram-sha-256`,
+    `host all ${r.superuser} ::1/128 scram-sha-256`,
     `host replication ${r.replication} all scram-sha-256`,
+    `host all ${rewinder} all scram-sha-256`,
   ];
-  if (r.rewind !== null && r.rewind !== r.superuser) lines.push(`host postgres ${r.rewind} all scram-sha-256`);
-  return lines;
 }
 
 export function renderHba(lines: string[]): string {
-  return `# Written by pgha at bootstrap (bootstrap.pg_hba).\n${lines.join('\n')}\n`;
+  return `# Written by pgha at bootstrap (bootstrap.pg_hba, or pgha's default).\n${lines.join('\n')}\n`;
 }
 
 /** synchronous_standby_names for `FIRST count (names)`; [] blocks commits (strict, nobody left); null is ''. */

@@ -1,28 +1,35 @@
 // The local PostgreSQL, driven through Debian's binaries (initdb, pg_ctl, pg_basebackup,
 // pg_rewind, pg_controldata) and one health client. Implements PostgresControl.
-import { chownSync, existsSync, readFileSync, statSync } from 'node:fs';
-import { appendFile, chmod, mkdir, readdir, rm, unlink, writeFile } from 'node:fs/promises';
+//
+// Files kept beside the data directory, never inside it (pg_basebackup and pg_rewind copy the
+// data directory, and these are per member): `<data_dir>.pgpass` (or postgresql.pgpass, mode
+// 0600: the replication and rewind passwords), `<data_dir>.log` (the server log, pg_ctl -l),
+// `<data_dir>.initpw` (the superuser password, only while initdb runs). With `runAs`, every child
+// runs as that OS user and every file written here is owned by it.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { appendFile, chown, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import pg from 'pg';
-import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
-import { splitHostPort } from '../config/schema.ts';
+import { splitHostPort, type DynamicConfig, type NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
 import type { LocalPostgres } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import { defaultHba, renderHba, renderPghaConf, renderPgpass, syncStandbyNames, upstreamFromConf, type StandbyConf } from './conf.ts';
-import { parseControlData, type ControlData } from './controldata.ts';
+import { readControlData, type ControlData } from './controldata.ts';
+import { ensureDataDir, fatalLines, isInitialized, livePostmaster, waitForExit, wipeContents, writeFresh, writeOwned } from './datadir.ts';
 import { run, type RunAs } from './exec.ts';
-import { formatLsn } from './lsn.ts';
-import { Probe } from './probe.ts';
-import { createRoles, ensureSlots } from './roles.ts';
+import { Probe, withSession } from './probe.ts';
+import { cloneFrom, rewindFrom, type ReplicationContext } from './replication.ts';
+import { createRoles } from './roles.ts';
+import { ensureSlots } from './slots.ts';
 import { slotNameFor, type PostgresControl, type Upstream } from './types.ts';
 
-export { lookupOsUser } from './exec.ts';
+export { lookupOsUser, type RunAs } from './exec.ts';
 
 export interface PostgresControlOptions {
   config: NodeConfig;
   dynamic: () => DynamicConfig;
   logger: Logger;
+  /** Run the binaries as this OS user and give it every file written (tests run as root). */
   runAs?: RunAs;
 }
 
@@ -30,13 +37,25 @@ export function createPostgresControl(o: PostgresControlOptions): PostgresContro
   return new LocalInstance(o);
 }
 
+/** initdb options pgha sets itself; bootstrap.initdb may not override them. */
+const RESERVED_INITDB = new Set(['pgdata', 'username', 'pwfile', 'pwprompt', 'auth', 'auth-host', 'auth-local']);
+/** initdb writes and fsyncs about a thousand files: seconds normally, two minutes on a slow disk. */
+const INITDB_TIMEOUT_MS = 120_000;
+/** Statements run once at bootstrap or promotion (CREATE ROLE, GRANT): quick, but not loop-bound. */
+const ADMIN_STATEMENT_MS = 30_000;
+
+const EMPTY: LocalPostgres = {
+  dataDir: 'empty', systemId: null, controlState: 'unknown', running: false, accepting: false, role: null,
+  timeline: null, lsn: null, streaming: false, upstream: null, pendingRestart: false, syncStandbys: [],
+};
+
 class LocalInstance implements PostgresControl {
   readonly #o: PostgresControlOptions;
   readonly #c: NodeConfig;
   readonly #probe: Probe;
   readonly #passfile: string;
   readonly #logfile: string;
-  #control: { mtimeMs: number; data: ControlData } | null = null;
+  #control: { mtimeNs: bigint; data: ControlData } | null = null;
   /** synchronous_standby_names this primary should run with ('' = asynchronous). */
   #syncNames = '';
 
@@ -44,127 +63,163 @@ class LocalInstance implements PostgresControl {
     this.#o = o;
     this.#c = o.config;
     const pgc = o.config.postgresql;
-    // Outside the data directory, so pg_basebackup and pg_rewind never copy them.
-    this.#passfile = `${pgc.pgpass ?? `${pgc.data_dir}.pgpass`}`;
+    this.#passfile = pgc.pgpass ?? `${pgc.data_dir}.pgpass`;
     this.#logfile = `${pgc.data_dir}.log`;
     this.#probe = new Probe({
       socketDir: pgc.socket_dir, port: splitHostPort(pgc.listen).port,
       user: pgc.authentication.superuser.username, password: pgc.authentication.superuser.password,
-      // One health query must fit well inside a loop: retry_timeout bounds it.
-      budgetMs: Math.round(o.dynamic().retry_timeout * 1000),
+      // One health query must fit inside the loop's per-call deadline.
+      budgetMs: () => Math.round(o.dynamic().retry_timeout * 1000),
     });
   }
 
   get #dir(): string { return this.#c.postgresql.data_dir; }
-  #bin(name: string): string { return join(this.#c.postgresql.bin_dir, name); }
-  get #ctlTimeoutMs(): number { return this.#c.postgresql.pg_ctl_timeout * 1000; }
+  get #runAs(): RunAs | undefined { return this.#o.runAs; }
+  #path(file: string): string { return join(this.#dir, file); }
+  /** pg_ctl's own -t fires first with a clear message; 5 s more only catches a hung pg_ctl. */
+  get #ctlTimeoutMs(): number { return this.#c.postgresql.pg_ctl_timeout * 1000 + 5000; }
 
-  async #write(path: string, text: string, mode = 0o600): Promise<void> {
-    await writeFile(path, text, { mode });
-    if (this.#o.runAs) chownSync(path, this.#o.runAs.uid, this.#o.runAs.gid);
+  get #secrets(): string[] {
+    const a = this.#c.postgresql.authentication;
+    return [a.superuser.password, a.replication.password, a.rewind?.password ?? '', ...Object.values(this.#c.bootstrap.users).map((u) => u.password)];
   }
 
   #exec(bin: string, args: string[], timeoutMs: number, env: Record<string, string> = {}) {
-    return run(this.#bin(bin), args, { timeoutMs, runAs: this.#o.runAs, env });
+    this.#o.logger.debug({ event: 'pg command', bin, sub: args[0] }, `running ${bin}`);
+    return run(join(this.#c.postgresql.bin_dir, bin), args, { timeoutMs, runAs: this.#runAs, env, secrets: this.#secrets });
   }
 
-  #postmasterAlive(): boolean {
-    try {
-      const pid = Number(readFileSync(join(this.#dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-      if (!Number.isInteger(pid) || pid <= 0) return false;
-      process.kill(pid, 0);
-      return true;
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code === 'EPERM';
-    }
-  }
-
-  async #controlData(): Promise<ControlData | null> {
-    const file = join(this.#dir, 'global', 'pg_control');
-    if (!existsSync(file)) return null;
-    const mtimeMs = statSync(file).mtimeMs;
-    if (this.#control?.mtimeMs === mtimeMs) return this.#control.data;
-    const { stdout } = await this.#exec('pg_controldata', ['-D', this.#dir], 10_000); // reads one 8 kB file
-    this.#control = { mtimeMs, data: parseControlData(stdout) };
-    return this.#control.data;
+  async #controlData(running: boolean): Promise<ControlData | null> {
+    // While the server runs, pg_control changes with every checkpoint and restartpoint but the
+    // decision only needs the system id, which never changes: keep the first reading.
+    if (running && this.#control !== null) return this.#control.data;
+    const st = statSync(this.#path('global/pg_control'), { bigint: true, throwIfNoEntry: false });
+    if (st === undefined) return null;
+    if (this.#control?.mtimeNs === st.mtimeNs) return this.#control.data;
+    const data = await readControlData(this.#c.postgresql.bin_dir, this.#dir, this.#runAs);
+    this.#control = { mtimeNs: st.mtimeNs, data };
+    return data;
   }
 
   async observe(): Promise<LocalPostgres> {
-    const empty: LocalPostgres = {
-      dataDir: 'empty', systemId: null, controlState: 'unknown', running: false, accepting: false,
-      role: null, timeline: null, lsn: null, streaming: false, upstream: null, pendingRestart: false, syncStandbys: [],
-    };
-    if (!existsSync(join(this.#dir, 'PG_VERSION'))) return empty;
-    const cd = await this.#controlData().catch(() => null);
-    const standbySignal = existsSync(join(this.#dir, 'standby.signal'));
-    let upstream: string | null = null;
-    try { upstream = upstreamFromConf(readFileSync(join(this.#dir, 'pgha.conf'), 'utf8')); } catch { /* none yet */ }
+    try {
+      return await this.#observe();
+    } catch {
+      return { ...EMPTY, dataDir: isInitialized(this.#dir) ? 'initialized' : 'empty' };
+    }
+  }
+
+  async #observe(): Promise<LocalPostgres> {
+    if (!isInitialized(this.#dir)) return EMPTY;
+    const running = livePostmaster(this.#dir) !== null;
+    const cd = await this.#controlData(running).catch(() => null);
+    const standby = existsSync(this.#path('standby.signal'));
     const local: LocalPostgres = {
-      ...empty, dataDir: 'initialized', systemId: cd?.systemId ?? null,
+      ...EMPTY, dataDir: 'initialized', systemId: cd?.systemId ?? null, running, timeline: cd?.timeline ?? null,
       // standby.signal is what we wrote last: it beats a pg_control copied by pg_basebackup.
-      controlState: standbySignal ? 'standby' : (cd?.state ?? 'unknown'),
-      timeline: cd?.timeline ?? null, running: this.#postmasterAlive(), upstream: standbySignal ? upstream : null,
+      controlState: standby ? 'standby' : (cd?.state ?? 'unknown'),
+      upstream: standby ? this.#configuredUpstream() : null,
     };
-    if (!local.running) { this.#probe.discard(); return local; }
+    if (!running) {
+      this.#probe.discard();
+      return local;
+    }
     try {
       const h = await this.#probe.health();
-      return { ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: h.timeline ?? local.timeline, lsn: h.lsn, streaming: h.streaming, pendingRestart: h.pendingRestart, syncStandbys: h.syncStandbys };
+      return {
+        ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: h.timeline ?? local.timeline,
+        lsn: h.lsn, streaming: h.streaming, pendingRestart: h.pendingRestart, syncStandbys: h.syncStandbys,
+      };
     } catch {
       return local;
+    }
+  }
+
+  #configuredUpstream(): string | null {
+    try {
+      return upstreamFromConf(readFileSync(this.#path('pgha.conf'), 'utf8'));
+    } catch {
+      return null;
     }
   }
 
   async initdb(): Promise<void> {
     const pgc = this.#c.postgresql;
     const pwfile = `${this.#dir}.initpw`;
-    await mkdir(this.#dir, { recursive: true, mode: 0o700 });
-    await this.#write(pwfile, pgc.authentication.superuser.password);
-    const args = ['-D', this.#dir, '--data-checksums', '--auth-local=scram-sha-256', '--auth-host=scram-sha-256', `--username=${pgc.authentication.superuser.username}`, `--pwfile=${pwfile}`];
-    for (const opt of this.#c.bootstrap.initdb) {
-      if (typeof opt === 'string') { if (opt !== 'data-checksums') args.push(`--${opt}`); }
-      else for (const [k, v] of Object.entries(opt)) args.push(`--${k}=${String(v)}`);
-    }
+    await ensureDataDir(this.#dir, this.#runAs);
+    await writeFresh(pwfile, pgc.authentication.superuser.password, this.#runAs);
+    const args = ['-D', this.#dir, '--data-checksums', '--auth-local=scram-sha-256', '--auth-host=scram-sha-256',
+      `--username=${pgc.authentication.superuser.username}`, `--pwfile=${pwfile}`, ...this.#initdbOptions()];
+    this.#control = null;
     try {
-      // initdb writes and fsyncs a few hundred files: seconds normally, a minute on slow disks.
-      await this.#exec('initdb', args, 120_000);
+      await this.#exec('initdb', args, INITDB_TIMEOUT_MS);
     } finally {
       await unlink(pwfile).catch(() => undefined);
     }
-    await appendFile(join(this.#dir, 'postgresql.conf'), "\ninclude_if_exists = 'pgha.conf'\n");
-    const auth = pgc.authentication;
-    const hba = this.#c.bootstrap.pg_hba ?? defaultHba({ superuser: auth.superuser.username, replication: auth.replication.username, rewind: auth.rewind?.username ?? null });
-    await this.#write(join(this.#dir, 'pg_hba.conf'), renderHba(hba));
+    await appendFile(this.#path('postgresql.conf'), "\n# pgha: its settings, which win over the lines above.\ninclude_if_exists = 'pgha.conf'\n");
+    const a = pgc.authentication;
+    const hba = this.#c.bootstrap.pg_hba ?? defaultHba({ superuser: a.superuser.username, replication: a.replication.username, rewind: a.rewind?.username ?? null });
+    await writeOwned(this.#path('pg_hba.conf'), renderHba(hba), this.#runAs);
+    await this.#writePassfile();
+  }
+
+  /** Patroni's format: a string is a flag, a map gives `--key=value`. data-checksums is always on. */
+  #initdbOptions(): string[] {
+    const args: string[] = [];
+    for (const opt of this.#c.bootstrap.initdb) {
+      const pairs: Array<[string, string | null]> = typeof opt === 'string' ? [[opt, null]] : Object.entries(opt).map(([k, v]) => [k, String(v)]);
+      for (const [k, v] of pairs) {
+        if (RESERVED_INITDB.has(k)) throw new PgHaError('PGHA_CONFIG_INVALID', `bootstrap.initdb: pgha sets --${k} itself`);
+        if (k !== 'data-checksums') args.push(v === null ? `--${k}` : `--${k}=${v}`);
+      }
+    }
+    return args;
   }
 
   async createRoles(): Promise<void> {
-    await createRoles(this.#probe, this.#c);
+    const su = this.#c.postgresql.authentication.superuser;
+    await withSession(
+      { host: this.#c.postgresql.socket_dir, port: this.#port, user: su.username, password: su.password, statementTimeoutMs: ADMIN_STATEMENT_MS },
+      (c) => createRoles(c, this.#c),
+    );
   }
+
+  get #port(): number { return splitHostPort(this.#c.postgresql.listen).port; }
 
   async #writePassfile(): Promise<void> {
     const a = this.#c.postgresql.authentication;
-    const entries = [a.replication, a.superuser, ...(a.rewind ? [a.rewind] : [])].map((cred) => ({ host: '*', port: '*' as const, database: '*', user: cred.username, password: cred.password }));
-    await this.#write(this.#passfile, renderPgpass(entries));
+    const users = [a.replication, a.rewind ?? a.superuser];
+    const entries = users.map((u) => ({ host: '*', port: '*' as const, database: '*', user: u.username, password: u.password }));
+    await writeOwned(this.#passfile, renderPgpass(entries), this.#runAs);
   }
 
   #standbyConf(up: Upstream | null): StandbyConf | null {
     if (up === null) return null;
     const { host, port } = splitHostPort(up.conn);
-    const useSlots = this.#o.dynamic().postgresql.use_slots;
     return {
       host, port, user: this.#c.postgresql.authentication.replication.username, passfile: this.#passfile,
-      applicationName: this.#c.name, slot: useSlots ? slotNameFor(this.#c.name) : null, upstreamName: up.name,
+      applicationName: this.#c.name, slot: this.#o.dynamic().postgresql.use_slots ? slotNameFor(this.#c.name) : null, upstreamName: up.name,
     };
   }
 
   #confText(up: Upstream | null, standby: boolean): string {
     const pgc = this.#c.postgresql;
-    const { host, port } = splitHostPort(pgc.listen);
     return renderPghaConf({
-      port, listenHost: host, socketDir: pgc.socket_dir,
+      port: this.#port, listenHost: splitHostPort(pgc.listen).host, socketDir: pgc.socket_dir,
       parameters: [this.#o.dynamic().postgresql.parameters, pgc.parameters],
       standby: standby ? this.#standbyConf(up) : null,
       syncNames: standby ? '' : this.#syncNames,
     });
+  }
+
+  async #renderConf(up: Upstream | null, standby: boolean): Promise<void> {
+    await this.#writePassfile();
+    await writeOwned(this.#path('pgha.conf'), this.#confText(up, standby), this.#runAs);
+  }
+
+  async #configureStandby(from: Upstream | null): Promise<void> {
+    await this.#renderConf(from, true);
+    await writeOwned(this.#path('standby.signal'), '', this.#runAs);
   }
 
   async setSyncNames(names: string[] | null, count: number): Promise<void> {
@@ -172,133 +227,143 @@ class LocalInstance implements PostgresControl {
     await this.applyConfig(null);
   }
 
-  async #renderConf(up: Upstream | null, standby: boolean): Promise<void> {
-    await this.#writePassfile();
-    await this.#write(join(this.#dir, 'pgha.conf'), this.#confText(up, standby));
-  }
-
   async applyConfig(upstream: Upstream | null): Promise<boolean> {
-    if (!this.#postmasterAlive()) return false;
-    const standby = existsSync(join(this.#dir, 'standby.signal'));
-    const want = this.#confText(upstream, standby);
+    if (livePostmaster(this.#dir) === null) return false;
+    const want = this.#confText(upstream, existsSync(this.#path('standby.signal')));
     let have = '';
-    try { have = readFileSync(join(this.#dir, 'pgha.conf'), 'utf8'); } catch { /* rewrite */ }
+    try { have = readFileSync(this.#path('pgha.conf'), 'utf8'); } catch { /* rewrite */ }
     if (have === want) return false;
-    await this.#write(join(this.#dir, 'pgha.conf'), want);
+    await writeOwned(this.#path('pgha.conf'), want, this.#runAs);
     await this.reload();
     return true;
   }
 
   async start(as: 'primary' | 'standby', upstream: Upstream | null): Promise<void> {
-    await this.#renderConf(upstream, as === 'standby');
-    const signal = join(this.#dir, 'standby.signal');
-    if (as === 'standby') await this.#write(signal, '');
-    else await unlink(signal).catch(() => undefined);
-    if (this.#postmasterAlive()) return;
-    await rm(join(this.#dir, 'postmaster.pid'), { force: true });
-    // -w waits until the server accepts connections (or pg_ctl_timeout passes).
-    await this.#exec('pg_ctl', ['start', '-D', this.#dir, '-w', '-t', String(this.#c.postgresql.pg_ctl_timeout), '-l', this.#logfile], this.#ctlTimeoutMs + 5_000);
+    if (as === 'standby') await this.#configureStandby(upstream);
+    else {
+      await this.#renderConf(null, false);
+      await unlink(this.#path('standby.signal')).catch(() => undefined);
+    }
+    if (livePostmaster(this.#dir) !== null) return;
+    // Not a live postmaster's: a stale file whose PID was reused would make the server refuse to start.
+    await unlink(this.#path('postmaster.pid')).catch(() => undefined);
+    await this.#touchLog();
+    const t = String(this.#c.postgresql.pg_ctl_timeout);
+    try {
+      // -w: wait until the server accepts connections (read-only ones, for a standby).
+      await this.#exec('pg_ctl', ['start', '-D', this.#dir, '-w', '-t', t, '-l', this.#logfile], this.#ctlTimeoutMs);
+    } catch (err) {
+      const fatal = fatalLines(this.#logfile);
+      throw fatal === '' ? err : new PgHaError('PGHA_PG_COMMAND', `${(err as Error).message} | log: ${fatal}`, { cause: err });
+    }
+  }
+
+  /** The server log exists, owned by the server's user, mode 0600 (it may hold query text). */
+  async #touchLog(): Promise<void> {
+    const fh = await open(this.#logfile, 'a', 0o600);
+    await fh.close();
+    if (this.#runAs !== undefined) await chown(this.#logfile, this.#runAs.uid, this.#runAs.gid);
   }
 
   async stop(mode: 'smart' | 'fast' | 'immediate'): Promise<void> {
     this.#probe.discard();
-    if (!this.#postmasterAlive()) return;
-    await this.#exec('pg_ctl', ['stop', '-D', this.#dir, '-m', mode, '-w', '-t', String(this.#c.postgresql.pg_ctl_timeout)], this.#ctlTimeoutMs + 5_000)
-      .catch((err: unknown) => { if (this.#postmasterAlive()) throw err; });
-  }
-
-  async follow(upstream: Upstream | null): Promise<void> {
-    await this.#renderConf(upstream, true);
-    await this.reload();
-  }
-
-  async reload(): Promise<void> {
-    await this.#exec('pg_ctl', ['reload', '-D', this.#dir], 10_000); // sends SIGHUP: instant
-  }
-
-  async promote(): Promise<{ timeline: number; lsn: string }> {
-    // pg_promote waits until recovery has ended; pg_ctl_timeout bounds it.
-    const [r] = await this.#probe.query<{ ok: boolean }>('select pg_promote(true, $1) as ok', [this.#c.postgresql.pg_ctl_timeout]);
-    if (r?.ok !== true) throw new PgHaError('PGHA_PG_COMMAND', 'pg_promote did not finish in time');
-    await unlink(join(this.#dir, 'standby.signal')).catch(() => undefined);
-    await this.#renderConf(null, false);
-    await this.reload();
-    const h = await this.#probe.health();
-    return { timeline: h.timeline ?? 0, lsn: h.lsn === null ? '0/0' : formatLsn(h.lsn) };
-  }
-
-  async clone(from: Upstream): Promise<void> {
-    const { host, port } = splitHostPort(from.conn);
-    await mkdir(this.#dir, { recursive: true, mode: 0o700 });
-    if ((await readdir(this.#dir)).length > 0) throw new PgHaError('PGHA_PG_COMMAND', `cannot clone into a non-empty ${this.#dir}`);
-    await this.#writePassfile();
-    try {
-      // A base backup copies the whole cluster: allow an hour before calling it stuck.
-      await this.#exec('pg_basebackup', ['-D', this.#dir, '-h', host, '-p', String(port), '-U', this.#c.postgresql.authentication.replication.username,
-        '-X', 'stream', '-c', 'fast', '--no-password'], 3_600_000, { PGPASSFILE: this.#passfile, PGAPPNAME: this.#c.name });
-    } catch (err) {
-      await this.wipe();
-      throw err;
-    }
-    await chmod(this.#dir, 0o700);
-    await this.#renderConf(from, true);
-    await this.#write(join(this.#dir, 'standby.signal'), '');
-  }
-
-  async rewind(from: Upstream): Promise<void> {
-    const { host, port } = splitHostPort(from.conn);
-    const a = this.#c.postgresql.authentication;
-    const user = (a.rewind ?? a.superuser).username;
-    await this.#writePassfile();
-    const source = `host=${host} port=${port} user=${user} dbname=postgres connect_timeout=5`;
-    await this.#checkpointIfPromotedRecently(host, port);
-    try {
-      // pg_rewind copies only changed blocks; it also runs crash recovery first when needed (PG 13+).
-      await this.#exec('pg_rewind', ['-D', this.#dir, `--source-server=${source}`], 3_600_000, { PGPASSFILE: this.#passfile });
-    } catch (err) {
-      throw new PgHaError('PGHA_PG_REWIND_FAILED', (err as Error).message, { cause: err });
-    }
-    await this.#renderConf(from, true);
-    await this.#write(join(this.#dir, 'standby.signal'), '');
+    const pid = livePostmaster(this.#dir);
+    if (pid === null) return;
+    if (mode === 'immediate') return this.#stopImmediate(pid);
+    const t = String(this.#c.postgresql.pg_ctl_timeout);
+    await this.#exec('pg_ctl', ['stop', '-D', this.#dir, '-m', mode, '-w', '-t', t], this.#ctlTimeoutMs)
+      .catch((err: unknown) => { if (livePostmaster(this.#dir) !== null) throw err; });
   }
 
   /**
-   * pg_rewind reads the source's timeline from its last checkpoint. Right after a promotion that
-   * is still the old timeline and the rewound server cannot start ("requested timeline does not
-   * contain minimum recovery point"); a CHECKPOINT on the source first makes it current.
+   * Immediate shutdown, used to fence a primary against its lease deadline: SIGQUIT to the
+   * postmaster is exactly what `pg_ctl stop -m immediate` sends, without spawning pg_ctl and
+   * without its 100 ms polling. The postmaster SIGQUITs every backend (no more commits from
+   * here), SIGKILLs those still alive after 5 s, and exits once all are gone, which we poll for
+   * every 10 ms. Bounded by pg_ctl_timeout like any stop.
    */
-  async #checkpointIfPromotedRecently(host: string, port: number): Promise<void> {
-    const su = this.#c.postgresql.authentication.superuser;
-    const c = new pg.Client({ host, port, user: su.username, password: su.password, database: 'postgres', connectionTimeoutMillis: 5000, query_timeout: 60_000 });
-    c.on('error', () => undefined);
+  async #stopImmediate(pid: number): Promise<void> {
     try {
-      await c.connect();
-      const r = await c.query<{ current: number; checkpoint: number }>(
-        "select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int as current, (select timeline_id from pg_control_checkpoint()) as checkpoint");
-      const row = r.rows[0];
-      if (row !== undefined && row.current !== row.checkpoint) await c.query('checkpoint');
-    } finally {
-      await c.end().catch(() => undefined);
+      process.kill(pid, 'SIGQUIT');
+    } catch {
+      return; // exited in between
     }
+    if (!(await waitForExit(pid, this.#c.postgresql.pg_ctl_timeout * 1000))) {
+      throw new PgHaError('PGHA_PG_COMMAND', `postmaster ${pid} still alive ${this.#c.postgresql.pg_ctl_timeout} s after SIGQUIT`);
+    }
+  }
+
+  async follow(upstream: Upstream | null): Promise<void> {
+    await this.#configureStandby(upstream);
+    await this.reload();
+  }
+
+  /** SIGHUP to the postmaster, as `pg_ctl reload` would send (primary_conninfo reloads on PostgreSQL 13+). */
+  async reload(): Promise<void> {
+    const pid = livePostmaster(this.#dir);
+    if (pid === null) throw new PgHaError('PGHA_PG_NOT_RUNNING', 'cannot reload: PostgreSQL is not running');
+    process.kill(pid, 'SIGHUP');
+  }
+
+  async promote(): Promise<{ timeline: number; lsn: string }> {
+    const su = this.#c.postgresql.authentication.superuser;
+    const wait = this.#c.postgresql.pg_ctl_timeout;
+    // pg_promote(true, wait) returns once recovery has ended (true) or after `wait` s (false);
+    // the statement may run 5 s past that before the server cancels it.
+    const session = { host: this.#c.postgresql.socket_dir, port: this.#port, user: su.username, password: su.password, statementTimeoutMs: (wait + 5) * 1000 };
+    const r = await withSession(session, async (c) => {
+      const done = await c.query<{ ok: boolean }>('select pg_promote(true, $1) as ok', [wait]);
+      if (done.rows[0]?.ok !== true) throw new PgHaError('PGHA_PG_COMMAND', `pg_promote did not finish within ${wait} s`);
+      const now = await c.query<{ tli: number; lsn: string }>(
+        "select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int as tli, pg_current_wal_lsn()::text as lsn");
+      return now.rows[0];
+    }).catch((err: unknown) => {
+      throw err instanceof PgHaError ? err : new PgHaError('PGHA_PG_COMMAND', `promote: ${(err as Error).message}`, { cause: err });
+    });
+    if (r === undefined) throw new PgHaError('PGHA_PG_COMMAND', 'promote: no position after promotion');
+    await unlink(this.#path('standby.signal')).catch(() => undefined); // the server removed it already
+    await this.#renderConf(null, false);
+    await this.reload();
+    return { timeline: r.tli, lsn: r.lsn };
+  }
+
+  #replication(): ReplicationContext {
+    const a = this.#c.postgresql.authentication;
+    return {
+      dataDir: this.#dir, binDir: this.#c.postgresql.bin_dir, runAs: this.#runAs, name: this.#c.name, passfile: this.#passfile,
+      replicationUser: a.replication.username, rewinder: a.rewind ?? a.superuser, secrets: this.#secrets,
+      writePassfile: () => this.#writePassfile(), configureStandby: (from) => this.#configureStandby(from),
+    };
+  }
+
+  async clone(from: Upstream): Promise<void> {
+    this.#control = null;
+    await cloneFrom(this.#replication(), from);
+  }
+
+  async rewind(from: Upstream): Promise<void> {
+    if (livePostmaster(this.#dir) !== null) throw new PgHaError('PGHA_PG_COMMAND', 'cannot rewind a running server: stop it first');
+    this.#control = null;
+    await rewindFrom(this.#replication(), from);
   }
 
   async crash(): Promise<void> {
     this.#probe.discard();
-    const pid = Number(readFileSync(join(this.#dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-    if (!Number.isInteger(pid) || pid <= 0) throw new PgHaError('PGHA_PG_NOT_RUNNING', 'no postmaster to crash');
+    const pid = livePostmaster(this.#dir);
+    if (pid === null) throw new PgHaError('PGHA_PG_NOT_RUNNING', 'no postmaster to crash');
     let children: number[] = [];
     try { children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number); } catch { /* none */ }
     for (const c of [...children, pid]) { try { process.kill(c, 'SIGKILL'); } catch { /* gone */ } }
   }
 
   async checkpointLsn(): Promise<number | null> {
-    return (await this.#controlData())?.checkpointLsn ?? null;
+    return (await this.#controlData(livePostmaster(this.#dir) !== null))?.checkpointLsn ?? null;
   }
 
   async wipe(): Promise<void> {
+    if (livePostmaster(this.#dir) !== null) throw new PgHaError('PGHA_PG_COMMAND', 'refusing to wipe the data of a running server');
     this.#control = null;
-    if (!existsSync(this.#dir)) return;
-    for (const f of await readdir(this.#dir)) await rm(join(this.#dir, f), { recursive: true, force: true });
+    await wipeContents(this.#dir, this.#runAs);
   }
 
   async ensureSlots(slotNames: string[], dropAbsent: boolean): Promise<void> {

@@ -1,5 +1,8 @@
-// The health query: one dedicated client over the Unix socket, discarded after any error or
-// timeout and reconnected lazily on the next loop. statement_timeout < query_timeout < loop budget.
+// The health query, and short-lived sessions for slower work.
+// `Probe` is one dedicated client over the Unix socket, used by the HA loop: its timeouts are cut
+// from the loop's budget, it is discarded after any error or timeout (pg queues later queries
+// behind a timed-out one), and reconnected lazily on the next call. `withSession` opens a client
+// with its own, longer timeouts for one piece of work (roles, promotion) and always closes it.
 import pg from 'pg';
 import { parseLsn } from './lsn.ts';
 
@@ -17,29 +20,71 @@ export interface ProbeOptions {
   port: number;
   user: string;
   password: string;
-  /** Budget of one probe, ms (connect or query). */
-  budgetMs: number;
+  /** What one probe (connect + query) may take in all, ms. Read at each connect. */
+  budgetMs: () => number;
 }
 
+/**
+ * One round trip. Timeline: on a primary, from the current WAL file name (pg_control_checkpoint()
+ * still shows the old timeline until the first checkpoint after a promotion); on a standby, the
+ * WAL receiver's timeline, else the later of the last restartpoint's and the minimum recovery
+ * point's timelines (the replay position's own timeline is not exposed in SQL).
+ */
 const HEALTH_SQL = `
 select pg_is_in_recovery() as in_recovery,
   case when pg_is_in_recovery() then null else pg_current_wal_lsn()::text end as current_lsn,
   pg_last_wal_receive_lsn()::text as receive_lsn,
   pg_last_wal_replay_lsn()::text as replay_lsn,
-  case when pg_is_in_recovery() then null else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end as primary_tli,
+  case when pg_is_in_recovery() then null
+    else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end as primary_tli,
   (select received_tli from pg_stat_wal_receiver limit 1) as receiver_tli,
   (select status = 'streaming' from pg_stat_wal_receiver limit 1) as streaming,
-  (select timeline_id from pg_control_checkpoint()) as checkpoint_tli,
+  greatest((select timeline_id from pg_control_checkpoint()),
+    (select nullif(min_recovery_end_timeline, 0) from pg_control_recovery())) as fallback_tli,
   exists (select 1 from pg_settings where pending_restart) as pending_restart,
-  (select coalesce(array_agg(application_name::text order by application_name), '{}') from pg_stat_replication where state = 'streaming' and sync_state = 'sync') as sync_standbys`;
+  (select coalesce(array_agg(application_name::text order by application_name), '{}')
+     from pg_stat_replication where state = 'streaming' and sync_state = 'sync') as sync_standbys`;
 
-interface Row {
-  in_recovery: boolean; current_lsn: string | null; receive_lsn: string | null; replay_lsn: string | null;
-  primary_tli: number | null; receiver_tli: number | null; streaming: boolean | null; checkpoint_tli: number | null; pending_restart: boolean; sync_standbys: string[];
+interface HealthRow {
+  in_recovery: boolean;
+  current_lsn: string | null;
+  receive_lsn: string | null;
+  replay_lsn: string | null;
+  primary_tli: number | null;
+  receiver_tli: number | null;
+  streaming: boolean | null;
+  fallback_tli: number | null;
+  pending_restart: boolean;
+  sync_standbys: string[];
+}
+
+export function healthFromRow(r: HealthRow): ProbeResult {
+  const lsns = [r.current_lsn, r.receive_lsn, r.replay_lsn].filter((x): x is string => x !== null).map(parseLsn);
+  return {
+    inRecovery: r.in_recovery,
+    timeline: r.in_recovery ? (r.receiver_tli ?? r.fallback_tli) : (r.primary_tli ?? r.fallback_tli),
+    lsn: lsns.length === 0 ? null : Math.max(...lsns),
+    streaming: r.in_recovery && r.streaming === true,
+    pendingRestart: r.pending_restart,
+    syncStandbys: r.in_recovery ? [] : r.sync_standbys,
+  };
+}
+
+/**
+ * Timeouts cut from a budget B so that connect + query always ends inside it:
+ * connect 0.4 B (a Unix-socket connection with SCRAM takes milliseconds; a frozen postmaster
+ * never answers), then the server cancels the statement at 0.4 B (statement_timeout), and the
+ * client gives up at 0.5 B (query_timeout) if the server could not even do that. 0.9 B in all,
+ * the rest is the caller's.
+ */
+export function probeTimeouts(budgetMs: number): { connect: number; statement: number; query: number } {
+  const b = Math.max(budgetMs, 100);
+  return { connect: Math.round(0.4 * b), statement: Math.round(0.4 * b), query: Math.round(0.5 * b) };
 }
 
 export class Probe {
   #client: pg.Client | null = null;
+  #clientBudget = 0;
   readonly #o: ProbeOptions;
 
   constructor(o: ProbeOptions) {
@@ -47,20 +92,26 @@ export class Probe {
   }
 
   async #connect(): Promise<pg.Client> {
-    if (this.#client !== null) return this.#client;
+    const budget = this.#o.budgetMs();
+    if (this.#client !== null && this.#clientBudget === budget) return this.#client;
+    this.discard(); // none yet, or retry_timeout changed: new timeouts need a new connection
+    const t = probeTimeouts(budget);
     const c = new pg.Client({
       host: this.#o.socketDir, port: this.#o.port, user: this.#o.user, password: this.#o.password, database: 'postgres',
-      application_name: 'pgha', connectionTimeoutMillis: this.#o.budgetMs,
-      // Server-side limit first, client-side a bit later: a hung query is cancelled by the server
-      // and the client still gives up if the server cannot even do that.
-      statement_timeout: Math.max(100, this.#o.budgetMs - 200), query_timeout: this.#o.budgetMs,
+      application_name: 'pgha', connectionTimeoutMillis: t.connect, statement_timeout: t.statement, query_timeout: t.query,
     });
+    // Without a listener an idle client's error (server restart) would crash the agent.
     c.on('error', () => this.discard(c));
-    await c.connect().catch((err: unknown) => { this.discard(c); throw err; });
+    await c.connect().catch((err: unknown) => {
+      this.discard(c);
+      throw err;
+    });
     this.#client = c;
+    this.#clientBudget = budget;
     return c;
   }
 
+  /** Throw the client away (it reconnects on the next call). */
   discard(c: pg.Client | null = this.#client): void {
     if (c === null) return;
     if (this.#client === c) this.#client = null;
@@ -78,20 +129,53 @@ export class Probe {
   }
 
   async health(): Promise<ProbeResult> {
-    const [r] = await this.query<Row>(HEALTH_SQL);
+    const [r] = await this.query<HealthRow>(HEALTH_SQL);
     if (r === undefined) throw new Error('health query returned no row');
-    const lsns = [r.current_lsn, r.receive_lsn, r.replay_lsn].filter((x): x is string => x !== null).map(parseLsn);
-    return {
-      inRecovery: r.in_recovery,
-      timeline: r.in_recovery ? (r.receiver_tli ?? r.checkpoint_tli) : r.primary_tli,
-      lsn: lsns.length === 0 ? null : Math.max(...lsns),
-      streaming: r.streaming === true,
-      pendingRestart: r.pending_restart,
-      syncStandbys: r.in_recovery ? [] : r.sync_standbys,
-    };
+    return healthFromRow(r);
   }
 
   close(): void {
     this.discard();
   }
+}
+
+export interface SessionOptions {
+  /** A directory (Unix socket) or a host name/address. */
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  /** Server-side limit per statement, ms; the client waits 5 s longer before giving up. */
+  statementTimeoutMs: number;
+}
+
+/** Run `fn` on a fresh client and close it, whatever happens. */
+export async function withSession<T>(o: SessionOptions, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({
+    host: o.host, port: o.port, user: o.user, password: o.password, database: 'postgres', application_name: 'pgha',
+    // A server that accepts TCP but never answers (frozen) must not hold a one-off step forever;
+    // 5 s is far above any healthy connect, local or across a LAN.
+    connectionTimeoutMillis: 5000,
+    statement_timeout: o.statementTimeoutMs,
+    // 5 s past the server-side limit: room for the server's own cancel to come back.
+    query_timeout: o.statementTimeoutMs + 5000,
+  });
+  c.on('error', () => undefined); // errors surface through the awaited calls below
+  try {
+    await c.connect();
+    return await fn(c);
+  } finally {
+    await endWithin(c, 1000);
+  }
+}
+
+/**
+ * Close a client, waiting at most `ms` for the server's goodbye: the result is already in hand,
+ * and a dead peer must not hold the caller (pg destroys the socket if the goodbye never comes).
+ */
+async function endWithin(c: pg.Client, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); });
+  await Promise.race([c.end().catch(() => undefined), timeout]);
+  clearTimeout(timer);
 }

@@ -1,0 +1,123 @@
+// The data directory and the files pgha keeps beside it: writing files owned by the server's OS
+// user, the postmaster's liveness from postmaster.pid, and emptying the directory.
+import { chmodSync, chownSync, closeSync, existsSync, fstatSync, openSync, readFileSync, readlinkSync, readSync, realpathSync } from 'node:fs';
+import { chmod, chown, mkdir, open, readdir, rm, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { RunAs } from './exec.ts';
+
+/** Write `text` to `path` with `mode`, owned by `runAs` when given (the mode is forced on existing files too). */
+export async function writeOwned(path: string, text: string, runAs: RunAs | undefined, mode = 0o600): Promise<void> {
+  await writeFile(path, text, { mode });
+  await chmod(path, mode);
+  if (runAs !== undefined) await chown(path, runAs.uid, runAs.gid);
+}
+
+/** Write a file that must not exist yet (O_EXCL: no following a planted symlink), removing a stale one first. */
+export async function writeFresh(path: string, text: string, runAs: RunAs | undefined): Promise<void> {
+  await unlink(path).catch(() => undefined);
+  const fh = await open(path, 'wx', 0o600);
+  try {
+    await fh.writeFile(text);
+    if (runAs !== undefined) await fh.chown(runAs.uid, runAs.gid);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Create `dir` (and parents) if needed; force mode 0700 and the owner. */
+export async function ensureDataDir(dir: string, runAs: RunAs | undefined): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
+  if (runAs !== undefined) await chown(dir, runAs.uid, runAs.gid);
+}
+
+export function isInitialized(dir: string): boolean {
+  return existsSync(join(dir, 'PG_VERSION'));
+}
+
+/** Remove everything inside `dir`, keeping the directory itself (mode 0700). */
+export async function wipeContents(dir: string, runAs: RunAs | undefined): Promise<void> {
+  if (!existsSync(dir)) return;
+  for (const f of await readdir(dir)) await rm(join(dir, f), { recursive: true, force: true });
+  chmodSync(dir, 0o700);
+  if (runAs !== undefined) chownSync(dir, runAs.uid, runAs.gid);
+}
+
+/** PID on postmaster.pid's first line, or null. */
+export function pidFromFile(dir: string): number | null {
+  try {
+    const pid = Number(readFileSync(join(dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Is `pid` a live PostgreSQL process? kill(pid, 0) says the PID exists (EPERM: it exists but is
+ * not ours). /proc then rules out a PID reused by another program after a crash, and a zombie
+ * nobody reaped (a container whose init does not reap). Without /proc, existence is the answer.
+ */
+export function isLivePostgres(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return !existsSync('/proc/self'); // gone in between (false), or no procfs to ask (true)
+  }
+  const close = stat.lastIndexOf(')');
+  const comm = stat.slice(stat.indexOf('(') + 1, close);
+  const state = stat.slice(close + 2, close + 3);
+  return (comm === 'postgres' || comm === 'postmaster') && state !== 'Z';
+}
+
+/**
+ * The live postmaster's PID, or null when none runs on this data directory. A postgres process
+ * whose working directory is another data directory (another cluster on the host reusing the
+ * PID of our crashed postmaster) does not count; when /proc hides the cwd, the PID check stands.
+ */
+export function livePostmaster(dir: string): number | null {
+  const pid = pidFromFile(dir);
+  if (pid === null || !isLivePostgres(pid)) return null;
+  try {
+    return readlinkSync(`/proc/${pid}/cwd`) === realpathSync(dir) ? pid : null;
+  } catch {
+    return pid;
+  }
+}
+
+/** Poll until `pid` is no longer a live PostgreSQL process. True if it exited within `timeoutMs`. */
+export async function waitForExit(pid: number, timeoutMs: number, pollMs = 10): Promise<boolean> {
+  const end = performance.now() + timeoutMs;
+  while (isLivePostgres(pid)) {
+    if (performance.now() > end) return false;
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+  return true;
+}
+
+/**
+ * The FATAL/PANIC lines among the last lines of the server log, for an error message when the
+ * server would not start. Only those: a statement echoed into the log could carry a secret.
+ */
+export function fatalLines(logPath: string, max = 3): string {
+  const TAIL_BYTES = 16 * 1024; // the log grows without bound: read only its end
+  let fd: number | null = null;
+  try {
+    fd = openSync(logPath, 'r');
+    const size = fstatSync(fd).size;
+    const buf = Buffer.alloc(Math.min(size, TAIL_BYTES));
+    readSync(fd, buf, 0, buf.length, size - buf.length);
+    const lines = buf.toString('utf8').split('\n').slice(-40);
+    return lines.filter((l) => /\b(FATAL|PANIC):/.test(l)).slice(-max).map((l) => l.slice(0, 300)).join(' | ');
+  } catch {
+    return '';
+  } finally {
+    if (fd !== null) closeSync(fd);
+  }
+}
