@@ -1,37 +1,102 @@
 // Health-check semantics, as pure functions of the loop's snapshot. Status codes follow
 // Patroni's REST API, so an HAProxy configuration written for Patroni works unchanged.
 // Every check fails closed: no snapshot, or one older than the staleness limit, answers 503.
+// The JSON bodies (/status, /cluster) are documented field by field in docs/rest-api.md.
+import { splitHostPort } from '../config/schema.ts';
+import type { ClusterView, MemberInfo, MemberState } from '../ha/types.ts';
 import type { AgentSnapshot } from './types.ts';
 
-export interface CheckInput {
-  snapshot: AgentSnapshot | null;
-  now: number;
-  staleAfterMs: number;
-  /** ?lag= limit in bytes, already parsed. */
-  maxLag?: number | undefined;
-  /** ?replication_state= */
-  replicationState?: string | undefined;
-}
+export type Check =
+  | 'primary' | 'replica' | 'read-only' | 'health' | 'liveness' | 'readiness'
+  | 'sync' | 'async' | 'read-only-sync';
 
-export type Check = 'primary' | 'replica' | 'read-only' | 'health' | 'liveness' | 'readiness' | 'sync' | 'async' | 'read-only-sync';
-
-/** Path -> check. Aliases follow Patroni. */
-export const CHECK_PATHS: Record<string, Check> = {
-  '/primary': 'primary', '/master': 'primary', '/leader': 'primary', '/read-write': 'primary',
+/** Path -> check. Aliases follow Patroni (`/leader` is stricter here: see docs/rest-api.md). */
+export const CHECK_PATHS: Readonly<Record<string, Check>> = {
+  '/': 'primary', '/primary': 'primary', '/master': 'primary', '/leader': 'primary', '/read-write': 'primary',
   '/replica': 'replica', '/read-only': 'read-only',
-  '/sync': 'sync', '/synchronous': 'sync', '/async': 'async', '/asynchronous': 'async', '/read-only-sync': 'read-only-sync',
+  '/sync': 'sync', '/synchronous': 'sync', '/async': 'async', '/asynchronous': 'async',
+  '/read-only-sync': 'read-only-sync', '/read-only-synchronous': 'read-only-sync',
   '/health': 'health', '/liveness': 'liveness', '/readiness': 'readiness',
 };
 
-const UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 };
+/** ?replication_state= values, Patroni's names. A standby in recovery without a WAL receiver is "in archive recovery". */
+export const REPLICATION_STATES = ['streaming', 'in archive recovery'] as const;
+export type ReplicationState = (typeof REPLICATION_STATES)[number];
+/** ?mode= on /readiness (Patroni: lag of replayed or received WAL). Accepted; see docs/rest-api.md. */
+export const READINESS_MODES = ['apply', 'write'] as const;
+/** Query parameters with a meaning; `tag_<name>` parameters are tag filters, anything else is ignored (as Patroni). */
+export const QUERY_KEYS = ['lag', 'replication_state', 'mode'] as const;
+export const TAG_PREFIX = 'tag_';
 
-/** "1048576", "10MB", "1kB" (case-insensitive units, as Patroni) -> bytes; null when invalid. */
+/** What a health query asks beyond the check itself, validated. */
+export interface Criteria {
+  /** ?lag= in bytes. */
+  maxLag?: number;
+  replicationState?: ReplicationState;
+  /** ?tag_<name>=<value> pairs, in query order. */
+  tags: Array<[string, string]>;
+}
+
+export interface HealthInput {
+  snapshot: AgentSnapshot | null;
+  /** Same clock as snapshot.observedAt (monotonic ms). */
+  now: number;
+  staleAfterMs: number;
+  scope: string;
+  /** The parsed query string; values that are not strings are refused. */
+  query?: Readonly<Record<string, unknown>>;
+}
+
+export interface ApiError {
+  error: 'PGHA_API_BAD_REQUEST';
+  message: string;
+}
+
+export type HealthResponse =
+  | { status: 200 | 503; body: StatusBody }
+  | { status: 400; body: ApiError };
+
+const UNITS: Readonly<Record<string, number>> = { '': 1, b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 };
+const SIZE = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i;
+
+/**
+ * A byte size: "1048576", "10MB", "1kB", "1.5 GB". Units B, kB, MB, GB, TB (powers of 1024), any
+ * letter case; the result is rounded to whole bytes. Null when it is not such a size.
+ */
 export function parseLag(text: string): number | null {
-  const m = /^\s*(\d+)\s*([a-zA-Z]*)\s*$/.exec(text);
-  if (m === null) return null;
-  const unit = (m[2] ?? '').toLowerCase() || 'b';
-  const mult = UNITS[unit];
-  return mult === undefined ? null : Number(m[1]) * mult;
+  const m = SIZE.exec(text);
+  const mult = m === null ? undefined : UNITS[(m[2] ?? '').toLowerCase()];
+  if (m === null || mult === undefined) return null;
+  const bytes = Math.round(Number(m[1]) * mult);
+  return Number.isSafeInteger(bytes) ? bytes : null;
+}
+
+type Parsed = { ok: true; criteria: Criteria } | { ok: false; message: string };
+
+const bad = (message: string): Parsed => ({ ok: false, message });
+const isOneOf = <T extends string>(list: readonly T[], v: string): v is T => (list as readonly string[]).includes(v);
+
+/** Validate a health query. Unknown parameters are ignored, as Patroni does. */
+export function parseQuery(query: Readonly<Record<string, unknown>> = {}): Parsed {
+  const criteria: Criteria = { tags: [] };
+  for (const [key, value] of Object.entries(query)) {
+    const known = isOneOf(QUERY_KEYS, key) || key.startsWith(TAG_PREFIX);
+    if (!known) continue;
+    if (typeof value !== 'string') return bad(`${key}: expected one value`);
+    if (key === 'lag') {
+      const n = parseLag(value);
+      if (n === null) return bad(`lag: "${value}" is not a size such as 1048576, 16MB or 1kB (units B, kB, MB, GB, TB)`);
+      criteria.maxLag = n;
+    } else if (key === 'replication_state') {
+      if (!isOneOf(REPLICATION_STATES, value)) return bad(`replication_state: "${value}" is not one of ${REPLICATION_STATES.join(', ')}`);
+      criteria.replicationState = value;
+    } else if (key === 'mode') {
+      if (!isOneOf(READINESS_MODES, value)) return bad(`mode: "${value}" is not one of ${READINESS_MODES.join(', ')}`);
+    } else {
+      criteria.tags.push([key.slice(TAG_PREFIX.length), value]);
+    }
+  }
+  return { ok: true, criteria };
 }
 
 export function isStale(s: AgentSnapshot | null, now: number, staleAfterMs: number): boolean {
@@ -40,80 +105,196 @@ export function isStale(s: AgentSnapshot | null, now: number, staleAfterMs: numb
 
 const isRunning = (s: AgentSnapshot) => s.member.state === 'running' || s.member.state === 'streaming';
 const isPrimary = (s: AgentSnapshot) => s.isLeader && s.member.role === 'primary' && isRunning(s);
+const isStandby = (s: AgentSnapshot) => s.member.role === 'standby' && isRunning(s);
 
-function isReplica(s: AgentSnapshot, i: CheckInput): boolean {
-  if (s.member.role !== 'standby' || !isRunning(s) || s.member.tags.noloadbalance) return false;
-  if (i.replicationState !== undefined && (i.replicationState === 'streaming') !== (s.member.state === 'streaming')) return false;
-  if (i.maxLag !== undefined && (s.lagBytes === null || s.lagBytes > i.maxLag)) return false;
-  return true;
+function replicationState(m: MemberInfo): ReplicationState | null {
+  if (m.role !== 'standby') return null;
+  if (m.state === 'streaming') return 'streaming';
+  return m.state === 'running' ? 'in archive recovery' : null;
 }
 
-/** A synchronous standby: named in the leader's /sync record (synchronous_mode on). */
-const isSync = (s: AgentSnapshot) =>
-  s.cluster?.config.synchronous_mode === 'on' && s.cluster.sync?.leader === s.cluster.leader?.name && (s.cluster.sync?.members.includes(s.member.name) ?? false);
+/** Patroni's replica check: a running standby open to load balancing, within ?lag and ?replication_state. */
+function isReplica(s: AgentSnapshot, c: Criteria): boolean {
+  if (!isStandby(s) || s.member.tags.noloadbalance) return false;
+  if (c.replicationState !== undefined && replicationState(s.member) !== c.replicationState) return false;
+  // Unknown lag (the leader has not published a position) fails a ?lag check: fail closed.
+  return c.maxLag === undefined || (s.lagBytes !== null && s.lagBytes <= c.maxLag);
+}
 
-/** HTTP status of a health check: 200 or 503. */
-export function checkStatus(check: Check, i: CheckInput): 200 | 503 {
-  const s = i.snapshot;
-  if (s === null || isStale(s, i.now, i.staleAfterMs)) return 503;
+/** A synchronous standby: named in the current leader's /sync record while synchronous_mode is on. */
+function inSyncRecord(c: ClusterView | null, name: string): boolean {
+  if (c === null || c.config.synchronous_mode !== 'on' || c.leader === null || c.sync === null) return false;
+  return c.sync.leader === c.leader.name && c.sync.members.includes(name);
+}
+const isSync = (s: AgentSnapshot) => inSyncRecord(s.cluster, s.member.name);
+
+/** Streaming standby within ?lag, or within maximum_lag_on_failover from etcd (unknown: not ready). */
+function isReady(s: AgentSnapshot, c: Criteria): boolean {
+  if (isPrimary(s)) return true;
+  const maxLag = c.maxLag ?? s.cluster?.config.maximum_lag_on_failover;
+  return isStandby(s) && s.member.state === 'streaming' && maxLag !== undefined && s.lagBytes !== null && s.lagBytes <= maxLag;
+}
+
+/** ?tag_<name>=<value>: the member's tag, as lower-case text, must equal the value; a missing tag fails. */
+function tagsMatch(s: AgentSnapshot, wanted: Array<[string, string]>): boolean {
+  const tags = new Map<string, unknown>(Object.entries(s.member.tags));
+  return wanted.every(([name, value]) => tags.has(name) && String(tags.get(name)).toLowerCase() === value);
+}
+
+function baseCheck(check: Check, s: AgentSnapshot, c: Criteria): boolean {
   switch (check) {
-    case 'primary': return isPrimary(s) ? 200 : 503;
-    case 'replica': return isReplica(s, i) ? 200 : 503;
-    case 'read-only': return isPrimary(s) || isReplica(s, i) ? 200 : 503;
-    case 'health': return isRunning(s) ? 200 : 503;
-    case 'liveness': return 200;
-    case 'sync': return isReplica(s, i) && isSync(s) ? 200 : 503;
-    case 'async': return isReplica(s, i) && !isSync(s) ? 200 : 503;
-    case 'read-only-sync': return isPrimary(s) || (isReplica(s, i) && isSync(s)) ? 200 : 503;
-    case 'readiness': {
-      if (isPrimary(s)) return 200;
-      const maxLag = s.cluster?.config.maximum_lag_on_failover;
-      return s.member.state === 'streaming' && (s.lagBytes === null || maxLag === undefined || s.lagBytes <= maxLag) ? 200 : 503;
-    }
+    case 'primary': return isPrimary(s);
+    case 'replica': return isReplica(s, c);
+    case 'read-only': return isPrimary(s) || isReplica(s, c);
+    case 'health': return isRunning(s);
+    case 'liveness': return true; // the staleness gate is the whole check
+    case 'readiness': return isReady(s, c);
+    case 'sync': return isReplica(s, c) && isSync(s);
+    case 'async': return isReplica(s, c) && !isSync(s);
+    case 'read-only-sync': return isPrimary(s) || (isReplica(s, c) && isSync(s));
   }
 }
 
+/** Checks where Patroni ignores tag filters (it does for the leader checks; liveness and readiness have their own handlers). */
+const IGNORES_TAGS: ReadonlySet<Check> = new Set(['primary', 'liveness', 'readiness']);
+
+/** HTTP status of a health check with validated criteria: 200 or 503. */
+export function checkStatus(check: Check, snapshot: AgentSnapshot | null, now: number, staleAfterMs: number, c: Criteria = { tags: [] }): 200 | 503 {
+  if (snapshot === null || isStale(snapshot, now, staleAfterMs)) return 503;
+  if (!baseCheck(check, snapshot, c)) return 503;
+  return IGNORES_TAGS.has(check) || tagsMatch(snapshot, c.tags) ? 200 : 503;
+}
+
+/** A whole health check: (snapshot, now, staleness limit, query) -> status and body. */
+export function healthResponse(check: Check, i: HealthInput): HealthResponse {
+  const q = parseQuery(i.query);
+  if (!q.ok) return { status: 400, body: { error: 'PGHA_API_BAD_REQUEST', message: q.message } };
+  const status = checkStatus(check, i.snapshot, i.now, i.staleAfterMs, q.criteria);
+  return { status, body: statusBody(i.snapshot, i.now, i.staleAfterMs, i.scope) };
+}
+
 /** The JSON of GET /status (Patroni's GET /patroni), also the body of every health check. */
-export function statusBody(s: AgentSnapshot | null, now: number, staleAfterMs: number, scope: string): Record<string, unknown> {
-  if (s === null) return { state: 'unknown', stale: true, scope };
-  const m = s.member;
+export interface StatusBody {
+  name: string | null;
+  scope: string;
+  /** primary | replica (a standby) | unknown (PostgreSQL not running or not answering). */
+  role: 'primary' | 'replica' | 'unknown';
+  state: MemberState | 'unknown';
+  /** Holder of the leader key in the last etcd read; null: none, or etcd not read yet. */
+  leader: string | null;
+  timeline: number | null;
+  /** Primary: write position. Standby: the further of received and replayed. Bytes. */
+  xlog: { location: number | null };
+  /** Standby only: streaming | in archive recovery. */
+  replication_state: ReplicationState | null;
+  lag: number | null;
+  upstream: string | null;
+  tags: MemberInfo['tags'] | null;
+  pending_restart: boolean;
+  sync_standby: boolean;
+  pause: boolean;
+  cluster_unlocked: boolean;
+  database_system_identifier: string | null;
+  last_plan: string | null;
+  age_ms: number | null;
+  stale: boolean;
+  patroni: { version: string | null; scope: string; name: string | null };
+}
+
+const ROLE = { primary: 'primary', standby: 'replica', unknown: 'unknown' } as const;
+
+function pendingBody(scope: string): StatusBody {
   return {
-    name: m.name,
-    scope,
-    role: s.isLeader && m.role === 'primary' ? 'primary' : m.role === 'standby' ? 'replica' : m.role,
-    state: m.state,
-    leader: s.cluster?.leader?.name ?? null,
-    timeline: m.timeline,
-    lsn: m.lsn,
-    lag: s.lagBytes,
-    upstream: m.upstream,
-    tags: m.tags,
-    pending_restart: m.pendingRestart,
-    pause: s.paused,
-    cluster_unlocked: s.cluster !== null && s.cluster.leader === null,
-    database_system_identifier: s.systemId,
-    last_plan: s.lastPlan,
-    age_ms: Math.round(now - s.observedAt),
-    stale: isStale(s, now, staleAfterMs),
-    version: s.version,
+    name: null, scope, role: 'unknown', state: 'unknown', leader: null, timeline: null, xlog: { location: null },
+    replication_state: null, lag: null, upstream: null, tags: null, pending_restart: false, sync_standby: false,
+    pause: false, cluster_unlocked: false, database_system_identifier: null, last_plan: null, age_ms: null,
+    stale: true, patroni: { version: null, scope, name: null },
   };
 }
 
-/** The JSON of GET /cluster: every member the loop last read from etcd. */
-export function clusterBody(s: AgentSnapshot | null, scope: string): Record<string, unknown> {
-  const c = s?.cluster ?? null;
-  if (c === null) return { scope, members: [], pause: null, leader: null };
-  const leaderLsn = c.lastLeaderLsn;
+export function statusBody(s: AgentSnapshot | null, now: number, staleAfterMs: number, scope: string): StatusBody {
+  if (s === null) return pendingBody(scope);
+  const m = s.member;
   return {
-    scope,
-    leader: c.leader?.name ?? null,
-    pause: c.config.pause,
-    members: c.members.map((m) => ({
-      name: m.name,
-      role: c.leader?.name === m.name ? 'leader' : m.role === 'standby' ? 'replica' : m.role,
-      state: m.state, conn: m.conn, api_url: m.apiUrl, timeline: m.timeline, lsn: m.lsn,
-      lag: m.role === 'standby' && m.lsn !== null && leaderLsn !== null ? Math.max(0, leaderLsn - m.lsn) : null,
-      upstream: m.upstream, tags: m.tags, pending_restart: m.pendingRestart,
-    })),
+    name: m.name, scope, role: ROLE[m.role], state: m.state, leader: s.cluster?.leader?.name ?? null,
+    timeline: m.timeline, xlog: { location: m.lsn }, replication_state: replicationState(m), lag: s.lagBytes,
+    upstream: m.upstream, tags: m.tags, pending_restart: m.pendingRestart, sync_standby: isSync(s), pause: s.paused,
+    cluster_unlocked: s.cluster !== null && s.cluster.leader === null, database_system_identifier: s.systemId,
+    last_plan: s.lastPlan, age_ms: Math.round(now - s.observedAt), stale: isStale(s, now, staleAfterMs),
+    patroni: { version: s.version, scope, name: m.name },
   };
+}
+
+/** One member in GET /cluster. */
+export interface ClusterMemberBody {
+  name: string;
+  /** leader (holds the key) | sync_standby | replica (a standby) | primary (running as primary without the key) | unknown */
+  role: 'leader' | 'sync_standby' | 'replica' | 'primary' | 'unknown';
+  state: MemberState;
+  host: string | null;
+  port: number | null;
+  api_url: string;
+  timeline: number | null;
+  lsn: number | null;
+  /** Standby: bytes behind the leader's position (see leaderPosition); null when unknown. */
+  lag: number | null;
+  upstream: string | null;
+  tags: MemberInfo['tags'];
+  pending_restart: boolean;
+}
+
+export interface ClusterBody {
+  scope: string;
+  leader: string | null;
+  /** null: etcd not read yet. */
+  pause: boolean | null;
+  members: ClusterMemberBody[];
+  /** A pending switchover with a start time (Patroni's field); null otherwise. */
+  scheduled_switchover: { at: string; from: string | null; to: string | null } | null;
+  age_ms: number | null;
+  stale: boolean;
+}
+
+/** The leader's WAL position: the furthest of what it published (/status) and its member key. */
+export function leaderPosition(c: ClusterView): number | null {
+  const own = c.members.find((m) => m.name === c.leader?.name && m.role === 'primary')?.lsn ?? null;
+  const known = [c.lastLeaderLsn, own].filter((x): x is number => x !== null);
+  return known.length === 0 ? null : Math.max(...known);
+}
+
+function hostAndPort(conn: string): { host: string | null; port: number | null } {
+  const { host, port } = splitHostPort(conn);
+  return { host: host === '' ? null : host, port: Number.isInteger(port) && port > 0 ? port : null };
+}
+
+function clusterRole(c: ClusterView, m: MemberInfo): ClusterMemberBody['role'] {
+  if (c.leader?.name === m.name) return 'leader';
+  if (m.role !== 'standby') return m.role;
+  return inSyncRecord(c, m.name) ? 'sync_standby' : 'replica';
+}
+
+function memberBody(c: ClusterView, m: MemberInfo, leaderLsn: number | null): ClusterMemberBody {
+  const lag = m.role === 'standby' && m.lsn !== null && leaderLsn !== null ? Math.max(0, leaderLsn - m.lsn) : null;
+  return {
+    name: m.name, role: clusterRole(c, m), state: m.state, ...hostAndPort(m.conn), api_url: m.apiUrl,
+    timeline: m.timeline, lsn: m.lsn, lag, upstream: m.upstream, tags: m.tags, pending_restart: m.pendingRestart,
+  };
+}
+
+function scheduledSwitchover(c: ClusterView): ClusterBody['scheduled_switchover'] {
+  const f = c.failover;
+  if (f === null || f.kind !== 'switchover' || f.scheduledAt === null) return null;
+  return { at: new Date(f.scheduledAt).toISOString(), from: f.leader, to: f.candidate };
+}
+
+/** The JSON of GET /cluster: every member as the loop last read them from etcd. */
+export function clusterBody(s: AgentSnapshot | null, now: number, staleAfterMs: number, scope: string): ClusterBody {
+  const age = s === null ? null : Math.round(now - s.observedAt);
+  const stale = isStale(s, now, staleAfterMs);
+  const c = s?.cluster ?? null;
+  if (c === null) return { scope, leader: null, pause: null, members: [], scheduled_switchover: null, age_ms: age, stale };
+  const leaderLsn = leaderPosition(c);
+  const members = c.members.map((m) => memberBody(c, m, leaderLsn));
+  const scheduled = scheduledSwitchover(c);
+  return { scope, leader: c.leader?.name ?? null, pause: c.config.pause, members, scheduled_switchover: scheduled, age_ms: age, stale };
 }

@@ -1,25 +1,32 @@
 // The agent's REST API (fastify 5). Health checks answer from the HA loop's cached snapshot,
-// never by querying PostgreSQL per probe. Mutating endpoints (later) use `requireAuth`.
-import { timingSafeEqual } from 'node:crypto';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+// never by querying PostgreSQL per probe; their semantics live in health.ts (pure). Mutating
+// endpoints (ops-routes.ts) are guarded by `requireAuth`. Endpoints: docs/rest-api.md.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import Fastify, {
+  LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply,
+  type FastifyRequest, type FastifySchema,
+} from 'fastify';
 import { splitHostPort } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
-import { CHECK_PATHS, checkStatus, clusterBody, parseLag, statusBody } from './health.ts';
+import { CHECK_PATHS, READINESS_MODES, REPLICATION_STATES, clusterBody, healthResponse, statusBody, type Check } from './health.ts';
 import type { ApiDeps } from './types.ts';
 
 export interface BuildApiOptions extends ApiDeps {
   logger: Logger;
+  /** Cluster name, reported in /status and /cluster. */
   scope: string;
-  /** Extra routes (operations endpoints) registered by the caller. */
+  /** Extra routes (the operations endpoints) registered by the caller. */
   routes?: (app: FastifyInstance) => void;
 }
 
-const QUIET = new Set([...Object.keys(CHECK_PATHS), '/status', '/patroni']);
+/** Paths HAProxy, monitoring and pghactl poll (HAProxy twice a second per member): never logged. */
+export const QUIET_PATHS: ReadonlySet<string> = new Set([...Object.keys(CHECK_PATHS), '/status', '/patroni']);
 
-/** HAProxy probes every member twice a second: keep those requests out of the log. */
+const pathOf = (url: string) => url.split('?', 1)[0] ?? url;
+
 class ProbeQuietLogController extends LogController {
   constructor() {
-    super({ disableRequestLogging: (req: FastifyRequest) => QUIET.has(req.url.split('?')[0] ?? '') });
+    super({ disableRequestLogging: (req: FastifyRequest) => QUIET_PATHS.has(pathOf(req.url)) });
   }
 }
 
@@ -27,58 +34,170 @@ export function badRequest(reply: FastifyReply, message: string) {
   return reply.code(400).send({ error: 'PGHA_API_BAD_REQUEST', message });
 }
 
-export function buildApi(o: BuildApiOptions): FastifyInstance {
-  const app = Fastify({ loggerInstance: o.logger as FastifyBaseLogger, logController: new ProbeQuietLogController(), return503OnClosing: true, forceCloseConnections: 'idle' });
-  const input = () => ({ snapshot: o.snapshot(), now: o.now(), staleAfterMs: o.staleAfterMs() });
+// ---- schemas: query validation, and response shapes (which also fix the serialized fields) ----
+const text = { type: 'string', maxLength: 256 } as const;
+const orNull = (type: string) => ({ type: [type, 'null'] });
+const tagsSchema = { type: ['object', 'null'], additionalProperties: true };
+const errorSchema = { type: 'object', properties: { error: { type: 'string' }, message: { type: 'string' } } };
 
-  for (const [path, check] of Object.entries(CHECK_PATHS)) {
-    const handler = async (req: FastifyRequest<{ Querystring: Record<string, string | undefined> }>, reply: FastifyReply) => {
-      const q = req.query;
-      let maxLag: number | undefined;
-      if (q.lag !== undefined) {
-        const parsed = parseLag(q.lag);
-        if (parsed === null) return badRequest(reply, `lag: "${q.lag}" is not a size such as 1048576, 16MB or 1kB`);
-        maxLag = parsed;
-      }
-      const i = { ...input(), maxLag, replicationState: q.replication_state };
-      const code = checkStatus(check, i);
-      return reply.code(code).send(req.method === 'HEAD' ? undefined : statusBody(i.snapshot, i.now, i.staleAfterMs, o.scope));
-    };
-    app.route({ method: ['GET', 'HEAD', 'OPTIONS'], url: path, handler });
-  }
+const healthQuery = {
+  type: 'object',
+  properties: {
+    lag: text,
+    replication_state: { type: 'string', enum: [...REPLICATION_STATES] },
+    mode: { type: 'string', enum: [...READINESS_MODES] },
+  },
+  patternProperties: { '^tag_': text },
+};
 
+const statusSchema = {
+  type: 'object',
+  properties: {
+    name: orNull('string'), scope: { type: 'string' }, role: { type: 'string' }, state: { type: 'string' },
+    leader: orNull('string'), timeline: orNull('number'),
+    xlog: { type: 'object', properties: { location: orNull('number') } },
+    replication_state: orNull('string'), lag: orNull('number'), upstream: orNull('string'), tags: tagsSchema,
+    pending_restart: { type: 'boolean' }, sync_standby: { type: 'boolean' }, pause: { type: 'boolean' },
+    cluster_unlocked: { type: 'boolean' }, database_system_identifier: orNull('string'), last_plan: orNull('string'),
+    age_ms: orNull('number'), stale: { type: 'boolean' },
+    patroni: { type: 'object', properties: { version: orNull('string'), scope: { type: 'string' }, name: orNull('string') } },
+  },
+};
+
+const memberSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' }, role: { type: 'string' }, state: { type: 'string' }, host: orNull('string'),
+    port: orNull('number'), api_url: { type: 'string' }, timeline: orNull('number'), lsn: orNull('number'),
+    lag: orNull('number'), upstream: orNull('string'), tags: tagsSchema, pending_restart: { type: 'boolean' },
+  },
+};
+
+const clusterSchema = {
+  type: 'object',
+  properties: {
+    scope: { type: 'string' }, leader: orNull('string'), pause: orNull('boolean'),
+    members: { type: 'array', items: memberSchema }, age_ms: orNull('number'), stale: { type: 'boolean' },
+    scheduled_switchover: {
+      type: ['object', 'null'], properties: { at: { type: 'string' }, from: orNull('string'), to: orNull('string') },
+    },
+  },
+};
+
+const healthSchema: FastifySchema = { querystring: healthQuery, response: { 200: statusSchema, 503: statusSchema, 400: errorSchema } };
+
+/** Ajv's errors as one line naming the parameter, e.g. "replication_state: must be equal to one of …". */
+function formatSchemaErrors(errors: Array<{ instancePath: string; message?: string; params?: Record<string, unknown> }>, dataVar: string): Error {
+  const parts = errors.map((e) => {
+    const where = e.instancePath.replace(/^\//, '') || dataVar;
+    const allowed = Array.isArray(e.params?.['allowedValues']) ? ` (${(e.params['allowedValues'] as unknown[]).join(', ')})` : '';
+    return `${where}: ${e.message ?? 'is not valid'}${allowed}`;
+  });
+  return new Error(parts.join('; '));
+}
+
+// ---- routes ----
+function snapshotInput(o: BuildApiOptions) {
+  return { snapshot: o.snapshot(), now: o.now(), staleAfterMs: o.staleAfterMs(), scope: o.scope };
+}
+
+function registerHealth(app: FastifyInstance, o: BuildApiOptions, path: string, check: Check): void {
+  app.route({
+    // HAProxy may probe with OPTIONS or HEAD: those answer the status code without a body (as Patroni).
+    method: ['GET', 'HEAD', 'OPTIONS'],
+    url: path,
+    schema: healthSchema,
+    handler: async (req, reply) => {
+      const r = healthResponse(check, { ...snapshotInput(o), query: req.query as Record<string, unknown> });
+      return reply.code(r.status).send(req.method === 'GET' ? r.body : undefined);
+    },
+  });
+}
+
+function registerViews(app: FastifyInstance, o: BuildApiOptions): void {
   const status = async () => {
-    const i = input();
-    return statusBody(i.snapshot, i.now, i.staleAfterMs, o.scope);
+    const i = snapshotInput(o);
+    return statusBody(i.snapshot, i.now, i.staleAfterMs, i.scope);
   };
-  app.get('/status', status);
-  app.get('/patroni', status);
-  app.get('/cluster', async () => clusterBody(o.snapshot(), o.scope));
-  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'not found', path: req.url }));
+  app.get('/status', { schema: { response: { 200: statusSchema } } }, status);
+  app.get('/patroni', { schema: { response: { 200: statusSchema } } }, status);
+  app.get('/cluster', { schema: { response: { 200: clusterSchema } } }, async () => {
+    const i = snapshotInput(o);
+    return clusterBody(i.snapshot, i.now, i.staleAfterMs, i.scope);
+  });
+}
+
+function registerErrors(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, _req, reply) => {
+    // Schema failures and unparsable bodies: the client's fault, said with a stable code.
+    if (err.validation !== undefined || err.statusCode === 400) return badRequest(reply, err.message);
+    throw err; // anything else: fastify's default handler (logs it, answers with its status or 500)
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ error: 'not found', message: `no route ${req.method} ${pathOf(req.url)}` }));
+}
+
+/** The REST API, not listening yet (tests use app.inject; the daemon calls startApi). */
+export function buildApi(o: BuildApiOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: o.logger as FastifyBaseLogger,
+    logController: new ProbeQuietLogController(),
+    // While the agent shuts down every request answers 503, so HAProxy takes the member out at once.
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    schemaErrorFormatter: formatSchemaErrors,
+  });
+  registerErrors(app);
+  for (const [path, check] of Object.entries(CHECK_PATHS)) registerHealth(app, o, path, check);
+  registerViews(app, o);
   o.routes?.(app);
   return app;
 }
 
+/** Listen on "host:port" (restapi.listen). */
 export async function startApi(app: FastifyInstance, listen: string): Promise<void> {
   const { host, port } = splitHostPort(listen);
   await app.listen({ host, port });
 }
 
-function safeEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+// ---- basic auth for the mutating endpoints ----
+export interface Credentials {
+  username: string;
+  password: string;
 }
 
-/** A preHandler demanding HTTP basic auth; with no credentials configured it refuses everything. */
-export function requireAuth(creds: { username: string; password: string } | undefined) {
+/** The user and password of an `Authorization: Basic …` header (scheme case-insensitive); null if absent or malformed. */
+export function parseBasicAuth(header: string | undefined): Credentials | null {
+  const m = header === undefined ? null : /^basic +([A-Za-z0-9+/]+=*) *$/i.exec(header);
+  if (m === null || m[1] === undefined) return null;
+  const decoded = Buffer.from(m[1], 'base64').toString('utf8');
+  const i = decoded.indexOf(':');
+  return i < 0 ? null : { username: decoded.slice(0, i), password: decoded.slice(i + 1) };
+}
+
+/** Equal strings, compared in time independent of where they differ and of their lengths (SHA-256 first). */
+function safeEqual(a: string, b: string): boolean {
+  const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+  return timingSafeEqual(digest(a), digest(b));
+}
+
+function credentialsMatch(given: Credentials, want: Credentials): boolean {
+  const user = safeEqual(given.username, want.username); // both compared: no early exit on a wrong user
+  const pass = safeEqual(given.password, want.password);
+  return user && pass;
+}
+
+/**
+ * A preHandler demanding HTTP basic auth: 401 with `WWW-Authenticate: Basic realm="pgha"` when
+ * the credentials are missing or wrong. Without configured credentials it refuses everything.
+ */
+export function requireAuth(creds: Credentials | undefined) {
   return async (req: FastifyRequest, reply: FastifyReply) => {
-    const h = req.headers.authorization ?? '';
-    const decoded = h.startsWith('Basic ') ? Buffer.from(h.slice(6), 'base64').toString('utf8') : '';
-    const i = decoded.indexOf(':');
-    const ok = creds !== undefined && i > 0 && safeEqual(decoded.slice(0, i), creds.username) && safeEqual(decoded.slice(i + 1), creds.password);
-    if (!ok) {
-      return reply.code(401).header('WWW-Authenticate', 'Basic realm="pgha"').send({ error: 'PGHA_API_UNAUTHORIZED', message: 'authentication required' });
-    }
+    const given = parseBasicAuth(req.headers.authorization);
+    if (creds !== undefined && given !== null && credentialsMatch(given, creds)) return;
+    const message = creds === undefined
+      ? 'restapi.authentication is not configured: this endpoint is refused'
+      : 'basic authentication required';
+    return reply.code(401).header('WWW-Authenticate', 'Basic realm="pgha"').send({ error: 'PGHA_API_UNAUTHORIZED', message });
   };
 }
