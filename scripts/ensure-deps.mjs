@@ -24,7 +24,7 @@ function ensureNodeModules() {
 }
 
 const PACKAGES = {
-  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2'],
+  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux'],
   demo: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy'],
 };
 

@@ -1,0 +1,260 @@
+// The fault-injection cluster: three etcd members (e1..e3) and three database nodes (n1..n3),
+// each in its own network namespace of a NetLab, plus HAProxy in the root namespace in front of
+// the nodes. Each node's directory (socket, data directory, agent log) is a small tmpfs, so a
+// test can fill the disk under one node. `destroy()` removes every process, mount, namespace and
+// directory, and is safe to call twice.
+import { chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, statfsSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { stringify } from 'yaml';
+import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
+import { lookupOsUser } from '../../src/postgres/instance.ts';
+import { NetLab, SUBNET, signalHost, type Host } from '../support/netlab.ts';
+import { PASSWORDS, REPO, sleep, waitFor } from '../support/cluster.ts';
+
+export const HAPROXY_RW = 25200;
+export const HAPROXY_RO = 25201;
+export const PG_PORT = 5432;
+export const API_PORT = 8008;
+const PGHA_BIN = join(REPO, 'bin/pgha.js');
+const ETCD = '/usr/bin/etcd';
+/** Each node's tmpfs; large enough for PostgreSQL 15 with a few WAL segments. */
+const NODE_FS_SIZE = '384m';
+
+export type SyncMode = 'off' | 'on';
+
+export interface ChaosOptions {
+  syncMode: SyncMode;
+  strict?: boolean;
+  ttl?: number;
+}
+
+export interface DbNode { name: string; host: Host; dir: string; dataDir: string; logPath: string; agent: ChildProcess | null }
+
+export class ChaosCluster {
+  readonly dir: string;
+  readonly lab: NetLab;
+  readonly etcd: Host[];
+  readonly nodes: DbNode[];
+  #haproxy: ChildProcess | null = null;
+  #etcdProcs = new Map<string, ChildProcess>();
+  #user = lookupOsUser('postgres');
+  #opts: ChaosOptions;
+  #destroyed = false;
+
+  constructor(opts: ChaosOptions) {
+    this.#opts = opts;
+    this.dir = mkdtempSync(join(tmpdir(), 'pgha-chaos-'));
+    chownSync(this.dir, this.#user.uid, this.#user.gid);
+    this.lab = new NetLab();
+    this.etcd = [1, 2, 3].map((i) => this.lab.addHost(`e${i}`, 20 + i));
+    this.nodes = [1, 2, 3].map((i) => {
+      const host = this.lab.addHost(`n${i}`, 10 + i);
+      const dir = join(this.dir, `node${i}`);
+      mkdirSync(dir, { mode: 0o700 });
+      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${NODE_FS_SIZE},mode=0700`, `pghac-node${i}`, dir]);
+      chownSync(dir, this.#user.uid, this.#user.gid);
+      return { name: `node${i}`, host, dir, dataDir: join(dir, 'data'), logPath: join(this.dir, `node${i}.agent.log`), agent: null };
+    });
+  }
+
+  get etcdEndpoints(): string[] { return this.etcd.map((h) => `${h.ip}:2379`); }
+
+  startEtcdMember(h: Host): void {
+    const dataDir = join(this.dir, `etcd-${h.name}`);
+    const fresh = !existsSync(dataDir);
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const initial = this.etcd.map((e) => `${e.name}=http://${e.ip}:2380`).join(',');
+    const log = createWriteStream(join(this.dir, `etcd-${h.name}.log`), { flags: 'a' });
+    const child = this.lab.spawnIn(h, [ETCD, '--name', h.name, '--data-dir', dataDir,
+      '--listen-client-urls', `http://${h.ip}:2379`, '--advertise-client-urls', `http://${h.ip}:2379`,
+      '--listen-peer-urls', `http://${h.ip}:2380`, '--initial-advertise-peer-urls', `http://${h.ip}:2380`,
+      '--initial-cluster', initial, '--initial-cluster-state', fresh ? 'new' : 'existing',
+      '--initial-cluster-token', 'pghac', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    this.#etcdProcs.set(h.name, child);
+  }
+
+  #writeConfig(n: DbNode): string {
+    const path = join(this.dir, `${n.name}.yml`);
+    const ip = n.host.ip;
+    const cfg = {
+      scope: 'chaos', name: n.name, namespace: '/pgha-chaos',
+      restapi: { listen: `${ip}:${API_PORT}`, authentication: { username: 'admin', password: 'admin-pw' } },
+      etcd: { hosts: this.etcdEndpoints },
+      bootstrap: {
+        dcs: {
+          ttl: this.#opts.ttl ?? 3, loop_wait: 0.5, retry_timeout: 1, fence_margin: 0.75,
+          synchronous_mode: this.#opts.syncMode, synchronous_mode_strict: this.#opts.strict ?? false,
+          postgresql: { parameters: { shared_buffers: '16MB', max_connections: 40, max_wal_size: '64MB', min_wal_size: '32MB' } },
+        },
+        // The clients run in the root namespace and reach PostgreSQL over the bridge.
+        pg_hba: [
+          'local all postgres scram-sha-256',
+          'host all postgres 127.0.0.1/32 scram-sha-256',
+          `host all postgres ${SUBNET}.0/24 scram-sha-256`,
+          `host replication replicator ${SUBNET}.0/24 scram-sha-256`,
+          `host all rewinder ${SUBNET}.0/24 scram-sha-256`,
+        ],
+      },
+      postgresql: {
+        listen: `${ip}:${PG_PORT}`, data_dir: n.dataDir, socket_dir: n.dir,
+        authentication: {
+          superuser: { username: 'postgres', password: PASSWORDS.superuser },
+          replication: { username: 'replicator', password: PASSWORDS.replication },
+          rewind: { username: 'rewinder', password: PASSWORDS.rewind },
+        },
+        pg_ctl_timeout: 30,
+      },
+      tags: { failover_priority: 1 },
+    };
+    writeFileSync(path, stringify(cfg), { mode: 0o600 });
+    chownSync(path, this.#user.uid, this.#user.gid);
+    return path;
+  }
+
+  startAgent(n: DbNode): void {
+    if (n.agent !== null) return;
+    const log = createWriteStream(n.logPath, { flags: 'a' });
+    const child = this.lab.spawnIn(n.host, [process.execPath, PGHA_BIN, '--config', this.#writeConfig(n)], {
+      user: this.#user, cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8' },
+    });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    n.agent = child;
+    child.on('exit', () => { if (n.agent === child) n.agent = null; });
+  }
+
+  #startHaproxy(): void {
+    const cfg = renderHaproxyConfig({
+      readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, checkIntervalMs: 250,
+      members: this.nodes.map((n) => ({ name: n.name, pgHost: n.host.ip, pgPort: PG_PORT, apiHost: n.host.ip, apiPort: API_PORT })),
+    });
+    const file = join(this.dir, 'haproxy.cfg');
+    writeFileSync(file, cfg);
+    this.#haproxy = spawn('/usr/sbin/haproxy', ['-db', '-f', file], { stdio: 'ignore' });
+  }
+
+  async start(): Promise<void> {
+    for (const h of this.etcd) this.startEtcdMember(h);
+    // A 3-member etcd elects a leader within a few election timeouts (1 s each); 30 s covers CI.
+    await waitFor('etcd quorum', async () => {
+      const r = await fetch(`http://${this.etcd[0]!.ip}:2379/health`, { signal: AbortSignal.timeout(1000) });
+      return r.ok && ((await r.json()) as { health?: string }).health === 'true';
+    }, 30_000, 200);
+    for (const n of this.nodes) this.startAgent(n);
+    this.#startHaproxy();
+    // Bootstrap (initdb) plus two clones; 90 s covers a busy 2-core machine.
+    await this.waitHealthy(90_000);
+  }
+
+  async probe(n: DbNode, path: string): Promise<number> {
+    try {
+      const r = await fetch(`http://${n.host.ip}:${API_PORT}${path}`, { signal: AbortSignal.timeout(1000) });
+      await r.arrayBuffer();
+      return r.status;
+    } catch {
+      return 0;
+    }
+  }
+
+  client(n: DbNode, timeoutMs = 3000): pg.Client {
+    const c = new pg.Client({ host: n.host.ip, port: PG_PORT, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres',
+      connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
+    c.on('error', () => undefined);
+    return c;
+  }
+
+  async query<T = Record<string, unknown>>(n: DbNode, sql: string, timeoutMs = 3000): Promise<T[]> {
+    const c = this.client(n, timeoutMs);
+    try {
+      await c.connect();
+      return (await c.query(sql)).rows as T[];
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+
+  /** One primary by /primary, the two others streaming from it, all on the primary's timeline. */
+  async healthy(): Promise<DbNode | null> {
+    const prim = await Promise.all(this.nodes.map((n) => this.probe(n, '/primary')));
+    const primaries = this.nodes.filter((_, i) => prim[i] === 200);
+    if (primaries.length !== 1) return null;
+    const p = primaries[0]!;
+    const rows = await this.query<{ n: number }>(p, "select count(*)::int as n from pg_stat_replication where state = 'streaming'");
+    if ((rows[0]?.n ?? 0) < 2) return null;
+    const reps = await Promise.all(this.nodes.filter((n) => n !== p).map((n) => this.probe(n, '/replica?replication_state=streaming')));
+    return reps.every((c) => c === 200) ? p : null;
+  }
+
+  async waitHealthy(timeoutMs: number): Promise<DbNode> {
+    return waitFor('a healthy cluster (one primary, two streaming standbys)', () => this.healthy(), timeoutMs, 250);
+  }
+
+  node(name: string): DbNode {
+    const n = this.nodes.find((x) => x.name === name);
+    if (n === undefined) throw new Error(`no node ${name}`);
+    return n;
+  }
+
+  /** Which node answers 200 on /primary now (first if several: the checker judges that case). */
+  async currentPrimary(): Promise<DbNode | null> {
+    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, '/primary')));
+    return this.nodes.find((_, i) => codes[i] === 200) ?? null;
+  }
+
+  /** SIGKILL every process of a node (agent, fencing process, PostgreSQL): a host crash. */
+  crashNode(n: DbNode): void {
+    signalHost(n.host, 'SIGKILL');
+    n.agent = null;
+  }
+
+  freezeNode(n: DbNode): void { signalHost(n.host, 'SIGSTOP'); }
+  thawNode(n: DbNode): void { signalHost(n.host, 'SIGCONT'); }
+
+  /** The agent process alone (not its fencing process, not PostgreSQL). */
+  signalAgent(n: DbNode, signal: NodeJS.Signals): void {
+    if (n.agent?.pid !== undefined) { try { process.kill(n.agent.pid, signal); } catch { /* gone */ } }
+  }
+
+  killPostmaster(n: DbNode): void {
+    try {
+      const pid = Number(readFileSync(join(n.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      if (pid > 0) process.kill(pid, 'SIGKILL');
+    } catch { /* not running */ }
+  }
+
+  signalEtcd(h: Host, signal: NodeJS.Signals): void { signalHost(h, signal); }
+
+  killEtcd(h: Host): void {
+    signalHost(h, 'SIGKILL');
+    this.#etcdProcs.delete(h.name);
+  }
+
+  /** Fill the node's filesystem, leaving `leaveBytes` free. Returns the filler's path. */
+  fillDisk(n: DbNode, leaveBytes = 0): string {
+    const st = statfsSync(n.dir);
+    const free = Number(st.bavail) * Number(st.bsize);
+    const path = join(n.dir, 'chaos-filler');
+    execFileSync('fallocate', ['-l', String(Math.max(4096, free - leaveBytes)), path]);
+    return path;
+  }
+
+  freeDisk(n: DbNode): void { rmSync(join(n.dir, 'chaos-filler'), { force: true }); }
+
+  logs(n: DbNode): string { return existsSync(n.logPath) ? readFileSync(n.logPath, 'utf8') : ''; }
+
+  async destroy(keep = process.env.PGHA_KEEP_TEST_DIRS === '1'): Promise<void> {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.#haproxy?.kill('SIGKILL');
+    this.lab.destroy();
+    await sleep(200);
+    for (const n of this.nodes) execFileSync('umount', ['-l', n.dir], { stdio: 'ignore' });
+    if (!keep) rmSync(this.dir, { recursive: true, force: true });
+  }
+}

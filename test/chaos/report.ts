@@ -1,0 +1,49 @@
+// The chaos report (docs/chaos-report.md): faults by kind, outages, lost writes, split-brain
+// windows, per run, with the command that reproduces each run.
+import { cpus } from 'node:os';
+import { FAULT_KINDS } from './faults.ts';
+import { formatSchedule, violations, type RunResult } from './runner.ts';
+
+const median = (xs: number[]) => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const sec = (ms: number) => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : '-');
+
+export function renderReport(runs: RunResult[], command: string): string {
+  const all = runs.flatMap((r) => r.events);
+  const lines: string[] = [];
+  lines.push('# Chaos report', '');
+  lines.push(`Produced by \`${command}\` on ${new Date().toISOString().slice(0, 10)}, on this machine (${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}),`,
+    'PostgreSQL 15, etcd 3.4 (3 members), HAProxy 2.6 from Debian; every node and etcd member in its own network namespace.',
+    'How it works and what each rule means: [docs/chaos.md](chaos.md).', '');
+  lines.push('## Summary', '', '| run | synchronous_mode | faults | writes attempted | acknowledged | unknown | lost acknowledged | split-brain windows | converged | result |', '|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of runs) {
+    const v = r.verdict;
+    const bad = violations(r);
+    lines.push(`| seed ${r.seed} | ${r.syncMode} | ${r.events.length} | ${r.ops} | ${v?.acked ?? '-'} | ${v?.unknown ?? '-'} | ${v?.lost.length ?? '-'} | ${v?.splitBrain.length ?? '-'} | ${r.converged ? 'yes' : 'no'} | ${bad.length === 0 ? 'pass' : 'FAIL'} |`);
+  }
+  lines.push('', '## Faults by kind', '', '| fault | count | write outage median (s) | max (s) | converged median (s) | double-/primary samples | unprovoked handovers after |', '|---|---|---|---|---|---|---|');
+  for (const k of FAULT_KINDS) {
+    const ev = all.filter((e) => e.kind === k);
+    if (ev.length === 0) continue;
+    const out = ev.map((e) => e.outage?.ms).filter((x): x is number => x !== undefined);
+    const conv = ev.map((e) => e.convergedMs).filter((x): x is number => x !== null);
+    const unprovoked = runs.flatMap((r) => r.events.filter((e, i) => e.kind === k && r.events[i + 1]?.unprovokedHandover === true)).length;
+    lines.push(`| ${k} | ${ev.length} | ${sec(median(out))} | ${sec(Math.max(...out))} | ${sec(median(conv))} | ${ev.reduce((a, e) => a + e.doublePrimarySamples, 0)} | ${unprovoked} |`);
+  }
+  lines.push('', 'The write outage runs from the last acknowledged write before the fault to the first after it, as the clients saw it,',
+    'and includes the hold time of faults that leave the primary in place (a partition shorter than the TTL, a full disk).', '');
+  for (const r of runs) {
+    lines.push(`## Run: seed ${r.seed}, synchronous_mode ${r.syncMode}`, '', `Reproduce: \`${r.command}\` (${sec(r.durationMs)} s).`, '');
+    const bad = violations(r);
+    if (bad.length > 0) lines.push('**Violations:**', '', ...bad.map((b) => `- ${b}`), '');
+    if (r.verdict !== null) {
+      lines.push(`Lost acknowledged writes: ${r.verdict.lost.length}; divergent: ${r.verdict.divergent.length}; late acknowledgements (harmless unless lost): ${r.verdict.lateAcks}; timelines: ${r.verdict.timelines.join(', ')}.`, '');
+    }
+    lines.push('<details><summary>Schedule</summary>', '', '```', formatSchedule(r), '```', '</details>', '');
+  }
+  return `${lines.join('\n')}\n`;
+}

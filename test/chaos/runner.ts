@@ -1,0 +1,174 @@
+// One fault-injection run: a fresh ChaosCluster, the client workload, a seeded schedule of faults
+// (each applied to the primary of the moment, held, healed, then waited out until the cluster has
+// converged), and the checker's verdict on the recorded history. Used by `npm run chaos` and by
+// the short form in test/integration/chaos.test.ts.
+import { ChaosCluster, HAPROXY_RW, type DbNode, type SyncMode } from './cluster.ts';
+import { FIXED_SCHEDULES, applyFault, rng, schedule, type FaultKind, type FaultSpec } from './faults.ts';
+import { check, outageAround, parseHistory, type Outage, type Verdict } from './checker.ts';
+import { CREATE_TABLE, TABLE, Workload, type Op } from './workload.ts';
+import { sleep } from '../support/cluster.ts';
+
+export interface RunOptions {
+  seed: number;
+  faults: number;
+  syncMode: SyncMode;
+  kinds?: readonly FaultKind[];
+  /** A named fixed schedule (FIXED_SCHEDULES) instead of a seeded one. */
+  scheduleName?: string;
+  log?: (line: string) => void;
+}
+
+export interface FaultEvent extends FaultSpec {
+  index: number;
+  target: string;
+  primaryBefore: string;
+  primaryAfter: string | null;
+  atMs: number;
+  convergedMs: number | null;
+  outage: Outage | null;
+  /** Samples during the fault in which two members answered 200 on /primary. */
+  doublePrimarySamples: number;
+  /** The primary changed after the previous fault had converged, with no fault applied: a false failover. */
+  unprovokedHandover: boolean;
+}
+
+export interface RunResult {
+  seed: number;
+  syncMode: SyncMode;
+  events: FaultEvent[];
+  verdict: Verdict | null;
+  converged: boolean;
+  failure: string | null;
+  ops: number;
+  command: string;
+  durationMs: number;
+}
+
+const TTL_S = 3;
+// After a heal the cluster must be healthy again (one primary, both standbys streaming) within
+// 90 s: a failover takes a few seconds, a pg_rewind or a fresh clone of this small database
+// seconds more; 90 s leaves room for a busy 2-core machine and an etcd member catching up.
+const CONVERGE_MS = 90_000;
+
+export function reproduceCommand(o: Pick<RunOptions, 'seed' | 'faults' | 'syncMode' | 'scheduleName' | 'kinds'>): string {
+  if (o.scheduleName !== undefined) return `npm run chaos -- --schedule ${o.scheduleName} --seed ${o.seed}`;
+  const kinds = o.kinds === undefined ? '' : ` --kinds ${o.kinds.join(',')}`;
+  return `npm run chaos -- --seed ${o.seed} --faults ${o.faults} --sync ${o.syncMode}${kinds}`;
+}
+
+async function samplePrimaries(c: ChaosCluster, until: () => boolean, seen: Set<string>): Promise<number> {
+  let doubles = 0;
+  while (!until()) {
+    const codes = await Promise.all(c.nodes.map((n) => c.probe(n, '/primary')));
+    const up = c.nodes.filter((_, i) => codes[i] === 200);
+    for (const n of up) seen.add(n.name);
+    if (up.length > 1) doubles++;
+    await sleep(250);
+  }
+  return doubles;
+}
+
+async function runFault(c: ChaosCluster, spec: FaultSpec, index: number, pick: () => number, wl: Workload, log: (l: string) => void, prev: string | null): Promise<FaultEvent> {
+  const p: DbNode = await c.waitHealthy(CONVERGE_MS);
+  const unprovokedHandover = prev !== null && prev !== p.name;
+  if (unprovokedHandover) log(`  primary changed from ${prev} to ${p.name} between faults`);
+  const atMs = Date.now();
+  const applied = applyFault(c, spec.kind, p, pick);
+  log(`fault ${index + 1}: ${spec.kind} on ${applied.target} (primary ${p.name}) for ${spec.holdMs} ms`);
+  let holding = true;
+  const seen = new Set<string>();
+  const sampler = samplePrimaries(c, () => !holding, seen);
+  await sleep(spec.holdMs);
+  await applied.heal();
+  let convergedMs: number | null = null;
+  let primaryAfter: string | null = null;
+  try {
+    const np = await c.waitHealthy(CONVERGE_MS);
+    convergedMs = Date.now() - atMs;
+    primaryAfter = np.name;
+  } finally {
+    holding = false;
+  }
+  const doublePrimarySamples = await sampler;
+  // Let the clients write on the healed cluster before measuring the outage of this fault.
+  await sleep(500);
+  const outage = outageAround(wl.ops, atMs, Date.now());
+  log(`  converged after ${convergedMs} ms, primary ${primaryAfter}, write outage ${outage?.ms ?? '?'} ms`);
+  return { ...spec, index, target: applied.target, primaryBefore: p.name, primaryAfter, atMs, convergedMs, outage, doublePrimarySamples, unprovokedHandover };
+}
+
+async function finalState(c: ChaosCluster): Promise<{ ids: Set<number>; forks: ReturnType<typeof parseHistory>; tli: number }> {
+  const p = await c.waitHealthy(CONVERGE_MS);
+  const ids = new Set((await c.query<{ id: string }>(p, `select id::text from ${TABLE}`, 30_000)).map((r) => Number(r.id)));
+  const hist = await c.query<{ name: string; body: string }>(p,
+    "select name, pg_read_file('pg_wal/' || name) as body from pg_ls_waldir() where name like '%.history' order by name");
+  const tliRow = await c.query<{ w: string }>(p, 'select pg_walfile_name(pg_current_wal_lsn()) as w');
+  const tli = parseInt(tliRow[0]?.w.slice(0, 8) ?? '1', 16);
+  const last = hist.at(-1);
+  // The newest history file lists every ancestor's end; older files are its prefixes.
+  const forks = last === undefined ? [] : parseHistory(last.body);
+  // Every member must have converged on that timeline.
+  for (const n of c.nodes.filter((x) => x !== p)) {
+    const r = await c.query<{ tli: number }>(n, 'select received_tli as tli from pg_stat_wal_receiver');
+    if (r[0]?.tli !== tli) throw new Error(`${n.name} streams timeline ${r[0]?.tli ?? 'none'}, the primary is on ${tli}`);
+  }
+  return { ids, forks, tli };
+}
+
+export async function runChaos(o: RunOptions): Promise<RunResult> {
+  const log = o.log ?? (() => undefined);
+  const started = Date.now();
+  const fixed = o.scheduleName === undefined ? undefined : FIXED_SCHEDULES[o.scheduleName];
+  if (o.scheduleName !== undefined && fixed === undefined) throw new Error(`no schedule ${o.scheduleName}; known: ${Object.keys(FIXED_SCHEDULES).join(', ')}`);
+  const specs = fixed?.faults ?? schedule(o.seed, o.faults, TTL_S, o.kinds);
+  const pick = rng(o.seed ^ 0x5bd1e995);
+  const c = new ChaosCluster({ syncMode: o.syncMode, ttl: TTL_S });
+  const wl = new Workload({ port: HAPROXY_RW, clients: 4, intervalMs: 15 });
+  const events: FaultEvent[] = [];
+  let verdict: Verdict | null = null;
+  let failure: string | null = null;
+  let converged = false;
+  let current = 'start-up';
+  try {
+    log(`chaos: seed ${o.seed}, ${specs.length} faults, synchronous_mode ${o.syncMode}, dir ${c.dir}`);
+    await c.start();
+    const p = await c.waitHealthy(CONVERGE_MS);
+    await c.query(p, CREATE_TABLE);
+    wl.start();
+    await sleep(1000);
+    for (const [i, spec] of specs.entries()) {
+      current = `fault ${i + 1} (${spec.kind}, hold ${spec.holdMs} ms)`;
+      events.push(await runFault(c, spec, i, pick, wl, log, events.at(-1)?.primaryAfter ?? null));
+    }
+    current = 'the final check';
+    await sleep(1000);
+    await wl.stop();
+    const fin = await finalState(c);
+    converged = true;
+    verdict = check(wl.ops, fin.ids, fin.forks, fin.tli);
+  } catch (e) {
+    failure = `during ${current}: ${(e as Error).message}`;
+    log(`chaos: FAILED: ${failure}`);
+    await wl.stop();
+  } finally {
+    await c.destroy();
+  }
+  return { seed: o.seed, syncMode: o.syncMode, events, verdict, converged, failure, ops: wl.ops.length,
+    command: reproduceCommand({ ...o, faults: specs.length }), durationMs: Date.now() - started };
+}
+
+/** The reasons a run fails: an error, lost acknowledged writes in a synchronous mode, split brain. */
+export function violations(r: RunResult): string[] {
+  const v: string[] = [];
+  if (r.failure !== null) v.push(`run failed: ${r.failure}`);
+  if (r.verdict === null) return v;
+  if (r.verdict.splitBrain.length > 0) v.push(`split brain: ${JSON.stringify(r.verdict.splitBrain)}`);
+  if (r.syncMode !== 'off' && r.verdict.lost.length > 0) v.push(`${r.verdict.lost.length} acknowledged writes lost in synchronous mode: ${r.verdict.lost.slice(0, 5).map((x) => x.id).join(', ')}`);
+  return v;
+}
+
+export function formatSchedule(r: RunResult): string {
+  return r.events.map((e) => `${e.index + 1}. ${e.kind} on ${e.target} (primary ${e.primaryBefore}) hold ${e.holdMs} ms -> ${e.primaryAfter ?? '?'} in ${e.convergedMs ?? '?'} ms`).join('\n');
+}
+
+export type { Op };
