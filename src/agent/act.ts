@@ -244,24 +244,41 @@ export class Actor {
 
   /**
    * Rewind order: (1) stop PostgreSQL cleanly if it runs; (2) pg_rewind from the leader;
-   * (3) on failure, wipe and clone afresh; (4) start as the leader's standby.
+   * (3) on failure, wipe and clone afresh; (4) start as the leader's standby; (5) if that start
+   * fails (a rewound directory whose minimum recovery point lies on a timeline the leader's
+   * history does not contain: chaos seed 2), wipe, clone afresh and start once more.
    */
   async rewind(from: Upstream, local: LocalPostgres): Promise<void> {
     const { pg, logger } = this.#d;
     if (local.running) await pg.stop('fast');
+    let rewound = false;
     await this.#d.setActivity('rewinding');
     try {
       logger.info({ event: 'rewind', from: from.name }, `rewinding from ${from.name}`);
       await pg.rewind(from);
+      rewound = true;
     } catch (err) {
       logger.warn({ event: 'rewind failed', err: describeError(err) }, 'pg_rewind failed; cloning afresh');
-      await this.#d.setActivity('cloning');
-      await pg.wipe();
-      await pg.clone(from);
+      await this.#reclone(from);
     } finally {
       await this.#d.setActivity(null);
     }
-    await this.start('standby', from);
+    try {
+      await this.start('standby', from);
+    } catch (err) {
+      if (!rewound) throw err;
+      logger.warn({ event: 'rewind unusable', err: describeError(err) }, 'the rewound data directory does not start as a standby; cloning afresh');
+      await this.#d.setActivity('cloning');
+      try { await this.#reclone(from); } finally { await this.#d.setActivity(null); }
+      await this.start('standby', from);
+    }
+  }
+
+  async #reclone(from: Upstream): Promise<void> {
+    await this.#d.setActivity('cloning');
+    await this.#d.pg.stop('immediate').catch(() => undefined); // a failed start may leave a postmaster behind
+    await this.#d.pg.wipe();
+    await this.#d.pg.clone(from);
   }
 
   /**

@@ -136,15 +136,33 @@ export class EtcdDcs implements Dcs {
   async #keepaliveOnce(): Promise<KeepaliveResult> {
     const lease = this.#currentLease();
     const sentAt = performance.now();
+    const fresh = this.#leaseId === null;
     try {
-      const fresh = this.#leaseId === null;
-      const id = await this.#withDeadline(lease.grant(), 'grant lease');
-      const res = fresh ? { TTL: String(this.#o.ttl) } : await lease.keepaliveOnce({ deadline: Date.now() + this.#o.callTimeoutMs });
-      this.#leaseId = id;
-      return { sentAt, ttl: Number(res.TTL) };
+      this.#leaseId = await this.#withDeadline(lease.grant(), 'grant lease');
     } catch (err) {
-      this.#dropLease(); // expired, never granted, or the connection broke: start over next time
+      this.#dropLease(); // a Lease whose grant failed stays failed: start over next time
       throw dcsError(err, 'keepalive');
+    }
+    if (fresh) return { sentAt, ttl: this.#o.ttl };
+    // One deadline for all attempts: the caller's budget is callTimeoutMs (retry_timeout).
+    const end = Date.now() + this.#o.callTimeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      const attemptSentAt = performance.now();
+      try {
+        const res = await lease.keepaliveOnce({ deadline: end });
+        // The fence timer counts from this attempt's send time: etcd extended the lease after it.
+        return { sentAt: attemptSentAt, ttl: Number(res.TTL) };
+      } catch (err) {
+        // Only etcd saying the lease is gone ends it. A transport failure (one etcd member down,
+        // a broken connection) leaves the lease intact in etcd, still holding the leader key:
+        // dropping it here turned the loss of one etcd member into a failover (chaos seed 2).
+        // Each attempt picks members in a fresh random order; try others while time remains.
+        if (err instanceof EtcdLeaseInvalidError) {
+          this.#dropLease();
+          throw dcsError(err, 'keepalive');
+        }
+        if (attempt >= this.#o.hosts.length || Date.now() >= end - 50) throw dcsError(err, 'keepalive');
+      }
     }
   }
 

@@ -156,7 +156,12 @@ function decideAsFollower(o: Observation, cfg: DynamicConfig, leader: LeaderKey)
   if (cfg.pause) return plan('PostgreSQL is down, but paused: not starting it');
   if (leaderMember === undefined) return plan(`waiting for leader ${leader.name} to publish its address`);
   // A former primary, or data whose state could not be read, is rewound: pg_rewind is a no-op
-  // when nothing diverged, while starting diverged data as a standby would fail.
+  // when nothing diverged, while starting diverged data as a standby would fail. So is a standby
+  // that keeps failing to start (its data may lie on a timeline the leader's history lacks); the
+  // rewind step clones afresh when the rewound data still does not start.
+  if (o.self.startFailures >= MAX_START_FAILURES && cfg.postgresql.use_pg_rewind) {
+    return plan(`PostgreSQL failed to start ${o.self.startFailures} times as a standby: rewinding from ${leader.name}`, { kind: 'rewind', from: leader.name });
+  }
   if (local.controlState !== 'standby' && cfg.postgresql.use_pg_rewind) {
     return plan(`former primary (${local.controlState}): rewinding from ${leader.name}`, { kind: 'rewind', from: leader.name });
   }

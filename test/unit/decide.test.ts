@@ -31,6 +31,8 @@ const cases: Array<{ name: string; o: ReturnType<typeof obs>; expect: string[] }
   { name: 'standby streaming: nothing', o: obs(), expect: [] },
   { name: 'standby stuck on old timeline: rewind', o: obs({ local: { streaming: false }, self: { notStreamingSince: 10_000 - REWIND_AFTER_MS }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running', timeline: 2 })] }) }), expect: ['rewind'] },
   { name: 'standby briefly not streaming: wait', o: obs({ local: { streaming: false }, self: { notStreamingSince: 9_000 }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running', timeline: 2 })] }) }), expect: [] },
+  { name: 'standby that keeps failing to start: rewind (clone if still unusable)', o: obs({ self: { name: 'n2', startFailures: MAX_START_FAILURES }, local: { running: false, role: null, controlState: 'standby' } }), expect: ['rewind'] },
+  { name: 'standby that failed to start once: start again', o: obs({ self: { name: 'n2', startFailures: 1 }, local: { running: false, role: null, controlState: 'standby' } }), expect: ['start'] },
   { name: 'down former primary: rewind', o: obs({ local: { running: false, role: null, controlState: 'primary-clean' } }), expect: ['rewind'] },
   { name: 'down former primary without rewind: start standby', o: obs({ local: { running: false, role: null, controlState: 'primary-crashed' }, cluster: clusterView({ config: dyn({ postgresql: { use_pg_rewind: false, use_slots: true, parameters: {} } }) }) }), expect: ['start'] },
   { name: 'down standby: start as standby', o: obs({ local: { running: false, role: null } }), expect: ['start'] },
