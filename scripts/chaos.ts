@@ -1,7 +1,7 @@
 // npm run chaos -- [--seed N] [--faults K] [--sync on|off|both] [--kinds a,b] [--schedule NAME] [--report FILE]
 // Runs the fault-injection suite (test/chaos/) against a fresh cluster in network namespaces and
 // prints the verdict; with --report (default docs/chaos-report.md when --faults >= 50) writes the
-// report. Exits 1 on any violation, printing the schedule, the seed and the command to rerun it.
+// report (a --schedule run writes one only with --report). Exits 1 on any violation, printing the schedule, the seed and the command to rerun it.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { hasNetnsSupport } from '../test/support/netlab.ts';
@@ -51,7 +51,8 @@ for (const syncMode of fixed === undefined ? modes : [fixed.syncMode]) {
     console.log(`VIOLATIONS:\n${bad.join('\n')}\nschedule:\n${formatSchedule(r)}\nreproduce: ${r.command}`);
   }
 }
-const reportPath = values.report ?? (faults >= 50 ? 'docs/chaos-report.md' : undefined);
+const total = runs.reduce((n, r) => n + r.events.length, 0);
+const reportPath = values.report ?? (values.schedule === undefined && total >= 50 ? 'docs/chaos-report.md' : undefined);
 if (reportPath !== undefined) {
   writeFileSync(reportPath, renderReport(runs, `npm run chaos -- ${process.argv.slice(2).join(' ')}`.trim()));
   console.log(`report written to ${reportPath}`);

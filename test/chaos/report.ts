@@ -1,5 +1,6 @@
 // The chaos report (docs/chaos-report.md): faults by kind, outages, lost writes, split-brain
 // windows, per run, with the command that reproduces each run.
+import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { FAULT_KINDS } from './faults.ts';
 import { formatSchedule, violations, type RunResult } from './runner.ts';
@@ -16,7 +17,9 @@ export function renderReport(runs: RunResult[], command: string): string {
   const all = runs.flatMap((r) => r.events);
   const lines: string[] = [];
   lines.push('# Chaos report', '');
-  lines.push(`Produced by \`${command}\` on ${new Date().toISOString().slice(0, 10)}, on this machine (${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}),`,
+  let commit = 'unknown';
+  try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim(); } catch { /* not a git checkout */ }
+  lines.push(`Produced by \`${command}\` at commit ${commit} on ${new Date().toISOString().slice(0, 10)}, on this machine (${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}),`,
     'PostgreSQL 15, etcd 3.4 (3 members), HAProxy 2.6 from Debian; every node and etcd member in its own network namespace.',
     'How it works and what each rule means: [docs/chaos.md](chaos.md).', '');
   lines.push('## Summary', '', '| run | synchronous_mode | faults | writes attempted | acknowledged | unknown | lost acknowledged | split-brain windows | converged | result |', '|---|---|---|---|---|---|---|---|---|---|');

@@ -30,6 +30,15 @@ export interface FaultEvent extends FaultSpec {
   doublePrimarySamples: number;
   /** The primary changed after the previous fault had converged, with no fault applied: a false failover. */
   unprovokedHandover: boolean;
+  /** etcd-quorum-loss only: a write was acknowledged on a newer timeline while etcd had no quorum. */
+  promotedWithoutQuorum?: boolean;
+}
+
+/** A write acknowledged on a timeline newer than any before the fault, executed while it was held. */
+export function newTimelineDuring(ops: readonly Op[], fromMs: number, toMs: number): boolean {
+  let before = 0;
+  for (const o of ops) if (o.outcome === 'ok' && o.serverMs !== undefined && o.serverMs < fromMs) before = Math.max(before, o.tli ?? 0);
+  return ops.some((o) => o.outcome === 'ok' && o.serverMs !== undefined && o.serverMs >= fromMs && o.serverMs <= toMs && (o.tli ?? 0) > before);
 }
 
 export interface RunResult {
@@ -146,6 +155,7 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
     const fin = await finalState(c);
     converged = true;
     verdict = check(wl.ops, fin.ids, fin.forks, fin.tli);
+    for (const e of events) if (e.kind === 'etcd-quorum-loss') e.promotedWithoutQuorum = newTimelineDuring(wl.ops, e.atMs, e.atMs + e.holdMs);
   } catch (e) {
     failure = `during ${current}: ${(e as Error).message}`;
     log(`chaos: FAILED: ${failure}`);
@@ -162,6 +172,7 @@ export function violations(r: RunResult): string[] {
   const v: string[] = [];
   if (r.failure !== null) v.push(`run failed: ${r.failure}`);
   if (r.verdict === null) return v;
+  for (const e of r.events) if (e.promotedWithoutQuorum === true) v.push(`fault ${e.index + 1}: a member was promoted while etcd had no quorum`);
   if (r.verdict.splitBrain.length > 0) v.push(`split brain: ${JSON.stringify(r.verdict.splitBrain)}`);
   if (r.syncMode !== 'off' && r.verdict.lost.length > 0) v.push(`${r.verdict.lost.length} acknowledged writes lost in synchronous mode: ${r.verdict.lost.slice(0, 5).map((x) => x.id).join(', ')}`);
   return v;

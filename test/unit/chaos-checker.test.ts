@@ -95,3 +95,12 @@ describe('fault schedule', () => {
     expect(new Set(s.map((f) => f.kind))).toEqual(new Set(FAULT_KINDS));
   });
 });
+
+describe('promotion during etcd quorum loss', () => {
+  it('is seen when a newer timeline accepted a write while the fault was held, and not otherwise', async () => {
+    const { newTimelineDuring } = await import('../chaos/runner.ts');
+    const ops = [ok('a', 1, '0/1', 100), ok('a', 1, '0/2', 300), ok('b', 2, '0/3', 900)];
+    expect(newTimelineDuring(ops, 200, 1000)).toBe(true);
+    expect(newTimelineDuring(ops, 200, 800)).toBe(false);
+  });
+});

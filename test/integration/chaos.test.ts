@@ -1,0 +1,34 @@
+// The short form of the fault-injection suite (the long one is `npm run chaos`): the fixed
+// schedules of test/chaos/faults.ts against a cluster whose nodes and etcd members each live in a
+// network namespace, with clients writing through HAProxy all along. It fails on any acknowledged
+// write lost in synchronous mode, on split brain in any mode, and when the cluster does not
+// converge after a fault; the message carries the schedule and the command that replays it.
+import { describe, expect, it } from 'vitest';
+import { hasNetnsSupport } from '../support/netlab.ts';
+import { formatSchedule, runChaos, violations, type RunResult } from '../chaos/runner.ts';
+
+const why = hasNetnsSupport();
+
+function explain(r: RunResult): string {
+  return `${violations(r).join('\n')}\nschedule:\n${formatSchedule(r)}\nreproduce: ${r.command}`;
+}
+
+// Each fault takes its hold time plus the time to converge; twelve of them and a cluster start
+// fit in well under eight minutes even on a loaded 2-core machine.
+describe.skipIf(why !== null)('fault injection in network namespaces (short form)', () => {
+  it('loses no acknowledged write and never runs two primaries in synchronous mode, through every fault kind', async () => {
+    const r = await runChaos({ seed: 1, faults: 0, syncMode: 'on', scheduleName: 'quick-sync', log: (l) => console.log(l) });
+    expect(violations(r), explain(r)).toEqual([]);
+    expect(r.converged).toBe(true);
+    expect(r.verdict?.acked ?? 0).toBeGreaterThan(500);
+    // Faults that take the primary away must have produced a new timeline.
+    expect(r.verdict?.timelines.length ?? 0).toBeGreaterThan(2);
+  }, 480_000);
+
+  it('never runs two primaries in asynchronous mode under freezes, partitions and crashes', async () => {
+    const r = await runChaos({ seed: 1, faults: 0, syncMode: 'off', scheduleName: 'quick-async', log: (l) => console.log(l) });
+    expect(violations(r), explain(r)).toEqual([]);
+    expect(r.converged).toBe(true);
+    console.log(`asynchronous mode: ${r.verdict?.lost.length ?? '?'} acknowledged writes lost (allowed within maximum_lag_on_failover)`);
+  }, 300_000);
+});
