@@ -2,7 +2,7 @@
 // (each applied to the primary of the moment, held, healed, then waited out until the cluster has
 // converged), and the checker's verdict on the recorded history. Used by `npm run chaos` and by
 // the short form in test/integration/chaos.test.ts.
-import { ChaosCluster, HAPROXY_RW, type DbNode, type SyncMode } from './cluster.ts';
+import { ChaosCluster, HAPROXY_RW, PG_PORT, type DbNode, type SyncMode } from './cluster.ts';
 import { FIXED_SCHEDULES, applyFault, rng, schedule, type FaultKind, type FaultSpec } from './faults.ts';
 import { check, outageAround, parseHistory, type Outage, type Verdict } from './checker.ts';
 import { CREATE_TABLE, TABLE, Workload, type Op } from './workload.ts';
@@ -132,7 +132,7 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
   const specs = fixed?.faults ?? schedule(o.seed, o.faults, TTL_S, o.kinds);
   const pick = rng(o.seed ^ 0x5bd1e995);
   const c = new ChaosCluster({ syncMode: o.syncMode, ttl: TTL_S });
-  const wl = new Workload({ port: HAPROXY_RW, clients: 4, intervalMs: 15 });
+  const wl = new Workload({ port: HAPROXY_RW, clients: 4, intervalMs: 15, libpqHosts: c.nodes.map((n) => n.host.ip), libpqPort: PG_PORT });
   const events: FaultEvent[] = [];
   let verdict: Verdict | null = null;
   let failure: string | null = null;
