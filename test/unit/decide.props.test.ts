@@ -61,7 +61,7 @@ describe('decide (properties)', () => {
 
   test.prop([observationArb], { numRuns: 3000 })('under synchronous mode only a member of a non-empty /sync record promotes without a shutdown position', (o) => {
     const c = o.cluster;
-    fc.pre(c !== null && c.config.synchronous_mode === 'on' && c.sync !== null && c.sync.members.length > 0);
+    fc.pre(c !== null && c.config.synchronous_mode !== 'off' && c.sync !== null && c.sync.members.length > 0 && c.sync.acks !== 0);
     const { actions } = decide(o);
     if (!has(actions, 'promote') || holdsKey(o)) return;
     const req = c === null ? null : activeRequest(o, c);
