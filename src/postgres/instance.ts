@@ -62,6 +62,8 @@ class LocalInstance implements PostgresControl {
   #syncNames = '';
   /** Primary flush position read just after #syncNames last changed (see LocalPostgres.syncChangedAt). */
   #syncChangedAt: number | null = null;
+  /** Standby: the highest timeline its WAL receiver streamed since PostgreSQL started. */
+  #streamedTimeline: number | null = null;
 
   constructor(o: PostgresControlOptions) {
     this.#o = o;
@@ -127,12 +129,18 @@ class LocalInstance implements PostgresControl {
     };
     if (!running) {
       this.#probe.discard();
+      this.#streamedTimeline = null;
       return local;
     }
     try {
       const h = await this.#probe.health();
+      // A standby's timeline only grows. Once its WAL receiver is gone (the primary died), SQL only
+      // shows the last restartpoint's timeline, which may be older than the one it streamed.
+      if (!h.inRecovery) this.#streamedTimeline = null;
+      else if (h.streaming && h.timeline !== null) this.#streamedTimeline = Math.max(h.timeline, this.#streamedTimeline ?? 0);
+      const timeline = h.inRecovery && this.#streamedTimeline !== null ? Math.max(h.timeline ?? 0, this.#streamedTimeline) : h.timeline;
       return {
-        ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: h.timeline ?? local.timeline,
+        ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: timeline ?? local.timeline,
         lsn: h.lsn, streaming: h.streaming, pendingRestart: h.pendingRestart, syncStandbys: h.syncStandbys,
         syncSetting: h.syncSetting, replicas: h.replicas, syncChangedAt: this.#syncChangedAt,
       };
