@@ -126,6 +126,8 @@ function isReplica(s: AgentSnapshot, c: Criteria): boolean {
 /** A synchronous standby: named in the current leader's /sync record while synchronous_mode is on. */
 function inSyncRecord(c: ClusterView | null, name: string): boolean {
   if (c === null || c.config.synchronous_mode !== 'on' || c.leader === null || c.sync === null) return false;
+  // A record left by quorum mode (acks below its size) names no synchronous standby.
+  if ((c.sync.acks ?? c.sync.members.length) < c.sync.members.length) return false;
   return c.sync.leader === c.leader.name && c.sync.members.includes(name);
 }
 const isSync = (s: AgentSnapshot) => inSyncRecord(s.cluster, s.member.name);

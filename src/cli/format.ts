@@ -33,7 +33,9 @@ export function buildListRows(c: ClusterView): ListRow[] {
   const leader = c.leader?.name ?? null;
   const leaderLsn = c.lastLeaderLsn ?? c.members.find((m) => m.name === leader)?.lsn ?? null;
   const current = c.sync?.leader === leader ? c.sync : null;
-  const syncNames = c.config.synchronous_mode !== 'off' ? guaranteeOf(current).members : [];
+  const g = guaranteeOf(current);
+  // In on mode, a record left by quorum mode (acks below its size) names no synchronous standby.
+  const syncNames = c.config.synchronous_mode === 'quorum' || (c.config.synchronous_mode === 'on' && g.acks === g.members.length) ? g.members : [];
   const standbyRole = c.config.synchronous_mode === 'quorum' ? 'Quorum Standby' : 'Sync Standby';
   const rows = c.members.map((m): ListRow => ({
     member: m.name,

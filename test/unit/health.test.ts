@@ -152,6 +152,7 @@ const rows: Row[] = [
   ['quorum: not in the record', 'notQuorum', 'quorum', {}, 503],
   ['quorum: record written by another leader', 'quorumOldLeader', 'quorum', {}, 503],
   ['quorum: synchronous_mode is not quorum', 'quorumModeOff', 'quorum', {}, 503],
+  ['sync: a record left by quorum mode names no sync standby', 'quorumModeOff', 'sync', {}, 503],
   ['quorum: a sync standby (on mode) is not a quorum standby', 'sync', 'quorum', {}, 503],
   ['quorum: ?lag applies', 'laggingQuorum', 'quorum', { lag: '1MB' }, 503],
   ['quorum: the primary is not a quorum standby', 'quorumPrimary', 'quorum', {}, 503],
