@@ -1,14 +1,16 @@
 // synchronous_mode on, on a real cluster: the leader keeps FIRST 1 (...) and the /sync record,
 // a crash of the leader under continuous writes promotes the synchronous standby with no
 // acknowledged write lost, and with no standby left the leader goes asynchronous (non-strict)
-// or makes commits wait (strict). Then the same cluster switches to synchronous_mode quorum:
-// ANY 1 (both standbys), /quorum on both, and a crash under writes loses no acknowledged write.
+// or makes commits wait (strict); that cluster then switches to quorum on the fly. A second
+// cluster (same ports, after the first is gone) bootstraps with synchronous_mode quorum: ANY 1
+// (both standbys), /quorum on both, and a crash of the leader under writes loses no acknowledged write.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { PASSWORDS, REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
 import { execFile } from 'node:child_process';
 
-const cluster = new TestCluster({ etcdPort: 24409, pgPortBase: 5480, apiPortBase: 8060, dcs: { synchronous_mode: 'on' } });
+const PORTS = { etcdPort: 24409, pgPortBase: 5480, apiPortBase: 8060 };
+let cluster = new TestCluster({ ...PORTS, dcs: { synchronous_mode: 'on' } });
 
 interface Row { member: string; role: string; state: string }
 function ctl(...args: string[]): Promise<string> {
@@ -28,13 +30,13 @@ async function syncState(): Promise<{ leader: string; sync: string }> {
   }, 60_000, 200);
 }
 
-beforeAll(async () => {
-  await cluster.startEtcd();
-  cluster.startAll();
-});
-afterAll(async () => { await cluster.destroy(); });
-
 describe('synchronous_mode on', () => {
+  beforeAll(async () => {
+    await cluster.startEtcd();
+    cluster.startAll();
+  });
+  afterAll(async () => { await cluster.destroy(); });
+
   it('keeps FIRST 1 (the synchronous standby) and says so in list and the health checks', async () => {
     const { leader, sync } = await syncState();
     const r = await cluster.query(byName(leader), 'show synchronous_standby_names');
@@ -101,6 +103,13 @@ describe('synchronous_mode on', () => {
     for (const s of standbys) cluster.startAgent(s);
     await syncState();
   });
+
+  it('switches to quorum on the fly: ANY 1 (both standbys), both quorum standbys', async () => {
+    await ctl('edit-config', '--set', 'synchronous_mode=quorum');
+    const { leader, standbys } = await quorumState();
+    const quoted = standbys.map((s) => `"${s}"`).join(', ');
+    await waitFor('ANY 1 on the leader', async () => (await cluster.query(byName(leader), 'show synchronous_standby_names')).rows[0]?.synchronous_standby_names === `ANY 1 (${quoted})`, 10_000);
+  });
 });
 
 async function quorumState(): Promise<{ leader: string; standbys: string[] }> {
@@ -132,9 +141,17 @@ async function writeUntilKilled(n: NodeHandle, table: string, kill: () => void):
   return acked;
 }
 
-describe('synchronous_mode quorum', () => {
+describe('synchronous_mode quorum, from bootstrap', () => {
+  beforeAll(async () => {
+    // The first cluster's processes were SIGKILLed: give the kernel a moment to free their ports.
+    await sleep(1000);
+    cluster = new TestCluster({ ...PORTS, dcs: { synchronous_mode: 'quorum', synchronous_node_count: 1 } });
+    await cluster.startEtcd();
+    cluster.startAll();
+  });
+  afterAll(async () => { await cluster.destroy(); });
+
   it('keeps ANY 1 (both standbys); /quorum answers on both, /sync on neither', async () => {
-    await ctl('edit-config', '--set', 'synchronous_mode=quorum', '--set', 'synchronous_node_count=1');
     const { leader, standbys } = await quorumState();
     const l = byName(leader);
     const quoted = standbys.map((s) => `"${s}"`).join(', ');
