@@ -3,7 +3,7 @@
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError } from '../errors.ts';
-import type { Action, ClusterView, LocalPostgres } from '../ha/types.ts';
+import type { Action, ClusterView, LocalPostgres, SyncMethod } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import { slotNameFor, type PostgresControl, type Upstream } from '../postgres/types.ts';
 import type { FenceTimer } from './fence.ts';
@@ -103,8 +103,8 @@ export class Actor {
       case 'publish_leader_lsn': return this.publishLeaderLsn(ctx.local);
       case 'step_down': return this.stepDown();
       case 'clear_failover': return this.#d.dcs.clearFailover();
-      case 'write_sync': return this.writeSync(a.members);
-      case 'set_sync_names': return this.setSyncNames(a.names, a.count);
+      case 'write_sync': return this.writeSync(a.members, a.acks);
+      case 'set_sync_names': return this.setSyncNames(a.names, a.count, a.method ?? 'first');
     }
   }
 
@@ -300,24 +300,25 @@ export class Actor {
 
   #syncNames: string | undefined;
 
-  async writeSync(members: string[]): Promise<void> {
-    await this.#d.dcs.writeSync(this.#d.config.name, members);
-    this.#d.logger.info({ event: 'sync record', members }, `synchronous standbys: ${members.join(', ') || 'none'}`);
+  async writeSync(members: string[], acks: number | undefined): Promise<void> {
+    await this.#d.dcs.writeSync(this.#d.config.name, members, acks);
+    const what = acks === undefined ? members.join(', ') : `any ${acks} of (${members.join(', ')})`;
+    this.#d.logger.info({ event: 'sync record', members, acks }, `every acknowledged commit is on: ${members.length === 0 ? 'the leader only' : what}`);
   }
 
-  async setSyncNames(names: string[] | null, count: number): Promise<void> {
-    await this.#d.pg.setSyncNames(names, count);
-    const key = names === null ? 'async' : names.join(',');
+  async setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<void> {
+    await this.#d.pg.setSyncNames(names, count, method);
+    const key = names === null ? 'async' : `${method} ${count} ${names.join(',')}`;
     if (key === this.#syncNames) return;
     this.#syncNames = key;
-    if (names === null && this.#d.dynamic().synchronous_mode === 'on') {
+    if (names === null && this.#d.dynamic().synchronous_mode !== 'off') {
       this.#d.logger.warn({ event: 'sync off' }, 'no synchronous standby available: commits are now asynchronous (synchronous_mode_strict is off)');
     } else if (names !== null) {
-      this.#d.logger.info({ event: 'sync names', names, count }, `synchronous_standby_names: FIRST ${count} (${names.join(', ') || 'none: commits wait'})`);
+      const word = method === 'any' ? 'ANY' : 'FIRST';
+      this.#d.logger.info({ event: 'sync names', names, count, method }, `synchronous_standby_names: ${word} ${count} (${names.join(', ') || 'none: commits wait'})`);
     }
   }
 
-  /** Keep a slot for every member seen within member_slots_ttl, and every permanent slot. */
   async ensureSlots(members: string[], permanent: string[]): Promise<void> {
     const now = this.#d.now();
     const ttlMs = this.#d.dynamic().member_slots_ttl * 1000;

@@ -3,12 +3,13 @@
 // Every check fails closed: no snapshot, or one older than the staleness limit, answers 503.
 // The JSON bodies (/status, /cluster) are documented field by field in docs/rest-api.md.
 import { splitHostPort } from '../config/schema.ts';
+import { guaranteeOf } from '../ha/quorum.ts';
 import type { ClusterView, MemberInfo, MemberState } from '../ha/types.ts';
 import type { AgentSnapshot } from './types.ts';
 
 export type Check =
   | 'primary' | 'replica' | 'read-only' | 'health' | 'liveness' | 'readiness'
-  | 'sync' | 'async' | 'read-only-sync';
+  | 'sync' | 'async' | 'read-only-sync' | 'quorum' | 'read-only-quorum';
 
 /** Path -> check. Aliases follow Patroni (`/leader` is stricter here: see docs/rest-api.md). */
 export const CHECK_PATHS: Readonly<Record<string, Check>> = {
@@ -16,6 +17,7 @@ export const CHECK_PATHS: Readonly<Record<string, Check>> = {
   '/replica': 'replica', '/read-only': 'read-only',
   '/sync': 'sync', '/synchronous': 'sync', '/async': 'async', '/asynchronous': 'async',
   '/read-only-sync': 'read-only-sync', '/read-only-synchronous': 'read-only-sync',
+  '/quorum': 'quorum', '/read-only-quorum': 'read-only-quorum',
   '/health': 'health', '/liveness': 'liveness', '/readiness': 'readiness',
 };
 
@@ -124,9 +126,21 @@ function isReplica(s: AgentSnapshot, c: Criteria): boolean {
 /** A synchronous standby: named in the current leader's /sync record while synchronous_mode is on. */
 function inSyncRecord(c: ClusterView | null, name: string): boolean {
   if (c === null || c.config.synchronous_mode !== 'on' || c.leader === null || c.sync === null) return false;
+  // A record left by quorum mode (acks below its size) names no synchronous standby.
+  if ((c.sync.acks ?? c.sync.members.length) < c.sync.members.length) return false;
   return c.sync.leader === c.leader.name && c.sync.members.includes(name);
 }
 const isSync = (s: AgentSnapshot) => inSyncRecord(s.cluster, s.member.name);
+
+/**
+ * A quorum standby: named in the current leader's /sync record while synchronous_mode is quorum
+ * (Patroni: "a standby eligible for the quorum leader race"). /sync does not count these.
+ */
+function inQuorumRecord(c: ClusterView | null, name: string): boolean {
+  if (c === null || c.config.synchronous_mode !== 'quorum' || c.leader === null || c.sync === null) return false;
+  return c.sync.leader === c.leader.name && guaranteeOf(c.sync).members.includes(name);
+}
+const isQuorum = (s: AgentSnapshot) => inQuorumRecord(s.cluster, s.member.name);
 
 /** Streaming standby within ?lag, or within maximum_lag_on_failover from etcd (unknown: not ready). */
 function isReady(s: AgentSnapshot, c: Criteria): boolean {
@@ -150,8 +164,10 @@ function baseCheck(check: Check, s: AgentSnapshot, c: Criteria): boolean {
     case 'liveness': return true; // the staleness gate is the whole check
     case 'readiness': return isReady(s, c);
     case 'sync': return isReplica(s, c) && isSync(s);
-    case 'async': return isReplica(s, c) && !isSync(s);
+    case 'async': return isReplica(s, c) && !isSync(s) && !isQuorum(s);
     case 'read-only-sync': return isPrimary(s) || (isReplica(s, c) && isSync(s));
+    case 'quorum': return isReplica(s, c) && isQuorum(s);
+    case 'read-only-quorum': return isPrimary(s) || (isReplica(s, c) && isQuorum(s));
   }
 }
 
@@ -192,6 +208,8 @@ export interface StatusBody {
   tags: MemberInfo['tags'] | null;
   pending_restart: boolean;
   sync_standby: boolean;
+  /** A member of the leader's /sync record in quorum mode (Patroni's quorum_standby). */
+  quorum_standby: boolean;
   pause: boolean;
   cluster_unlocked: boolean;
   database_system_identifier: string | null;
@@ -207,7 +225,7 @@ function pendingBody(scope: string): StatusBody {
   return {
     name: null, scope, role: 'unknown', state: 'unknown', leader: null, timeline: null, xlog: { location: null },
     replication_state: null, lag: null, upstream: null, tags: null, pending_restart: false, sync_standby: false,
-    pause: false, cluster_unlocked: false, database_system_identifier: null, last_plan: null, age_ms: null,
+    quorum_standby: false, pause: false, cluster_unlocked: false, database_system_identifier: null, last_plan: null, age_ms: null,
     stale: true, patroni: { version: null, scope, name: null },
   };
 }
@@ -218,7 +236,7 @@ export function statusBody(s: AgentSnapshot | null, now: number, staleAfterMs: n
   return {
     name: m.name, scope, role: ROLE[m.role], state: m.state, leader: s.cluster?.leader?.name ?? null,
     timeline: m.timeline, xlog: { location: m.lsn }, replication_state: replicationState(m), lag: s.lagBytes,
-    upstream: m.upstream, tags: m.tags, pending_restart: m.pendingRestart, sync_standby: isSync(s), pause: s.paused,
+    upstream: m.upstream, tags: m.tags, pending_restart: m.pendingRestart, sync_standby: isSync(s), quorum_standby: isQuorum(s), pause: s.paused,
     cluster_unlocked: s.cluster !== null && s.cluster.leader === null, database_system_identifier: s.systemId,
     last_plan: s.lastPlan, age_ms: Math.round(now - s.observedAt), stale: isStale(s, now, staleAfterMs),
     patroni: { version: s.version, scope, name: m.name },
@@ -228,8 +246,8 @@ export function statusBody(s: AgentSnapshot | null, now: number, staleAfterMs: n
 /** One member in GET /cluster. */
 export interface ClusterMemberBody {
   name: string;
-  /** leader (holds the key) | sync_standby | replica (a standby) | primary (running as primary without the key) | unknown */
-  role: 'leader' | 'sync_standby' | 'replica' | 'primary' | 'unknown';
+  /** leader (holds the key) | sync_standby | quorum_standby | replica (a standby) | primary (running as primary without the key) | unknown */
+  role: 'leader' | 'sync_standby' | 'quorum_standby' | 'replica' | 'primary' | 'unknown';
   state: MemberState;
   host: string | null;
   port: number | null;
@@ -270,7 +288,7 @@ function hostAndPort(conn: string): { host: string | null; port: number | null }
 function clusterRole(c: ClusterView, m: MemberInfo): ClusterMemberBody['role'] {
   if (c.leader?.name === m.name) return 'leader';
   if (m.role !== 'standby') return m.role;
-  return inSyncRecord(c, m.name) ? 'sync_standby' : 'replica';
+  return inSyncRecord(c, m.name) ? 'sync_standby' : inQuorumRecord(c, m.name) ? 'quorum_standby' : 'replica';
 }
 
 function memberBody(c: ClusterView, m: MemberInfo, leaderLsn: number | null): ClusterMemberBody {

@@ -57,7 +57,7 @@ const statusSchema = {
     leader: orNull('string'), timeline: orNull('number'),
     xlog: { type: 'object', properties: { location: orNull('number') } },
     replication_state: orNull('string'), lag: orNull('number'), upstream: orNull('string'), tags: tagsSchema,
-    pending_restart: { type: 'boolean' }, sync_standby: { type: 'boolean' }, pause: { type: 'boolean' },
+    pending_restart: { type: 'boolean' }, sync_standby: { type: 'boolean' }, quorum_standby: { type: 'boolean' }, pause: { type: 'boolean' },
     cluster_unlocked: { type: 'boolean' }, database_system_identifier: orNull('string'), last_plan: orNull('string'),
     age_ms: orNull('number'), stale: { type: 'boolean' },
     patroni: { type: 'object', properties: { version: orNull('string'), scope: { type: 'string' }, name: orNull('string') } },

@@ -1,6 +1,7 @@
 // Pure rendering for pghactl: rows from a cluster view, then table, JSON or YAML.
 import Table from 'cli-table3';
 import { stringify } from 'yaml';
+import { guaranteeOf } from '../ha/quorum.ts';
 import type { ClusterView } from '../ha/types.ts';
 
 export type Format = 'table' | 'json' | 'yaml';
@@ -8,7 +9,7 @@ export type Format = 'table' | 'json' | 'yaml';
 export interface ListRow {
   member: string;
   host: string;
-  role: 'Leader' | 'Sync Standby' | 'Replica' | 'Unknown';
+  role: 'Leader' | 'Sync Standby' | 'Quorum Standby' | 'Replica' | 'Unknown';
   state: string;
   tl: number | null;
   lag_mb: number | null;
@@ -31,11 +32,15 @@ function compactTags(t: ClusterView['members'][number]['tags']): string {
 export function buildListRows(c: ClusterView): ListRow[] {
   const leader = c.leader?.name ?? null;
   const leaderLsn = c.lastLeaderLsn ?? c.members.find((m) => m.name === leader)?.lsn ?? null;
-  const syncNames = c.config.synchronous_mode === 'on' && c.sync?.leader === leader ? (c.sync?.members ?? []) : [];
+  const current = c.sync?.leader === leader ? c.sync : null;
+  const g = guaranteeOf(current);
+  // In on mode, a record left by quorum mode (acks below its size) names no synchronous standby.
+  const syncNames = c.config.synchronous_mode === 'quorum' || (c.config.synchronous_mode === 'on' && g.acks === g.members.length) ? g.members : [];
+  const standbyRole = c.config.synchronous_mode === 'quorum' ? 'Quorum Standby' : 'Sync Standby';
   const rows = c.members.map((m): ListRow => ({
     member: m.name,
     host: m.conn,
-    role: m.name === leader ? 'Leader' : m.role !== 'standby' ? 'Unknown' : syncNames.includes(m.name) ? 'Sync Standby' : 'Replica',
+    role: m.name === leader ? 'Leader' : m.role !== 'standby' ? 'Unknown' : syncNames.includes(m.name) ? standbyRole : 'Replica',
     state: m.state,
     tl: m.timeline,
     lag_mb: m.name === leader || m.lsn === null || leaderLsn === null ? null : Math.round((Math.max(0, leaderLsn - m.lsn) / MB) * 100) / 100,
@@ -50,9 +55,12 @@ export function renderList(scope: string, c: ClusterView, rows: ListRow[], forma
   if (format === 'yaml') return stringify(rows);
   const t = new Table({ head: ['Member', 'Host', 'Role', 'State', 'TL', 'Lag in MB', 'Tags', 'Pending restart'], style: { head: color ? ['cyan'] : [], border: color ? ['grey'] : [] } });
   for (const r of rows) t.push([r.member, r.host, r.role, r.state, r.tl ?? '', r.lag_mb ?? '', r.tags, r.pending_restart ? '*' : '']);
-  const asyncFallback = c.config.synchronous_mode === 'on' && !c.config.synchronous_mode_strict && (c.sync?.members.length ?? 0) === 0
+  const g = guaranteeOf(c.sync?.leader === c.leader?.name ? c.sync : null);
+  const asyncFallback = c.config.synchronous_mode !== 'off' && !c.config.synchronous_mode_strict && g.acks === 0
     ? ' Synchronous mode: no synchronous standby, replication is asynchronous\n' : '';
-  const banner = (c.config.pause ? '\n Maintenance mode: on\n' : '') + pendingLine(c) + asyncFallback;
+  const quorum = c.config.synchronous_mode === 'quorum' && g.acks > 0
+    ? ` Quorum: every acknowledged commit is on at least ${g.acks} of ${g.members.join(', ')}\n` : '';
+  const banner = (c.config.pause ? '\n Maintenance mode: on\n' : '') + pendingLine(c) + asyncFallback + quorum;
   return `+ Cluster: ${scope} (${c.initialize ?? 'uninitialized'})\n${t.toString()}\n${banner}`;
 }
 

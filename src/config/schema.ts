@@ -36,9 +36,9 @@ export const dynamicConfigSchema = z
     maximum_lag_on_failover: z.number().int().min(0).default(1048576),
     // Maintenance mode: no agent promotes, demotes, restarts or fences on its own.
     pause: z.boolean().default(false),
-    // Synchronous replication managed by the leader: off | on (FIRST n). `quorum` is not built yet.
-    synchronous_mode: z.enum(['off', 'on']).default('off'),
-    // Standbys that must confirm each commit in `on` mode.
+    // Synchronous replication managed by the leader: off | on (FIRST n) | quorum (ANY n).
+    synchronous_mode: z.enum(['off', 'on', 'quorum']).default('off'),
+    // Standbys that must confirm each commit (`on`: the first n listed; `quorum`: any n listed).
     synchronous_node_count: z.number().int().min(1).max(16).default(1),
     // With no synchronous standby left, commits wait (strict) instead of going asynchronous.
     synchronous_mode_strict: z.boolean().default(false),

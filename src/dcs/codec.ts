@@ -35,7 +35,7 @@ export const failoverSchema: z.ZodType<FailoverRequest> = z.object({
   shutdownLsn: z.number().nullable(),
 });
 
-export const syncSchema = z.object({ leader: z.string(), members: z.array(z.string()) });
+export const syncSchema = z.object({ leader: z.string(), members: z.array(z.string()), acks: z.number().int().min(0).optional() });
 
 export const statusSchema = z.object({ lsn: z.number(), timeline: z.number().int().optional() });
 

@@ -291,8 +291,9 @@ export class EtcdDcs implements Dcs {
     throw new PgHaError('PGHA_DCS_CONFLICT', 'history kept changing under us');
   }
 
-  async writeSync(leader: string, members: string[]): Promise<void> {
-    await this.#call('write sync', () => this.client.put(this.keys.sync).value(JSON.stringify({ leader, members })).exec());
+  async writeSync(leader: string, members: string[], acks?: number): Promise<void> {
+    const record = acks === undefined ? { leader, members } : { leader, members, acks };
+    await this.#call('write sync', () => this.client.put(this.keys.sync).value(JSON.stringify(record)).exec());
   }
 
   async clearFailover(): Promise<void> {

@@ -53,7 +53,7 @@ export interface Dcs {
   readHistory(): Promise<HistoryEntry[]>;
 
   /** Leader only: store /sync. */
-  writeSync(leader: string, members: string[]): Promise<void>;
+  writeSync(leader: string, members: string[], acks?: number): Promise<void>;
   /** Delete the /failover request. */
   clearFailover(): Promise<void>;
   /** Record the stepped-down leader's last WAL position in the /failover request. */

@@ -15,7 +15,8 @@
 // A paused cluster (maintenance mode) never promotes, demotes, restarts or fences on its own.
 import type { DynamicConfig } from '../config/schema.ts';
 import { asCandidate, bestCandidate, lagBehind, mayEverPromote, type Candidate } from './candidates.ts';
-import { planSync, syncCandidates } from './sync.ts';
+import { quorumWitnesses, syncRule } from './quorum.ts';
+import { planSync } from './sync.ts';
 import type { Action, ClusterView, FailoverRequest, LeaderKey, MemberInfo, Observation, Plan } from './types.ts';
 
 /** Failed starts after which a leader gives its key up so that a standby can take over. */
@@ -198,9 +199,17 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
   if (req !== null && req.leader === o.self.name) return plan(`stepped down for a ${req.kind}: not racing`);
   if (req !== null && req.candidate !== null) return decideAsCandidate(o, req, req.candidate);
   if (!mayEverPromote(o.self.tags)) return plan('leader key is free; this member may not promote (nofailover)');
-  const allowed = syncCandidates(cfg, cluster);
+  const rule = syncRule(cfg, cluster);
+  const allowed = rule?.members ?? null;
   if (allowed !== null && !allowed.includes(o.self.name)) {
     return plan(`leader key is free; synchronous mode: only ${allowed.join(', ') || 'nobody (no synchronous standby, strict)'} may promote`);
+  }
+  // Quorum: we must be the most advanced of |S| - k + 1 members of S, so that we hold every commit.
+  if (rule !== null && rule.need > 1) {
+    const seen = quorumWitnesses(rule, o.self.name, local.lsn, local.timeline, cluster.members);
+    if (seen.length < rule.need) {
+      return plan(`leader key is free; quorum: ${seen.length} of the ${rule.need} members needed (${rule.members.join(', ')}) are seen at or behind us: not racing`);
+    }
   }
   const lag = lagBehind(local.lsn, cluster.lastLeaderLsn);
   if (lag > cfg.maximum_lag_on_failover) {
@@ -224,9 +233,13 @@ function decideAsCandidate(o: Observation, req: FailoverRequest, candidate: stri
   // a manual failover is the operator's explicit choice.
   if (!mayEverPromote(o.self.tags)) return plan(`named in a ${req.kind} but tagged nofailover: not racing`);
   // Without the old leader's last WAL position to wait for, synchronous mode decides who is safe.
-  const allowed = o.cluster === null ? null : syncCandidates(o.cluster.config, o.cluster);
-  if (req.shutdownLsn === null && allowed !== null && !allowed.includes(o.self.name)) {
+  const rule = o.cluster === null ? null : syncRule(o.cluster.config, o.cluster);
+  if (req.shutdownLsn === null && rule !== null && !rule.members.includes(o.self.name)) {
     return plan(`named in a ${req.kind} but not a synchronous standby: not racing`);
+  }
+  if (req.shutdownLsn === null && rule !== null && rule.need > 1 && o.cluster !== null) {
+    const seen = o.local.lsn === null || o.local.timeline === null ? [] : quorumWitnesses(rule, o.self.name, o.local.lsn, o.local.timeline, o.cluster.members);
+    if (seen.length < rule.need) return plan(`named in a ${req.kind}, but quorum: only ${seen.length} of ${rule.need} members seen at or behind us: not racing`);
   }
   if (req.shutdownLsn !== null && (o.local.lsn ?? 0) <= req.shutdownLsn) {
     return { ...plan(`${req.kind}: waiting for WAL beyond ${req.shutdownLsn}`), retryAfterMs: HANDOVER_POLL_MS };

@@ -1,14 +1,19 @@
 // Synchronous replication, the leader's part (pure). The /sync record lists the standbys that hold
 // every acknowledged commit; it is narrowed before synchronous_standby_names drops a member and
 // widened only with members PostgreSQL already reports synchronous, so it is never optimistic.
+// Quorum mode (ANY n) is in quorum.ts.
 import type { DynamicConfig } from '../config/schema.ts';
+import { planQuorum, syncRule } from './quorum.ts';
 import type { Action, ClusterView, Observation } from './types.ts';
 
 /** The actions that bring synchronous_standby_names and /sync to the desired state, in order. */
 export function planSync(o: Observation, cfg: DynamicConfig, cluster: ClusterView): Action[] {
   const me = o.self.name;
   if (cfg.synchronous_mode === 'off') return [{ kind: 'set_sync_names', names: null, count: 0 }];
-  const record = cluster.sync?.leader === me ? cluster.sync.members : [];
+  if (cfg.synchronous_mode === 'quorum') return planQuorum(o, cfg, cluster);
+  // A quorum-mode record (acks below its size) does not say every member holds every commit.
+  const own = cluster.sync !== null && cluster.sync.leader === me && (cluster.sync.acks ?? cluster.sync.members.length) >= cluster.sync.members.length;
+  const record = own ? (cluster.sync?.members ?? []) : [];
   const eligible = cluster.members
     .filter((m) => m.name !== me && m.role === 'standby' && m.state === 'streaming' && !m.tags.nosync && m.upstream === me)
     .sort((a, b) => Number(record.includes(b.name)) - Number(record.includes(a.name)) || (b.lsn ?? 0) - (a.lsn ?? 0) || (a.name < b.name ? -1 : 1));
@@ -16,25 +21,23 @@ export function planSync(o: Observation, cfg: DynamicConfig, cluster: ClusterVie
   const narrowed = record.filter((n) => desired.includes(n));
   const widened = [...narrowed, ...desired.filter((n) => o.local.syncStandbys.includes(n) && !narrowed.includes(n))];
   const actions: Action[] = [];
-  const stale = cluster.sync === null || cluster.sync.leader !== me;
+  const stale = !own || cluster.sync?.acks !== undefined;
   // 1. Narrow the record first: a member leaving synchronous_standby_names may miss later commits.
   if (stale || narrowed.length !== record.length) actions.push({ kind: 'write_sync', members: narrowed });
   // 2. The setting: FIRST n of the desired members; none left: block commits (strict) or go asynchronous.
   const names = desired.length > 0 ? desired : cfg.synchronous_mode_strict ? [] : null;
-  actions.push({ kind: 'set_sync_names', names, count: cfg.synchronous_node_count });
+  actions.push({ kind: 'set_sync_names', names, count: cfg.synchronous_node_count, method: 'first' });
   // 3. Widen only with members PostgreSQL reports synchronous.
   if (widened.length !== narrowed.length) actions.push({ kind: 'write_sync', members: widened });
   return actions;
 }
 
 /**
- * Who may promote under synchronous_mode on: the members of the record; with an empty record,
+ * Who may promote under synchronous mode: the members of the record; with an empty record,
  * nobody in strict mode and anybody within the lag bound otherwise (asynchronous fallback).
- * Returns null when synchronous rules do not restrict the race.
+ * Returns null when synchronous rules do not restrict the race. In quorum mode a member of the
+ * record must also see enough of the others (see quorumWitnesses).
  */
 export function syncCandidates(cfg: DynamicConfig, cluster: ClusterView): string[] | null {
-  if (cfg.synchronous_mode === 'off') return null;
-  const members = cluster.sync?.members ?? [];
-  if (members.length === 0) return cfg.synchronous_mode_strict ? [] : null;
-  return members;
+  return syncRule(cfg, cluster)?.members ?? null;
 }

@@ -35,6 +35,16 @@ export interface LocalPostgres {
   pendingRestart: boolean;
   /** Primary only: application names pg_stat_replication shows streaming with sync_state 'sync'. */
   syncStandbys: string[];
+  /** Primary only: synchronous_standby_names as this server applies it now (current_setting). */
+  syncSetting: string;
+  /** Primary only: streaming standbys and the WAL position each has flushed (pg_stat_replication). */
+  replicas: Array<{ name: string; flushLsn: Lsn | null }>;
+  /**
+   * Primary only: the primary's flushed WAL position read just after pgha last changed
+   * synchronous_standby_names (null: not changed since the agent started). Every commit
+   * acknowledged under an earlier setting lies at or before it.
+   */
+  syncChangedAt: Lsn | null;
 }
 
 export type MemberState =
@@ -73,13 +83,15 @@ export interface LeaderKey {
 }
 
 /**
- * /sync: the standbys guaranteed to hold every commit the leader acknowledged. Written only by
- * the leader, narrowed before synchronous_standby_names drops a member and widened only after
- * PostgreSQL reports a member synchronous, so it is never optimistic.
+ * /sync: written only by the leader, never optimistic. The guarantee it states: every commit the
+ * leader acknowledged is on at least `acks` of `members` (besides the leader). synchronous_mode
+ * on leaves `acks` out: every member holds every acknowledged commit (acks = members.length).
+ * In quorum mode `acks` is the n of `ANY n (...)` (see src/ha/quorum.ts for the write order).
  */
 export interface SyncRecord {
   leader: string;
   members: string[];
+  acks?: number | undefined;
 }
 
 /** A planned switchover or a manual failover, stored under /failover until the new leader clears it. */
@@ -159,9 +171,13 @@ export type Action =
   | { kind: 'publish_leader_lsn' } // leader: store its WAL position for the lag check
   | { kind: 'step_down' } // switchover: stop PostgreSQL cleanly, record its last WAL position, release the key
   | { kind: 'clear_failover' } // remove the /failover request (done, impossible or stale)
-  | { kind: 'write_sync'; members: string[] } // leader: store the /sync record
-  // leader: set synchronous_standby_names (null: asynchronous; [] in strict mode: block commits)
-  | { kind: 'set_sync_names'; names: string[] | null; count: number };
+  | { kind: 'write_sync'; members: string[]; acks?: number } // leader: store the /sync record (acks: quorum mode)
+  // leader: set synchronous_standby_names, FIRST (on) or ANY (quorum) count of names
+  // (null: asynchronous; [] in strict mode: block commits)
+  | { kind: 'set_sync_names'; names: string[] | null; count: number; method?: SyncMethod };
+
+/** synchronous_standby_names' method: FIRST n (synchronous_mode on) or ANY n (quorum). */
+export type SyncMethod = 'first' | 'any';
 
 export interface Plan {
   /** A short human sentence, logged when it changes. */

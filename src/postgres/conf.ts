@@ -136,6 +136,16 @@ export function upstreamFromConf(text: string): string | null {
   return m?.[1] ?? null;
 }
 
+/**
+ * The synchronous_standby_names pgha.conf holds ('' when absent): an agent restarted under a
+ * running primary keeps that setting rather than going asynchronous behind the /sync record.
+ */
+export function syncNamesFromConf(text: string): string {
+  const m = /^synchronous_standby_names = '((?:[^'\\]|''|\\.)*)'$/m.exec(text);
+  if (m === null) return '';
+  return (m[1] ?? '').replace(/\\(.)|''/g, (all, c: string | undefined) => (all === "''" ? "'" : c === 'n' ? '\n' : c === 'r' ? '\r' : (c ?? '')));
+}
+
 export interface PgpassEntry {
   host: string;
   port: number | '*';
@@ -185,9 +195,5 @@ export function renderHba(lines: string[]): string {
   return `# Written by pgha at bootstrap (bootstrap.pg_hba, or pgha's default).\n${lines.join('\n')}\n`;
 }
 
-/** synchronous_standby_names for `FIRST count (names)`; [] blocks commits (strict, nobody left); null is ''. */
-export function syncStandbyNames(names: string[] | null, count: number): string {
-  if (names === null) return '';
-  const list = names.length === 0 ? ['pgha_no_sync_standby'] : names;
-  return `FIRST ${Math.min(count, list.length)} (${list.map((n) => `"${n.replace(/"/g, '""')}"`).join(', ')})`;
-}
+/** synchronous_standby_names: FIRST (on) or ANY (quorum) count of names; the renderer lives with the HA rules. */
+export { syncStandbyNames } from '../ha/quorum.ts';

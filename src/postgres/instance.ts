@@ -11,9 +11,10 @@ import { appendFile, chown, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { splitHostPort, type DynamicConfig, type NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
-import type { LocalPostgres } from '../ha/types.ts';
+import type { LocalPostgres, SyncMethod } from '../ha/types.ts';
+import { parseLsn } from './lsn.ts';
 import type { Logger } from '../log/logger.ts';
-import { defaultHba, renderHba, renderPghaConf, renderPgpass, syncStandbyNames, upstreamFromConf, type StandbyConf } from './conf.ts';
+import { defaultHba, renderHba, renderPghaConf, renderPgpass, syncNamesFromConf, syncStandbyNames, upstreamFromConf, type StandbyConf } from './conf.ts';
 import { readControlData, type ControlData } from './controldata.ts';
 import { ensureDataDir, fatalLines, isInitialized, livePostmaster, waitForExit, wipeContents, writeFresh, writeOwned } from './datadir.ts';
 import { run, type RunAs } from './exec.ts';
@@ -47,6 +48,7 @@ const ADMIN_STATEMENT_MS = 30_000;
 const EMPTY: LocalPostgres = {
   dataDir: 'empty', systemId: null, controlState: 'unknown', running: false, accepting: false, role: null,
   timeline: null, lsn: null, streaming: false, upstream: null, pendingRestart: false, syncStandbys: [],
+  syncSetting: '', replicas: [], syncChangedAt: null,
 };
 
 class LocalInstance implements PostgresControl {
@@ -58,6 +60,10 @@ class LocalInstance implements PostgresControl {
   #control: { mtimeNs: bigint; data: ControlData } | null = null;
   /** synchronous_standby_names this primary should run with ('' = asynchronous). */
   #syncNames = '';
+  /** Primary flush position read just after #syncNames last changed (see LocalPostgres.syncChangedAt). */
+  #syncChangedAt: number | null = null;
+  /** Standby: the highest timeline its WAL receiver streamed since PostgreSQL started. */
+  #streamedTimeline: number | null = null;
 
   constructor(o: PostgresControlOptions) {
     this.#o = o;
@@ -65,6 +71,7 @@ class LocalInstance implements PostgresControl {
     const pgc = o.config.postgresql;
     this.#passfile = pgc.pgpass ?? `${pgc.data_dir}.pgpass`;
     this.#logfile = `${pgc.data_dir}.log`;
+    try { this.#syncNames = syncNamesFromConf(readFileSync(this.#path('pgha.conf'), 'utf8')); } catch { /* none yet */ }
     this.#probe = new Probe({
       socketDir: pgc.socket_dir, port: splitHostPort(pgc.listen).port,
       user: pgc.authentication.superuser.username, password: pgc.authentication.superuser.password,
@@ -122,13 +129,20 @@ class LocalInstance implements PostgresControl {
     };
     if (!running) {
       this.#probe.discard();
+      this.#streamedTimeline = null;
       return local;
     }
     try {
       const h = await this.#probe.health();
+      // A standby's timeline only grows. Once its WAL receiver is gone (the primary died), SQL only
+      // shows the last restartpoint's timeline, which may be older than the one it streamed.
+      if (!h.inRecovery) this.#streamedTimeline = null;
+      else if (h.streaming && h.timeline !== null) this.#streamedTimeline = Math.max(h.timeline, this.#streamedTimeline ?? 0);
+      const timeline = h.inRecovery && this.#streamedTimeline !== null ? Math.max(h.timeline ?? 0, this.#streamedTimeline) : h.timeline;
       return {
-        ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: h.timeline ?? local.timeline,
+        ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: timeline ?? local.timeline,
         lsn: h.lsn, streaming: h.streaming, pendingRestart: h.pendingRestart, syncStandbys: h.syncStandbys,
+        syncSetting: h.syncSetting, replicas: h.replicas, syncChangedAt: this.#syncChangedAt,
       };
     } catch {
       return local;
@@ -222,9 +236,15 @@ class LocalInstance implements PostgresControl {
     await writeOwned(this.#path('standby.signal'), '', this.#runAs);
   }
 
-  async setSyncNames(names: string[] | null, count: number): Promise<void> {
-    this.#syncNames = syncStandbyNames(names, count);
+  async setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<void> {
+    const want = syncStandbyNames(names, count, method);
+    const changed = want !== this.#syncNames || this.#syncChangedAt === null;
+    this.#syncNames = want;
     await this.applyConfig(null);
+    if (!changed) return;
+    // Read after the reload: every commit acknowledged under the former setting lies before it.
+    const [r] = await this.#probe.query<{ lsn: string }>('select pg_current_wal_flush_lsn()::text as lsn');
+    this.#syncChangedAt = r === undefined ? null : parseLsn(r.lsn);
   }
 
   async applyConfig(upstream: Upstream | null): Promise<boolean> {

@@ -13,6 +13,8 @@ export interface ProbeResult {
   streaming: boolean;
   pendingRestart: boolean;
   syncStandbys: string[];
+  syncSetting: string;
+  replicas: Array<{ name: string; flushLsn: number | null }>;
 }
 
 export interface ProbeOptions {
@@ -43,7 +45,10 @@ select pg_is_in_recovery() as in_recovery,
     (select nullif(min_recovery_end_timeline, 0) from pg_control_recovery())) as fallback_tli,
   exists (select 1 from pg_settings where pending_restart) as pending_restart,
   (select coalesce(array_agg(application_name::text order by application_name), '{}')
-     from pg_stat_replication where state = 'streaming' and sync_state = 'sync') as sync_standbys`;
+     from pg_stat_replication where state = 'streaming' and sync_state = 'sync') as sync_standbys,
+  current_setting('synchronous_standby_names') as sync_setting,
+  (select coalesce(json_agg(json_build_object('name', application_name, 'flush', flush_lsn::text) order by application_name), '[]')
+     from pg_stat_replication where state = 'streaming') as replicas`;
 
 interface HealthRow {
   in_recovery: boolean;
@@ -56,6 +61,8 @@ interface HealthRow {
   fallback_tli: number | null;
   pending_restart: boolean;
   sync_standbys: string[];
+  sync_setting: string;
+  replicas: Array<{ name: string; flush: string | null }>;
 }
 
 export function healthFromRow(r: HealthRow): ProbeResult {
@@ -67,6 +74,8 @@ export function healthFromRow(r: HealthRow): ProbeResult {
     streaming: r.in_recovery && r.streaming === true,
     pendingRestart: r.pending_restart,
     syncStandbys: r.in_recovery ? [] : r.sync_standbys,
+    syncSetting: r.in_recovery ? '' : r.sync_setting,
+    replicas: r.in_recovery ? [] : r.replicas.map((x) => ({ name: x.name, flushLsn: x.flush === null ? null : parseLsn(x.flush) })),
   };
 }
 

@@ -1,6 +1,6 @@
 // The contract between the agent and its local PostgreSQL. Implemented over the Debian binaries
 // (initdb, pg_ctl, pg_basebackup, pg_rewind, pg_controldata) and one dedicated `pg` client.
-import type { LocalPostgres } from '../ha/types.ts';
+import type { LocalPostgres, SyncMethod } from '../ha/types.ts';
 
 /** Where another member's PostgreSQL can be reached, for replication, cloning and rewind. */
 export interface Upstream {
@@ -49,8 +49,8 @@ export interface PostgresControl {
   /** Leader only: make the set of pgha-managed physical slots equal `slotNames` (others are kept). */
   ensureSlots(slotNames: string[], dropAbsent: boolean): Promise<void>;
 
-  /** Primary: set synchronous_standby_names (FIRST count (names); null: asynchronous) and reload. */
-  setSyncNames(names: string[] | null, count: number): Promise<void>;
+  /** Primary: set synchronous_standby_names (FIRST|ANY count (names); null: asynchronous) and reload. */
+  setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<void>;
   /** Drill only: SIGKILL the postmaster and its children, as a crash would. */
   crash(): Promise<void>;
 

@@ -1,13 +1,16 @@
 // synchronous_mode on, on a real cluster: the leader keeps FIRST 1 (...) and the /sync record,
 // a crash of the leader under continuous writes promotes the synchronous standby with no
 // acknowledged write lost, and with no standby left the leader goes asynchronous (non-strict)
-// or makes commits wait (strict).
+// or makes commits wait (strict); that cluster then switches to quorum on the fly. A second
+// cluster (same ports, after the first is gone) bootstraps with synchronous_mode quorum: ANY 1
+// (both standbys), /quorum on both, and a crash of the leader under writes loses no acknowledged write.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { PASSWORDS, REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
 import { execFile } from 'node:child_process';
 
-const cluster = new TestCluster({ etcdPort: 24409, pgPortBase: 5480, apiPortBase: 8060, dcs: { synchronous_mode: 'on' } });
+const PORTS = { etcdPort: 24409, pgPortBase: 5480, apiPortBase: 8060 };
+let cluster = new TestCluster({ ...PORTS, dcs: { synchronous_mode: 'on' } });
 
 interface Row { member: string; role: string; state: string }
 function ctl(...args: string[]): Promise<string> {
@@ -27,13 +30,13 @@ async function syncState(): Promise<{ leader: string; sync: string }> {
   }, 60_000, 200);
 }
 
-beforeAll(async () => {
-  await cluster.startEtcd();
-  cluster.startAll();
-});
-afterAll(async () => { await cluster.destroy(); });
-
 describe('synchronous_mode on', () => {
+  beforeAll(async () => {
+    await cluster.startEtcd();
+    cluster.startAll();
+  });
+  afterAll(async () => { await cluster.destroy(); });
+
   it('keeps FIRST 1 (the synchronous standby) and says so in list and the health checks', async () => {
     const { leader, sync } = await syncState();
     const r = await cluster.query(byName(leader), 'show synchronous_standby_names');
@@ -99,5 +102,84 @@ describe('synchronous_mode on', () => {
     await ctl('edit-config', '--set', 'synchronous_mode_strict=false');
     for (const s of standbys) cluster.startAgent(s);
     await syncState();
+  });
+
+  it('switches to quorum on the fly: ANY 1 (both standbys), both quorum standbys', async () => {
+    await ctl('edit-config', '--set', 'synchronous_mode=quorum');
+    const { leader, standbys } = await quorumState();
+    const quoted = standbys.map((s) => `"${s}"`).join(', ');
+    await waitFor('ANY 1 on the leader', async () => (await cluster.query(byName(leader), 'show synchronous_standby_names')).rows[0]?.synchronous_standby_names === `ANY 1 (${quoted})`, 10_000);
+  });
+});
+
+async function quorumState(): Promise<{ leader: string; standbys: string[] }> {
+  return waitFor('a leader with two quorum standbys', async () => {
+    const rows = await list();
+    const leader = rows.find((r) => r.role === 'Leader' && r.state === 'running');
+    const standbys = rows.filter((r) => r.role === 'Quorum Standby' && r.state === 'streaming').map((r) => r.member).sort();
+    return leader && standbys.length === 2 ? { leader: leader.member, standbys } : null;
+  }, 60_000, 200);
+}
+
+async function writeUntilKilled(n: NodeHandle, table: string, kill: () => void): Promise<number[]> {
+  await cluster.query(n, `create table ${table} (id int primary key)`);
+  const acked: number[] = [];
+  let stop = false;
+  const writer = (async () => {
+    const c = new pg.Client({ host: '127.0.0.1', port: n.pgPort, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 2000 });
+    c.on('error', () => undefined);
+    await c.connect();
+    for (let id = 1; !stop; id++) {
+      try { await c.query(`insert into ${table} values ($1)`, [id]); acked.push(id); } catch { break; }
+    }
+    await c.end().catch(() => undefined);
+  })();
+  await sleep(1500);
+  kill();
+  stop = true;
+  await writer;
+  return acked;
+}
+
+describe('synchronous_mode quorum, from bootstrap', () => {
+  beforeAll(async () => {
+    // The first cluster's processes were SIGKILLed: give the kernel a moment to free their ports.
+    await sleep(1000);
+    cluster = new TestCluster({ ...PORTS, dcs: { synchronous_mode: 'quorum', synchronous_node_count: 1 } });
+    await cluster.startEtcd();
+    cluster.startAll();
+  });
+  afterAll(async () => { await cluster.destroy(); });
+
+  it('keeps ANY 1 (both standbys); /quorum answers on both, /sync on neither', async () => {
+    const { leader, standbys } = await quorumState();
+    const l = byName(leader);
+    const quoted = standbys.map((s) => `"${s}"`).join(', ');
+    await waitFor('ANY 1 on the leader', async () => (await cluster.query(l, 'show synchronous_standby_names')).rows[0]?.synchronous_standby_names === `ANY 1 (${quoted})`, 10_000);
+    for (const s of standbys) {
+      await waitFor(`/quorum on ${s}`, async () => (await cluster.probe(byName(s), '/quorum')) === 200, 5_000);
+      expect(await cluster.probe(byName(s), '/sync')).toBe(503);
+      expect(await cluster.probe(byName(s), '/async')).toBe(503);
+      expect(await cluster.probe(byName(s), '/read-only-quorum')).toBe(200);
+    }
+    expect(await cluster.probe(l, '/quorum')).toBe(503);
+    expect(await cluster.probe(l, '/read-only-quorum')).toBe(200);
+    const states = (await cluster.query(l, "select sync_state from pg_stat_replication where state = 'streaming'")).rows.map((r: { sync_state: string }) => r.sync_state);
+    expect(states).toEqual(['quorum', 'quorum']);
+    expect(await ctl('list')).toContain('Quorum: every acknowledged commit is on at least 1 of');
+  });
+
+  it('promotes the most advanced standby after a crash under writes, losing no acknowledged write', async () => {
+    const { leader, standbys } = await quorumState();
+    const old = byName(leader);
+    const acked = await writeUntilKilled(old, 'quorumtest', () => cluster.killNode(old));
+    expect(acked.length).toBeGreaterThan(10);
+    const next = await waitFor('a new primary', async () => cluster.primary(), 20_000);
+    expect(standbys).toContain(next.name);
+    const have = new Set((await cluster.query(next, 'select id from quorumtest')).rows.map((x: { id: number }) => x.id));
+    expect(acked.filter((id) => !have.has(id))).toEqual([]);
+    expect(cluster.logs(next)).toMatch(/we are the best candidate/);
+    cluster.startAgent(old);
+    await quorumState();
   });
 });

@@ -12,7 +12,8 @@ export const dyn = (over: Partial<DynamicConfig> = {}): DynamicConfig => ({ ...d
 export function localPg(over: Partial<LocalPostgres> = {}): LocalPostgres {
   return {
     dataDir: 'initialized', systemId: SYSID, controlState: 'standby', running: true, accepting: true,
-    role: 'standby', timeline: 1, lsn: 1000, streaming: true, upstream: 'n1', pendingRestart: false, syncStandbys: [], ...over,
+    role: 'standby', timeline: 1, lsn: 1000, streaming: true, upstream: 'n1', pendingRestart: false, syncStandbys: [],
+    syncSetting: '', replicas: [], syncChangedAt: null, ...over,
   };
 }
 
@@ -72,15 +73,18 @@ export const localArb: fc.Arbitrary<LocalPostgres> = fc.record({
   upstream: fc.option(fc.constantFrom(...names), { nil: null }),
   pendingRestart: fc.boolean(),
   syncStandbys: fc.subarray([...names]),
+  syncSetting: fc.constant(''),
+  replicas: fc.constant([]),
+  syncChangedAt: fc.constant(null),
 });
 
 export const dynArb: fc.Arbitrary<DynamicConfig> = fc.record({
   pause: fc.boolean(),
-  sync: fc.constantFrom('off', 'off', 'on'),
+  sync: fc.constantFrom('off', 'off', 'on', 'quorum'),
   strict: fc.boolean(),
   maximum_lag_on_failover: fc.constantFrom(0, 1000, 1048576),
   use_pg_rewind: fc.boolean(), use_slots: fc.boolean(),
-}).map((r) => dyn({ pause: r.pause, synchronous_mode: r.sync as 'off' | 'on', synchronous_mode_strict: r.strict, maximum_lag_on_failover: r.maximum_lag_on_failover, postgresql: { use_pg_rewind: r.use_pg_rewind, use_slots: r.use_slots, parameters: {} } }));
+}).map((r) => dyn({ pause: r.pause, synchronous_mode: r.sync as 'off' | 'on' | 'quorum', synchronous_mode_strict: r.strict, maximum_lag_on_failover: r.maximum_lag_on_failover, postgresql: { use_pg_rewind: r.use_pg_rewind, use_slots: r.use_slots, parameters: {} } }));
 
 export const clusterArb: fc.Arbitrary<ClusterView> = fc.record({
   leader: fc.option(fc.record({ name: fc.constantFrom(...names), revision: fc.constant('5'), lease: fc.constant('7') }), { nil: null }),
@@ -96,7 +100,9 @@ export const clusterArb: fc.Arbitrary<ClusterView> = fc.record({
     requestedAt: fc.integer({ min: WALL - 60_000, max: WALL }),
     shutdownLsn: fc.option(lsnArb, { nil: null }),
   }), { nil: null, freq: 3 }),
-  sync: fc.option(fc.record({ leader: fc.constantFrom(...names), members: fc.subarray([...names]) }), { nil: null }),
+  sync: fc.option(fc.record({
+    leader: fc.constantFrom(...names), members: fc.subarray([...names]), acks: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),
+  }), { nil: null }),
 });
 
 export const observationArb: fc.Arbitrary<Observation> = fc.record({

@@ -46,6 +46,7 @@ function app(s: AgentSnapshot | null, lines?: string[], creds: Credentials | nul
 const EXPECTED: Record<Check, [primary: number, replica: number]> = {
   primary: [200, 503], replica: [503, 200], 'read-only': [200, 200], health: [200, 200], liveness: [200, 200],
   readiness: [200, 200], sync: [503, 503], async: [503, 200], 'read-only-sync': [200, 503],
+  quorum: [503, 503], 'read-only-quorum': [200, 503],
 };
 const endpoints = Object.entries(CHECK_PATHS).map(([path, check]) => [path, check, ...EXPECTED[check]] as const);
 

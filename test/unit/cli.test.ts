@@ -22,6 +22,15 @@ describe('pghactl list rendering', () => {
     const paused = clusterView({ config: dyn({ pause: true }) });
     expect(renderList('demo', paused, buildListRows(paused), 'table', false)).toContain('Maintenance mode: on');
   });
+  it('names quorum standbys and the quorum in quorum mode, sync standbys in on mode', () => {
+    const q = clusterView({ config: dyn({ synchronous_mode: 'quorum' }), sync: { leader: 'n1', members: ['n2', 'n3'], acks: 1 } });
+    expect(buildListRows(q).map((r) => `${r.member}:${r.role}`)).toEqual(['n1:Leader', 'n2:Quorum Standby', 'n3:Quorum Standby']);
+    expect(renderList('demo', q, buildListRows(q), 'table', false)).toContain('Quorum: every acknowledged commit is on at least 1 of n2, n3');
+    const on = clusterView({ config: dyn({ synchronous_mode: 'on' }), sync: { leader: 'n1', members: ['n2'] } });
+    expect(buildListRows(on).map((r) => `${r.member}:${r.role}`)).toEqual(['n1:Leader', 'n2:Sync Standby', 'n3:Replica']);
+    const gone = clusterView({ config: dyn({ synchronous_mode: 'quorum' }), sync: { leader: 'n1', members: [], acks: 0 } });
+    expect(renderList('demo', gone, buildListRows(gone), 'table', false)).toContain('replication is asynchronous');
+  });
 });
 
 function pghactl(args: string[]): Promise<{ code: number; stderr: string; stdout: string }> {

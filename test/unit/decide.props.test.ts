@@ -4,8 +4,9 @@ import { describe, expect } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
 import { activeRequest, decide, leaseExpired } from '../../src/ha/decide.ts';
 import { lagBehind, mayEverPromote } from '../../src/ha/candidates.ts';
+import { guaranteeOf } from '../../src/ha/quorum.ts';
 import type { Action, Observation } from '../../src/ha/types.ts';
-import { observationArb } from '../support/observations.ts';
+import { SYSID, observationArb } from '../support/observations.ts';
 
 const has = (a: Action[], k: Action['kind']) => a.some((x) => x.kind === k);
 const index = (a: Action[], k: Action['kind']) => a.findIndex((x) => x.kind === k);
@@ -61,12 +62,32 @@ describe('decide (properties)', () => {
 
   test.prop([observationArb], { numRuns: 3000 })('under synchronous mode only a member of a non-empty /sync record promotes without a shutdown position', (o) => {
     const c = o.cluster;
-    fc.pre(c !== null && c.config.synchronous_mode === 'on' && c.sync !== null && c.sync.members.length > 0);
+    fc.pre(c !== null && c.config.synchronous_mode !== 'off' && c.sync !== null && c.sync.members.length > 0 && c.sync.acks !== 0);
     const { actions } = decide(o);
     if (!has(actions, 'promote') || holdsKey(o)) return;
     const req = c === null ? null : activeRequest(o, c);
     if (req?.shutdownLsn != null) return;
     expect(c?.sync?.members).toContain(o.self.name);
+  });
+
+  // A running standby of the cluster, a free key, quorum mode: the race is decided by the record.
+  const quorumRace = observationArb.map((o): Observation => ({
+    ...o,
+    local: { ...o.local, dataDir: 'initialized', systemId: SYSID, running: true, role: 'standby', lsn: o.local.lsn ?? 0, timeline: o.local.timeline ?? 1 },
+    cluster: o.cluster === null ? null : { ...o.cluster, initialize: SYSID, leader: null, config: { ...o.cluster.config, synchronous_mode: 'quorum', pause: false } },
+  }));
+
+  test.prop([quorumRace], { numRuns: 3000 })('under quorum mode a promoting member sees |S| - k + 1 members of S at or behind it (itself included)', (o) => {
+    const c = o.cluster;
+    fc.pre(c !== null && c.config.synchronous_mode === 'quorum' && guaranteeOf(c.sync).acks > 0);
+    const { actions } = decide(o);
+    if (!has(actions, 'promote') || holdsKey(o) || c === null) return;
+    if (activeRequest(o, c)?.shutdownLsn != null) return;
+    const g = guaranteeOf(c.sync);
+    const behind = c.members.filter((m) => m.name !== o.self.name && g.members.includes(m.name) && m.role === 'standby' && m.state === 'running'
+      && m.lsn !== null && o.local.lsn !== null && m.lsn <= o.local.lsn && m.timeline === o.local.timeline);
+    expect(g.members).toContain(o.self.name);
+    expect(1 + behind.length).toBeGreaterThanOrEqual(g.members.length - g.acks + 1);
   });
 
   // Observations of an initialised member running as primary, not paused, past its lease deadline.

@@ -69,6 +69,7 @@ class World {
       local: {
         dataDir: 'initialized', systemId: SYSID, controlState: n.wasPrimary ? 'primary-crashed' : 'standby', running: n.running, accepting: n.running,
         role: n.running ? n.role : null, timeline: n.timeline, lsn: n.lsn, streaming: n.running && n.role === 'standby', upstream: n.upstream, pendingRestart: false, syncStandbys: [],
+        syncSetting: '', replicas: [], syncChangedAt: null,
       },
       cluster: n.partitioned ? null : this.view(),
       fallbackConfig: cfg,

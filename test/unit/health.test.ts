@@ -19,8 +19,10 @@ function snap(over: Partial<AgentSnapshot> = {}, m: Partial<MemberInfo> = {}): A
   };
 }
 const asPrimary = { role: 'primary', state: 'running', upstream: null } as const;
-const syncCluster = (syncLeader = 'n1', mode: 'on' | 'off' = 'on') =>
+const syncCluster = (syncLeader = 'n1', mode: 'on' | 'off' | 'quorum' = 'on') =>
   clusterView({ config: dyn({ synchronous_mode: mode }), sync: { leader: syncLeader, members: ['n2'] } });
+const quorumCluster = (syncLeader = 'n1', members = ['n2', 'n3']) =>
+  clusterView({ config: dyn({ synchronous_mode: 'quorum' }), sync: { leader: syncLeader, members, acks: 1 } });
 
 const S = {
   primary: snap({ isLeader: true, lagBytes: null }, asPrimary),
@@ -44,6 +46,12 @@ const S = {
   syncOff: snap({ cluster: syncCluster('n1', 'off') }),
   syncOldLeader: snap({ cluster: syncCluster('n3') }),
   laggingSync: snap({ cluster: syncCluster(), lagBytes: 50 * MB }),
+  quorum: snap({ cluster: quorumCluster() }),
+  notQuorum: snap({ cluster: quorumCluster('n1', ['n3']) }),
+  quorumOldLeader: snap({ cluster: quorumCluster('n3') }),
+  quorumModeOff: snap({ cluster: clusterView({ config: dyn({ synchronous_mode: 'on' }), sync: { leader: 'n1', members: ['n2', 'n3'], acks: 1 } }) }),
+  laggingQuorum: snap({ cluster: quorumCluster(), lagBytes: 50 * MB }),
+  quorumPrimary: snap({ isLeader: true, lagBytes: null, cluster: quorumCluster() }, asPrimary),
   maxLag4: snap({ lagBytes: 2 * MB, cluster: clusterView({ config: dyn({ maximum_lag_on_failover: 4 * MB }) }) }),
   none: null,
 } satisfies Record<string, AgentSnapshot | null>;
@@ -135,9 +143,26 @@ const rows: Row[] = [
   ['read-only-sync: leader primary', 'primary', 'read-only-sync', {}, 200],
   ['read-only-sync: sync standby', 'sync', 'read-only-sync', {}, 200],
   ['read-only-sync: async standby', 'replica', 'read-only-sync', {}, 503],
+  ['sync: a quorum standby is not a sync standby (Patroni 4)', 'quorum', 'sync', {}, 503],
+  ['read-only-sync: a quorum standby is not a sync standby', 'quorum', 'read-only-sync', {}, 503],
+  ['async: a quorum standby is not asynchronous', 'quorum', 'async', {}, 503],
+  ['async: a standby outside the quorum record', 'notQuorum', 'async', {}, 200],
+  // /quorum, /read-only-quorum
+  ['quorum: in the leader\'s quorum record', 'quorum', 'quorum', {}, 200],
+  ['quorum: not in the record', 'notQuorum', 'quorum', {}, 503],
+  ['quorum: record written by another leader', 'quorumOldLeader', 'quorum', {}, 503],
+  ['quorum: synchronous_mode is not quorum', 'quorumModeOff', 'quorum', {}, 503],
+  ['sync: a record left by quorum mode names no sync standby', 'quorumModeOff', 'sync', {}, 503],
+  ['quorum: a sync standby (on mode) is not a quorum standby', 'sync', 'quorum', {}, 503],
+  ['quorum: ?lag applies', 'laggingQuorum', 'quorum', { lag: '1MB' }, 503],
+  ['quorum: the primary is not a quorum standby', 'quorumPrimary', 'quorum', {}, 503],
+  ['read-only-quorum: leader primary', 'quorumPrimary', 'read-only-quorum', {}, 200],
+  ['read-only-quorum: leader primary, synchronous_mode off', 'primary', 'read-only-quorum', {}, 200],
+  ['read-only-quorum: quorum standby', 'quorum', 'read-only-quorum', {}, 200],
+  ['read-only-quorum: standby outside the record', 'notQuorum', 'read-only-quorum', {}, 503],
 ];
 
-const checks: Check[] = ['primary', 'replica', 'read-only', 'health', 'liveness', 'readiness', 'sync', 'async', 'read-only-sync'];
+const checks: Check[] = ['primary', 'replica', 'read-only', 'health', 'liveness', 'readiness', 'sync', 'async', 'read-only-sync', 'quorum', 'read-only-quorum'];
 
 describe('health checks', () => {
   it.each(rows)('%s', (_rule, name, check, query, want) => {
@@ -192,7 +217,7 @@ describe('GET /status body', () => {
     expect(body(S.primary)).toEqual({
       name: 'n2', scope: 'demo', role: 'primary', state: 'running', leader: 'n1', timeline: 1, xlog: { location: 1000 },
       replication_state: null, lag: null, upstream: null, tags: defaultTags, pending_restart: false, sync_standby: false,
-      pause: false, cluster_unlocked: false, database_system_identifier: '7300000000000000001', last_plan: 'following n1',
+      quorum_standby: false, pause: false, cluster_unlocked: false, database_system_identifier: '7300000000000000001', last_plan: 'following n1',
       age_ms: 100, stale: false, patroni: { version: '0.1.0', scope: 'demo', name: 'n2' },
     });
   });
@@ -201,7 +226,8 @@ describe('GET /status body', () => {
     ['replica', { role: 'replica', replication_state: 'streaming', lag: 0, upstream: 'n1' }],
     ['archive', { role: 'replica', replication_state: 'in archive recovery' }],
     ['stopped', { role: 'unknown', state: 'stopped', replication_state: null }],
-    ['sync', { sync_standby: true }],
+    ['sync', { sync_standby: true, quorum_standby: false }],
+    ['quorum', { sync_standby: false, quorum_standby: true }],
     ['stale', { stale: true, age_ms: STALE_AFTER + 1 }],
     ['noEtcd', { leader: null, cluster_unlocked: false, lag: null }],
   ] as Array<[Name, Record<string, unknown>]>)('%s', (name, want) => {
@@ -223,6 +249,7 @@ describe('GET /cluster body', () => {
   it('names the leader, replicas, synchronous standbys, primaries without the key and unknowns', () => {
     expect(roles(S.replica)).toEqual(['n1:leader', 'n2:replica', 'n3:replica']);
     expect(roles(S.sync)).toEqual(['n1:leader', 'n2:sync_standby', 'n3:replica']);
+    expect(roles(S.notQuorum)).toEqual(['n1:leader', 'n2:replica', 'n3:quorum_standby']);
     const split = clusterView({ members: [member('n1', asPrimary), member('n2', asPrimary), member('n3', { role: 'unknown', state: 'stopped' })] });
     expect(roles(snap({ cluster: split }))).toEqual(['n1:leader', 'n2:primary', 'n3:unknown']);
   });

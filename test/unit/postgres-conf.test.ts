@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
 import {
   REQUIRED_PARAMETERS, confValue, conninfo, defaultHba, libpqValue, renderHba, renderPghaConf, renderPgpass,
-  syncStandbyNames, upstreamFromConf, type StandbyConf,
+  syncNamesFromConf, syncStandbyNames, upstreamFromConf, type StandbyConf,
 } from '../../src/postgres/conf.ts';
 import { redact } from '../../src/postgres/exec.ts';
 import { healthFromRow, probeTimeouts } from '../../src/postgres/probe.ts';
@@ -174,6 +174,15 @@ describe('synchronous_standby_names', () => {
     expect(syncStandbyNames(['b', 'c"d'], 1)).toBe('FIRST 1 ("b", "c""d")');
     expect(syncStandbyNames([], 1)).toBe('FIRST 1 ("pgha_no_sync_standby")');
     expect(syncStandbyNames(null, 1)).toBe('');
+    expect(syncStandbyNames(['b', 'c'], 1, 'any')).toBe('ANY 1 ("b", "c")');
+    expect(syncStandbyNames(['b'], 3, 'any')).toBe('ANY 1 ("b")');
+    expect(syncStandbyNames([], 1, 'any')).toBe('ANY 1 ("pgha_no_sync_standby")');
+  });
+  it('reads back the synchronous_standby_names pgha.conf holds', () => {
+    for (const v of ['', 'FIRST 1 ("b")', 'ANY 2 ("a", "b\'c", "d\\e")']) {
+      expect(syncNamesFromConf(`port = 5432\nsynchronous_standby_names = ${confValue(v)}\nwal_level = 'replica'\n`)).toBe(v);
+    }
+    expect(syncNamesFromConf('port = 5432\n')).toBe('');
   });
 });
 
@@ -216,9 +225,13 @@ describe('probe', () => {
   const row = {
     in_recovery: false, current_lsn: '0/3000060', receive_lsn: null, replay_lsn: null, primary_tli: 2, receiver_tli: null,
     streaming: null, fallback_tli: 1, pending_restart: false, sync_standbys: ['b'],
+    sync_setting: 'ANY 1 ("b", "c")', replicas: [{ name: 'b', flush: '0/3000000' }, { name: 'c', flush: null }],
   };
   it('reads a primary from its current WAL file, not its last checkpoint', () => {
-    expect(healthFromRow(row)).toEqual({ inRecovery: false, timeline: 2, lsn: 0x3000060, streaming: false, pendingRestart: false, syncStandbys: ['b'] });
+    expect(healthFromRow(row)).toEqual({
+      inRecovery: false, timeline: 2, lsn: 0x3000060, streaming: false, pendingRestart: false, syncStandbys: ['b'],
+      syncSetting: 'ANY 1 ("b", "c")', replicas: [{ name: 'b', flushLsn: 0x3000000 }, { name: 'c', flushLsn: null }],
+    });
   });
   it('reads a standby: the furthest of receive and replay, the receiver timeline first', () => {
     const s = { ...row, in_recovery: true, current_lsn: null, receive_lsn: '0/5000000', replay_lsn: '0/4000000', primary_tli: null, receiver_tli: 3, streaming: true };
