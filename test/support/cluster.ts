@@ -96,6 +96,15 @@ export class TestCluster {
     this.#etcd = await startEtcd({ clientPort: this.#opts.etcdPort, peerPort: this.#opts.etcdPort + 1 });
   }
 
+  /** SIGSTOP etcd: every call to it hangs until its deadline, as with a frozen or cut-off etcd. */
+  pauseEtcd(): void {
+    this.#etcd?.pause();
+  }
+
+  resumeEtcd(): void {
+    this.#etcd?.resume();
+  }
+
   /** Start an agent as the postgres OS user; its stdout/stderr go to node.logPath. */
   startAgent(n: NodeHandle): void {
     const log = createWriteStream(n.logPath, { flags: 'a' });
