@@ -21,6 +21,8 @@ export interface ActorDeps {
   lastKeepalive(): KeepaliveResult | null;
   /** A failsafe promise this member gave that is still running (it must not take the key). */
   failsafeHold(): FailsafeHold | null;
+  /** A renewal failed on etcd (not on our key): the loop asks failsafe members first next time. */
+  renewFailed?(err: unknown): void;
   /** Dynamic config as last read from etcd (fence_margin). */
   dynamic(): DynamicConfig;
   setActivity(a: Activity): Promise<void>;
@@ -220,6 +222,7 @@ export class Actor {
       this.#armFrom(r.sentAt, r.ttl);
     } catch (err) {
       this.#d.logger.warn({ event: 'lease lost', err: describeError(err) }, 'could not renew the leader key');
+      this.#d.renewFailed?.(err);
       if (fenceOnFailure) await this.fenceNow('renewal failed after the lease deadline');
       throw err;
     }

@@ -2,7 +2,7 @@
 // runs every loop_wait seconds, or at once when the leader key changes.
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
-import { PgHaError, describeError } from '../errors.ts';
+import { PgHaError, describeError, isPgHaError } from '../errors.ts';
 import { decide } from '../ha/decide.ts';
 import { answerFailsafeCall, type FailsafeAnswer } from '../ha/failsafe.ts';
 import type { ClusterView, FailsafeHold, FailsafeRound, LocalPostgres, MemberInfo, Observation, Plan } from '../ha/types.ts';
@@ -42,6 +42,8 @@ export class HaLoop {
   #running: Promise<void> | null = null;
   #ops: Array<{ name: string; run: () => Promise<void>; done: (err: unknown) => void }> = [];
   #failsafeHold: FailsafeHold | null = null;
+  /** The last renewal failed on an unreachable etcd: ask the failsafe members before etcd again. */
+  #failsafeFirst = false;
 
   constructor(deps: LoopDeps) {
     this.#d = deps;
@@ -52,6 +54,7 @@ export class HaLoop {
     this.actor = new Actor({
       config: deps.config, dcs: deps.dcs, pg: deps.pg, logger: deps.logger, fence: this.fence, now: deps.now,
       lastKeepalive: () => this.#lastKeepalive,
+      renewFailed: (err) => { this.#failsafeFirst = isPgHaError(err) && err.retryable; },
       failsafeHold: () => (this.#failsafeHold !== null && deps.now() < this.#failsafeHold.until ? this.#failsafeHold : null),
       dynamic: () => this.dynamic,
       setLeadership: (held) => {
@@ -172,14 +175,22 @@ export class HaLoop {
     this.#local = local;
     let cluster: ClusterView | null = null;
     let failsafe: FailsafeRound | null = null;
-    try {
-      this.#lastKeepalive = await dcs.keepalive();
-      cluster = await dcs.readCluster(config.bootstrap.dcs);
-      this.#cluster = cluster;
-      this.#holdsKey = cluster.leader?.name === config.name;
-    } catch (err) {
-      this.#d.logger.warn({ event: 'dcs unreachable', err: describeError(err) }, 'etcd unreachable');
+    // The renewal just failed after a whole etcd call deadline: another one before asking the
+    // members could outlast our fence deadline. Ask them now and try etcd again next loop.
+    if (this.#failsafeFirst) {
+      this.#failsafeFirst = false;
       failsafe = await this.#failsafeRound(local);
+    }
+    if (failsafe === null) {
+      try {
+        this.#lastKeepalive = await dcs.keepalive();
+        cluster = await dcs.readCluster(config.bootstrap.dcs);
+        this.#cluster = cluster;
+        this.#holdsKey = cluster.leader?.name === config.name;
+      } catch (err) {
+        this.#d.logger.warn({ event: 'dcs unreachable', err: describeError(err) }, 'etcd unreachable');
+        failsafe = await this.#failsafeRound(local);
+      }
     }
     const t = now();
     const followsLeader = local.running && local.role === 'standby' && cluster?.leader != null;
