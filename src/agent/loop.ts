@@ -23,6 +23,11 @@ export interface LoopDeps {
   logger: Logger;
   now(): number;
   version: string;
+  /**
+   * The loop is alive: called after every iteration and every `everyMs` while it runs, with the
+   * fence deadline (systemd's watchdog is kept alive from here, gated on that deadline).
+   */
+  alive?: { everyMs: number; beat(leaseDeadline: number | null): void };
 }
 
 export class HaLoop {
@@ -44,6 +49,7 @@ export class HaLoop {
   #failsafeHold: FailsafeHold | null = null;
   /** The last renewal failed on an unreachable etcd: ask the failsafe members before etcd again. */
   #failsafeFirst = false;
+  #aliveTimer: NodeJS.Timeout | null = null;
 
   constructor(deps: LoopDeps) {
     this.#d = deps;
@@ -84,6 +90,9 @@ export class HaLoop {
 
   /** Start looping in the background; `stop()` ends it. */
   start(): void {
+    const alive = this.#d.alive;
+    // Between iterations too: a standby's iteration may wait on etcd for several call deadlines.
+    if (alive !== undefined) this.#aliveTimer = setInterval(() => alive.beat(this.fence.deadline), alive.everyMs);
     this.#running = this.#loop();
   }
 
@@ -96,6 +105,8 @@ export class HaLoop {
     this.#stopping = true;
     this.wake();
     await this.#running;
+    if (this.#aliveTimer !== null) clearInterval(this.#aliveTimer);
+    this.#aliveTimer = null;
   }
 
   async #loop(): Promise<void> {
@@ -151,6 +162,7 @@ export class HaLoop {
     }
     await this.#applyConfig(this.#local ?? o.local, o.cluster);
     await this.#publish().catch((err: unknown) => this.#d.logger.warn({ err: describeError(err) }, 'could not publish member state'));
+    this.#d.alive?.beat(this.fence.deadline);
     return plan;
   }
 

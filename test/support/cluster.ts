@@ -37,6 +37,8 @@ export interface ClusterOptions {
   dcs?: Record<string, unknown>;
   /** Tags of node i (1-based). */
   tags?: (i: number) => Record<string, unknown>;
+  /** Extra environment of node i's agent (1-based). */
+  env?: (i: number) => Record<string, string>;
 }
 
 export class TestCluster {
@@ -110,7 +112,7 @@ export class TestCluster {
     const log = createWriteStream(n.logPath, { flags: 'a' });
     const child = spawn(process.execPath, [PGHA_BIN, '--config', n.configPath], {
       uid: this.#user.uid, gid: this.#user.gid, cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8' },
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8', ...this.#opts.env?.(Number(n.name.slice(4))) },
     });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
