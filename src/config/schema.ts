@@ -172,7 +172,7 @@ export const nodeConfigSchema = z.strictObject({
     pg_ctl_timeout: seconds(5, 3600).default(60),
   }),
   tags: tagsSchema,
-  // The Linux watchdog device as a second line of defence (docs/data-safety.md#watchdog).
+  // The Linux watchdog device as a second line of defence (docs/data-safety.md#watchdog-device).
   watchdog: z
     .strictObject({
       mode: z.enum(['off', 'automatic', 'required']).default('automatic'),
