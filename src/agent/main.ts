@@ -67,7 +67,7 @@ async function main(): Promise<number> {
   // The fencing process enforces the lease deadline even when this event loop is frozen.
   const fencer = new FencerProcess(config.postgresql.data_dir, logger);
   const external: ExternalFence = device === null ? fencer : combineFences([fencer, device]);
-  loop = new HaLoop({ config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, ...systemdWatchdog(notify, () => loop?.dynamic ?? dyn, logger) });
+  loop = new HaLoop({ config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger) });
   const ha = loop;
 
   const app = buildApi({
@@ -132,20 +132,24 @@ function openWatchdogDevice(config: NodeConfig, logger: Logger): { config: NodeC
 }
 
 /**
- * systemd's WatchdogSec: WATCHDOG=1 from the HA loop while the lease allows, firing at latest
- * halfway through fence_margin, i.e. after the agent's own fence and the fencing process.
+ * The HA loop's heartbeat to the watchdogs. systemd's WatchdogSec: WATCHDOG=1 while the lease
+ * allows, firing at latest halfway through fence_margin, i.e. after the agent's own fence and
+ * the fencing process. The device: keepalives while leading, under its own safety_margin.
  */
-function systemdWatchdog(notify: SystemdNotify, dynamic: () => { ttl: number; retry_timeout: number; fence_margin: number }, logger: Logger): Pick<LoopDeps, 'alive'> {
+function watchdogBeat(notify: SystemdNotify, device: DeviceWatchdog | null, dynamic: () => { ttl: number; retry_timeout: number; fence_margin: number }, logger: Logger): Pick<LoopDeps, 'alive'> {
   const w = notify.watchdogMs;
-  if (w === null) return {};
+  if (w === null && device === null) return {};
   const safety = () => dynamic().fence_margin * 500;
   const max = longestTimeoutMs(dynamic(), safety());
-  if (w > max) logger.warn({ event: 'watchdog', watchdogMs: w, maxMs: max }, `WatchdogSec (${w} ms) is longer than ttl - retry_timeout - fence_margin/2 (${max} ms): a healthy leader may be stopped by systemd`);
+  if (w !== null && w > max) logger.warn({ event: 'watchdog', watchdogMs: w, maxMs: max }, `WatchdogSec (${w} ms) is longer than ttl - retry_timeout - fence_margin/2 (${max} ms): a healthy leader may be stopped by systemd`);
   return {
     alive: {
-      everyMs: Math.max(100, w / 4),
+      // A quarter of the shorter timeout: three beats may be lost before either fires.
+      everyMs: Math.max(100, Math.min(w ?? Infinity, device?.timeoutMs ?? Infinity) / 4),
       beat: (deadline) => {
-        if (mayPet({ now: performance.now(), leaseDeadline: deadline, timeoutMs: w, fenceMarginMs: dynamic().fence_margin * 1000, safetyMs: safety() })) notify.pet();
+        const now = performance.now();
+        if (w !== null && mayPet({ now, leaseDeadline: deadline, timeoutMs: w, fenceMarginMs: dynamic().fence_margin * 1000, safetyMs: safety() })) notify.pet();
+        device?.beat(now, deadline);
       },
     },
   };

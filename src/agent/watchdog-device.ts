@@ -1,8 +1,8 @@
 // /dev/watchdog (Patroni's `watchdog`): open while this member holds a lease, written to on each
-// renewal the gate allows (watchdog-gate.ts), closed with the magic 'V' when the lease is given
-// up. If the agent stops writing (frozen, dead, past its deadline), the kernel resets the host
-// when the device's timeout runs out. The keepalive comes from the agent's own event loop (each
-// renewal), not from the fencing process: the device must notice a frozen agent by itself, and
+// renewal and each beat of the HA loop that the gate allows (watchdog-gate.ts), closed with the
+// magic 'V' when the lease is given up. If the agent stops writing (frozen, dead, past its
+// deadline), the kernel resets the host when the device's timeout runs out. The keepalive comes
+// from the agent's own event loop, not from the fencing process: the device must notice a frozen agent by itself, and
 // the fencing process is the other, independent line. Node cannot ioctl, so the timeout is the
 // driver's (softdog: soft_margin), read from sysfs or given as watchdog.timeout, and checked
 // against ttl. Not tested against a real device: this machine has none (docs/data-safety.md).
@@ -57,18 +57,39 @@ export class DeviceWatchdog implements ExternalFence {
     this.#o = o;
   }
 
+  get timeoutMs(): number {
+    return this.#o.timeoutMs;
+  }
+
   get isOpen(): boolean {
     return this.#fd !== null;
   }
 
-  /** A renewal moved the fence deadline to `msFromNow`: keep the device alive if that is safe. */
+  /** A renewal moved the fence deadline to `msFromNow`: open the device and keep it alive if safe. */
   arm(msFromNow: number): void {
-    const { timeoutMs, safetyMs } = this.#o;
-    if (!mayPet({ now: 0, leaseDeadline: msFromNow, timeoutMs, fenceMarginMs: this.#o.fenceMarginMs(), safetyMs })) return;
+    if (!this.#mayPet(0, msFromNow)) return;
+    this.#write(true);
+  }
+
+  /**
+   * The HA loop is alive (every beat, between renewals too): keep an open device alive while the
+   * lease deadline allows. Without these, a renewal later than the device's timeout (still well
+   * inside the lease) would reset the host before the fence had any reason to act.
+   */
+  beat(now: number, leaseDeadline: number | null): void {
+    if (this.#fd === null || leaseDeadline === null || !this.#mayPet(now, leaseDeadline)) return;
+    this.#write(false);
+  }
+
+  #mayPet(now: number, leaseDeadline: number): boolean {
+    return mayPet({ now, leaseDeadline, timeoutMs: this.#o.timeoutMs, fenceMarginMs: this.#o.fenceMarginMs(), safetyMs: this.#o.safetyMs });
+  }
+
+  #write(open: boolean): void {
     try {
       // O_WRONLY only: opening starts the watchdog; no O_CREAT, so a missing device is an error.
-      this.#fd ??= openSync(this.#o.device, constants.O_WRONLY);
-      writeSync(this.#fd, '1');
+      if (open) this.#fd ??= openSync(this.#o.device, constants.O_WRONLY);
+      if (this.#fd !== null) writeSync(this.#fd, '1');
     } catch (err) {
       this.#o.logger.error({ event: 'watchdog failed', device: this.#o.device, err: { code: 'PGHA_WATCHDOG_UNAVAILABLE', message: (err as Error).message } }, 'could not write to the watchdog device');
     }

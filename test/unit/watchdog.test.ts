@@ -69,11 +69,17 @@ describe('/dev/watchdog protocol (against a plain file)', () => {
     expect(readFileSync(dev, 'utf8')).toBe('11');
     wd.arm(700); // the gate refuses: no keepalive, the device will fire unless a renewal comes
     expect(readFileSync(dev, 'utf8')).toBe('11');
+    wd.beat(10_000, 12_000); // between renewals, the deadline still far enough: keepalive
+    wd.beat(11_500, 12_000); // too close to the deadline: none
+    wd.beat(10_000, null); // no lease: none (the device is only kept while leading)
+    expect(readFileSync(dev, 'utf8')).toBe('111');
     wd.disarm();
-    expect(readFileSync(dev, 'utf8')).toBe('11V');
+    expect(readFileSync(dev, 'utf8')).toBe('111V');
+    wd.beat(10_000, 12_000); // closed: beats do not reopen it
+    expect(readFileSync(dev, 'utf8')).toBe('111V');
     expect(wd.isOpen).toBe(false);
     wd.disarm(); // idempotent
-    expect(readFileSync(dev, 'utf8')).toBe('11V');
+    expect(readFileSync(dev, 'utf8')).toBe('111V');
   });
 
   it('logs, and does not throw, when the device cannot be opened', () => {
