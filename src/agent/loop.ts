@@ -2,15 +2,15 @@
 // runs every loop_wait seconds, or at once when the leader key changes.
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
-import { PgHaError, describeError, isPgHaError } from '../errors.ts';
+import { PgHaError, describeError } from '../errors.ts';
 import { decide } from '../ha/decide.ts';
-import { answerFailsafeCall, type FailsafeAnswer } from '../ha/failsafe.ts';
-import type { ClusterView, FailsafeHold, FailsafeRound, LocalPostgres, MemberInfo, Observation, Plan } from '../ha/types.ts';
+import type { FailsafeAnswer } from '../ha/failsafe.ts';
+import type { ClusterView, FailsafeRound, LocalPostgres, MemberInfo, Observation, Plan } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import type { PostgresControl } from '../postgres/types.ts';
 import type { AgentSnapshot } from '../api/types.ts';
 import { Actor } from './act.ts';
-import { failsafeRound } from './failsafe.ts';
+import { FailsafeAgent } from './failsafe.ts';
 import { FenceTimer, type ExternalFence } from './fence.ts';
 import { buildMemberInfo, lagBytes, type Activity } from './member.ts';
 
@@ -46,13 +46,17 @@ export class HaLoop {
   #wake: (() => void) | null = null;
   #running: Promise<void> | null = null;
   #ops: Array<{ name: string; run: () => Promise<void>; done: (err: unknown) => void }> = [];
-  #failsafeHold: FailsafeHold | null = null;
-  /** The last renewal failed on an unreachable etcd: ask the failsafe members before etcd again. */
-  #failsafeFirst = false;
+  readonly failsafe: FailsafeAgent;
   #aliveTimer: NodeJS.Timeout | null = null;
 
   constructor(deps: LoopDeps) {
     this.#d = deps;
+    this.failsafe = new FailsafeAgent({
+      config: deps.config, logger: deps.logger, now: deps.now, dynamic: () => this.dynamic,
+      fenceDeadline: () => this.fence.deadline, record: () => this.#cluster?.failsafe ?? null,
+      lastLeader: () => this.#cluster?.leader?.name ?? null,
+      actsAsLeader: () => this.#holdsKey || this.actor.acquiring || (this.#local?.running === true && this.#local.role === 'primary'),
+    });
     this.fence = new FenceTimer({
       now: deps.now, paused: () => this.dynamic.pause, fence: (why) => this.actor.fenceNow(why),
       ...(deps.external ? { external: deps.external } : {}),
@@ -60,8 +64,8 @@ export class HaLoop {
     this.actor = new Actor({
       config: deps.config, dcs: deps.dcs, pg: deps.pg, logger: deps.logger, fence: this.fence, now: deps.now,
       lastKeepalive: () => this.#lastKeepalive,
-      renewFailed: (err) => { this.#failsafeFirst = isPgHaError(err) && err.retryable; },
-      failsafeHold: () => (this.#failsafeHold !== null && deps.now() < this.#failsafeHold.until ? this.#failsafeHold : null),
+      renewFailed: (err) => this.failsafe.renewFailed(err),
+      failsafeHold: () => this.failsafe.activeHold(),
       dynamic: () => this.dynamic,
       setLeadership: (held) => {
         this.#holdsKey = held;
@@ -189,10 +193,7 @@ export class HaLoop {
     let failsafe: FailsafeRound | null = null;
     // The renewal just failed after a whole etcd call deadline: another one before asking the
     // members could outlast our fence deadline. Ask them now and try etcd again next loop.
-    if (this.#failsafeFirst) {
-      this.#failsafeFirst = false;
-      failsafe = await this.#failsafeRound(local);
-    }
+    if (this.failsafe.takeAskFirst()) failsafe = await this.failsafe.round(local);
     if (failsafe === null) {
       try {
         this.#lastKeepalive = await dcs.keepalive();
@@ -201,7 +202,7 @@ export class HaLoop {
         this.#holdsKey = cluster.leader?.name === config.name;
       } catch (err) {
         this.#d.logger.warn({ event: 'dcs unreachable', err: describeError(err) }, 'etcd unreachable');
-        failsafe = await this.#failsafeRound(local);
+        failsafe = await this.failsafe.round(local);
       }
     }
     const t = now();
@@ -214,7 +215,7 @@ export class HaLoop {
       self: {
         name: config.name, tags: config.tags, leaseDeadline: this.fence.deadline,
         startFailures: this.actor.startFailures, notStreamingSince: this.#notStreamingSince,
-        failsafeHold: this.#failsafeHold,
+        failsafeHold: this.failsafe.hold,
       },
       local,
       cluster,
@@ -223,44 +224,9 @@ export class HaLoop {
     };
   }
 
-  /**
-   * etcd unreachable: a running primary with failsafe_mode, a live deadline and a /failsafe
-   * record it wrote asks every member listed there to confirm it (decide() weighs the answers).
-   */
-  async #failsafeRound(local: LocalPostgres): Promise<FailsafeRound | null> {
-    const { config, now } = this.#d;
-    const record = this.#cluster?.failsafe ?? null;
-    const deadline = this.fence.deadline;
-    if (!this.dynamic.failsafe_mode || record === null || record.leader !== config.name) return null;
-    if (!local.running || local.role !== 'primary' || deadline === null || now() >= deadline) return null;
-    const round = await failsafeRound({
-      self: config.name, record, auth: config.restapi.authentication, now,
-      // Each member gets as long as one etcd call (retry_timeout): it answers from memory in
-      // milliseconds on a LAN, and the round must end well inside what is left of the deadline.
-      timeoutMs: this.dynamic.retry_timeout * 1000,
-    });
-    const missing = round.asked.filter((n) => !round.confirmed.includes(n));
-    if (missing.length > 0) this.#d.logger.warn({ event: 'failsafe', missing }, `failsafe: not confirmed by ${missing.join(', ')}`);
-    return round;
-  }
-
   /** POST /failsafe from `caller`: confirm it (and promise not to race for a TTL) or refuse. */
   answerFailsafe(caller: string): FailsafeAnswer {
-    const local = this.#local;
-    const answer = answerFailsafeCall({
-      caller, self: this.#d.config.name, failsafeMode: this.dynamic.failsafe_mode,
-      actsAsLeader: this.#holdsKey || this.actor.acquiring || (local?.running === true && local.role === 'primary'),
-      lastLeader: this.#cluster?.leader?.name ?? null, hold: this.#failsafeHold, now: this.#d.now(), ttlMs: this.dynamic.ttl * 1000,
-    });
-    if (answer.ok) {
-      if (this.#failsafeHold === null || this.#failsafeHold.leader !== caller || this.#d.now() >= this.#failsafeHold.until) {
-        this.#d.logger.warn({ event: 'failsafe', leader: caller }, `failsafe: confirmed ${caller} as leader; not racing for one TTL after each call`);
-      }
-      this.#failsafeHold = answer.hold;
-    } else {
-      this.#d.logger.warn({ event: 'failsafe refused', leader: caller, reason: answer.reason }, `failsafe: refused ${caller}: ${answer.reason}`);
-    }
-    return answer;
+    return this.failsafe.answer(caller);
   }
 
   async #publish(): Promise<void> {
