@@ -14,6 +14,8 @@ export interface FailsafeCallOptions {
   auth: NodeConfig['restapi']['authentication'];
   /** Deadline of each call, ms. */
   timeoutMs: number;
+  /** Our ttl (seconds): a member promises at least this long, even if its own config says less. */
+  ttl: number;
   /** Monotonic clock, ms. */
   now(): number;
 }
@@ -23,7 +25,7 @@ async function confirms(url: string, o: FailsafeCallOptions): Promise<boolean> {
   if (o.auth !== undefined) headers.authorization = `Basic ${Buffer.from(`${o.auth.username}:${o.auth.password}`).toString('base64')}`;
   try {
     const r = await fetch(new URL('/failsafe', url), {
-      method: 'POST', headers, body: JSON.stringify({ leader: o.self }), signal: AbortSignal.timeout(o.timeoutMs),
+      method: 'POST', headers, body: JSON.stringify({ leader: o.self, ttl: o.ttl }), signal: AbortSignal.timeout(o.timeoutMs),
     });
     await r.arrayBuffer().catch(() => undefined);
     return r.status === 200;
@@ -89,7 +91,7 @@ export class FailsafeAgent {
     if (!dyn.failsafe_mode || record === null || record.leader !== config.name) return null;
     if (!local.running || local.role !== 'primary' || deadline === null || now() >= deadline) return null;
     const round = await failsafeRound({
-      self: config.name, record, auth: config.restapi.authentication, now,
+      self: config.name, record, auth: config.restapi.authentication, now, ttl: dyn.ttl,
       // Each member gets as long as one etcd call (retry_timeout): it answers from memory in
       // milliseconds on a LAN, and the round must end well inside what is left of the deadline.
       timeoutMs: dyn.retry_timeout * 1000,
@@ -99,13 +101,16 @@ export class FailsafeAgent {
     return round;
   }
 
-  /** POST /failsafe from `caller`: confirm it (and promise not to race for a TTL) or refuse. */
-  answer(caller: string): FailsafeAnswer {
+  /**
+   * POST /failsafe from `caller`: confirm it (and promise not to race for a TTL) or refuse. The
+   * promise lasts the longer of our ttl and the caller's, should the two configs differ.
+   */
+  answer(caller: string, callerTtl?: number): FailsafeAnswer {
     const { config, now, logger } = this.#d;
     const dyn = this.#d.dynamic();
     const answer = answerFailsafeCall({
       caller, self: config.name, failsafeMode: dyn.failsafe_mode, actsAsLeader: this.#d.actsAsLeader(),
-      lastLeader: this.#d.lastLeader(), hold: this.hold, now: now(), ttlMs: dyn.ttl * 1000,
+      lastLeader: this.#d.lastLeader(), hold: this.hold, now: now(), ttlMs: Math.max(dyn.ttl, callerTtl ?? 0) * 1000,
     });
     if (!answer.ok) {
       logger.warn({ event: 'failsafe refused', leader: caller, reason: answer.reason }, `failsafe: refused ${caller}: ${answer.reason}`);

@@ -225,8 +225,8 @@ export class HaLoop {
   }
 
   /** POST /failsafe from `caller`: confirm it (and promise not to race for a TTL) or refuse. */
-  answerFailsafe(caller: string): FailsafeAnswer {
-    return this.failsafe.answer(caller);
+  answerFailsafe(caller: string, callerTtl?: number): FailsafeAnswer {
+    return this.failsafe.answer(caller, callerTtl);
   }
 
   async #publish(): Promise<void> {

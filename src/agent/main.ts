@@ -78,7 +78,7 @@ async function main(): Promise<number> {
       config, dcs, fallback: () => ha.dynamic, isLeader: () => ha.isLeader,
       restart: () => ha.restartPostgres(), reload: () => pg.reload(), reinitialize: () => ha.reinitialize(),
       drill: (kind) => (kind === 'kill' ? pg.crash() : pg.stop('immediate')),
-      failsafe: (leader) => ha.answerFailsafe(leader),
+      failsafe: (leader, ttl) => ha.answerFailsafe(leader, ttl),
     }),
   });
   await startApi(app, config.restapi.listen);

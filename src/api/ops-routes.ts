@@ -20,7 +20,7 @@ export interface OpsDeps {
   /** Drills: crash (SIGKILL) or stop (immediate) this member's PostgreSQL. */
   drill: (kind: 'kill' | 'stop') => Promise<void>;
   /** POST /failsafe from a leader that cannot reach etcd: confirm it or refuse. */
-  failsafe: (leader: string) => FailsafeAnswer;
+  failsafe: (leader: string, ttl?: number) => FailsafeAnswer;
 }
 
 const switchoverBody = z.strictObject({
@@ -114,11 +114,15 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
   memberOp('/reinitialize', d.reinitialize, false);
   // Failsafe mode: answered from memory, never waiting on etcd or PostgreSQL, so the leader's
   // short deadline on this call is met.
-  const failsafeBody = z.strictObject({ leader: z.string().min(1).max(256).regex(/^[A-Za-z0-9_.-]+$/, 'a member name') });
+  const failsafeBody = z.strictObject({
+    leader: z.string().min(1).max(256).regex(/^[A-Za-z0-9_.-]+$/, 'a member name'),
+    // The leader's ttl in seconds (the dynamic config's range): the promise lasts at least this.
+    ttl: z.number().min(2).max(3600).optional(),
+  });
   app.post('/failsafe', auth, async (req, reply) => {
     const b = parse(failsafeBody, req.body, reply);
     if (b === undefined) return reply;
-    const a = d.failsafe(b.leader);
+    const a = d.failsafe(b.leader, b.ttl);
     if (a.ok) return reply.send({ accepted: true, member: d.config.name, leader: b.leader });
     return reply.code(409).send({ error: 'PGHA_FAILSAFE_REFUSED', message: a.reason });
   });

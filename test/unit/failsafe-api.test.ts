@@ -19,7 +19,7 @@ function api(answer: (leader: string) => FailsafeAnswer) {
   const unused = () => { throw new Error('not used by /failsafe'); };
   const deps = {
     config, dcs: {} as OpsDeps['dcs'], fallback: unused, isLeader: () => false, restart: unused, reload: unused, reinitialize: unused, drill: unused,
-    failsafe: (leader: string) => { calls.push(leader); return answer(leader); },
+    failsafe: (leader: string, ttl?: number) => { calls.push(ttl === undefined ? leader : `${leader}/${ttl}`); return answer(leader); },
   } satisfies OpsDeps;
   const app = buildApi({
     logger: createLogger({ level: 'info', destination: new Writable({ write(_c, _e, cb) { cb(); } }) }), scope: 'demo',
@@ -40,6 +40,8 @@ describe('POST /failsafe', () => {
     expect(r.statusCode).toBe(200);
     expect(r.json()).toEqual({ accepted: true, member: 'n2', leader: 'n1' });
     expect(calls).toEqual(['n1']);
+    expect((await app.inject(post({ leader: 'n1', ttl: 30 }))).statusCode).toBe(200);
+    expect(calls).toEqual(['n1', 'n1/30']);
   });
 
   it('answers 409 with the reason when the member refuses', async () => {
@@ -53,7 +55,8 @@ describe('POST /failsafe', () => {
     ['no credentials', post({ leader: 'n1' }, null), 401],
     ['wrong credentials', post({ leader: 'n1' }, `Basic ${Buffer.from('admin:nope').toString('base64')}`), 401],
     ['no leader', post({}), 400],
-    ['an unknown key', post({ leader: 'n1', ttl: 99 }), 400],
+    ['an unknown key', post({ leader: 'n1', slots: {} }), 400],
+    ['a ttl out of range', post({ leader: 'n1', ttl: 0 }), 400],
     ['a leader that is no member name', post({ leader: 'n1; rm -rf' }), 400],
   ])('refuses %s without asking the member', async (_, req, status) => {
     const { app, calls } = api(() => ({ ok: true, hold: { leader: 'n1', until: 1 } }));
