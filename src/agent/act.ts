@@ -3,7 +3,7 @@
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError } from '../errors.ts';
-import type { Action, ClusterView, LocalPostgres, SyncMethod } from '../ha/types.ts';
+import type { Action, ClusterView, FailsafeHold, LocalPostgres, SyncMethod } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import { slotNameFor, type PostgresControl, type Upstream } from '../postgres/types.ts';
 import type { FenceTimer } from './fence.ts';
@@ -19,6 +19,10 @@ export interface ActorDeps {
   now(): number;
   /** performance.now() of the last keepalive etcd acknowledged (the lease's proven start). */
   lastKeepalive(): KeepaliveResult | null;
+  /** A failsafe promise this member gave that is still running (it must not take the key). */
+  failsafeHold(): FailsafeHold | null;
+  /** A renewal failed on etcd (not on our key): the loop asks failsafe members first next time. */
+  renewFailed?(err: unknown): void;
   /** Dynamic config as last read from etcd (fence_margin). */
   dynamic(): DynamicConfig;
   setActivity(a: Activity): Promise<void>;
@@ -34,6 +38,8 @@ export interface ActContext {
 export class Actor {
   readonly #d: ActorDeps;
   startFailures = 0;
+  /** An acquire is in flight: this member must not confirm a failsafe leader meanwhile. */
+  acquiring = false;
   #slotsSeen = new Map<string, number>();
   #lastPublishedLsn: number | null = null;
 
@@ -104,6 +110,8 @@ export class Actor {
       case 'step_down': return this.stepDown();
       case 'clear_failover': return this.#d.dcs.clearFailover();
       case 'write_sync': return this.writeSync(a.members, a.acks);
+      case 'write_failsafe': return this.#d.dcs.writeFailsafe(a.record);
+      case 'failsafe_extend': return this.failsafeExtend(a.sentAt);
       case 'set_sync_names': return this.setSyncNames(a.names, a.count, a.method ?? 'first');
     }
   }
@@ -176,13 +184,36 @@ export class Actor {
     await this.start('standby', from);
   }
 
+  /**
+   * Acquire order: (1) no failsafe promise is running (a call may have arrived after the plan
+   * was made); (2) from here until leadership is recorded, POST /failsafe is refused; (3) the key.
+   */
   async acquire(): Promise<void> {
-    if (!(await this.#d.dcs.acquireLeader())) throw new PgHaError('PGHA_DCS_CONFLICT', 'lost the race for the leader key');
-    const ka = this.#d.lastKeepalive();
-    if (ka === null) throw new PgHaError('PGHA_LEASE_LOST', 'no acknowledged keepalive yet');
-    this.#armFrom(ka.sentAt, ka.ttl);
-    this.#d.setLeadership(true);
-    this.#d.logger.info({ event: 'leader key acquired' }, 'acquired the leader key');
+    const hold = this.#d.failsafeHold();
+    if (hold !== null) throw new PgHaError('PGHA_FAILSAFE_REFUSED', `we confirmed ${hold.leader} in failsafe mode: not taking the key`);
+    this.acquiring = true;
+    try {
+      if (!(await this.#d.dcs.acquireLeader())) throw new PgHaError('PGHA_DCS_CONFLICT', 'lost the race for the leader key');
+      const ka = this.#d.lastKeepalive();
+      if (ka === null) throw new PgHaError('PGHA_LEASE_LOST', 'no acknowledged keepalive yet');
+      this.#armFrom(ka.sentAt, ka.ttl);
+      this.#d.setLeadership(true);
+      this.#d.logger.info({ event: 'leader key acquired' }, 'acquired the leader key');
+    } finally {
+      this.acquiring = false;
+    }
+  }
+
+  /**
+   * etcd unreachable and every member confirmed us (failsafe_mode): stay primary one more TTL
+   * from the send time of that round, less fence_margin. Each member that confirmed received the
+   * call after we sent it and will not act for a TTL from then, so this deadline ends first.
+   */
+  failsafeExtend(sentAt: number): void {
+    const d = this.#d.dynamic();
+    const deadline = sentAt + (d.ttl - d.fence_margin) * 1000;
+    if (this.#d.fence.deadline === null || deadline <= this.#d.fence.deadline) return;
+    this.#d.fence.arm(deadline);
   }
 
   async renew(fenceOnFailure: boolean): Promise<void> {
@@ -191,6 +222,7 @@ export class Actor {
       this.#armFrom(r.sentAt, r.ttl);
     } catch (err) {
       this.#d.logger.warn({ event: 'lease lost', err: describeError(err) }, 'could not renew the leader key');
+      this.#d.renewFailed?.(err);
       if (fenceOnFailure) await this.fenceNow('renewal failed after the lease deadline');
       throw err;
     }

@@ -10,6 +10,14 @@ export interface ExternalFence {
   disarm(): void;
 }
 
+/** Several external fences (the fencing process, a watchdog device) told the same deadlines. */
+export function combineFences(fences: ExternalFence[]): ExternalFence {
+  return {
+    arm: (ms) => { for (const f of fences) f.arm(ms); },
+    disarm: () => { for (const f of fences) f.disarm(); },
+  };
+}
+
 export interface FenceDeps {
   /** Monotonic clock, ms. */
   now(): number;

@@ -4,11 +4,13 @@ import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError } from '../errors.ts';
 import { decide } from '../ha/decide.ts';
-import type { ClusterView, LocalPostgres, MemberInfo, Observation, Plan } from '../ha/types.ts';
+import type { FailsafeAnswer } from '../ha/failsafe.ts';
+import type { ClusterView, FailsafeRound, LocalPostgres, MemberInfo, Observation, Plan } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import type { PostgresControl } from '../postgres/types.ts';
 import type { AgentSnapshot } from '../api/types.ts';
 import { Actor } from './act.ts';
+import { FailsafeAgent } from './failsafe.ts';
 import { FenceTimer, type ExternalFence } from './fence.ts';
 import { buildMemberInfo, lagBytes, type Activity } from './member.ts';
 
@@ -21,6 +23,11 @@ export interface LoopDeps {
   logger: Logger;
   now(): number;
   version: string;
+  /**
+   * The loop is alive: called after every iteration and every `everyMs` while it runs, with the
+   * fence deadline (systemd's watchdog is kept alive from here, gated on that deadline).
+   */
+  alive?: { everyMs: number; beat(leaseDeadline: number | null): void };
 }
 
 export class HaLoop {
@@ -39,9 +46,17 @@ export class HaLoop {
   #wake: (() => void) | null = null;
   #running: Promise<void> | null = null;
   #ops: Array<{ name: string; run: () => Promise<void>; done: (err: unknown) => void }> = [];
+  readonly failsafe: FailsafeAgent;
+  #aliveTimer: NodeJS.Timeout | null = null;
 
   constructor(deps: LoopDeps) {
     this.#d = deps;
+    this.failsafe = new FailsafeAgent({
+      config: deps.config, logger: deps.logger, now: deps.now, dynamic: () => this.dynamic,
+      fenceDeadline: () => this.fence.deadline, record: () => this.#cluster?.failsafe ?? null,
+      lastLeader: () => this.#cluster?.leader?.name ?? null,
+      actsAsLeader: () => this.#holdsKey || this.actor.acquiring || (this.#local?.running === true && this.#local.role === 'primary'),
+    });
     this.fence = new FenceTimer({
       now: deps.now, paused: () => this.dynamic.pause, fence: (why) => this.actor.fenceNow(why),
       ...(deps.external ? { external: deps.external } : {}),
@@ -49,6 +64,8 @@ export class HaLoop {
     this.actor = new Actor({
       config: deps.config, dcs: deps.dcs, pg: deps.pg, logger: deps.logger, fence: this.fence, now: deps.now,
       lastKeepalive: () => this.#lastKeepalive,
+      renewFailed: (err) => this.failsafe.renewFailed(err),
+      failsafeHold: () => this.failsafe.activeHold(),
       dynamic: () => this.dynamic,
       setLeadership: (held) => {
         this.#holdsKey = held;
@@ -77,6 +94,9 @@ export class HaLoop {
 
   /** Start looping in the background; `stop()` ends it. */
   start(): void {
+    const alive = this.#d.alive;
+    // Between iterations too: a standby's iteration may wait on etcd for several call deadlines.
+    if (alive !== undefined) this.#aliveTimer = setInterval(() => alive.beat(this.fence.deadline), alive.everyMs);
     this.#running = this.#loop();
   }
 
@@ -89,6 +109,8 @@ export class HaLoop {
     this.#stopping = true;
     this.wake();
     await this.#running;
+    if (this.#aliveTimer !== null) clearInterval(this.#aliveTimer);
+    this.#aliveTimer = null;
   }
 
   async #loop(): Promise<void> {
@@ -144,6 +166,7 @@ export class HaLoop {
     }
     await this.#applyConfig(this.#local ?? o.local, o.cluster);
     await this.#publish().catch((err: unknown) => this.#d.logger.warn({ err: describeError(err) }, 'could not publish member state'));
+    this.#d.alive?.beat(this.fence.deadline);
     return plan;
   }
 
@@ -167,13 +190,20 @@ export class HaLoop {
     const local = await pg.observe();
     this.#local = local;
     let cluster: ClusterView | null = null;
-    try {
-      this.#lastKeepalive = await dcs.keepalive();
-      cluster = await dcs.readCluster(config.bootstrap.dcs);
-      this.#cluster = cluster;
-      this.#holdsKey = cluster.leader?.name === config.name;
-    } catch (err) {
-      this.#d.logger.warn({ event: 'dcs unreachable', err: describeError(err) }, 'etcd unreachable');
+    let failsafe: FailsafeRound | null = null;
+    // The renewal just failed after a whole etcd call deadline: another one before asking the
+    // members could outlast our fence deadline. Ask them now and try etcd again next loop.
+    if (this.failsafe.takeAskFirst()) failsafe = await this.failsafe.round(local);
+    if (failsafe === null) {
+      try {
+        this.#lastKeepalive = await dcs.keepalive();
+        cluster = await dcs.readCluster(config.bootstrap.dcs);
+        this.#cluster = cluster;
+        this.#holdsKey = cluster.leader?.name === config.name;
+      } catch (err) {
+        this.#d.logger.warn({ event: 'dcs unreachable', err: describeError(err) }, 'etcd unreachable');
+        failsafe = await this.failsafe.round(local);
+      }
     }
     const t = now();
     const followsLeader = local.running && local.role === 'standby' && cluster?.leader != null;
@@ -185,11 +215,18 @@ export class HaLoop {
       self: {
         name: config.name, tags: config.tags, leaseDeadline: this.fence.deadline,
         startFailures: this.actor.startFailures, notStreamingSince: this.#notStreamingSince,
+        failsafeHold: this.failsafe.hold,
       },
       local,
       cluster,
       fallbackConfig: this.#cluster?.config ?? config.bootstrap.dcs,
+      failsafe,
     };
+  }
+
+  /** POST /failsafe from `caller`: confirm it (and promise not to race for a TTL) or refuse. */
+  answerFailsafe(caller: string, callerTtl?: number): FailsafeAnswer {
+    return this.failsafe.answer(caller, callerTtl);
   }
 
   async #publish(): Promise<void> {

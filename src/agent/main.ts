@@ -1,6 +1,6 @@
 // The pgha agent: `pgha --config /etc/pgha/pgha.yml`. Wires config -> logger -> etcd -> local
 // PostgreSQL -> HA loop -> REST API, and hands over cleanly on SIGTERM/SIGINT.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { registerOpsRoutes } from '../api/ops-routes.ts';
@@ -10,8 +10,14 @@ import { createEtcdDcs } from '../dcs/etcd.ts';
 import { describeError, isPgHaError } from '../errors.ts';
 import { createLogger } from '../log/logger.ts';
 import { createPostgresControl } from '../postgres/instance.ts';
+import type { NodeConfig } from '../config/schema.ts';
+import type { Logger } from '../log/logger.ts';
+import { combineFences, type ExternalFence } from './fence.ts';
 import { FencerProcess } from './fencer-client.ts';
-import { HaLoop } from './loop.ts';
+import { HaLoop, type LoopDeps } from './loop.ts';
+import { SystemdNotify } from './sd-notify.ts';
+import { DeviceWatchdog, checkDevice } from './watchdog-device.ts';
+import { longestTimeoutMs, mayPet } from './watchdog-gate.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -42,8 +48,10 @@ async function main(): Promise<number> {
     return 2;
   }
 
-  const config = await loadConfig(path);
-  const logger = createLogger({ level: config.log.level, name: config.name });
+  const loaded = await loadConfig(path);
+  const logger = createLogger({ level: loaded.log.level, name: loaded.name });
+  const { config, device } = openWatchdogDevice(loaded, logger);
+  const notify = new SystemdNotify({ env: process.env, pid: process.pid, now: () => performance.now(), logger });
   const dyn = config.bootstrap.dcs;
   const dcs = await createEtcdDcs({
     hosts: config.etcd.hosts, namespace: config.namespace, scope: config.scope, member: config.name,
@@ -58,7 +66,8 @@ async function main(): Promise<number> {
   const pg = createPostgresControl({ config, dynamic: () => loop?.dynamic ?? dyn, logger });
   // The fencing process enforces the lease deadline even when this event loop is frozen.
   const fencer = new FencerProcess(config.postgresql.data_dir, logger);
-  loop = new HaLoop({ config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external: fencer });
+  const external: ExternalFence = device === null ? fencer : combineFences([fencer, device]);
+  loop = new HaLoop({ config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger) });
   const ha = loop;
 
   const app = buildApi({
@@ -69,12 +78,14 @@ async function main(): Promise<number> {
       config, dcs, fallback: () => ha.dynamic, isLeader: () => ha.isLeader,
       restart: () => ha.restartPostgres(), reload: () => pg.reload(), reinitialize: () => ha.reinitialize(),
       drill: (kind) => (kind === 'kill' ? pg.crash() : pg.stop('immediate')),
+      failsafe: (leader, ttl) => ha.answerFailsafe(leader, ttl),
     }),
   });
   await startApi(app, config.restapi.listen);
   const stopWatch = await dcs.watchLeader(() => ha.wake());
   ha.start();
-  logger.info({ event: 'started', version: VERSION, api: config.restapi.listen }, 'pgha agent started');
+  notify.ready();
+  logger.info({ event: 'started', version: VERSION, api: config.restapi.listen, watchdog: { systemdMs: notify.watchdogMs, device: device !== null } }, 'pgha agent started');
 
   return new Promise<number>((resolve) => {
     let closing = false;
@@ -97,6 +108,51 @@ async function main(): Promise<number> {
     process.on('SIGTERM', () => void shutdown('SIGTERM'));
     process.on('SIGINT', () => void shutdown('SIGINT'));
   });
+}
+
+/**
+ * watchdog.mode: automatic uses the device if it passes checkDevice; required also makes this
+ * member nofailover (it never becomes the leader) when it does not.
+ */
+function openWatchdogDevice(config: NodeConfig, logger: Logger): { config: NodeConfig; device: DeviceWatchdog | null } {
+  const w = config.watchdog;
+  if (w.mode === 'off') return { config, device: null };
+  const c = checkDevice(w, config.bootstrap.dcs);
+  if (c.ok && c.timeoutMs !== null) {
+    const device = new DeviceWatchdog({ device: w.device, timeoutMs: c.timeoutMs, safetyMs: w.safety_margin * 1000, fenceMarginMs: () => config.bootstrap.dcs.fence_margin * 1000, logger });
+    logger.info({ event: 'watchdog', device: w.device, timeoutMs: c.timeoutMs }, `using watchdog device ${w.device} while leading`);
+    return { config, device };
+  }
+  if (w.mode === 'required') {
+    logger.error({ event: 'watchdog', err: { code: 'PGHA_WATCHDOG_UNAVAILABLE', message: c.reason } }, `watchdog required but unavailable (${c.reason}): this member will not become the leader`);
+    return { config: { ...config, tags: { ...config.tags, nofailover: true } }, device: null };
+  }
+  if (existsSync(w.device)) logger.warn({ event: 'watchdog', reason: c.reason }, `not using ${w.device}: ${c.reason}`);
+  return { config, device: null };
+}
+
+/**
+ * The HA loop's heartbeat to the watchdogs. systemd's WatchdogSec: WATCHDOG=1 while the lease
+ * allows, firing at latest halfway through fence_margin, i.e. after the agent's own fence and
+ * the fencing process. The device: keepalives while leading, under its own safety_margin.
+ */
+function watchdogBeat(notify: SystemdNotify, device: DeviceWatchdog | null, dynamic: () => { ttl: number; retry_timeout: number; fence_margin: number }, logger: Logger): Pick<LoopDeps, 'alive'> {
+  const w = notify.watchdogMs;
+  if (w === null && device === null) return {};
+  const safety = () => dynamic().fence_margin * 500;
+  const max = longestTimeoutMs(dynamic(), safety());
+  if (w !== null && w > max) logger.warn({ event: 'watchdog', watchdogMs: w, maxMs: max }, `WatchdogSec (${w} ms) is longer than ttl - retry_timeout - fence_margin/2 (${max} ms): a healthy leader may be stopped by systemd`);
+  return {
+    alive: {
+      // A quarter of the shorter timeout: three beats may be lost before either fires.
+      everyMs: Math.max(100, Math.min(w ?? Infinity, device?.timeoutMs ?? Infinity) / 4),
+      beat: (deadline) => {
+        const now = performance.now();
+        if (w !== null && mayPet({ now, leaseDeadline: deadline, timeoutMs: w, fenceMarginMs: dynamic().fence_margin * 1000, safetyMs: safety() })) notify.pet();
+        device?.beat(now, deadline);
+      },
+    },
+  };
 }
 
 main().then(

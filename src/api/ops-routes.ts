@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { EtcdDcs } from '../dcs/etcd.ts';
 import { PgHaError, isPgHaError } from '../errors.ts';
+import type { FailsafeAnswer } from '../ha/failsafe.ts';
 import { cancelHandover, editConfig, mergePatch, requestHandover } from '../ops/store.ts';
 import { badRequest, requireAuth } from './server.ts';
 
@@ -18,6 +19,8 @@ export interface OpsDeps {
   reinitialize: () => Promise<void>;
   /** Drills: crash (SIGKILL) or stop (immediate) this member's PostgreSQL. */
   drill: (kind: 'kill' | 'stop') => Promise<void>;
+  /** POST /failsafe from a leader that cannot reach etcd: confirm it or refuse. */
+  failsafe: (leader: string, ttl?: number) => FailsafeAnswer;
 }
 
 const switchoverBody = z.strictObject({
@@ -109,4 +112,18 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
     try { await d.drill(b.kind); return reply.send({ ok: true, member: d.config.name, kind: b.kind }); } catch (err) { return fail(reply, err); }
   });
   memberOp('/reinitialize', d.reinitialize, false);
+  // Failsafe mode: answered from memory, never waiting on etcd or PostgreSQL, so the leader's
+  // short deadline on this call is met.
+  const failsafeBody = z.strictObject({
+    leader: z.string().min(1).max(256).regex(/^[A-Za-z0-9_.-]+$/, 'a member name'),
+    // The leader's ttl in seconds (the dynamic config's range): the promise lasts at least this.
+    ttl: z.number().min(2).max(3600).optional(),
+  });
+  app.post('/failsafe', auth, async (req, reply) => {
+    const b = parse(failsafeBody, req.body, reply);
+    if (b === undefined) return reply;
+    const a = d.failsafe(b.leader, b.ttl);
+    if (a.ok) return reply.send({ accepted: true, member: d.config.name, leader: b.leader });
+    return reply.code(409).send({ error: 'PGHA_FAILSAFE_REFUSED', message: a.reason });
+  });
 }

@@ -36,6 +36,9 @@ export const dynamicConfigSchema = z
     maximum_lag_on_failover: z.number().int().min(0).default(1048576),
     // Maintenance mode: no agent promotes, demotes, restarts or fences on its own.
     pause: z.boolean().default(false),
+    // Patroni's DCS failsafe mode: with etcd unreachable, a leader that every member listed in
+    // /failsafe confirms over the REST API keeps running as primary (docs/data-safety.md).
+    failsafe_mode: z.boolean().default(false),
     // Synchronous replication managed by the leader: off | on (FIRST n) | quorum (ANY n).
     synchronous_mode: z.enum(['off', 'on', 'quorum']).default('off'),
     // Standbys that must confirm each commit (`on`: the first n listed; `quorum`: any n listed).
@@ -169,6 +172,19 @@ export const nodeConfigSchema = z.strictObject({
     pg_ctl_timeout: seconds(5, 3600).default(60),
   }),
   tags: tagsSchema,
+  // The Linux watchdog device as a second line of defence (docs/data-safety.md#watchdog-device).
+  watchdog: z
+    .strictObject({
+      mode: z.enum(['off', 'automatic', 'required']).default('automatic'),
+      device: z.string().startsWith('/', 'an absolute path').default('/dev/watchdog'),
+      // Seconds between the device firing at the latest and the earliest moment etcd can expire
+      // the leader key.
+      safety_margin: seconds(0, 60).default(0.5),
+      // pgha-only: the device's timeout in seconds (softdog: the soft_margin module parameter).
+      // Node cannot set it by ioctl; when absent it is read from sysfs.
+      timeout: z.number().int().min(1).max(3600).optional(),
+    })
+    .prefault({}),
 });
 
 export type NodeConfigInput = z.input<typeof nodeConfigSchema>;

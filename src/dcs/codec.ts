@@ -37,6 +37,11 @@ export const failoverSchema: z.ZodType<FailoverRequest> = z.object({
 
 export const syncSchema = z.object({ leader: z.string(), members: z.array(z.string()), acks: z.number().int().min(0).optional() });
 
+export const failsafeSchema = z.object({
+  leader: z.string().min(1),
+  members: z.record(z.string().min(1), z.url({ protocol: /^https?$/ })),
+});
+
 export const statusSchema = z.object({ lsn: z.number(), timeline: z.number().int().optional() });
 
 export { dynamicConfigSchema };

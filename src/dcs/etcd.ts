@@ -6,8 +6,8 @@ import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type IKeyValue, type 
 import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
 import type { DynamicConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
-import type { ClusterView, Lsn, MemberInfo } from '../ha/types.ts';
-import { decode, dynamicConfigSchema, failoverSchema, historySchema, syncSchema, memberInfoSchema, statusSchema } from './codec.ts';
+import type { ClusterView, FailsafeRecord, Lsn, MemberInfo } from '../ha/types.ts';
+import { decode, dynamicConfigSchema, failoverSchema, failsafeSchema, historySchema, syncSchema, memberInfoSchema, statusSchema } from './codec.ts';
 import { clusterKeys, type Keys } from './keys.ts';
 import type { Dcs, HistoryEntry, KeepaliveResult } from './types.ts';
 
@@ -76,7 +76,7 @@ export class EtcdDcs implements Dcs {
 
   async readCluster(fallback: DynamicConfig): Promise<ClusterView> {
     const res = await this.#call('read cluster', () => this.client.getAll().prefix(this.keys.prefix).exec());
-    const view: ClusterView = { leader: null, members: [], initialize: null, config: fallback, lastLeaderLsn: null, failover: null, sync: null };
+    const view: ClusterView = { leader: null, members: [], initialize: null, config: fallback, lastLeaderLsn: null, failover: null, sync: null, failsafe: null };
     for (const kv of res.kvs) {
       const key = kv.key.toString();
       const value = kv.value.toString();
@@ -94,6 +94,10 @@ export class EtcdDcs implements Dcs {
         const y = decode(syncSchema, value);
         if (y.ok) view.sync = y.value;
         else this.#o.onWarning?.('ignoring invalid /sync in etcd', { error: y.error });
+      } else if (key === this.keys.failsafe) {
+        const f = decode(failsafeSchema, value);
+        if (f.ok) view.failsafe = f.value;
+        else this.#o.onWarning?.('ignoring invalid /failsafe in etcd', { error: f.error });
       } else if (key === this.keys.status) {
         const s = decode(statusSchema, value);
         if (s.ok) view.lastLeaderLsn = s.value.lsn;
@@ -294,6 +298,11 @@ export class EtcdDcs implements Dcs {
   async writeSync(leader: string, members: string[], acks?: number): Promise<void> {
     const record = acks === undefined ? { leader, members } : { leader, members, acks };
     await this.#call('write sync', () => this.client.put(this.keys.sync).value(JSON.stringify(record)).exec());
+  }
+
+  async writeFailsafe(record: FailsafeRecord | null): Promise<void> {
+    if (record === null) await this.#call('delete failsafe', () => this.client.delete().key(this.keys.failsafe).exec());
+    else await this.#call('write failsafe', () => this.client.put(this.keys.failsafe).value(JSON.stringify(record)).exec());
   }
 
   async clearFailover(): Promise<void> {

@@ -1,5 +1,5 @@
 // Key layout of one cluster in etcd, under <namespace>/<scope>/ (Patroni's layout, so the
-// shapes are familiar): leader, members/<name>, initialize, config, history, status, failover, sync.
+// shapes are familiar): leader, members/<name>, initialize, config, history, status, failover, sync, failsafe.
 
 export interface Keys {
   prefix: string;
@@ -12,6 +12,7 @@ export interface Keys {
   status: string;
   failover: string;
   sync: string;
+  failsafe: string;
 }
 
 export function clusterKeys(namespace: string, scope: string): Keys {
@@ -28,5 +29,6 @@ export function clusterKeys(namespace: string, scope: string): Keys {
     status: `${prefix}status`,
     failover: `${prefix}failover`,
     sync: `${prefix}sync`,
+    failsafe: `${prefix}failsafe`,
   };
 }

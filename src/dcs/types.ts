@@ -1,7 +1,7 @@
 // The contract between the agent and the distributed configuration store. The etcd
 // implementation lives in ./etcd.ts; every call carries a deadline (retry_timeout).
 import type { DynamicConfig } from '../config/schema.ts';
-import type { ClusterView, Lsn, MemberInfo } from '../ha/types.ts';
+import type { ClusterView, FailsafeRecord, Lsn, MemberInfo } from '../ha/types.ts';
 
 export interface HistoryEntry {
   timeline: number;
@@ -54,6 +54,8 @@ export interface Dcs {
 
   /** Leader only: store /sync. */
   writeSync(leader: string, members: string[], acks?: number): Promise<void>;
+  /** Leader only: store /failsafe (null: delete it). */
+  writeFailsafe(record: FailsafeRecord | null): Promise<void>;
   /** Delete the /failover request. */
   clearFailover(): Promise<void>;
   /** Record the stepped-down leader's last WAL position in the /failover request. */

@@ -3,7 +3,8 @@
 // calls decide(), then performs the actions in order, stopping at the first that fails.
 //
 // The rules, in the order they are checked:
-//   A. etcd unreadable: a primary that cannot prove its lease fences; nobody else acts.
+//   A. etcd unreadable: a primary that cannot prove its lease fences; nobody else acts. With
+//      failsafe_mode, a primary that every member confirmed this loop extends its deadline.
 //   B. nobody initialised the cluster: an empty member bootstraps it; existing data adopts it.
 //   C. initialisation in progress elsewhere, or our data belongs to another cluster: wait.
 //   D. empty data directory: clone from the leader (or a `clonefrom` standby).
@@ -12,9 +13,12 @@
 //   G. the key is free: a running primary takes it back; the best eligible standby races for it.
 //      During a switchover or manual failover (the /failover request) only its candidate races,
 //      and the leader that stepped down never does.
+//      A member that promised a failsafe leader not to act (or, failsafe_mode on, is missing
+//      from /failsafe) never races.
 // A paused cluster (maintenance mode) never promotes, demotes, restarts or fences on its own.
 import type { DynamicConfig } from '../config/schema.ts';
 import { asCandidate, bestCandidate, lagBehind, mayEverPromote, type Candidate } from './candidates.ts';
+import { failsafeBlocksRace, failsafeConfirmed, failsafeRecordFor, holdActive, sameRecord } from './failsafe.ts';
 import { quorumWitnesses, syncRule } from './quorum.ts';
 import { planSync } from './sync.ts';
 import type { Action, ClusterView, FailoverRequest, LeaderKey, MemberInfo, Observation, Plan } from './types.ts';
@@ -62,7 +66,15 @@ export function decide(o: Observation): Plan {
 
   // A. Without etcd nothing can be proved: fence a primary whose lease may be gone.
   if (cluster === null) {
+    const round = o.failsafe ?? null;
+    if (runningPrimary && !cfg.pause && cfg.failsafe_mode && round !== null && failsafeConfirmed(o)) {
+      return plan(`etcd unreachable; failsafe: all ${round.asked.length} members confirmed us: staying primary`, { kind: 'failsafe_extend', sentAt: round.sentAt });
+    }
     if (runningPrimary && expired && !cfg.pause) return plan('etcd unreachable and lease deadline passed: fencing', { kind: 'fence' });
+    if (runningPrimary && round !== null) {
+      const missing = round.asked.filter((n) => !round.confirmed.includes(n));
+      return plan(`etcd unreachable; failsafe: not confirmed by ${missing.join(', ')}: PostgreSQL stops at the lease deadline`);
+    }
     return plan('etcd unreachable: waiting');
   }
 
@@ -107,10 +119,12 @@ function decideAsLeader(o: Observation, cfg: DynamicConfig, leaseExpired: boolea
     const members = (o.cluster?.members ?? []).map((m) => m.name).filter((n) => n !== o.self.name);
     const slots: Action[] = cfg.postgresql.use_slots ? [{ kind: 'ensure_slots', members, permanent: Object.keys(cfg.permanent_slots) }] : [];
     const sync = o.cluster === null ? [] : planSync(o, cfg, o.cluster);
-    return plan('leader: running as primary', renew, { kind: 'publish_leader_lsn' }, ...slots, ...sync);
+    return plan('leader: running as primary', renew, { kind: 'publish_leader_lsn' }, ...slots, ...sync, ...failsafeRecord(o, cfg));
   }
   if (local.running && local.role === 'standby') {
     if (cfg.pause) return plan('leader key held by a standby, but paused: not promoting', renew);
+    const hold = holdActive(o);
+    if (hold !== null) return plan(`holding the leader key, but we confirmed ${hold.leader} in failsafe mode: not promoting yet`, renew);
     if (!mayEverPromote(o.self.tags)) return plan('holding the key with nofailover: releasing it', { kind: 'release' });
     return plan('holding the leader key: promoting', renew, { kind: 'promote' });
   }
@@ -121,6 +135,14 @@ function decideAsLeader(o: Observation, cfg: DynamicConfig, leaseExpired: boolea
   }
   if (local.controlState === 'standby') return plan('leader: starting the standby data to promote it', renew, { kind: 'start', as: 'standby', upstream: null });
   return plan('leader: PostgreSQL is down: restarting it in place', renew, { kind: 'start', as: 'primary', upstream: null });
+}
+
+/** Leader: keep /failsafe naming every member (failsafe_mode on), or remove it (off). */
+function failsafeRecord(o: Observation, cfg: DynamicConfig): Action[] {
+  const cluster = o.cluster;
+  if (cluster === null) return [];
+  const want = cfg.failsafe_mode ? failsafeRecordFor(o.self.name, cluster) : null;
+  return sameRecord(cluster.failsafe, want) ? [] : [{ kind: 'write_failsafe', record: want }];
 }
 
 /** A leader with a pending request: step down to a healthy candidate, or drop the request. */
@@ -195,6 +217,8 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
     return plan('leader key is free and PostgreSQL is down: starting as a standby', { kind: 'start', as: 'standby', upstream: null });
   }
   if (local.role !== 'standby' || local.lsn === null || local.timeline === null) return plan('PostgreSQL is starting: waiting');
+  const blocked = failsafeBlocksRace(o, cfg, cluster);
+  if (blocked !== null) return plan(blocked);
   const req = activeRequest(o, cluster);
   if (req !== null && req.leader === o.self.name) return plan(`stepped down for a ${req.kind}: not racing`);
   if (req !== null && req.candidate !== null) return decideAsCandidate(o, req, req.candidate);

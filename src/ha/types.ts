@@ -109,6 +109,33 @@ export interface FailoverRequest {
   shutdownLsn: Lsn | null;
 }
 
+/**
+ * /failsafe (failsafe_mode on): written by the leader while etcd is healthy, naming every member
+ * with its REST API URL. With etcd unreachable, the leader must be confirmed by all of them.
+ */
+export interface FailsafeRecord {
+  leader: string;
+  /** Member name -> REST API base URL (the leader included). */
+  members: Record<string, string>;
+}
+
+/** One round of POST /failsafe calls the leader made this loop because etcd was unreachable. */
+export interface FailsafeRound {
+  /** Monotonic ms just before the first call was sent. */
+  sentAt: number;
+  /** Members asked (every member of the last /failsafe record but ourselves). */
+  asked: string[];
+  /** Members that answered 200. */
+  confirmed: string[];
+}
+
+/** A standby accepted a failsafe call: it may not race for the key or promote before `until`. */
+export interface FailsafeHold {
+  leader: string;
+  /** Monotonic ms: receipt of the call + ttl. */
+  until: number;
+}
+
 export interface ClusterView {
   /** null: nobody holds the leader key. */
   leader: LeaderKey | null;
@@ -122,6 +149,8 @@ export interface ClusterView {
   failover: FailoverRequest | null;
   /** Synchronous replication record (synchronous_mode on). */
   sync: SyncRecord | null;
+  /** The /failsafe record; absent or null: none. */
+  failsafe?: FailsafeRecord | null;
 }
 
 /** Facts the agent remembers between loops (kept by the agent, observed by the decision). */
@@ -134,6 +163,8 @@ export interface SelfState {
   startFailures: number;
   /** Monotonic ms since when a standby following a leader has not been streaming; null if streaming. */
   notStreamingSince: number | null;
+  /** The last failsafe call this member accepted; absent or null: none. */
+  failsafeHold?: FailsafeHold | null;
 }
 
 export interface Observation {
@@ -146,6 +177,8 @@ export interface Observation {
   cluster: ClusterView | null;
   /** Settings from the node config that the decision needs when etcd is unreadable. */
   fallbackConfig: DynamicConfig;
+  /** Leader with etcd unreachable and failsafe_mode on: the confirmations gathered this loop. */
+  failsafe?: FailsafeRound | null;
 }
 
 /**
@@ -172,6 +205,9 @@ export type Action =
   | { kind: 'step_down' } // switchover: stop PostgreSQL cleanly, record its last WAL position, release the key
   | { kind: 'clear_failover' } // remove the /failover request (done, impossible or stale)
   | { kind: 'write_sync'; members: string[]; acks?: number } // leader: store the /sync record (acks: quorum mode)
+  | { kind: 'write_failsafe'; record: FailsafeRecord | null } // leader: store (null: delete) /failsafe
+  // etcd unreachable, every member confirmed us: fence deadline = sentAt + ttl - fence_margin
+  | { kind: 'failsafe_extend'; sentAt: number }
   // leader: set synchronous_standby_names, FIRST (on) or ANY (quorum) count of names
   // (null: asynchronous; [] in strict mode: block commits)
   | { kind: 'set_sync_names'; names: string[] | null; count: number; method?: SyncMethod };

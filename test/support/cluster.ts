@@ -37,6 +37,8 @@ export interface ClusterOptions {
   dcs?: Record<string, unknown>;
   /** Tags of node i (1-based). */
   tags?: (i: number) => Record<string, unknown>;
+  /** Extra environment of node i's agent (1-based). */
+  env?: (i: number) => Record<string, string>;
 }
 
 export class TestCluster {
@@ -96,12 +98,21 @@ export class TestCluster {
     this.#etcd = await startEtcd({ clientPort: this.#opts.etcdPort, peerPort: this.#opts.etcdPort + 1 });
   }
 
+  /** SIGSTOP etcd: every call to it hangs until its deadline, as with a frozen or cut-off etcd. */
+  pauseEtcd(): void {
+    this.#etcd?.pause();
+  }
+
+  resumeEtcd(): void {
+    this.#etcd?.resume();
+  }
+
   /** Start an agent as the postgres OS user; its stdout/stderr go to node.logPath. */
   startAgent(n: NodeHandle): void {
     const log = createWriteStream(n.logPath, { flags: 'a' });
     const child = spawn(process.execPath, [PGHA_BIN, '--config', n.configPath], {
       uid: this.#user.uid, gid: this.#user.gid, cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8' },
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8', ...this.#opts.env?.(Number(n.name.slice(4))) },
     });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);

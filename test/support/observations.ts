@@ -83,8 +83,8 @@ export const dynArb: fc.Arbitrary<DynamicConfig> = fc.record({
   sync: fc.constantFrom('off', 'off', 'on', 'quorum'),
   strict: fc.boolean(),
   maximum_lag_on_failover: fc.constantFrom(0, 1000, 1048576),
-  use_pg_rewind: fc.boolean(), use_slots: fc.boolean(),
-}).map((r) => dyn({ pause: r.pause, synchronous_mode: r.sync as 'off' | 'on' | 'quorum', synchronous_mode_strict: r.strict, maximum_lag_on_failover: r.maximum_lag_on_failover, postgresql: { use_pg_rewind: r.use_pg_rewind, use_slots: r.use_slots, parameters: {} } }));
+  use_pg_rewind: fc.boolean(), use_slots: fc.boolean(), failsafe_mode: fc.boolean(),
+}).map((r) => dyn({ pause: r.pause, failsafe_mode: r.failsafe_mode, synchronous_mode: r.sync as 'off' | 'on' | 'quorum', synchronous_mode_strict: r.strict, maximum_lag_on_failover: r.maximum_lag_on_failover, postgresql: { use_pg_rewind: r.use_pg_rewind, use_slots: r.use_slots, parameters: {} } }));
 
 export const clusterArb: fc.Arbitrary<ClusterView> = fc.record({
   leader: fc.option(fc.record({ name: fc.constantFrom(...names), revision: fc.constant('5'), lease: fc.constant('7') }), { nil: null }),
@@ -103,6 +103,10 @@ export const clusterArb: fc.Arbitrary<ClusterView> = fc.record({
   sync: fc.option(fc.record({
     leader: fc.constantFrom(...names), members: fc.subarray([...names]), acks: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),
   }), { nil: null }),
+  failsafe: fc.option(fc.record({
+    leader: fc.constantFrom(...names),
+    members: fc.subarray([...names]).map((ns) => Object.fromEntries(ns.map((n) => [n, `http://x/${n}`]))),
+  }), { nil: null }),
 });
 
 export const observationArb: fc.Arbitrary<Observation> = fc.record({
@@ -113,10 +117,16 @@ export const observationArb: fc.Arbitrary<Observation> = fc.record({
     leaseDeadline: fc.option(fc.integer({ min: 0, max: 100_000 }), { nil: null }),
     startFailures: fc.integer({ min: 0, max: 5 }),
     notStreamingSince: fc.option(fc.integer({ min: 0, max: 100_000 }), { nil: null }),
+    failsafeHold: fc.option(fc.record({ leader: fc.constantFrom(...names), until: fc.integer({ min: 0, max: 100_000 }) }), { nil: null }),
   }),
   local: localArb,
   cluster: fc.option(clusterArb, { nil: null, freq: 8 }),
   fallbackConfig: dynArb,
+  failsafe: fc.option(fc.record({
+    sentAt: fc.integer({ min: 0, max: 100_000 }),
+    asked: fc.subarray([...names]),
+    confirmed: fc.subarray([...names]),
+  }), { nil: null }),
 });
 
 export function request(over: Partial<FailoverRequest> = {}): FailoverRequest {

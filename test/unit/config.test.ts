@@ -41,7 +41,7 @@ describe('parseConfig', () => {
       etcd: { hosts: ['127.0.0.1:2379'], protocol: 'http' },
       bootstrap: {
         dcs: {
-          ttl: 3, loop_wait: 0.5, retry_timeout: 1, fence_margin: 0.75, maximum_lag_on_failover: 1048576, pause: false, synchronous_mode: 'off', synchronous_node_count: 1, synchronous_mode_strict: false, member_slots_ttl: 1800, permanent_slots: {},
+          ttl: 3, loop_wait: 0.5, retry_timeout: 1, fence_margin: 0.75, maximum_lag_on_failover: 1048576, pause: false, failsafe_mode: false, synchronous_mode: 'off', synchronous_node_count: 1, synchronous_mode_strict: false, member_slots_ttl: 1800, permanent_slots: {},
           postgresql: { use_pg_rewind: true, use_slots: true, parameters: {} },
         },
         initdb: [{ encoding: 'UTF8' }, 'data-checksums'],
@@ -60,6 +60,7 @@ describe('parseConfig', () => {
         pg_ctl_timeout: 60,
       },
       tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, failover_priority: 1 },
+      watchdog: { mode: 'automatic', device: '/dev/watchdog', safety_margin: 0.5 },
     });
   });
 

@@ -2,16 +2,19 @@
 // runs, clock advances, etcd partitions, PostgreSQL crashes and writes. The leader key behaves
 // like ours: create-if-absent, bound to the holder's lease, gone TTL after the last keepalive
 // etcd received. The fence timer stops a primary at its lease deadline. Invariant: never two
-// running primaries, and every promotion is by the key holder.
+// running primaries, and every promotion is by the key holder. With failsafe_mode, a leader cut
+// off from etcd asks the members it can reach (POST /failsafe, answered by the same rule as the
+// agent's) and extends its deadline as the Actor does; members can also be cut off from each
+// other, and etcd can be down for everyone.
 import { describe, expect } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
 import { decide } from '../../src/ha/decide.ts';
-import type { ClusterView, MemberInfo, Observation } from '../../src/ha/types.ts';
+import { answerFailsafeCall } from '../../src/ha/failsafe.ts';
+import type { ClusterView, FailsafeHold, FailsafeRecord, FailsafeRound, MemberInfo, Observation } from '../../src/ha/types.ts';
 import { defaultTags, dyn, SYSID } from '../support/observations.ts';
 
 const TTL = 3000;
 const MARGIN = 750;
-const cfg = dyn();
 
 interface Node {
   name: string;
@@ -24,6 +27,10 @@ interface Node {
   leaseRecv: number; // when etcd last received this member's keepalive
   leaseDeadline: number | null;
   wasPrimary: boolean;
+  /** Cut off from the other members' REST APIs (failsafe calls fail both ways). */
+  isolated: boolean;
+  hold: FailsafeHold | null;
+  lastLeader: string | null;
 }
 
 class World {
@@ -31,10 +38,39 @@ class World {
   holder: string | null = 'n1';
   lastLeaderLsn = 0;
   promotions: string[] = [];
+  etcdDown = false;
+  record: FailsafeRecord | null = null;
+  readonly cfg: ReturnType<typeof dyn>;
   nodes: Node[] = ['n1', 'n2', 'n3'].map((name, i) => ({
     name, partitioned: false, running: true, role: i === 0 ? 'primary' : 'standby', timeline: 1, lsn: 0,
     upstream: i === 0 ? null : 'n1', leaseRecv: 0, leaseDeadline: TTL - MARGIN, wasPrimary: i === 0,
+    isolated: false, hold: null, lastLeader: 'n1',
   }));
+
+  constructor(cfg = dyn()) {
+    this.cfg = cfg;
+  }
+
+  cutOff(n: Node) { return n.partitioned || this.etcdDown; }
+
+  /** The leader's POST /failsafe round, answered at once by every reachable member. */
+  round(n: Node): FailsafeRound | null {
+    const rec = this.record;
+    if (!this.cfg.failsafe_mode || rec === null || rec.leader !== n.name || !n.running || n.role !== 'primary') return null;
+    if (n.leaseDeadline === null || this.t >= n.leaseDeadline) return null;
+    const asked = Object.keys(rec.members).filter((x) => x !== n.name);
+    const confirmed = asked.filter((name) => {
+      const m = this.nodes.find((x) => x.name === name);
+      if (m === undefined || m.isolated || n.isolated) return false;
+      const a = answerFailsafeCall({
+        caller: n.name, self: m.name, failsafeMode: true, lastLeader: m.lastLeader, hold: m.hold, now: this.t, ttlMs: TTL,
+        actsAsLeader: (m.running && m.role === 'primary') || (!this.cutOff(m) && this.keyHolder()?.name === m.name),
+      });
+      if (a.ok) m.hold = a.hold;
+      return a.ok;
+    });
+    return { sentAt: this.t, asked, confirmed };
+  }
 
   leaseAlive(n: Node) { return this.t < n.leaseRecv + TTL; }
   keyHolder(): Node | null {
@@ -56,23 +92,24 @@ class World {
       name: n.name, role: n.running ? n.role : 'unknown', state: n.running ? 'running' : 'stopped', timeline: n.timeline, lsn: n.lsn,
       apiUrl: '', conn: '', tags: defaultTags, upstream: n.upstream, pendingRestart: false,
     }));
-    return { leader: holder === null ? null : { name: holder.name, revision: '1', lease: '1' }, members, initialize: SYSID, config: cfg, lastLeaderLsn: this.lastLeaderLsn, failover: null, sync: null };
+    return { leader: holder === null ? null : { name: holder.name, revision: '1', lease: '1' }, members, initialize: SYSID, config: this.cfg, lastLeaderLsn: this.lastLeaderLsn, failover: null, sync: null, failsafe: this.record };
   }
 
   tick(n: Node) {
     let sentAt: number | null = null;
-    if (!n.partitioned) { sentAt = this.t; n.leaseRecv = this.t; } // the member keepalive of every loop
+    if (!this.cutOff(n)) { sentAt = this.t; n.leaseRecv = this.t; n.lastLeader = this.keyHolder()?.name ?? null; } // the member keepalive of every loop
     const o: Observation = {
       now: this.t,
       wallNow: 0,
-      self: { name: n.name, tags: defaultTags, leaseDeadline: n.leaseDeadline, startFailures: 0, notStreamingSince: null },
+      self: { name: n.name, tags: defaultTags, leaseDeadline: n.leaseDeadline, startFailures: 0, notStreamingSince: null, failsafeHold: n.hold },
       local: {
         dataDir: 'initialized', systemId: SYSID, controlState: n.wasPrimary ? 'primary-crashed' : 'standby', running: n.running, accepting: n.running,
         role: n.running ? n.role : null, timeline: n.timeline, lsn: n.lsn, streaming: n.running && n.role === 'standby', upstream: n.upstream, pendingRestart: false, syncStandbys: [],
         syncSetting: '', replicas: [], syncChangedAt: null,
       },
-      cluster: n.partitioned ? null : this.view(),
-      fallbackConfig: cfg,
+      cluster: this.cutOff(n) ? null : this.view(),
+      fallbackConfig: this.cfg,
+      failsafe: this.cutOff(n) ? this.round(n) : null,
     };
     for (const a of decide(o).actions) if (!this.apply(n, a, sentAt)) break;
   }
@@ -85,6 +122,7 @@ class World {
         if (sentAt === null || leader?.name !== n.name) { if (a.fenceOnFailure) this.fence(n); return false; }
         n.leaseDeadline = sentAt + TTL - MARGIN; return true;
       case 'acquire':
+        if (n.hold !== null && this.t < n.hold.until) return false; // Actor.acquire re-checks the promise
         if (sentAt === null || leader !== null) return false;
         this.holder = n.name; n.leaseDeadline = sentAt + TTL - MARGIN; return true;
       case 'release': if (leader?.name === n.name) this.holder = null; return true;
@@ -102,6 +140,10 @@ class World {
       }
       case 'follow': n.upstream = a.upstream; return true;
       case 'publish_leader_lsn': this.lastLeaderLsn = n.lsn; return true;
+      case 'write_failsafe': if (sentAt === null) return false; this.record = a.record; return true;
+      case 'failsafe_extend': // as Actor.failsafeExtend
+        if (n.leaseDeadline !== null) n.leaseDeadline = Math.max(n.leaseDeadline, a.sentAt + TTL - MARGIN);
+        return true;
       default: return true;
     }
   }
@@ -114,7 +156,8 @@ class World {
   }
 }
 
-type Cmd = { k: 'tick'; i: number } | { k: 'advance'; ms: number } | { k: 'partition'; i: number } | { k: 'heal'; i: number } | { k: 'crash'; i: number } | { k: 'write'; n: number };
+type Cmd = { k: 'tick'; i: number } | { k: 'advance'; ms: number } | { k: 'partition'; i: number } | { k: 'heal'; i: number } | { k: 'crash'; i: number } | { k: 'write'; n: number }
+  | { k: 'isolate'; i: number } | { k: 'rejoin'; i: number } | { k: 'etcd'; down: boolean };
 const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   { arbitrary: fc.record({ k: fc.constant('tick' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 6 },
   { arbitrary: fc.record({ k: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 2500 }) }), weight: 4 },
@@ -123,20 +166,53 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   { arbitrary: fc.record({ k: fc.constant('crash' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
   { arbitrary: fc.record({ k: fc.constant('write' as const), n: fc.integer({ min: 1, max: 100 }) }), weight: 2 },
 );
+// Shorter clock steps than above, so that a leader often runs a round before its deadline.
+const failsafeCmdArb: fc.Arbitrary<Cmd> = fc.oneof(
+  { arbitrary: fc.record({ k: fc.constant('tick' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 8 },
+  { arbitrary: fc.record({ k: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 1200 }) }), weight: 4 },
+  { arbitrary: fc.record({ k: fc.constantFrom('partition' as const, 'heal' as const, 'crash' as const, 'isolate' as const, 'rejoin' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 3 },
+  { arbitrary: fc.record({ k: fc.constant('write' as const), n: fc.integer({ min: 1, max: 100 }) }), weight: 1 },
+  { arbitrary: fc.record({ k: fc.constant('etcd' as const), down: fc.boolean() }), weight: 2 },
+);
+
+function run(w: World, cmds: Cmd[]): void {
+  for (const c of cmds) {
+    const node = 'i' in c ? w.nodes[c.i] : undefined;
+    if (c.k === 'tick' && node) w.tick(node);
+    else if (c.k === 'advance') w.advance(c.ms);
+    else if (c.k === 'partition' && node) node.partitioned = true;
+    else if (c.k === 'heal' && node) node.partitioned = false;
+    else if (c.k === 'crash' && node) node.running = false;
+    else if (c.k === 'write') w.write(c.n);
+    else if (c.k === 'isolate' && node) node.isolated = true;
+    else if (c.k === 'rejoin' && node) node.isolated = false;
+    else if (c.k === 'etcd') w.etcdDown = c.down;
+    expect(w.primaries().length, `t=${w.t} after ${JSON.stringify(c)}`).toBeLessThanOrEqual(1);
+  }
+}
 
 describe('three agents over a shared leader key (model)', () => {
   test.prop([fc.array(cmdArb, { minLength: 10, maxLength: 200 })], { numRuns: 400 })('never two running primaries', (cmds) => {
-    const w = new World();
-    for (const c of cmds) {
-      const node = 'i' in c ? w.nodes[c.i] : undefined;
-      if (c.k === 'tick' && node) w.tick(node);
-      else if (c.k === 'advance') w.advance(c.ms);
-      else if (c.k === 'partition' && node) node.partitioned = true;
-      else if (c.k === 'heal' && node) node.partitioned = false;
-      else if (c.k === 'crash' && node) node.running = false;
-      else if (c.k === 'write') w.write(c.n);
-      expect(w.primaries().length, `t=${w.t} after ${JSON.stringify(c)}`).toBeLessThanOrEqual(1);
-    }
+    run(new World(), cmds);
+  });
+
+  test.prop([fc.array(failsafeCmdArb, { minLength: 10, maxLength: 300 })], { numRuns: 600 })(
+    'failsafe_mode: never two running primaries, whatever etcd and the members can reach',
+    (cmds) => run(new World(dyn({ failsafe_mode: true })), cmds),
+  );
+
+  test('failsafe_mode: with etcd down for everyone, a leader every member confirms stays primary', () => {
+    const w = new World(dyn({ failsafe_mode: true }));
+    const [n1, n2, n3] = w.nodes as [Node, Node, Node];
+    for (let i = 0; i < 3; i++) { w.tick(n1); w.tick(n2); w.tick(n3); w.advance(500); }
+    expect(w.record?.leader).toBe('n1');
+    w.etcdDown = true;
+    for (let i = 0; i < 40; i++) { w.tick(n1); w.tick(n2); w.tick(n3); w.advance(500); } // 20 s
+    expect(w.primaries().map((n) => n.name)).toEqual(['n1']);
+    n3.isolated = true; // one member stops answering: the leader stops at its deadline
+    for (let i = 0; i < 6; i++) { w.tick(n1); w.tick(n2); w.tick(n3); w.advance(500); }
+    expect(w.primaries()).toEqual([]);
+    expect(w.promotions).toEqual([]);
   });
 
   test('a crashed primary is replaced once its lease expires, and the old one rejoins as standby', () => {

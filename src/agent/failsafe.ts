@@ -1,0 +1,125 @@
+// Failsafe mode, the agent's part. As leader with etcd unreachable: POST /failsafe to every other
+// member listed in the last /failsafe record and report who confirmed (decide() weighs the round,
+// src/ha/failsafe.ts). As member: answer such calls and keep the promise they create.
+import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
+import { isPgHaError } from '../errors.ts';
+import { answerFailsafeCall, type FailsafeAnswer } from '../ha/failsafe.ts';
+import type { FailsafeHold, FailsafeRecord, FailsafeRound, LocalPostgres } from '../ha/types.ts';
+import type { Logger } from '../log/logger.ts';
+
+export interface FailsafeCallOptions {
+  self: string;
+  record: FailsafeRecord;
+  /** The leader authenticates with its own restapi.authentication: members must share it. */
+  auth: NodeConfig['restapi']['authentication'];
+  /** Deadline of each call, ms. */
+  timeoutMs: number;
+  /** Our ttl (seconds): a member promises at least this long, even if its own config says less. */
+  ttl: number;
+  /** Monotonic clock, ms. */
+  now(): number;
+}
+
+async function confirms(url: string, o: FailsafeCallOptions): Promise<boolean> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (o.auth !== undefined) headers.authorization = `Basic ${Buffer.from(`${o.auth.username}:${o.auth.password}`).toString('base64')}`;
+  try {
+    const r = await fetch(new URL('/failsafe', url), {
+      method: 'POST', headers, body: JSON.stringify({ leader: o.self, ttl: o.ttl }), signal: AbortSignal.timeout(o.timeoutMs),
+    });
+    await r.arrayBuffer().catch(() => undefined);
+    return r.status === 200;
+  } catch {
+    return false; // unreachable, refused, timed out: not a confirmation
+  }
+}
+
+/** One round: every member but ourselves, in parallel. `sentAt` is taken before the first call. */
+export async function failsafeRound(o: FailsafeCallOptions): Promise<FailsafeRound> {
+  const asked = Object.keys(o.record.members).filter((n) => n !== o.self).sort();
+  const sentAt = o.now();
+  const answers = await Promise.all(asked.map((n) => confirms(o.record.members[n] ?? '', o)));
+  return { sentAt, asked, confirmed: asked.filter((_, i) => answers[i] === true) };
+}
+
+export interface FailsafeAgentDeps {
+  config: NodeConfig;
+  logger: Logger;
+  now(): number;
+  dynamic(): DynamicConfig;
+  fenceDeadline(): number | null;
+  /** /failsafe at the last successful etcd read. */
+  record(): FailsafeRecord | null;
+  /** Leader key holder at the last successful etcd read. */
+  lastLeader(): string | null;
+  /** Running as primary, holding the key, or acquiring it right now. */
+  actsAsLeader(): boolean;
+}
+
+export class FailsafeAgent {
+  readonly #d: FailsafeAgentDeps;
+  /** The last promise this member gave (see answerFailsafeCall). */
+  hold: FailsafeHold | null = null;
+  /** The last renewal failed on an unreachable etcd: ask the members before etcd again. */
+  #askFirst = false;
+
+  constructor(deps: FailsafeAgentDeps) {
+    this.#d = deps;
+  }
+
+  activeHold(): FailsafeHold | null {
+    return this.hold !== null && this.#d.now() < this.hold.until ? this.hold : null;
+  }
+
+  renewFailed(err: unknown): void {
+    this.#askFirst = isPgHaError(err) && err.retryable;
+  }
+
+  /** True once after a renewal failed on etcd: the next observation asks the members first. */
+  takeAskFirst(): boolean {
+    const v = this.#askFirst;
+    this.#askFirst = false;
+    return v;
+  }
+
+  /** A round, when this member runs as primary with failsafe_mode, a live deadline and its own record. */
+  async round(local: LocalPostgres): Promise<FailsafeRound | null> {
+    const { config, now } = this.#d;
+    const record = this.#d.record();
+    const deadline = this.#d.fenceDeadline();
+    const dyn = this.#d.dynamic();
+    if (!dyn.failsafe_mode || record === null || record.leader !== config.name) return null;
+    if (!local.running || local.role !== 'primary' || deadline === null || now() >= deadline) return null;
+    const round = await failsafeRound({
+      self: config.name, record, auth: config.restapi.authentication, now, ttl: dyn.ttl,
+      // Each member gets as long as one etcd call (retry_timeout): it answers from memory in
+      // milliseconds on a LAN, and the round must end well inside what is left of the deadline.
+      timeoutMs: dyn.retry_timeout * 1000,
+    });
+    const missing = round.asked.filter((n) => !round.confirmed.includes(n));
+    if (missing.length > 0) this.#d.logger.warn({ event: 'failsafe', missing }, `failsafe: not confirmed by ${missing.join(', ')}`);
+    return round;
+  }
+
+  /**
+   * POST /failsafe from `caller`: confirm it (and promise not to race for a TTL) or refuse. The
+   * promise lasts the longer of our ttl and the caller's, should the two configs differ.
+   */
+  answer(caller: string, callerTtl?: number): FailsafeAnswer {
+    const { config, now, logger } = this.#d;
+    const dyn = this.#d.dynamic();
+    const answer = answerFailsafeCall({
+      caller, self: config.name, failsafeMode: dyn.failsafe_mode, actsAsLeader: this.#d.actsAsLeader(),
+      lastLeader: this.#d.lastLeader(), hold: this.hold, now: now(), ttlMs: Math.max(dyn.ttl, callerTtl ?? 0) * 1000,
+    });
+    if (!answer.ok) {
+      logger.warn({ event: 'failsafe refused', leader: caller, reason: answer.reason }, `failsafe: refused ${caller}: ${answer.reason}`);
+      return answer;
+    }
+    if (this.activeHold()?.leader !== caller) {
+      logger.warn({ event: 'failsafe', leader: caller }, `failsafe: confirmed ${caller} as leader; not racing for one TTL after each call`);
+    }
+    this.hold = answer.hold;
+    return answer;
+  }
+}

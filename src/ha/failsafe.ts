@@ -1,0 +1,86 @@
+// DCS failsafe mode (Patroni's `failsafe_mode`), the pure part. While etcd is healthy the leader
+// keeps /failsafe naming every member and its REST API. When etcd as a whole is unreachable, the
+// leader POSTs /failsafe to each of them; if every one answers 200, it may stay primary for one
+// more TTL from the send time of that round (minus fence_margin). A member that answers 200
+// promises not to race for the key or promote for one TTL after it received the call, so the
+// leader's extended deadline always ends before any of them may act. Safety argument and limits:
+// docs/data-safety.md.
+import type { DynamicConfig } from '../config/schema.ts';
+import type { ClusterView, FailsafeHold, FailsafeRecord, Observation } from './types.ts';
+
+/** The record the leader should keep in etcd: every published member and its API URL. */
+export function failsafeRecordFor(self: string, cluster: ClusterView): FailsafeRecord {
+  const members: Record<string, string> = {};
+  for (const m of [...cluster.members].sort((a, b) => (a.name < b.name ? -1 : 1))) members[m.name] = m.apiUrl;
+  return { leader: self, members };
+}
+
+export function sameRecord(a: FailsafeRecord | null | undefined, b: FailsafeRecord | null | undefined): boolean {
+  if (a == null || b == null) return a == b;
+  const ka = Object.keys(a.members).sort();
+  const kb = Object.keys(b.members).sort();
+  return a.leader === b.leader && ka.join('\n') === kb.join('\n') && ka.every((k) => a.members[k] === b.members[k]);
+}
+
+/** This member accepted a failsafe call less than one TTL ago. */
+export function holdActive(o: Observation): FailsafeHold | null {
+  const h = o.self.failsafeHold ?? null;
+  return h !== null && o.now < h.until ? h : null;
+}
+
+/**
+ * Why this member may not race for the key or promote because of failsafe mode; null: it may.
+ * (1) It accepted a failsafe call less than a TTL ago: that leader may still run as primary.
+ * (2) failsafe_mode is on, /failsafe exists and does not list it: the leader never asks it, so
+ *     it could be running under failsafe without this member's promise.
+ */
+export function failsafeBlocksRace(o: Observation, cfg: DynamicConfig, cluster: ClusterView): string | null {
+  const hold = holdActive(o);
+  if (hold !== null) return `failsafe: we confirmed ${hold.leader} as leader less than a TTL ago: not racing`;
+  const rec = cluster.failsafe ?? null;
+  if (cfg.failsafe_mode && rec !== null && !(o.self.name in rec.members)) {
+    return `failsafe: /failsafe (written by ${rec.leader}) does not list us: not racing`;
+  }
+  return null;
+}
+
+/**
+ * etcd unreachable: did every member the leader asked this loop confirm it, with the round sent
+ * and answered while our deadline still held? (Past it, the fence has stopped PostgreSQL.)
+ */
+export function failsafeConfirmed(o: Observation): boolean {
+  const r = o.failsafe ?? null;
+  if (r === null || o.self.leaseDeadline === null || o.now >= o.self.leaseDeadline || r.sentAt >= o.self.leaseDeadline) return false;
+  return r.asked.every((n) => r.confirmed.includes(n));
+}
+
+export interface FailsafeCallInput {
+  /** The leader named in the call. */
+  caller: string;
+  self: string;
+  /** failsafe_mode in this member's last known dynamic config. */
+  failsafeMode: boolean;
+  /** This member runs PostgreSQL as a primary, holds the key, or is acquiring it right now. */
+  actsAsLeader: boolean;
+  /** Holder of the leader key at this member's last successful etcd read (null: free or never read). */
+  lastLeader: string | null;
+  hold: FailsafeHold | null;
+  now: number;
+  ttlMs: number;
+}
+
+export type FailsafeAnswer = { ok: true; hold: FailsafeHold } | { ok: false; reason: string };
+
+/**
+ * A member's answer to POST /failsafe from `caller`. It refuses when saying yes could let two
+ * primaries run: it is (becoming) a leader itself, etcd last showed someone else holding the key,
+ * or it already promised another leader. Saying yes starts (or extends) its hold.
+ */
+export function answerFailsafeCall(i: FailsafeCallInput): FailsafeAnswer {
+  if (!i.failsafeMode) return { ok: false, reason: 'failsafe_mode is off in this member\'s configuration' };
+  if (i.caller === i.self) return { ok: false, reason: 'a member does not confirm itself' };
+  if (i.actsAsLeader) return { ok: false, reason: `${i.self} runs as (or is becoming) the leader` };
+  if (i.lastLeader !== null && i.lastLeader !== i.caller) return { ok: false, reason: `etcd last showed ${i.lastLeader} holding the leader key` };
+  if (i.hold !== null && i.now < i.hold.until && i.hold.leader !== i.caller) return { ok: false, reason: `already confirmed ${i.hold.leader} as leader` };
+  return { ok: true, hold: { leader: i.caller, until: i.now + i.ttlMs } };
+}

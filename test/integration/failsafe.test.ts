@@ -1,0 +1,98 @@
+// failsafe_mode on real PostgreSQL and etcd. etcd is frozen (SIGSTOP), so every call to it hangs
+// until its deadline, as when etcd as a whole is unreachable. (1) Every member's agent answers
+// POST /failsafe: the primary keeps acknowledging writes for longer than 3 x TTL and no standby
+// promotes. (2) One standby's agent is frozen too: the primary stops acknowledging writes before
+// its lease could have expired, as without failsafe_mode.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import pg from 'pg';
+import { PASSWORDS, TestCluster, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+
+const TTL_S = 3;
+const cluster = new TestCluster({ etcdPort: 24439, pgPortBase: 5510, apiPortBase: 8100, ttl: TTL_S, dcs: { failsafe_mode: true } });
+
+beforeAll(async () => {
+  await cluster.startEtcd();
+  cluster.startAll();
+  await waitFor('two streaming replicas', async () => ((await cluster.replicas(true)).length === 2 ? true : null), 90_000);
+}, 120_000);
+afterAll(async () => {
+  for (const n of cluster.nodes) n.agent?.kill('SIGCONT');
+  cluster.resumeEtcd();
+  await cluster.destroy();
+});
+
+/** Insert a row every 20 ms until stopped or a write fails; returns the acknowledgement times. */
+function writer(n: NodeHandle, table: string) {
+  const acks: number[] = [];
+  let stop = false;
+  let failedAt: number | null = null;
+  const done = (async () => {
+    const c = new pg.Client({ host: '127.0.0.1', port: n.pgPort, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 1000 });
+    c.on('error', () => undefined);
+    await c.connect();
+    await c.query(`create table if not exists ${table} (id serial primary key, at timestamptz default clock_timestamp())`);
+    while (!stop) {
+      try { await c.query(`insert into ${table} default values`); acks.push(Date.now()); } catch { failedAt = Date.now(); break; }
+      await sleep(20);
+    }
+    await c.end().catch(() => undefined);
+  })();
+  return { acks, failedAt: () => failedAt, stop: async () => { stop = true; await done; } };
+}
+
+/** Members that answer 200 on /primary. */
+async function primaries(): Promise<string[]> {
+  const codes = await Promise.all(cluster.nodes.map((n) => cluster.probe(n, '/primary')));
+  return cluster.nodes.filter((_, i) => codes[i] === 200).map((n) => n.name);
+}
+
+const promotions = (n: NodeHandle) => (cluster.logs(n).match(/"event":"promoted"/g) ?? []).length;
+
+it('keeps the primary writing with etcd frozen while every member confirms it, and nobody promotes', async () => {
+  const leader = await waitFor('a primary', async () => cluster.primary(), 30_000);
+  // The leader writes /failsafe within a loop of seeing all three members; give it two loops.
+  await sleep(1000);
+  const before = cluster.nodes.map(promotions);
+  const w = writer(leader, 'failsafe_probe');
+  await sleep(500);
+  const frozenAt = Date.now();
+  cluster.pauseEtcd();
+  let seenOtherPrimary = false;
+  const watch = setInterval(() => void primaries().then((p) => { if (p.some((x) => x !== leader.name)) seenOtherPrimary = true; }), 250);
+  await sleep((3 * TTL_S + 2) * 1000);
+  clearInterval(watch);
+  const lastAck = w.acks.at(-1) ?? 0;
+  const failedAt = w.failedAt();
+  await w.stop();
+  cluster.resumeEtcd();
+  expect(failedAt).toBeNull();
+  expect(lastAck - frozenAt).toBeGreaterThan(3 * TTL_S * 1000);
+  expect(seenOtherPrimary).toBe(false);
+  expect(cluster.logs(leader)).toMatch(/failsafe: all 2 members confirmed us/);
+  // etcd is back: the old primary takes its key back; nobody else promoted at any point.
+  await waitFor('the same primary and two replicas', async () =>
+    ((await cluster.primary())?.name === leader.name && (await cluster.replicas()).length === 2 ? true : null), 30_000);
+  expect(cluster.nodes.map(promotions)).toEqual(before);
+}, 90_000);
+
+it('stops the primary before its lease could expire when one member does not confirm', async () => {
+  const leader = await waitFor('a primary', async () => cluster.primary(), 30_000);
+  await waitFor('two streaming replicas', async () => ((await cluster.replicas(true)).length === 2 ? true : null), 30_000);
+  const silent = cluster.nodes.find((n) => n !== leader) as NodeHandle;
+  const w = writer(leader, 'failsafe_probe2');
+  await sleep(500);
+  // The silent member stays in /failsafe: etcd is frozen right after, before its key can expire.
+  silent.agent?.kill('SIGSTOP');
+  const frozenAt = Date.now();
+  cluster.pauseEtcd();
+  await waitFor('writes on the old primary to fail', async () => w.failedAt() !== null, (TTL_S + 5) * 1000);
+  await w.stop();
+  const lastAck = w.acks.at(-1) ?? 0;
+  expect(lastAck).toBeGreaterThan(frozenAt - 1000);
+  expect(lastAck - frozenAt).toBeLessThan(TTL_S * 1000);
+  // The round that asked the silent member ends at its call deadline, after the fence.
+  await waitFor('the unconfirmed round in the log', async () => /failsafe: not confirmed by/.test(cluster.logs(leader)), 5_000);
+  expect((await primaries()).filter((p) => p !== leader.name)).toEqual([]);
+  silent.agent?.kill('SIGCONT');
+  cluster.resumeEtcd();
+}, 60_000);
