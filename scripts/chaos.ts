@@ -42,7 +42,7 @@ for (const syncMode of fixed === undefined ? modes : [fixed.syncMode]) {
   // Split the faults between the modes; synchronous mode gets at least as many.
   const n = modes.length === 1 ? faults : syncMode === 'on' ? Math.ceil(faults / 2) : Math.floor(faults / 2);
   const r = await runChaos({ seed, faults: n, syncMode, kinds: values.kinds === undefined ? undefined : kinds as FaultKind[],
-    scheduleName: values.schedule, log: (l) => console.log(l) });
+    scheduleName: values.schedule, keepLogsOnFailure: true, log: (l) => console.log(l) });
   runs.push(r);
   const bad = violations(r);
   const v = r.verdict;

@@ -6,6 +6,9 @@ import { ChaosCluster, HAPROXY_RW, PG_PORT, type DbNode, type SyncMode } from '.
 import { FIXED_SCHEDULES, applyFault, rng, schedule, type FaultKind, type FaultSpec } from './faults.ts';
 import { check, outageAround, parseHistory, type Outage, type Verdict } from './checker.ts';
 import { CREATE_TABLE, TABLE, Workload, type Op } from './workload.ts';
+import { copyFileSync, mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { sleep } from '../support/cluster.ts';
 
 export interface RunOptions {
@@ -16,6 +19,8 @@ export interface RunOptions {
   /** A named fixed schedule (FIXED_SCHEDULES) instead of a seeded one. */
   scheduleName?: string;
   log?: (line: string) => void;
+  /** On failure, copy the agents' and etcd's logs to a directory kept after the run (npm run chaos). */
+  keepLogsOnFailure?: boolean;
 }
 
 export interface FaultEvent extends FaultSpec {
@@ -161,6 +166,12 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
     log(`chaos: FAILED: ${failure}`);
     await wl.stop();
   } finally {
+    if (failure !== null && o.keepLogsOnFailure === true) {
+      const kept = mkdtempSync(join(tmpdir(), `pgha-chaos-failed-seed${o.seed}-`));
+      for (const f of readdirSync(c.dir)) if (f.endsWith('.log')) copyFileSync(join(c.dir, f), join(kept, f));
+      failure += ` (logs kept in ${kept})`;
+      log(`chaos: logs kept in ${kept}`);
+    }
     await c.destroy();
   }
   return { seed: o.seed, syncMode: o.syncMode, events, verdict, converged, failure, ops: wl.ops.length,
