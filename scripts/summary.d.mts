@@ -1,1 +1,2 @@
 export function summaryLine(report: unknown): string;
+export function mergeReports(reports: unknown[]): unknown;

@@ -165,7 +165,10 @@ export class HaLoop {
       this.#local = await this.#d.pg.observe();
     }
     await this.#applyConfig(this.#local ?? o.local, o.cluster);
-    await this.#publish().catch((err: unknown) => this.#d.logger.warn({ err: describeError(err) }, 'could not publish member state'));
+    // Publish to etcd only when this loop reached it: with etcd unreachable a put would only wait
+    // out its deadline, and a loop that long outlasts a failsafe extension (one TTL).
+    if (o.cluster === null) this.#refreshSnapshot();
+    else await this.#publish().catch((err: unknown) => this.#d.logger.warn({ err: describeError(err) }, 'could not publish member state'));
     this.#d.alive?.beat(this.fence.deadline);
     return plan;
   }

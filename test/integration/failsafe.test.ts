@@ -27,7 +27,9 @@ function writer(n: NodeHandle, table: string) {
   let stop = false;
   let failedAt: number | null = null;
   const done = (async () => {
-    const c = new pg.Client({ host: '127.0.0.1', port: n.pgPort, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 1000 });
+    const c = new pg.Client({ host: '127.0.0.1', port: n.pgPort, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 3000 });
+    // 3 s per insert: a loaded 2-core CI machine can stall a healthy insert for over a second; a
+    // fenced primary still fails it well within the test's window.
     c.on('error', () => undefined);
     await c.connect();
     await c.query(`create table if not exists ${table} (id serial primary key, at timestamptz default clock_timestamp())`);
@@ -50,8 +52,9 @@ const promotions = (n: NodeHandle) => (cluster.logs(n).match(/"event":"promoted"
 
 it('keeps the primary writing with etcd frozen while every member confirms it, and nobody promotes', async () => {
   const leader = await waitFor('a primary', async () => cluster.primary(), 30_000);
-  // The leader writes /failsafe within a loop of seeing all three members; give it two loops.
-  await sleep(1000);
+  await waitFor('two streaming replicas', async () => ((await cluster.replicas(true)).length === 2 ? true : null), 30_000);
+  // The leader writes /failsafe within a loop of seeing all three members; give it a few loops.
+  await sleep(2000);
   const before = cluster.nodes.map(promotions);
   const w = writer(leader, 'failsafe_probe');
   await sleep(500);

@@ -29,13 +29,15 @@ interface Row { member: string; role: string; state: string; tl: number; pending
 const list = () => ctlJson<Row[]>('list');
 const leaderName = async () => (await list()).find((r) => r.role === 'Leader')?.member ?? null;
 const node = (name: string) => cluster.nodes.find((n) => n.name === name) as NodeHandle;
+// Bootstrap plus two clones take seconds when idle; 110 s (inside the 120 s hook timeout) covers a
+// loaded 2-core CI machine.
 async function healthy(): Promise<string> {
   return waitFor('a healthy cluster', async () => {
     const rows = await list();
     const leader = rows.find((r) => r.role === 'Leader' && r.state === 'running');
     const streaming = rows.filter((r) => r.role === 'Replica' && r.state === 'streaming');
     return leader !== undefined && streaming.length === 2 && (await cluster.primary())?.name === leader.member ? leader.member : null;
-  }, 60_000, 200);
+  }, 110_000, 200);
 }
 
 beforeAll(async () => {

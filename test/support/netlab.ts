@@ -5,7 +5,7 @@
 // `ip link` (isolation) and signals to the processes `ip netns pids` lists (crash, freeze).
 // Everything this creates carries the prefix `pghac-`, and `destroy()` (also run for leftovers of
 // a crashed earlier run by `cleanupStale()`) removes it all.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 
 export const PREFIX = 'pghac-';
@@ -61,10 +61,28 @@ export function cleanupStale(): void {
   }
 }
 
+const LOCK = '/run/pgha-netlab.lock';
+
+/** One lab per machine: the names are fixed. A lock file holds the owner's pid. */
+function takeLock(): void {
+  try {
+    const pid = Number(readFileSync(LOCK, 'utf8'));
+    if (pid > 0 && pid !== process.pid) {
+      try { process.kill(pid, 0); throw new Error(`another fault-injection run (pid ${pid}) is using the network lab; wait for it or stop it`); } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+      }
+    }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  writeFileSync(LOCK, String(process.pid));
+}
+
 export class NetLab {
   readonly hosts = new Map<string, Host>();
 
   constructor() {
+    takeLock();
     cleanupStale();
     run('ip', ['link', 'add', BRIDGE, 'type', 'bridge']);
     run('ip', ['addr', 'add', `${BRIDGE_IP}/24`, 'dev', BRIDGE]);
@@ -134,6 +152,7 @@ export class NetLab {
     }
     run('ip', ['link', 'del', BRIDGE], true);
     this.hosts.clear();
+    rmSync(LOCK, { force: true });
   }
 }
 

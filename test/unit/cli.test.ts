@@ -2,7 +2,7 @@
 import { execFile } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { buildListRows, renderList, renderTopology } from '../../src/cli/format.ts';
-import { summaryLine } from '../../scripts/summary.mjs';
+import { mergeReports, summaryLine } from '../../scripts/summary.mjs';
 import { clusterView, dyn, member, request, WALL } from '../support/observations.ts';
 
 const view = clusterView({
@@ -73,5 +73,8 @@ describe('CI summary line', () => {
   it('counts passes, failures, skips and files that failed to load', () => {
     expect(summaryLine({ numPassedTests: 3, numFailedTests: 0, numPendingTests: 0, testResults: [] })).toBe('3 passed, 0 failed');
     expect(summaryLine({ numPassedTests: 3, numFailedTests: 1, numPendingTests: 2, testResults: [{ status: 'failed', assertionResults: [] }] })).toBe('3 passed, 2 failed, 2 skipped');
+    // A beforeAll that threw: every test of the file skipped, the file failed.
+    expect(summaryLine({ numPassedTests: 3, numFailedTests: 0, numPendingTests: 2, testResults: [{ status: 'failed', assertionResults: [{ status: 'skipped' }, { status: 'skipped' }] }] })).toBe('3 passed, 1 failed, 2 skipped');
+    expect(summaryLine(mergeReports([{ numPassedTests: 2, numFailedTests: 0, testResults: [] }, { numPassedTests: 5, numFailedTests: 1, testResults: [] }]))).toBe('7 passed, 1 failed');
   });
 });
