@@ -14,6 +14,7 @@ import { lookupOsUser } from '../src/postgres/instance.ts';
 import { startEtcd } from '../test/support/etcd.ts';
 import { PASSWORDS, REPO, postmasterPid, sleep, waitFor } from '../test/support/cluster.ts';
 import { Probe, stats } from './bench-lib.ts';
+import type { PatroniFigures } from './bench-chart.ts';
 
 const args = parseArgs({ options: { runs: { type: 'string', default: '5' }, idle: { type: 'string', default: '30' } } }).values;
 const RUNS = Number(args.runs);
@@ -111,7 +112,7 @@ async function runSetting(timing: { ttl: number; loop_wait: number; retry_timeou
     const hz = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
     const cpu = t1.map((v, i) => ((v - (t0[i] ?? 0)) / hz / IDLE_S) * 100);
     const rss = nodes.map((n) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${n.proc?.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024);
-    return { label: settingsLabel(timing), crash: stats(crash), switchover: stats(sw), rss, cpu };
+    return { label: settingsLabel(timing), timing, crash: stats(crash), switchover: stats(sw), rss, cpu };
   } finally {
     await probe?.stop();
     haproxy?.kill('SIGKILL');
@@ -147,6 +148,11 @@ Crash failover = SIGKILL of the leader's Patroni process and its PostgreSQL (pos
 Switchover = \`patronictl switchover --leader <leader> --force\` (Patroni picks the candidate).
 `;
   writeFileSync(resolve(REPO, 'docs/benchmarks-patroni.md'), md);
+  // Beside pgha's figures in docs/benchmarks.json, where `npm run bench` keeps them and charts them.
+  const jsonPath = resolve(REPO, 'docs/benchmarks.json');
+  const json = existsSync(jsonPath) ? (JSON.parse(readFileSync(jsonPath, 'utf8')) as Record<string, unknown>) : {};
+  const patroni: PatroniFigures = { version, date: new Date().toISOString(), settings: results.map((r) => ({ timing: r.timing, crash: r.crash, switchover: r.switchover, rss: r.rss, cpu: r.cpu })) };
+  writeFileSync(jsonPath, `${JSON.stringify({ ...json, patroni }, null, 2)}\n`);
   process.stdout.write(`\n${md}`);
 }
 

@@ -5,13 +5,14 @@
 // Results are printed and written to docs/benchmarks.md.
 import { execFileSync, spawn } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
 import { REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
 import { Probe, stats } from './bench-lib.ts';
+import { renderChart, type ChartEvent, type ChartStats, type PatroniFigures } from './bench-chart.ts';
 
 const args = parseArgs({ options: { runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' } } }).values;
 const RUNS = Number(args.runs);
@@ -54,6 +55,18 @@ function agentCpuTicks(): number[] {
   return cluster.nodes.map((n) => {
     const f = readFileSync(`/proc/${n.agent?.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
     return Number(f[11]) + Number(f[12]);
+  });
+}
+
+/** The chart's panels: pgha's events, with Patroni's crash failover and switchover beside them. */
+function chartEvents(rows: Array<ChartStats & { name: string }>, patroni: PatroniFigures | undefined): ChartEvent[] {
+  return rows.map((r) => {
+    const kind = r.name.startsWith('crash') ? 'crash' : r.name.startsWith('switchover') ? 'switchover' : null;
+    const others = kind === null ? [] : (patroni?.settings ?? []).map((p) => ({
+      label: `Patroni ${p.timing.ttl}/${p.timing.loop_wait}/${p.timing.retry_timeout}`,
+      stats: p[kind],
+    }));
+    return { title: r.name, series: [{ label: 'pgha (defaults)', stats: r }, ...others] };
   });
 }
 
@@ -103,6 +116,12 @@ async function main(): Promise<void> {
   const rss = agentRss();
 
   const rows = results.map((r) => ({ name: r.name, lost: lostBy.get(r.name) ?? 0, ...stats(r.outages) }));
+  const outMd = resolve(REPO, args.out ?? 'docs/benchmarks.md');
+  const outJson = outMd.replace(/\.md$/, '.json');
+  const outSvg = outMd.replace(/\.md$/, '.svg');
+  // Patroni's figures, if `npm run bench:patroni` stored them in the JSON file: kept and charted.
+  const previous = existsSync(outJson) ? (JSON.parse(readFileSync(outJson, 'utf8')) as { patroni?: PatroniFigures }) : {};
+  writeFileSync(outSvg, renderChart(chartEvents(rows, previous.patroni)));
   const ms = (x: number) => (Number.isNaN(x) ? 'n/a' : `${(x / 1000).toFixed(2)} s`);
   const md = `# Benchmarks
 
@@ -115,6 +134,8 @@ HAProxy checks every 250 ms (fastinter 125 ms, fall 2, rise 1).
 Write probe: one client commits one row every 15 ms through the HAProxy read-write port, reconnecting after
 any error. **Outage** = time from the last acknowledged write before the event to the first acknowledged write
 after it, as that client sees it (so it includes HAProxy noticing the new primary).
+
+![Write outage per event: median bar, min-max whisker, p90 tick${'$'}{previous.patroni ? ', pgha against Patroni' : ''}](${'$'}{basename(outSvg)})
 
 | event | runs | min | median | p90 | max | acknowledged writes lost |
 |---|---|---|---|---|---|---|
@@ -138,12 +159,12 @@ Not measured yet: a reliable side-by-side with Patroni (see the preliminary sect
 \`npm run bench:patroni\`), synchronous mode, a hung host (SIGSTOP) and partitions (they need the
 fault-injection namespaces), and rebuild times.
 `;
-  writeFileSync(resolve(REPO, args.out ?? 'docs/benchmarks.md'), md);
+  writeFileSync(outMd, md);
   // For `pghactl availability --from-drill docs/benchmarks.json`: the crash-failover median.
   const crash = rows[0];
   if (crash !== undefined && !Number.isNaN(crash.median)) {
-    const json = { source: 'npm run bench', date: new Date().toISOString(), events: rows, summary: { median_outage_s: crash.median / 1000 } };
-    writeFileSync(resolve(REPO, (args.out ?? 'docs/benchmarks.md').replace(/\.md$/, '.json')), `${JSON.stringify(json, null, 2)}\n`);
+    const json = { source: 'npm run bench', date: new Date().toISOString(), events: rows, summary: { median_outage_s: crash.median / 1000 }, ...(previous.patroni ? { patroni: previous.patroni } : {}) };
+    writeFileSync(outJson, `${JSON.stringify(json, null, 2)}\n`);
   }
   process.stdout.write(`\n${md}`);
 }
