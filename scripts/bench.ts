@@ -9,6 +9,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { dynamicConfigSchema } from '../src/config/schema.ts';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
 import { REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
 import { Probe, stats } from './bench-lib.ts';
@@ -19,7 +20,12 @@ const RUNS = Number(args.runs);
 const IDLE_S = Number(args.idle);
 const RW = 25100;
 
-const cluster = new TestCluster({ etcdPort: 24399, pgPortBase: 5470, apiPortBase: 8050 });
+// pgha's defaults (src/config/schema.ts), not the integration tests' fixed timing.
+const DEFAULTS = dynamicConfigSchema.parse({});
+const cluster = new TestCluster({
+  etcdPort: 24399, pgPortBase: 5470, apiPortBase: 8050,
+  ttl: DEFAULTS.ttl, loopWait: DEFAULTS.loop_wait, retryTimeout: DEFAULTS.retry_timeout, fenceMargin: DEFAULTS.fence_margin,
+});
 let haproxy: ReturnType<typeof spawn> | null = null;
 
 async function primary(not?: NodeHandle): Promise<NodeHandle> {
@@ -128,7 +134,7 @@ async function main(): Promise<void> {
 Produced by \`npm run bench -- --runs ${RUNS} --idle ${IDLE_S}\` on ${new Date().toISOString().slice(0, 10)}.
 Machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Debian 12, PostgreSQL 15, etcd 3.4, HAProxy 2.6,
 Node ${process.versions.node}; everything on loopback on this one machine (3 PostgreSQL, 3 agents, 1 etcd, HAProxy).
-Settings: pgha defaults (ttl 3 s, loop_wait 0.5 s, retry_timeout 1 s, fence_margin 0.75 s), asynchronous replication,
+Settings: pgha defaults (ttl ${DEFAULTS.ttl} s, loop_wait ${DEFAULTS.loop_wait} s, retry_timeout ${DEFAULTS.retry_timeout} s, fence_margin ${DEFAULTS.fence_margin} s), asynchronous replication,
 HAProxy checks every 250 ms (fastinter 125 ms, fall 2, rise 1).
 
 Write probe: one client commits one row every 15 ms through the HAProxy read-write port, reconnecting after
@@ -146,10 +152,10 @@ Acknowledged writes: ${probe.acked().length}; lost (acknowledged but missing on 
 Idle agents over ${IDLE_S} s: resident memory ${rss.map((r) => `${r.toFixed(0)} MB`).join(', ')}; CPU ${cpu.map((c) => `${c.toFixed(2)} %`).join(', ')} of one core.
 
 What limits the numbers:
-- crash failover: the dead leader's key must expire first: ttl (3 s) after its last renewal, which was up to
-  loop_wait (0.5 s) before the crash, and etcd revokes expired leases on a 500 ms tick. Then the winner
+- crash failover: the dead leader's key must expire first: ttl (${DEFAULTS.ttl} s) after its last renewal, which was up to
+  loop_wait (${DEFAULTS.loop_wait} s) before the crash, and etcd revokes expired leases on a 500 ms tick. Then the winner
   promotes (about 0.1 s) and HAProxy needs one good check (every 125 ms while the server is down).
-  A ttl of 2 s would cut about a second, with less room for a slow etcd before a healthy leader fences itself.
+  ttl 2 is etcd's minimum lease with its default election timeout; \`npm run soak\` measures false failovers.
 - postmaster crash: the agent notices on its next loop (up to 0.5 s), then crash recovery and restart in place.
 - switchover: the old leader's clean stop (about 0.1 s), the candidate's promotion (about 0.1 s) and HAProxy:
   a client that reconnects in between is refused by the stopped server, which marks it down at once
