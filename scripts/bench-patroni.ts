@@ -3,7 +3,8 @@
 // cluster (one etcd, HAProxy with the same template), at Patroni's defaults and at the aggressive
 // timing ttl 10 / loop_wait 1 / retry_timeout 4 (valid: loop_wait + 2 x retry_timeout <= ttl).
 // Writes docs/benchmarks-patroni.md. Needs root (apt-get install patroni) to run.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -20,6 +21,7 @@ const args = parseArgs({ options: { runs: { type: 'string', default: '5' }, idle
 const RUNS = Number(args.runs);
 const IDLE_S = Number(args.idle);
 const RW = 25200;
+const execFileAsync = promisify(execFile);
 const user = lookupOsUser('postgres');
 
 interface PNode { name: string; pgPort: number; apiPort: number; dir: string; cfg: string; proc: ChildProcess | null }
@@ -90,7 +92,7 @@ async function runSetting(timing: { ttl: number; loop_wait: number; retry_timeou
       const pid = postmasterPid(join(p.dir, 'data'));
       if (pid !== null) { try { for (const c of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) process.kill(Number(c), 'SIGKILL'); } catch { /* gone */ } process.kill(pid, 'SIGKILL'); }
       await waitFor('writes again', async () => writer.attempts.some((a) => a.ok && a.start > t), 180_000, 50);
-      crash.push(writer.outage(t));
+      crash.push(writer.outage(t, performance.now()));
       process.stdout.write(`patroni ${settingsLabel(timing)} crash #${i + 1}: ${Math.round(crash.at(-1) ?? 0)} ms\n`);
       start(p);
     }
@@ -98,9 +100,16 @@ async function runSetting(timing: { ttl: number; loop_wait: number; retry_timeou
       const p = await healthy();
       await sleep(1000);
       const t = performance.now();
-      execFileSync('/usr/bin/patronictl', ['-c', nodes[0]!.cfg, 'switchover', '--leader', p.name, '--force'], { stdio: 'ignore' });
-      await waitFor('writes again', async () => { const q = await primary(); return q !== null && q !== p && writer.attempts.some((a) => a.ok && a.start > t); }, 60_000, 50);
-      sw.push(writer.outage(t));
+      // Beside the probe, not execFileSync: a blocked probe would count patronictl's own run time as outage.
+      const ctl = execFileAsync('/usr/bin/patronictl', ['-c', nodes[0]!.cfg, 'switchover', '--leader', p.name, '--force']);
+      let switchedAt = 0;
+      // A Patroni switchover takes seconds; 60 s means it did not happen.
+      await waitFor('writes again', async () => {
+        if (switchedAt === 0) { const q = await primary(); if (q !== null && q !== p) switchedAt = performance.now(); return false; }
+        return writer.attempts.some((a) => a.ok && a.start > switchedAt);
+      }, 60_000, 50);
+      await ctl;
+      sw.push(writer.outage(t, performance.now()));
       process.stdout.write(`patroni ${settingsLabel(timing)} switchover #${i + 1}: ${Math.round(sw.at(-1) ?? 0)} ms\n`);
     }
     await writer.stop();

@@ -3,7 +3,8 @@
 // through the HAProxy read-write port. The write outage of an event is the time from the last
 // acknowledged write before it to the first acknowledged write after it, as the client sees it.
 // Results are printed and written to docs/benchmarks.md.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { cpus, totalmem } from 'node:os';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
@@ -34,7 +35,15 @@ async function primary(not?: NodeHandle): Promise<NodeHandle> {
 async function healthy(): Promise<NodeHandle> {
   return waitFor('healthy cluster', async () => ((await cluster.replicas(true)).length === 2 ? cluster.primary() : null), 90_000, 200);
 }
-async function measure(name: string, event: (p: NodeHandle) => Promise<void>, heal: (old: NodeHandle) => Promise<void>): Promise<{ name: string; outages: number[] }> {
+/**
+ * Runs `event` RUNS times. `recovered` says when the event is over (by default: a write
+ * acknowledged after it started); the outage is then the longest gap between two consecutive
+ * acknowledged writes from the last one before the event to that moment.
+ */
+async function measure(
+  name: string, event: (p: NodeHandle) => Promise<void>, heal: (old: NodeHandle) => Promise<void>,
+  recovered: (old: NodeHandle, t: number) => Promise<boolean> = async (_, t) => probe.attempts.some((a) => a.ok && a.start > t),
+): Promise<{ name: string; outages: number[] }> {
   const outages: number[] = [];
   if (args.only !== undefined && !name.includes(args.only)) return { name, outages };
   for (let i = 0; i < RUNS; i++) {
@@ -43,8 +52,9 @@ async function measure(name: string, event: (p: NodeHandle) => Promise<void>, he
     const t = performance.now();
     events.push({ name, t });
     await event(p);
-    await waitFor('writes again', async () => probe.attempts.some((a) => a.ok && a.start > t), 60_000, 20);
-    outages.push(probe.outage(t));
+    // Failover takes seconds; 60 s means the event did not recover at all.
+    await waitFor('writes again', () => recovered(p, t), 60_000, 20);
+    outages.push(probe.outage(t, performance.now()));
     process.stdout.write(`${name} #${i + 1}: ${Math.round(outages.at(-1) ?? 0)} ms\n`);
     await heal(p);
   }
@@ -76,6 +86,7 @@ function chartEvents(rows: Array<ChartStats & { name: string }>, patroni: Patron
   });
 }
 
+const execFileAsync = promisify(execFile);
 const probe = new Probe(RW);
 const events: Array<{ name: string; t: number }> = [];
 
@@ -96,9 +107,17 @@ async function main(): Promise<void> {
     cluster.startAgent(old);
   }));
   results.push(await measure('postmaster SIGKILL (agent alive)', async (p) => { cluster.killPostmaster(p, 'SIGKILL'); }, async () => undefined));
+  // pghactl runs beside the probe (not execFileSync, which would stall the probe for pghactl's
+  // own start-up and count it as outage); the switchover is over once another member is primary
+  // and a write started after that was acknowledged.
+  let switchedAt = 0;
   results.push(await measure('switchover (pghactl switchover --force)', async () => {
-    execFileSync(process.execPath, [join(REPO, 'bin/pghactl.js'), '-c', cluster.nodes[0]!.configPath, 'switchover', '--force'], { stdio: ['ignore', 'ignore', 'inherit'] });
-  }, async () => undefined));
+    switchedAt = 0;
+    await execFileAsync(process.execPath, [join(REPO, 'bin/pghactl.js'), '-c', cluster.nodes[0]!.configPath, 'switchover', '--force']);
+  }, async () => undefined, async (old) => {
+    if (switchedAt === 0) { const q = await cluster.primary(); if (q !== null && q !== old) switchedAt = performance.now(); return false; }
+    return probe.attempts.some((a) => a.ok && a.start > switchedAt);
+  }));
 
   await healthy();
   await probe.stop();
@@ -138,10 +157,12 @@ Settings: pgha defaults (ttl ${DEFAULTS.ttl} s, loop_wait ${DEFAULTS.loop_wait} 
 HAProxy checks every 250 ms (fastinter 125 ms, fall 2, rise 1).
 
 Write probe: one client commits one row every 15 ms through the HAProxy read-write port, reconnecting after
-any error. **Outage** = time from the last acknowledged write before the event to the first acknowledged write
-after it, as that client sees it (so it includes HAProxy noticing the new primary).
+any error. **Outage** = the longest time between two consecutive acknowledged writes, from the last one
+before the event until the event is over (a write acknowledged after it; for a switchover, after another
+member became primary), as that client sees it (so it includes HAProxy noticing the new primary).
+\`pghactl switchover\` runs beside the probe, so its own start-up is not counted.
 
-![Write outage per event: median bar, min-max whisker, p90 tick${'$'}{previous.patroni ? ', pgha against Patroni' : ''}](${'$'}{basename(outSvg)})
+![Write outage per event: median bar, min-max whisker, p90 tick${previous.patroni ? ', pgha against Patroni' : ''}](${basename(outSvg)})
 
 | event | runs | min | median | p90 | max | acknowledged writes lost |
 |---|---|---|---|---|---|---|
@@ -156,7 +177,8 @@ What limits the numbers:
   loop_wait (${DEFAULTS.loop_wait} s) before the crash, and etcd revokes expired leases on a 500 ms tick. Then the winner
   promotes (about 0.1 s) and HAProxy needs one good check (every 125 ms while the server is down).
   ttl 2 is etcd's minimum lease with its default election timeout; \`npm run soak\` measures false failovers.
-- postmaster crash: the agent notices on its next loop (up to 0.5 s), then crash recovery and restart in place.
+- postmaster crash: the agent notices at once (its health connection drops and wakes the loop), then
+  pg_ctl start runs crash recovery (which ends with a checkpoint) and HAProxy needs one good check.
 - switchover: the old leader's clean stop (about 0.1 s), the candidate's promotion (about 0.1 s) and HAProxy:
   a client that reconnects in between is refused by the stopped server, which marks it down at once
   (observe layer4), and is redispatched after HAProxy's retry delay (min(timeout connect, 1 s) = 0.5 s).
