@@ -1,6 +1,7 @@
 // The pgha agent: `pgha --config /etc/pgha/pgha.yml`. Wires config -> logger -> etcd -> local
 // PostgreSQL -> HA loop -> REST API, and hands over cleanly on SIGTERM/SIGINT.
 import { readFileSync } from 'node:fs';
+import { flushCompileCache } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { registerOpsRoutes } from '../api/ops-routes.ts';
@@ -75,6 +76,8 @@ async function main(): Promise<number> {
   const stopWatch = await dcs.watchLeader(() => ha.wake());
   ha.start();
   logger.info({ event: 'started', version: VERSION, api: config.restapi.listen }, 'pgha agent started');
+  // Every module is loaded by now: write the compile cache (bin/pgha.js) for the next start.
+  flushCompileCache();
 
   return new Promise<number>((resolve) => {
     let closing = false;
