@@ -56,7 +56,12 @@ async function main(): Promise<number> {
     onWarning: (msg, fields) => logger.warn(fields ?? {}, msg),
   });
   let loop: HaLoop | null = null;
-  const pg = createPostgresControl({ config, dynamic: () => loop?.dynamic ?? dyn, logger });
+  const pg = createPostgresControl({
+    config, dynamic: () => loop?.dynamic ?? dyn, logger,
+    // A crashed postmaster takes the health connection with it: run the loop now, not up to
+    // loop_wait later, so the restart in place (or the failover) starts at once.
+    onConnectionLost: () => loop?.wake(),
+  });
   // The fencing process enforces the lease deadline even when this event loop is frozen.
   const fencer = new FencerProcess(config.postgresql.data_dir, logger);
   loop = new HaLoop({ config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external: fencer });

@@ -31,6 +31,8 @@ export interface PostgresControlOptions {
   logger: Logger;
   /** Run the binaries as this OS user and give it every file written (tests run as root). */
   runAs?: RunAs;
+  /** The health connection dropped without being closed by us: PostgreSQL may have crashed. */
+  onConnectionLost?: () => void;
 }
 
 export function createPostgresControl(o: PostgresControlOptions): PostgresControl {
@@ -70,6 +72,7 @@ class LocalInstance implements PostgresControl {
       user: pgc.authentication.superuser.username, password: pgc.authentication.superuser.password,
       // One health query must fit inside the loop's per-call deadline.
       budgetMs: () => Math.round(o.dynamic().retry_timeout * 1000),
+      ...(o.onConnectionLost ? { onLost: o.onConnectionLost } : {}),
     });
   }
 
