@@ -67,6 +67,17 @@ function agentRss(): number[] {
     return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
   });
 }
+/** Resident memory of each agent's fencing process (its child running fencer.mjs). */
+function fencerRss(): number[] {
+  return cluster.nodes.map((n) => {
+    const pid = n.agent?.pid;
+    let kids: string[] = [];
+    try { kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean); } catch { /* gone */ }
+    const f = kids.find((k) => { try { return readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('fencer'); } catch { return false; } });
+    if (f === undefined) return Number.NaN;
+    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${f}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+  });
+}
 function agentCpuTicks(): number[] {
   return cluster.nodes.map((n) => {
     const f = readFileSync(`/proc/${n.agent?.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
@@ -139,6 +150,7 @@ async function main(): Promise<void> {
   const hz = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
   const cpu = t1.map((v, i) => ((v - (t0[i] ?? 0)) / hz / IDLE_S) * 100);
   const rss = agentRss();
+  const fencers = fencerRss();
 
   const rows = results.map((r) => ({ name: r.name, lost: lostBy.get(r.name) ?? 0, ...stats(r.outages) }));
   const outMd = resolve(REPO, args.out ?? 'docs/benchmarks.md');
@@ -171,6 +183,7 @@ ${rows.map((r) => `| ${r.name} | ${r.n} | ${ms(r.min)} | ${ms(r.median)} | ${ms(
 Acknowledged writes: ${probe.acked().length}; lost (acknowledged but missing on the final primary): **${lost.length}**.
 
 Idle agents over ${IDLE_S} s: resident memory ${rss.map((r) => `${r.toFixed(0)} MB`).join(', ')}; CPU ${cpu.map((c) => `${c.toFixed(2)} %`).join(', ')} of one core.
+Each agent's fencing process: resident memory ${fencers.map((r) => `${r.toFixed(0)} MB`).join(', ')} (most of it the pages of the node binary, shared with the agent).
 
 What limits the numbers:
 - crash failover: the dead leader's key must expire first: ttl (${DEFAULTS.ttl} s) after its last renewal, which was up to
