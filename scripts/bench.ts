@@ -196,9 +196,12 @@ What limits the numbers:
   a client that reconnects in between is refused by the stopped server, which marks it down at once
   (observe layer4), and is redispatched after HAProxy's retry delay (min(timeout connect, 1 s) = 0.5 s).
 
-Not measured yet: a reliable side-by-side with Patroni (see the preliminary section below and
-\`npm run bench:patroni\`), synchronous mode, a hung host (SIGSTOP) and partitions (they need the
-fault-injection namespaces), and rebuild times.
+Where the time and the memory go, and what was tried: [performance.md](performance.md). False failovers
+at the default timing: \`npm run soak\` (results there).
+
+Not measured yet: a reliable side-by-side with Patroni (\`npm run bench:patroni\` stores its figures in
+benchmarks.json, and the chart shows them beside pgha's), synchronous mode, a hung host (SIGSTOP) and
+partitions (they need the fault-injection namespaces), and rebuild times.
 `;
   writeFileSync(outMd, md);
   // For `pghactl availability --from-drill docs/benchmarks.json`: the crash-failover median.
