@@ -1,4 +1,4 @@
-// `npm run bench [-- --runs N --idle SECONDS]`: measures pgha on this machine with a real 3-node
+// `npm run bench [-- --runs N --rebuild-runs N --idle SECONDS --only WORD]`: measures pgha on this machine with a real 3-node
 // cluster (etcd, three agents, HAProxy) and a write probe that commits one row every 15 ms
 // through the HAProxy read-write port. The write outage of an event is the time from the last
 // acknowledged write before it to the first acknowledged write after it, as the client sees it.
@@ -6,19 +6,20 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { cpus, totalmem } from 'node:os';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { dynamicConfigSchema } from '../src/config/schema.ts';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
-import { REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
+import { REPO, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
 import { Probe, stats } from './bench-lib.ts';
 import { renderChart, type ChartEvent, type ChartStats, type PatroniFigures } from './bench-chart.ts';
 
-const args = parseArgs({ options: { runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' } } }).values;
+const args = parseArgs({ options: { 'rebuild-runs': { type: 'string', default: '3' }, runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' } } }).values;
 const RUNS = Number(args.runs);
 const IDLE_S = Number(args.idle);
+const REBUILD_RUNS = Number(args['rebuild-runs']);
 const RW = 25100;
 
 // pgha's defaults (src/config/schema.ts), not the integration tests' fixed timing.
@@ -59,6 +60,49 @@ async function measure(
     await heal(p);
   }
   return { name, outages };
+}
+
+/**
+ * Standby rebuilt after failover: SIGKILL the primary's agent and PostgreSQL, wait for the new
+ * primary, then time from the old primary's agent start to its PostgreSQL streaming from the new
+ * one. 'pg_rewind': as it comes back (the agent rewinds it); 'clone': its data directory emptied
+ * first (what a lost disk or `pghactl reinit` leads to: a fresh pg_basebackup). Which one the
+ * agent really did is read from its log.
+ */
+async function rebuild(method: 'pg_rewind' | 'clone'): Promise<{ method: string; ms: number[]; did: string[] }> {
+  const ms: number[] = [];
+  const did: string[] = [];
+  if (args.only !== undefined && !'rebuild'.includes(args.only)) return { method, ms, did };
+  for (let i = 0; i < REBUILD_RUNS; i++) {
+    const p = await healthy();
+    await sleep(1000);
+    events.push({ name: `rebuild (${method})`, t: performance.now() });
+    cluster.killNode(p);
+    await primary(p);
+    if (method === 'clone') {
+      // The dead postmaster must be gone before its files are removed (init reaps it).
+      await waitFor('old postmaster gone', async () => postmasterPid(p.dataDir) === null, 10_000, 20);
+      for (const f of readdirSync(p.dataDir)) rmSync(join(p.dataDir, f), { recursive: true, force: true });
+    }
+    const logBefore = cluster.logs(p).length;
+    const t = performance.now();
+    cluster.startAgent(p);
+    // A rebuild of this small database takes seconds; 120 s means it did not finish.
+    await waitFor('old primary streaming again', async () => (await cluster.probe(p, '/replica?replication_state=streaming')) === 200, 120_000, 20);
+    ms.push(performance.now() - t);
+    const log = cluster.logs(p).slice(logBefore);
+    did.push(/"event":"clone"/.test(log) ? 'clone' : /"event":"rewind"/.test(log) ? 'pg_rewind' : 'neither');
+    process.stdout.write(`rebuild (${method}) #${i + 1}: ${Math.round(ms.at(-1) ?? 0)} ms (${did.at(-1)})\n`);
+  }
+  return { method, ms, did };
+}
+
+/** The databases' size on the primary, and one member's data directory on disk (with WAL). */
+async function dataSizes(): Promise<{ dbMb: number; dirMb: number }> {
+  const p = await healthy();
+  const r = await cluster.query(p, 'select sum(pg_database_size(oid))::bigint as b from pg_database');
+  const du = execFileSync('du', ['-sk', p.dataDir]).toString().split('\t')[0];
+  return { dbMb: Number((r.rows[0] as { b: string }).b) / 2 ** 20, dirMb: Number(du) / 1024 };
 }
 
 function agentRss(): number[] {
@@ -130,6 +174,9 @@ async function main(): Promise<void> {
     return probe.attempts.some((a) => a.ok && a.start > switchedAt);
   }));
 
+  const rebuilds = [await rebuild('pg_rewind'), await rebuild('clone')];
+  const sizes = await dataSizes();
+
   await healthy();
   await probe.stop();
   const final = await primary();
@@ -182,6 +229,13 @@ ${rows.map((r) => `| ${r.name} | ${r.n} | ${ms(r.min)} | ${ms(r.median)} | ${ms(
 
 Acknowledged writes: ${probe.acked().length}; lost (acknowledged but missing on the final primary): **${lost.length}**.
 
+Standby rebuilt after a crash failover: from the old primary's agent start to its PostgreSQL streaming
+from the new primary (databases ${sizes.dbMb.toFixed(0)} MB, data directory with WAL ${sizes.dirMb.toFixed(0)} MB):
+
+| rebuild | runs | min | median | max | what the agent did |
+|---|---|---|---|---|---|
+${rebuilds.map((r) => { const s = stats(r.ms); return `| ${r.method === 'clone' ? 'fresh clone (data directory emptied first)' : 'as it comes back (pg_rewind)'} | ${s.n} | ${ms(s.min)} | ${ms(s.median)} | ${ms(s.max)} | ${[...new Set(r.did)].join(', ')} |`; }).join('\n')}
+
 Idle agents over ${IDLE_S} s: resident memory ${rss.map((r) => `${r.toFixed(0)} MB`).join(', ')}; CPU ${cpu.map((c) => `${c.toFixed(2)} %`).join(', ')} of one core.
 Each agent's fencing process: resident memory ${fencers.map((r) => `${r.toFixed(0)} MB`).join(', ')} (most of it the pages of the node binary, shared with the agent).
 
@@ -201,7 +255,7 @@ at the default timing: \`npm run soak\` (results there).
 
 Not measured yet: a reliable side-by-side with Patroni (\`npm run bench:patroni\` stores its figures in
 benchmarks.json, and the chart shows them beside pgha's), synchronous mode, a hung host (SIGSTOP) and
-partitions (they need the fault-injection namespaces), and rebuild times.
+partitions (they need the fault-injection namespaces), and rebuilds of a large database (the bench's is small).
 `;
   writeFileSync(outMd, md);
   // For `pghactl availability --from-drill docs/benchmarks.json`: the crash-failover median.
