@@ -89,3 +89,15 @@ export function renderChart(events: ChartEvent[], title = 'Write outage per even
     '',
   ].join('\n');
 }
+
+/** The chart's panels: pgha's events, with Patroni's crash failover and switchover beside them. */
+export function chartEvents(rows: Array<ChartStats & { name: string }>, patroni: PatroniFigures | undefined): ChartEvent[] {
+  return rows.map((r) => {
+    const kind = r.name.startsWith('crash') ? 'crash' : r.name.startsWith('switchover') ? 'switchover' : null;
+    const others = kind === null ? [] : (patroni?.settings ?? []).map((p) => ({
+      label: `Patroni ${p.timing.ttl}/${p.timing.loop_wait}/${p.timing.retry_timeout}`,
+      stats: p[kind],
+    }));
+    return { title: r.name, series: [{ label: 'pgha (defaults)', stats: r }, ...others] };
+  });
+}

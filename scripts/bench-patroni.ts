@@ -15,7 +15,7 @@ import { lookupOsUser } from '../src/postgres/instance.ts';
 import { startEtcd } from '../test/support/etcd.ts';
 import { PASSWORDS, REPO, postmasterPid, sleep, waitFor } from '../test/support/cluster.ts';
 import { Probe, stats } from './bench-lib.ts';
-import type { PatroniFigures } from './bench-chart.ts';
+import { chartEvents, renderChart, type ChartStats, type PatroniFigures } from './bench-chart.ts';
 
 const args = parseArgs({ options: { runs: { type: 'string', default: '5' }, idle: { type: 'string', default: '30' } } }).values;
 const RUNS = Number(args.runs);
@@ -162,6 +162,9 @@ Switchover = \`patronictl switchover --leader <leader> --force\` (Patroni picks 
   const json = existsSync(jsonPath) ? (JSON.parse(readFileSync(jsonPath, 'utf8')) as Record<string, unknown>) : {};
   const patroni: PatroniFigures = { version, date: new Date().toISOString(), settings: results.map((r) => ({ timing: r.timing, crash: r.crash, switchover: r.switchover, rss: r.rss, cpu: r.cpu })) };
   writeFileSync(jsonPath, `${JSON.stringify({ ...json, patroni }, null, 2)}\n`);
+  // Redraw the chart with Patroni beside pgha's last figures.
+  const pghaRows = (json as { events?: Array<ChartStats & { name: string }> }).events;
+  if (pghaRows !== undefined) writeFileSync(resolve(REPO, 'docs/benchmarks.svg'), renderChart(chartEvents(pghaRows, patroni)));
   process.stdout.write(`\n${md}`);
 }
 

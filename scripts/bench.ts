@@ -14,7 +14,7 @@ import { dynamicConfigSchema } from '../src/config/schema.ts';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
 import { REPO, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
 import { Probe, stats } from './bench-lib.ts';
-import { renderChart, type ChartEvent, type ChartStats, type PatroniFigures } from './bench-chart.ts';
+import { chartEvents, renderChart, type PatroniFigures } from './bench-chart.ts';
 
 const args = parseArgs({ options: { 'rebuild-runs': { type: 'string', default: '3' }, runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' } } }).values;
 const RUNS = Number(args.runs);
@@ -129,17 +129,6 @@ function agentCpuTicks(): number[] {
   });
 }
 
-/** The chart's panels: pgha's events, with Patroni's crash failover and switchover beside them. */
-function chartEvents(rows: Array<ChartStats & { name: string }>, patroni: PatroniFigures | undefined): ChartEvent[] {
-  return rows.map((r) => {
-    const kind = r.name.startsWith('crash') ? 'crash' : r.name.startsWith('switchover') ? 'switchover' : null;
-    const others = kind === null ? [] : (patroni?.settings ?? []).map((p) => ({
-      label: `Patroni ${p.timing.ttl}/${p.timing.loop_wait}/${p.timing.retry_timeout}`,
-      stats: p[kind],
-    }));
-    return { title: r.name, series: [{ label: 'pgha (defaults)', stats: r }, ...others] };
-  });
-}
 
 const execFileAsync = promisify(execFile);
 const probe = new Probe(RW);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CHART, escapeXml, niceMax, renderChart, type ChartEvent } from '../../scripts/bench-chart.ts';
+import { CHART, chartEvents, escapeXml, niceMax, renderChart, type ChartEvent } from '../../scripts/bench-chart.ts';
 
 const s = (min: number, median: number, p90: number, max: number, n = 10) => ({ min, median, p90, max, n });
 const PLOT_W = CHART.width - CHART.left - CHART.right;
@@ -90,5 +90,14 @@ describe('benchmark chart', () => {
 
   it('picks round axis ends', () => {
     expect([niceMax(450), niceMax(800), niceMax(1000), niceMax(2371), niceMax(3490), niceMax(27400), niceMax(0)]).toEqual([500, 1000, 1000, 5000, 5000, 50000, 1000]);
+  });
+
+  it('puts Patroni beside pgha for crash failover and switchover only', () => {
+    const rows = [{ name: 'crash failover (SIGKILL agent + PostgreSQL)', ...s(1, 2, 3, 4) }, { name: 'postmaster SIGKILL (agent alive)', ...s(1, 2, 3, 4) }, { name: 'switchover (pghactl switchover --force)', ...s(1, 2, 3, 4) }];
+    const patroni = { version: 'patroni 3.0.2', date: '2026-11-29', settings: [{ timing: { ttl: 30, loop_wait: 10, retry_timeout: 10 }, crash: s(5, 6, 7, 8), switchover: s(9, 10, 11, 12), rss: [], cpu: [] }] };
+    expect(chartEvents(rows, patroni).map((e) => e.series.map((x) => `${x.label}=${x.stats.median}`))).toEqual([
+      ['pgha (defaults)=2', 'Patroni 30/10/10=6'], ['pgha (defaults)=2'], ['pgha (defaults)=2', 'Patroni 30/10/10=10'],
+    ]);
+    expect(chartEvents(rows, undefined).every((e) => e.series.length === 1)).toBe(true);
   });
 });
