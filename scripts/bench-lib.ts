@@ -40,12 +40,17 @@ export class Probe {
     }
     await c?.end().catch(() => undefined);
   }
-  /** Outage around time t: last ack before t to first ack after t (ms). */
-  outage(t: number): number {
-    const before = this.attempts.filter((a) => a.ok && a.end <= t).at(-1);
-    const after = this.attempts.find((a) => a.ok && a.start >= t);
-    if (before === undefined || after === undefined) return Number.NaN;
-    return after.end - before.end;
+  /**
+   * Outage of an event that started at t and was over at `until`: the longest time between two
+   * consecutive acknowledged writes, from the last acknowledgement before t to `until` (ms).
+   */
+  outage(t: number, until: number): number {
+    const acks = this.attempts.filter((a) => a.ok && a.end <= until).map((a) => a.end);
+    const first = acks.findLastIndex((e) => e <= t);
+    if (first < 0 || first === acks.length - 1) return Number.NaN;
+    let gap = 0;
+    for (let k = first + 1; k < acks.length; k++) gap = Math.max(gap, (acks[k] ?? 0) - (acks[k - 1] ?? 0));
+    return gap;
   }
   acked(): number[] { return this.attempts.filter((a) => a.ok).map((a) => a.id); }
 }

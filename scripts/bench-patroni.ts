@@ -3,7 +3,8 @@
 // cluster (one etcd, HAProxy with the same template), at Patroni's defaults and at the aggressive
 // timing ttl 10 / loop_wait 1 / retry_timeout 4 (valid: loop_wait + 2 x retry_timeout <= ttl).
 // Writes docs/benchmarks-patroni.md. Needs root (apt-get install patroni) to run.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,11 +15,13 @@ import { lookupOsUser } from '../src/postgres/instance.ts';
 import { startEtcd } from '../test/support/etcd.ts';
 import { PASSWORDS, REPO, postmasterPid, sleep, waitFor } from '../test/support/cluster.ts';
 import { Probe, stats } from './bench-lib.ts';
+import { chartEvents, renderChart, type ChartStats, type PatroniFigures } from './bench-chart.ts';
 
 const args = parseArgs({ options: { runs: { type: 'string', default: '5' }, idle: { type: 'string', default: '30' } } }).values;
 const RUNS = Number(args.runs);
 const IDLE_S = Number(args.idle);
 const RW = 25200;
+const execFileAsync = promisify(execFile);
 const user = lookupOsUser('postgres');
 
 interface PNode { name: string; pgPort: number; apiPort: number; dir: string; cfg: string; proc: ChildProcess | null }
@@ -89,7 +92,7 @@ async function runSetting(timing: { ttl: number; loop_wait: number; retry_timeou
       const pid = postmasterPid(join(p.dir, 'data'));
       if (pid !== null) { try { for (const c of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) process.kill(Number(c), 'SIGKILL'); } catch { /* gone */ } process.kill(pid, 'SIGKILL'); }
       await waitFor('writes again', async () => writer.attempts.some((a) => a.ok && a.start > t), 180_000, 50);
-      crash.push(writer.outage(t));
+      crash.push(writer.outage(t, performance.now()));
       process.stdout.write(`patroni ${settingsLabel(timing)} crash #${i + 1}: ${Math.round(crash.at(-1) ?? 0)} ms\n`);
       start(p);
     }
@@ -97,9 +100,16 @@ async function runSetting(timing: { ttl: number; loop_wait: number; retry_timeou
       const p = await healthy();
       await sleep(1000);
       const t = performance.now();
-      execFileSync('/usr/bin/patronictl', ['-c', nodes[0]!.cfg, 'switchover', '--leader', p.name, '--force'], { stdio: 'ignore' });
-      await waitFor('writes again', async () => { const q = await primary(); return q !== null && q !== p && writer.attempts.some((a) => a.ok && a.start > t); }, 60_000, 50);
-      sw.push(writer.outage(t));
+      // Beside the probe, not execFileSync: a blocked probe would count patronictl's own run time as outage.
+      const ctl = execFileAsync('/usr/bin/patronictl', ['-c', nodes[0]!.cfg, 'switchover', '--leader', p.name, '--force']);
+      let switchedAt = 0;
+      // A Patroni switchover takes seconds; 60 s means it did not happen.
+      await waitFor('writes again', async () => {
+        if (switchedAt === 0) { const q = await primary(); if (q !== null && q !== p) switchedAt = performance.now(); return false; }
+        return writer.attempts.some((a) => a.ok && a.start > switchedAt);
+      }, 60_000, 50);
+      await ctl;
+      sw.push(writer.outage(t, performance.now()));
       process.stdout.write(`patroni ${settingsLabel(timing)} switchover #${i + 1}: ${Math.round(sw.at(-1) ?? 0)} ms\n`);
     }
     await writer.stop();
@@ -111,7 +121,7 @@ async function runSetting(timing: { ttl: number; loop_wait: number; retry_timeou
     const hz = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
     const cpu = t1.map((v, i) => ((v - (t0[i] ?? 0)) / hz / IDLE_S) * 100);
     const rss = nodes.map((n) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${n.proc?.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024);
-    return { label: settingsLabel(timing), crash: stats(crash), switchover: stats(sw), rss, cpu };
+    return { label: settingsLabel(timing), timing, crash: stats(crash), switchover: stats(sw), rss, cpu };
   } finally {
     await probe?.stop();
     haproxy?.kill('SIGKILL');
@@ -147,6 +157,14 @@ Crash failover = SIGKILL of the leader's Patroni process and its PostgreSQL (pos
 Switchover = \`patronictl switchover --leader <leader> --force\` (Patroni picks the candidate).
 `;
   writeFileSync(resolve(REPO, 'docs/benchmarks-patroni.md'), md);
+  // Beside pgha's figures in docs/benchmarks.json, where `npm run bench` keeps them and charts them.
+  const jsonPath = resolve(REPO, 'docs/benchmarks.json');
+  const json = existsSync(jsonPath) ? (JSON.parse(readFileSync(jsonPath, 'utf8')) as Record<string, unknown>) : {};
+  const patroni: PatroniFigures = { version, date: new Date().toISOString(), settings: results.map((r) => ({ timing: r.timing, crash: r.crash, switchover: r.switchover, rss: r.rss, cpu: r.cpu })) };
+  writeFileSync(jsonPath, `${JSON.stringify({ ...json, patroni }, null, 2)}\n`);
+  // Redraw the chart with Patroni beside pgha's last figures.
+  const pghaRows = (json as { events?: Array<ChartStats & { name: string }> }).events;
+  if (pghaRows !== undefined) writeFileSync(resolve(REPO, 'docs/benchmarks.svg'), renderChart(chartEvents(pghaRows, patroni)));
   process.stdout.write(`\n${md}`);
 }
 

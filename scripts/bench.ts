@@ -1,24 +1,33 @@
-// `npm run bench [-- --runs N --idle SECONDS]`: measures pgha on this machine with a real 3-node
+// `npm run bench [-- --runs N --rebuild-runs N --idle SECONDS --only WORD]`: measures pgha on this machine with a real 3-node
 // cluster (etcd, three agents, HAProxy) and a write probe that commits one row every 15 ms
 // through the HAProxy read-write port. The write outage of an event is the time from the last
 // acknowledged write before it to the first acknowledged write after it, as the client sees it.
 // Results are printed and written to docs/benchmarks.md.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { cpus, totalmem } from 'node:os';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { dynamicConfigSchema } from '../src/config/schema.ts';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
-import { REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
+import { REPO, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
 import { Probe, stats } from './bench-lib.ts';
+import { chartEvents, renderChart, type PatroniFigures } from './bench-chart.ts';
 
-const args = parseArgs({ options: { runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' } } }).values;
+const args = parseArgs({ options: { 'rebuild-runs': { type: 'string', default: '3' }, runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' } } }).values;
 const RUNS = Number(args.runs);
 const IDLE_S = Number(args.idle);
+const REBUILD_RUNS = Number(args['rebuild-runs']);
 const RW = 25100;
 
-const cluster = new TestCluster({ etcdPort: 24399, pgPortBase: 5470, apiPortBase: 8050 });
+// pgha's defaults (src/config/schema.ts), not the integration tests' fixed timing.
+const DEFAULTS = dynamicConfigSchema.parse({});
+const cluster = new TestCluster({
+  etcdPort: 24399, pgPortBase: 5470, apiPortBase: 8050,
+  ttl: DEFAULTS.ttl, loopWait: DEFAULTS.loop_wait, retryTimeout: DEFAULTS.retry_timeout, fenceMargin: DEFAULTS.fence_margin,
+});
 let haproxy: ReturnType<typeof spawn> | null = null;
 
 async function primary(not?: NodeHandle): Promise<NodeHandle> {
@@ -27,7 +36,15 @@ async function primary(not?: NodeHandle): Promise<NodeHandle> {
 async function healthy(): Promise<NodeHandle> {
   return waitFor('healthy cluster', async () => ((await cluster.replicas(true)).length === 2 ? cluster.primary() : null), 90_000, 200);
 }
-async function measure(name: string, event: (p: NodeHandle) => Promise<void>, heal: (old: NodeHandle) => Promise<void>): Promise<{ name: string; outages: number[] }> {
+/**
+ * Runs `event` RUNS times. `recovered` says when the event is over (by default: a write
+ * acknowledged after it started); the outage is then the longest gap between two consecutive
+ * acknowledged writes from the last one before the event to that moment.
+ */
+async function measure(
+  name: string, event: (p: NodeHandle) => Promise<void>, heal: (old: NodeHandle) => Promise<void>,
+  recovered: (old: NodeHandle, t: number) => Promise<boolean> = async (_, t) => probe.attempts.some((a) => a.ok && a.start > t),
+): Promise<{ name: string; outages: number[] }> {
   const outages: number[] = [];
   if (args.only !== undefined && !name.includes(args.only)) return { name, outages };
   for (let i = 0; i < RUNS; i++) {
@@ -36,18 +53,73 @@ async function measure(name: string, event: (p: NodeHandle) => Promise<void>, he
     const t = performance.now();
     events.push({ name, t });
     await event(p);
-    await waitFor('writes again', async () => probe.attempts.some((a) => a.ok && a.start > t), 60_000, 20);
-    outages.push(probe.outage(t));
+    // Failover takes seconds; 60 s means the event did not recover at all.
+    await waitFor('writes again', () => recovered(p, t), 60_000, 20);
+    outages.push(probe.outage(t, performance.now()));
     process.stdout.write(`${name} #${i + 1}: ${Math.round(outages.at(-1) ?? 0)} ms\n`);
     await heal(p);
   }
   return { name, outages };
 }
 
+/**
+ * Standby rebuilt after failover: SIGKILL the primary's agent and PostgreSQL, wait for the new
+ * primary, then time from the old primary's agent start to its PostgreSQL streaming from the new
+ * one. 'pg_rewind': as it comes back (the agent rewinds it); 'clone': its data directory emptied
+ * first (what a lost disk or `pghactl reinit` leads to: a fresh pg_basebackup). Which one the
+ * agent really did is read from its log.
+ */
+async function rebuild(method: 'pg_rewind' | 'clone'): Promise<{ method: string; ms: number[]; did: string[] }> {
+  const ms: number[] = [];
+  const did: string[] = [];
+  if (args.only !== undefined && !'rebuild'.includes(args.only)) return { method, ms, did };
+  for (let i = 0; i < REBUILD_RUNS; i++) {
+    const p = await healthy();
+    await sleep(1000);
+    events.push({ name: `rebuild (${method})`, t: performance.now() });
+    cluster.killNode(p);
+    await primary(p);
+    if (method === 'clone') {
+      // The dead postmaster must be gone before its files are removed (init reaps it).
+      await waitFor('old postmaster gone', async () => postmasterPid(p.dataDir) === null, 10_000, 20);
+      for (const f of readdirSync(p.dataDir)) rmSync(join(p.dataDir, f), { recursive: true, force: true });
+    }
+    const logBefore = cluster.logs(p).length;
+    const t = performance.now();
+    cluster.startAgent(p);
+    // A rebuild of this small database takes seconds; 120 s means it did not finish.
+    await waitFor('old primary streaming again', async () => (await cluster.probe(p, '/replica?replication_state=streaming')) === 200, 120_000, 20);
+    ms.push(performance.now() - t);
+    const log = cluster.logs(p).slice(logBefore);
+    did.push(/"event":"clone"/.test(log) ? 'clone' : /"event":"rewind"/.test(log) ? 'pg_rewind' : 'neither');
+    process.stdout.write(`rebuild (${method}) #${i + 1}: ${Math.round(ms.at(-1) ?? 0)} ms (${did.at(-1)})\n`);
+  }
+  return { method, ms, did };
+}
+
+/** The databases' size on the primary, and one member's data directory on disk (with WAL). */
+async function dataSizes(): Promise<{ dbMb: number; dirMb: number }> {
+  const p = await healthy();
+  const r = await cluster.query(p, 'select sum(pg_database_size(oid))::bigint as b from pg_database');
+  const du = execFileSync('du', ['-sk', p.dataDir]).toString().split('\t')[0];
+  return { dbMb: Number((r.rows[0] as { b: string }).b) / 2 ** 20, dirMb: Number(du) / 1024 };
+}
+
 function agentRss(): number[] {
   return cluster.nodes.map((n) => {
     const status = readFileSync(`/proc/${n.agent?.pid}/status`, 'utf8');
     return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+  });
+}
+/** Resident memory of each agent's fencing process (its child running fencer.mjs). */
+function fencerRss(): number[] {
+  return cluster.nodes.map((n) => {
+    const pid = n.agent?.pid;
+    let kids: string[] = [];
+    try { kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean); } catch { /* gone */ }
+    const f = kids.find((k) => { try { return readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('fencer'); } catch { return false; } });
+    if (f === undefined) return Number.NaN;
+    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${f}/status`, 'utf8'))?.[1] ?? 0) / 1024;
   });
 }
 function agentCpuTicks(): number[] {
@@ -57,6 +129,8 @@ function agentCpuTicks(): number[] {
   });
 }
 
+
+const execFileAsync = promisify(execFile);
 const probe = new Probe(RW);
 const events: Array<{ name: string; t: number }> = [];
 
@@ -77,9 +151,20 @@ async function main(): Promise<void> {
     cluster.startAgent(old);
   }));
   results.push(await measure('postmaster SIGKILL (agent alive)', async (p) => { cluster.killPostmaster(p, 'SIGKILL'); }, async () => undefined));
+  // pghactl runs beside the probe (not execFileSync, which would stall the probe for pghactl's
+  // own start-up and count it as outage); the switchover is over once another member is primary
+  // and a write started after that was acknowledged.
+  let switchedAt = 0;
   results.push(await measure('switchover (pghactl switchover --force)', async () => {
-    execFileSync(process.execPath, [join(REPO, 'bin/pghactl.js'), '-c', cluster.nodes[0]!.configPath, 'switchover', '--force'], { stdio: ['ignore', 'ignore', 'inherit'] });
-  }, async () => undefined));
+    switchedAt = 0;
+    await execFileAsync(process.execPath, [join(REPO, 'bin/pghactl.js'), '-c', cluster.nodes[0]!.configPath, 'switchover', '--force']);
+  }, async () => undefined, async (old) => {
+    if (switchedAt === 0) { const q = await cluster.primary(); if (q !== null && q !== old) switchedAt = performance.now(); return false; }
+    return probe.attempts.some((a) => a.ok && a.start > switchedAt);
+  }));
+
+  const rebuilds = [await rebuild('pg_rewind'), await rebuild('clone')];
+  const sizes = await dataSizes();
 
   await healthy();
   await probe.stop();
@@ -101,20 +186,31 @@ async function main(): Promise<void> {
   const hz = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
   const cpu = t1.map((v, i) => ((v - (t0[i] ?? 0)) / hz / IDLE_S) * 100);
   const rss = agentRss();
+  const fencers = fencerRss();
 
   const rows = results.map((r) => ({ name: r.name, lost: lostBy.get(r.name) ?? 0, ...stats(r.outages) }));
+  const outMd = resolve(REPO, args.out ?? 'docs/benchmarks.md');
+  const outJson = outMd.replace(/\.md$/, '.json');
+  const outSvg = outMd.replace(/\.md$/, '.svg');
+  // Patroni's figures, if `npm run bench:patroni` stored them in the JSON file: kept and charted.
+  const previous = existsSync(outJson) ? (JSON.parse(readFileSync(outJson, 'utf8')) as { patroni?: PatroniFigures }) : {};
+  writeFileSync(outSvg, renderChart(chartEvents(rows, previous.patroni)));
   const ms = (x: number) => (Number.isNaN(x) ? 'n/a' : `${(x / 1000).toFixed(2)} s`);
   const md = `# Benchmarks
 
 Produced by \`npm run bench -- --runs ${RUNS} --idle ${IDLE_S}\` on ${new Date().toISOString().slice(0, 10)}.
 Machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Debian 12, PostgreSQL 15, etcd 3.4, HAProxy 2.6,
 Node ${process.versions.node}; everything on loopback on this one machine (3 PostgreSQL, 3 agents, 1 etcd, HAProxy).
-Settings: pgha defaults (ttl 3 s, loop_wait 0.5 s, retry_timeout 1 s, fence_margin 0.75 s), asynchronous replication,
+Settings: pgha defaults (ttl ${DEFAULTS.ttl} s, loop_wait ${DEFAULTS.loop_wait} s, retry_timeout ${DEFAULTS.retry_timeout} s, fence_margin ${DEFAULTS.fence_margin} s), asynchronous replication,
 HAProxy checks every 250 ms (fastinter 125 ms, fall 2, rise 1).
 
 Write probe: one client commits one row every 15 ms through the HAProxy read-write port, reconnecting after
-any error. **Outage** = time from the last acknowledged write before the event to the first acknowledged write
-after it, as that client sees it (so it includes HAProxy noticing the new primary).
+any error. **Outage** = the longest time between two consecutive acknowledged writes, from the last one
+before the event until the event is over (a write acknowledged after it; for a switchover, after another
+member became primary), as that client sees it (so it includes HAProxy noticing the new primary).
+\`pghactl switchover\` runs beside the probe, so its own start-up is not counted.
+
+![Write outage per event: median bar, min-max whisker, p90 tick${previous.patroni ? ', pgha against Patroni' : ''}](${basename(outSvg)})
 
 | event | runs | min | median | p90 | max | acknowledged writes lost |
 |---|---|---|---|---|---|---|
@@ -122,28 +218,40 @@ ${rows.map((r) => `| ${r.name} | ${r.n} | ${ms(r.min)} | ${ms(r.median)} | ${ms(
 
 Acknowledged writes: ${probe.acked().length}; lost (acknowledged but missing on the final primary): **${lost.length}**.
 
+Standby rebuilt after a crash failover: from the old primary's agent start to its PostgreSQL streaming
+from the new primary (databases ${sizes.dbMb.toFixed(0)} MB, data directory with WAL ${sizes.dirMb.toFixed(0)} MB):
+
+| rebuild | runs | min | median | max | what the agent did |
+|---|---|---|---|---|---|
+${rebuilds.map((r) => { const s = stats(r.ms); return `| ${r.method === 'clone' ? 'fresh clone (data directory emptied first)' : 'as it comes back (pg_rewind)'} | ${s.n} | ${ms(s.min)} | ${ms(s.median)} | ${ms(s.max)} | ${[...new Set(r.did)].join(', ')} |`; }).join('\n')}
+
 Idle agents over ${IDLE_S} s: resident memory ${rss.map((r) => `${r.toFixed(0)} MB`).join(', ')}; CPU ${cpu.map((c) => `${c.toFixed(2)} %`).join(', ')} of one core.
+Each agent's fencing process: resident memory ${fencers.map((r) => `${r.toFixed(0)} MB`).join(', ')} (most of it the pages of the node binary, shared with the agent).
 
 What limits the numbers:
-- crash failover: the dead leader's key must expire first: ttl (3 s) after its last renewal, which was up to
-  loop_wait (0.5 s) before the crash, and etcd revokes expired leases on a 500 ms tick. Then the winner
+- crash failover: the dead leader's key must expire first: ttl (${DEFAULTS.ttl} s) after its last renewal, which was up to
+  loop_wait (${DEFAULTS.loop_wait} s) before the crash, and etcd revokes expired leases on a 500 ms tick. Then the winner
   promotes (about 0.1 s) and HAProxy needs one good check (every 125 ms while the server is down).
-  A ttl of 2 s would cut about a second, with less room for a slow etcd before a healthy leader fences itself.
-- postmaster crash: the agent notices on its next loop (up to 0.5 s), then crash recovery and restart in place.
+  ttl 2 is etcd's minimum lease with its default election timeout; \`npm run soak\` measures false failovers.
+- postmaster crash: the agent notices at once (its health connection drops and wakes the loop), then
+  pg_ctl start runs crash recovery (which ends with a checkpoint) and HAProxy needs one good check.
 - switchover: the old leader's clean stop (about 0.1 s), the candidate's promotion (about 0.1 s) and HAProxy:
   a client that reconnects in between is refused by the stopped server, which marks it down at once
   (observe layer4), and is redispatched after HAProxy's retry delay (min(timeout connect, 1 s) = 0.5 s).
 
-Not measured yet: a reliable side-by-side with Patroni (see the preliminary section below and
-\`npm run bench:patroni\`), synchronous mode, a hung host (SIGSTOP) and partitions (they need the
-fault-injection namespaces), and rebuild times.
+Where the time and the memory go, and what was tried: [performance.md](performance.md). False failovers
+at the default timing: \`npm run soak\` (results there).
+
+Not measured yet: a reliable side-by-side with Patroni (\`npm run bench:patroni\` stores its figures in
+benchmarks.json, and the chart shows them beside pgha's), synchronous mode, a hung host (SIGSTOP) and
+partitions (they need the fault-injection namespaces), and rebuilds of a large database (the bench's is small).
 `;
-  writeFileSync(resolve(REPO, args.out ?? 'docs/benchmarks.md'), md);
+  writeFileSync(outMd, md);
   // For `pghactl availability --from-drill docs/benchmarks.json`: the crash-failover median.
   const crash = rows[0];
   if (crash !== undefined && !Number.isNaN(crash.median)) {
-    const json = { source: 'npm run bench', date: new Date().toISOString(), events: rows, summary: { median_outage_s: crash.median / 1000 } };
-    writeFileSync(resolve(REPO, (args.out ?? 'docs/benchmarks.md').replace(/\.md$/, '.json')), `${JSON.stringify(json, null, 2)}\n`);
+    const json = { source: 'npm run bench', date: new Date().toISOString(), events: rows, summary: { median_outage_s: crash.median / 1000 }, ...(previous.patroni ? { patroni: previous.patroni } : {}) };
+    writeFileSync(outJson, `${JSON.stringify(json, null, 2)}\n`);
   }
   process.stdout.write(`\n${md}`);
 }

@@ -144,8 +144,11 @@ export class Actor {
       await pg.start('primary', null);
       await pg.createRoles();
       if (!(await dcs.acquireLeader())) throw new PgHaError('PGHA_BOOTSTRAP', 'leader key taken during bootstrap');
-      const ka = this.#d.lastKeepalive();
-      if (ka !== null) this.#armFrom(ka.sentAt, ka.ttl);
+      // Arm from a keepalive sent now: the loop's last one was sent before initdb, which can take
+      // longer than ttl - fence_margin (the heartbeat kept the lease alive meanwhile, but its
+      // keepalives are not the loop's), and a deadline from it would fence the new primary at once.
+      const ka = await dcs.renewLeader();
+      this.#armFrom(ka.sentAt, ka.ttl);
       await dcs.writeConfigIfAbsent(config.bootstrap.dcs);
       const local = await pg.observe();
       if (local.systemId === null) throw new PgHaError('PGHA_BOOTSTRAP', 'no system identifier after initdb');

@@ -1,6 +1,7 @@
 // The pgha agent: `pgha --config /etc/pgha/pgha.yml`. Wires config -> logger -> etcd -> local
 // PostgreSQL -> HA loop -> REST API, and hands over cleanly on SIGTERM/SIGINT.
 import { existsSync, readFileSync } from 'node:fs';
+import { flushCompileCache } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { registerOpsRoutes } from '../api/ops-routes.ts';
@@ -63,7 +64,12 @@ async function main(): Promise<number> {
     onWarning: (msg, fields) => logger.warn(fields ?? {}, msg),
   });
   let loop: HaLoop | null = null;
-  const pg = createPostgresControl({ config, dynamic: () => loop?.dynamic ?? dyn, logger });
+  const pg = createPostgresControl({
+    config, dynamic: () => loop?.dynamic ?? dyn, logger,
+    // A crashed postmaster takes the health connection with it: run the loop now, not up to
+    // loop_wait later, so the restart in place (or the failover) starts at once.
+    onConnectionLost: () => loop?.wake(),
+  });
   // The fencing process enforces the lease deadline even when this event loop is frozen.
   const fencer = new FencerProcess(config.postgresql.data_dir, logger);
   const external: ExternalFence = device === null ? fencer : combineFences([fencer, device]);
@@ -86,6 +92,8 @@ async function main(): Promise<number> {
   ha.start();
   notify.ready();
   logger.info({ event: 'started', version: VERSION, api: config.restapi.listen, watchdog: { systemdMs: notify.watchdogMs, device: device !== null } }, 'pgha agent started');
+  // Every module is loaded by now: write the compile cache (bin/pgha.js) for the next start.
+  flushCompileCache();
 
   return new Promise<number>((resolve) => {
     let closing = false;

@@ -22,16 +22,19 @@ const credentials = z.strictObject({
 /** Dynamic, cluster-wide settings. All of them live in etcd under /<namespace>/<scope>/config. */
 export const dynamicConfigSchema = z
   .strictObject({
-    // How long the leader key lives without renewal (seconds). 3 s: a crashed primary is replaced
-    // in about 3 s, while a healthy leader renews 6 times per TTL and survives a 1.5 s etcd stall.
-    ttl: seconds(2, 3600).default(3),
+    // How long the leader key lives without renewal (seconds). 2 s (etcd's own minimum lease with
+    // its default 1 s election timeout): a crashed primary is replaced in about 2.5 s, while a
+    // healthy leader renews 4 times per TTL and survives a 1 s etcd stall. `npm run soak` (10 min
+    // idle under 2 CPU burners on 2 cores) saw no leader change with these four defaults.
+    ttl: seconds(2, 3600).default(2),
     // Pause between HA loop runs (seconds). The leader renews its key once per loop.
     loop_wait: seconds(0.1, 600).default(0.5),
     // Deadline of one etcd or PostgreSQL call made by the HA loop (seconds).
-    retry_timeout: seconds(0.2, 600).default(1),
+    retry_timeout: seconds(0.2, 600).default(0.75),
     // pgha-only: how long before its lease can expire a leader that could not renew stops its
-    // PostgreSQL. Covers the time to stop PostgreSQL and clock-rate drift between hosts.
-    fence_margin: seconds(0.3, 60).default(0.75),
+    // PostgreSQL. Covers the time to stop PostgreSQL (SIGQUIT: tens of ms) and clock-rate drift
+    // between hosts (parts per million).
+    fence_margin: seconds(0.3, 60).default(0.5),
     // A standby further behind the last known leader position (bytes) may not take the key.
     maximum_lag_on_failover: z.number().int().min(0).default(1048576),
     // Maintenance mode: no agent promotes, demotes, restarts or fences on its own.

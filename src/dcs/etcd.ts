@@ -25,6 +25,9 @@ export interface EtcdDcsOptions {
   onWarning?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
+/** An unchanged member key is written again after this long anyway (see publishMember). */
+const MEMBER_REFRESH_MS = 10_000;
+
 /** Map an etcd3/gRPC failure to our codes; deadline and connection problems are retryable. */
 export function dcsError(err: unknown, what: string): PgHaError {
   if (err instanceof PgHaError) return err;
@@ -227,13 +230,28 @@ export class EtcdDcs implements Dcs {
       this.client.if(this.keys.leader, 'Value', '==', name).then(this.client.delete().key(this.keys.leader)).commit());
   }
 
+  /** The member key as last written: value, lease and when. */
+  #published: { value: string; lease: string; at: number } | null = null;
+
+  /**
+   * The member key lives on our lease, so while the lease is the same the key stays as written:
+   * an unchanged value is not written again (at idle that is one etcd write per loop saved),
+   * except every MEMBER_REFRESH_MS in case someone removed the key behind our back.
+   */
   async publishMember(info: MemberInfo): Promise<void> {
     const id = this.#leaseId;
     if (id === null) throw new PgHaError('PGHA_DCS_UNAVAILABLE', 'no lease yet', { retryable: true });
-    await this.#call('publish member', () => this.client.put(this.keys.member(this.#name())).value(JSON.stringify(info)).lease(id).exec());
+    const value = JSON.stringify(info);
+    const now = performance.now();
+    const last = this.#published;
+    if (last !== null && last.value === value && last.lease === id && now - last.at < MEMBER_REFRESH_MS) return;
+    this.#published = null;
+    await this.#call('publish member', () => this.client.put(this.keys.member(this.#name())).value(value).lease(id).exec());
+    this.#published = { value, lease: id, at: now };
   }
 
   async deleteMember(): Promise<void> {
+    this.#published = null;
     await this.#call('delete member', () => this.client.delete().key(this.keys.member(this.#name())).exec());
   }
 

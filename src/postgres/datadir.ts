@@ -91,6 +91,30 @@ export function livePostmaster(dir: string): number | null {
   }
 }
 
+/** Is `pid` a zombie: dead, but not yet reaped by its parent (init, for a postmaster)? */
+export function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A crashed postmaster stays a zombie until init reaps it, and until then a new postmaster
+ * refuses to start: its lock-file check (kill(pid, 0)) still finds the old PID. Wait for that,
+ * polling every 10 ms, at most `timeoutMs`. True if no zombie is left.
+ */
+export async function waitForReap(pid: number, timeoutMs: number): Promise<boolean> {
+  const end = performance.now() + timeoutMs;
+  while (isZombie(pid)) {
+    if (performance.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return true;
+}
+
 /** Poll until `pid` is no longer a live PostgreSQL process. True if it exited within `timeoutMs`. */
 export async function waitForExit(pid: number, timeoutMs: number, pollMs = 10): Promise<boolean> {
   const end = performance.now() + timeoutMs;

@@ -16,7 +16,7 @@ import { parseLsn } from './lsn.ts';
 import type { Logger } from '../log/logger.ts';
 import { defaultHba, renderHba, renderPghaConf, renderPgpass, syncNamesFromConf, syncStandbyNames, upstreamFromConf, type StandbyConf } from './conf.ts';
 import { readControlData, type ControlData } from './controldata.ts';
-import { ensureDataDir, fatalLines, isInitialized, livePostmaster, waitForExit, wipeContents, writeFresh, writeOwned } from './datadir.ts';
+import { ensureDataDir, fatalLines, isInitialized, livePostmaster, pidFromFile, waitForExit, waitForReap, wipeContents, writeFresh, writeOwned } from './datadir.ts';
 import { run, type RunAs } from './exec.ts';
 import { Probe, withSession } from './probe.ts';
 import { cloneFrom, rewindFrom, type ReplicationContext } from './replication.ts';
@@ -32,6 +32,8 @@ export interface PostgresControlOptions {
   logger: Logger;
   /** Run the binaries as this OS user and give it every file written (tests run as root). */
   runAs?: RunAs;
+  /** The health connection dropped without being closed by us: PostgreSQL may have crashed. */
+  onConnectionLost?: () => void;
 }
 
 export function createPostgresControl(o: PostgresControlOptions): PostgresControl {
@@ -42,6 +44,8 @@ export function createPostgresControl(o: PostgresControlOptions): PostgresContro
 const RESERVED_INITDB = new Set(['pgdata', 'username', 'pwfile', 'pwprompt', 'auth', 'auth-host', 'auth-local']);
 /** initdb writes and fsyncs about a thousand files: seconds normally, two minutes on a slow disk. */
 const INITDB_TIMEOUT_MS = 120_000;
+/** How long start() waits for init to reap a crashed postmaster (see start()). */
+const ZOMBIE_WAIT_MS = 5000;
 /** Statements run once at bootstrap or promotion (CREATE ROLE, GRANT): quick, but not loop-bound. */
 const ADMIN_STATEMENT_MS = 30_000;
 
@@ -77,6 +81,7 @@ class LocalInstance implements PostgresControl {
       user: pgc.authentication.superuser.username, password: pgc.authentication.superuser.password,
       // One health query must fit inside the loop's per-call deadline.
       budgetMs: () => Math.round(o.dynamic().retry_timeout * 1000),
+      ...(o.onConnectionLost ? { onLost: o.onConnectionLost } : {}),
     });
   }
 
@@ -265,6 +270,14 @@ class LocalInstance implements PostgresControl {
       await unlink(this.#path('standby.signal')).catch(() => undefined);
     }
     if (livePostmaster(this.#dir) !== null) return;
+    // The agent acts within milliseconds of a postmaster crash (the health connection drops), often
+    // before init has reaped the dead postmaster; PostgreSQL would refuse to start meanwhile, and
+    // three refusals in a row cost a failover. Init reaps in milliseconds on a normal host; 5 s
+    // covers a slow container init (seen at about 1 s here). Past that, start anyway and report.
+    const old = pidFromFile(this.#dir);
+    if (old !== null && !(await waitForReap(old, ZOMBIE_WAIT_MS))) {
+      this.#o.logger.warn({ event: 'zombie postmaster', pid: old }, `the old postmaster ${old} is still not reaped; starting anyway`);
+    }
     // Not a live postmaster's: a stale file whose PID was reused would make the server refuse to start.
     await unlink(this.#path('postmaster.pid')).catch(() => undefined);
     await this.#touchLog();

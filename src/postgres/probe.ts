@@ -24,6 +24,12 @@ export interface ProbeOptions {
   password: string;
   /** What one probe (connect + query) may take in all, ms. Read at each connect. */
   budgetMs: () => number;
+  /**
+   * The server closed the probe's connection without being asked (its backend died: the
+   * postmaster crashed or restarted its children). Lets the HA loop look at once instead of at
+   * its next turn.
+   */
+  onLost?: () => void;
 }
 
 /**
@@ -110,7 +116,13 @@ export class Probe {
       application_name: 'pgha', connectionTimeoutMillis: t.connect, statement_timeout: t.statement, query_timeout: t.query,
     });
     // Without a listener an idle client's error (server restart) would crash the agent.
-    c.on('error', () => this.discard(c));
+    const lost = () => {
+      if (this.#client !== c) return; // discarded by us, or never in use
+      this.discard(c);
+      this.#o.onLost?.();
+    };
+    c.on('error', lost);
+    c.on('end', lost);
     await c.connect().catch((err: unknown) => {
       this.discard(c);
       throw err;

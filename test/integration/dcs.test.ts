@@ -115,6 +115,25 @@ describe('etcd DCS', () => {
     expect(view.config.ttl).toBe(9);
   });
 
+  it('writes an unchanged member key only once per lease, and again when it changed or was deleted', async () => {
+    const scope = `pub${scopeN++}`;
+    const a = await dcs('a', scope);
+    await a.keepalive();
+    const key = `/t/${scope}/members/a`;
+    const rev = async () => (await a.client.get(key).exec()).kvs[0]?.mod_revision ?? null;
+    await a.publishMember(info('a'));
+    const first = await rev();
+    expect(first).not.toBeNull();
+    await a.publishMember(info('a'));
+    expect(await rev()).toBe(first); // unchanged: not written again
+    await a.publishMember({ ...info('a'), lsn: 42 });
+    const second = await rev();
+    expect(second).not.toBe(first);
+    await a.deleteMember(); // deleted by the agent (shutdown): the next publish writes it again
+    await a.publishMember({ ...info('a'), lsn: 42 });
+    expect(await rev()).not.toBeNull();
+  });
+
   it('appends history from two concurrent writers without losing an entry', async () => {
     const scope = `hist${scopeN++}`;
     const [a, b] = await Promise.all([dcs('a', scope), dcs('b', scope)]);

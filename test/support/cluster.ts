@@ -12,6 +12,7 @@ import { lookupOsUser } from '../../src/postgres/instance.ts';
 
 export const REPO = new URL('../..', import.meta.url).pathname;
 const PGHA_BIN = join(REPO, 'bin/pgha.js');
+const AGENT_COMPILE_CACHE = join(tmpdir(), 'pgha-test-compile-cache');
 export const PASSWORDS = { superuser: 'super-secret-pw', replication: 'repl-secret-pw', rewind: 'rewind-secret-pw' };
 
 export interface NodeHandle {
@@ -53,6 +54,8 @@ export class TestCluster {
   constructor(opts: ClusterOptions) {
     this.#opts = opts;
     this.dir = mkdtempSync(join(tmpdir(), 'pgha-cluster-'));
+    mkdirSync(AGENT_COMPILE_CACHE, { recursive: true, mode: 0o700 });
+    chownSync(AGENT_COMPILE_CACHE, this.#user.uid, this.#user.gid);
     chownSync(this.dir, this.#user.uid, this.#user.gid);
     this.etcdEndpoint = `127.0.0.1:${opts.etcdPort}`;
     this.nodes = [1, 2, 3].map((i) => ({
@@ -112,7 +115,14 @@ export class TestCluster {
     const log = createWriteStream(n.logPath, { flags: 'a' });
     const child = spawn(process.execPath, [PGHA_BIN, '--config', n.configPath], {
       uid: this.#user.uid, gid: this.#user.gid, cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8', ...this.#opts.env?.(Number(n.name.slice(4))) },
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8',
+        // The agents' compile cache (bin/pgha.js) outlives the cluster, as it does on a server,
+        // so an agent started by a test or the bench is not the first start after an install.
+        PGHA_COMPILE_CACHE: AGENT_COMPILE_CACHE,
+        ...this.#opts.env?.(Number(n.name.slice(4))),
+        ...(process.env.PGHA_NODE_FLAGS !== undefined ? { PGHA_NODE_FLAGS: process.env.PGHA_NODE_FLAGS } : {}),
+      },
     });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);

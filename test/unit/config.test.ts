@@ -41,7 +41,7 @@ describe('parseConfig', () => {
       etcd: { hosts: ['127.0.0.1:2379'], protocol: 'http' },
       bootstrap: {
         dcs: {
-          ttl: 3, loop_wait: 0.5, retry_timeout: 1, fence_margin: 0.75, maximum_lag_on_failover: 1048576, pause: false, failsafe_mode: false, synchronous_mode: 'off', synchronous_node_count: 1, synchronous_mode_strict: false, member_slots_ttl: 1800, permanent_slots: {},
+          ttl: 2, loop_wait: 0.5, retry_timeout: 0.75, fence_margin: 0.5, maximum_lag_on_failover: 1048576, pause: false, failsafe_mode: false, synchronous_mode: 'off', synchronous_node_count: 1, synchronous_mode_strict: false, member_slots_ttl: 1800, permanent_slots: {},
           postgresql: { use_pg_rewind: true, use_slots: true, parameters: {} },
         },
         initdb: [{ encoding: 'UTF8' }, 'data-checksums'],
@@ -124,7 +124,13 @@ describe('parseConfig', () => {
   it('refuses timing that breaks the split-brain guard with PGHA_CONFIG_UNSAFE', () => {
     const err = parseError(`${minimal}bootstrap:\n  dcs:\n    ttl: 2\n    loop_wait: 1\n`);
     expect(err.code).toBe('PGHA_CONFIG_UNSAFE');
-    expect(err.message).toBe(`${FILE}: bootstrap.dcs.ttl: unsafe timing: loop_wait (1) + retry_timeout (1) + fence_margin (0.75) must not exceed ttl (2); raise ttl or lower the others`);
+    expect(err.message).toBe(`${FILE}: bootstrap.dcs.ttl: unsafe timing: loop_wait (1) + retry_timeout (0.75) + fence_margin (0.5) must not exceed ttl (2); raise ttl or lower the others`);
+  });
+
+  it('refuses a TTL of 2 with the old ttl-3 timing (retry_timeout 1, fence_margin 0.75)', () => {
+    const err = parseError(`${minimal}bootstrap:\n  dcs:\n    ttl: 2\n    retry_timeout: 1\n    fence_margin: 0.75\n`);
+    expect(err.code).toBe('PGHA_CONFIG_UNSAFE');
+    expect(err.message).toContain('loop_wait (0.5) + retry_timeout (1) + fence_margin (0.75) must not exceed ttl (2)');
   });
 
   it('is INVALID, listing the timing problem too, when other fields are also bad', () => {
@@ -170,7 +176,7 @@ describe('loadConfig', () => {
 
 describe('parseDynamicConfig and formatZodIssues', () => {
   it('returns the defaults for an empty object', () => {
-    expect(parseDynamicConfig({}, 'etcd /config')).toMatchObject({ ttl: 3, loop_wait: 0.5, retry_timeout: 1, fence_margin: 0.75 });
+    expect(parseDynamicConfig({}, 'etcd /config')).toMatchObject({ ttl: 2, loop_wait: 0.5, retry_timeout: 0.75, fence_margin: 0.5 });
   });
 
   it.each<[string, unknown, ErrorCode, string]>([
