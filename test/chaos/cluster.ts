@@ -87,7 +87,8 @@ export class ChaosCluster {
       etcd: { hosts: this.etcdEndpoints },
       bootstrap: {
         dcs: {
-          ttl: this.#opts.ttl ?? 3, loop_wait: 0.5, retry_timeout: 1, fence_margin: 0.75,
+          // The timing defaults (ttl, loop_wait, retry_timeout, fence_margin) unless a test asks.
+          ...(this.#opts.ttl === undefined ? {} : { ttl: this.#opts.ttl }),
           synchronous_mode: this.#opts.syncMode, synchronous_mode_strict: this.#opts.strict ?? false,
           postgresql: { parameters: { shared_buffers: '16MB', max_connections: 40, max_wal_size: '64MB', min_wal_size: '32MB' } },
         },

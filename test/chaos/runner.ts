@@ -10,6 +10,7 @@ import { copyFileSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sleep } from '../support/cluster.ts';
+import { dynamicConfigSchema } from '../../src/config/schema.ts';
 
 export interface RunOptions {
   seed: number;
@@ -58,7 +59,8 @@ export interface RunResult {
   durationMs: number;
 }
 
-const TTL_S = 3;
+/** The default ttl: the chaos cluster runs at the default timing, and hold times scale with it. */
+const TTL_S = dynamicConfigSchema.parse({}).ttl;
 // After a heal the cluster must be healthy again (one primary, both standbys streaming) within
 // 90 s: a failover takes a few seconds, a pg_rewind or a fresh clone of this small database
 // seconds more; 90 s leaves room for a busy 2-core machine and an etcd member catching up.
@@ -136,7 +138,7 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
   if (o.scheduleName !== undefined && fixed === undefined) throw new Error(`no schedule ${o.scheduleName}; known: ${Object.keys(FIXED_SCHEDULES).join(', ')}`);
   const specs = fixed?.faults ?? schedule(o.seed, o.faults, TTL_S, o.kinds);
   const pick = rng(o.seed ^ 0x5bd1e995);
-  const c = new ChaosCluster({ syncMode: o.syncMode, ttl: TTL_S });
+  const c = new ChaosCluster({ syncMode: o.syncMode });
   const wl = new Workload({ port: HAPROXY_RW, clients: 4, intervalMs: 15, libpqHosts: c.nodes.map((n) => n.host.ip), libpqPort: PG_PORT });
   const events: FaultEvent[] = [];
   let verdict: Verdict | null = null;
