@@ -30,6 +30,8 @@ export interface Verdict {
   lateAcks: number;
   /** Timelines seen in acknowledged writes. */
   timelines: number[];
+  /** Acknowledged writes per client (the last client is the libpq multi-host one). */
+  ackedByClient: Record<number, number>;
 }
 
 export function lsnToBigInt(lsn: string): bigint {
@@ -88,6 +90,7 @@ export function check(ops: readonly Op[], finalIds: ReadonlySet<number>, forks: 
     splitBrain: [...windows.values()],
     lateAcks,
     timelines: tlis,
+    ackedByClient: acked.reduce<Record<number, number>>((m, o) => ({ ...m, [o.client]: (m[o.client] ?? 0) + 1 }), {}),
   };
 }
 

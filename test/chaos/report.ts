@@ -44,7 +44,8 @@ export function renderReport(runs: RunResult[], command: string): string {
     const bad = violations(r);
     if (bad.length > 0) lines.push('**Violations:**', '', ...bad.map((b) => `- ${b}`), '');
     if (r.verdict !== null) {
-      lines.push(`Lost acknowledged writes: ${r.verdict.lost.length}; divergent: ${r.verdict.divergent.length}; late acknowledgements (harmless unless lost): ${r.verdict.lateAcks}; timelines: ${r.verdict.timelines.join(', ')}.`, '');
+      lines.push(`Lost acknowledged writes: ${r.verdict.lost.length}; divergent: ${r.verdict.divergent.length}; late acknowledgements (harmless unless lost): ${r.verdict.lateAcks}; timelines: ${r.verdict.timelines.join(', ')}.`,
+        `Acknowledged writes per client (1-4 through HAProxy, 5 through a libpq multi-host string): ${Object.entries(r.verdict.ackedByClient).map(([c, n]) => `${c}: ${n}`).join(', ')}.`, '');
     }
     lines.push('<details><summary>Schedule</summary>', '', '```', formatSchedule(r), '```', '</details>', '');
   }
