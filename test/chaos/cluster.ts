@@ -58,7 +58,18 @@ export class ChaosCluster {
       chownSync(dir, this.#user.uid, this.#user.gid);
       return { name: `node${i}`, host, dir, dataDir: join(dir, 'data'), logPath: join(this.dir, `node${i}.agent.log`), agent: null };
     });
+    process.once('SIGINT', this.#onSignal);
+    process.once('SIGTERM', this.#onSignal);
   }
+
+  /** Ctrl-C or SIGTERM during a run: remove what the cluster made before exiting. */
+  #onSignal = (sig: NodeJS.Signals) => {
+    this.#haproxy?.kill('SIGKILL');
+    this.lab.destroy();
+    for (const n of this.nodes) { try { execFileSync('umount', ['-l', n.dir], { stdio: 'ignore' }); } catch { /* not mounted */ } }
+    rmSync(this.dir, { recursive: true, force: true });
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
 
   get etcdEndpoints(): string[] { return this.etcd.map((h) => `${h.ip}:2379`); }
 
@@ -252,6 +263,8 @@ export class ChaosCluster {
   async destroy(keep = process.env.PGHA_KEEP_TEST_DIRS === '1'): Promise<void> {
     if (this.#destroyed) return;
     this.#destroyed = true;
+    process.off('SIGINT', this.#onSignal);
+    process.off('SIGTERM', this.#onSignal);
     this.#haproxy?.kill('SIGKILL');
     this.lab.destroy();
     await sleep(200);

@@ -53,6 +53,9 @@ export function cleanupStale(): void {
     for (const pid of nsPids(ns)) { try { process.kill(pid, 'SIGCONT'); process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
     run('ip', ['netns', 'del', ns], true);
   }
+  // tmpfs mounts a chaos cluster made for its nodes (device name pghac-...).
+  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).filter((f) => (f[0] ?? '').startsWith(PREFIX));
+  for (const f of mounts) if (f[1] !== undefined) run('umount', ['-l', f[1]], true);
   // A deleted namespace goes away only when nothing in the kernel holds it any more; delete the
   // root end of each veth pair explicitly, which removes both ends at once.
   for (const line of run('ip', ['-o', 'link', 'show'], true).split('\n')) {
