@@ -5,13 +5,13 @@
 // Results are printed and written to docs/benchmarks.md.
 import { execFileSync, spawn } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
 import { REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
-import { Probe, stats } from './bench-lib.ts';
+import { CLK_TCK, Probe, cpuTicks, patroniBlock, rssMb, stats } from './bench-lib.ts';
 
 const args = parseArgs({ options: { runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' } } }).values;
 const RUNS = Number(args.runs);
@@ -45,16 +45,10 @@ async function measure(name: string, event: (p: NodeHandle) => Promise<void>, he
 }
 
 function agentRss(): number[] {
-  return cluster.nodes.map((n) => {
-    const status = readFileSync(`/proc/${n.agent?.pid}/status`, 'utf8');
-    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
-  });
+  return cluster.nodes.map((n) => rssMb(n.agent?.pid ?? 0));
 }
 function agentCpuTicks(): number[] {
-  return cluster.nodes.map((n) => {
-    const f = readFileSync(`/proc/${n.agent?.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return Number(f[11]) + Number(f[12]);
-  });
+  return cluster.nodes.map((n) => cpuTicks(n.agent?.pid ?? 0));
 }
 
 const probe = new Probe(RW);
@@ -98,8 +92,7 @@ async function main(): Promise<void> {
   const t0 = agentCpuTicks();
   await sleep(IDLE_S * 1000);
   const t1 = agentCpuTicks();
-  const hz = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
-  const cpu = t1.map((v, i) => ((v - (t0[i] ?? 0)) / hz / IDLE_S) * 100);
+  const cpu = t1.map((v, i) => ((v - (t0[i] ?? 0)) / CLK_TCK / IDLE_S) * 100);
   const rss = agentRss();
 
   const rows = results.map((r) => ({ name: r.name, lost: lostBy.get(r.name) ?? 0, ...stats(r.outages) }));
@@ -134,16 +127,22 @@ What limits the numbers:
   a client that reconnects in between is refused by the stopped server, which marks it down at once
   (observe layer4), and is redispatched after HAProxy's retry delay (min(timeout connect, 1 s) = 0.5 s).
 
-Not measured yet: a reliable side-by-side with Patroni (see the preliminary section below and
-\`npm run bench:patroni\`), synchronous mode, a hung host (SIGSTOP) and partitions (they need the
+The side-by-side with Patroni is the section below, written by \`npm run bench:patroni\`.
+Not measured yet: synchronous mode, a hung host (SIGSTOP) and partitions (they need the
 fault-injection namespaces), and rebuild times.
 `;
-  writeFileSync(resolve(REPO, args.out ?? 'docs/benchmarks.md'), md);
+  const mdFile = resolve(REPO, args.out ?? 'docs/benchmarks.md');
+  // Keep the Patroni comparison that `npm run bench:patroni` wrote into this file.
+  const patroni = existsSync(mdFile) ? patroniBlock(readFileSync(mdFile, 'utf8')) : '';
+  writeFileSync(mdFile, patroni === '' ? md : `${md}\n${patroni}\n`);
   // For `pghactl availability --from-drill docs/benchmarks.json`: the crash-failover median.
   const crash = rows[0];
   if (crash !== undefined && !Number.isNaN(crash.median)) {
-    const json = { source: 'npm run bench', date: new Date().toISOString(), events: rows, summary: { median_outage_s: crash.median / 1000 } };
-    writeFileSync(resolve(REPO, (args.out ?? 'docs/benchmarks.md').replace(/\.md$/, '.json')), `${JSON.stringify(json, null, 2)}\n`);
+    const file = resolve(REPO, (args.out ?? 'docs/benchmarks.md').replace(/\.md$/, '.json'));
+    // Keep what `npm run bench:patroni` merged in under "patroni".
+    const previous = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { patroni?: unknown }) : {};
+    const json = { source: 'npm run bench', date: new Date().toISOString(), events: rows, summary: { median_outage_s: crash.median / 1000 }, idle: { seconds: IDLE_S, rss_mb: rss, cpu_pct: cpu }, ...(previous.patroni === undefined ? {} : { patroni: previous.patroni }) };
+    writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
   }
   process.stdout.write(`\n${md}`);
 }
