@@ -211,6 +211,7 @@ class PatroniCluster {
   async teardown(): Promise<void> {
     if (this.#torn) return;
     this.#torn = true;
+    // The probe stops after its current attempt (at most its 1 s connect or query timeout); 3 s, then go on anyway.
     await Promise.race([this.probe?.stop(), sleep(3000)]).catch(() => undefined);
     const table = processTable();
     const roots = [...this.nodes.map((n) => n.proc?.pid), ...this.nodes.map((n) => postmasterPid(n.dataDir)), this.haproxy?.pid]
@@ -230,6 +231,7 @@ class PatroniCluster {
         if (!v.cmd.startsWith('/usr/bin/etcd ') || !v.cmd.includes(url)) continue;
         tryKill(p);
         const dir = / --data-dir (\/tmp\/pgha-etcd-\S+)/.exec(v.cmd)?.[1];
+        // 200 ms for the SIGKILLed etcd to be gone before its directory is removed.
         if (dir !== undefined) { await sleep(200); rmSync(dir, { recursive: true, force: true }); }
       }
     }
@@ -284,6 +286,7 @@ async function runTiming(t: Timing, runs: number): Promise<TimingResult> {
       const outages: number[] = [];
       for (let i = 0; i < runs; i++) {
         const p = await c.healthy();
+        // As in `npm run bench`: a second of normal writes before the event, so the gap starts from steady state.
         await sleep(1000);
         const at = performance.now();
         events.push({ name: EVENT_NAMES[kind], t: at });
@@ -313,7 +316,8 @@ async function runTiming(t: Timing, runs: number): Promise<TimingResult> {
       const r = await fetch(`http://127.0.0.1:${p.apiPort}/switchover`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ leader: p.name }), signal: AbortSignal.timeout(60_000) });
       const body = await r.text();
       if (r.status !== 200) throw new Error(`POST /switchover: ${r.status} ${body}`);
-      // Patroni answers once the leader key moved; HAProxy follows its REST API, so wait for that too.
+      // Patroni answers once the leader key moved; HAProxy follows its REST API, so wait for that too:
+      // the new leader's REST API says primary once it has promoted, within a loop or two (+30 s slack).
       await waitFor('another primary after the switchover', async () => { const q = await c.primary(); return q !== null && q !== p; }, (2 * t.loop_wait + 30) * 1000, 20);
     }, async () => undefined, (2 * t.loop_wait + 60) * 1000));
 
@@ -331,6 +335,7 @@ async function runTiming(t: Timing, runs: number): Promise<TimingResult> {
     // Idle: no probe, a healthy cluster, each Patroni looping. The Patroni python process, and its
     // process tree without PostgreSQL (the postmaster is detached from Patroni; anything it runs
     // that is not postgres, e.g. pg_controldata, counts, and so does the CPU of reaped children).
+    // 2 s for the probe's connection and the last health waits to be gone before counting.
     await sleep(2000);
     const isPostgres = (cmd: string) => cmd.startsWith('/usr/lib/postgresql/') || cmd.startsWith('postgres:');
     const pids = c.nodes.map((n) => n.proc?.pid ?? 0);
@@ -405,7 +410,9 @@ the median of the same event in ${pgha === null ? '(no pgha figures found)' : `t
 |---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
-Idle over ${IDLE_S} s (no probe), per agent p1, p2, p3: the Patroni python process, and its process tree without PostgreSQL.
+Idle over ${IDLE_S} s (no probe; HAProxy still checks each agent's REST API from both listeners, every 250 ms where the
+server is up and 125 ms where it is down, as in \`npm run bench\`),
+per agent p1, p2, p3: the Patroni python process, and its process tree without PostgreSQL.
 
 | Patroni timing | resident memory | tree | CPU of one core | tree CPU |
 |---|---|---|---|---|
