@@ -8,10 +8,11 @@ export interface ChartSeries { label: string; stats: ChartStats }
 export interface ChartEvent { title: string; series: ChartSeries[] }
 
 /** What `npm run bench:patroni` stores under `patroni` in docs/benchmarks.json. */
+/** What `npm run bench:patroni` stores under "patroni" in benchmarks.json (the parts the chart reads). */
 export interface PatroniFigures {
   version: string;
   date: string;
-  settings: Array<{ timing: { ttl: number; loop_wait: number; retry_timeout: number }; crash: ChartStats; switchover: ChartStats; rss: number[]; cpu: number[] }>;
+  timings: Array<{ name: string; settings: { ttl: number; loop_wait: number; retry_timeout: number }; events: Array<ChartStats & { kind: string }> }>;
 }
 
 export const CHART = { width: 760, left: 190, right: 40, rowHeight: 26, titleHeight: 24, axisHeight: 22, gap: 12, top: 34 } as const;
@@ -93,11 +94,11 @@ export function renderChart(events: ChartEvent[], title = 'Write outage per even
 /** The chart's panels: pgha's events, with Patroni's crash failover and switchover beside them. */
 export function chartEvents(rows: Array<ChartStats & { name: string }>, patroni: PatroniFigures | undefined): ChartEvent[] {
   return rows.map((r) => {
-    const kind = r.name.startsWith('crash') ? 'crash' : r.name.startsWith('switchover') ? 'switchover' : null;
-    const others = kind === null ? [] : (patroni?.settings ?? []).map((p) => ({
-      label: `Patroni ${p.timing.ttl}/${p.timing.loop_wait}/${p.timing.retry_timeout}`,
-      stats: p[kind],
-    }));
+    const kind = ['crash', 'postmaster', 'switchover'].find((k) => r.name.startsWith(k)) ?? null;
+    const others = kind === null ? [] : (patroni?.timings ?? []).flatMap((t) => {
+      const e = t.events.find((x) => x.kind === kind);
+      return e === undefined ? [] : [{ label: `Patroni ${t.settings.ttl}/${t.settings.loop_wait}/${t.settings.retry_timeout}`, stats: e }];
+    });
     return { title: r.name, series: [{ label: 'pgha (defaults)', stats: r }, ...others] };
   });
 }

@@ -1,4 +1,6 @@
 // Shared by the benchmarks: the write probe and the statistics.
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 import pg from 'pg';
 import { PASSWORDS, sleep } from '../test/support/cluster.ts';
 
@@ -52,6 +54,21 @@ export class Probe {
     for (let k = first + 1; k < acks.length; k++) gap = Math.max(gap, (acks[k] ?? 0) - (acks[k - 1] ?? 0));
     return gap;
   }
+  /**
+   * Longest gap between consecutive acknowledged writes from the last ack before `from` to the first
+   * ack of a write started after `to` (ms). For an event that stops writes at once (a crash) this is
+   * outage(from); for one that stops them a little later (a switchover that first sends a request
+   * and waits for the answer while writes still succeed) it is the gap the event caused.
+   */
+  longestGap(from: number, to: number): number {
+    const acks = this.attempts.filter((a) => a.ok);
+    const first = acks.findLastIndex((a) => a.end <= from);
+    const last = acks.findIndex((a) => a.start >= to);
+    if (first < 0 || last < 0) return Number.NaN;
+    let gap = 0;
+    for (let k = first + 1; k <= last; k++) gap = Math.max(gap, acks[k]!.end - acks[k - 1]!.end);
+    return gap;
+  }
   acked(): number[] { return this.attempts.filter((a) => a.ok).map((a) => a.id); }
 }
 
@@ -62,3 +79,64 @@ export function stats(xs: number[]): { min: number; median: number; p90: number;
 }
 
 
+
+// Idle cost of an agent, read from /proc the same way for pgha and Patroni.
+
+/** Resident memory of one process, in MB (VmRSS). */
+export function rssMb(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+}
+
+/** CPU time of one process so far, in clock ticks: utime + stime, plus cutime + cstime with `children` (its reaped children). */
+export function cpuTicks(pid: number, children = false): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
+}
+
+export const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
+
+/** Every process now: pid -> parent pid and command line. */
+export function processTable(): Map<number, { ppid: number; cmd: string }> {
+  const table = new Map<number, { ppid: number; cmd: string }>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const ppid = Number(readFileSync(`/proc/${e}/stat`, 'utf8').split(') ')[1]?.split(' ')[1]);
+      const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+      table.set(Number(e), { ppid, cmd });
+    } catch { /* exited meanwhile */ }
+  }
+  return table;
+}
+
+/** `roots` and all their descendants, except the subtrees of processes `skip` says no to. */
+export function processTree(roots: number[], skip: (cmd: string) => boolean = () => false, table = processTable()): number[] {
+  const out = new Set<number>();
+  const todo = roots.filter((p) => table.has(p));
+  while (todo.length > 0) {
+    const p = todo.pop()!;
+    if (out.has(p) || skip(table.get(p)?.cmd ?? '')) continue;
+    out.add(p);
+    for (const [c, v] of table) if (v.ppid === p) todo.push(c);
+  }
+  return [...out];
+}
+
+// docs/benchmarks.md holds the Patroni comparison between these two lines: `npm run bench:patroni`
+// replaces what is between them, `npm run bench` regenerates the rest and keeps them.
+export const PATRONI_BEGIN = '<!-- patroni: written by npm run bench:patroni -->';
+export const PATRONI_END = '<!-- /patroni -->';
+
+/** The marked Patroni block of a markdown text (markers included), or '' if there is none. */
+export function patroniBlock(text: string): string {
+  const a = text.indexOf(PATRONI_BEGIN);
+  const b = text.indexOf(PATRONI_END, a);
+  return a < 0 || b < 0 ? '' : text.slice(a, b + PATRONI_END.length);
+}
+
+/** `text` with its marked Patroni block replaced by `section` (appended if there was none). */
+export function withPatroniBlock(text: string, section: string): string {
+  const block = `${PATRONI_BEGIN}\n${section.trim()}\n${PATRONI_END}`;
+  const old = patroniBlock(text);
+  return old === '' ? `${text.trimEnd()}\n\n${block}\n` : text.replace(old, () => block);
+}

@@ -13,7 +13,7 @@ import pg from 'pg';
 import { dynamicConfigSchema } from '../src/config/schema.ts';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
 import { REPO, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
-import { Probe, stats } from './bench-lib.ts';
+import { Probe, patroniBlock, stats } from './bench-lib.ts';
 import { chartEvents, renderChart, type PatroniFigures } from './bench-chart.ts';
 
 const args = parseArgs({ options: { 'rebuild-runs': { type: 'string', default: '3' }, runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' } } }).values;
@@ -242,15 +242,19 @@ What limits the numbers:
 Where the time and the memory go, and what was tried: [performance.md](performance.md). False failovers
 at the default timing: \`npm run soak\` (results there).
 
-Not measured yet: a reliable side-by-side with Patroni (\`npm run bench:patroni\` stores its figures in
-benchmarks.json, and the chart shows them beside pgha's), synchronous mode, a hung host (SIGSTOP) and
-partitions (they need the fault-injection namespaces), and rebuilds of a large database (the bench's is small).
+The side-by-side with Patroni is the section below, written by \`npm run bench:patroni\` (which also stores its
+figures in benchmarks.json; the chart above shows them beside pgha's). Write outages under a hung host, partitions,
+etcd loss and a full disk, in synchronous and asynchronous mode, come from the fault-injection suite:
+[chaos-report.md](chaos-report.md). Not measured: rebuilds of a large database (the bench's is small).
 `;
-  writeFileSync(outMd, md);
+  // Keep the Patroni comparison that `npm run bench:patroni` wrote into this file.
+  const patroni = existsSync(outMd) ? patroniBlock(readFileSync(outMd, 'utf8')) : '';
+  writeFileSync(outMd, patroni === '' ? md : `${md}\n${patroni}\n`);
   // For `pghactl availability --from-drill docs/benchmarks.json`: the crash-failover median.
   const crash = rows[0];
   if (crash !== undefined && !Number.isNaN(crash.median)) {
-    const json = { source: 'npm run bench', date: new Date().toISOString(), events: rows, summary: { median_outage_s: crash.median / 1000 }, ...(previous.patroni ? { patroni: previous.patroni } : {}) };
+    const json = { source: 'npm run bench', date: new Date().toISOString(), events: rows, summary: { median_outage_s: crash.median / 1000 },
+      idle: { seconds: IDLE_S, rss_mb: rss, cpu_pct: cpu }, ...(previous.patroni ? { patroni: previous.patroni } : {}) };
     writeFileSync(outJson, `${JSON.stringify(json, null, 2)}\n`);
   }
   process.stdout.write(`\n${md}`);

@@ -92,11 +92,14 @@ describe('benchmark chart', () => {
     expect([niceMax(450), niceMax(800), niceMax(1000), niceMax(2371), niceMax(3490), niceMax(27400), niceMax(0)]).toEqual([500, 1000, 1000, 5000, 5000, 50000, 1000]);
   });
 
-  it('puts Patroni beside pgha for crash failover and switchover only', () => {
-    const rows = [{ name: 'crash failover (SIGKILL agent + PostgreSQL)', ...s(1, 2, 3, 4) }, { name: 'postmaster SIGKILL (agent alive)', ...s(1, 2, 3, 4) }, { name: 'switchover (pghactl switchover --force)', ...s(1, 2, 3, 4) }];
-    const patroni = { version: 'patroni 3.0.2', date: '2026-11-29', settings: [{ timing: { ttl: 30, loop_wait: 10, retry_timeout: 10 }, crash: s(5, 6, 7, 8), switchover: s(9, 10, 11, 12), rss: [], cpu: [] }] };
+  it('puts each Patroni timing beside pgha for the events both measured', () => {
+    const rows = [{ name: 'crash failover (SIGKILL agent + PostgreSQL)', ...s(1, 2, 3, 4) }, { name: 'postmaster SIGKILL (agent alive)', ...s(1, 2, 3, 4) }, { name: 'switchover (pghactl switchover --force)', ...s(1, 2, 3, 4) }, { name: 'rebuild', ...s(1, 2, 3, 4) }];
+    const patroni = { version: 'patroni 3.0.2', date: '2026-11-29', timings: [
+      { name: 'defaults', settings: { ttl: 30, loop_wait: 10, retry_timeout: 10 }, events: [{ kind: 'crash', ...s(5, 6, 7, 8) }, { kind: 'switchover', ...s(9, 10, 11, 12) }] },
+      { name: 'aggressive', settings: { ttl: 7, loop_wait: 1, retry_timeout: 3 }, events: [{ kind: 'crash', ...s(1, 3, 5, 7) }, { kind: 'postmaster', ...s(1, 4, 5, 7) }] },
+    ] };
     expect(chartEvents(rows, patroni).map((e) => e.series.map((x) => `${x.label}=${x.stats.median}`))).toEqual([
-      ['pgha (defaults)=2', 'Patroni 30/10/10=6'], ['pgha (defaults)=2'], ['pgha (defaults)=2', 'Patroni 30/10/10=10'],
+      ['pgha (defaults)=2', 'Patroni 30/10/10=6', 'Patroni 7/1/3=3'], ['pgha (defaults)=2', 'Patroni 7/1/3=4'], ['pgha (defaults)=2', 'Patroni 30/10/10=10'], ['pgha (defaults)=2'],
     ]);
     expect(chartEvents(rows, undefined).every((e) => e.series.length === 1)).toBe(true);
   });
