@@ -35,9 +35,14 @@ export interface ActContext {
   local: LocalPostgres;
 }
 
+/** Rewinds after which a standby that has not streamed since is cloned afresh instead. */
+export const MAX_REWINDS_WITHOUT_STREAMING = 3;
+
 export class Actor {
   readonly #d: ActorDeps;
   startFailures = 0;
+  /** Rewinds since this member last streamed from a leader; the loop resets it. */
+  rewindsWithoutStreaming = 0;
   /** An acquire is in flight: this member must not confirm a failsafe leader meanwhile. */
   acquiring = false;
   #slotsSeen = new Map<string, number>();
@@ -287,12 +292,24 @@ export class Actor {
     const { pg, logger } = this.#d;
     if (local.running) await pg.stop('fast');
     let rewound = false;
+    this.rewindsWithoutStreaming += 1;
     await this.#d.setActivity('rewinding');
     try {
       logger.info({ event: 'rewind', from: from.name }, `rewinding from ${from.name}`);
       await pg.rewind(from);
       rewound = true;
+      // pg_rewind can find "no rewind required" for a standby that replayed past the new
+      // timeline's fork (its control file does not show how far it got), and the standby then
+      // never streams. A third rewind with no streaming since is a clone (chaos seed 7).
+      if (this.rewindsWithoutStreaming >= MAX_REWINDS_WITHOUT_STREAMING) {
+        logger.warn({ event: 'rewind unusable', rewinds: this.rewindsWithoutStreaming }, 'rewound repeatedly without streaming since; cloning afresh');
+        rewound = false;
+        await this.#reclone(from);
+      }
     } catch (err) {
+      // The leader could not be reached: keep the data and try again next loop, rather than wipe
+      // it and then fail to clone.
+      if (err instanceof PgHaError && err.retryable) throw err;
       logger.warn({ event: 'rewind failed', err: describeError(err) }, 'pg_rewind failed; cloning afresh');
       await this.#reclone(from);
     } finally {

@@ -209,6 +209,7 @@ export class HaLoop {
       }
     }
     const t = now();
+    if (local.streaming) this.actor.rewindsWithoutStreaming = 0;
     const followsLeader = local.running && local.role === 'standby' && cluster?.leader != null;
     if (!followsLeader || local.streaming) this.#notStreamingSince = null;
     else this.#notStreamingSince ??= t;

@@ -194,7 +194,11 @@ function decideAsFollower(o: Observation, cfg: DynamicConfig, leader: LeaderKey)
 function needsRewind(o: Observation, cfg: DynamicConfig, leader: MemberInfo | undefined): boolean {
   if (!cfg.postgresql.use_pg_rewind || cfg.pause || o.local.streaming) return false;
   if (o.self.notStreamingSince === null || o.now - o.self.notStreamingSince < REWIND_AFTER_MS) return false;
-  return leader?.timeline != null && o.local.timeline !== null && leader.timeline > o.local.timeline;
+  // The timeline PostgreSQL replays, not the one its WAL receiver once reached: a standby that got
+  // the new timeline's history but cannot follow it (it replayed past the fork) must be rewound
+  // (chaos seed 7, asynchronous mode).
+  const local = o.local.replayTimeline ?? o.local.timeline;
+  return leader?.timeline != null && local !== null && leader.timeline > local;
 }
 
 // G. The key is free.

@@ -25,6 +25,12 @@ export interface LocalPostgres {
   /** From pg_is_in_recovery(); null when the health query failed. */
   role: 'primary' | 'standby' | null;
   timeline: number | null;
+  /**
+   * Standby: the timeline PostgreSQL itself reports now, without the memory of a timeline its WAL
+   * receiver once streamed (`timeline` keeps that for failover comparisons). A standby that
+   * received a newer timeline's history but cannot replay it stays on the old one here.
+   */
+  replayTimeline?: number | null;
   /** Primary: pg_current_wal_lsn(). Standby: max(receive, replay). */
   lsn: Lsn | null;
   /** Standby only: is a WAL receiver streaming right now? */

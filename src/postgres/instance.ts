@@ -145,7 +145,7 @@ class LocalInstance implements PostgresControl {
       else if (h.streaming && h.timeline !== null) this.#streamedTimeline = Math.max(h.timeline, this.#streamedTimeline ?? 0);
       const timeline = h.inRecovery && this.#streamedTimeline !== null ? Math.max(h.timeline ?? 0, this.#streamedTimeline) : h.timeline;
       return {
-        ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: timeline ?? local.timeline,
+        ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: timeline ?? local.timeline, replayTimeline: h.timeline,
         lsn: h.lsn, streaming: h.streaming, pendingRestart: h.pendingRestart, syncStandbys: h.syncStandbys,
         syncSetting: h.syncSetting, replicas: h.replicas, syncChangedAt: this.#syncChangedAt,
       };

@@ -30,6 +30,7 @@ const cases: Array<{ name: string; o: ReturnType<typeof obs>; expect: string[] }
   { name: 'standby following old leader: follow', o: obs({ local: { upstream: 'n3' } }), expect: ['follow'] },
   { name: 'standby streaming: nothing', o: obs(), expect: [] },
   { name: 'standby stuck on old timeline: rewind', o: obs({ local: { streaming: false }, self: { notStreamingSince: 10_000 - REWIND_AFTER_MS }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running', timeline: 2 })] }) }), expect: ['rewind'] },
+  { name: 'standby that saw the new timeline but replays the old one: rewind', o: obs({ local: { streaming: false, timeline: 2, replayTimeline: 1 }, self: { notStreamingSince: 10_000 - REWIND_AFTER_MS }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running', timeline: 2 })] }) }), expect: ['rewind'] },
   { name: 'standby briefly not streaming: wait', o: obs({ local: { streaming: false }, self: { notStreamingSince: 9_000 }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running', timeline: 2 })] }) }), expect: [] },
   { name: 'standby that keeps failing to start: rewind (clone if still unusable)', o: obs({ self: { name: 'n2', startFailures: MAX_START_FAILURES }, local: { running: false, role: null, controlState: 'standby' } }), expect: ['rewind'] },
   { name: 'standby that failed to start once: start again', o: obs({ self: { name: 'n2', startFailures: 1 }, local: { running: false, role: null, controlState: 'standby' } }), expect: ['start'] },
