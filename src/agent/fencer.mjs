@@ -58,7 +58,7 @@ function check() {
   if (armed) {
     const left = deadline - monotonicMs();
     if (left > 0) {
-      timer = setTimeout(check, left);
+      timer = setTimeout(check, Math.min(left, 2 ** 31 - 1)); // Node's timer limit (24.8 days)
       return;
     }
     armed = false;
