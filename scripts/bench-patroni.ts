@@ -27,6 +27,7 @@ import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
 import { startEtcd, type EtcdHandle } from '../test/support/etcd.ts';
 import { PASSWORDS, REPO, postmasterPid, sleep, waitFor } from '../test/support/cluster.ts';
+import { chartEvents, renderChart, type ChartStats, type PatroniFigures } from './bench-chart.ts';
 import { CLK_TCK, Probe, cpuTicks, processTable, processTree, rssMb, stats, withPatroniBlock } from './bench-lib.ts';
 
 const args = parseArgs({
@@ -443,6 +444,9 @@ async function main(): Promise<void> {
   const doc = existsSync(jsonFile) ? (JSON.parse(readFileSync(jsonFile, 'utf8')) as Record<string, unknown>) : {};
   doc.patroni = { source: cmd, date: new Date().toISOString(), version, machine: { cpus: cpus().length, model: cpus()[0]?.model ?? '', mem_gib: Math.round(totalmem() / 2 ** 30) }, timings: results };
   writeFileSync(jsonFile, `${JSON.stringify(doc, null, 2)}\n`);
+  // Redraw the chart (written by `npm run bench` from pgha's figures) with Patroni's beside them.
+  const rows = (doc.events ?? []) as Array<ChartStats & { name: string }>;
+  if (rows.length > 0) writeFileSync(jsonFile.replace(/\.json$/, '.svg'), renderChart(chartEvents(rows, doc.patroni as PatroniFigures)));
   process.stdout.write(`\n${md}`);
 }
 
