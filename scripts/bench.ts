@@ -16,7 +16,7 @@ import { REPO, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } fro
 import { Probe, patroniBlock, stats } from './bench-lib.ts';
 import { chartEvents, renderChart, type PatroniFigures } from './bench-chart.ts';
 
-const args = parseArgs({ options: { 'rebuild-runs': { type: 'string', default: '3' }, runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' } } }).values;
+const args = parseArgs({ options: { 'rebuild-runs': { type: 'string', default: '3' }, runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' }, sync: { type: 'string', default: 'off' } } }).values;
 const RUNS = Number(args.runs);
 const IDLE_S = Number(args.idle);
 const REBUILD_RUNS = Number(args['rebuild-runs']);
@@ -24,9 +24,13 @@ const RW = 25100;
 
 // pgha's defaults (src/config/schema.ts), not the integration tests' fixed timing.
 const DEFAULTS = dynamicConfigSchema.parse({});
+// --sync on: the same events with synchronous_mode on (FIRST 1), where no acknowledged write may be lost.
+if (args.sync !== 'on' && args.sync !== 'off') throw new Error(`--sync must be on or off, got ${args.sync}`);
+const SYNC = args.sync === 'on';
 const cluster = new TestCluster({
   etcdPort: 24399, pgPortBase: 5470, apiPortBase: 8050,
   ttl: DEFAULTS.ttl, loopWait: DEFAULTS.loop_wait, retryTimeout: DEFAULTS.retry_timeout, fenceMargin: DEFAULTS.fence_margin,
+  ...(SYNC ? { dcs: { synchronous_mode: 'on' } } : {}),
 });
 let haproxy: ReturnType<typeof spawn> | null = null;
 
@@ -196,12 +200,12 @@ async function main(): Promise<void> {
   const previous = existsSync(outJson) ? (JSON.parse(readFileSync(outJson, 'utf8')) as { patroni?: PatroniFigures }) : {};
   writeFileSync(outSvg, renderChart(chartEvents(rows, previous.patroni)));
   const ms = (x: number) => (Number.isNaN(x) ? 'n/a' : `${(x / 1000).toFixed(2)} s`);
-  const md = `# Benchmarks
-
-Produced by \`npm run bench -- --runs ${RUNS} --idle ${IDLE_S}\` on ${new Date().toISOString().slice(0, 10)}.
+  const md = `# Benchmarks${SYNC ? ': synchronous mode' : ''}
+${SYNC ? '\nThe same events as [benchmarks.md](benchmarks.md), with `synchronous_mode: on`.\n' : ''}
+Produced by \`npm run bench -- ${process.argv.slice(2).join(' ') || `--runs ${RUNS} --idle ${IDLE_S}`}\` on ${new Date().toISOString().slice(0, 10)}.
 Machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Debian 12, PostgreSQL 15, etcd 3.4, HAProxy 2.6,
 Node ${process.versions.node}; everything on loopback on this one machine (3 PostgreSQL, 3 agents, 1 etcd, HAProxy).
-Settings: pgha defaults (ttl ${DEFAULTS.ttl} s, loop_wait ${DEFAULTS.loop_wait} s, retry_timeout ${DEFAULTS.retry_timeout} s, fence_margin ${DEFAULTS.fence_margin} s), asynchronous replication,
+Settings: pgha defaults (ttl ${DEFAULTS.ttl} s, loop_wait ${DEFAULTS.loop_wait} s, retry_timeout ${DEFAULTS.retry_timeout} s, fence_margin ${DEFAULTS.fence_margin} s), ${SYNC ? 'synchronous_mode on (FIRST 1)' : 'asynchronous replication'},
 HAProxy checks every 250 ms (fastinter 125 ms, fall 2, rise 1).
 
 Write probe: one client commits one row every 15 ms through the HAProxy read-write port, reconnecting after
