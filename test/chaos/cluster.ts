@@ -20,8 +20,8 @@ export const PG_PORT = 5432;
 export const API_PORT = 8008;
 const PGHA_BIN = join(REPO, 'bin/pgha.js');
 const ETCD = '/usr/bin/etcd';
-/** Each node's tmpfs; large enough for PostgreSQL 15 with a few WAL segments. */
-const NODE_FS_SIZE = '384m';
+/** Each node's tmpfs: PostgreSQL keeps up to wal_keep_size (128 MB) + max_wal_size (64 MB) of WAL, more around promotions and rewinds; 384 MB filled up in a long run (chaos seed 7). */
+const NODE_FS_SIZE = '1g';
 
 export type SyncMode = 'off' | 'on';
 
