@@ -40,8 +40,11 @@ function fence() {
   if (pid !== null) {
     /** @type {number[]} */
     let children = [];
+    // Freeze the postmaster first so it forks no backend between reading its children and the
+    // kill; then the backends (one outliving its postmaster could still acknowledge a commit),
+    // then the postmaster itself (SIGKILL ends a stopped process too).
+    try { process.kill(pid, 'SIGSTOP'); } catch { /* gone */ }
     try { children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number); } catch { /* gone */ }
-    // Backends first: a backend outliving its postmaster could still acknowledge a commit.
     for (const p of [...children, pid]) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
   }
   process.stdout.write(`${JSON.stringify({ event: 'fenced', pid, at: new Date().toISOString() })}\n`);
