@@ -154,6 +154,11 @@ async function main(): Promise<void> {
   results.push(await measure('crash failover (SIGKILL agent + PostgreSQL)', async (p) => cluster.killNode(p), async (old) => {
     cluster.startAgent(old);
   }));
+  // A hung host: the whole node stopped (no connection reset reaches anyone); thawed once another
+  // member is primary, when its fenced agent rejoins as a standby.
+  results.push(await measure('hung host (SIGSTOP agent, fencer and PostgreSQL)', async (p) => cluster.signalNode(p, 'SIGSTOP'), async (old) => {
+    cluster.signalNode(old, 'SIGCONT');
+  }, async (old, t) => (await cluster.primary()) !== old && probe.attempts.some((a) => a.ok && a.start > t)));
   results.push(await measure('postmaster SIGKILL (agent alive)', async (p) => { cluster.killPostmaster(p, 'SIGKILL'); }, async () => undefined));
   // pghactl runs beside the probe (not execFileSync, which would stall the probe for pghactl's
   // own start-up and count it as outage); the switchover is over once another member is primary
@@ -241,7 +246,7 @@ What limits the numbers:
   pg_ctl start runs crash recovery (which ends with a checkpoint) and HAProxy needs one good check.
 - switchover: the old leader's clean stop (about 0.1 s), the candidate's promotion (about 0.1 s) and HAProxy:
   a client that reconnects in between is refused by the stopped server, which marks it down at once
-  (observe layer4), and is redispatched after HAProxy's retry delay (min(timeout connect, 1 s) = 0.5 s).
+  (observe layer4), and is redispatched after HAProxy's retry delay (min(timeout connect, 1 s) = 0.2 s).
 
 Where the time and the memory go, and what was tried: [performance.md](performance.md). False failovers
 at the default timing: \`npm run soak\` (results there).
@@ -271,3 +276,11 @@ main()
     haproxy?.kill('SIGKILL');
     await cluster.destroy();
   });
+
+// Ctrl-C or SIGTERM: stop everything the bench started before exiting.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    haproxy?.kill('SIGKILL');
+    void cluster.destroy().finally(() => process.exit(130));
+  });
+}

@@ -141,6 +141,18 @@ export class TestCluster {
     this.killPostmaster(n, 'SIGKILL');
   }
 
+  /**
+   * SIGSTOP (or SIGCONT) every process of a node: the agent, its fencing process, the postmaster
+   * and its children. A hung host: nothing it runs can act, and no connection is reset.
+   */
+  signalNode(n: NodeHandle, signal: 'SIGSTOP' | 'SIGCONT'): void {
+    const agent = n.agent?.pid;
+    const pids = agent === undefined ? [] : [agent, ...childPids(agent)];
+    const pm = postmasterPid(n.dataDir);
+    if (pm !== null) pids.push(pm, ...childPids(pm));
+    for (const pid of pids) tryKill(pid, signal);
+  }
+
   /** Signal the postmaster and, for SIGKILL, its children (as a crashed host would lose them). */
   killPostmaster(n: NodeHandle, signal: NodeJS.Signals): number | null {
     const pid = postmasterPid(n.dataDir);

@@ -38,7 +38,7 @@ describe('renderHaproxyConfig', () => {
 
   it('is TCP mode with the documented timeouts, and leaves no placeholder', () => {
     expect(cfg).toMatch(/^\s+mode tcp$/m);
-    for (const t of ['timeout connect 500ms', 'timeout client 30m', 'timeout server 30m']) expect(cfg).toContain(t);
+    for (const t of ['timeout connect 200ms', 'timeout client 30m', 'timeout server 30m']) expect(cfg).toContain(t);
     expect(cfg).not.toMatch(/\{\{|\}\}/);
     expect(cfg).not.toContain('listen stats');
   });
