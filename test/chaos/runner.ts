@@ -168,12 +168,13 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
     log(`chaos: FAILED: ${failure}`);
     await wl.stop();
   } finally {
-    if (failure !== null && o.keepLogsOnFailure === true) {
+    const violated = failure !== null || (verdict !== null && (verdict.splitBrain.length > 0 || (o.syncMode !== 'off' && verdict.lost.length > 0)));
+    if (violated && o.keepLogsOnFailure === true) {
       const kept = mkdtempSync(join(tmpdir(), `pgha-chaos-failed-seed${o.seed}-`));
       for (const f of readdirSync(c.dir)) if (f.endsWith('.log')) copyFileSync(join(c.dir, f), join(kept, f));
       // PostgreSQL's own log sits next to each data directory, on the node's tmpfs.
       for (const n of c.nodes) { try { copyFileSync(`${n.dataDir}.log`, join(kept, `${n.name}.postgresql.log`)); } catch { /* none */ } }
-      failure += ` (logs kept in ${kept})`;
+      if (failure !== null) failure += ` (logs kept in ${kept})`;
       log(`chaos: logs kept in ${kept}`);
     }
     await c.destroy();
