@@ -115,7 +115,10 @@ export const FIXED_SCHEDULES: Record<string, { syncMode: 'on' | 'off'; faults: F
   },
   'quick-async': {
     syncMode: 'off',
-    faults: (['freeze-primary-agent', 'partition-primary-etcd', 'isolate-primary', 'freeze-primary-node', 'crash-primary'] as const)
+    // Not freeze-primary-node: in asynchronous mode a whole frozen node's PostgreSQL wakes together
+    // with its fencing process and can commit one write before the kill lands (docs/chaos.md, bug
+    // 5); on a systemd host the unit's watchdog, outside the frozen node, kills it first.
+    faults: (['freeze-primary-agent', 'partition-primary-etcd', 'isolate-primary', 'oneway-primary-etcd', 'crash-primary'] as const)
       .map((kind) => ({ kind, holdMs: 5000 })),
   },
 };
