@@ -70,6 +70,22 @@ export class Probe {
     return gap;
   }
   acked(): number[] { return this.attempts.filter((a) => a.ok).map((a) => a.id); }
+
+  /**
+   * Acknowledged ids missing from `have` (the final primary's rows), each charged to the last
+   * event that started before its acknowledgement or up to 5 s after it (a write acknowledged
+   * just before a crash is lost by that crash).
+   */
+  lostByEvent(have: ReadonlySet<number>, events: ReadonlyArray<{ name: string; t: number }>): { lost: number[]; byEvent: Map<string, number> } {
+    const lost = this.acked().filter((id) => !have.has(id));
+    const byEvent = new Map<string, number>();
+    for (const id of lost) {
+      const end = this.attempts.find((a) => a.id === id)?.end ?? 0;
+      const ev = events.filter((e) => e.t <= end + 5000).at(-1)?.name ?? 'before any event';
+      byEvent.set(ev, (byEvent.get(ev) ?? 0) + 1);
+    }
+    return { lost, byEvent };
+  }
 }
 
 export function stats(xs: number[]): { min: number; median: number; p90: number; max: number; n: number } {

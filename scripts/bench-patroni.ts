@@ -327,13 +327,7 @@ async function runTiming(t: Timing, runs: number): Promise<TimingResult> {
     const final = await c.healthy();
     await probe.stop();
     const have = new Set((await c.query<{ id: number }>(final, 'select id from bench_probe')).rows.map((r) => r.id));
-    const lost = probe.acked().filter((id) => !have.has(id));
-    const lostBy = new Map<string, number>();
-    for (const id of lost) {
-      const end = probe.attempts.find((a) => a.id === id)?.end ?? 0;
-      const ev = events.filter((e) => e.t <= end + 5000).at(-1)?.name ?? 'before any event';
-      lostBy.set(ev, (lostBy.get(ev) ?? 0) + 1);
-    }
+    const { lost, byEvent: lostBy } = probe.lostByEvent(have, events);
 
     // Idle: no probe, a healthy cluster, each Patroni looping. The Patroni python process, and its
     // process tree without PostgreSQL (the postmaster is detached from Patroni; anything it runs

@@ -13,7 +13,7 @@ import pg from 'pg';
 import { dynamicConfigSchema } from '../src/config/schema.ts';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
 import { REPO, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
-import { Probe, patroniBlock, stats } from './bench-lib.ts';
+import { CLK_TCK, Probe, cpuTicks, patroniBlock, rssMb, stats } from './bench-lib.ts';
 import { chartEvents, renderChart, type PatroniFigures } from './bench-chart.ts';
 
 const args = parseArgs({ options: { 'rebuild-runs': { type: 'string', default: '3' }, runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' }, sync: { type: 'string', default: 'off' } } }).values;
@@ -109,27 +109,15 @@ async function dataSizes(): Promise<{ dbMb: number; dirMb: number }> {
   return { dbMb: Number((r.rows[0] as { b: string }).b) / 2 ** 20, dirMb: Number(du) / 1024 };
 }
 
-function agentRss(): number[] {
-  return cluster.nodes.map((n) => {
-    const status = readFileSync(`/proc/${n.agent?.pid}/status`, 'utf8');
-    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
-  });
-}
+const agentPid = (n: NodeHandle): number => n.agent?.pid ?? 0;
 /** Resident memory of each agent's fencing process (its child running fencer.mjs). */
 function fencerRss(): number[] {
   return cluster.nodes.map((n) => {
-    const pid = n.agent?.pid;
+    const pid = agentPid(n);
     let kids: string[] = [];
     try { kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean); } catch { /* gone */ }
     const f = kids.find((k) => { try { return readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('fencer'); } catch { return false; } });
-    if (f === undefined) return Number.NaN;
-    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${f}/status`, 'utf8'))?.[1] ?? 0) / 1024;
-  });
-}
-function agentCpuTicks(): number[] {
-  return cluster.nodes.map((n) => {
-    const f = readFileSync(`/proc/${n.agent?.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return Number(f[11]) + Number(f[12]);
+    return f === undefined ? Number.NaN : rssMb(Number(f));
   });
 }
 
@@ -179,22 +167,15 @@ async function main(): Promise<void> {
   await probe.stop();
   const final = await primary();
   const have = new Set((await cluster.query(final, 'select id from bench_probe')).rows.map((r: { id: number }) => r.id));
-  const lost = probe.acked().filter((id) => !have.has(id));
-  const lostBy = new Map<string, number>();
-  for (const id of lost) {
-    const at = probe.attempts.find((a) => a.id === id)?.end ?? 0;
-    const ev = events.filter((e) => e.t <= at + 5000).at(-1)?.name ?? 'before any event';
-    lostBy.set(ev, (lostBy.get(ev) ?? 0) + 1);
-  }
+  const { lost, byEvent: lostBy } = probe.lostByEvent(have, events);
 
   // Idle: no probe, three agents looping.
   await sleep(2000);
-  const t0 = agentCpuTicks();
+  const t0 = cluster.nodes.map((n) => cpuTicks(agentPid(n)));
   await sleep(IDLE_S * 1000);
-  const t1 = agentCpuTicks();
-  const hz = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
-  const cpu = t1.map((v, i) => ((v - (t0[i] ?? 0)) / hz / IDLE_S) * 100);
-  const rss = agentRss();
+  const t1 = cluster.nodes.map((n) => cpuTicks(agentPid(n)));
+  const cpu = t1.map((v, i) => ((v - (t0[i] ?? 0)) / CLK_TCK / IDLE_S) * 100);
+  const rss = cluster.nodes.map((n) => rssMb(agentPid(n)));
   const fencers = fencerRss();
 
   const rows = results.map((r) => ({ name: r.name, lost: lostBy.get(r.name) ?? 0, ...stats(r.outages) }));
