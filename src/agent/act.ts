@@ -320,7 +320,6 @@ export class Actor {
     } catch (err) {
       if (!rewound) throw err;
       logger.warn({ event: 'rewind unusable', err: describeError(err) }, 'the rewound data directory does not start as a standby; cloning afresh');
-      await this.#d.setActivity('cloning');
       try { await this.#reclone(from); } finally { await this.#d.setActivity(null); }
       await this.start('standby', from);
     }

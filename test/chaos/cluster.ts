@@ -12,7 +12,7 @@ import { stringify } from 'yaml';
 import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { NetLab, SUBNET, signalHost, type Host } from '../support/netlab.ts';
-import { PASSWORDS, REPO, sleep, waitFor } from '../support/cluster.ts';
+import { PASSWORDS, REPO, waitFor } from '../support/cluster.ts';
 
 export const HAPROXY_RW = 25200;
 export const HAPROXY_RO = 25201;
@@ -64,12 +64,19 @@ export class ChaosCluster {
 
   /** Ctrl-C or SIGTERM during a run: remove what the cluster made before exiting. */
   #onSignal = (sig: NodeJS.Signals) => {
+    this.#teardown(false);
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+
+  /** Kill everything, detach the node filesystems (lazily: busy or not) and remove the directory. */
+  #teardown(keep: boolean): void {
+    process.off('SIGINT', this.#onSignal);
+    process.off('SIGTERM', this.#onSignal);
     this.#haproxy?.kill('SIGKILL');
     this.lab.destroy();
     for (const n of this.nodes) { try { execFileSync('umount', ['-l', n.dir], { stdio: 'ignore' }); } catch { /* not mounted */ } }
-    rmSync(this.dir, { recursive: true, force: true });
-    process.exit(sig === 'SIGINT' ? 130 : 143);
-  };
+    if (!keep) rmSync(this.dir, { recursive: true, force: true });
+  }
 
   get etcdEndpoints(): string[] { return this.etcd.map((h) => `${h.ip}:2379`); }
 
@@ -263,12 +270,6 @@ export class ChaosCluster {
   async destroy(keep = process.env.PGHA_KEEP_TEST_DIRS === '1'): Promise<void> {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    process.off('SIGINT', this.#onSignal);
-    process.off('SIGTERM', this.#onSignal);
-    this.#haproxy?.kill('SIGKILL');
-    this.lab.destroy();
-    await sleep(200);
-    for (const n of this.nodes) execFileSync('umount', ['-l', n.dir], { stdio: 'ignore' });
-    if (!keep) rmSync(this.dir, { recursive: true, force: true });
+    this.#teardown(keep);
   }
 }

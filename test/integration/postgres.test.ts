@@ -9,8 +9,9 @@ import type { PostgresControl, Upstream } from '../../src/postgres/types.ts';
 import { createPostgresControl } from '../../src/postgres/instance.ts';
 import { pidFromFile } from '../../src/postgres/datadir.ts';
 import {
-  PG_PASSWORDS, destroyTempDir, makeTempDataDir, nodeConfigFor, postgresOsUser, queryAt, silentLogger, testDynamicConfig, waitUntil,
+  PG_PASSWORDS, destroyTempDir, makeTempDataDir, nodeConfigFor, postgresOsUser, queryAt, silentLogger, testDynamicConfig,
 } from '../support/postgres.ts';
+import { waitFor } from '../support/cluster.ts';
 
 const ALPHA_PORT = 5621;
 const BETA_PORT = 5622;
@@ -95,8 +96,8 @@ describe('PostgresControl on PostgreSQL 15', () => {
     expect((await beta.observe()).controlState).toBe('standby');
     await beta.start('standby', ALPHA);
     await queryAt(ALPHA_PORT, "insert into t values ('2 after clone')");
-    await waitUntil('the row on beta', async () => (await rows(BETA_PORT)).includes('2 after clone'), 10_000);
-    const o = await waitUntil('beta streaming', async () => { const s = await beta.observe(); return s.streaming && s; }, 10_000);
+    await waitFor('the row on beta', async () => (await rows(BETA_PORT)).includes('2 after clone'), 10_000);
+    const o = await waitFor('beta streaming', async () => { const s = await beta.observe(); return s.streaming && s; }, 10_000);
     expect(o).toMatchObject({ role: 'standby', upstream: 'alpha', timeline: 1, accepting: true });
     expect(o.lsn).toBeGreaterThan(0);
     const [sender] = await queryAt<{ application_name: string; state: string }>(ALPHA_PORT, 'select application_name, state from pg_stat_replication');
@@ -106,9 +107,9 @@ describe('PostgresControl on PostgreSQL 15', () => {
   it('follows nobody, then the primary again, without a restart', async () => {
     const pid = pidFromFile(betaData);
     await beta.follow(null);
-    await waitUntil('beta detached', async () => { const s = await beta.observe(); return !s.streaming && s.upstream === null; }, 10_000);
+    await waitFor('beta detached', async () => { const s = await beta.observe(); return !s.streaming && s.upstream === null; }, 10_000);
     await beta.follow(ALPHA);
-    await waitUntil('beta streaming again', async () => { const s = await beta.observe(); return s.streaming && s.upstream === 'alpha'; }, 10_000);
+    await waitFor('beta streaming again', async () => { const s = await beta.observe(); return s.streaming && s.upstream === 'alpha'; }, 10_000);
     expect(pidFromFile(betaData)).toBe(pid);
   });
 
@@ -149,9 +150,9 @@ describe('PostgresControl on PostgreSQL 15', () => {
     await alpha.rewind(BETA);
     await alpha.start('standby', BETA);
     await queryAt(BETA_PORT, "insert into t values ('4 after rewind')");
-    await waitUntil('alpha caught up', async () => (await rows(ALPHA_PORT)).includes('4 after rewind'), 15_000);
+    await waitFor('alpha caught up', async () => (await rows(ALPHA_PORT)).includes('4 after rewind'), 15_000);
     expect(await rows(ALPHA_PORT)).toEqual(['1 before clone', '2 after clone', '3 after promotion', '4 after rewind']);
-    const o = await waitUntil('alpha streaming', async () => { const s = await alpha.observe(); return s.streaming && s; }, 10_000);
+    const o = await waitFor('alpha streaming', async () => { const s = await alpha.observe(); return s.streaming && s; }, 10_000);
     expect(o).toMatchObject({ role: 'standby', upstream: 'beta', timeline: 2 });
   });
 

@@ -55,22 +55,7 @@ describe('synchronous_mode on', () => {
     await ctl('edit-config', '--set', 'permanent_slots.archiver.type=physical');
     const slots = async (n: NodeHandle) => (await cluster.query(n, "select slot_name from pg_replication_slots where slot_type = 'physical'")).rows.map((r: { slot_name: string }) => r.slot_name);
     await waitFor('the permanent slot on the leader', async () => (await slots(old)).includes('archiver'), 10_000);
-    await cluster.query(old, 'create table synctest (id int primary key)');
-    const acked: number[] = [];
-    let stop = false;
-    const writer = (async () => {
-      const c = new pg.Client({ host: '127.0.0.1', port: old.pgPort, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 2000 });
-      c.on('error', () => undefined);
-      await c.connect();
-      for (let id = 1; !stop; id++) {
-        try { await c.query('insert into synctest values ($1)', [id]); acked.push(id); } catch { break; }
-      }
-      await c.end().catch(() => undefined);
-    })();
-    await sleep(1500);
-    cluster.killNode(old);
-    stop = true;
-    await writer;
+    const acked = await writeUntilKilled(old, 'synctest', () => cluster.killNode(old));
     expect(acked.length).toBeGreaterThan(10);
     const next = await waitFor('a new primary', async () => cluster.primary(), 20_000);
     expect(next.name).toBe(sync);

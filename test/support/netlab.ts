@@ -45,12 +45,17 @@ export function signalHost(h: Host, signal: NodeJS.Signals): number {
   return pids.length;
 }
 
+/** SIGKILL every process in a namespace; SIGCONT first, as the fault-injection code leaves some stopped. */
+function killNamespace(ns: string): void {
+  for (const pid of nsPids(ns)) { try { process.kill(pid, 'SIGCONT'); process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+}
+
 /** Remove everything a previous run may have left: processes, namespaces, veths, the bridge. */
 export function cleanupStale(): void {
   for (const line of run('ip', ['netns', 'list'], true).split('\n')) {
     const ns = line.split(' ')[0] ?? '';
     if (!ns.startsWith(PREFIX)) continue;
-    for (const pid of nsPids(ns)) { try { process.kill(pid, 'SIGCONT'); process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    killNamespace(ns);
     run('ip', ['netns', 'del', ns], true);
   }
   // tmpfs mounts a chaos cluster made for its nodes (device name pghac-...).
@@ -147,7 +152,7 @@ export class NetLab {
 
   destroy(): void {
     for (const h of this.hosts.values()) {
-      for (const pid of nsPids(h.ns)) { try { process.kill(pid, 'SIGCONT'); process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      killNamespace(h.ns);
     }
     for (const h of this.hosts.values()) {
       run('ip', ['link', 'del', `${PREFIX}${h.name}`], true);

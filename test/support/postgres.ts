@@ -121,16 +121,3 @@ export async function destroyTempDir(dir: string): Promise<void> {
   for (const d of dataDirsUnder(dir)) await stopPostmasterIn(d);
   if (process.env.PGHA_KEEP_TEST_DIRS !== '1') rmSync(dir, { recursive: true, force: true });
 }
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Poll `fn` until it returns a truthy value or `timeoutMs` passes (then throw, naming `what`). */
-export async function waitUntil<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs: number, intervalMs = 100): Promise<T> {
-  const end = performance.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => null);
-    if (v !== null && v !== undefined && v !== false) return v;
-    if (performance.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(intervalMs);
-  }
-}
