@@ -28,6 +28,8 @@ export interface ActorDeps {
   setActivity(a: Activity): Promise<void>;
   /** Leadership changed by an action (acquired, released, fenced): the API must know at once. */
   setLeadership(held: boolean): void;
+  /** PostgreSQL was fenced and the deadline dropped: keep the watchdogs alive now, not a beat later. */
+  fenced?(): void;
 }
 
 export interface ActContext {
@@ -275,11 +277,24 @@ export class Actor {
   }
 
   /** Stop PostgreSQL at once. Never throws: a failed fence is logged loudly and retried next loop. */
+  /**
+   * Fence order: (1) give up leadership (the API stops answering /primary at once); (2) stop
+   * PostgreSQL in immediate mode; (3) only once it is down, drop the deadline, which disarms the
+   * fencing process and lets the watchdogs be kept alive again (`fenced`). If (2) fails, the
+   * deadline stays where it was: the fencing process fires at it and systemd's watchdog gets no
+   * more WATCHDOG=1, so PostgreSQL is still stopped from outside this process.
+   */
   async fenceNow(why: string): Promise<void> {
-    this.#d.fence.disarm();
     this.#d.setLeadership(false);
     this.#d.logger.warn({ event: 'demoted', why }, `fencing: stopping PostgreSQL immediately (${why})`);
-    await this.#d.pg.stop('immediate').catch((err: unknown) => this.#d.logger.error({ event: 'fence failed', err: describeError(err) }, 'FENCE FAILED'));
+    try {
+      await this.#d.pg.stop('immediate');
+    } catch (err) {
+      this.#d.logger.error({ event: 'fence failed', err: describeError(err) }, 'FENCE FAILED: the fencing process and the watchdog must stop PostgreSQL');
+      return;
+    }
+    this.#d.fence.disarm();
+    this.#d.fenced?.();
   }
 
   /**

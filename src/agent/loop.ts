@@ -71,6 +71,9 @@ export class HaLoop {
         this.#holdsKey = held;
         this.#refreshSnapshot();
       },
+      // systemd fires its watchdog about when the deadline passes (watchdog-gate.ts): an agent
+      // that fenced in time says so at once, so systemd need not kill it and its PostgreSQL.
+      fenced: () => this.#d.alive?.beat(this.fence.deadline),
       setActivity: async (a) => {
         this.#activity = a;
         await this.#publish().catch(() => undefined);

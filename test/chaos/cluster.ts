@@ -1,7 +1,9 @@
 // The fault-injection cluster: three etcd members (e1..e3) and three database nodes (n1..n3),
 // each in its own network namespace of a NetLab, plus HAProxy in the root namespace in front of
 // the nodes. Each node's directory (socket, data directory, agent log) is a small tmpfs, so a
-// test can fill the disk under one node. `destroy()` removes every process, mount, namespace and
+// test can fill the disk under one node. Each agent runs as systemd/pgha.service would run it:
+// with systemd's watchdog (WatchdogSec=1000ms, whole unit SIGKILLed when it fires, restarted
+// RestartSec=2 s later), emulated outside the node by systemd-watchdog.py. `destroy()` removes every process, mount, namespace and
 // directory, and is safe to call twice.
 import { chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, statfsSync } from 'node:fs';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -22,6 +24,15 @@ const PGHA_BIN = join(REPO, 'bin/pgha.js');
 const ETCD = '/usr/bin/etcd';
 /** Each node's tmpfs: PostgreSQL keeps up to wal_keep_size (128 MB) + max_wal_size (64 MB) of WAL, more around promotions and rewinds; 384 MB filled up in a long run (chaos seed 7). */
 const NODE_FS_SIZE = '1g';
+/** systemd/pgha.service: WatchdogSec=1000ms, RestartSec=2. */
+export const WATCHDOG_MS = 1000;
+const RESTART_MS = 2000;
+/** sd-event may fire a timer up to 250 ms late (its default accuracy): the lab takes the worst case. */
+const WATCHDOG_SLACK_MS = 250;
+const WATCHDOG_PY = join(REPO, 'test/chaos/systemd-watchdog.py');
+
+/** The emulated systemd watchdog killed a node's unit. */
+export interface WatchdogFiring { node: string; atMs: number; sinceLastPetMs: number }
 
 export type SyncMode = 'off' | 'on';
 
@@ -43,6 +54,10 @@ export class ChaosCluster {
   #user = lookupOsUser('postgres');
   #opts: ChaosOptions;
   #destroyed = false;
+  #unitStarts = 0;
+  #watchdogs = new Set<ChildProcess>();
+  #restarts = new Set<NodeJS.Timeout>();
+  readonly watchdogFirings: WatchdogFiring[] = [];
 
   constructor(opts: ChaosOptions) {
     this.#opts = opts;
@@ -73,6 +88,8 @@ export class ChaosCluster {
     process.off('SIGINT', this.#onSignal);
     process.off('SIGTERM', this.#onSignal);
     this.#haproxy?.kill('SIGKILL');
+    for (const t of this.#restarts) clearTimeout(t);
+    for (const w of this.#watchdogs) w.kill('SIGKILL');
     this.lab.destroy();
     for (const n of this.nodes) { try { execFileSync('umount', ['-l', n.dir], { stdio: 'ignore' }); } catch { /* not mounted */ } }
     if (!keep) rmSync(this.dir, { recursive: true, force: true });
@@ -136,16 +153,42 @@ export class ChaosCluster {
   }
 
   startAgent(n: DbNode): void {
-    if (n.agent !== null) return;
+    if (n.agent !== null || this.#destroyed) return;
     const log = createWriteStream(n.logPath, { flags: 'a' });
+    // A new socket per start, as systemd gives each start of a unit a fresh watchdog.
+    const socket = join(this.dir, `${n.name}.notify.${++this.#unitStarts}`);
     const child = this.lab.spawnIn(n.host, [process.execPath, PGHA_BIN, '--config', this.#writeConfig(n)], {
       user: this.#user, cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8' },
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8', NOTIFY_SOCKET: socket, WATCHDOG_USEC: String(WATCHDOG_MS * 1000) },
     });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     n.agent = child;
     child.on('exit', () => { if (n.agent === child) n.agent = null; });
+    if (child.pid !== undefined) this.#watchdogFor(n, socket, child.pid);
+  }
+
+  /** systemd's watchdog for this start of the node's agent; on firing, a restart after RestartSec. */
+  #watchdogFor(n: DbNode, socket: string, pid: number): void {
+    const wd = spawn('python3', [WATCHDOG_PY, socket, String(pid), n.host.ns, String(WATCHDOG_MS), String(WATCHDOG_SLACK_MS)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#watchdogs.add(wd);
+    wd.on('exit', () => this.#watchdogs.delete(wd));
+    const log = createWriteStream(join(this.dir, `${n.name}.watchdog.log`), { flags: 'a' });
+    wd.stderr?.pipe(log);
+    let buf = '';
+    wd.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        log.write(`${new Date().toISOString()} pid ${pid} ${line}\n`);
+        const fired = /^fired (\d+)$/.exec(line);
+        if (fired === null) continue;
+        this.watchdogFirings.push({ node: n.name, atMs: Date.now(), sinceLastPetMs: Number(fired[1]) });
+        const t = setTimeout(() => { this.#restarts.delete(t); this.startAgent(n); }, RESTART_MS);
+        this.#restarts.add(t);
+      }
+    });
   }
 
   #startHaproxy(): void {

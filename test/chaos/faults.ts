@@ -115,10 +115,10 @@ export const FIXED_SCHEDULES: Record<string, { syncMode: 'on' | 'off'; faults: F
   },
   'quick-async': {
     syncMode: 'off',
-    // Not freeze-primary-node: in asynchronous mode a whole frozen node's PostgreSQL wakes together
-    // with its fencing process and can commit one write before the kill lands (docs/chaos.md, bug
-    // 5); on a systemd host the unit's watchdog, outside the frozen node, kills it first.
-    faults: (['freeze-primary-agent', 'partition-primary-etcd', 'isolate-primary', 'oneway-primary-etcd', 'crash-primary'] as const)
+    // The whole-node freeze is here since the lab emulates systemd's watchdog outside the node
+    // (cluster.ts): before, a thawed node's PostgreSQL could commit one write before its fencing
+    // process killed it (docs/chaos.md, bug 5).
+    faults: (['freeze-primary-node', 'freeze-primary-agent', 'partition-primary-etcd', 'isolate-primary', 'oneway-primary-etcd', 'crash-primary'] as const)
       .map((kind) => ({ kind, holdMs: 5000 })),
   },
 };

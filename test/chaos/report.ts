@@ -28,17 +28,21 @@ export function renderReport(runs: RunResult[], command: string): string {
     const bad = violations(r);
     lines.push(`| seed ${r.seed} | ${r.syncMode} | ${r.events.length} | ${r.ops} | ${v?.acked ?? '-'} | ${v?.unknown ?? '-'} | ${v?.lost.length ?? '-'} | ${v?.splitBrain.length ?? '-'} | ${r.converged ? 'yes' : 'no'} | ${bad.length === 0 ? 'pass' : 'FAIL'} |`);
   }
-  lines.push('', '## Faults by kind', '', '| fault | count | write outage median (s) | max (s) | converged median (s) | double-/primary samples | unprovoked handovers after |', '|---|---|---|---|---|---|---|');
+  lines.push('', '## Faults by kind', '', '| fault | count | write outage median (s) | max (s) | converged median (s) | double-/primary samples | unprovoked handovers after | watchdog kills (primary / other) |', '|---|---|---|---|---|---|---|---|');
   for (const k of FAULT_KINDS) {
     const ev = all.filter((e) => e.kind === k);
     if (ev.length === 0) continue;
     const out = ev.map((e) => e.outage?.ms).filter((x): x is number => x !== undefined);
     const conv = ev.map((e) => e.convergedMs).filter((x): x is number => x !== null);
     const unprovoked = runs.flatMap((r) => r.events.filter((e, i) => e.kind === k && r.events[i + 1]?.unprovokedHandover === true)).length;
-    lines.push(`| ${k} | ${ev.length} | ${sec(median(out))} | ${sec(Math.max(...out))} | ${sec(median(conv))} | ${ev.reduce((a, e) => a + e.doublePrimarySamples, 0)} | ${unprovoked} |`);
+    const onPrimary = ev.reduce((a, e) => a + e.watchdogKills.filter((n) => n === e.primaryBefore).length, 0);
+    const onOther = ev.reduce((a, e) => a + e.watchdogKills.filter((n) => n !== e.primaryBefore).length, 0);
+    lines.push(`| ${k} | ${ev.length} | ${sec(median(out))} | ${sec(Math.max(...out))} | ${sec(median(conv))} | ${ev.reduce((a, e) => a + e.doublePrimarySamples, 0)} | ${unprovoked} | ${onPrimary} / ${onOther} |`);
   }
   lines.push('', 'The write outage runs from the last acknowledged write before the fault to the first after it, as the clients saw it,',
-    'and includes the hold time of faults that leave the primary in place (a partition shorter than the TTL, a full disk).', '');
+    'and includes the hold time of faults that leave the primary in place (a partition shorter than the TTL, a full disk).',
+    'Watchdog kills: the emulated systemd watchdog (WatchdogSec=1000ms) SIGKILLed a node\'s agent and PostgreSQL because the agent',
+    'sent no WATCHDOG=1 in time, counted from the end of the previous fault to the end of this one.', '');
   for (const r of runs) {
     lines.push(`## Run: seed ${r.seed}, synchronous_mode ${r.syncMode}`, '', `Reproduce: \`${r.command}\` (${sec(r.durationMs)} s).`, '');
     const bad = violations(r);

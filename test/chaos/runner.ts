@@ -36,6 +36,8 @@ export interface FaultEvent extends FaultSpec {
   doublePrimarySamples: number;
   /** The primary changed after the previous fault had converged, with no fault applied: a false failover. */
   unprovokedHandover: boolean;
+  /** Nodes whose emulated systemd watchdog killed their unit from the previous fault's end to this one's. */
+  watchdogKills: string[];
   /** etcd-quorum-loss only: a write was acknowledged on a newer timeline while etcd had no quorum. */
   promotedWithoutQuorum?: boolean;
 }
@@ -85,6 +87,7 @@ async function samplePrimaries(c: ChaosCluster, until: () => boolean, seen: Set<
 }
 
 async function runFault(c: ChaosCluster, spec: FaultSpec, index: number, pick: () => number, wl: Workload, log: (l: string) => void, prev: string | null): Promise<FaultEvent> {
+  const firings = c.watchdogFirings.length;
   const p: DbNode = await c.waitHealthy(CONVERGE_MS);
   const unprovokedHandover = prev !== null && prev !== p.name;
   if (unprovokedHandover) log(`  primary changed from ${prev} to ${p.name} between faults`);
@@ -109,8 +112,10 @@ async function runFault(c: ChaosCluster, spec: FaultSpec, index: number, pick: (
   // Let the clients write on the healed cluster before measuring the outage of this fault.
   await sleep(500);
   const outage = outageAround(wl.ops, atMs, Date.now());
-  log(`  converged after ${convergedMs} ms, primary ${primaryAfter}, write outage ${outage?.ms ?? '?'} ms`);
-  return { ...spec, index, target: applied.target, primaryBefore: p.name, primaryAfter, atMs, convergedMs, outage, doublePrimarySamples, unprovokedHandover };
+  const watchdogKills = c.watchdogFirings.slice(firings).map((f) => f.node);
+  const kills = watchdogKills.length === 0 ? '' : `, watchdog killed ${watchdogKills.join(', ')}`;
+  log(`  converged after ${convergedMs} ms, primary ${primaryAfter}, write outage ${outage?.ms ?? '?'} ms${kills}`);
+  return { ...spec, index, target: applied.target, primaryBefore: p.name, primaryAfter, atMs, convergedMs, outage, doublePrimarySamples, unprovokedHandover, watchdogKills };
 }
 
 async function finalState(c: ChaosCluster): Promise<{ ids: Set<number>; forks: ReturnType<typeof parseHistory>; tli: number }> {
@@ -195,7 +200,7 @@ export function violations(r: RunResult): string[] {
 }
 
 export function formatSchedule(r: RunResult): string {
-  return r.events.map((e) => `${e.index + 1}. ${e.kind} on ${e.target} (primary ${e.primaryBefore}) hold ${e.holdMs} ms -> ${e.primaryAfter ?? '?'} in ${e.convergedMs ?? '?'} ms`).join('\n');
+  return r.events.map((e) => `${e.index + 1}. ${e.kind} on ${e.target} (primary ${e.primaryBefore}) hold ${e.holdMs} ms -> ${e.primaryAfter ?? '?'} in ${e.convergedMs ?? '?'} ms${e.watchdogKills.length > 0 ? `, watchdog killed ${e.watchdogKills.join(', ')}` : ''}`).join('\n');
 }
 
 export type { Op };

@@ -29,6 +29,10 @@ describe.skipIf(why !== null)('fault injection in network namespaces (short form
     const r = await runChaos({ seed: 1, faults: 0, syncMode: 'off', scheduleName: 'quick-async', log: (l) => console.log(l) });
     expect(violations(r), explain(r)).toEqual([]);
     expect(r.converged).toBe(true);
+    // The emulated systemd watchdog (outside the node) killed each frozen primary's unit.
+    for (const e of r.events.filter((x) => x.kind === 'freeze-primary-node' || x.kind === 'freeze-primary-agent')) {
+      expect(e.watchdogKills, `${e.kind}: the watchdog did not fire`).toContain(e.primaryBefore);
+    }
     console.log(`asynchronous mode: ${r.verdict?.lost.length ?? '?'} acknowledged writes lost (allowed within maximum_lag_on_failover)`);
-  }, 300_000);
+  }, 360_000);
 });

@@ -10,6 +10,9 @@ import { DeviceWatchdog, checkDevice } from '../../src/agent/watchdog-device.ts'
 import { longestTimeoutMs, mayPet } from '../../src/agent/watchdog-gate.ts';
 import { SystemdNotify } from '../../src/agent/sd-notify.ts';
 import type { Logger } from '../../src/log/logger.ts';
+import { Actor, type ActorDeps } from '../../src/agent/act.ts';
+import { FenceTimer } from '../../src/agent/fence.ts';
+import type { PostgresControl } from '../../src/postgres/types.ts';
 
 const logged: string[] = [];
 const logger = { info: () => undefined, warn: (_: unknown, m: string) => logged.push(m), error: (_: unknown, m: string) => logged.push(m) } as unknown as Logger;
@@ -127,5 +130,43 @@ describe('systemd notify', () => {
     } finally {
       py.kill('SIGKILL');
     }
+  });
+});
+
+// The fence order (src/agent/act.ts): the deadline, which gates the watchdogs' keepalives and arms
+// the fencing process, is dropped only once PostgreSQL is down. A fence that failed leaves it in
+// place, so the outside watchdogs still stop PostgreSQL.
+describe('fencing keeps the deadline until PostgreSQL is down', () => {
+  const setup = (stop: () => Promise<void>) => {
+    const events: string[] = [];
+    const external = { arm: () => events.push('external armed'), disarm: () => events.push('external disarmed') };
+    const fence = new FenceTimer({ now: () => 0, paused: () => false, fence: async () => undefined, external });
+    const actor = new Actor({
+      fence, logger, now: () => 0,
+      pg: { stop: async () => { events.push('stop'); await stop(); } } as unknown as PostgresControl,
+      setLeadership: (held: boolean) => events.push(`leader ${held}`),
+      fenced: () => events.push(`fenced, deadline ${String(fence.deadline)}`),
+    } as unknown as ActorDeps);
+    fence.arm(60_000);
+    events.length = 0;
+    return { actor, fence, events };
+  };
+
+  it('a successful fence stops PostgreSQL first, then drops the deadline and beats', async () => {
+    const { actor, fence, events } = setup(async () => undefined);
+    await actor.fenceNow('test');
+    expect(events).toEqual(['leader false', 'stop', 'external disarmed', 'fenced, deadline null']);
+    expect(fence.deadline).toBeNull();
+    fence.disarm();
+  });
+
+  it('a failed fence keeps the deadline and the fencing process armed', async () => {
+    const { actor, fence, events } = setup(async () => { throw new Error('postmaster still alive'); });
+    await actor.fenceNow('test');
+    expect(events).toEqual(['leader false', 'stop']);
+    expect(fence.deadline).toBe(60_000);
+    expect(mayPet({ now: 61_000, leaseDeadline: fence.deadline, timeoutMs: 1000, fenceMarginMs: 500, safetyMs: 250 })).toBe(false);
+    expect(logged.some((m) => m.startsWith('FENCE FAILED'))).toBe(true);
+    fence.disarm();
   });
 });
