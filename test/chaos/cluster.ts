@@ -14,7 +14,7 @@ import { stringify } from 'yaml';
 import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { NetLab, SUBNET, signalHost, type Host } from '../support/netlab.ts';
-import { PASSWORDS, REPO, waitFor } from '../support/cluster.ts';
+import { PASSWORDS, REPO, httpStatus, queryOnce, superuserClient, waitFor } from '../support/cluster.ts';
 
 export const HAPROXY_RW = 25200;
 export const HAPROXY_RO = 25201;
@@ -215,30 +215,15 @@ export class ChaosCluster {
   }
 
   async probe(n: DbNode, path: string): Promise<number> {
-    try {
-      const r = await fetch(`http://${n.host.ip}:${API_PORT}${path}`, { signal: AbortSignal.timeout(1000) });
-      await r.arrayBuffer();
-      return r.status;
-    } catch {
-      return 0;
-    }
+    return httpStatus(`http://${n.host.ip}:${API_PORT}${path}`);
   }
 
   client(n: DbNode, timeoutMs = 3000): pg.Client {
-    const c = new pg.Client({ host: n.host.ip, port: PG_PORT, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres',
-      connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
-    c.on('error', () => undefined);
-    return c;
+    return superuserClient({ host: n.host.ip, port: PG_PORT, connectMs: timeoutMs, queryMs: timeoutMs });
   }
 
   async query<T = Record<string, unknown>>(n: DbNode, sql: string, timeoutMs = 3000): Promise<T[]> {
-    const c = this.client(n, timeoutMs);
-    try {
-      await c.connect();
-      return (await c.query(sql)).rows as T[];
-    } finally {
-      await c.end().catch(() => undefined);
-    }
+    return (await queryOnce(this.client(n, timeoutMs), sql)).rows as T[];
   }
 
   /** One primary by /primary, the two others streaming from it, all on the primary's timeline. */

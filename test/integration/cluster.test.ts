@@ -5,9 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
 import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
-import { PASSWORDS, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { PASSWORDS, TestCluster, superuserClient, postmasterPid, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
 
 const TTL_S = 3;
 const HAPROXY_RW = 25000;
@@ -42,8 +41,7 @@ async function rowsOn(n: NodeHandle): Promise<number[]> {
 }
 
 async function writeThroughHaproxy(id: number): Promise<void> {
-  const c = new pg.Client({ host: '127.0.0.1', port: HAPROXY_RW, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', connectionTimeoutMillis: 2000, query_timeout: 4000 });
-  c.on('error', () => undefined);
+  const c = superuserClient({ host: '127.0.0.1', port: HAPROXY_RW, connectMs: 2000, queryMs: 4000 });
   try {
     await c.connect();
     await c.query('insert into itest(id) values ($1)', [id]);

@@ -4,8 +4,7 @@
 // promotes. (2) One standby's agent is frozen too: the primary stops acknowledging writes before
 // its lease could have expired, as without failsafe_mode.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import pg from 'pg';
-import { PASSWORDS, TestCluster, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, superuserClient, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
 
 const TTL_S = 3;
 const cluster = new TestCluster({ etcdPort: 24439, pgPortBase: 5510, apiPortBase: 8100, ttl: TTL_S, dcs: { failsafe_mode: true } });
@@ -27,10 +26,9 @@ function writer(n: NodeHandle, table: string) {
   let stop = false;
   let failedAt: number | null = null;
   const done = (async () => {
-    const c = new pg.Client({ host: '127.0.0.1', port: n.pgPort, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 3000 });
     // 3 s per insert: a loaded 2-core CI machine can stall a healthy insert for over a second; a
     // fenced primary still fails it well within the test's window.
-    c.on('error', () => undefined);
+    const c = superuserClient({ host: '127.0.0.1', port: n.pgPort, connectMs: 1000, queryMs: 3000 });
     await c.connect();
     await c.query(`create table if not exists ${table} (id serial primary key, at timestamptz default clock_timestamp())`);
     while (!stop) {

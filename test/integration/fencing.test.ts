@@ -2,8 +2,7 @@
 // process must stop its PostgreSQL before another member is promoted, and the old primary must
 // not acknowledge a write after that, including when the agent wakes up.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import pg from 'pg';
-import { PASSWORDS, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, superuserClient, postmasterPid, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
 
 const TTL_S = 3;
 const cluster = new TestCluster({ etcdPort: 24419, pgPortBase: 5490, apiPortBase: 8070, ttl: TTL_S });
@@ -24,8 +23,7 @@ it('stops the PostgreSQL of a frozen leader before anyone else is promoted', asy
   const acks: Array<{ id: number; at: number }> = [];
   let stop = false;
   const writer = (async () => {
-    const c = new pg.Client({ host: '127.0.0.1', port: old.pgPort, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 1000 });
-    c.on('error', () => undefined);
+    const c = superuserClient({ host: '127.0.0.1', port: old.pgPort, connectMs: 1000, queryMs: 1000 });
     await c.connect();
     for (let id = 1; !stop; id++) {
       try { await c.query('insert into fence_probe(id) values ($1)', [id]); acks.push({ id, at: Date.now() }); } catch { break; }

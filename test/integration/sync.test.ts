@@ -5,8 +5,7 @@
 // cluster (same ports, after the first is gone) bootstraps with synchronous_mode quorum: ANY 1
 // (both standbys), /quorum on both, and a crash of the leader under writes loses no acknowledged write.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
-import { PASSWORDS, REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { REPO, TestCluster, sleep, superuserClient, waitFor, type NodeHandle } from '../support/cluster.ts';
 import { execFile } from 'node:child_process';
 
 const PORTS = { etcdPort: 24409, pgPortBase: 5480, apiPortBase: 8060 };
@@ -79,8 +78,7 @@ describe('synchronous_mode on', () => {
     await ctl('edit-config', '--set', 'synchronous_mode_strict=true');
     await waitFor('strict: commits wait', async () => (await cluster.query(l, 'show synchronous_standby_names')).rows[0]?.synchronous_standby_names === 'FIRST 1 ("pgha_no_sync_standby")', 20_000);
     // The commit waits for a synchronous standby that does not exist: the client gives up first.
-    const c = new pg.Client({ host: '127.0.0.1', port: l.pgPort, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', query_timeout: 1500 });
-    c.on('error', () => undefined);
+    const c = superuserClient({ host: '127.0.0.1', port: l.pgPort, connectMs: 2000, queryMs: 1500 });
     await c.connect();
     await expect(c.query('insert into asynctest values (2)')).rejects.toThrow(/timeout/i);
     await c.end().catch(() => undefined);
@@ -111,8 +109,7 @@ async function writeUntilKilled(n: NodeHandle, table: string, kill: () => void):
   const acked: number[] = [];
   let stop = false;
   const writer = (async () => {
-    const c = new pg.Client({ host: '127.0.0.1', port: n.pgPort, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 2000 });
-    c.on('error', () => undefined);
+    const c = superuserClient({ host: '127.0.0.1', port: n.pgPort, connectMs: 1000, queryMs: 2000 });
     await c.connect();
     for (let id = 1; !stop; id++) {
       try { await c.query(`insert into ${table} values ($1)`, [id]); acked.push(id); } catch { break; }

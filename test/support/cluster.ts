@@ -185,13 +185,7 @@ export class TestCluster {
   }
 
   async probe(n: NodeHandle, path: string): Promise<number> {
-    try {
-      const r = await fetch(`http://127.0.0.1:${n.apiPort}${path}`, { signal: AbortSignal.timeout(1000) });
-      await r.arrayBuffer();
-      return r.status;
-    } catch {
-      return 0;
-    }
+    return httpStatus(`http://127.0.0.1:${n.apiPort}${path}`);
   }
 
   /** The node whose API answers 200 on /primary, if exactly one does. */
@@ -208,22 +202,11 @@ export class TestCluster {
   }
 
   client(n: NodeHandle, database = 'postgres'): pg.Client {
-    const c = new pg.Client({
-      host: '127.0.0.1', port: n.pgPort, user: 'postgres', password: PASSWORDS.superuser, database,
-      connectionTimeoutMillis: 2000, statement_timeout: 5000, query_timeout: 6000,
-    });
-    c.on('error', () => undefined);
-    return c;
+    return superuserClient({ host: '127.0.0.1', port: n.pgPort, database, connectMs: 2000, queryMs: 6000, statementMs: 5000 });
   }
 
   async query(n: NodeHandle, sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
-    const c = this.client(n);
-    try {
-      await c.connect();
-      return await c.query(sql, params);
-    } finally {
-      await c.end().catch(() => undefined);
-    }
+    return queryOnce(this.client(n), sql, params);
   }
 
   logs(n: NodeHandle): string {
@@ -263,6 +246,37 @@ function childPids(pid: number): number[] {
 
 function tryKill(pid: number, signal: NodeJS.Signals): void {
   try { process.kill(pid, signal); } catch { /* already gone */ }
+}
+
+/** The HTTP status of a GET (a health probe), 0 when there is no answer within `timeoutMs`. */
+export async function httpStatus(url: string, timeoutMs = 1000): Promise<number> {
+  try {
+    const r = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    await r.arrayBuffer();
+    return r.status;
+  } catch {
+    return 0;
+  }
+}
+
+/** A client for the test superuser; errors after connect are swallowed (the caller sees them per query). */
+export function superuserClient(o: { host: string; port: number; database?: string; connectMs: number; queryMs: number; statementMs?: number }): pg.Client {
+  const c = new pg.Client({
+    host: o.host, port: o.port, user: 'postgres', password: PASSWORDS.superuser, database: o.database ?? 'postgres',
+    connectionTimeoutMillis: o.connectMs, query_timeout: o.queryMs, ...(o.statementMs === undefined ? {} : { statement_timeout: o.statementMs }),
+  });
+  c.on('error', () => undefined);
+  return c;
+}
+
+/** Connect, run one statement, and close the client whatever happened. */
+export async function queryOnce(c: pg.Client, sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
+  try {
+    await c.connect();
+    return await c.query(sql, params);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
