@@ -151,12 +151,14 @@ export class EtcdDcs implements Dcs {
       throw dcsError(err, 'keepalive');
     }
     if (fresh) return { sentAt, ttl: this.#o.ttl };
-    // One deadline for all attempts: the caller's budget is callTimeoutMs (retry_timeout).
-    const end = Date.now() + this.#o.callTimeoutMs;
+    // One deadline for all attempts: the caller's budget is callTimeoutMs (retry_timeout). Kept on
+    // the monotonic clock; grpc-js takes a wall-clock deadline, so each attempt converts what is
+    // left just before it starts: a wall-clock jump in between can neither stretch nor cut it.
+    const end = performance.now() + this.#o.callTimeoutMs;
     for (let attempt = 1; ; attempt++) {
       const attemptSentAt = performance.now();
       try {
-        const res = await lease.keepaliveOnce({ deadline: end });
+        const res = await lease.keepaliveOnce({ deadline: Date.now() + Math.max(0, end - attemptSentAt) });
         // The fence timer counts from this attempt's send time: etcd extended the lease after it.
         return { sentAt: attemptSentAt, ttl: Number(res.TTL) };
       } catch (err) {
@@ -168,7 +170,7 @@ export class EtcdDcs implements Dcs {
           this.#dropLease();
           throw dcsError(err, 'keepalive');
         }
-        if (attempt >= this.#o.hosts.length || Date.now() >= end - 50) throw dcsError(err, 'keepalive');
+        if (attempt >= this.#o.hosts.length || performance.now() >= end - 50) throw dcsError(err, 'keepalive');
       }
     }
   }
