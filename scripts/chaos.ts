@@ -1,11 +1,11 @@
-// npm run chaos -- [--seed N] [--faults K] [--sync on|off|both] [--kinds a,b] [--schedule NAME] [--report FILE]
+// npm run chaos -- [--seed N] [--faults K] [--sync on|off|both] [--kinds a,b | --kinds v1] [--schedule NAME] [--report FILE]
 // Runs the fault-injection suite (test/chaos/) against a fresh cluster in network namespaces and
 // prints the verdict; with --report (default docs/chaos-report.md when --faults >= 50) writes the
 // report (a --schedule run writes one only with --report). Exits 1 on any violation, printing the schedule, the seed and the command to rerun it.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { hasNetnsSupport } from '../test/support/netlab.ts';
-import { FAULT_KINDS, FIXED_SCHEDULES, type FaultKind } from '../test/chaos/faults.ts';
+import { FAULT_KINDS, FAULT_KIND_SETS, FIXED_SCHEDULES, type FaultKind } from '../test/chaos/faults.ts';
 import { formatSchedule, runChaos, violations, type RunResult } from '../test/chaos/runner.ts';
 import type { SyncMode } from '../test/chaos/cluster.ts';
 import { renderReport } from '../test/chaos/report.ts';
@@ -31,7 +31,9 @@ const faults = Number(values.faults);
 if (!Number.isInteger(seed) || seed < 0) fail(`--seed must be a non-negative integer, got ${values.seed}`);
 if (!Number.isInteger(faults) || faults < 1) fail(`--faults must be a positive integer, got ${values.faults}`);
 const modes: SyncMode[] = values.sync === 'both' ? ['on', 'off'] : values.sync === 'on' || values.sync === 'off' ? [values.sync] : fail(`--sync must be on, off or both, got ${values.sync}`);
-const kinds = values.kinds?.split(',').map((k) => k.trim()) ?? [...FAULT_KINDS];
+// A named set (FAULT_KIND_SETS, e.g. v1) or a comma-separated list of kinds.
+const kinds = values.kinds === undefined ? [...FAULT_KINDS]
+  : FAULT_KIND_SETS[values.kinds] !== undefined ? [...FAULT_KIND_SETS[values.kinds]!] : values.kinds.split(',').map((k) => k.trim());
 for (const k of kinds) if (!(FAULT_KINDS as readonly string[]).includes(k)) fail(`unknown fault kind ${k}; known: ${FAULT_KINDS.join(', ')}`);
 const why = hasNetnsSupport();
 if (why !== null) fail(why);

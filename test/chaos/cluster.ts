@@ -30,6 +30,8 @@ const RESTART_MS = 2000;
 /** sd-event may fire a timer up to 250 ms late (its default accuracy): the lab takes the worst case. */
 const WATCHDOG_SLACK_MS = 250;
 const WATCHDOG_PY = join(REPO, 'test/chaos/systemd-watchdog.py');
+/** Preloaded into each agent so the fault clock-jump-primary can move its wall clock. */
+const CLOCK_SHIFT = join(REPO, 'test/chaos/clock-shift.mjs');
 
 /** The emulated systemd watchdog killed a node's unit. */
 export interface WatchdogFiring { node: string; atMs: number; sinceLastPetMs: number }
@@ -159,7 +161,10 @@ export class ChaosCluster {
     const socket = join(this.dir, `${n.name}.notify.${++this.#unitStarts}`);
     const child = this.lab.spawnIn(n.host, [process.execPath, PGHA_BIN, '--config', this.#writeConfig(n)], {
       user: this.#user, cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8', NOTIFY_SOCKET: socket, WATCHDOG_USEC: String(WATCHDOG_MS * 1000) },
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8', NOTIFY_SOCKET: socket, WATCHDOG_USEC: String(WATCHDOG_MS * 1000),
+        NODE_OPTIONS: `--import=${CLOCK_SHIFT}`, PGHA_TEST_CLOCK_FILE: this.#clockFile(n),
+      },
     });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
@@ -266,6 +271,17 @@ export class ChaosCluster {
   /** The agent process alone (not its fencing process, not PostgreSQL). */
   signalAgent(n: DbNode, signal: NodeJS.Signals): void {
     if (n.agent?.pid !== undefined) { try { process.kill(n.agent.pid, signal); } catch { /* gone */ } }
+  }
+
+  #clockFile(n: DbNode): string { return join(this.dir, `${n.name}.clock-offset`); }
+
+  /**
+   * Jump the node's agent's wall clock to `offsetMs` from the real one (clock-shift.mjs). Its
+   * monotonic clock does not move, as on a real host. Also holds for an agent started meanwhile.
+   */
+  shiftClock(n: DbNode, offsetMs: number): void {
+    writeFileSync(this.#clockFile(n), String(offsetMs));
+    this.signalAgent(n, 'SIGUSR2');
   }
 
   killPostmaster(n: DbNode): void {

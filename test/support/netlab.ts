@@ -143,7 +143,17 @@ export class NetLab {
     nsExec(h.ns, ['ip', 'link', 'set', 'eth0', 'down']);
   }
 
-  /** Undo partition() and isolate(). */
+  /**
+   * Drop each packet on the host's link (eth0, not its loopback) with probability `p`, both ways:
+   * a lossy network without `tc netem` (not in this kernel), by iptables' statistic match.
+   */
+  lossy(h: Host, p: number): void {
+    for (const [chain, dir] of [['INPUT', '-i'], ['OUTPUT', '-o']] as const) {
+      nsExec(h.ns, ['iptables', '-A', chain, dir, 'eth0', '-m', 'statistic', '--mode', 'random', '--probability', String(p), '-j', 'DROP']);
+    }
+  }
+
+  /** Undo partition(), lossy() and isolate(). */
   heal(h: Host): void {
     nsExec(h.ns, ['iptables', '-F', 'INPUT'], true);
     nsExec(h.ns, ['iptables', '-F', 'OUTPUT'], true);

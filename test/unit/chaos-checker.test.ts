@@ -2,7 +2,7 @@
 // verdict (a checker that cannot fail proves nothing).
 import { describe, expect, it } from 'vitest';
 import { check, lsnToBigInt, outageAround, parseHistory } from '../chaos/checker.ts';
-import { FAULT_KINDS, schedule } from '../chaos/faults.ts';
+import { FAULT_KINDS, FAULT_KIND_SETS, schedule } from '../chaos/faults.ts';
 import { classify, type Op } from '../chaos/workload.ts';
 
 let nextId = 1;
@@ -93,6 +93,13 @@ describe('fault schedule', () => {
     const s = schedule(1, 500, 3);
     for (const f of s) expect(f.holdMs).toBeGreaterThanOrEqual(1500), expect(f.holdMs).toBeLessThanOrEqual(9000);
     expect(new Set(s.map((f) => f.kind))).toEqual(new Set(FAULT_KINDS));
+  });
+  // The bug table's seeds were drawn from these twelve, in this order: `--kinds v1` replays them.
+  it('keeps the v1 kind set as the bug table\'s seeds were drawn from it', () => {
+    expect(FAULT_KIND_SETS.v1).toEqual(['crash-primary', 'crash-replica', 'freeze-primary-node', 'freeze-primary-agent', 'kill-postmaster',
+      'partition-primary-etcd', 'partition-primary-peers', 'isolate-primary', 'oneway-primary-etcd', 'kill-etcd-member', 'etcd-quorum-loss', 'disk-full-primary']);
+    // Seed 7's eighth fault, bug 5's, is the whole-node freeze.
+    expect(schedule(7, 60, 2, FAULT_KIND_SETS.v1)[7]?.kind).toBe('freeze-primary-node');
   });
 });
 
