@@ -276,9 +276,8 @@ export class Actor {
     this.#d.logger.info({ event: 'following', upstream: upstream?.name ?? null }, `following ${upstream?.name ?? 'nobody'}`);
   }
 
-  /** Stop PostgreSQL at once. Never throws: a failed fence is logged loudly and retried next loop. */
   /**
-   * Fence order: (1) give up leadership (the API stops answering /primary at once); (2) stop
+   * Stop PostgreSQL at once. Never throws: a failed fence is logged loudly. Fence order: (1) give up leadership (the API stops answering /primary at once); (2) stop
    * PostgreSQL in immediate mode; (3) only once it is down, drop the deadline, which disarms the
    * fencing process and lets the watchdogs be kept alive again (`fenced`). If (2) fails, the
    * deadline stays where it was: the fencing process fires at it and systemd's watchdog gets no
