@@ -277,8 +277,9 @@ export class Actor {
   }
 
   /**
-   * Stop PostgreSQL at once. Never throws: a failed fence is logged loudly. Fence order: (1) give up leadership (the API stops answering /primary at once); (2) stop
-   * PostgreSQL in immediate mode; (3) only once it is down, drop the deadline, which disarms the
+   * Stop PostgreSQL at once. Never throws: a failed fence is logged loudly. Fence order:
+   * (1) give up leadership (the API stops answering /primary at once); (2) stop PostgreSQL in
+   * immediate mode; (3) only once it is down, drop the deadline, which disarms the
    * fencing process and lets the watchdogs be kept alive again (`fenced`). If (2) fails, the
    * deadline stays where it was: the fencing process fires at it and systemd's watchdog gets no
    * more WATCHDOG=1, so PostgreSQL is still stopped from outside this process.
