@@ -3,7 +3,7 @@
 // src/ha/failsafe.ts). As member: answer such calls and keep the promise they create.
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import { isPgHaError } from '../errors.ts';
-import { answerFailsafeCall, type FailsafeAnswer } from '../ha/failsafe.ts';
+import { answerFailsafeCall, liveHold, type FailsafeAnswer } from '../ha/failsafe.ts';
 import type { FailsafeHold, FailsafeRecord, FailsafeRound, LocalPostgres } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 
@@ -68,7 +68,7 @@ export class FailsafeAgent {
   }
 
   activeHold(): FailsafeHold | null {
-    return this.hold !== null && this.#d.now() < this.hold.until ? this.hold : null;
+    return liveHold(this.hold, this.#d.now());
   }
 
   renewFailed(err: unknown): void {

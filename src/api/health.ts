@@ -3,7 +3,7 @@
 // Every check fails closed: no snapshot, or one older than the staleness limit, answers 503.
 // The JSON bodies (/status, /cluster) are documented field by field in docs/rest-api.md.
 import { splitHostPort } from '../config/schema.ts';
-import { guaranteeOf } from '../ha/quorum.ts';
+import { recordedStandbys } from '../ha/quorum.ts';
 import type { ClusterView, MemberInfo, MemberState } from '../ha/types.ts';
 import type { AgentSnapshot } from './types.ts';
 
@@ -125,10 +125,7 @@ function isReplica(s: AgentSnapshot, c: Criteria): boolean {
 
 /** A synchronous standby: named in the current leader's /sync record while synchronous_mode is on. */
 function inSyncRecord(c: ClusterView | null, name: string): boolean {
-  if (c === null || c.config.synchronous_mode !== 'on' || c.leader === null || c.sync === null) return false;
-  // A record left by quorum mode (acks below its size) names no synchronous standby.
-  if ((c.sync.acks ?? c.sync.members.length) < c.sync.members.length) return false;
-  return c.sync.leader === c.leader.name && c.sync.members.includes(name);
+  return c !== null && c.config.synchronous_mode === 'on' && recordedStandbys(c).includes(name);
 }
 const isSync = (s: AgentSnapshot) => inSyncRecord(s.cluster, s.member.name);
 
@@ -137,8 +134,7 @@ const isSync = (s: AgentSnapshot) => inSyncRecord(s.cluster, s.member.name);
  * (Patroni: "a standby eligible for the quorum leader race"). /sync does not count these.
  */
 function inQuorumRecord(c: ClusterView | null, name: string): boolean {
-  if (c === null || c.config.synchronous_mode !== 'quorum' || c.leader === null || c.sync === null) return false;
-  return c.sync.leader === c.leader.name && guaranteeOf(c.sync).members.includes(name);
+  return c !== null && c.config.synchronous_mode === 'quorum' && recordedStandbys(c).includes(name);
 }
 const isQuorum = (s: AgentSnapshot) => inQuorumRecord(s.cluster, s.member.name);
 

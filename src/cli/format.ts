@@ -1,7 +1,7 @@
 // Pure rendering for pghactl: rows from a cluster view, then table, JSON or YAML.
 import Table from 'cli-table3';
 import { stringify } from 'yaml';
-import { guaranteeOf } from '../ha/quorum.ts';
+import { currentSync, guaranteeOf, recordedStandbys } from '../ha/quorum.ts';
 import type { ClusterView } from '../ha/types.ts';
 
 export type Format = 'table' | 'json' | 'yaml';
@@ -32,10 +32,7 @@ function compactTags(t: ClusterView['members'][number]['tags']): string {
 export function buildListRows(c: ClusterView): ListRow[] {
   const leader = c.leader?.name ?? null;
   const leaderLsn = c.lastLeaderLsn ?? c.members.find((m) => m.name === leader)?.lsn ?? null;
-  const current = c.sync?.leader === leader ? c.sync : null;
-  const g = guaranteeOf(current);
-  // In on mode, a record left by quorum mode (acks below its size) names no synchronous standby.
-  const syncNames = c.config.synchronous_mode === 'quorum' || (c.config.synchronous_mode === 'on' && g.acks === g.members.length) ? g.members : [];
+  const syncNames = recordedStandbys(c);
   const standbyRole = c.config.synchronous_mode === 'quorum' ? 'Quorum Standby' : 'Sync Standby';
   const rows = c.members.map((m): ListRow => ({
     member: m.name,
@@ -55,7 +52,7 @@ export function renderList(scope: string, c: ClusterView, rows: ListRow[], forma
   if (format === 'yaml') return stringify(rows);
   const t = new Table({ head: ['Member', 'Host', 'Role', 'State', 'TL', 'Lag in MB', 'Tags', 'Pending restart'], style: { head: color ? ['cyan'] : [], border: color ? ['grey'] : [] } });
   for (const r of rows) t.push([r.member, r.host, r.role, r.state, r.tl ?? '', r.lag_mb ?? '', r.tags, r.pending_restart ? '*' : '']);
-  const g = guaranteeOf(c.sync?.leader === c.leader?.name ? c.sync : null);
+  const g = guaranteeOf(currentSync(c));
   const asyncFallback = c.config.synchronous_mode !== 'off' && !c.config.synchronous_mode_strict && g.acks === 0
     ? ' Synchronous mode: no synchronous standby, replication is asynchronous\n' : '';
   const quorum = c.config.synchronous_mode === 'quorum' && g.acks > 0

@@ -22,10 +22,14 @@ export function sameRecord(a: FailsafeRecord | null | undefined, b: FailsafeReco
   return a.leader === b.leader && ka.join('\n') === kb.join('\n') && ka.every((k) => a.members[k] === b.members[k]);
 }
 
+/** A failsafe promise still running at `now`, or null. */
+export function liveHold(h: FailsafeHold | null | undefined, now: number): FailsafeHold | null {
+  return h != null && now < h.until ? h : null;
+}
+
 /** This member accepted a failsafe call less than one TTL ago. */
 export function holdActive(o: Observation): FailsafeHold | null {
-  const h = o.self.failsafeHold ?? null;
-  return h !== null && o.now < h.until ? h : null;
+  return liveHold(o.self.failsafeHold, o.now);
 }
 
 /**
@@ -81,6 +85,7 @@ export function answerFailsafeCall(i: FailsafeCallInput): FailsafeAnswer {
   if (i.caller === i.self) return { ok: false, reason: 'a member does not confirm itself' };
   if (i.actsAsLeader) return { ok: false, reason: `${i.self} runs as (or is becoming) the leader` };
   if (i.lastLeader !== null && i.lastLeader !== i.caller) return { ok: false, reason: `etcd last showed ${i.lastLeader} holding the leader key` };
-  if (i.hold !== null && i.now < i.hold.until && i.hold.leader !== i.caller) return { ok: false, reason: `already confirmed ${i.hold.leader} as leader` };
+  const held = liveHold(i.hold, i.now);
+  if (held !== null && held.leader !== i.caller) return { ok: false, reason: `already confirmed ${held.leader} as leader` };
   return { ok: true, hold: { leader: i.caller, until: i.now + i.ttlMs } };
 }

@@ -38,6 +38,28 @@ export function guaranteeOf(r: SyncRecord | null): Guarantee {
   return normalize({ members: r.members, acks: r.acks ?? r.members.length });
 }
 
+/** An `on`-mode record: every member holds every acknowledged commit (a quorum record, acks below its size, does not say so). */
+export function namesEveryCommit(r: SyncRecord): boolean {
+  return (r.acks ?? r.members.length) >= r.members.length;
+}
+
+/** The /sync record of the current leader key holder; null when there is none or an earlier leader wrote it. */
+export function currentSync(c: ClusterView): SyncRecord | null {
+  return c.sync !== null && c.leader !== null && c.sync.leader === c.leader.name ? c.sync : null;
+}
+
+/**
+ * The standbys the current leader's /sync record names, as `pghactl list` and the health checks
+ * show them: synchronous standbys in `on` mode (only from a record whose every member holds every
+ * commit), quorum standbys in `quorum` mode, none when synchronous_mode is off.
+ */
+export function recordedStandbys(c: ClusterView): string[] {
+  const r = currentSync(c);
+  if (r === null || c.config.synchronous_mode === 'off') return [];
+  if (c.config.synchronous_mode === 'on') return namesEveryCommit(r) ? r.members : [];
+  return guaranteeOf(r).members;
+}
+
 function normalize(g: Guarantee): Guarantee {
   const members = [...new Set(g.members)].sort();
   const acks = Math.min(Math.max(0, g.acks), members.length);
@@ -58,12 +80,14 @@ export function meet(a: Guarantee, b: Guarantee): Guarantee {
   return normalize({ members: [...a.members, ...b.members], acks: Math.min(a.acks, b.acks) });
 }
 
-/** Standbys of ours that may be listed: streaming from us, not tagged nosync; sorted by name. */
+/** Standbys of ours that may be listed in synchronous_standby_names: streaming from us, not tagged nosync. */
+export function eligibleMembers(me: string, members: MemberInfo[]): MemberInfo[] {
+  return members.filter((m) => m.name !== me && m.role === 'standby' && m.state === 'streaming' && !m.tags.nosync && m.upstream === me);
+}
+
+/** The names of eligibleMembers, sorted. */
 export function eligibleStandbys(me: string, members: MemberInfo[]): string[] {
-  return members
-    .filter((m) => m.name !== me && m.role === 'standby' && m.state === 'streaming' && !m.tags.nosync && m.upstream === me)
-    .map((m) => m.name)
-    .sort();
+  return eligibleMembers(me, members).map((m) => m.name).sort();
 }
 
 /** Standbys that have flushed every WAL byte written before synchronous_standby_names last changed. */

@@ -3,7 +3,7 @@
 // widened only with members PostgreSQL already reports synchronous, so it is never optimistic.
 // Quorum mode (ANY n) is in quorum.ts.
 import type { DynamicConfig } from '../config/schema.ts';
-import { planQuorum, syncRule } from './quorum.ts';
+import { eligibleMembers, namesEveryCommit, planQuorum } from './quorum.ts';
 import type { Action, ClusterView, Observation } from './types.ts';
 
 /** The actions that bring synchronous_standby_names and /sync to the desired state, in order. */
@@ -12,10 +12,9 @@ export function planSync(o: Observation, cfg: DynamicConfig, cluster: ClusterVie
   if (cfg.synchronous_mode === 'off') return [{ kind: 'set_sync_names', names: null, count: 0 }];
   if (cfg.synchronous_mode === 'quorum') return planQuorum(o, cfg, cluster);
   // A quorum-mode record (acks below its size) does not say every member holds every commit.
-  const own = cluster.sync !== null && cluster.sync.leader === me && (cluster.sync.acks ?? cluster.sync.members.length) >= cluster.sync.members.length;
+  const own = cluster.sync !== null && cluster.sync.leader === me && namesEveryCommit(cluster.sync);
   const record = own ? (cluster.sync?.members ?? []) : [];
-  const eligible = cluster.members
-    .filter((m) => m.name !== me && m.role === 'standby' && m.state === 'streaming' && !m.tags.nosync && m.upstream === me)
+  const eligible = eligibleMembers(me, cluster.members)
     .sort((a, b) => Number(record.includes(b.name)) - Number(record.includes(a.name)) || (b.lsn ?? 0) - (a.lsn ?? 0) || (a.name < b.name ? -1 : 1));
   const desired = eligible.slice(0, cfg.synchronous_node_count).map((m) => m.name);
   const narrowed = record.filter((n) => desired.includes(n));
@@ -30,14 +29,4 @@ export function planSync(o: Observation, cfg: DynamicConfig, cluster: ClusterVie
   // 3. Widen only with members PostgreSQL reports synchronous.
   if (widened.length !== narrowed.length) actions.push({ kind: 'write_sync', members: widened });
   return actions;
-}
-
-/**
- * Who may promote under synchronous mode: the members of the record; with an empty record,
- * nobody in strict mode and anybody within the lag bound otherwise (asynchronous fallback).
- * Returns null when synchronous rules do not restrict the race. In quorum mode a member of the
- * record must also see enough of the others (see quorumWitnesses).
- */
-export function syncCandidates(cfg: DynamicConfig, cluster: ClusterView): string[] | null {
-  return syncRule(cfg, cluster)?.members ?? null;
 }
