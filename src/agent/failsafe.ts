@@ -1,6 +1,7 @@
 // Failsafe mode, the agent's part. As leader with etcd unreachable: POST /failsafe to every other
 // member listed in the last /failsafe record and report who confirmed (decide() weighs the round,
 // src/ha/failsafe.ts). As member: answer such calls and keep the promise they create.
+import { jsonPostHeaders } from '../api/basic-auth.ts';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import { isPgHaError } from '../errors.ts';
 import { answerFailsafeCall, liveHold, type FailsafeAnswer } from '../ha/failsafe.ts';
@@ -21,11 +22,9 @@ export interface FailsafeCallOptions {
 }
 
 async function confirms(url: string, o: FailsafeCallOptions): Promise<boolean> {
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (o.auth !== undefined) headers.authorization = `Basic ${Buffer.from(`${o.auth.username}:${o.auth.password}`).toString('base64')}`;
   try {
     const r = await fetch(new URL('/failsafe', url), {
-      method: 'POST', headers, body: JSON.stringify({ leader: o.self, ttl: o.ttl }), signal: AbortSignal.timeout(o.timeoutMs),
+      method: 'POST', headers: jsonPostHeaders(o.auth), body: JSON.stringify({ leader: o.self, ttl: o.ttl }), signal: AbortSignal.timeout(o.timeoutMs),
     });
     await r.arrayBuffer().catch(() => undefined);
     return r.status === 200;

@@ -9,6 +9,7 @@ import Fastify, {
 import { splitHostPort } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import { CHECK_PATHS, READINESS_MODES, REPLICATION_STATES, clusterBody, healthResponse, statusBody, type Check } from './health.ts';
+import { parseBasicAuth, type Credentials } from './basic-auth.ts';
 import type { ApiDeps } from './types.ts';
 
 export interface BuildApiOptions extends ApiDeps {
@@ -160,21 +161,7 @@ export async function startApi(app: FastifyInstance, listen: string): Promise<vo
   await app.listen({ host, port });
 }
 
-// ---- basic auth for the mutating endpoints ----
-export interface Credentials {
-  username: string;
-  password: string;
-}
-
-/** The user and password of an `Authorization: Basic …` header (scheme case-insensitive); null if absent or malformed. */
-export function parseBasicAuth(header: string | undefined): Credentials | null {
-  const m = header === undefined ? null : /^basic +([A-Za-z0-9+/]+=*) *$/i.exec(header);
-  if (m === null || m[1] === undefined) return null;
-  const decoded = Buffer.from(m[1], 'base64').toString('utf8');
-  const i = decoded.indexOf(':');
-  return i < 0 ? null : { username: decoded.slice(0, i), password: decoded.slice(i + 1) };
-}
-
+// ---- basic auth for the mutating endpoints (header parsing: basic-auth.ts) ----
 /** Equal strings, compared in time independent of where they differ and of their lengths (SHA-256 first). */
 function safeEqual(a: string, b: string): boolean {
   const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();

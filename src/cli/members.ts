@@ -1,6 +1,7 @@
 // pghactl restart / reload / reinit: forwarded to the members' agents over REST (basic auth from
 // the config's restapi.authentication).
 import type { CommandModule } from 'yargs';
+import { jsonPostHeaders } from '../api/basic-auth.ts';
 import { PgHaError } from '../errors.ts';
 import type { MemberInfo } from '../ha/types.ts';
 import { confirm } from './confirm.ts';
@@ -8,10 +9,8 @@ import { withCtx, type Ctx, type GlobalOpts } from './context.ts';
 import { printResult } from './format.ts';
 
 async function post(ctx: Ctx, m: MemberInfo, path: string, body: Record<string, unknown> = {}): Promise<void> {
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (ctx.auth) headers.authorization = `Basic ${Buffer.from(`${ctx.auth.username}:${ctx.auth.password}`).toString('base64')}`;
   // A restart waits for pg_ctl (pg_ctl_timeout, 60 s by default): give it 90 s.
-  const r = await fetch(`${m.apiUrl}${path}`, { method: 'POST', headers, body: JSON.stringify(body), signal: AbortSignal.timeout(90_000) });
+  const r = await fetch(`${m.apiUrl}${path}`, { method: 'POST', headers: jsonPostHeaders(ctx.auth), body: JSON.stringify(body), signal: AbortSignal.timeout(90_000) });
   if (!r.ok) {
     const body = (await r.json().catch(() => ({}))) as { error?: string; message?: string };
     throw new PgHaError('PGHA_CLI_REFUSED', `${m.name}: HTTP ${r.status}: ${body.message ?? body.error ?? ''}`);
