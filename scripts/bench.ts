@@ -13,6 +13,7 @@ import pg from 'pg';
 import { dynamicConfigSchema } from '../src/config/schema.ts';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
 import { REPO, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
+import { childPids } from '../src/postgres/datadir.ts';
 import { CLK_TCK, Probe, cpuTicks, patroniBlock, rssMb, stats } from './bench-lib.ts';
 import { chartEvents, renderChart, type PatroniFigures } from './bench-chart.ts';
 
@@ -113,11 +114,8 @@ const agentPid = (n: NodeHandle): number => n.agent?.pid ?? 0;
 /** Resident memory of each agent's fencing process (its child running fencer.mjs). */
 function fencerRss(): number[] {
   return cluster.nodes.map((n) => {
-    const pid = agentPid(n);
-    let kids: string[] = [];
-    try { kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean); } catch { /* gone */ }
-    const f = kids.find((k) => { try { return readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('fencer'); } catch { return false; } });
-    return f === undefined ? Number.NaN : rssMb(Number(f));
+    const f = childPids(agentPid(n)).find((k) => { try { return readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('fencer'); } catch { return false; } });
+    return f === undefined ? Number.NaN : rssMb(f);
   });
 }
 

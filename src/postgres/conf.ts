@@ -194,6 +194,3 @@ export function defaultHba(r: HbaRoles): string[] {
 export function renderHba(lines: string[]): string {
   return `# Written by pgha at bootstrap (bootstrap.pg_hba, or pgha's default).\n${lines.join('\n')}\n`;
 }
-
-/** synchronous_standby_names: FIRST (on) or ANY (quorum) count of names; the renderer lives with the HA rules. */
-export { syncStandbyNames } from '../ha/quorum.ts';

@@ -64,16 +64,30 @@ export function isLivePostgres(pid: number): boolean {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  const st = procStat(pid);
+  if (st === null) return !existsSync('/proc/self'); // gone in between (false), or no procfs to ask (true)
+  return (st.comm === 'postgres' || st.comm === 'postmaster') && st.state !== 'Z';
+}
+
+/** The command name and state letter of /proc/<pid>/stat; null when there is no such process (or no procfs). */
+function procStat(pid: number): { comm: string; state: string } | null {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
-    return !existsSync('/proc/self'); // gone in between (false), or no procfs to ask (true)
+    return null;
   }
   const close = stat.lastIndexOf(')');
-  const comm = stat.slice(stat.indexOf('(') + 1, close);
-  const state = stat.slice(close + 2, close + 3);
-  return (comm === 'postgres' || comm === 'postmaster') && state !== 'Z';
+  return { comm: stat.slice(stat.indexOf('(') + 1, close), state: stat.slice(close + 2, close + 3) };
+}
+
+/** The direct children of `pid` (for a postmaster: its backends and auxiliary processes); [] when gone. */
+export function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
 }
 
 /**
@@ -93,12 +107,17 @@ export function livePostmaster(dir: string): number | null {
 
 /** Is `pid` a zombie: dead, but not yet reaped by its parent (init, for a postmaster)? */
 export function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
-  } catch {
-    return false;
+  return procStat(pid)?.state === 'Z';
+}
+
+/** Poll every `pollMs` until `done()`; false if `timeoutMs` passed first. */
+async function pollUntil(done: () => boolean, timeoutMs: number, pollMs: number): Promise<boolean> {
+  const end = performance.now() + timeoutMs;
+  while (!done()) {
+    if (performance.now() > end) return false;
+    await new Promise((r) => setTimeout(r, pollMs));
   }
+  return true;
 }
 
 /**
@@ -107,22 +126,12 @@ export function isZombie(pid: number): boolean {
  * polling every 10 ms, at most `timeoutMs`. True if no zombie is left.
  */
 export async function waitForReap(pid: number, timeoutMs: number): Promise<boolean> {
-  const end = performance.now() + timeoutMs;
-  while (isZombie(pid)) {
-    if (performance.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return true;
+  return pollUntil(() => !isZombie(pid), timeoutMs, 10);
 }
 
 /** Poll until `pid` is no longer a live PostgreSQL process. True if it exited within `timeoutMs`. */
 export async function waitForExit(pid: number, timeoutMs: number, pollMs = 10): Promise<boolean> {
-  const end = performance.now() + timeoutMs;
-  while (isLivePostgres(pid)) {
-    if (performance.now() > end) return false;
-    await new Promise((r) => setTimeout(r, pollMs));
-  }
-  return true;
+  return pollUntil(() => !isLivePostgres(pid), timeoutMs, pollMs);
 }
 
 /**

@@ -12,11 +12,12 @@ import { join } from 'node:path';
 import { splitHostPort, type DynamicConfig, type NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
 import type { LocalPostgres, SyncMethod } from '../ha/types.ts';
-import { parseLsn } from './lsn.ts';
+import { CURRENT_TIMELINE_SQL, parseLsn } from './lsn.ts';
 import type { Logger } from '../log/logger.ts';
-import { defaultHba, renderHba, renderPghaConf, renderPgpass, syncNamesFromConf, syncStandbyNames, upstreamFromConf, type StandbyConf } from './conf.ts';
+import { syncStandbyNames } from '../ha/quorum.ts';
+import { defaultHba, renderHba, renderPghaConf, renderPgpass, syncNamesFromConf, upstreamFromConf, type StandbyConf } from './conf.ts';
 import { readControlData, type ControlData } from './controldata.ts';
-import { ensureDataDir, fatalLines, isInitialized, livePostmaster, pidFromFile, waitForExit, waitForReap, wipeContents, writeFresh, writeOwned } from './datadir.ts';
+import { childPids, ensureDataDir, fatalLines, isInitialized, livePostmaster, pidFromFile, waitForExit, waitForReap, wipeContents, writeFresh, writeOwned } from './datadir.ts';
 import { run, type RunAs } from './exec.ts';
 import { Probe, withSession } from './probe.ts';
 import { cloneFrom, rewindFrom, type ReplicationContext } from './replication.ts';
@@ -348,7 +349,7 @@ class LocalInstance implements PostgresControl {
       const done = await c.query<{ ok: boolean }>('select pg_promote(true, $1) as ok', [wait]);
       if (done.rows[0]?.ok !== true) throw new PgHaError('PGHA_PG_COMMAND', `pg_promote did not finish within ${wait} s`);
       const now = await c.query<{ tli: number; lsn: string }>(
-        "select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int as tli, pg_current_wal_lsn()::text as lsn");
+        `select ${CURRENT_TIMELINE_SQL} as tli, pg_current_wal_lsn()::text as lsn`);
       return now.rows[0];
     }).catch((err: unknown) => {
       throw err instanceof PgHaError ? err : new PgHaError('PGHA_PG_COMMAND', `promote: ${(err as Error).message}`, { cause: err });
@@ -384,9 +385,7 @@ class LocalInstance implements PostgresControl {
     this.#probe.discard();
     const pid = livePostmaster(this.#dir);
     if (pid === null) throw new PgHaError('PGHA_PG_NOT_RUNNING', 'no postmaster to crash');
-    let children: number[] = [];
-    try { children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number); } catch { /* none */ }
-    for (const c of [...children, pid]) { try { process.kill(c, 'SIGKILL'); } catch { /* gone */ } }
+    for (const c of [...childPids(pid), pid]) { try { process.kill(c, 'SIGKILL'); } catch { /* gone */ } }
   }
 
   async checkpointLsn(): Promise<number | null> {

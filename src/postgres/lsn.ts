@@ -34,3 +34,9 @@ export function timelineOfWalFile(name: string): number {
   if (!/^[0-9A-Fa-f]{24}$/.test(name)) throw new Error(`not a WAL file name: ${JSON.stringify(name)}`);
   return parseInt(name.slice(0, 8), 16);
 }
+
+/**
+ * SQL for a primary's current timeline: the first 8 hex digits of its current WAL file's name.
+ * (pg_control_checkpoint() still shows the old timeline until the first checkpoint after a promotion.)
+ */
+export const CURRENT_TIMELINE_SQL = "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int";

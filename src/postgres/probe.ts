@@ -4,7 +4,7 @@
 // behind a timed-out one), and reconnected lazily on the next call. `withSession` opens a client
 // with its own, longer timeouts for one piece of work (roles, promotion) and always closes it.
 import pg from 'pg';
-import { parseLsn } from './lsn.ts';
+import { CURRENT_TIMELINE_SQL, parseLsn } from './lsn.ts';
 
 export interface ProbeResult {
   inRecovery: boolean;
@@ -44,7 +44,7 @@ select pg_is_in_recovery() as in_recovery,
   pg_last_wal_receive_lsn()::text as receive_lsn,
   pg_last_wal_replay_lsn()::text as replay_lsn,
   case when pg_is_in_recovery() then null
-    else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end as primary_tli,
+    else ${CURRENT_TIMELINE_SQL} end as primary_tli,
   (select received_tli from pg_stat_wal_receiver limit 1) as receiver_tli,
   (select status = 'streaming' from pg_stat_wal_receiver limit 1) as streaming,
   greatest((select timeline_id from pg_control_checkpoint()),

@@ -7,6 +7,7 @@ import { splitHostPort } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
 import { conninfo } from './conf.ts';
 import { ensureDataDir, wipeContents } from './datadir.ts';
+import { CURRENT_TIMELINE_SQL } from './lsn.ts';
 import { run, type RunAs } from './exec.ts';
 import { withSession } from './probe.ts';
 import type { Upstream } from './types.ts';
@@ -94,7 +95,7 @@ async function checkpointIfPromotedRecently(ctx: ReplicationContext, host: strin
   await withSession(session, async (c) => {
     const r = await c.query<{ stale: boolean }>(
       `select case when pg_is_in_recovery() then false
-         else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
+         else ${CURRENT_TIMELINE_SQL}
            <> (select timeline_id from pg_control_checkpoint()) end as stale`);
     if (r.rows[0]?.stale === true) await c.query('checkpoint');
   });

@@ -9,6 +9,7 @@ import pg from 'pg';
 import { stringify } from 'yaml';
 import { startEtcd } from './etcd.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
+import { childPids } from '../../src/postgres/datadir.ts';
 
 export const REPO = new URL('../..', import.meta.url).pathname;
 const PGHA_BIN = join(REPO, 'bin/pgha.js');
@@ -233,14 +234,6 @@ export function postmasterPid(dataDir: string): number | null {
     return pid;
   } catch {
     return null;
-  }
-}
-
-function childPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
   }
 }
 

@@ -4,8 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
 import {
   REQUIRED_PARAMETERS, confValue, conninfo, defaultHba, libpqValue, renderHba, renderPghaConf, renderPgpass,
-  syncNamesFromConf, syncStandbyNames, upstreamFromConf, type StandbyConf,
+  syncNamesFromConf, upstreamFromConf, type StandbyConf,
 } from '../../src/postgres/conf.ts';
+import { syncStandbyNames } from '../../src/ha/quorum.ts';
 import { redact } from '../../src/postgres/exec.ts';
 import { healthFromRow, probeTimeouts } from '../../src/postgres/probe.ts';
 import { scramVerifier, userOptions } from '../../src/postgres/roles.ts';
