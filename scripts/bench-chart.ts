@@ -7,7 +7,6 @@ export interface ChartStats { min: number; median: number; p90: number; max: num
 export interface ChartSeries { label: string; stats: ChartStats }
 export interface ChartEvent { title: string; series: ChartSeries[] }
 
-/** What `npm run bench:patroni` stores under `patroni` in docs/benchmarks.json. */
 /** What `npm run bench:patroni` stores under "patroni" in benchmarks.json (the parts the chart reads). */
 export interface PatroniFigures {
   version: string;

@@ -55,19 +55,14 @@ export class Probe {
     return gap;
   }
   /**
-   * Longest gap between consecutive acknowledged writes from the last ack before `from` to the first
-   * ack of a write started after `to` (ms). For an event that stops writes at once (a crash) this is
-   * outage(from); for one that stops them a little later (a switchover that first sends a request
-   * and waits for the answer while writes still succeed) it is the gap the event caused.
+   * The outage from `from` up to the acknowledgement of the first write started at or after `to`
+   * (ms). For an event that stops writes at once (a crash) `to` is when it began; for one that
+   * stops them a little later (a switchover that first sends a request and waits for the answer
+   * while writes still succeed) it is when the event was over.
    */
   longestGap(from: number, to: number): number {
-    const acks = this.attempts.filter((a) => a.ok);
-    const first = acks.findLastIndex((a) => a.end <= from);
-    const last = acks.findIndex((a) => a.start >= to);
-    if (first < 0 || last < 0) return Number.NaN;
-    let gap = 0;
-    for (let k = first + 1; k <= last; k++) gap = Math.max(gap, acks[k]!.end - acks[k - 1]!.end);
-    return gap;
+    const end = this.attempts.find((a) => a.ok && a.start >= to)?.end;
+    return end === undefined ? Number.NaN : this.outage(from, end);
   }
   acked(): number[] { return this.attempts.filter((a) => a.ok).map((a) => a.id); }
 

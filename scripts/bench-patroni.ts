@@ -26,7 +26,7 @@ import { stringify } from 'yaml';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
 import { startEtcd, type EtcdHandle } from '../test/support/etcd.ts';
-import { PASSWORDS, REPO, postmasterPid, sleep, waitFor } from '../test/support/cluster.ts';
+import { PASSWORDS, REPO, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, waitFor } from '../test/support/cluster.ts';
 import { chartEvents, renderChart, type ChartStats, type PatroniFigures } from './bench-chart.ts';
 import { CLK_TCK, Probe, cpuTicks, processTable, processTree, rssMb, stats, withPatroniBlock } from './bench-lib.ts';
 
@@ -162,7 +162,7 @@ class PatroniCluster {
 
   async api(n: PNode, path: string): Promise<number> {
     // Patroni answers from memory; 1 s covers a busy 2-core machine and keeps a dead agent from stalling a poll.
-    return fetch(`http://127.0.0.1:${n.apiPort}${path}`, { signal: AbortSignal.timeout(1000) }).then((r) => r.status, () => 0);
+    return httpStatus(`http://127.0.0.1:${n.apiPort}${path}`, 1000);
   }
 
   async primary(): Promise<PNode | null> {
@@ -173,10 +173,7 @@ class PatroniCluster {
 
   async query<R extends pg.QueryResultRow>(n: PNode, sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
     // A local query; the timeouts only keep a dying server from blocking the health poll.
-    const c = new pg.Client({ host: '127.0.0.1', port: n.pgPort, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', connectionTimeoutMillis: 2000, query_timeout: 5000 });
-    c.on('error', () => undefined);
-    await c.connect();
-    try { return await c.query<R>(sql, params); } finally { await c.end().catch(() => undefined); }
+    return queryOnce(superuserClient({ host: '127.0.0.1', port: n.pgPort, connectMs: 2000, queryMs: 5000 }), sql, params) as Promise<pg.QueryResult<R>>;
   }
 
   /**
@@ -374,9 +371,9 @@ async function runTiming(t: Timing, runs: number): Promise<TimingResult> {
 }
 
 interface PghaEvent { name: string; median: number }
-function pghaFigures(file: string): { date: string; events: PghaEvent[]; idle?: { rss_mb: number[]; cpu_pct: number[] } } | null {
-  if (!existsSync(file)) return null;
-  const j = JSON.parse(readFileSync(file, 'utf8')) as { date?: string; events?: PghaEvent[]; idle?: { rss_mb: number[]; cpu_pct: number[] } };
+/** pgha's figures in docs/benchmarks.json (written by `npm run bench`), if there are any. */
+function pghaFigures(doc: Record<string, unknown>): { date: string; events: PghaEvent[]; idle?: { rss_mb: number[]; cpu_pct: number[] } } | null {
+  const j = doc as { date?: string; events?: PghaEvent[]; idle?: { rss_mb: number[]; cpu_pct: number[] } };
   return j.events === undefined ? null : { date: j.date ?? '?', events: j.events, ...(j.idle === undefined ? {} : { idle: j.idle }) };
 }
 
@@ -431,11 +428,11 @@ async function main(): Promise<void> {
   for (const t of timings) results.push(await runTiming(t, RUNS[t.name] ?? 0));
   const jsonFile = resolve(REPO, args.json ?? 'docs/benchmarks.json');
   const cmd = `npm run bench:patroni -- ${process.argv.slice(2).join(' ')}`.trim();
-  const md = render(results, version, pghaFigures(jsonFile), cmd);
-  const mdFile = resolve(REPO, args.md ?? 'docs/benchmarks.md');
-  writeFileSync(mdFile, withPatroniBlock(existsSync(mdFile) ? readFileSync(mdFile, 'utf8') : '', md));
   // Merge: pgha's figures (written by `npm run bench`) stay as they are.
   const doc = existsSync(jsonFile) ? (JSON.parse(readFileSync(jsonFile, 'utf8')) as Record<string, unknown>) : {};
+  const md = render(results, version, pghaFigures(doc), cmd);
+  const mdFile = resolve(REPO, args.md ?? 'docs/benchmarks.md');
+  writeFileSync(mdFile, withPatroniBlock(existsSync(mdFile) ? readFileSync(mdFile, 'utf8') : '', md));
   doc.patroni = { source: cmd, date: new Date().toISOString(), version, machine: { cpus: cpus().length, model: cpus()[0]?.model ?? '', mem_gib: Math.round(totalmem() / 2 ** 30) }, timings: results };
   writeFileSync(jsonFile, `${JSON.stringify(doc, null, 2)}\n`);
   // Redraw the chart (written by `npm run bench` from pgha's figures) with Patroni's beside them.
