@@ -4,7 +4,7 @@
 // promotes. (2) One standby's agent is frozen too: the primary stops acknowledging writes before
 // its lease could have expired, as without failsafe_mode.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { TestCluster, superuserClient, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, startWriter, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
 
 const TTL_S = 3;
 const cluster = new TestCluster({ etcdPort: 24439, pgPortBase: 5510, apiPortBase: 8100, ttl: TTL_S, dcs: { failsafe_mode: true } });
@@ -20,30 +20,16 @@ afterAll(async () => {
   await cluster.destroy();
 });
 
-/** Insert a row every 20 ms until stopped or a write fails; returns the acknowledgement times. */
+/** Insert a row every 20 ms until stopped or a write fails. */
 function writer(n: NodeHandle, table: string) {
-  const acks: number[] = [];
-  let stop = false;
-  let failedAt: number | null = null;
-  const done = (async () => {
-    // 3 s per insert: a loaded 2-core CI machine can stall a healthy insert for over a second; a
-    // fenced primary still fails it well within the test's window.
-    const c = superuserClient({ host: '127.0.0.1', port: n.pgPort, connectMs: 1000, queryMs: 3000 });
-    await c.connect();
-    await c.query(`create table if not exists ${table} (id serial primary key, at timestamptz default clock_timestamp())`);
-    while (!stop) {
-      try { await c.query(`insert into ${table} default values`); acks.push(Date.now()); } catch { failedAt = Date.now(); break; }
-      await sleep(20);
-    }
-    await c.end().catch(() => undefined);
-  })();
-  return { acks, failedAt: () => failedAt, stop: async () => { stop = true; await done; } };
+  // 3 s per insert: a loaded 2-core CI machine can stall a healthy insert for over a second; a
+  // fenced primary still fails it well within the test's window.
+  return startWriter(n, table, { queryMs: 3000, pauseMs: 20 });
 }
 
 /** Members that answer 200 on /primary. */
 async function primaries(): Promise<string[]> {
-  const codes = await Promise.all(cluster.nodes.map((n) => cluster.probe(n, '/primary')));
-  return cluster.nodes.filter((_, i) => codes[i] === 200).map((n) => n.name);
+  return (await cluster.primaries()).map((n) => n.name);
 }
 
 const promotions = (n: NodeHandle) => (cluster.logs(n).match(/"event":"promoted"/g) ?? []).length;
@@ -62,7 +48,7 @@ it('keeps the primary writing with etcd frozen while every member confirms it, a
   const watch = setInterval(() => void primaries().then((p) => { if (p.some((x) => x !== leader.name)) seenOtherPrimary = true; }), 250);
   await sleep((3 * TTL_S + 2) * 1000);
   clearInterval(watch);
-  const lastAck = w.acks.at(-1) ?? 0;
+  const lastAck = w.acks.at(-1)?.at ?? 0;
   const failedAt = w.failedAt();
   await w.stop();
   cluster.resumeEtcd();
@@ -88,7 +74,7 @@ it('stops the primary before its lease could expire when one member does not con
   cluster.pauseEtcd();
   await waitFor('writes on the old primary to fail', async () => w.failedAt() !== null, (TTL_S + 5) * 1000);
   await w.stop();
-  const lastAck = w.acks.at(-1) ?? 0;
+  const lastAck = w.acks.at(-1)?.at ?? 0;
   expect(lastAck).toBeGreaterThan(frozenAt - 1000);
   expect(lastAck - frozenAt).toBeLessThan(TTL_S * 1000);
   // The round that asked the silent member ends at its call deadline, after the fence.

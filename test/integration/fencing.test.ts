@@ -2,7 +2,7 @@
 // process must stop its PostgreSQL before another member is promoted, and the old primary must
 // not acknowledge a write after that, including when the agent wakes up.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { TestCluster, superuserClient, postmasterPid, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, startWriter, postmasterPid, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
 
 const TTL_S = 3;
 const cluster = new TestCluster({ etcdPort: 24419, pgPortBase: 5490, apiPortBase: 8070, ttl: TTL_S });
@@ -19,30 +19,18 @@ afterAll(async () => {
 
 it('stops the PostgreSQL of a frozen leader before anyone else is promoted', async () => {
   const old = await waitFor('a primary', async () => cluster.primary(), 30_000) as NodeHandle;
-  await cluster.query(old, 'create table fence_probe (id int primary key, at timestamptz default clock_timestamp())');
-  const acks: Array<{ id: number; at: number }> = [];
-  let stop = false;
-  const writer = (async () => {
-    const c = superuserClient({ host: '127.0.0.1', port: old.pgPort, connectMs: 1000, queryMs: 1000 });
-    await c.connect();
-    for (let id = 1; !stop; id++) {
-      try { await c.query('insert into fence_probe(id) values ($1)', [id]); acks.push({ id, at: Date.now() }); } catch { break; }
-      await sleep(10);
-    }
-    await c.end().catch(() => undefined);
-  })();
+  const writer = startWriter(old, 'fence_probe', { queryMs: 1000, pauseMs: 10 });
   await sleep(500);
   const pidBefore = postmasterPid(old.dataDir);
   old.agent?.kill('SIGSTOP'); // frozen: no renewals, no in-process timer
   const next = await waitFor('a new primary', async () => { const p = await cluster.primary(); return p !== null && p !== old ? p : null; }, (TTL_S + 10) * 1000);
   const promotedAt = Date.now();
-  stop = true;
-  await writer;
+  await writer.stop();
   // The fencing process killed the frozen leader's PostgreSQL.
   expect(pidBefore).not.toBeNull();
   expect(postmasterPid(old.dataDir)).toBeNull();
   // No write acknowledged by the old primary after the new one was promoted.
-  const lastAck = acks.at(-1)?.at ?? 0;
+  const lastAck = writer.acks.at(-1)?.at ?? 0;
   expect(lastAck).toBeLessThan(promotedAt);
   const history = (await (await fetch(`http://127.0.0.1:${next.apiPort}/history`)).json()) as Array<{ time: string; leader: string }>;
   const promotion = Date.parse(history.at(-1)?.time ?? '');

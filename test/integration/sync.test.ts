@@ -5,7 +5,7 @@
 // cluster (same ports, after the first is gone) bootstraps with synchronous_mode quorum: ANY 1
 // (both standbys), /quorum on both, and a crash of the leader under writes loses no acknowledged write.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO, TestCluster, sleep, superuserClient, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { REPO, TestCluster, sleep, startWriter, superuserClient, waitFor, type NodeHandle } from '../support/cluster.ts';
 import { execFile } from 'node:child_process';
 
 const PORTS = { etcdPort: 24409, pgPortBase: 5480, apiPortBase: 8060 };
@@ -54,7 +54,7 @@ describe('synchronous_mode on', () => {
     await ctl('edit-config', '--set', 'permanent_slots.archiver.type=physical');
     const slots = async (n: NodeHandle) => (await cluster.query(n, "select slot_name from pg_replication_slots where slot_type = 'physical'")).rows.map((r: { slot_name: string }) => r.slot_name);
     await waitFor('the permanent slot on the leader', async () => (await slots(old)).includes('archiver'), 10_000);
-    const acked = await writeUntilKilled(old, 'synctest', () => cluster.killNode(old));
+    const acked = await writeUntilKilled(old, 'synctest');
     expect(acked.length).toBeGreaterThan(10);
     const next = await waitFor('a new primary', async () => cluster.primary(), 20_000);
     expect(next.name).toBe(sync);
@@ -104,23 +104,13 @@ async function quorumState(): Promise<{ leader: string; standbys: string[] }> {
   }, 60_000, 200);
 }
 
-async function writeUntilKilled(n: NodeHandle, table: string, kill: () => void): Promise<number[]> {
-  await cluster.query(n, `create table ${table} (id int primary key)`);
-  const acked: number[] = [];
-  let stop = false;
-  const writer = (async () => {
-    const c = superuserClient({ host: '127.0.0.1', port: n.pgPort, connectMs: 1000, queryMs: 2000 });
-    await c.connect();
-    for (let id = 1; !stop; id++) {
-      try { await c.query(`insert into ${table} values ($1)`, [id]); acked.push(id); } catch { break; }
-    }
-    await c.end().catch(() => undefined);
-  })();
+/** Write for 1.5 s, crash `n`'s node (agent and PostgreSQL), and return the acknowledged ids. */
+async function writeUntilKilled(n: NodeHandle, table: string): Promise<number[]> {
+  const writer = startWriter(n, table, { queryMs: 2000 });
   await sleep(1500);
-  kill();
-  stop = true;
-  await writer;
-  return acked;
+  cluster.killNode(n);
+  await writer.stop();
+  return writer.acks.map((a) => a.id);
 }
 
 describe('synchronous_mode quorum, from bootstrap', () => {
@@ -154,7 +144,7 @@ describe('synchronous_mode quorum, from bootstrap', () => {
   it('promotes the most advanced standby after a crash under writes, losing no acknowledged write', async () => {
     const { leader, standbys } = await quorumState();
     const old = byName(leader);
-    const acked = await writeUntilKilled(old, 'quorumtest', () => cluster.killNode(old));
+    const acked = await writeUntilKilled(old, 'quorumtest');
     expect(acked.length).toBeGreaterThan(10);
     const next = await waitFor('a new primary', async () => cluster.primary(), 20_000);
     expect(standbys).toContain(next.name);

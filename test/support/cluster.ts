@@ -189,10 +189,15 @@ export class TestCluster {
     return httpStatus(`http://127.0.0.1:${n.apiPort}${path}`);
   }
 
+  /** The nodes whose API answers 200 on /primary. */
+  async primaries(): Promise<NodeHandle[]> {
+    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, '/primary')));
+    return this.nodes.filter((_, i) => codes[i] === 200);
+  }
+
   /** The node whose API answers 200 on /primary, if exactly one does. */
   async primary(): Promise<NodeHandle | null> {
-    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, '/primary')));
-    const up = this.nodes.filter((_, i) => codes[i] === 200);
+    const up = await this.primaries();
     return up.length === 1 ? (up[0] ?? null) : null;
   }
 
@@ -260,6 +265,36 @@ export function superuserClient(o: { host: string; port: number; database?: stri
   });
   c.on('error', () => undefined);
   return c;
+}
+
+export interface Writer {
+  /** Each acknowledged write: its id and the client's clock when the acknowledgement arrived. */
+  acks: Array<{ id: number; at: number }>;
+  /** When the first write failed (the writer stops there); null while none has. */
+  failedAt(): number | null;
+  /** Stop after the write in flight and close the session. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Write ids 1, 2, ... into `table` (created if absent) on one session to `n`'s PostgreSQL, pausing
+ * `pauseMs` between writes, until stopped or a write fails. `queryMs` bounds each write.
+ */
+export function startWriter(n: NodeHandle, table: string, o: { queryMs: number; pauseMs?: number }): Writer {
+  const acks: Writer['acks'] = [];
+  let stop = false;
+  let failedAt: number | null = null;
+  const done = (async () => {
+    const c = superuserClient({ host: '127.0.0.1', port: n.pgPort, connectMs: 1000, queryMs: o.queryMs });
+    await c.connect();
+    await c.query(`create table if not exists ${table} (id int primary key, at timestamptz default clock_timestamp())`);
+    for (let id = 1; !stop; id++) {
+      try { await c.query(`insert into ${table}(id) values ($1)`, [id]); acks.push({ id, at: Date.now() }); } catch { failedAt = Date.now(); break; }
+      if (o.pauseMs !== undefined) await sleep(o.pauseMs);
+    }
+    await c.end().catch(() => undefined);
+  })();
+  return { acks, failedAt: () => failedAt, stop: async () => { stop = true; await done; } };
 }
 
 /** Connect, run one statement, and close the client whatever happened. */
