@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { hasNetnsSupport } from '../test/support/netlab.ts';
 import { FAULT_KINDS, FAULT_KIND_SETS, FIXED_SCHEDULES, type FaultKind } from '../test/chaos/faults.ts';
-import { formatSchedule, runChaos, violations, type RunResult } from '../test/chaos/runner.ts';
+import { explain, runChaos, violations, type RunResult } from '../test/chaos/runner.ts';
 import type { SyncMode } from '../test/chaos/cluster.ts';
 import { renderReport } from '../test/chaos/report.ts';
 
@@ -50,7 +50,7 @@ for (const syncMode of fixed === undefined ? modes : [fixed.syncMode]) {
   const v = r.verdict;
   console.log(`\nseed ${seed}, synchronous_mode ${syncMode}: ${r.events.length} faults, ${r.ops} writes, ${v?.acked ?? 0} acknowledged, ${v?.lost.length ?? '?'} lost, ${v?.splitBrain.length ?? '?'} split-brain windows`);
   if (bad.length > 0) {
-    console.log(`VIOLATIONS:\n${bad.join('\n')}\nschedule:\n${formatSchedule(r)}\nreproduce: ${r.command}`);
+    console.log(`VIOLATIONS:\n${explain(r)}`);
   }
 }
 const total = runs.reduce((n, r) => n + r.events.length, 0);

@@ -13,6 +13,7 @@ import pg from 'pg';
 import { stringify } from 'yaml';
 import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
+import { pidFromFile } from '../../src/postgres/datadir.ts';
 import { NetLab, SUBNET, signalHost, type Host } from '../support/netlab.ts';
 import { PASSWORDS, REPO, httpStatus, queryOnce, superuserClient, waitFor } from '../support/cluster.ts';
 
@@ -231,10 +232,15 @@ export class ChaosCluster {
     return (await queryOnce(this.client(n, timeoutMs), sql)).rows as T[];
   }
 
+  /** The nodes whose API answers 200 on /primary. */
+  async primaries(): Promise<DbNode[]> {
+    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, '/primary')));
+    return this.nodes.filter((_, i) => codes[i] === 200);
+  }
+
   /** One primary by /primary, the two others streaming from it, all on the primary's timeline. */
   async healthy(): Promise<DbNode | null> {
-    const prim = await Promise.all(this.nodes.map((n) => this.probe(n, '/primary')));
-    const primaries = this.nodes.filter((_, i) => prim[i] === 200);
+    const primaries = await this.primaries();
     if (primaries.length !== 1) return null;
     const p = primaries[0]!;
     const rows = await this.query<{ n: number }>(p, "select count(*)::int as n from pg_stat_replication where state = 'streaming'");
@@ -245,18 +251,6 @@ export class ChaosCluster {
 
   async waitHealthy(timeoutMs: number): Promise<DbNode> {
     return waitFor('a healthy cluster (one primary, two streaming standbys)', () => this.healthy(), timeoutMs, 250);
-  }
-
-  node(name: string): DbNode {
-    const n = this.nodes.find((x) => x.name === name);
-    if (n === undefined) throw new Error(`no node ${name}`);
-    return n;
-  }
-
-  /** Which node answers 200 on /primary now (first if several: the checker judges that case). */
-  async currentPrimary(): Promise<DbNode | null> {
-    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, '/primary')));
-    return this.nodes.find((_, i) => codes[i] === 200) ?? null;
   }
 
   /** SIGKILL every process of a node (agent, fencing process, PostgreSQL): a host crash. */
@@ -285,10 +279,8 @@ export class ChaosCluster {
   }
 
   killPostmaster(n: DbNode): void {
-    try {
-      const pid = Number(readFileSync(join(n.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-      if (pid > 0) process.kill(pid, 'SIGKILL');
-    } catch { /* not running */ }
+    const pid = pidFromFile(n.dataDir);
+    if (pid !== null) { try { process.kill(pid, 'SIGKILL'); } catch { /* not running */ } }
   }
 
   signalEtcd(h: Host, signal: NodeJS.Signals): void { signalHost(h, signal); }

@@ -15,6 +15,7 @@ import { dynamicConfigSchema } from '../../src/config/schema.ts';
 export interface RunOptions {
   seed: number;
   faults: number;
+  /** Ignored with `scheduleName`: a fixed schedule names its own mode. */
   syncMode: SyncMode;
   kinds?: readonly FaultKind[];
   /** A named fixed schedule (FIXED_SCHEDULES) instead of a seeded one. */
@@ -77,8 +78,7 @@ export function reproduceCommand(o: Pick<RunOptions, 'seed' | 'faults' | 'syncMo
 async function samplePrimaries(c: ChaosCluster, until: () => boolean, seen: Set<string>): Promise<number> {
   let doubles = 0;
   while (!until()) {
-    const codes = await Promise.all(c.nodes.map((n) => c.probe(n, '/primary')));
-    const up = c.nodes.filter((_, i) => codes[i] === 200);
+    const up = await c.primaries();
     for (const n of up) seen.add(n.name);
     if (up.length > 1) doubles++;
     await sleep(250);
@@ -142,8 +142,9 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
   const fixed = o.scheduleName === undefined ? undefined : FIXED_SCHEDULES[o.scheduleName];
   if (o.scheduleName !== undefined && fixed === undefined) throw new Error(`no schedule ${o.scheduleName}; known: ${Object.keys(FIXED_SCHEDULES).join(', ')}`);
   const specs = fixed?.faults ?? schedule(o.seed, o.faults, TTL_S, o.kinds);
+  const syncMode = fixed?.syncMode ?? o.syncMode;
   const pick = rng(o.seed ^ 0x5bd1e995);
-  const c = new ChaosCluster({ syncMode: o.syncMode });
+  const c = new ChaosCluster({ syncMode });
   const wl = new Workload({ port: HAPROXY_RW, clients: 4, intervalMs: 15, libpqHosts: c.nodes.map((n) => n.host.ip), libpqPort: PG_PORT });
   const events: FaultEvent[] = [];
   let verdict: Verdict | null = null;
@@ -151,7 +152,7 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
   let converged = false;
   let current = 'start-up';
   try {
-    log(`chaos: seed ${o.seed}, ${specs.length} faults, synchronous_mode ${o.syncMode}, dir ${c.dir}`);
+    log(`chaos: seed ${o.seed}, ${specs.length} faults, synchronous_mode ${syncMode}, dir ${c.dir}`);
     await c.start();
     const p = await c.waitHealthy(CONVERGE_MS);
     await c.query(p, CREATE_TABLE);
@@ -173,7 +174,7 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
     log(`chaos: FAILED: ${failure}`);
     await wl.stop();
   } finally {
-    const violated = failure !== null || (verdict !== null && (verdict.splitBrain.length > 0 || (o.syncMode !== 'off' && verdict.lost.length > 0)));
+    const violated = failure !== null || (verdict !== null && (verdict.splitBrain.length > 0 || (syncMode !== 'off' && verdict.lost.length > 0)));
     if (violated && o.keepLogsOnFailure === true) {
       const kept = mkdtempSync(join(tmpdir(), `pgha-chaos-failed-seed${o.seed}-`));
       for (const f of readdirSync(c.dir)) if (f.endsWith('.log')) copyFileSync(join(c.dir, f), join(kept, f));
@@ -184,7 +185,7 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
     }
     await c.destroy();
   }
-  return { seed: o.seed, syncMode: o.syncMode, events, verdict, converged, failure, ops: wl.ops.length,
+  return { seed: o.seed, syncMode, events, verdict, converged, failure, ops: wl.ops.length,
     command: reproduceCommand({ ...o, faults: specs.length }), durationMs: Date.now() - started };
 }
 
@@ -197,6 +198,11 @@ export function violations(r: RunResult): string[] {
   if (r.verdict.splitBrain.length > 0) v.push(`split brain: ${JSON.stringify(r.verdict.splitBrain)}`);
   if (r.syncMode !== 'off' && r.verdict.lost.length > 0) v.push(`${r.verdict.lost.length} acknowledged writes lost in synchronous mode: ${r.verdict.lost.slice(0, 5).map((x) => x.id).join(', ')}`);
   return v;
+}
+
+/** A failed run explained: the broken rules, the schedule and the command that reproduces it. */
+export function explain(r: RunResult): string {
+  return `${violations(r).join('\n')}\nschedule:\n${formatSchedule(r)}\nreproduce: ${r.command}`;
 }
 
 export function formatSchedule(r: RunResult): string {

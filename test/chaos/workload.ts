@@ -5,7 +5,7 @@
 // the server's own clock at the insert).
 import { spawn, type ChildProcess } from 'node:child_process';
 import pg from 'pg';
-import { PASSWORDS } from '../support/cluster.ts';
+import { PASSWORDS, superuserClient } from '../support/cluster.ts';
 
 export type Outcome = 'ok' | 'fail' | 'unknown';
 
@@ -88,10 +88,7 @@ export class Workload {
     // Connect within 1 s (HAProxy answers at once; a dead backend is redispatched); a write waits
     // at most 4 s, longer than a synchronous commit takes while a standby is healthy, so a
     // timeout means the cluster could not acknowledge it.
-    const c = new pg.Client({ host: this.o.host ?? '127.0.0.1', port: this.o.port, user: 'postgres', password: PASSWORDS.superuser,
-      database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 4000 });
-    c.on('error', () => undefined);
-    return c;
+    return superuserClient({ host: this.o.host ?? '127.0.0.1', port: this.o.port, connectMs: 1000, queryMs: 4000 });
   }
 
   async #client(client: number): Promise<void> {

@@ -5,13 +5,9 @@
 // converge after a fault; the message carries the schedule and the command that replays it.
 import { describe, expect, it } from 'vitest';
 import { hasNetnsSupport } from '../support/netlab.ts';
-import { formatSchedule, runChaos, violations, type RunResult } from '../chaos/runner.ts';
+import { explain, runChaos, violations } from '../chaos/runner.ts';
 
 const why = hasNetnsSupport();
-
-function explain(r: RunResult): string {
-  return `${violations(r).join('\n')}\nschedule:\n${formatSchedule(r)}\nreproduce: ${r.command}`;
-}
 
 // Each fault takes its hold time plus the time to converge; fourteen of them and a cluster start
 // fit in well under ten minutes even on a loaded 2-core machine.
