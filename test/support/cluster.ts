@@ -41,6 +41,8 @@ export interface ClusterOptions {
   tags?: (i: number) => Record<string, unknown>;
   /** Extra environment of node i's agent (1-based). */
   env?: (i: number) => Record<string, string>;
+  /** Last word on node i's YAML (1-based): edit `cfg` in place (TLS files, extra sections). */
+  configure?: (i: number, cfg: Record<string, any>) => void;
 }
 
 export class TestCluster {
@@ -94,6 +96,7 @@ export class TestCluster {
       },
       tags: { failover_priority: 1, ...this.#opts.tags?.(Number(n.name.slice(4))) },
     };
+    this.#opts.configure?.(Number(n.name.slice(4)), cfg);
     writeFileSync(n.configPath, stringify(cfg), { mode: 0o600 });
     chownSync(n.configPath, this.#user.uid, this.#user.gid);
   }
