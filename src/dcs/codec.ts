@@ -46,7 +46,7 @@ export const statusSchema = z.object({ lsn: z.number(), timeline: z.number().int
 
 export { dynamicConfigSchema };
 
-/** Parse JSON text against a schema; null when it does not fit. */
+/** Parse JSON text against a schema: the value, or the reason it does not fit (bad JSON or fields). */
 export function decode<T>(schema: z.ZodType<T>, text: string): { ok: true; value: T } | { ok: false; error: string } {
   let raw: unknown;
   try {

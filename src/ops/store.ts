@@ -1,5 +1,6 @@
-// Writes of operator requests to etcd, shared by pghactl and the REST API. Every write of shared
-// state is a compare-and-set on the revision it was computed from; a lost race re-reads.
+// Writes of operator requests to etcd, shared by pghactl and the REST API. A switchover or
+// failover request is created only if none is pending; a config edit is a compare-and-set on the
+// revision it was computed from (a lost race re-reads); a cancel deletes whatever is pending.
 import { parse as parseYaml } from 'yaml';
 import type { DynamicConfig } from '../config/schema.ts';
 import { parseDynamicConfig } from '../config/load.ts';

@@ -23,13 +23,17 @@ export interface PostgresControl {
    * standby.signal, then `pg_ctl start -w`.
    */
   start(as: 'primary' | 'standby', upstream: Upstream | null): Promise<void>;
-  /** `pg_ctl stop -m <mode> -w`. A stopped server is not an error. */
+  /**
+   * Stop the server: `pg_ctl stop -m <mode> -w` for smart and fast; immediate sends SIGQUIT to
+   * the postmaster itself (what pg_ctl would send, without spawning it) and waits for its exit.
+   * A stopped server is not an error.
+   */
   stop(mode: 'smart' | 'fast' | 'immediate'): Promise<void>;
   /** Rewrite primary_conninfo / primary_slot_name and reload; no restart. */
   follow(upstream: Upstream | null): Promise<void>;
   /** Promote a running standby and wait until it accepts writes. Returns the new timeline. */
   promote(): Promise<{ timeline: number; lsn: string }>;
-  /** Send SIGHUP (pg_ctl reload) after re-rendering pgha.conf. */
+  /** Send SIGHUP to the postmaster (what `pg_ctl reload` does); renders nothing (see applyConfig). */
   reload(): Promise<void>;
   /**
    * Re-render pgha.conf for the server's current role (standby.signal present: a standby of
