@@ -32,6 +32,25 @@ export interface EtcdDcsOptions {
   onWarning?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
+let ipServernameQuiet = false;
+/**
+ * grpc-js sends the host as TLS server name (SNI) even when it is an IP address, and Node then
+ * prints a DeprecationWarning (DEP0123) on stderr: noise in every pghactl call against etcd
+ * hosts given as addresses (the usual case). The certificate is still checked against the IP;
+ * only that one warning is dropped, every other warning passes.
+ */
+function quietIpServernameWarning(): void {
+  if (ipServernameQuiet) return;
+  ipServernameQuiet = true;
+  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  process.emitWarning = ((...args: unknown[]) => {
+    const [, typeOrOpts, code] = args;
+    const c = typeof typeOrOpts === 'object' && typeOrOpts !== null ? (typeOrOpts as { code?: unknown }).code : code;
+    if (c === 'DEP0123') return;
+    emit(...args);
+  }) as typeof process.emitWarning;
+}
+
 /** An unchanged member key is written again after this long anyway (see publishMember). */
 const MEMBER_REFRESH_MS = 10_000;
 
@@ -55,6 +74,7 @@ export class EtcdDcs implements Dcs {
   constructor(o: EtcdDcsOptions) {
     this.#o = o;
     this.keys = clusterKeys(o.namespace, o.scope);
+    if (o.protocol === 'https') quietIpServernameWarning();
     this.client = new Etcd3(this.#clientOptions(o.hosts));
   }
 
@@ -85,13 +105,15 @@ export class EtcdDcs implements Dcs {
   async checkAccess(): Promise<'ok' | 'unavailable'> {
     const ctx = this.#o.tls ?? { source: 'etcd', protocol: this.#o.protocol ?? 'http' };
     checkCertificateDates(ctx, this.#o.credentials);
+    // The whole check, probes included, stays within one call deadline (retry_timeout).
+    const end = performance.now() + this.#o.callTimeoutMs;
     const results = await Promise.all(this.#o.hosts.map(async (h) => {
       const one = new Etcd3({ ...this.#clientOptions([h]), faultHandling: { host: () => noop, global: noop } });
       try {
         await one.get(this.keys.leader).exec();
         return 'ok' as const;
       } catch (err) {
-        const fatal = await explainEtcdFailure(err, ctx, h.replace(/^https?:\/\//, ''), this.#o.callTimeoutMs);
+        const fatal = await explainEtcdFailure(err, ctx, h.replace(/^https?:\/\//, ''), Math.max(50, end - performance.now()));
         if (fatal !== null) throw fatal;
         this.#o.onWarning?.('etcd unreachable at startup', { host: h, error: err instanceof Error ? err.message : String(err) });
         return 'unavailable' as const;
