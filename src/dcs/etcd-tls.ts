@@ -98,7 +98,8 @@ const messageOf = (err: unknown): string => (err instanceof Error ? err.message 
  * when gRPC's message alone is ambiguous: a plain HTTP GET /version (does a https-configured
  * host answer plain HTTP?) and a TLS handshake (does a http-configured host speak TLS?).
  */
-export async function explainEtcdFailure(err: unknown, ctx: EtcdTlsContext, host: string, timeoutMs: number): Promise<PgHaError | null> {
+export async function explainEtcdFailure(err: unknown, ctx: EtcdTlsContext, host: string, budgetMs: number): Promise<PgHaError | null> {
+  const timeoutMs = Math.max(1, Math.round(budgetMs)); // AbortSignal.timeout takes whole ms only
   const name = err instanceof Error ? err.constructor.name : '';
   const msg = messageOf(err);
   const ca = ctx.cacert === undefined ? 'the system CAs (etcd.cacert is not set)' : `etcd.cacert (${ctx.cacert})`;

@@ -164,6 +164,8 @@ describe('a TLS or auth mistake stops the agent at start, naming the setting and
       /PGHA_DCS_TLS: (\S+): etcd\.cert: etcd at 127\.0\.0\.1:251\d\d requires a client certificate/],
     ['a plain-HTTP etcd behind protocol: https', () => ({ hosts: [`127.0.0.1:${PLAIN_ETCD}`], ...tlsEtcd(client) }),
       /PGHA_DCS_TLS: (\S+): etcd\.protocol: is https but etcd at 127\.0\.0\.1:25150 serves plain HTTP/],
+    ['protocol: http against the TLS etcd', () => ({ hosts: cluster.etcdEndpoints, protocol: 'http', username: 'root', password: ETCD_PASSWORD }),
+      /PGHA_DCS_TLS: (\S+): etcd\.protocol: is http but etcd at 127\.0\.0\.1:251\d\d speaks TLS/],
     ['a wrong etcd password', () => ({ hosts: cluster.etcdEndpoints, ...tlsEtcd(client), username: 'root', password: 'not-the-password' }),
       /PGHA_DCS_AUTH: (\S+): etcd\.username\/etcd\.password: etcd at 127\.0\.0\.1:251\d\d refused the credentials of user "root"/],
   ];

@@ -1,7 +1,11 @@
 // The etcd TLS/auth settings: the schema's rules (cert with key, TLS files need https, hosts with
 // a scheme), the file checks loadConfig makes, certificate dates, and how a failed first call is
 // told apart (fatal misconfiguration vs. an etcd that is merely unreachable).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdAuthenticationFailedError, EtcdPermissionDeniedError, GRPCUnavailableError } from 'etcd3';
@@ -129,4 +133,50 @@ describe('explainEtcdFailure', () => {
   ])('leaves %s to the retrying loop', async (_, err) => {
     expect(await explainEtcdFailure(err, ctx, host, 200)).toBeNull();
   });
+
+  it('probes a https-configured host that drops the TLS handshake: a plain-HTTP answer is fatal (etcd.protocol)', async () => {
+    const srv = createHttpServer((_, res) => res.end('{"etcdserver":"3.4.23"}'));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const h = `127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    try {
+      // A fractional budget, as checkAccess computes it from the monotonic clock.
+      const e = await explainEtcdFailure(unavailable('Error: Client network socket disconnected before secure TLS connection was established'), ctx, h, 200.7);
+      expect(e).toMatchObject({ code: 'PGHA_DCS_TLS', message: `${FILE}: etcd.protocol: is https but etcd at ${h} serves plain HTTP (no TLS): set protocol: http or give etcd --cert-file/--key-file` });
+    } finally {
+      srv.close();
+    }
+  });
+
+  it('probes a http-configured host that fails to connect: a TLS handshake is fatal (etcd.protocol)', async () => {
+    const srv = createTlsServer({ cert: readFileSync(client.cert), key: readFileSync(client.key) }, (s) => s.end());
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const h = `127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    try {
+      const e = await explainEtcdFailure(unavailable('Failed to connect'), { source: FILE, protocol: 'http' }, h, 500.2);
+      expect(e).toMatchObject({ code: 'PGHA_DCS_TLS', message: `${FILE}: etcd.protocol: is http but etcd at ${h} speaks TLS: set protocol: https and etcd.cacert (and etcd.cert/etcd.key)` });
+    } finally {
+      srv.close();
+    }
+  });
 });
+
+describe('pghactl --etcd-cacert/--etcd-cert/--etcd-key', () => {
+  const pghactl = (args: string[]) => new Promise<{ code: number; stderr: string }>((resolve) => {
+    // 20 s: Node's start with the TypeScript stripper on a busy 2-core machine.
+    execFile(process.execPath, [new URL('../../bin/pghactl.js', import.meta.url).pathname, ...args], { timeout: 20_000 }, (err, _out, stderr) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stderr });
+    });
+  });
+
+  it('refuses a certificate without its key as a usage error naming the flag\'s field', async () => {
+    const r = await pghactl(['--etcd', '127.0.0.1:1', '--scope', 'x', '--etcd-cert', client.cert, 'list']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('PGHA_CLI_USAGE: pghactl --etcd* options: etcd.key: cert and key go together');
+  });
+
+  it('refuses an unreadable CA file, naming it', async () => {
+    const r = await pghactl(['--etcd', '127.0.0.1:1', '--scope', 'x', '--etcd-cacert', join(dir, 'nope.crt'), 'list']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`PGHA_CONFIG_INVALID: pghactl --etcd* options: etcd.cacert: cannot read ${join(dir, 'nope.crt')}: ENOENT`);
+  });
+}, 60_000);
