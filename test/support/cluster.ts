@@ -1,6 +1,7 @@
-// A real three-node pgha cluster on loopback for integration tests: one etcd, three agents run
-// as the postgres OS user (each managing its own PostgreSQL 15), optionally HAProxy. Everything
-// it starts is stopped and removed by `destroy()`, which tests call from afterAll.
+// A real three-node pgha cluster on loopback for integration tests: one etcd (or an etcd cluster,
+// optionally with TLS: etcdMembers/etcdTls), three agents run as the postgres OS user (each
+// managing its own PostgreSQL 15), optionally HAProxy. Everything it starts is stopped and
+// removed by `destroy()`, which tests call from afterAll.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,5 +1,6 @@
 // A real etcd (Debian's etcd-server) for tests: a child process on loopback with its data in a
-// fresh temporary directory. `stop()` kills it and removes the directory.
+// fresh temporary directory, or an N-member cluster with optional TLS (startEtcdCluster).
+// `stop()` kills the members and removes their directories.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -101,6 +102,8 @@ export async function startEtcdCluster(o: { basePort: number; members?: number; 
   };
   const endpoints = members.map((m) => m.client.replace(/^https?:\/\//, ''));
   let user: string[] = []; // --user root:PASSWORD once authentication is on
+  // etcdctl's own limits: 3 s to connect and 5 s per command bound each call on a loaded machine
+  // (a healthy loopback etcd answers in milliseconds); the start-up loop below retries it.
   const etcdctl = (args: string[], input?: string): string => execFileSync('etcdctl', [
     '--endpoints', members.map((m) => m.client).join(','), '--dial-timeout', '3s', '--command-timeout', '5s',
     ...(o.tls === undefined ? [] : ['--cacert', o.tls.caFile, '--cert', o.tls.cert, '--key', o.tls.key]), ...user, ...args,
