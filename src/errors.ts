@@ -8,6 +8,8 @@ export const ERROR_CODES = {
   PGHA_CONFIG_UNSAFE: 'the timing settings break the split-brain guard',
   PGHA_DCS_TIMEOUT: 'an etcd call missed its deadline',
   PGHA_DCS_UNAVAILABLE: 'etcd cannot be reached',
+  PGHA_DCS_TLS: 'TLS towards etcd is misconfigured: wrong CA, expired or refused certificate, or plain HTTP behind https (the message names the setting and the file)',
+  PGHA_DCS_AUTH: 'etcd refused etcd.username/etcd.password, or its authentication is off while they are set, or on while they are not',
   PGHA_DCS_CONFLICT: 'a compare-and-set on etcd lost a race',
   PGHA_DCS_BAD_VALUE: 'a key in etcd holds a value that does not match its schema',
   PGHA_LEASE_LOST: 'this member no longer holds the leader key',

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { registerOpsRoutes } from '../api/ops-routes.ts';
 import { buildApi, startApi } from '../api/server.ts';
 import { loadConfig } from '../config/load.ts';
-import { createEtcdDcs } from '../dcs/etcd.ts';
+import { createEtcdDcs, etcdConnection } from '../dcs/etcd.ts';
 import { describeError, isPgHaError } from '../errors.ts';
 import { createLogger } from '../log/logger.ts';
 import { createPostgresControl } from '../postgres/instance.ts';
@@ -55,14 +55,23 @@ async function main(): Promise<number> {
   const notify = new SystemdNotify({ env: process.env, pid: process.pid, now: () => performance.now(), logger });
   const dyn = config.bootstrap.dcs;
   const dcs = await createEtcdDcs({
-    hosts: config.etcd.hosts, namespace: config.namespace, scope: config.scope, member: config.name,
+    ...etcdConnection(config.etcd, path),
+    namespace: config.namespace, scope: config.scope, member: config.name,
     ttl: dyn.ttl,
     // Each etcd call may take at most retry_timeout: the loop must still renew before the fence.
     callTimeoutMs: dyn.retry_timeout * 1000,
-    ...(config.etcd.username !== undefined && config.etcd.password !== undefined
-      ? { auth: { username: config.etcd.username, password: config.etcd.password } } : {}),
     onWarning: (msg, fields) => logger.warn(fields ?? {}, msg),
   });
+  // First contact: a TLS or auth misconfiguration ends the agent here (exit 1, the message names
+  // the setting and the file) instead of an endless retry; an unreachable etcd is retried by the loop.
+  logger.info({ event: 'etcd_check', hosts: config.etcd.hosts, protocol: config.etcd.protocol }, 'checking access to etcd');
+  try {
+    if (await dcs.checkAccess() === 'unavailable') logger.warn({ event: 'etcd_unavailable' }, 'etcd is unreachable at startup; the HA loop keeps trying');
+  } catch (err) {
+    logger.error({ event: 'etcd_misconfigured', err: describeError(err) }, 'cannot use etcd with these settings');
+    await dcs.close().catch(() => undefined);
+    throw err;
+  }
   let loop: HaLoop | null = null;
   const pg = createPostgresControl({
     config, dynamic: () => loop?.dynamic ?? dyn, logger,

@@ -1,24 +1,55 @@
-// How pghactl finds the cluster: the agent's YAML (-c / PGHA_CONFIG), or --etcd and --scope.
-import { dynamicConfigSchema, type DynamicConfig } from '../config/schema.ts';
-import { loadConfig } from '../config/load.ts';
-import { createEtcdDcs, type EtcdDcs } from '../dcs/etcd.ts';
+// How pghactl finds the cluster: the agent's YAML (-c / PGHA_CONFIG), or --etcd and --scope (with
+// --etcd-cacert/--etcd-cert/--etcd-key for TLS). The YAML's etcd TLS settings and
+// username/password are used as the agent uses them.
+import { dynamicConfigSchema, etcdSchema, type DynamicConfig } from '../config/schema.ts';
+import { formatZodIssues, loadConfig } from '../config/load.ts';
+import { createEtcdDcs, etcdConnection, type EtcdDcs } from '../dcs/etcd.ts';
 import { PgHaError } from '../errors.ts';
 
-export interface GlobalOpts { config?: string; etcd?: string; scope?: string; namespace: string; format: 'table' | 'json' | 'yaml' }
+export interface GlobalOpts {
+  config?: string; etcd?: string; scope?: string; namespace: string; format: 'table' | 'json' | 'yaml';
+  etcdCacert?: string; etcdCert?: string; etcdKey?: string;
+}
 
 export interface Ctx { dcs: EtcdDcs; scope: string; fallback: DynamicConfig; auth?: { username: string; password: string } }
 
+/** A CLI call may wait 3 s for etcd: long enough for a loaded etcd, short for a person. */
+const CLI_CALL_MS = 3000;
+
 export async function connect(o: GlobalOpts): Promise<Ctx> {
   const path = o.config ?? process.env.PGHA_CONFIG;
+  let ctx: Ctx;
   if (path !== undefined) {
     const c = await loadConfig(path);
-    const dcs = await createEtcdDcs({ hosts: o.etcd?.split(',') ?? c.etcd.hosts, namespace: c.namespace, scope: c.scope, ttl: c.bootstrap.dcs.ttl, callTimeoutMs: 3000 });
-    return { dcs, scope: c.scope, fallback: c.bootstrap.dcs, ...(c.restapi.authentication ? { auth: c.restapi.authentication } : {}) };
+    const conn = etcdConnection(c.etcd, path);
+    // --etcd overrides the hosts only; the scheme still comes from the YAML unless given.
+    const hosts = o.etcd === undefined ? conn.hosts : o.etcd.split(',');
+    const dcs = await createEtcdDcs({ ...conn, hosts, namespace: c.namespace, scope: c.scope, ttl: c.bootstrap.dcs.ttl, callTimeoutMs: CLI_CALL_MS });
+    ctx = { dcs, scope: c.scope, fallback: c.bootstrap.dcs, ...(c.restapi.authentication ? { auth: c.restapi.authentication } : {}) };
+  } else {
+    if (o.etcd === undefined || o.scope === undefined) throw new PgHaError('PGHA_CLI_USAGE', 'give -c/--config FILE (or PGHA_CONFIG), or --etcd HOST:PORT and --scope NAME');
+    const source = 'pghactl --etcd* options';
+    const tlsFlags = o.etcdCacert !== undefined || o.etcdCert !== undefined || o.etcdKey !== undefined;
+    const r = etcdSchema.safeParse({
+      hosts: o.etcd,
+      // A TLS file given on the command line means https (a scheme in --etcd still has the last word).
+      ...(tlsFlags && !o.etcd.includes('://') ? { protocol: 'https' } : {}),
+      ...(o.etcdCacert === undefined ? {} : { cacert: o.etcdCacert }),
+      ...(o.etcdCert === undefined ? {} : { cert: o.etcdCert }),
+      ...(o.etcdKey === undefined ? {} : { key: o.etcdKey }),
+    });
+    if (!r.success) throw new PgHaError('PGHA_CLI_USAGE', formatZodIssues(r.error.issues.map((i) => ({ ...i, path: ['etcd', ...i.path] })), source));
+    const dcs = await createEtcdDcs({ ...etcdConnection(r.data, source), namespace: o.namespace, scope: o.scope, ttl: 10, callTimeoutMs: CLI_CALL_MS });
+    ctx = { dcs, scope: o.scope, fallback: dynamicConfigSchema.parse({}) };
   }
-  if (o.etcd === undefined || o.scope === undefined) throw new PgHaError('PGHA_CLI_USAGE', 'give -c/--config FILE (or PGHA_CONFIG), or --etcd HOST:PORT and --scope NAME');
-  // A CLI call may wait 3 s for etcd: long enough for a loaded etcd, short for a person.
-  const dcs = await createEtcdDcs({ hosts: o.etcd.split(','), namespace: o.namespace, scope: o.scope, ttl: 10, callTimeoutMs: 3000 });
-  return { dcs, scope: o.scope, fallback: dynamicConfigSchema.parse({}) };
+  // A TLS or auth mistake is reported as such (PGHA_DCS_TLS / PGHA_DCS_AUTH), not as "unavailable".
+  try {
+    await ctx.dcs.checkAccess();
+  } catch (err) {
+    await ctx.dcs.close();
+    throw err;
+  }
+  return ctx;
 }
 
 /** Connect, run `fn`, and always close the etcd client. */

@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { readEtcdCredentials } from '../dcs/etcd-tls.ts';
 import { PgHaError } from '../errors.ts';
 import { dynamicConfigSchema, nodeConfigSchema, type DynamicConfig, type NodeConfig } from './schema.ts';
 
@@ -112,7 +113,10 @@ export async function loadConfig(path: string): Promise<NodeConfig> {
     const why = (err as Error).message.replace(/, \w+ '.*'$/, '');
     throw new PgHaError('PGHA_CONFIG_READ', `${path}: cannot read: ${why}`, { cause: err });
   }
-  return parseConfig(text, path);
+  const config = parseConfig(text, path);
+  // The files named by etcd.cacert/cert/key: readable, PEM, key matching certificate.
+  readEtcdCredentials(config.etcd, path);
+  return config;
 }
 
 /** Validate a dynamic-config value (from etcd, a REST request body or pghactl). */

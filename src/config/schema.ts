@@ -101,6 +101,62 @@ const tagsSchema = z
 
 export type Tags = z.infer<typeof tagsSchema>;
 
+/** An etcd host: host:port, optionally with http:// or https://. */
+const etcdHost = z.string().refine((s) => hostPort.safeParse(s.replace(/^https?:\/\//, '')).success, 'expected host:port, optionally with http:// or https://, e.g. 127.0.0.1:2379');
+
+/** The `etcd:` section (also pghactl's --etcd* flags). Hosts come out as host:port, protocol resolved. */
+export const etcdSchema = z
+  .strictObject({
+    // host:port, or http://host:port / https://host:port (the scheme then sets the protocol).
+    hosts: z
+      .union([z.array(etcdHost).min(1), z.string()])
+      .default(['127.0.0.1:2379'])
+      .transform((h, ctx) => {
+        const list = typeof h === 'string' ? h.split(',').map((s) => s.trim()).filter(Boolean) : h;
+        for (const item of list) {
+          if (!etcdHost.safeParse(item).success) {
+            ctx.addIssue({ code: 'custom', message: `"${item}" is not host:port (optionally with http:// or https://)` });
+          }
+        }
+        return list;
+      }),
+    // Absent: taken from the hosts' scheme, else http. cacert/cert/key need https.
+    protocol: z.enum(['http', 'https']).optional(),
+    username: z.string().min(1).optional(),
+    password: z.string().min(1).optional(),
+    // PEM files: the CA that signed etcd's server certificate, and this client's certificate and
+    // key for etcd's --client-cert-auth. loadConfig checks that they are readable PEM.
+    cacert: z.string().startsWith('/', 'an absolute path').optional(),
+    cert: z.string().startsWith('/', 'an absolute path').optional(),
+    key: z.string().startsWith('/', 'an absolute path').optional(),
+  })
+  .prefault({})
+  .superRefine((e, ctx) => {
+    if ((e.username === undefined) !== (e.password === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['password'], message: 'username and password go together' });
+    }
+    if ((e.cert === undefined) !== (e.key === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [e.cert === undefined ? 'cert' : 'key'], message: 'cert and key go together' });
+    }
+    const schemes = new Set(e.hosts.map((h) => /^(https?):\/\//.exec(h)?.[1] ?? null).filter((x) => x !== null));
+    if (schemes.size > 1) ctx.addIssue({ code: 'custom', path: ['hosts'], message: 'hosts mix http:// and https://' });
+    const fromHosts = [...schemes][0];
+    if (e.protocol !== undefined && fromHosts !== undefined && e.protocol !== fromHosts) {
+      ctx.addIssue({ code: 'custom', path: ['protocol'], message: `is ${e.protocol} but the hosts say ${fromHosts}://` });
+    }
+    // No silent downgrade: TLS files with a plain-HTTP protocol are a mistake, not a hint.
+    if ((e.protocol ?? fromHosts ?? 'http') === 'http') {
+      for (const f of ['cacert', 'cert', 'key'] as const) {
+        if (e[f] !== undefined) ctx.addIssue({ code: 'custom', path: [f], message: 'is set but etcd.protocol is http: set protocol: https (or https:// hosts)' });
+      }
+    }
+  })
+  .transform((e) => ({
+    ...e,
+    protocol: e.protocol ?? (e.hosts.some((h) => h.startsWith('https://')) ? 'https' as const : 'http' as const),
+    hosts: e.hosts.map((h) => h.replace(/^https?:\/\//, '')),
+  }));
+
 export const nodeConfigSchema = z.strictObject({
   scope: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
   name: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
@@ -118,32 +174,7 @@ export const nodeConfigSchema = z.strictObject({
       authentication: credentials.optional(),
     })
     .prefault({}),
-  etcd: z
-    .strictObject({
-      hosts: z
-        .union([z.array(hostPort).min(1), z.string()])
-        .default(['127.0.0.1:2379'])
-        .transform((h, ctx) => {
-          const list = typeof h === 'string' ? h.split(',').map((s) => s.trim()).filter(Boolean) : h;
-          for (const item of list) {
-            if (!hostPort.safeParse(item).success) {
-              ctx.addIssue({ code: 'custom', message: `"${item}" is not host:port` });
-            }
-          }
-          return list;
-        }),
-      protocol: z.enum(['http', 'https']).default('http'),
-      username: z.string().min(1).optional(),
-      password: z.string().min(1).optional(),
-      cacert: z.string().optional(),
-      cert: z.string().optional(),
-      key: z.string().optional(),
-    })
-    .prefault({})
-    .refine((e) => (e.username === undefined) === (e.password === undefined), {
-      message: 'username and password go together',
-      path: ['password'],
-    }),
+  etcd: etcdSchema,
   bootstrap: z
     .strictObject({
       dcs: dynamicConfigSchema.prefault({}),

@@ -4,10 +4,11 @@
 import { performance } from 'node:perf_hooks';
 import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type IKeyValue, type Lease, type IOptions } from 'etcd3';
 import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
-import type { DynamicConfig } from '../config/schema.ts';
+import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
 import type { ClusterView, FailsafeRecord, Lsn, MemberInfo } from '../ha/types.ts';
 import { decode, dynamicConfigSchema, failoverSchema, failsafeSchema, historySchema, syncSchema, memberInfoSchema, statusSchema } from './codec.ts';
+import { checkCertificateDates, explainEtcdFailure, readEtcdCredentials, type EtcdCredentials, type EtcdTlsContext } from './etcd-tls.ts';
 import { clusterKeys, type Keys } from './keys.ts';
 import type { Dcs, HistoryEntry, KeepaliveResult } from './types.ts';
 
@@ -22,7 +23,32 @@ export interface EtcdDcsOptions {
   /** Deadline of each unary call, ms. */
   callTimeoutMs: number;
   auth?: { username: string; password: string };
+  /** http (default) or https; hosts may also carry the scheme. */
+  protocol?: 'http' | 'https';
+  /** PEM contents for TLS (readEtcdCredentials); absent with https: the system CAs, no client certificate. */
+  credentials?: EtcdCredentials;
+  /** The settings and their source, to explain a TLS or auth failure at startup (checkAccess). */
+  tls?: EtcdTlsContext;
   onWarning?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+let ipServernameQuiet = false;
+/**
+ * grpc-js sends the host as TLS server name (SNI) even when it is an IP address, and Node then
+ * prints a DeprecationWarning (DEP0123) on stderr: noise in every pghactl call against etcd
+ * hosts given as addresses (the usual case). The certificate is still checked against the IP;
+ * only that one warning is dropped, every other warning passes.
+ */
+function quietIpServernameWarning(): void {
+  if (ipServernameQuiet) return;
+  ipServernameQuiet = true;
+  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  process.emitWarning = ((...args: unknown[]) => {
+    const [, typeOrOpts, code] = args;
+    const c = typeof typeOrOpts === 'object' && typeOrOpts !== null ? (typeOrOpts as { code?: unknown }).code : code;
+    if (c === 'DEP0123') return;
+    emit(...args);
+  }) as typeof process.emitWarning;
 }
 
 /** An unchanged member key is written again after this long anyway (see publishMember). */
@@ -48,16 +74,56 @@ export class EtcdDcs implements Dcs {
   constructor(o: EtcdDcsOptions) {
     this.#o = o;
     this.keys = clusterKeys(o.namespace, o.scope);
-    const opts: IOptions = {
-      hosts: o.hosts.map((h) => (h.includes('://') ? h : `http://${h}`)),
+    if (o.protocol === 'https') quietIpServernameWarning();
+    this.client = new Etcd3(this.#clientOptions(o.hosts));
+  }
+
+  /** The etcd3 options for `hosts` (all of them, or one for checkAccess). */
+  #clientOptions(hosts: string[]): IOptions {
+    const o = this.#o;
+    const scheme = o.protocol ?? 'http';
+    const c = o.credentials;
+    return {
+      hosts: hosts.map((h) => (h.includes('://') ? h : `${scheme}://${h}`)),
       // Every unary call gets a deadline: without one a call to a frozen etcd hangs forever.
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + o.callTimeoutMs }),
       // No per-host circuit breaker (it keeps failing for 5 s after etcd is back); one quick
       // retry of recoverable errors, 50 ms apart, still inside the loop's budget.
       faultHandling: { host: () => noop, global: retry(handleWhen(isRecoverableError), { maxAttempts: 1, backoff: new ConstantBackoff(50) }) },
       ...(o.auth ? { auth: o.auth } : {}),
+      // etcd3 types rootCertificate as required; grpc-js takes none as "the system CAs".
+      ...(c === undefined ? {} : { credentials: { rootCertificate: c.rootCertificate as Buffer, ...(c.certChain ? { certChain: c.certChain, privateKey: c.privateKey } : {}) } }),
     };
-    this.client = new Etcd3(opts);
+  }
+
+  /**
+   * The agent's first contact with etcd: one read per host, each within callTimeoutMs. A TLS or
+   * authentication misconfiguration on any host throws PGHA_DCS_TLS / PGHA_DCS_AUTH naming the
+   * setting and the file (fatal: retrying cannot fix it). 'ok' when some host answered,
+   * 'unavailable' when none did for ordinary reasons (the HA loop keeps retrying, as always).
+   */
+  async checkAccess(): Promise<'ok' | 'unavailable'> {
+    const ctx = this.#o.tls ?? { source: 'etcd', protocol: this.#o.protocol ?? 'http' };
+    checkCertificateDates(ctx, this.#o.credentials);
+    // The whole check, probes included, stays within one call deadline (retry_timeout).
+    const end = performance.now() + this.#o.callTimeoutMs;
+    const results = await Promise.all(this.#o.hosts.map(async (h) => {
+      const one = new Etcd3({ ...this.#clientOptions([h]), faultHandling: { host: () => noop, global: noop } });
+      try {
+        await one.get(this.keys.leader).exec();
+        return 'ok' as const;
+      } catch (err) {
+        const fatal = await explainEtcdFailure(err, ctx, h.replace(/^https?:\/\//, ''), Math.max(50, end - performance.now()));
+        if (fatal !== null) throw fatal;
+        this.#o.onWarning?.('etcd unreachable at startup', { host: h, error: err instanceof Error ? err.message : String(err) });
+        return 'unavailable' as const;
+      } finally {
+        one.close();
+      }
+    }).map((p) => p.catch((e: unknown) => e)));
+    const fatal = results.find((r) => r instanceof PgHaError);
+    if (fatal !== undefined) throw fatal;
+    return results.includes('ok') ? 'ok' : 'unavailable';
   }
 
   get leaseId(): string | null {
@@ -376,6 +442,17 @@ export class EtcdDcs implements Dcs {
     this.#lease?.release();
     this.client.close();
   }
+}
+
+/** The connection part of EtcdDcsOptions from the node YAML's etcd section (`source`: its path). */
+export function etcdConnection(e: NodeConfig['etcd'], source: string): Pick<EtcdDcsOptions, 'hosts' | 'protocol' | 'credentials' | 'auth' | 'tls'> {
+  const credentials = readEtcdCredentials(e, source);
+  return {
+    hosts: e.hosts, protocol: e.protocol,
+    ...(credentials === undefined ? {} : { credentials }),
+    ...(e.username !== undefined && e.password !== undefined ? { auth: { username: e.username, password: e.password } } : {}),
+    tls: { source, protocol: e.protocol, cacert: e.cacert, cert: e.cert, key: e.key, username: e.username },
+  };
 }
 
 export async function createEtcdDcs(o: EtcdDcsOptions): Promise<EtcdDcs> {

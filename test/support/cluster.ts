@@ -1,13 +1,14 @@
-// A real three-node pgha cluster on loopback for integration tests: one etcd, three agents run
-// as the postgres OS user (each managing its own PostgreSQL 15), optionally HAProxy. Everything
-// it starts is stopped and removed by `destroy()`, which tests call from afterAll.
+// A real three-node pgha cluster on loopback for integration tests: one etcd (or an etcd cluster,
+// optionally with TLS: etcdMembers/etcdTls), three agents run as the postgres OS user (each
+// managing its own PostgreSQL 15), optionally HAProxy. Everything it starts is stopped and
+// removed by `destroy()`, which tests call from afterAll.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { stringify } from 'yaml';
-import { startEtcd } from './etcd.ts';
+import { startEtcd, startEtcdCluster, type EtcdClusterHandle, type EtcdTlsFiles } from './etcd.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { childPids } from '../../src/postgres/datadir.ts';
 
@@ -43,13 +44,24 @@ export interface ClusterOptions {
   env?: (i: number) => Record<string, string>;
   /** Last word on node i's YAML (1-based): edit `cfg` in place (TLS files, extra sections). */
   configure?: (i: number, cfg: Record<string, any>) => void;
+  /**
+   * Run an etcd cluster of this many members (startEtcdCluster: member i on etcdPort + 2i) instead
+   * of the single etcd, with TLS for clients and peers when `etcdTls` is given. Every node's
+   * etcd.hosts lists all members; the TLS client settings are the `configure` hook's to set.
+   */
+  etcdMembers?: number;
+  etcdTls?: EtcdTlsFiles;
 }
 
 export class TestCluster {
   readonly dir: string;
   readonly nodes: NodeHandle[];
   readonly etcdEndpoint: string;
+  /** host:port of every etcd member (just etcdEndpoint without etcdMembers). */
+  readonly etcdEndpoints: string[];
   #etcd: Awaited<ReturnType<typeof startEtcd>> | null = null;
+  /** The etcd cluster when opts.etcdMembers is set (etcdctl, enableAuth). */
+  etcdCluster: EtcdClusterHandle | null = null;
   #user = lookupOsUser('postgres');
   #opts: ClusterOptions;
   #extraKills: Array<() => void> = [];
@@ -61,6 +73,8 @@ export class TestCluster {
     chownSync(AGENT_COMPILE_CACHE, this.#user.uid, this.#user.gid);
     chownSync(this.dir, this.#user.uid, this.#user.gid);
     this.etcdEndpoint = `127.0.0.1:${opts.etcdPort}`;
+    this.etcdEndpoints = opts.etcdMembers === undefined ? [this.etcdEndpoint]
+      : Array.from({ length: opts.etcdMembers }, (_, i) => `127.0.0.1:${opts.etcdPort + 2 * i}`);
     this.nodes = [1, 2, 3].map((i) => ({
       name: `node${i}`, pgPort: opts.pgPortBase + i, apiPort: opts.apiPortBase + i,
       dataDir: join(this.dir, `node${i}`, 'data'), configPath: join(this.dir, `node${i}.yml`),
@@ -76,7 +90,7 @@ export class TestCluster {
     const cfg = {
       scope: 'itest', name: n.name, namespace: '/pgha-test',
       restapi: { listen: `127.0.0.1:${n.apiPort}`, authentication: { username: 'admin', password: 'admin-pw' } },
-      etcd: { hosts: [this.etcdEndpoint] },
+      etcd: { hosts: this.etcdEndpoints },
       bootstrap: {
         dcs: {
           ttl: this.#opts.ttl ?? 3, loop_wait: this.#opts.loopWait ?? 0.5,
@@ -102,6 +116,10 @@ export class TestCluster {
   }
 
   async startEtcd(): Promise<void> {
+    if (this.#opts.etcdMembers !== undefined) {
+      this.etcdCluster = await startEtcdCluster({ basePort: this.#opts.etcdPort, members: this.#opts.etcdMembers, ...(this.#opts.etcdTls ? { tls: this.#opts.etcdTls } : {}) });
+      return;
+    }
     this.#etcd = await startEtcd({ clientPort: this.#opts.etcdPort, peerPort: this.#opts.etcdPort + 1 });
   }
 
@@ -230,6 +248,7 @@ export class TestCluster {
     }
     for (const k of this.#extraKills) k();
     await this.#etcd?.stop();
+    await this.etcdCluster?.stop();
     if (process.env.PGHA_KEEP_TEST_DIRS !== '1') rmSync(this.dir, { recursive: true, force: true });
   }
 }
