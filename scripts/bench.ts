@@ -241,7 +241,7 @@ etcd loss and a full disk, in synchronous and asynchronous mode, come from the f
   // For `pghactl availability --from-drill docs/benchmarks.json`: the crash-failover median.
   const crash = rows[0];
   if (crash !== undefined && !Number.isNaN(crash.median)) {
-    const json = { source: 'npm run bench', date: new Date().toISOString(), events: rows, summary: { median_outage_s: crash.median / 1000 },
+    const json = { source: 'npm run bench', date: new Date().toISOString(), events: rows, summary: { kind: 'crash-failover', median_outage_s: crash.median / 1000, synchronous_mode: SYNC ? 'on' : 'off' },
       idle: { seconds: IDLE_S, rss_mb: rss, cpu_pct: cpu }, ...(previous.patroni ? { patroni: previous.patroni } : {}) };
     writeFileSync(outJson, `${JSON.stringify(json, null, 2)}\n`);
   }
