@@ -36,7 +36,7 @@ async function fromDrill(file: string): Promise<Measured> {
 
 /** The cluster's synchronous_mode, when pghactl was told where the cluster is; else null. */
 async function clusterMode(argv: Opts): Promise<SynchronousMode | null> {
-  const told = argv.config !== undefined || process.env.PGHA_CONFIG !== undefined || (argv.etcd !== undefined && argv.scope !== undefined);
+  const told = argv.config !== undefined || (process.env.PGHA_CONFIG ?? '') !== '' || (argv.etcd !== undefined && argv.scope !== undefined);
   if (!told) return null;
   return withCtx(argv, async (ctx) => (await ctx.dcs.readCluster(ctx.fallback)).config.synchronous_mode);
 }

@@ -161,7 +161,7 @@ describe('pghactl waits for what it asked', () => {
     expect(cluster.logs(standby)).toContain('"event":"clone"');
   });
 
-  it('drill: the refusal names --force, which drill accepts; availability takes its kill-primary result and refuses a switchover drill', async () => {
+  it('drill: the refusal names --force, which drill accepts; availability reads its kill-primary result and synchronous_mode', async () => {
     await healthy();
     const flag = await flagNamedByRefusal('drill', '--kind', 'kill-primary');
     const kill = await ctlJson<{ summary: { kind: string; median_outage_s: number; synchronous_mode: string } }>('drill', '--kind', 'kill-primary', flag);
