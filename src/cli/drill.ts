@@ -129,7 +129,7 @@ export const drillCommand: CommandModule<GlobalOpts, Opts> = {
   handler: async (argv) => {
     const path = argv.config ?? process.env.PGHA_CONFIG;
     if (!Number.isInteger(argv.count) || argv.count < 1) throw new PgHaError('PGHA_CLI_USAGE', '--count: a whole number of drills, 1 or more');
-    if (path === undefined) throw new PgHaError('PGHA_CLI_USAGE', 'drill needs -c/--config (it writes through the superuser)');
+    if (path === undefined) throw new PgHaError('PGHA_CLI_USAGE', 'drill needs -c/--config FILE or PGHA_CONFIG: it writes its probe rows as the superuser named there');
     const su = (await loadConfig(path)).postgresql.authentication.superuser;
     const creds = { user: su.username, password: su.password };
     await withCtx(argv, async (ctx) => {

@@ -50,7 +50,8 @@ export const restartCommand: CommandModule<GlobalOpts, RestartOpts> = {
       const view = await ctx.dcs.readCluster(ctx.fallback);
       let targets = chosen(view.members, argv.members ?? []);
       if (argv.pending) targets = targets.filter((m) => m.pendingRestart);
-      await confirm(`restart ${targets.map((m) => m.name).join(', ') || '(nobody)'}?`, argv.force);
+      if (targets.length === 0) { printResult(argv.format, { restart: [] }, 'restart: nothing to do (no member has settings pending a restart)'); return; }
+      await confirm(`restart ${targets.map((m) => m.name).join(', ')}?`, argv.force);
       let body: Record<string, unknown> = {};
       if (argv.scheduled !== undefined) {
         const t = Date.parse(argv.scheduled);
@@ -68,7 +69,7 @@ export const restartCommand: CommandModule<GlobalOpts, RestartOpts> = {
       }
       const what = argv.scheduled !== undefined ? `restart scheduled for ${new Date(body.schedule as string).toISOString()}` : 'restart';
       const list = done.map((d) => (d.seconds === undefined ? d.member : `${d.member} (back in ${seconds(d.seconds)})`)).join(', ');
-      printResult(argv.format, { restart: done.map((d) => d.member), ...(waiting ? { members: done } : {}) }, `${what}: ${list || 'nothing to do'}`);
+      printResult(argv.format, { restart: done.map((d) => d.member), ...(waiting ? { members: done } : {}) }, `${what}: ${list}`);
     });
   },
 };

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { computeAvailability, drillProblem, UNPLANNED_DRILLS, validateInput, type SynchronousMode } from '../../src/availability/model.ts';
+import { computeAvailability, drillProblem, UNPLANNED_DRILLS, validateInput, type AvailabilityInput, type SynchronousMode } from '../../src/availability/model.ts';
 import { renderAvailability } from '../../src/cli/availability.ts';
 import { availabilityPercent, bytes, duration, seconds, targetPercent } from '../../src/human.ts';
 
@@ -63,6 +63,17 @@ describe('availability advice and output', () => {
     expect(drillProblem('switchover', 'f.json')).toMatch(/switchover drill.*planned.*pghactl drill --kind kill-primary/);
     expect(drillProblem(undefined, 'f.json')).toMatch(/does not say which drill.*--kind kill-primary/);
     expect(drillProblem('something', 'f.json')).toMatch(/kill-primary, stop-primary/);
+  });
+
+  it('prints the rounded figures docs/availability.md gives for its three cases', () => {
+    const text = (i: AvailabilityInput) => renderAvailability(i, computeAvailability(i), 'x');
+    const c1 = text({ ...base, synchronousMode: null });
+    for (const want of ['availability:        99.979 %  (the guide\'s series formula: 99.88 %)', 'downtime:            110.6 min/year, 9.2 min/month', 'from failovers:    14.59 s/year (3.33 s per failover', 'all nodes down:    32 ms/year', 'shared parts:      110.4 min/year']) expect(c1).toContain(want);
+    expect(text({ node: 0.999, network: 0.999, storage: 0.999, etcd: 1, standbys: 3, mtbfHours: 1000, failoverSeconds: 30, synchronousMode: null })).toContain('availability:        99.80 %');
+    expect(text({ node: 0.999, network: 0.999, storage: 0.999, etcd: 1, standbys: 3, mtbfHours: 1000, failoverSeconds: 30, synchronousMode: null })).toContain('downtime:            17.6 h/year');
+    const c3 = text({ node: 0.99, network: 1, storage: 1, etcd: 1, standbys: 0, mtbfHours: 500, failoverSeconds: 3, synchronousMode: null });
+    expect(c3).toContain('availability:        99.00 %');
+    expect(c3).toContain('downtime:            87.6 h/year');
   });
 
   it('prints figures rounded to what they mean (case 1 of docs/availability.md)', () => {

@@ -1,6 +1,7 @@
 // pghactl: rendering of `list`, exit codes, the confirmation flag of every disruptive command,
 // help text for every option, the verdicts of the waiting commands, and the CI summary line.
 import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { confirm, DISRUPTIVE_COMMANDS, FORCE_FLAG } from '../../src/cli/confirm.ts';
 import { buildListRows, renderList, renderTopology } from '../../src/cli/format.ts';
@@ -112,7 +113,7 @@ describe('pghactl confirmation flag', () => {
     const runs = await inBatches(DISRUPTIVE_COMMANDS.flatMap((c) => [named!, '--yes'].map((flag) => async () => ({ c, flag, r: await pghactl(['--etcd', '127.0.0.1:1', '--scope', 'x', ...SAMPLE_ARGS[c], flag]) }))));
     for (const { c, flag, r } of runs) {
       expect(r.stderr, `${c} ${flag}`).not.toMatch(/Unknown argument/);
-      expect(r.stderr, `${c} ${flag}`).toMatch(c === 'drill' ? /PGHA_CLI_USAGE: drill needs -c/ : /PGHA_DCS_(UNAVAILABLE|TIMEOUT)/);
+      expect(r.stderr, `${c} ${flag}`).toMatch(c === 'drill' ? /PGHA_CLI_USAGE: drill needs -c\/--config/ : /PGHA_DCS_(UNAVAILABLE|TIMEOUT)/);
     }
   });
 });
@@ -131,6 +132,25 @@ describe('pghactl --help', () => {
       if ((DISRUPTIVE_COMMANDS as readonly string[]).includes(c)) expect(out, `${c} --help`).toMatch(new RegExp(`Examples:\\n {2}pghactl [\\s\\S]*${c}[\\s\\S]*--force`));
     }
   });
+  it('names in its messages and help only flags that some command declares', { timeout: 90_000 }, async () => {
+    const top = await pghactl(['--help']);
+    const commands = [...top.stdout.matchAll(/^ {2}pghactl ([a-z-]+)/gm)].map((m) => m[1]!);
+    const declared = new Set<string>();
+    for (const { out } of await inBatches(commands.map((c) => async () => ({ out: (await pghactl([c, '--help'])).stdout })))) {
+      for (const m of out.matchAll(/^ {2}(?:-\w, | {4})(--[\w-]+)(?:, (--[\w-]+))?/gm)) {
+        // yargs also takes --no-<option> (boolean negation).
+        for (const f of [m[1]!, m[2]].filter((x) => x !== undefined)) declared.add(f).add(`--no-${f.slice(2)}`);
+      }
+    }
+    // Every "--flag" written in pghactl's sources (refusals, advice, help text and examples).
+    const dirs = ['src/cli', 'src/ops', 'src/availability'].map((d) => new URL(`../../${d}/`, import.meta.url));
+    const mentioned = new Set<string>();
+    for (const dir of dirs) {
+      for (const f of readdirSync(dir)) for (const m of readFileSync(new URL(f, dir), 'utf8').matchAll(/(?<![\w-])--[a-z][a-z-]+/g)) mentioned.add(m[0]);
+    }
+    expect([...mentioned].filter((f) => !declared.has(f))).toEqual([]);
+  });
+
   it('says where to look after a usage error', { timeout: 20_000 }, async () => {
     const r = await pghactl(['switchover', '--candiate', 'n2']);
     expect(r.code).toBe(2);
