@@ -21,6 +21,11 @@ describe('pghactl list rendering', () => {
     expect(rows[0]?.lag_mb).toBeNull();
     expect(rows[2]?.lag_mb).toBe(2);
   });
+  it('rounds lag to 0.01 MB in the table and keeps it exact in JSON', () => {
+    const v = clusterView({ lastLeaderLsn: 10_000_000, members: [member('n1', { role: 'primary', state: 'running', lsn: 10_000_000 }), member('n2', { lsn: 10_000_000 - 1234567 })] });
+    expect(renderList('demo', v, buildListRows(v), 'table', false)).toMatch(/│ 1\.18 +│/);
+    expect((JSON.parse(renderList('demo', v, buildListRows(v), 'json', false)) as Array<{ lag_mb: number }>)[1]?.lag_mb).toBe(1234567 / 1048576);
+  });
   it('renders JSON with stable keys and a pause banner in tables', () => {
     const json = JSON.parse(renderList('demo', view, buildListRows(view), 'json', false)) as object[];
     expect(Object.keys(json[0] ?? {})).toEqual(['member', 'host', 'role', 'state', 'tl', 'lag_mb', 'tags', 'pending_restart']);
