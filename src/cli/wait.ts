@@ -37,7 +37,7 @@ export function judgeHandover(from: string | null, to: string | null, seen: Lead
   if (to !== null ? seen.leader === to : seen.leader !== from) return { done: true, leader: seen.leader };
   if (seen.pending) return null;
   return seen.leader === from
-    ? { done: false, failed: `the request is gone and ${from} still leads (its log says why: pghactl history and the agent's "plan" lines)` }
+    ? { done: false, failed: `the request is gone and ${from} still leads (its agent's log says why, in its "plan" lines)` }
     : { done: false, failed: `${seen.leader} took over instead of ${to ?? 'a standby'}` };
 }
 
@@ -70,7 +70,9 @@ export async function waitForHandover(ctx: Ctx, kind: string, from: string | nul
   const timeoutMs = handoverTimeoutMs(first.config);
   let last: LeadershipSeen = { leader: null, primaryOk: false, pending: true };
   while (performance.now() - startedAt < timeoutMs) {
-    const view = await ctx.dcs.readCluster(ctx.fallback);
+    // An etcd call that fails now and then does not decide the outcome: poll again until the deadline.
+    const view = await ctx.dcs.readCluster(ctx.fallback).catch(() => null);
+    if (view === null) { await sleep(POLL_MS); continue; }
     const holder = view.members.find((m) => m.name === view.leader?.name);
     last = { leader: view.leader?.name ?? null, primaryOk: holder !== undefined && (await answers(`${holder.apiUrl}/primary`)) === 200, pending: view.failover !== null };
     const v = judgeHandover(from, to, last);
