@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   PGHA_WATCHDOG_UNAVAILABLE: 'watchdog.mode is required but the watchdog device cannot be used',
   PGHA_CLI_USAGE: 'pghactl was called with bad arguments',
   PGHA_CLI_REFUSED: 'pghactl refused an operation, with the reason',
+  PGHA_CLI_NOT_DONE: 'an operation pghactl requested did not take effect (or not within its deadline)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

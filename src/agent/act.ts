@@ -3,7 +3,7 @@
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError } from '../errors.ts';
-import type { Action, ClusterView, FailsafeHold, LocalPostgres, SyncMethod } from '../ha/types.ts';
+import type { Action, ClusterView, FailsafeHold, LocalPostgres, PromoteReason, SyncMethod } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import { slotNameFor, type PostgresControl, type Upstream } from '../postgres/types.ts';
 import type { FenceTimer } from './fence.ts';
@@ -106,7 +106,7 @@ export class Actor {
       case 'acquire': return this.acquire();
       case 'renew': return this.renew(a.fenceOnFailure);
       case 'release': return this.release();
-      case 'promote': return this.promote();
+      case 'promote': return this.promote(a.reason);
       case 'start': return this.start(a.as, a.upstream === null ? null : this.#upstream(ctx, a.upstream));
       case 'follow': return this.follow(a.upstream === null ? null : this.#upstream(ctx, a.upstream));
       case 'demote': return this.#d.pg.stop('fast');
@@ -250,13 +250,13 @@ export class Actor {
    * Promotion order: (1) the key is ours with a live deadline (the preceding acquire or renew
    * proved it; checked again here against the clock); (2) pg_promote; (3) history entry.
    */
-  async promote(): Promise<void> {
+  async promote(reason: PromoteReason): Promise<void> {
     const deadline = this.#d.fence.deadline;
     if (deadline === null || this.#d.now() >= deadline) throw new PgHaError('PGHA_LEASE_LOST', 'no live lease to promote under');
     const r = await this.#d.pg.promote();
     this.#d.logger.info({ event: 'promoted', timeline: r.timeline, lsn: r.lsn }, `promoted to primary on timeline ${r.timeline}`);
     await this.#d.dcs
-      .appendHistory({ timeline: r.timeline, lsn: r.lsn, reason: 'failover', time: new Date().toISOString(), leader: this.#d.config.name })
+      .appendHistory({ timeline: r.timeline, lsn: r.lsn, reason, time: new Date().toISOString(), leader: this.#d.config.name })
       .catch((err: unknown) => this.#d.logger.warn({ err: describeError(err) }, 'could not record history'));
   }
 

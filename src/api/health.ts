@@ -9,7 +9,7 @@ import type { AgentSnapshot } from './types.ts';
 
 export type Check =
   | 'primary' | 'replica' | 'read-only' | 'health' | 'liveness' | 'readiness'
-  | 'sync' | 'async' | 'read-only-sync' | 'quorum' | 'read-only-quorum';
+  | 'sync' | 'async' | 'read-only-sync' | 'quorum' | 'read-only-quorum' | 'standby-leader';
 
 /** Path -> check. Aliases follow Patroni (`/leader` is stricter here: see docs/rest-api.md). */
 export const CHECK_PATHS: Readonly<Record<string, Check>> = {
@@ -19,6 +19,7 @@ export const CHECK_PATHS: Readonly<Record<string, Check>> = {
   '/read-only-sync': 'read-only-sync', '/read-only-synchronous': 'read-only-sync',
   '/quorum': 'quorum', '/read-only-quorum': 'read-only-quorum',
   '/health': 'health', '/liveness': 'liveness', '/readiness': 'readiness',
+  '/standby-leader': 'standby-leader', '/standby_leader': 'standby-leader',
 };
 
 /** ?replication_state= values, Patroni's names. A standby in recovery without a WAL receiver is "in archive recovery". */
@@ -164,6 +165,8 @@ function baseCheck(check: Check, s: AgentSnapshot, c: Criteria): boolean {
     case 'read-only-sync': return isPrimary(s) || (isReplica(s, c) && isSync(s));
     case 'quorum': return isReplica(s, c) && isQuorum(s);
     case 'read-only-quorum': return isPrimary(s) || (isReplica(s, c) && isQuorum(s));
+    // pgha runs no standby clusters: like Patroni in a cluster that is not one, never 200.
+    case 'standby-leader': return false;
   }
 }
 

@@ -18,8 +18,31 @@ export interface AvailabilityInput {
   standbys: number;
   /** Mean time between failures of one node, hours. */
   mtbfHours: number;
-  /** Write outage per failover, seconds (measured by a drill). */
+  /** Write outage per failover, seconds (measured by a drill of an unplanned failure). */
   failoverSeconds: number;
+  /** The cluster's synchronous_mode, which decides the data-loss advice; null when not known. */
+  synchronousMode: SynchronousMode | null;
+}
+
+export type SynchronousMode = 'off' | 'on' | 'quorum';
+
+/**
+ * Drills whose outage stands for an unplanned failure: the primary's PostgreSQL SIGKILLed or
+ * stopped at once (pghactl drill), or a whole node crashed (npm run bench writes
+ * "crash-failover" into docs/benchmarks.json). A switchover is planned: the old primary hands
+ * over cleanly and the outage is a fraction of a failure's, so it would flatter the model.
+ */
+export const UNPLANNED_DRILLS = ['kill-primary', 'stop-primary', 'crash-failover'] as const;
+
+/** Why a measured drill cannot stand for the failover time, or null when it can. */
+export function drillProblem(kind: string | undefined, file: string): string | null {
+  const run = `run pghactl drill --kind kill-primary --format json > FILE (or --kind stop-primary)`;
+  if (kind === undefined) return `${file} does not say which drill it measured (summary.kind): ${run}`;
+  if ((UNPLANNED_DRILLS as readonly string[]).includes(kind)) return null;
+  if (kind === 'switchover') {
+    return `${file} measures a switchover drill, a planned handover much shorter than a failure: the model needs an unplanned failure; ${run}`;
+  }
+  return `${file} measures a "${kind}" drill; the model needs one of ${UNPLANNED_DRILLS.join(', ')}: ${run}`;
 }
 
 export interface AvailabilityResult {
@@ -78,6 +101,17 @@ export function computeAvailability(i: AvailabilityInput): AvailabilityResult {
   return r;
 }
 
+/** Advice on data loss for the synchronous_mode in use (never a feature named as missing). */
+export function dataLossAdvice(mode: SynchronousMode | null): string {
+  if (mode === 'off') {
+    return 'synchronous_mode is off: a failover may lose acknowledged writes (up to maximum_lag_on_failover). For zero data loss set it to on or quorum (pghactl edit-config --set synchronous_mode=on) and measure the failover again with pghactl drill.';
+  }
+  if (mode !== null) {
+    return `synchronous_mode is ${mode}: a failover loses no acknowledged write while a synchronous standby is connected (synchronous_mode_strict: true keeps it so by stopping writes when none is).`;
+  }
+  return 'Data loss on failover depends on synchronous_mode (pghactl show-config): off may lose acknowledged writes up to maximum_lag_on_failover; on or quorum loses none while a synchronous standby is connected. Give --synchronous-mode, or a drill file that records it, for advice on yours.';
+}
+
 function recommend(i: AvailabilityInput, r: AvailabilityResult): string[] {
   const out: string[] = [];
   const biggest = Math.max(r.failoverShare, r.allNodesDownShare, r.sharedShare);
@@ -86,10 +120,10 @@ function recommend(i: AvailabilityInput, r: AvailabilityResult): string[] {
     out.push('The shared parts dominate: spread etcd over three zones (a quorum survives one zone) and give the network and storage redundant paths; more database nodes will not help.');
   }
   if (r.failoverShare === biggest && r.failoverShare > 0) {
-    out.push('Failover outages dominate: shorten them (ttl, HAProxy check interval) or make nodes fail less often (MTBF); measure with pghactl drill.');
+    out.push('Failover outages dominate: shorten them (ttl, HAProxy check interval) or make nodes fail less often (MTBF); measure with pghactl drill --kind kill-primary.');
   }
   if (r.allNodesDownShare === biggest && r.allNodesDownShare > 0) out.push('Losing every node at once dominates: add a standby, preferably in another zone.');
-  out.push('For zero data loss on failover use synchronous replication (synchronous_mode: on, not built yet in pgha); asynchronous failover may lose up to maximum_lag_on_failover bytes.');
+  out.push(dataLossAdvice(i.synchronousMode));
   if (!r.targetsMet.some((t) => t.met)) out.push('No target of 99.9 % or better is met: fix the largest share above first.');
   return out;
 }

@@ -5,14 +5,15 @@ import { jsonPostHeaders } from '../api/basic-auth.ts';
 import pg from 'pg';
 import { stringify } from 'yaml';
 import { loadConfig } from '../config/load.ts';
+import { seconds } from '../human.ts';
 import { PgHaError } from '../errors.ts';
 import type { ClusterView, MemberInfo } from '../ha/types.ts';
 import { requestHandover } from '../ops/store.ts';
-import { confirm } from './confirm.ts';
+import { confirm, forceOption } from './confirm.ts';
 import { withCtx, type Ctx, type GlobalOpts } from './context.ts';
 
 type Kind = 'switchover' | 'kill-primary' | 'stop-primary';
-type Opts = GlobalOpts & { kind: Kind; count: number; yes?: boolean };
+type Opts = GlobalOpts & { kind: Kind; count: number; force?: boolean };
 interface Creds { user: string; password: string }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -120,20 +121,22 @@ async function perform(ctx: Ctx, kind: Kind): Promise<void> {
 export const drillCommand: CommandModule<GlobalOpts, Opts> = {
   command: 'drill',
   describe: 'rehearse a failure through the agents and measure the outage and lost writes',
-  builder: (y) => y
-    .option('kind', { choices: ['switchover', 'kill-primary', 'stop-primary'] as const, demandOption: true })
-    .option('count', { type: 'number', default: 1 })
-    .option('yes', { type: 'boolean', describe: 'do not ask for confirmation' }),
+  builder: (y) => forceOption(y
+    .option('kind', { choices: ['switchover', 'kill-primary', 'stop-primary'] as const, demandOption: true, describe: 'switchover: planned handover; kill-primary: SIGKILL the primary\'s PostgreSQL; stop-primary: stop it in immediate mode (the last two are unplanned failures, what pghactl availability needs)' })
+    .option('count', { type: 'number', default: 1, describe: 'how many drills, one after another (the cluster heals in between)' }))
+    .example('pghactl -c /etc/pgha/pgha.yml drill --kind kill-primary --count 3 --force', 'crash the primary three times, without asking, and report each outage')
+    .example('pghactl -c /etc/pgha/pgha.yml drill --kind kill-primary --count 5 --format json --force > kill.json', 'the same as JSON, for pghactl availability --from-drill kill.json'),
   handler: async (argv) => {
     const path = argv.config ?? process.env.PGHA_CONFIG;
-    if (path === undefined) throw new PgHaError('PGHA_CLI_USAGE', 'drill needs -c/--config (it writes through the superuser)');
+    if (!Number.isInteger(argv.count) || argv.count < 1) throw new PgHaError('PGHA_CLI_USAGE', '--count: a whole number of drills, 1 or more');
+    if (path === undefined) throw new PgHaError('PGHA_CLI_USAGE', 'drill needs -c/--config FILE or PGHA_CONFIG: it writes its probe rows as the superuser named there');
     const su = (await loadConfig(path)).postgresql.authentication.superuser;
     const creds = { user: su.username, password: su.password };
     await withCtx(argv, async (ctx) => {
       const first = await ctx.dcs.readCluster(ctx.fallback);
       const problem = healthyProblem(first);
       if (problem !== null) throw new PgHaError('PGHA_CLI_REFUSED', `refusing to drill: ${problem}`);
-      await confirm(`Run ${argv.count} ${argv.kind} drill(s) on cluster ${ctx.scope}? Writes will pause for seconds.`, argv.yes);
+      await confirm(`Run ${argv.count} ${argv.kind} drill(s) on cluster ${ctx.scope}? Writes will pause for seconds.`, argv.force);
       let members = first.members;
       await onPrimary(ctx, creds, 'create schema if not exists pgha_drill; create table if not exists pgha_drill.probe (id int primary key, at timestamptz default now())');
       const probe = new DrillProbe(() => members, creds);
@@ -160,7 +163,7 @@ export const drillCommand: CommandModule<GlobalOpts, Opts> = {
             members = (await ctx.dcs.readCluster(ctx.fallback)).members;
           }
           drills.push({ n, outage_s: probe.outage(t) / 1000 });
-          if (argv.format === 'table') process.stdout.write(`drill ${n}: ${argv.kind}: write outage ${(probe.outage(t) / 1000).toFixed(2)} s\n`);
+          if (argv.format === 'table') process.stdout.write(`drill ${n}: ${argv.kind}: write outage ${seconds(probe.outage(t) / 1000)}\n`);
         }
       } finally {
         await probe.stop();
@@ -169,10 +172,11 @@ export const drillCommand: CommandModule<GlobalOpts, Opts> = {
       const lost = probe.acked.filter((a) => !have.has(a.id)).length;
       await onPrimary(ctx, creds, 'drop schema pgha_drill cascade');
       const sorted = drills.map((d) => d.outage_s).filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
-      const summary = { kind: argv.kind, drills: drills.length, median_outage_s: sorted[Math.floor((sorted.length - 1) / 2)] ?? null, max_outage_s: sorted.at(-1) ?? null, acknowledged: probe.acked.length, lost_writes: lost };
+      // synchronous_mode at the start: pghactl availability advises on data loss for it.
+      const summary = { kind: argv.kind, drills: drills.length, median_outage_s: sorted[Math.floor((sorted.length - 1) / 2)] ?? null, max_outage_s: sorted.at(-1) ?? null, acknowledged: probe.acked.length, lost_writes: lost, synchronous_mode: first.config.synchronous_mode };
       if (argv.format === 'json') process.stdout.write(`${JSON.stringify({ drills, summary }, null, 2)}\n`);
       else if (argv.format === 'yaml') process.stdout.write(stringify({ drills, summary }));
-      else process.stdout.write(`summary: median outage ${summary.median_outage_s?.toFixed(2) ?? 'n/a'} s, max ${summary.max_outage_s?.toFixed(2) ?? 'n/a'} s, ${lost} of ${probe.acked.length} acknowledged writes lost\n`);
+      else process.stdout.write(`summary: median outage ${seconds(summary.median_outage_s ?? Number.NaN)}, max ${seconds(summary.max_outage_s ?? Number.NaN)}, ${lost} of ${probe.acked.length} acknowledged writes lost\n`);
     });
   },
 };

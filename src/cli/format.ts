@@ -19,6 +19,9 @@ export interface ListRow {
 
 const MB = 1024 * 1024;
 
+/** Lag for people: MB to two decimals (JSON and YAML keep the exact figure). */
+const lagText = (mb: number | null) => (mb === null ? '' : String(Math.round(mb * 100) / 100));
+
 function compactTags(t: ClusterView['members'][number]['tags']): string {
   const parts: string[] = [];
   if (t.nofailover) parts.push('nofailover');
@@ -40,7 +43,7 @@ export function buildListRows(c: ClusterView): ListRow[] {
     role: m.name === leader ? 'Leader' : m.role !== 'standby' ? 'Unknown' : syncNames.includes(m.name) ? standbyRole : 'Replica',
     state: m.state,
     tl: m.timeline,
-    lag_mb: m.name === leader || m.lsn === null || leaderLsn === null ? null : Math.round((Math.max(0, leaderLsn - m.lsn) / MB) * 100) / 100,
+    lag_mb: m.name === leader || m.lsn === null || leaderLsn === null ? null : Math.max(0, leaderLsn - m.lsn) / MB,
     tags: compactTags(m.tags),
     pending_restart: m.pendingRestart,
   }));
@@ -51,7 +54,7 @@ export function renderList(scope: string, c: ClusterView, rows: ListRow[], forma
   if (format === 'json') return `${JSON.stringify(rows, null, 2)}\n`;
   if (format === 'yaml') return stringify(rows);
   const t = new Table({ head: ['Member', 'Host', 'Role', 'State', 'TL', 'Lag in MB', 'Tags', 'Pending restart'], style: { head: color ? ['cyan'] : [], border: color ? ['grey'] : [] } });
-  for (const r of rows) t.push([r.member, r.host, r.role, r.state, r.tl ?? '', r.lag_mb ?? '', r.tags, r.pending_restart ? '*' : '']);
+  for (const r of rows) t.push([r.member, r.host, r.role, r.state, r.tl ?? '', lagText(r.lag_mb), r.tags, r.pending_restart ? '*' : '']);
   const g = guaranteeOf(currentSync(c));
   const asyncFallback = c.config.synchronous_mode !== 'off' && !c.config.synchronous_mode_strict && g.acks === 0
     ? ' Synchronous mode: no synchronous standby, replication is asynchronous\n' : '';
@@ -90,7 +93,7 @@ export function renderTopology(scope: string, c: ClusterView): string {
     for (const r of children(parent)) {
       if (seen.has(r.member)) continue;
       seen.add(r.member);
-      lines.push(`${'    '.repeat(depth)}${depth > 0 ? '+ ' : ''}${r.member} (${r.role}, ${r.state}, TL ${r.tl ?? '?'}${r.lag_mb !== null ? `, lag ${r.lag_mb} MB` : ''}) ${r.host}`);
+      lines.push(`${'    '.repeat(depth)}${depth > 0 ? '+ ' : ''}${r.member} (${r.role}, ${r.state}, TL ${r.tl ?? '?'}${r.lag_mb !== null ? `, lag ${lagText(r.lag_mb)} MB` : ''}) ${r.host}`);
       walk(r.member, depth + 1, seen);
     }
   };

@@ -1,12 +1,15 @@
-// pghactl switchover / failover / flush --scheduled
-import type { CommandModule } from 'yargs';
+// pghactl switchover / failover / flush --scheduled. switchover and failover wait for the
+// outcome by default (as patronictl): the new leader in etcd answering /primary 200.
+import type { Argv, CommandModule } from 'yargs';
 import { PgHaError } from '../errors.ts';
+import { seconds } from '../human.ts';
 import { cancelHandover, requestHandover } from '../ops/store.ts';
-import { confirm } from './confirm.ts';
+import { confirm, forceOption } from './confirm.ts';
 import { withCtx, type GlobalOpts } from './context.ts';
 import { printResult } from './format.ts';
+import { waitForHandover, type HandoverResult } from './wait.ts';
 
-type SwitchoverOpts = GlobalOpts & { leader?: string; candidate?: string; scheduled?: string; force?: boolean };
+type SwitchoverOpts = GlobalOpts & { leader?: string; candidate?: string; scheduled?: string; force?: boolean; wait: boolean };
 
 function parseTime(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
@@ -15,30 +18,46 @@ function parseTime(text: string | undefined): number | undefined {
   return t;
 }
 
+/** --wait (the default, Patroni's name) / --no-wait. */
+export function waitOption<T>(y: Argv<T>, what: string): Argv<T & { wait: boolean }> {
+  return y.option('wait', { type: 'boolean', default: true, describe: `wait until ${what}, and exit 1 if it does not happen; --no-wait returns once requested` });
+}
+
+/** The sentence for a handover that happened. */
+export function handoverSentence(kind: string, r: HandoverResult): string {
+  return `${kind} done: ${r.leader} is the leader${r.previous !== null ? ` (was ${r.previous})` : ''}; the handover took ${seconds(r.seconds)}`;
+}
+
 export const switchoverCommand: CommandModule<GlobalOpts, SwitchoverOpts> = {
   command: 'switchover',
-  describe: 'planned handover to a healthy standby',
-  builder: (y) => y
+  describe: 'planned handover to a healthy standby; waits until the new leader answers',
+  builder: (y) => waitOption(forceOption(y
     .option('leader', { type: 'string', describe: 'the current leader (refused if it is not)' })
-    .option('candidate', { type: 'string', describe: 'the standby to take over (default: the most advanced)' })
-    .option('scheduled', { type: 'string', describe: 'ISO 8601 time to run it at' })
-    .option('force', { type: 'boolean', describe: 'do not ask for confirmation' }),
+    .option('candidate', { type: 'string', describe: 'the standby to take over (default: the most advanced eligible one)' })
+    .option('scheduled', { type: 'string', describe: 'ISO 8601 time to run it at, e.g. 2026-11-24T03:00:00Z (returns at once)' })), 'the new leader answers /primary')
+    .example('pghactl -c /etc/pgha/pgha.yml switchover --candidate node2 --force', 'hand over to node2 now, without asking, and wait for it')
+    .example('pghactl switchover --scheduled 2026-11-24T03:00:00Z --force', 'schedule one (cancel: pghactl flush --scheduled)'),
   handler: async (argv) => {
     await withCtx(argv, async (ctx) => {
       const scheduledAt = parseTime(argv.scheduled);
       await confirm(`Switch over from the current leader to ${argv.candidate ?? 'the most advanced standby'}${scheduledAt ? ` at ${new Date(scheduledAt).toISOString()}` : ''}?`, argv.force);
+      const startedAt = performance.now();
       const req = await requestHandover(ctx.dcs, { kind: 'switchover', leader: argv.leader, candidate: argv.candidate, scheduledAt }, ctx.fallback);
-      printResult(argv.format, req, scheduledAt ? `switchover scheduled for ${new Date(scheduledAt).toISOString()}` : `switchover requested from ${req.leader}`);
+      if (scheduledAt !== undefined) { printResult(argv.format, req, `switchover scheduled for ${new Date(scheduledAt).toISOString()}`); return; }
+      if (!argv.wait) { printResult(argv.format, req, `switchover requested from ${req.leader} to ${req.candidate ?? 'the best standby'}`); return; }
+      const r = await waitForHandover(ctx, 'switchover', req.leader, req.candidate, startedAt);
+      printResult(argv.format, { ...req, result: r }, handoverSentence('switchover', r));
     });
   },
 };
 
 export const failoverCommand: CommandModule<GlobalOpts, SwitchoverOpts> = {
   command: 'failover',
-  describe: 'promote a named standby when there is no healthy leader',
-  builder: (y) => y
-    .option('candidate', { type: 'string', describe: 'the standby to promote', demandOption: true })
-    .option('force', { type: 'boolean', describe: 'even with a healthy leader; do not ask' }),
+  describe: 'promote a named standby when there is no healthy leader; waits until it answers',
+  builder: (y) => waitOption(forceOption(y
+    .option('candidate', { type: 'string', describe: 'the standby to promote', demandOption: true }),
+  'do not ask; with a healthy leader, make it step down anyway (writes the candidate lacks are lost)'), 'the candidate answers /primary')
+    .example('pghactl -c /etc/pgha/pgha.yml failover --candidate node3 --force', 'promote node3 (the leader is gone), without asking, and wait for it'),
   handler: async (argv) => {
     await withCtx(argv, async (ctx) => {
       const view = await ctx.dcs.readCluster(ctx.fallback);
@@ -46,8 +65,11 @@ export const failoverCommand: CommandModule<GlobalOpts, SwitchoverOpts> = {
         process.stderr.write(`WARNING: ${view.leader.name} holds the leader key. A forced failover stops it; writes it acknowledged that ${argv.candidate} has not received are LOST.\n`);
       }
       await confirm(`Promote ${argv.candidate}?`, argv.force);
+      const startedAt = performance.now();
       const req = await requestHandover(ctx.dcs, { kind: 'failover', candidate: argv.candidate, force: argv.force }, ctx.fallback);
-      printResult(argv.format, req, `failover to ${req.candidate} requested`);
+      if (!argv.wait) { printResult(argv.format, req, `failover to ${req.candidate} requested`); return; }
+      const r = await waitForHandover(ctx, 'failover', view.leader?.name ?? null, req.candidate, startedAt);
+      printResult(argv.format, { ...req, result: r }, handoverSentence('failover', r));
     });
   },
 };
@@ -55,7 +77,7 @@ export const failoverCommand: CommandModule<GlobalOpts, SwitchoverOpts> = {
 export const flushCommand: CommandModule<GlobalOpts, GlobalOpts & { scheduled?: boolean }> = {
   command: 'flush',
   describe: 'cancel a pending or scheduled switchover (--scheduled)',
-  builder: (y) => y.option('scheduled', { type: 'boolean', demandOption: true, describe: 'cancel the scheduled switchover' }),
+  builder: (y) => y.option('scheduled', { type: 'boolean', demandOption: true, describe: 'cancel the pending or scheduled switchover (the only thing flush does)' }),
   handler: async (argv) => {
     await withCtx(argv, async (ctx) => {
       const had = await cancelHandover(ctx.dcs);

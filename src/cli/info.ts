@@ -42,9 +42,9 @@ export const dsnCommand: CommandModule<GlobalOpts, GlobalOpts & { role: 'primary
   command: 'dsn',
   describe: 'a libpq connection string (multi-host, target_session_attrs: needs no proxy)',
   builder: (y) => y
-    .option('role', { choices: ['primary', 'replica', 'any'] as const, default: 'primary' as const })
-    .option('user', { type: 'string', default: 'postgres' })
-    .option('dbname', { type: 'string', default: 'postgres' }),
+    .option('role', { choices: ['primary', 'replica', 'any'] as const, default: 'primary' as const, describe: 'primary: every member, read-write only; replica: the standbys; any: every member' })
+    .option('user', { type: 'string', default: 'postgres', describe: 'user name in the string (no password: use ~/.pgpass or PGPASSWORD)' })
+    .option('dbname', { type: 'string', default: 'postgres', describe: 'database name in the string' }),
   handler: async (argv) => {
     await withCtx(argv, async (ctx) => {
       const dsn = buildDsn(await ctx.dcs.readCluster(ctx.fallback), argv.role, argv.user, argv.dbname);

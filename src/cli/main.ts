@@ -14,6 +14,12 @@ import { reinitCommand, reloadCommand, restartCommand } from './members.ts';
 
 class UsageError extends Error {}
 
+/** Where to read the options after a usage error: the command's --help. */
+function helpHint(): string {
+  const cmd = hideBin(process.argv).find((a) => !a.startsWith('-'));
+  return `Run pghactl ${cmd === undefined ? '' : `${cmd} `}--help for the options.\n`;
+}
+
 async function main(): Promise<number> {
   try {
     await yargs(hideBin(process.argv))
@@ -24,8 +30,8 @@ async function main(): Promise<number> {
       .option('etcd-cert', { type: 'string', describe: 'client certificate for etcd (PEM; with --etcd-key)' })
       .option('etcd-key', { type: 'string', describe: 'key of --etcd-cert (PEM)' })
       .option('scope', { type: 'string', describe: 'cluster name' })
-      .option('namespace', { type: 'string', default: '/service' })
-      .option('format', { alias: 'f', choices: ['table', 'json', 'yaml'] as const, default: 'table' as const })
+      .option('namespace', { type: 'string', default: '/service', describe: 'etcd key prefix of the cluster, with --etcd/--scope (the agent YAML\'s namespace otherwise)' })
+      .option('format', { alias: 'f', choices: ['table', 'json', 'yaml'] as const, default: 'table' as const, describe: 'output: table (for people; rounded figures) or json/yaml (for scripts; full precision)' })
       .command(listCommand as never)
       .command(topologyCommand as never)
       .command(switchoverCommand as never)
@@ -42,7 +48,8 @@ async function main(): Promise<number> {
       .command(reinitCommand as never)
       .command(availabilityCommand as never)
       .command(drillCommand as never)
-      .demandCommand(1, 'name a command')
+      .demandCommand(1, 'name a command (pghactl --help lists them)')
+      .epilogue('Exit codes: 0 done, 1 refused or failed (reason on stderr), 2 usage error. Commands that disrupt service (switchover, failover, restart, reinit, drill) ask first; --force (or --yes) skips the question and is needed without a terminal.')
       .strict()
       .help()
       .exitProcess(false)
@@ -50,7 +57,7 @@ async function main(): Promise<number> {
       .parseAsync();
     return 0;
   } catch (err) {
-    if (err instanceof UsageError) { process.stderr.write(`pghactl: ${err.message}\n`); return 2; }
+    if (err instanceof UsageError) { process.stderr.write(`pghactl: ${err.message}\n${helpHint()}`); return 2; }
     if (isPgHaError(err)) { process.stderr.write(`pghactl: ${err.code}: ${err.message}\n`); return err.code === 'PGHA_CLI_USAGE' ? 2 : 1; }
     process.stderr.write(`pghactl: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;

@@ -1,12 +1,17 @@
 // pghactl restart / reload / reinit: forwarded to the members' agents over REST (basic auth from
-// the config's restapi.authentication).
+// the config's restapi.authentication). restart and reinit wait, by default, until each member
+// is back in service (a fresh snapshot of its agent: the leader a running primary answering
+// /primary, a standby streaming); restart goes member by member.
 import type { CommandModule } from 'yargs';
 import { jsonPostHeaders } from '../api/basic-auth.ts';
 import { PgHaError } from '../errors.ts';
+import { seconds } from '../human.ts';
 import type { MemberInfo } from '../ha/types.ts';
-import { confirm } from './confirm.ts';
+import { confirm, forceOption } from './confirm.ts';
 import { withCtx, type Ctx, type GlobalOpts } from './context.ts';
 import { printResult } from './format.ts';
+import { waitOption } from './handover.ts';
+import { waitForMember } from './wait.ts';
 
 async function post(ctx: Ctx, m: MemberInfo, path: string, body: Record<string, unknown> = {}): Promise<void> {
   // A restart waits for pg_ctl (pg_ctl_timeout, 60 s by default): give it 90 s.
@@ -17,40 +22,95 @@ async function post(ctx: Ctx, m: MemberInfo, path: string, body: Record<string, 
   }
 }
 
-type Opts = GlobalOpts & { members?: string[]; pending?: boolean; force?: boolean; scheduled?: string };
-
-function memberCommand(name: 'restart' | 'reload' | 'reinit', path: string, describe: string): CommandModule<GlobalOpts, Opts> {
-  return {
-    command: `${name} [members..]`,
-    describe,
-    builder: (y) => {
-      const b = y.positional('members', { type: 'string', array: true }).option('force', { type: 'boolean', describe: 'do not ask' });
-      return name === 'restart'
-        ? b.option('pending', { type: 'boolean', describe: 'only members with settings pending a restart' })
-          .option('scheduled', { type: 'string', describe: 'ISO 8601 time; each agent restarts then (kept in its memory)' })
-        : b;
-    },
-    handler: async (argv) => {
-      await withCtx(argv, async (ctx) => {
-        const view = await ctx.dcs.readCluster(ctx.fallback);
-        let targets = view.members.filter((m) => argv.members === undefined || argv.members.length === 0 || argv.members.includes(m.name));
-        for (const want of argv.members ?? []) if (!view.members.some((m) => m.name === want)) throw new PgHaError('PGHA_CLI_REFUSED', `${want} is not a member`);
-        if (argv.pending) targets = targets.filter((m) => m.pendingRestart);
-        if (name === 'reinit' && (argv.members ?? []).length !== 1) throw new PgHaError('PGHA_CLI_USAGE', 'reinit takes exactly one member');
-        if (name !== 'reload') await confirm(`${name} ${targets.map((m) => m.name).join(', ') || '(nobody)'}?`, argv.force);
-        let body: Record<string, unknown> = {};
-        if (argv.scheduled !== undefined) {
-          const t = Date.parse(argv.scheduled);
-          if (Number.isNaN(t)) throw new PgHaError('PGHA_CLI_USAGE', `--scheduled: "${argv.scheduled}" is not an ISO 8601 time`);
-          body = { schedule: new Date(t).toISOString() };
-        }
-        for (const m of targets) await post(ctx, m, path, body);
-        printResult(argv.format, { [name]: targets.map((m) => m.name) }, `${name}: ${targets.map((m) => m.name).join(', ') || 'nothing to do'}`);
-      });
-    },
-  };
+function chosen(members: MemberInfo[], names: string[]): MemberInfo[] {
+  for (const want of names) if (!members.some((m) => m.name === want)) throw new PgHaError('PGHA_CLI_REFUSED', `${want} is not a member`);
+  return members.filter((m) => names.length === 0 || names.includes(m.name));
 }
 
-export const restartCommand = memberCommand('restart', '/restart', 'restart PostgreSQL on members (all by default)');
-export const reloadCommand = memberCommand('reload', '/reload', 'reload PostgreSQL configuration on members');
-export const reinitCommand = memberCommand('reinit', '/reinitialize', 'wipe a standby and clone it afresh from the leader');
+type RestartOpts = GlobalOpts & { members?: string[]; pending?: boolean; force?: boolean; scheduled?: string; wait: boolean };
+
+/**
+ * After POST /restart returned (PostgreSQL stopped and started): the agent's next loop publishes
+ * the member within loop_wait, and a standby reconnects to its upstream within a WAL retry
+ * (250 ms). 30 s plus loop_wait covers a loaded host.
+ */
+const restartSettleMs = (loopWait: number) => 30_000 + loopWait * 1000;
+
+export const restartCommand: CommandModule<GlobalOpts, RestartOpts> = {
+  command: 'restart [members..]',
+  describe: 'restart PostgreSQL on members (all by default), one after another; waits until each is back',
+  builder: (y) => waitOption(forceOption(y
+    .positional('members', { type: 'string', array: true, describe: 'member names (default: every member)' })
+    .option('pending', { type: 'boolean', describe: 'only members with settings pending a restart' })
+    .option('scheduled', { type: 'string', describe: 'ISO 8601 time; each agent restarts then (kept in its memory; returns at once)' })), 'each member is back in service (leader: primary answering /primary; standby: streaming)')
+    .example('pghactl -c /etc/pgha/pgha.yml restart node2 --force', 'restart node2 without asking, and wait until it streams again')
+    .example('pghactl restart --pending --force', 'restart every member whose settings need it'),
+  handler: async (argv) => {
+    await withCtx(argv, async (ctx) => {
+      const view = await ctx.dcs.readCluster(ctx.fallback);
+      let targets = chosen(view.members, argv.members ?? []);
+      if (argv.pending) targets = targets.filter((m) => m.pendingRestart);
+      if (targets.length === 0) { printResult(argv.format, { restart: [] }, 'restart: nothing to do (no member has settings pending a restart)'); return; }
+      await confirm(`restart ${targets.map((m) => m.name).join(', ')}?`, argv.force);
+      let body: Record<string, unknown> = {};
+      if (argv.scheduled !== undefined) {
+        const t = Date.parse(argv.scheduled);
+        if (Number.isNaN(t)) throw new PgHaError('PGHA_CLI_USAGE', `--scheduled: "${argv.scheduled}" is not an ISO 8601 time`);
+        body = { schedule: new Date(t).toISOString() };
+      }
+      const waiting = argv.wait && argv.scheduled === undefined;
+      const done: Array<{ member: string; seconds?: number }> = [];
+      for (const m of targets) {
+        const started = performance.now();
+        await post(ctx, m, '/restart', body);
+        if (!waiting) { done.push({ member: m.name }); continue; }
+        await waitForMember(m, view.leader?.name === m.name, performance.now(), restartSettleMs(view.config.loop_wait), 'restarted, but');
+        done.push({ member: m.name, seconds: (performance.now() - started) / 1000 });
+      }
+      const what = argv.scheduled !== undefined ? `restart scheduled for ${new Date(body.schedule as string).toISOString()}` : 'restart';
+      const list = done.map((d) => (d.seconds === undefined ? d.member : `${d.member} (back in ${seconds(d.seconds)})`)).join(', ');
+      printResult(argv.format, { restart: done.map((d) => d.member), ...(waiting ? { members: done } : {}) }, `${what}: ${list}`);
+    });
+  },
+};
+
+export const reloadCommand: CommandModule<GlobalOpts, GlobalOpts & { members?: string[] }> = {
+  command: 'reload [members..]',
+  describe: 'reload PostgreSQL configuration on members (all by default)',
+  builder: (y) => y.positional('members', { type: 'string', array: true, describe: 'member names (default: every member)' }),
+  handler: async (argv) => {
+    await withCtx(argv, async (ctx) => {
+      const targets = chosen((await ctx.dcs.readCluster(ctx.fallback)).members, argv.members ?? []);
+      for (const m of targets) await post(ctx, m, '/reload');
+      printResult(argv.format, { reload: targets.map((m) => m.name) }, `reload: ${targets.map((m) => m.name).join(', ') || 'nothing to do'}`);
+    });
+  },
+};
+
+type ReinitOpts = GlobalOpts & { member: string; force?: boolean; wait: boolean; timeout: number };
+
+export const reinitCommand: CommandModule<GlobalOpts, ReinitOpts> = {
+  command: 'reinit <member>',
+  describe: 'wipe a standby and clone it afresh from the leader (refused on the leader); waits until it streams',
+  builder: (y) => waitOption(forceOption(y
+    .positional('member', { type: 'string', demandOption: true, describe: 'the standby to rebuild' })
+    // A clone copies the whole database, so the wait depends on its size: 600 s is about 30 GB
+    // at 50 MB/s; give more for a larger database.
+    .option('timeout', { type: 'number', default: 600, describe: 'seconds to wait for the rebuilt standby to stream' })), 'the rebuilt standby streams from the leader')
+    .example('pghactl -c /etc/pgha/pgha.yml reinit node3 --force', 'rebuild node3 without asking, and wait until it streams again'),
+  handler: async (argv) => {
+    if (!(argv.timeout > 0)) throw new PgHaError('PGHA_CLI_USAGE', '--timeout: a positive number of seconds');
+    await withCtx(argv, async (ctx) => {
+      const view = await ctx.dcs.readCluster(ctx.fallback);
+      const [m] = chosen(view.members, [argv.member]);
+      if (m === undefined) throw new PgHaError('PGHA_CLI_REFUSED', `${argv.member} is not a member`);
+      await confirm(`reinit ${m.name} (its data directory is wiped)?`, argv.force);
+      const started = performance.now();
+      await post(ctx, m, '/reinitialize');
+      if (!argv.wait) { printResult(argv.format, { reinit: [m.name] }, `reinit: ${m.name} wiped; it clones from the leader now`); return; }
+      await waitForMember(m, false, performance.now(), argv.timeout * 1000, 'wiped, but');
+      const s = (performance.now() - started) / 1000;
+      printResult(argv.format, { reinit: [m.name], seconds: s }, `reinit done: ${m.name} streams again, rebuilt in ${seconds(s)}`);
+    });
+  },
+};

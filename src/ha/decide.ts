@@ -21,7 +21,7 @@ import { asCandidate, bestCandidate, lagBehind, mayEverPromote, type Candidate }
 import { failsafeBlocksRace, failsafeConfirmed, failsafeRecordFor, holdActive, sameRecord } from './failsafe.ts';
 import { quorumWitnesses, syncRule } from './quorum.ts';
 import { planSync } from './sync.ts';
-import type { Action, ClusterView, FailoverRequest, LeaderKey, MemberInfo, Observation, Plan } from './types.ts';
+import type { Action, ClusterView, FailoverRequest, LeaderKey, MemberInfo, Observation, Plan, PromoteReason } from './types.ts';
 
 /** Failed starts after which a leader gives its key up so that a standby can take over. */
 export const MAX_START_FAILURES = 3;
@@ -57,6 +57,12 @@ export function activeRequest(o: Observation, cluster: ClusterView): FailoverReq
 }
 
 const plan = (reason: string, ...actions: Action[]): Plan => ({ reason, actions });
+
+/** The history reason of a promotion: the active request's kind, else an automatic failover. */
+function promoteFor(req: FailoverRequest | null): Action {
+  const reason: PromoteReason = req === null ? 'failover' : req.kind === 'switchover' ? 'switchover' : 'manual failover';
+  return { kind: 'promote', reason };
+}
 
 export function decide(o: Observation): Plan {
   const { local, cluster } = o;
@@ -126,7 +132,7 @@ function decideAsLeader(o: Observation, cfg: DynamicConfig, leaseExpired: boolea
     const hold = holdActive(o);
     if (hold !== null) return plan(`holding the leader key, but we confirmed ${hold.leader} in failsafe mode: not promoting yet`, renew);
     if (!mayEverPromote(o.self.tags)) return plan('holding the key with nofailover: releasing it', { kind: 'release' });
-    return plan('holding the leader key: promoting', renew, { kind: 'promote' });
+    return plan('holding the leader key: promoting', renew, promoteFor(o.cluster === null ? null : activeRequest(o, o.cluster)));
   }
   if (local.running) return plan('leader: PostgreSQL is starting, waiting', renew);
   if (cfg.pause) return plan('leader: PostgreSQL is down, but paused: not restarting', renew);
@@ -250,7 +256,7 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
     .filter((c): c is Candidate => c !== null);
   const best = bestCandidate([me, ...others]);
   if (best !== null && best.name !== me.name) return plan(`leader key is free; ${best.name} is the better candidate`);
-  return plan('leader key is free and we are the best candidate: taking it and promoting', { kind: 'acquire' }, { kind: 'promote' });
+  return plan('leader key is free and we are the best candidate: taking it and promoting', { kind: 'acquire' }, promoteFor(req));
 }
 
 /** A named candidate takes the key once it holds the stepped-down leader's last WAL; others wait. */
@@ -276,5 +282,5 @@ function decideAsCandidate(o: Observation, req: FailoverRequest, candidate: stri
     // The key is free but the old leader has not recorded its last WAL position yet.
     return { ...plan(`${req.kind}: waiting for ${req.leader} to record its last WAL position`), retryAfterMs: HANDOVER_POLL_MS };
   }
-  return plan(`${req.kind}: taking over as the named candidate`, { kind: 'acquire' }, { kind: 'promote' }, { kind: 'clear_failover' });
+  return plan(`${req.kind}: taking over as the named candidate`, { kind: 'acquire' }, promoteFor(req), { kind: 'clear_failover' });
 }

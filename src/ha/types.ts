@@ -191,6 +191,12 @@ export interface Observation {
  * One step the agent performs. Steps run in plan order; the first that fails ends the plan, so
  * a step may rely on every earlier one (for example, `promote` follows a successful `acquire`).
  */
+/**
+ * Why a member promotes, as `pghactl history` shows it: a planned switchover, a manual failover
+ * (`pghactl failover`), or an automatic failover (the leader key was free).
+ */
+export type PromoteReason = 'switchover' | 'manual failover' | 'failover';
+
 export type Action =
   | { kind: 'bootstrap' } // claim /initialize, initdb, start as primary, take the key, write config
   | { kind: 'adopt_cluster' } // existing data, no /initialize key: register our system id
@@ -200,7 +206,7 @@ export type Action =
   // stops PostgreSQL at once: it runs as primary and its lease deadline has passed or is unknown.
   | { kind: 'renew'; fenceOnFailure: boolean }
   | { kind: 'release' } // delete the leader key if it is ours
-  | { kind: 'promote' } // pg_promote, then record history
+  | { kind: 'promote'; reason: PromoteReason } // pg_promote, then record history with the reason
   | { kind: 'start'; as: 'primary' | 'standby'; upstream: string | null }
   | { kind: 'follow'; upstream: string | null } // rewrite primary_conninfo and reload
   | { kind: 'demote' } // stop a primary that does not hold the key (fast mode)

@@ -3,6 +3,7 @@
 import { asCandidate, bestCandidate, lagBehind, mayEverPromote, type Candidate } from '../ha/candidates.ts';
 import type { ClusterView, FailoverRequest } from '../ha/types.ts';
 import { PgHaError } from '../errors.ts';
+import { bytes } from '../human.ts';
 
 export interface HandoverInput {
   kind: 'switchover' | 'failover';
@@ -32,7 +33,7 @@ export function candidateProblem(view: ClusterView, name: string, checkLag: bool
   if (!mayEverPromote(m.tags)) return `${name} is tagged nofailover (or failover_priority 0)`;
   if (m.role !== 'standby' || (m.state !== 'running' && m.state !== 'streaming') || m.lsn === null) return `${name} is not a running standby (state ${m.state})`;
   if (checkLag && asCandidate(m, view.lastLeaderLsn, view.config) === null) {
-    return `${name} is ${lagBehind(m.lsn, view.lastLeaderLsn)} bytes behind the leader (maximum_lag_on_failover ${view.config.maximum_lag_on_failover})`;
+    return `${name} is ${bytes(lagBehind(m.lsn, view.lastLeaderLsn))} behind the leader (maximum_lag_on_failover ${bytes(view.config.maximum_lag_on_failover)})`;
   }
   return null;
 }

@@ -113,6 +113,10 @@ export function renderPghaConf(i: PghaConfInput): string {
   lines.push(`synchronous_standby_names = ${confValue(i.syncNames ?? '')}`);
   lines.push(`port = ${i.port}`, `listen_addresses = ${confValue(i.listenHost)}`, `unix_socket_directories = ${confValue(i.socketDir)}`);
   lines.push(...(i.standby === null ? [`primary_conninfo = ''`, `primary_slot_name = ''`] : standbyLines(i.standby)));
+  // On a primary too: recovery_target_timeline can only change at a restart, and PostgreSQL marks
+  // a removed line of such a setting pending_restart, so a promoted standby whose pgha.conf lost
+  // it reported a restart it did not need. A primary ignores the setting.
+  lines.push(`recovery_target_timeline = 'latest'`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -126,7 +130,6 @@ function standbyLines(s: StandbyConf): string[] {
     `# pgha-upstream: ${s.upstreamName}`,
     `primary_conninfo = ${confValue(info)}`,
     `primary_slot_name = ${confValue(s.slot ?? '')}`,
-    `recovery_target_timeline = 'latest'`,
   ];
 }
 

@@ -95,7 +95,7 @@ describe('pghactl and the operations API', () => {
       }, 10_000, 200);
       const refused = await ctl('switchover', '--candidate', standby.name, '--force');
       expect(refused.code).toBe(1);
-      expect(refused.stderr).toMatch(/bytes behind the leader \(maximum_lag_on_failover/);
+      expect(refused.stderr).toMatch(/ MB behind the leader \(maximum_lag_on_failover 1\.0 MB\)/);
       expect(await leaderName()).toBe(leader.name);
     } finally {
       process.kill(receiver, 'SIGCONT');

@@ -47,7 +47,7 @@ function app(s: AgentSnapshot | null, lines?: string[], creds: Credentials | nul
 const EXPECTED: Record<Check, [primary: number, replica: number]> = {
   primary: [200, 503], replica: [503, 200], 'read-only': [200, 200], health: [200, 200], liveness: [200, 200],
   readiness: [200, 200], sync: [503, 503], async: [503, 200], 'read-only-sync': [200, 503],
-  quorum: [503, 503], 'read-only-quorum': [200, 503],
+  quorum: [503, 503], 'read-only-quorum': [200, 503], 'standby-leader': [503, 503],
 };
 const endpoints = Object.entries(CHECK_PATHS).map(([path, check]) => [path, check, ...EXPECTED[check]] as const);
 
@@ -62,6 +62,14 @@ describe('health endpoints', () => {
     expect((await onReplica.inject({ url: path })).statusCode).toBe(r);
     expect((await onStale.inject({ url: path })).statusCode).toBe(503);
     expect((await beforeFirstLoop.inject({ url: path })).statusCode).toBe(503);
+  });
+
+  it('answers /standby-leader with 503 and the status JSON, not 404 (no standby cluster, as Patroni)', async () => {
+    for (const url of ['/standby-leader', '/standby_leader']) {
+      const r = await onPrimary.inject({ url });
+      expect(r.statusCode, url).toBe(503);
+      expect(r.json(), url).toMatchObject({ name: 'n2', role: 'primary' });
+    }
   });
 
   it.each(['HEAD', 'OPTIONS'] as const)('%s answers the same status with no body', async (method) => {

@@ -86,6 +86,14 @@ describe('decide (table)', () => {
     expect(p.reason.length).toBeGreaterThan(0);
   });
 
+  it('records why it promotes: switchover, manual failover, or an automatic failover', () => {
+    const reason = (o: ReturnType<typeof obs>) => decide(o).actions.find((a) => a.kind === 'promote');
+    expect(reason(obs({ cluster: noLeader({ failover: request({ candidate: 'n2', shutdownLsn: 10 }) }) }))).toEqual({ kind: 'promote', reason: 'switchover' });
+    expect(reason(obs({ cluster: noLeader({ failover: request(), members: [member('n1', { lsn: 99999 })] }) }))).toEqual({ kind: 'promote', reason: 'switchover' });
+    expect(reason(obs({ cluster: noLeader({ failover: request({ kind: 'failover', leader: null, candidate: 'n2' }) }) }))).toEqual({ kind: 'promote', reason: 'manual failover' });
+    expect(reason(obs({ local: { lsn: 2000 }, cluster: noLeader() }))).toEqual({ kind: 'promote', reason: 'failover' });
+  });
+
   it('starts a former primary as a standby of the leader, never as primary', () => {
     const p = decide(obs({ local: { running: false, role: null, controlState: 'standby' } }));
     expect(p.actions).toEqual([{ kind: 'start', as: 'standby', upstream: 'n1' }]);

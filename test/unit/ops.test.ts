@@ -27,7 +27,7 @@ describe('switchover and failover requests', () => {
     ['an unknown candidate', { kind: 'switchover' as const, candidate: 'zz' }, view, /zz is not a member/],
     ['the leader itself', { kind: 'switchover' as const, candidate: 'n1' }, view, /already the leader/],
     ['a wrong --leader', { kind: 'switchover' as const, leader: 'n2' }, view, /n2 is not the leader/],
-    ['a lagging candidate', { kind: 'switchover' as const, candidate: 'n2' }, { ...view, lastLeaderLsn: 50_000_000 }, /bytes behind the leader \(maximum_lag_on_failover 1048576\)/],
+    ['a lagging candidate', { kind: 'switchover' as const, candidate: 'n2' }, { ...view, lastLeaderLsn: 50_000_000 }, /n2 is \d+\.\d MB behind the leader \(maximum_lag_on_failover 1\.0 MB\)/],
     ['a stopped candidate', { kind: 'switchover' as const, candidate: 'n2' }, { ...view, members: [view.members[0]!, member('n2', { state: 'stopped' })] }, /not a running standby/],
     ['a paused cluster', { kind: 'switchover' as const }, { ...view, config: dyn({ pause: true }) }, /paused/],
     ['a pending request', { kind: 'switchover' as const }, { ...view, failover: request() }, /already pending/],

@@ -102,6 +102,14 @@ describe('renderPghaConf', () => {
     expect(upstreamFromConf(text)).toBeNull();
   });
 
+  it('keeps recovery_target_timeline on a primary, so a promotion leaves no setting pending a restart', () => {
+    const primary = renderPghaConf({ ...base, standby: null });
+    const standbyText = renderPghaConf({ ...base, standby });
+    expect(line(primary, 'recovery_target_timeline')).toBe("'latest'");
+    expect(primary.match(/^recovery_target_timeline = /gm)).toHaveLength(1);
+    expect(standbyText.match(/^recovery_target_timeline = /gm)).toHaveLength(1);
+  });
+
   it('writes an empty slot name without slots', () => {
     expect(line(renderPghaConf({ ...base, standby: { ...standby, slot: null } }), 'primary_slot_name')).toBe("''");
   });
