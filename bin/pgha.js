@@ -28,7 +28,7 @@ delete process.env.PGHA_REEXEC;
 // Say so and stop, instead of a stack trace. The agent's own HTTP calls (the failsafe round) use
 // node:http, not fetch, so they do not depend on WebAssembly.
 if (typeof WebAssembly === 'undefined') {
-  process.stderr.write(`pgha: PGHA_NODE_FLAGS (${flags.join(' ')}) disables WebAssembly, which Node needs to load pgha's TypeScript sources: remove --jitless / --lite-mode\n`);
+  process.stderr.write(`pgha: the Node flags (${process.execArgv.join(' ')}) disable WebAssembly, which Node needs to load pgha's TypeScript sources: remove --jitless / --lite-mode (PGHA_NODE_FLAGS)\n`);
   process.exit(2);
 }
 
