@@ -3,7 +3,7 @@
 // which sets the client address), and certificate files named in their errors.
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { accessGuard, addressAllowed, normalizeAddress, urlHost } from '../../src/api/access.ts';
+import { Allowlist, accessGuard, addressAllowed, normalizeAddress, urlHost } from '../../src/api/access.ts';
 import { registerOpsRoutes, type OpsDeps } from '../../src/api/ops-routes.ts';
 import { buildApi } from '../../src/api/server.ts';
 import { loadClientTls, loadServerTls } from '../../src/api/tls.ts';
@@ -91,6 +91,14 @@ describe('allowlist entries and the CIDR matcher', () => {
     ['10.0.0.1', [], false],
   ] as const)('%s in %j: %s', (addr, list, want) => {
     expect(addressAllowed(addr, nets(...list))).toBe(want);
+  });
+
+  it('resolves host names (localhost from /etc/hosts) and member API URLs', async () => {
+    expect(await new Allowlist(['localhost'], null).allows('127.0.0.1')).toBe(true);
+    expect(await new Allowlist(['localhost'], null).allows('10.0.0.1')).toBe(false);
+    expect(await new Allowlist([], () => ['https://localhost:8008', 'https://10.0.0.12:8008']).allows('127.0.0.1')).toBe(true);
+    expect(await new Allowlist([], () => ['https://10.0.0.12:8008']).allows('::ffff:10.0.0.12')).toBe(true);
+    expect(await new Allowlist(['no-such-host.invalid'], null).allows('127.0.0.1')).toBe(false);
   });
 
   it('normalizes IPv4-mapped addresses and reads hosts of API URLs', () => {
