@@ -24,21 +24,24 @@ export interface FailsafeCallOptions {
   now(): number;
 }
 
-async function confirms(url: string, o: FailsafeCallOptions): Promise<boolean> {
+/** Why a member did not confirm: its HTTP answer, or the network/TLS/timeout error. */
+async function confirms(url: string, o: FailsafeCallOptions): Promise<string | null> {
   try {
     const r = await apiRequest(new URL('/failsafe', url), { body: { leader: o.self, ttl: o.ttl }, auth: o.auth, tls: o.tls, timeoutMs: o.timeoutMs });
-    return r.status === 200;
-  } catch {
-    return false; // unreachable, refused, TLS failure, timed out: not a confirmation
+    return r.status === 200 ? null : `HTTP ${r.status}`;
+  } catch (err) {
+    return (err as Error).message; // unreachable, refused, TLS failure, timed out: not a confirmation
   }
 }
 
 /** One round: every member but ourselves, in parallel. `sentAt` is taken before the first call. */
-export async function failsafeRound(o: FailsafeCallOptions): Promise<FailsafeRound> {
+export async function failsafeRound(o: FailsafeCallOptions): Promise<FailsafeRound & { why: Record<string, string> }> {
   const asked = Object.keys(o.record.members).filter((n) => n !== o.self).sort();
   const sentAt = o.now();
   const answers = await Promise.all(asked.map((n) => confirms(o.record.members[n] ?? '', o)));
-  return { sentAt, asked, confirmed: asked.filter((_, i) => answers[i] === true) };
+  const why: Record<string, string> = {};
+  asked.forEach((n, i) => { if (answers[i] !== null) why[n] = answers[i] ?? ''; });
+  return { sentAt, asked, confirmed: asked.filter((_, i) => answers[i] === null), why };
 }
 
 export interface FailsafeAgentDeps {
@@ -98,8 +101,9 @@ export class FailsafeAgent {
       timeoutMs: dyn.retry_timeout * 1000,
     });
     const missing = round.asked.filter((n) => !round.confirmed.includes(n));
-    if (missing.length > 0) this.#d.logger.warn({ event: 'failsafe', missing }, `failsafe: not confirmed by ${missing.join(', ')}`);
-    return round;
+    if (missing.length > 0) this.#d.logger.warn({ event: 'failsafe', missing, why: round.why }, `failsafe: not confirmed by ${missing.join(', ')}`);
+    const { why: _, ...plain } = round;
+    return plain;
   }
 
   /**

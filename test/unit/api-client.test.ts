@@ -56,7 +56,7 @@ const round = (tls: ClientTls | undefined, members: Record<string, string> = { n
 describe('the failsafe round over HTTPS', () => {
   it('serves https:// and confirms a leader that presents a certificate the CA signed', async () => {
     expect(url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
-    expect(await round(tlsOf(pki.caFile, client))).toEqual({ sentAt: 0, asked: ['n2'], confirmed: ['n2'] });
+    expect(await round(tlsOf(pki.caFile, client))).toEqual({ sentAt: 0, asked: ['n2'], confirmed: ['n2'], why: {} });
   });
 
   it.each([
@@ -64,8 +64,10 @@ describe('the failsafe round over HTTPS', () => {
     ['a server certificate from a CA it does not trust', tlsOf(other.caFile, client)],
     ['a client certificate from another CA', tlsOf(pki.caFile, other.issue('intruder'))],
     ['no TLS settings at all (system CAs)', undefined],
-  ])('is not confirmed with %s', async (_, tls) => {
-    expect((await round(tls)).confirmed).toEqual([]);
+  ])('is not confirmed with %s, and says why', async (_, tls) => {
+    const r = await round(tls);
+    expect(r.confirmed).toEqual([]);
+    expect(r.why.n2).toMatch(/certificate|socket hang up|ECONNRESET|alert/i);
   });
 });
 
