@@ -23,6 +23,15 @@ if (process.env.PGHA_REEXEC !== '1' && flags.length > 0 && typeof process.execve
 }
 delete process.env.PGHA_REEXEC;
 
+// Flags that remove WebAssembly (--jitless, --lite-mode) cannot run the agent: Node's TypeScript
+// loader needs it (the compile cache is keyed by the flags, so it never spares the loader here).
+// Say so and stop, instead of a stack trace. The agent's own HTTP calls (the failsafe round) use
+// node:http, not fetch, so they do not depend on WebAssembly.
+if (typeof WebAssembly === 'undefined') {
+  process.stderr.write(`pgha: the Node flags (${process.execArgv.join(' ')}) disable WebAssembly, which Node needs to load pgha's TypeScript sources: remove --jitless / --lite-mode (PGHA_NODE_FLAGS)\n`);
+  process.exit(2);
+}
+
 // Node's compile cache keeps the type-stripped sources and their bytecode on disk, so an agent
 // that starts again does not load the TypeScript stripper (a WebAssembly module of about 18 MB
 // resident) nor parse the sources again. It lives in a directory of the agent's own user

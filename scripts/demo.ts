@@ -2,14 +2,20 @@
 // (configs from config/node1..3.yml) and HAProxy, waits until the cluster is healthy, prints how to
 // connect and `pghactl list`, and stops everything cleanly on Ctrl-C.
 //   --smoke   exit after the cluster is healthy (used by the test suite)
+//   --tls     the agents' REST API over HTTPS with client certificates (verify_client: required),
+//             a throw-away CA made with openssl in the demo's directory, HAProxy checking with
+//             check-ssl and its own certificate
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
+import { apiRequest } from '../src/api/client.ts';
+import type { ClientTls } from '../src/api/tls.ts';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
+import { makePki } from './pki.ts';
 
 const REPO = new URL('..', import.meta.url).pathname;
 const ETCD_CLIENT = 2479; // not 2379, so a system etcd (Debian's etcd-server service) is left alone
@@ -17,6 +23,7 @@ const ETCD_PEER = 2480;
 const RW_PORT = 5000;
 const RO_PORT = 5001;
 const smoke = process.argv.includes('--smoke');
+const tls = process.argv.includes('--tls');
 const isRoot = process.getuid?.() === 0;
 const owner = isRoot ? lookupOsUser('postgres') : null;
 const base = process.env.PGHA_DEMO_DIR ?? (isRoot ? '/var/lib/pgha/demo' : join(homedir(), '.local/share/pgha-demo'));
@@ -38,7 +45,22 @@ function spawnLogged(name: string, cmd: string, args: string[], asPostgres: bool
 
 interface DemoNode { name: string; config: string; pgPort: number; apiPort: number }
 
-function prepareNode(i: number): DemoNode {
+/** --tls: the CA, one certificate per agent, one for you (curl, pghactl) and one for HAProxy. */
+interface DemoPki { dir: string; caFile: string; node: (i: number) => { cert: string; key: string }; admin: { cert: string; key: string }; haproxyPem: string }
+
+function preparePki(): DemoPki {
+  const dir = join(base, 'pki');
+  const pki = makePki(dir, 'pgha-demo-ca');
+  const nodes = [1, 2, 3].map((i) => pki.issue(`node${i}`));
+  const admin = pki.issue('admin');
+  const haproxy = pki.issue('haproxy');
+  const haproxyPem = join(dir, 'haproxy.pem');
+  writeFileSync(haproxyPem, readFileSync(haproxy.cert, 'utf8') + readFileSync(haproxy.key, 'utf8'), { mode: 0o600 });
+  own(dir);
+  return { dir, caFile: pki.caFile, node: (i) => nodes[i - 1]!, admin, haproxyPem };
+}
+
+function prepareNode(i: number, pki: DemoPki | null): DemoNode {
   const cfg = parse(readFileSync(join(REPO, `config/node${i}.yml`), 'utf8')) as Record<string, any>;
   const dir = join(base, `node${i}`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -46,6 +68,10 @@ function prepareNode(i: number): DemoNode {
   cfg.etcd = { ...cfg.etcd, hosts: [`127.0.0.1:${ETCD_CLIENT}`] };
   cfg.postgresql.data_dir = join(dir, 'data');
   cfg.postgresql.socket_dir = dir;
+  if (pki !== null) {
+    const leaf = pki.node(i);
+    cfg.restapi = { ...cfg.restapi, certfile: leaf.cert, keyfile: leaf.key, cafile: pki.caFile, verify_client: 'required', allowlist_include_members: true, allowlist: ['127.0.0.1'] };
+  }
   const path = join(base, `node${i}.yml`);
   writeFileSync(path, stringify(cfg), { mode: 0o600 });
   own(path);
@@ -53,11 +79,13 @@ function prepareNode(i: number): DemoNode {
   return { name: cfg.name as string, config: path, pgPort: port(cfg.postgresql.listen), apiPort: port(cfg.restapi.listen) };
 }
 
-async function waitHealthy(nodes: DemoNode[], timeoutMs: number): Promise<boolean> {
+async function waitHealthy(nodes: DemoNode[], pki: DemoPki | null, timeoutMs: number): Promise<boolean> {
   const end = performance.now() + timeoutMs;
+  const client: ClientTls | undefined = pki === null ? undefined
+    : { ca: readFileSync(pki.caFile), cert: readFileSync(pki.admin.cert), key: readFileSync(pki.admin.key), rejectUnauthorized: true };
   while (performance.now() < end) {
     const codes = await Promise.all(nodes.flatMap((n) => ['/primary', '/replica'].map((p) =>
-      fetch(`http://127.0.0.1:${n.apiPort}${p}`, { signal: AbortSignal.timeout(1000) }).then((r) => r.status, () => 0))));
+      apiRequest(`${pki === null ? 'http' : 'https'}://127.0.0.1:${n.apiPort}${p}`, { tls: client, timeoutMs: 1000 }).then((r) => r.status, () => 0))));
     const primaries = codes.filter((c, i) => i % 2 === 0 && c === 200).length;
     const replicas = codes.filter((c, i) => i % 2 === 1 && c === 200).length;
     if (primaries === 1 && replicas === nodes.length - 1) return true;
@@ -90,19 +118,21 @@ async function main(): Promise<void> {
     '--listen-peer-urls', `http://127.0.0.1:${ETCD_PEER}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${ETCD_PEER}`,
     '--initial-cluster', `demo=http://127.0.0.1:${ETCD_PEER}`], false);
 
-  const nodes = [1, 2, 3].map(prepareNode);
+  const pki = tls ? preparePki() : null;
+  const nodes = [1, 2, 3].map((i) => prepareNode(i, pki));
   for (const n of nodes) spawnLogged(n.name, process.execPath, [join(REPO, 'bin/pgha.js'), '--config', n.config], true);
 
   const haCfg = join(base, 'haproxy.cfg');
   writeFileSync(haCfg, renderHaproxyConfig({
     readWritePort: RW_PORT, readOnlyPort: RO_PORT, checkIntervalMs: 250,
     members: nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })),
+    ...(pki === null ? {} : { apiTls: { caFile: pki.caFile, crtFile: pki.haproxyPem } }),
   }));
   spawnLogged('haproxy', '/usr/sbin/haproxy', ['-db', '-f', haCfg], false);
 
-  process.stdout.write(`starting etcd (:${ETCD_CLIENT}), 3 agents and HAProxy; logs in ${base}\n`);
+  process.stdout.write(`starting etcd (:${ETCD_CLIENT}), 3 agents${pki === null ? '' : ' (REST API over HTTPS)'} and HAProxy; logs in ${base}\n`);
   // Bootstrap is initdb + start + clone x2: about 15 s here; 120 s allows a slow first run.
-  if (!(await waitHealthy(nodes, 120_000))) {
+  if (!(await waitHealthy(nodes, pki, 120_000))) {
     process.stderr.write(`the cluster did not become healthy within 120 s; see the logs in ${base}\n`);
     await shutdown(1);
   }
@@ -116,14 +146,23 @@ The demo cluster is up.
   read-write (HAProxy -> primary):  PGPASSFILE=${pgpass} psql -h 127.0.0.1 -p ${RW_PORT} -U ${su.username} postgres
   read-only  (HAProxy -> replicas): PGPASSFILE=${pgpass} psql -h 127.0.0.1 -p ${RO_PORT} -U ${su.username} postgres
   no proxy (libpq multi-host):      PGPASSFILE=${pgpass} psql "host=127.0.0.1,127.0.0.1,127.0.0.1 port=${nodes.map((n) => n.pgPort).join(',')} user=${su.username} dbname=postgres target_session_attrs=read-write"
-  REST API:                         ${nodes.map((n) => `curl -s http://127.0.0.1:${n.apiPort}/status`).join('\n                                    ')}
+  REST API:                         ${nodes.map((n) => `curl -s ${curlTls(pki)}${pki === null ? 'http' : 'https'}://127.0.0.1:${n.apiPort}/status`).join('\n                                    ')}
   cluster state:                    npx pghactl -c ${nodes[0]!.config} list
 
+${pki === null ? '' : `  TLS: the agents serve HTTPS and require a client certificate signed by ${pki.caFile}
+       (${pki.dir}: admin.crt/admin.key for you, haproxy.pem for HAProxy's check-ssl). pghactl -c
+       nodeN.yml uses that node's certificate (no ctl section: it falls back to restapi's).
+`}
 ${list}
 Try a failover: kill the primary's agent and PostgreSQL, and watch \`pghactl list\`.
 Press Ctrl-C to stop everything.
 `);
   if (smoke) await shutdown(0);
+}
+
+/** curl's options for the demo's HTTPS API: our CA, and the admin certificate it requires. */
+function curlTls(pki: DemoPki | null): string {
+  return pki === null ? '' : `--cacert ${pki.caFile} --cert ${pki.admin.cert} --key ${pki.admin.key} `;
 }
 
 main().catch(async (err: unknown) => {

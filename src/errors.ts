@@ -2,7 +2,7 @@
 // the two in step. Callers classify by behaviour (retryable, lease lost), never by message text.
 
 export const ERROR_CODES = {
-  PGHA_CONFIG_READ: 'the configuration file cannot be read',
+  PGHA_CONFIG_READ: 'the configuration file, or a certificate or key file it names, cannot be read',
   PGHA_CONFIG_PARSE: 'the configuration file is not valid YAML',
   PGHA_CONFIG_INVALID: 'a configuration field has a bad value (the message names the file and the field)',
   PGHA_CONFIG_UNSAFE: 'the timing settings break the split-brain guard',
@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   PGHA_BOOTSTRAP: 'the cluster cannot be bootstrapped',
   PGHA_API_BAD_REQUEST: 'a REST request body or query failed validation',
   PGHA_API_UNAUTHORIZED: 'a mutating REST request had no valid credentials',
+  PGHA_API_FORBIDDEN: 'a mutating REST request came from outside restapi.allowlist, or without the client certificate verify_client asks for',
   PGHA_FAILSAFE_REFUSED: 'a member refused to confirm a leader in failsafe mode, or a promise to one blocks an action',
   PGHA_WATCHDOG_UNAVAILABLE: 'watchdog.mode is required but the watchdog device cannot be used',
   PGHA_CLI_USAGE: 'pghactl was called with bad arguments',

@@ -1,7 +1,8 @@
 // Failsafe mode, the agent's part. As leader with etcd unreachable: POST /failsafe to every other
 // member listed in the last /failsafe record and report who confirmed (decide() weighs the round,
 // src/ha/failsafe.ts). As member: answer such calls and keep the promise they create.
-import { jsonPostHeaders } from '../api/basic-auth.ts';
+import { apiRequest } from '../api/client.ts';
+import type { ClientTls } from '../api/tls.ts';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import { isPgHaError } from '../errors.ts';
 import { answerFailsafeCall, liveHold, type FailsafeAnswer } from '../ha/failsafe.ts';
@@ -13,6 +14,8 @@ export interface FailsafeCallOptions {
   record: FailsafeRecord;
   /** The leader authenticates with its own restapi.authentication: members must share it. */
   auth: NodeConfig['restapi']['authentication'];
+  /** Verify the members' certificates (and present ours) when their API is https://. */
+  tls?: ClientTls | undefined;
   /** Deadline of each call, ms. */
   timeoutMs: number;
   /** Our ttl (seconds): a member promises at least this long, even if its own config says less. */
@@ -21,28 +24,30 @@ export interface FailsafeCallOptions {
   now(): number;
 }
 
-async function confirms(url: string, o: FailsafeCallOptions): Promise<boolean> {
+/** Why a member did not confirm: its HTTP answer, or the network/TLS/timeout error. */
+async function confirms(url: string, o: FailsafeCallOptions): Promise<string | null> {
   try {
-    const r = await fetch(new URL('/failsafe', url), {
-      method: 'POST', headers: jsonPostHeaders(o.auth), body: JSON.stringify({ leader: o.self, ttl: o.ttl }), signal: AbortSignal.timeout(o.timeoutMs),
-    });
-    await r.arrayBuffer().catch(() => undefined);
-    return r.status === 200;
-  } catch {
-    return false; // unreachable, refused, timed out: not a confirmation
+    const r = await apiRequest(new URL('/failsafe', url), { body: { leader: o.self, ttl: o.ttl }, auth: o.auth, tls: o.tls, timeoutMs: o.timeoutMs });
+    return r.status === 200 ? null : `HTTP ${r.status}`;
+  } catch (err) {
+    return (err as Error).message; // unreachable, refused, TLS failure, timed out: not a confirmation
   }
 }
 
 /** One round: every member but ourselves, in parallel. `sentAt` is taken before the first call. */
-export async function failsafeRound(o: FailsafeCallOptions): Promise<FailsafeRound> {
+export async function failsafeRound(o: FailsafeCallOptions): Promise<FailsafeRound & { why: Record<string, string> }> {
   const asked = Object.keys(o.record.members).filter((n) => n !== o.self).sort();
   const sentAt = o.now();
   const answers = await Promise.all(asked.map((n) => confirms(o.record.members[n] ?? '', o)));
-  return { sentAt, asked, confirmed: asked.filter((_, i) => answers[i] === true) };
+  const why: Record<string, string> = {};
+  asked.forEach((n, i) => { if (answers[i] !== null) why[n] = answers[i] ?? ''; });
+  return { sentAt, asked, confirmed: asked.filter((_, i) => answers[i] === null), why };
 }
 
 export interface FailsafeAgentDeps {
   config: NodeConfig;
+  /** TLS of the calls to members (loadClientTls), read at start. */
+  tls?: ClientTls | undefined;
   logger: Logger;
   now(): number;
   dynamic(): DynamicConfig;
@@ -90,14 +95,15 @@ export class FailsafeAgent {
     if (!dyn.failsafe_mode || record === null || record.leader !== config.name) return null;
     if (!local.running || local.role !== 'primary' || deadline === null || now() >= deadline) return null;
     const round = await failsafeRound({
-      self: config.name, record, auth: config.restapi.authentication, now, ttl: dyn.ttl,
+      self: config.name, record, auth: config.restapi.authentication, tls: this.#d.tls, now, ttl: dyn.ttl,
       // Each member gets as long as one etcd call (retry_timeout): it answers from memory in
       // milliseconds on a LAN, and the round must end well inside what is left of the deadline.
       timeoutMs: dyn.retry_timeout * 1000,
     });
     const missing = round.asked.filter((n) => !round.confirmed.includes(n));
-    if (missing.length > 0) this.#d.logger.warn({ event: 'failsafe', missing }, `failsafe: not confirmed by ${missing.join(', ')}`);
-    return round;
+    if (missing.length > 0) this.#d.logger.warn({ event: 'failsafe', missing, why: round.why }, `failsafe: not confirmed by ${missing.join(', ')}`);
+    const { why: _, ...plain } = round;
+    return plain;
   }
 
   /**

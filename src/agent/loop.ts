@@ -10,6 +10,7 @@ import type { Logger } from '../log/logger.ts';
 import type { PostgresControl } from '../postgres/types.ts';
 import type { AgentSnapshot } from '../api/types.ts';
 import { Actor } from './act.ts';
+import type { ClientTls } from '../api/tls.ts';
 import { FailsafeAgent } from './failsafe.ts';
 import { FenceTimer, type ExternalFence } from './fence.ts';
 import { buildMemberInfo, lagBytes, type Activity } from './member.ts';
@@ -23,6 +24,8 @@ export interface LoopDeps {
   logger: Logger;
   now(): number;
   version: string;
+  /** TLS of the failsafe calls to other members (loadClientTls), read at start. */
+  apiTls?: ClientTls;
   /**
    * The loop is alive: called after every iteration and every `everyMs` while it runs, with the
    * fence deadline (systemd's watchdog is kept alive from here, gated on that deadline).
@@ -52,7 +55,7 @@ export class HaLoop {
   constructor(deps: LoopDeps) {
     this.#d = deps;
     this.failsafe = new FailsafeAgent({
-      config: deps.config, logger: deps.logger, now: deps.now, dynamic: () => this.dynamic,
+      config: deps.config, tls: deps.apiTls, logger: deps.logger, now: deps.now, dynamic: () => this.dynamic,
       fenceDeadline: () => this.fence.deadline, record: () => this.#cluster?.failsafe ?? null,
       lastLeader: () => this.#cluster?.leader?.name ?? null,
       actsAsLeader: () => this.#holdsKey || this.actor.acquiring || (this.#local?.running === true && this.#local.role === 'primary'),

@@ -5,7 +5,9 @@ import { flushCompileCache } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { registerOpsRoutes } from '../api/ops-routes.ts';
+import { accessGuard } from '../api/access.ts';
 import { buildApi, startApi } from '../api/server.ts';
+import { loadClientTls, loadServerTls } from '../api/tls.ts';
 import { loadConfig } from '../config/load.ts';
 import { createEtcdDcs, etcdConnection } from '../dcs/etcd.ts';
 import { describeError, isPgHaError } from '../errors.ts';
@@ -50,6 +52,10 @@ async function main(): Promise<number> {
   }
 
   const loaded = await loadConfig(path);
+  // Certificates are read now, before anything starts: a missing file stops the start with the
+  // file, the field and the reason, not the first failsafe round or the first HTTPS probe.
+  const serverTls = loadServerTls(loaded, path);
+  const clientTls = loadClientTls(loaded, path);
   const logger = createLogger({ level: loaded.log.level, name: loaded.name });
   const { config, device } = openWatchdogDevice(loaded, logger);
   const notify = new SystemdNotify({ env: process.env, pid: process.pid, now: () => performance.now(), logger });
@@ -82,11 +88,13 @@ async function main(): Promise<number> {
   // The fencing process enforces the lease deadline even when this event loop is frozen.
   const fencer = new FencerProcess(config.postgresql.data_dir, logger);
   const external: ExternalFence = device === null ? fencer : combineFences([fencer, device]);
-  loop = new HaLoop({ config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger) });
+  loop = new HaLoop({ config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger) });
   const ha = loop;
 
   const app = buildApi({
     logger, scope: config.scope, snapshot: () => ha.snapshot(), now: () => performance.now(),
+    https: serverTls,
+    access: accessGuard(config.restapi, () => ha.snapshot()?.cluster?.members.map((m) => m.apiUrl) ?? []),
     // A view older than one TTL is stale: by then the leader key may belong to someone else.
     staleAfterMs: () => ha.dynamic.ttl * 1000,
     routes: (a) => registerOpsRoutes(a, {
@@ -100,7 +108,7 @@ async function main(): Promise<number> {
   const stopWatch = await dcs.watchLeader(() => ha.wake());
   ha.start();
   notify.ready();
-  logger.info({ event: 'started', version: VERSION, api: config.restapi.listen, watchdog: { systemdMs: notify.watchdogMs, device: device !== null } }, 'pgha agent started');
+  logger.info({ event: 'started', version: VERSION, api: config.restapi.listen, tls: serverTls !== null, verifyClient: config.restapi.verify_client, watchdog: { systemdMs: notify.watchdogMs, device: device !== null } }, 'pgha agent started');
   // Every module is loaded by now: write the compile cache (bin/pgha.js) for the next start.
   flushCompileCache();
 

@@ -1,6 +1,6 @@
 // What this agent publishes about itself: built from the local observation (pure).
 import type { NodeConfig } from '../config/schema.ts';
-import { pgConnectAddress, restConnectAddress } from '../config/schema.ts';
+import { pgConnectAddress, restApiUrl } from '../config/schema.ts';
 import type { LocalPostgres, MemberInfo, MemberState } from '../ha/types.ts';
 
 /** Long-running work that overrides the state read from PostgreSQL while it lasts. */
@@ -21,7 +21,7 @@ export function buildMemberInfo(config: NodeConfig, local: LocalPostgres, activi
     state: memberState(local, activity),
     timeline: local.timeline,
     lsn: local.lsn,
-    apiUrl: `http://${restConnectAddress(config)}`,
+    apiUrl: restApiUrl(config),
     conn: pgConnectAddress(config),
     tags: config.tags,
     upstream: local.role === 'standby' ? local.upstream : null,

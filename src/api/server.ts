@@ -10,6 +10,7 @@ import { splitHostPort } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import { CHECK_PATHS, READINESS_MODES, REPLICATION_STATES, clusterBody, healthResponse, statusBody, type Check } from './health.ts';
 import { parseBasicAuth, type Credentials } from './basic-auth.ts';
+import type { ServerTls } from './tls.ts';
 import type { ApiDeps } from './types.ts';
 
 export interface BuildApiOptions extends ApiDeps {
@@ -18,6 +19,10 @@ export interface BuildApiOptions extends ApiDeps {
   scope: string;
   /** Extra routes (the operations endpoints) registered by the caller. */
   routes?: (app: FastifyInstance) => void;
+  /** Serve HTTPS with these (loadServerTls); plain HTTP when absent. */
+  https?: ServerTls | null;
+  /** onRequest hook refusing mutating calls by address or missing client certificate (accessGuard). */
+  access?: ((req: FastifyRequest, reply: FastifyReply) => Promise<unknown>) | null;
 }
 
 /** Paths HAProxy, monitoring and pghactl poll (HAProxy twice a second per member): never logged. */
@@ -140,14 +145,17 @@ function registerErrors(app: FastifyInstance): void {
 
 /** The REST API, not listening yet (tests use app.inject; the daemon calls startApi). */
 export function buildApi(o: BuildApiOptions): FastifyInstance {
-  const app = Fastify({
+  const common = {
     loggerInstance: o.logger as FastifyBaseLogger,
     logController: new ProbeQuietLogController(),
     // While the agent shuts down every request answers 503, so HAProxy takes the member out at once.
     return503OnClosing: true,
-    forceCloseConnections: 'idle',
+    forceCloseConnections: 'idle' as const,
     schemaErrorFormatter: formatSchemaErrors,
-  });
+  };
+  // The routes do not care which server carries them: one instance type for both.
+  const app = (o.https ? Fastify({ ...common, https: { ...o.https } }) : Fastify(common)) as unknown as FastifyInstance;
+  if (o.access) app.addHook('onRequest', o.access);
   registerErrors(app);
   for (const [path, check] of Object.entries(CHECK_PATHS)) registerHealth(app, o, path, check);
   registerViews(app, o);

@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
 import { parse as parseYaml, stringify } from 'yaml';
+import { apiRequest, jsonOf } from '../api/client.ts';
 import { PgHaError } from '../errors.ts';
 import { editConfig, mergePatch, parseAssignment, setPath, type ConfigEdit } from '../ops/store.ts';
 import { withCtx, type Ctx, type GlobalOpts } from './context.ts';
@@ -13,7 +14,7 @@ async function waitForPause(ctx: Ctx, want: boolean, timeoutMs: number): Promise
   for (;;) {
     const view = await ctx.dcs.readCluster(ctx.fallback);
     const states = await Promise.all(view.members.map(async (m) => {
-      const r = await fetch(`${m.apiUrl}/status`, { signal: AbortSignal.timeout(1000) }).then((x) => x.json() as Promise<{ pause?: boolean }>, () => null);
+      const r = await apiRequest(`${m.apiUrl}/status`, { tls: ctx.tls, timeoutMs: 1000 }).then(jsonOf, () => null);
       return r?.pause === want ? null : m.name;
     }));
     const pending = states.filter((s): s is string => s !== null);

@@ -2,6 +2,7 @@
 // --etcd-cacert/--etcd-cert/--etcd-key for TLS). The YAML's etcd TLS settings and
 // username/password are used as the agent uses them.
 import { dynamicConfigSchema, etcdSchema, type DynamicConfig } from '../config/schema.ts';
+import { loadClientTls, type ClientTls } from '../api/tls.ts';
 import { formatZodIssues, loadConfig } from '../config/load.ts';
 import { createEtcdDcs, etcdConnection, type EtcdDcs } from '../dcs/etcd.ts';
 import { PgHaError } from '../errors.ts';
@@ -11,7 +12,7 @@ export interface GlobalOpts {
   etcdCacert?: string; etcdCert?: string; etcdKey?: string;
 }
 
-export interface Ctx { dcs: EtcdDcs; scope: string; fallback: DynamicConfig; auth?: { username: string; password: string } }
+export interface Ctx { dcs: EtcdDcs; scope: string; fallback: DynamicConfig; auth?: { username: string; password: string }; readonly tls?: ClientTls }
 
 /** A CLI call may wait 3 s for etcd: long enough for a loaded etcd, short for a person. */
 const CLI_CALL_MS = 3000;
@@ -25,7 +26,16 @@ export async function connect(o: GlobalOpts): Promise<Ctx> {
     // --etcd overrides the hosts only; the scheme still comes from the YAML unless given.
     const hosts = o.etcd === undefined ? conn.hosts : o.etcd.split(',');
     const dcs = await createEtcdDcs({ ...conn, hosts, namespace: c.namespace, scope: c.scope, ttl: c.bootstrap.dcs.ttl, callTimeoutMs: CLI_CALL_MS });
-    ctx = { dcs, scope: c.scope, fallback: c.bootstrap.dcs, ...(c.restapi.authentication ? { auth: c.restapi.authentication } : {}) };
+    // The agents' API certificates (ctl.cacert/certfile/keyfile, falling back to restapi's), read
+    // at the first call to an agent: commands that only read etcd need no access to the key.
+    let tls: ClientTls | undefined;
+    const clientTls = () => {
+      if (tls !== undefined) return tls;
+      tls = loadClientTls(c, path, true);
+      if (!tls.rejectUnauthorized) process.stderr.write(`pghactl: warning: ctl.insecure is set in ${path}: the agents' certificates are not verified\n`);
+      return tls;
+    };
+    ctx = { dcs, scope: c.scope, fallback: c.bootstrap.dcs, get tls() { return clientTls(); }, ...(c.restapi.authentication ? { auth: c.restapi.authentication } : {}) };
   } else {
     if (o.etcd === undefined || o.scope === undefined) throw new PgHaError('PGHA_CLI_USAGE', 'give -c/--config FILE (or PGHA_CONFIG), or --etcd HOST:PORT and --scope NAME');
     const source = 'pghactl --etcd* options';

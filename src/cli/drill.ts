@@ -1,7 +1,7 @@
 // pghactl drill: rehearse a failure on a real cluster through its agents, with a write probe, and
 // report the outage and any lost writes. The probe table lives in its own schema and is dropped.
 import type { CommandModule } from 'yargs';
-import { jsonPostHeaders } from '../api/basic-auth.ts';
+import { apiRequest } from '../api/client.ts';
 import pg from 'pg';
 import { stringify } from 'yaml';
 import { loadConfig } from '../config/load.ts';
@@ -114,8 +114,8 @@ async function perform(ctx: Ctx, kind: Kind): Promise<void> {
   const v = await ctx.dcs.readCluster(ctx.fallback);
   const leader = v.members.find((m) => m.name === v.leader?.name);
   if (leader === undefined) throw new PgHaError('PGHA_CLI_REFUSED', 'no leader');
-  const r = await fetch(`${leader.apiUrl}/drill`, { method: 'POST', headers: jsonPostHeaders(ctx.auth), body: JSON.stringify({ kind: kind === 'kill-primary' ? 'kill' : 'stop' }), signal: AbortSignal.timeout(10_000) });
-  if (!r.ok) throw new PgHaError('PGHA_CLI_REFUSED', `${leader.name}: HTTP ${r.status}`);
+  const r = await apiRequest(`${leader.apiUrl}/drill`, { body: { kind: kind === 'kill-primary' ? 'kill' : 'stop' }, auth: ctx.auth, tls: ctx.tls, timeoutMs: 10_000 });
+  if (r.status !== 200) throw new PgHaError('PGHA_CLI_REFUSED', `${leader.name}: HTTP ${r.status}`);
 }
 
 export const drillCommand: CommandModule<GlobalOpts, Opts> = {

@@ -3,7 +3,7 @@
 // is back in service (a fresh snapshot of its agent: the leader a running primary answering
 // /primary, a standby streaming); restart goes member by member.
 import type { CommandModule } from 'yargs';
-import { jsonPostHeaders } from '../api/basic-auth.ts';
+import { apiRequest, jsonOf } from '../api/client.ts';
 import { PgHaError } from '../errors.ts';
 import { seconds } from '../human.ts';
 import type { MemberInfo } from '../ha/types.ts';
@@ -15,10 +15,11 @@ import { waitForMember } from './wait.ts';
 
 async function post(ctx: Ctx, m: MemberInfo, path: string, body: Record<string, unknown> = {}): Promise<void> {
   // A restart waits for pg_ctl (pg_ctl_timeout, 60 s by default): give it 90 s.
-  const r = await fetch(`${m.apiUrl}${path}`, { method: 'POST', headers: jsonPostHeaders(ctx.auth), body: JSON.stringify(body), signal: AbortSignal.timeout(90_000) });
-  if (!r.ok) {
-    const body = (await r.json().catch(() => ({}))) as { error?: string; message?: string };
-    throw new PgHaError('PGHA_CLI_REFUSED', `${m.name}: HTTP ${r.status}: ${body.message ?? body.error ?? ''}`);
+  const r = await apiRequest(`${m.apiUrl}${path}`, { body, auth: ctx.auth, tls: ctx.tls, timeoutMs: 90_000 })
+    .catch((err: unknown) => { throw new PgHaError('PGHA_CLI_REFUSED', `${m.name}: ${m.apiUrl}: ${(err as Error).message}`, { cause: err }); });
+  if (r.status < 200 || r.status > 299) {
+    const b = jsonOf(r);
+    throw new PgHaError('PGHA_CLI_REFUSED', `${m.name}: HTTP ${r.status}: ${String(b.message ?? b.error ?? '')}`);
   }
 }
 

@@ -1,6 +1,7 @@
 // The node configuration (one YAML file per node) and the cluster-wide dynamic configuration
 // (written to etcd once at bootstrap, read from there afterwards). Key names follow Patroni's so
 // that a Patroni user finds what they expect; pgha-only keys are marked in docs/configuration.md.
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 /** "host:port" with a numeric port. */
@@ -13,6 +14,27 @@ export const hostPort = z
   }, 'port must be between 1 and 65535');
 
 const seconds = (min: number, max: number) => z.number().min(min).max(max);
+
+const absolutePath = z.string().startsWith('/', 'an absolute path');
+
+/** An IPv4/IPv6 address, a network in CIDR notation, or a host name (resolved when checked). */
+const allowlistEntry = z.string().refine((s) => parseAllowlistEntry(s) !== null, 'an IP address, a CIDR network (10.0.0.0/24) or a host name');
+
+export type AllowlistEntry = { kind: 'net'; address: string; prefix: number; family: 'ipv4' | 'ipv6' } | { kind: 'host'; name: string };
+
+/** Parse one allowlist entry (pure); null when it is none of the three forms. */
+export function parseAllowlistEntry(s: string): AllowlistEntry | null {
+  const [address = '', prefixText, extra] = s.split('/');
+  const v = isIP(address);
+  if (extra === undefined && v !== 0) {
+    const max = v === 4 ? 32 : 128;
+    const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : -1;
+    return prefix >= 0 && prefix <= max ? { kind: 'net', address, prefix, family: v === 4 ? 'ipv4' : 'ipv6' } : null;
+  }
+  const numericTld = /(^|\.)\d+$/.test(s); // "10.0.0.300" is a bad address, not a host name
+  return prefixText === undefined && !numericTld && /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(s) && s.length <= 253
+    ? { kind: 'host', name: s.toLowerCase() } : null;
+}
 
 const credentials = z.strictObject({
   username: z.string().min(1).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain role name: letters, digits, _'),
@@ -172,7 +194,40 @@ export const nodeConfigSchema = z.strictObject({
       listen: hostPort.default('0.0.0.0:8008'),
       connect_address: hostPort.optional(),
       authentication: credentials.optional(),
+      // TLS (as Patroni): with certfile and keyfile the API is HTTPS and members publish https://.
+      certfile: absolutePath.optional(),
+      keyfile: absolutePath.optional(),
+      // CA that signs client certificates (verify_client) and, for the agent's own calls to
+      // other members, their server certificates (unless ctl.cacert is set).
+      cafile: absolutePath.optional(),
+      // none: no client certificate asked. optional: asked; the mutating endpoints need a valid
+      // one. required: the TLS handshake refuses a client without a valid one (health checks too).
+      verify_client: z.enum(['none', 'optional', 'required']).default('none'),
+      // Addresses and networks (CIDR) allowed to call the mutating endpoints; others get 403.
+      allowlist: z.array(allowlistEntry).optional(),
+      // Also allow the hosts of the members' published API addresses.
+      allowlist_include_members: z.boolean().default(false),
     })
+    .superRefine((r, ctx) => {
+      if ((r.certfile === undefined) !== (r.keyfile === undefined)) {
+        ctx.addIssue({ code: 'custom', path: [r.certfile === undefined ? 'certfile' : 'keyfile'], message: 'certfile and keyfile go together' });
+      }
+      if (r.verify_client !== 'none' && (r.certfile === undefined || r.cafile === undefined)) {
+        ctx.addIssue({ code: 'custom', path: ['verify_client'], message: `verify_client: ${r.verify_client} needs certfile, keyfile and cafile (the CA of the client certificates)` });
+      }
+    })
+    .prefault({}),
+  // How pghactl (and the agent, for its own calls to other members) reaches the REST APIs.
+  // Each file falls back to the restapi one (cacert to restapi.cafile), as in Patroni.
+  ctl: z
+    .strictObject({
+      certfile: absolutePath.optional(),
+      keyfile: absolutePath.optional(),
+      cacert: absolutePath.optional(),
+      // pghactl only: do not verify the agents' server certificates (a warning is printed).
+      insecure: z.boolean().default(false),
+    })
+    .refine((c) => (c.certfile === undefined) === (c.keyfile === undefined), { message: 'certfile and keyfile go together', path: ['keyfile'] })
     .prefault({}),
   etcd: etcdSchema,
   bootstrap: z
@@ -227,6 +282,10 @@ export type NodeConfig = z.infer<typeof nodeConfigSchema>;
 /** The address other members and clients use for this node's REST API and PostgreSQL. */
 export function restConnectAddress(c: NodeConfig): string {
   return c.restapi.connect_address ?? c.restapi.listen;
+}
+/** The URL members publish for this node's REST API: https:// when it serves TLS. */
+export function restApiUrl(c: NodeConfig): string {
+  return `${c.restapi.certfile === undefined ? 'http' : 'https'}://${restConnectAddress(c)}`;
 }
 export function pgConnectAddress(c: NodeConfig): string {
   return c.postgresql.connect_address ?? c.postgresql.listen;

@@ -27,6 +27,12 @@ export interface HaproxyInput {
   /** Health-check interval of an up server (HAProxy `inter`), in ms; 100..60000. */
   checkIntervalMs: number;
   members: readonly HaproxyMember[];
+  /**
+   * The agents' REST API is HTTPS: checks use TLS and verify the agent's certificate against
+   * `caFile`; `crtFile` (one PEM with certificate and key) is presented when the agents ask for a
+   * client certificate (verify_client: required).
+   */
+  apiTls?: { caFile: string; crtFile?: string };
 }
 
 export const HAPROXY_TEMPLATE_PATH = new URL('../../config/haproxy.cfg.tmpl', import.meta.url);
@@ -42,6 +48,12 @@ function invalid(field: string, msg: string): PgHaError {
 function checkPort(field: string, p: number): string {
   if (!Number.isInteger(p) || p < 1 || p > 65535) throw invalid(field, `a port between 1 and 65535, not ${String(p)}`);
   return String(p);
+}
+
+/** A file path HAProxy reads: absolute, nothing that could split the server line. */
+function checkPath(field: string, p: string): string {
+  if (!/^\/[A-Za-z0-9_.\/-]+$/.test(p)) throw invalid(field, `an absolute path of letters, digits, _ . / - only, not ${JSON.stringify(p)}`);
+  return p;
 }
 
 function checkName(field: string, s: string): string {
@@ -66,6 +78,9 @@ function variables(i: HaproxyInput): { vars: Vars; sections: Record<string, Vars
     fastinter: String(fast),
     downinter: String(fast),
     downAfterMs: String(ms + fast),
+    // HTTPS agents: the check speaks TLS and accepts only a certificate the CA signed.
+    checkSsl: i.apiTls === undefined ? '' : ` check-ssl verify required ca-file ${checkPath('apiTls.caFile', i.apiTls.caFile)}${
+      i.apiTls.crtFile === undefined ? '' : ` crt ${checkPath('apiTls.crtFile', i.apiTls.crtFile)}`}`,
   };
   const ports = [i.readWritePort, i.readOnlyPort];
   const stats: Vars[] = [];

@@ -11,6 +11,8 @@ import { stringify } from 'yaml';
 import { startEtcd, startEtcdCluster, type EtcdClusterHandle, type EtcdTlsFiles } from './etcd.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { childPids } from '../../src/postgres/datadir.ts';
+import { apiRequest } from '../../src/api/client.ts';
+import type { ClientTls } from '../../src/api/tls.ts';
 
 export const REPO = new URL('../..', import.meta.url).pathname;
 const PGHA_BIN = join(REPO, 'bin/pgha.js');
@@ -51,6 +53,11 @@ export interface ClusterOptions {
    */
   etcdMembers?: number;
   etcdTls?: EtcdTlsFiles;
+  /**
+   * The agents' REST API is HTTPS (set restapi.certfile through `configure`): status(), probe()
+   * and the node lookups call https://127.0.0.1, verify with `caFile`, and present cert/key when given.
+   */
+  apiTls?: { caFile: string; certFile?: string; keyFile?: string };
 }
 
 export class TestCluster {
@@ -197,7 +204,24 @@ export class TestCluster {
     this.#extraKills.push(kill);
   }
 
+  /** The base URL of n's API as the tests reach it. */
+  apiBase(n: NodeHandle): string {
+    return `${this.#opts.apiTls === undefined ? 'http' : 'https'}://127.0.0.1:${n.apiPort}`;
+  }
+
+  #clientTls(): ClientTls | undefined {
+    const t = this.#opts.apiTls;
+    if (t === undefined) return undefined;
+    return {
+      ca: readFileSync(t.caFile), rejectUnauthorized: true,
+      ...(t.certFile !== undefined && t.keyFile !== undefined ? { cert: readFileSync(t.certFile), key: readFileSync(t.keyFile) } : {}),
+    };
+  }
+
   async status(n: NodeHandle): Promise<Record<string, unknown> | null> {
+    if (this.#opts.apiTls !== undefined) {
+      return apiRequest(`${this.apiBase(n)}/status`, { tls: this.#clientTls(), timeoutMs: 1000 }).then((r) => JSON.parse(r.text) as Record<string, unknown>, () => null);
+    }
     try {
       const r = await fetch(`http://127.0.0.1:${n.apiPort}/status`, { signal: AbortSignal.timeout(1000) });
       return (await r.json()) as Record<string, unknown>;
@@ -207,6 +231,9 @@ export class TestCluster {
   }
 
   async probe(n: NodeHandle, path: string): Promise<number> {
+    if (this.#opts.apiTls !== undefined) {
+      return apiRequest(`${this.apiBase(n)}${path}`, { tls: this.#clientTls(), timeoutMs: 1000 }).then((r) => r.status, () => 0);
+    }
     return httpStatus(`http://127.0.0.1:${n.apiPort}${path}`);
   }
 

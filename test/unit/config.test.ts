@@ -37,7 +37,8 @@ describe('parseConfig', () => {
       name: 'node1',
       namespace: '/service',
       log: { level: 'info' },
-      restapi: { listen: '0.0.0.0:8008' },
+      restapi: { listen: '0.0.0.0:8008', verify_client: 'none', allowlist_include_members: false },
+      ctl: { insecure: false },
       etcd: { hosts: ['127.0.0.1:2379'], protocol: 'http' },
       bootstrap: {
         dcs: {

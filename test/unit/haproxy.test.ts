@@ -1,11 +1,12 @@
 // HAProxy configuration rendering, and the rendered file checked by HAProxy itself (`haproxy -c`).
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { renderHaproxyConfig, renderTemplate, type HaproxyInput } from '../../src/proxy/haproxy.ts';
+import { makePki } from '../support/tls.ts';
 
 const HAPROXY = '/usr/sbin/haproxy';
 
@@ -60,6 +61,24 @@ describe('renderHaproxyConfig', () => {
     expect(() => renderHaproxyConfig({ ...input, ...patch })).toThrow(message);
   });
 
+  it('checks HTTPS agents over TLS, verifying them with the CA, and presents crt when given', () => {
+    const tls = renderHaproxyConfig({ ...input, apiTls: { caFile: '/etc/pgha/tls/ca.crt' } });
+    for (const name of ['primary', 'replicas']) {
+      for (const i of [1, 2, 3]) expect(section(tls, name)).toContain(`check port ${8010 + i} addr 127.0.0.1 check-ssl verify required ca-file /etc/pgha/tls/ca.crt\n`);
+    }
+    const withCrt = renderHaproxyConfig({ ...input, apiTls: { caFile: '/t/ca.crt', crtFile: '/t/haproxy.pem' } });
+    expect(section(withCrt, 'primary')).toContain('addr 127.0.0.1 check-ssl verify required ca-file /t/ca.crt crt /t/haproxy.pem\n');
+    expect(section(cfg, 'primary')).not.toContain('check-ssl');
+  });
+
+  it.each([
+    ['a relative CA file', { caFile: 'ca.crt' }, /apiTls\.caFile/],
+    ['a CA path with a space', { caFile: '/t/ca.crt crt /etc/shadow' }, /apiTls\.caFile/],
+    ['a crt path with a newline', { caFile: '/t/ca.crt', crtFile: '/t/x\n  server evil' }, /apiTls\.crtFile/],
+  ] as const)('refuses %s', (_, apiTls, message) => {
+    expect(() => renderHaproxyConfig({ ...input, apiTls })).toThrow(message);
+  });
+
   it('fills sections from a template of its own, and refuses unknown placeholders', () => {
     const t = 'a {{readWritePort}}\n{{#members}}\n- {{name}}:{{pgPort}}\n{{/members}}\n';
     expect(renderTemplate(t, input)).toBe('a 5000\n- node1:5441\n- node2:5442\n- node3:5443\n');
@@ -71,13 +90,23 @@ describe('renderHaproxyConfig', () => {
 const haproxyMissing = !existsSync(HAPROXY);
 describe.skipIf(haproxyMissing)(`haproxy -c${haproxyMissing ? ` (SKIPPED: ${HAPROXY} is not installed; apt-get install haproxy)` : ''}`, () => {
   it.each([
-    ['three members', input],
-    ['with the stats page and one member', { ...input, statsPort: 7000, members: input.members.slice(0, 1) }],
-  ])('accepts the rendered file: %s', async (_, i) => {
+    ['three members', input, false],
+    ['with the stats page and one member', { ...input, statsPort: 7000, members: input.members.slice(0, 1) }, false],
+    ['HTTPS agents with a client certificate', input, true],
+  ])('accepts the rendered file: %s', async (_, i, tls) => {
     const dir = mkdtempSync(join(tmpdir(), 'pgha-haproxy-'));
     try {
       const file = join(dir, 'haproxy.cfg');
-      writeFileSync(file, renderHaproxyConfig(i));
+      let apiTls: HaproxyInput['apiTls'];
+      if (tls) {
+        // haproxy -c loads the CA and the certificate: real files, made by openssl.
+        const pki = makePki(join(dir, 'pki'));
+        const leaf = pki.issue('haproxy');
+        const crtFile = join(dir, 'haproxy.pem');
+        writeFileSync(crtFile, readFileSync(leaf.cert, 'utf8') + readFileSync(leaf.key, 'utf8'));
+        apiTls = { caFile: pki.caFile, crtFile };
+      }
+      writeFileSync(file, renderHaproxyConfig(apiTls === undefined ? i : { ...i, apiTls }));
       // execFile rejects on a non-zero exit, with HAProxy's alerts in the error's stderr.
       const r = await promisify(execFile)(HAPROXY, ['-c', '-f', file]);
       expect(r.stdout + r.stderr).toContain('Configuration file is valid');
