@@ -26,8 +26,9 @@ function ensureNodeModules() {
 const PACKAGES = {
   // python3 and systemd (its /usr/bin/systemd-notify): the tests stand in for systemd's notify
   // socket and watchdog with small python listeners, and the agent notifies through systemd-notify.
-  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd'],
-  demo: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy'],
+  // openssl: the TLS tests and `npm run demo -- --tls` make a throw-away CA (scripts/pki.ts).
+  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd', 'openssl'],
+  demo: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'openssl'],
 };
 
 function installed(pkg) {
