@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { registerOpsRoutes } from '../api/ops-routes.ts';
 import { buildApi, startApi } from '../api/server.ts';
 import { loadConfig } from '../config/load.ts';
+import { checkTlsFiles } from '../config/tls-files.ts';
 import { createEtcdDcs } from '../dcs/etcd.ts';
 import { describeError, isPgHaError } from '../errors.ts';
 import { createLogger } from '../log/logger.ts';
@@ -50,6 +51,8 @@ async function main(): Promise<number> {
   }
 
   const loaded = await loadConfig(path);
+  // PostgreSQL and libpq run as this user: their key-file rules are checked against it.
+  checkTlsFiles(loaded, path, process.getuid?.() ?? 0);
   const logger = createLogger({ level: loaded.log.level, name: loaded.name });
   const { config, device } = openWatchdogDevice(loaded, logger);
   const notify = new SystemdNotify({ env: process.env, pid: process.pid, now: () => performance.now(), logger });
