@@ -216,8 +216,8 @@ class LocalInstance implements PostgresControl {
   }
 
   /**
-   * The passfile holds passwords for `peer` only (finding: a `*` entry gave them to any host a
-   * member key named): the replication role's, plus the rewind role's while rewinding from it.
+   * The passfile holds passwords for `peer` only (a `*` entry would hand them to whatever host a
+   * member key names): the replication role's, plus the rewind role's while rewinding from it.
    */
   async #writePassfile(peer: Upstream | null, rewind = false): Promise<void> {
     const roles = [this.#c.postgresql.authentication.replication, ...(rewind ? [this.#rewinder] : [])];
