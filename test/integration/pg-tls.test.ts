@@ -6,14 +6,15 @@
 // all run over TLS; that channel_binding=require and verify-full refuse what they should; and
 // finding 8: the passfile names only the upstream, and a member key with a bad address is ignored.
 import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { peerConninfo } from '../../src/postgres/conf.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
-import { PASSWORDS, TestCluster, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { PASSWORDS, REPO, TestCluster, waitFor, type NodeHandle } from '../support/cluster.ts';
 import { makePki, privateCopy } from '../support/tls.ts';
 
 const run = promisify(execFile);
@@ -95,6 +96,22 @@ beforeAll(async () => {
 afterAll(async () => {
   await cluster.destroy();
   rmSync(pkiDir, { recursive: true, force: true });
+});
+
+describe('the agent with a server key PostgreSQL would refuse', () => {
+  it('will not start, and names the field and the file', async () => {
+    const cfg = parse(readFileSync(cluster.nodes[0]!.configPath, 'utf8')) as { postgresql: { ssl: { key_file: string } } };
+    const loose = pki.issue('loose').key; // mode 0644, owned by root
+    cfg.postgresql.ssl.key_file = loose;
+    const path = join(cluster.dir, 'loose.yml');
+    writeFileSync(path, stringify(cfg), { mode: 0o600 });
+    chownSync(path, pgUser.uid, pgUser.gid);
+    const err = await run(process.execPath, [join(REPO, 'bin/pgha.js'), '--config', path], {
+      uid: pgUser.uid, gid: pgUser.gid, cwd: '/', timeout: 30_000, env: { PATH: process.env.PATH ?? '/usr/bin', HOME: cluster.dir },
+    }).then(() => null, (e: { code?: number; stderr?: string }) => e);
+    expect(err?.code).toBe(1);
+    expect(err?.stderr).toContain(`pgha: PGHA_CONFIG_INVALID: ${path}: postgresql.ssl.key_file: ${loose}: is mode 0644 owned by uid 0: a key owned by root must be mode 0640 or stricter`);
+  });
 });
 
 describe('PostgreSQL with ssl = on on every member', () => {
