@@ -9,6 +9,7 @@ import { accessGuard } from '../api/access.ts';
 import { buildApi, startApi } from '../api/server.ts';
 import { loadClientTls, loadServerTls } from '../api/tls.ts';
 import { loadConfig } from '../config/load.ts';
+import { checkTlsFiles } from '../config/tls-files.ts';
 import { createEtcdDcs, etcdConnection } from '../dcs/etcd.ts';
 import { describeError, isPgHaError } from '../errors.ts';
 import { createLogger } from '../log/logger.ts';
@@ -52,6 +53,8 @@ async function main(): Promise<number> {
   }
 
   const loaded = await loadConfig(path);
+  // PostgreSQL and libpq run as this user: their key-file rules are checked against it.
+  checkTlsFiles(loaded, path, process.getuid?.() ?? 0);
   // Certificates are read now, before anything starts: a missing file stops the start with the
   // file, the field and the reason, not the first failsafe round or the first HTTPS probe.
   const serverTls = loadServerTls(loaded, path);

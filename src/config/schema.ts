@@ -1,7 +1,7 @@
 // The node configuration (one YAML file per node) and the cluster-wide dynamic configuration
 // (written to etcd once at bootstrap, read from there afterwards). Key names follow Patroni's so
 // that a Patroni user finds what they expect; pgha-only keys are marked in docs/configuration.md.
-import { isIP } from 'node:net';
+import { isIP, isIPv4 } from 'node:net';
 import { z } from 'zod';
 
 /** "host:port" with a numeric port. */
@@ -14,7 +14,6 @@ export const hostPort = z
   }, 'port must be between 1 and 65535');
 
 const seconds = (min: number, max: number) => z.number().min(min).max(max);
-
 const absolutePath = z.string().startsWith('/', 'an absolute path');
 
 /** An IPv4/IPv6 address, a network in CIDR notation, or a host name (resolved when checked). */
@@ -36,10 +35,60 @@ export function parseAllowlistEntry(s: string): AllowlistEntry | null {
     ? { kind: 'host', name: s.toLowerCase() } : null;
 }
 
-const credentials = z.strictObject({
-  username: z.string().min(1).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain role name: letters, digits, _'),
-  password: z.string().min(1),
-});
+
+const DNS_LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+const DNS_NAME = new RegExp(`^${DNS_LABEL}(?:\\.${DNS_LABEL})*$`);
+
+/**
+ * A host another member may connect to: an IPv4 address or a DNS name. Never a Unix socket
+ * directory, a space, a quote or an `=`, which would change what a libpq connection string
+ * means; a name whose last label is all digits is refused too (getaddrinfo reads "10.1" as an
+ * address).
+ */
+export function isPeerHost(host: string): boolean {
+  if (isIPv4(host)) return true;
+  return host.length <= 253 && DNS_NAME.test(host) && /[A-Za-z-]/.test(host.slice(host.lastIndexOf('.') + 1));
+}
+
+/** "host:port" whose host is a peer host (isPeerHost): what a member publishes in etcd. */
+export function isPeerAddress(hp: string): boolean {
+  if (!hostPort.safeParse(hp).success) return false;
+  return isPeerHost(splitHostPort(hp).host);
+}
+
+/**
+ * libpq TLS settings for the connections pgha makes as a role to another member (Patroni's
+ * per-user keys under postgresql.authentication). Absent keys keep libpq's defaults
+ * (sslmode=prefer, channel_binding=prefer).
+ */
+const peerTls = {
+  sslmode: z.enum(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']).optional(),
+  sslrootcert: absolutePath.optional(),
+  sslcert: absolutePath.optional(),
+  sslkey: absolutePath.optional(),
+  sslcrl: absolutePath.optional(),
+  channel_binding: z.enum(['disable', 'prefer', 'require']).optional(),
+};
+
+const roleName = z.string().min(1).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain role name: letters, digits, _');
+const credentials = z.strictObject({ username: roleName, password: z.string().min(1) });
+
+/** A PostgreSQL role pgha connects as, with the TLS settings of those connections. */
+const pgCredentials = z
+  .strictObject({ username: roleName, password: z.string().min(1), ...peerTls })
+  .superRefine((c, ctx) => {
+    if ((c.sslmode === 'verify-ca' || c.sslmode === 'verify-full') && c.sslrootcert === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['sslrootcert'], message: `sslmode ${c.sslmode} needs sslrootcert (the CA that signed the servers' certificates)` });
+    }
+    if ((c.sslcert === undefined) !== (c.sslkey === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['sslkey'], message: 'sslcert and sslkey go together' });
+    }
+    if (c.channel_binding === 'require' && c.sslmode === 'disable') {
+      ctx.addIssue({ code: 'custom', path: ['channel_binding'], message: 'channel_binding require needs TLS: sslmode disable cannot be used with it' });
+    }
+  });
+
+export type PgCredentials = z.infer<typeof pgCredentials>;
 
 /** Dynamic, cluster-wide settings. All of them live in etcd under /<namespace>/<scope>/config. */
 export const dynamicConfigSchema = z
@@ -251,10 +300,14 @@ export const nodeConfigSchema = z.strictObject({
     // Directory of the Unix socket the agent uses to reach its own PostgreSQL.
     socket_dir: z.string().startsWith('/', 'an absolute path').default('/var/run/postgresql'),
     pgpass: z.string().startsWith('/', 'an absolute path').optional(),
+    // pgha-only: TLS on this server: ssl = on with these files (docs/configuration.md#tls).
+    ssl: z
+      .strictObject({ cert_file: absolutePath, key_file: absolutePath, ca_file: absolutePath.optional(), crl_file: absolutePath.optional() })
+      .optional(),
     authentication: z.strictObject({
-      superuser: credentials,
-      replication: credentials,
-      rewind: credentials.optional(),
+      superuser: pgCredentials,
+      replication: pgCredentials,
+      rewind: pgCredentials.optional(),
     }),
     parameters: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
     // Seconds pg_ctl may take to start or stop the server before the agent gives up.
@@ -274,20 +327,30 @@ export const nodeConfigSchema = z.strictObject({
       timeout: z.number().int().min(1).max(3600).optional(),
     })
     .prefault({}),
+}).superRefine((c, ctx) => {
+  // Other members refuse a member key whose addresses are not peer addresses (src/dcs/codec.ts).
+  if (!isPeerAddress(pgConnectAddress(c))) {
+    ctx.addIssue({ code: 'custom', path: ['postgresql', c.postgresql.connect_address === undefined ? 'listen' : 'connect_address'],
+      message: 'the address other members connect to must be an IPv4 address or a DNS name with a port; set postgresql.connect_address' });
+  }
+  if (!isPeerAddress(restConnectAddress(c))) {
+    ctx.addIssue({ code: 'custom', path: ['restapi', c.restapi.connect_address === undefined ? 'listen' : 'connect_address'],
+      message: 'the address other members call must be an IPv4 address or a DNS name with a port; set restapi.connect_address' });
+  }
 });
 
 export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
 export type NodeConfig = z.infer<typeof nodeConfigSchema>;
 
 /** The address other members and clients use for this node's REST API and PostgreSQL. */
-export function restConnectAddress(c: NodeConfig): string {
+export function restConnectAddress(c: Pick<NodeConfig, 'restapi'>): string {
   return c.restapi.connect_address ?? c.restapi.listen;
 }
 /** The URL members publish for this node's REST API: https:// when it serves TLS. */
 export function restApiUrl(c: NodeConfig): string {
   return `${c.restapi.certfile === undefined ? 'http' : 'https'}://${restConnectAddress(c)}`;
 }
-export function pgConnectAddress(c: NodeConfig): string {
+export function pgConnectAddress(c: Pick<NodeConfig, 'postgresql'>): string {
   return c.postgresql.connect_address ?? c.postgresql.listen;
 }
 export function splitHostPort(hp: string): { host: string; port: number } {

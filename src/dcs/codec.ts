@@ -1,6 +1,6 @@
 // Schemas of every value read from etcd: nothing another process wrote is trusted unchecked.
 import { z } from 'zod';
-import { dynamicConfigSchema } from '../config/schema.ts';
+import { dynamicConfigSchema, isPeerAddress, isPeerHost } from '../config/schema.ts';
 import type { HistoryEntry } from './types.ts';
 import type { FailoverRequest, MemberInfo } from '../ha/types.ts';
 
@@ -10,17 +10,25 @@ const tags = z.object({
 });
 
 export const memberInfoSchema: z.ZodType<MemberInfo> = z.object({
-  name: z.string().min(1),
+  // As nodeConfigSchema's name: it becomes an application_name and a slot name.
+  name: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/),
   role: z.enum(['primary', 'standby', 'unknown']),
   state: z.enum(['running', 'streaming', 'starting', 'stopped', 'crashed', 'rewinding', 'cloning', 'bootstrapping', 'fenced']),
   timeline: z.number().int().nullable(),
   lsn: z.number().nullable(),
-  apiUrl: z.string(),
-  conn: z.string(),
+  apiUrl: z.string().refine(isApiUrl, 'expected http(s)://host:port with an IPv4 address or a DNS name, nothing else'),
+  // Other members connect here with the replication and rewind passwords: host and port only.
+  conn: z.string().refine(isPeerAddress, 'expected host:port with an IPv4 address or a DNS name'),
   tags,
   upstream: z.string().nullable(),
   pendingRestart: z.boolean(),
 });
+
+/** A member's REST address: scheme, peer host and port, no credentials, path, query or fragment. */
+export function isApiUrl(s: string): boolean {
+  const m = /^https?:\/\/([^/:@?#\s]+):(\d{1,5})$/.exec(s);
+  return m !== null && isPeerHost(m[1] ?? '') && Number(m[2]) > 0 && Number(m[2]) < 65536;
+}
 
 export const historySchema: z.ZodType<HistoryEntry[]> = z.array(z.object({
   timeline: z.number().int(), lsn: z.string(), reason: z.string(), time: z.string(), leader: z.string(),

@@ -173,7 +173,7 @@ export class EtcdDcs implements Dcs {
       } else if (key.startsWith(this.keys.membersPrefix)) {
         const m = decode(memberInfoSchema, value);
         if (m.ok) view.members.push(m.value);
-        else this.#o.onWarning?.('ignoring invalid member key', { key, error: m.error });
+        else this.#o.onWarning?.('ignoring invalid member key', { code: 'PGHA_DCS_BAD_VALUE', key, error: m.error });
       }
     }
     view.members.sort((a, b) => (a.name < b.name ? -1 : 1));

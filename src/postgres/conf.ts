@@ -68,11 +68,60 @@ export function conninfo(pairs: Array<[string, string | number]>): string {
     .join(' ');
 }
 
+/** libpq TLS keywords for a connection to another member (the role's postgresql.authentication keys). */
+export interface PeerTls {
+  sslmode?: string | undefined;
+  sslrootcert?: string | undefined;
+  sslcert?: string | undefined;
+  sslkey?: string | undefined;
+  sslcrl?: string | undefined;
+  channel_binding?: string | undefined;
+}
+
+const TLS_KEYWORDS = ['sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'sslcrl', 'channel_binding'] as const;
+
+/** The TLS pairs that are set, in a fixed order. */
+export function tlsPairs(t: PeerTls): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const k of TLS_KEYWORDS) {
+    const v = t[k];
+    if (v !== undefined) out.push([k, v]);
+  }
+  return out;
+}
+
+/**
+ * The connection string of every TCP connection pgha makes to another member: primary_conninfo,
+ * pg_basebackup, pg_rewind and its checkpoint. Passwords come from the passfile.
+ */
+export function peerConninfo(host: string, port: number, user: string, tls: PeerTls, extra: Array<[string, string | number]> = []): string {
+  return conninfo([['host', host], ['port', port], ['user', user], ...tlsPairs(tls), ...extra]);
+}
+
+/** postgresql.ssl: TLS on this server. Layered last over the parameters, so it wins. */
+export interface ServerSsl {
+  cert_file: string;
+  key_file: string;
+  ca_file?: string | undefined;
+  crl_file?: string | undefined;
+}
+
+export function sslParameters(ssl: ServerSsl | undefined): Record<string, ParamValue> {
+  if (ssl === undefined) return {};
+  return {
+    ssl: 'on', ssl_cert_file: ssl.cert_file, ssl_key_file: ssl.key_file,
+    ...(ssl.ca_file === undefined ? {} : { ssl_ca_file: ssl.ca_file }),
+    ...(ssl.crl_file === undefined ? {} : { ssl_crl_file: ssl.crl_file }),
+  };
+}
+
 export interface StandbyConf {
   host: string;
   port: number;
   user: string;
   passfile: string;
+  /** The replication role's TLS settings; none: libpq's defaults. */
+  tls?: PeerTls;
   /** This member's name: how the upstream's pg_stat_replication and synchronous_standby_names see us. */
   applicationName: string;
   slot: string | null;
@@ -122,9 +171,8 @@ export function renderPghaConf(i: PghaConfInput): string {
 
 function standbyLines(s: StandbyConf): string[] {
   if (!/^\S+$/.test(s.upstreamName)) throw new Error(`bad upstream member name ${JSON.stringify(s.upstreamName)}`);
-  const info = conninfo([
-    ['host', s.host], ['port', s.port], ['user', s.user], ['passfile', s.passfile],
-    ['application_name', s.applicationName], ...CONNINFO_LIVENESS,
+  const info = peerConninfo(s.host, s.port, s.user, s.tls ?? {}, [
+    ['passfile', s.passfile], ['application_name', s.applicationName], ...CONNINFO_LIVENESS,
   ]);
   return [
     `# pgha-upstream: ${s.upstreamName}`,
@@ -157,13 +205,23 @@ export interface PgpassEntry {
   password: string;
 }
 
+/**
+ * The passfile for connections to one member: each role's password for exactly that host and
+ * port, never `*`, so libpq hands a password to no other server. `peer` null (a primary, or a
+ * standby following nobody): no entries.
+ */
+export function peerPgpass(peer: { host: string; port: number } | null, roles: Array<{ username: string; password: string }>): PgpassEntry[] {
+  if (peer === null) return [];
+  return roles.map((r) => ({ host: peer.host, port: peer.port, database: '*', user: r.username, password: r.password }));
+}
+
 /** ~/.pgpass format: one `host:port:database:user:password` per line, `:` and `\` escaped. */
 export function renderPgpass(entries: PgpassEntry[]): string {
   const esc = (s: string) => {
     if (/[\r\n]/.test(s)) throw new Error('a passfile field cannot contain a line break');
     return s.replace(/\\/g, '\\\\').replace(/:/g, '\\:');
   };
-  return entries.map((e) => [esc(e.host), String(e.port), esc(e.database), esc(e.user), esc(e.password)].join(':')).join('\n') + '\n';
+  return entries.map((e) => `${[esc(e.host), String(e.port), esc(e.database), esc(e.user), esc(e.password)].join(':')}\n`).join('');
 }
 
 export interface HbaRoles {
@@ -171,6 +229,8 @@ export interface HbaRoles {
   replication: string;
   /** null: pg_rewind connects as the superuser. */
   rewind: string | null;
+  /** postgresql.ssl is set: the lines for other hosts are hostssl (TLS or nothing). */
+  ssl?: boolean;
 }
 
 /**
@@ -182,15 +242,17 @@ export interface HbaRoles {
  *   run from the member being rewound). Without a rewind role that is the superuser, which then
  *   is reachable from other hosts too: configure a rewind role to keep the superuser local.
  * Any other role, even one created by bootstrap.users, is refused until the operator adds lines.
+ * With postgresql.ssl set, the two remote lines are `hostssl`: no replication or rewind without TLS.
  */
 export function defaultHba(r: HbaRoles): string[] {
   const rewinder = r.rewind ?? r.superuser;
+  const remote = r.ssl === true ? 'hostssl' : 'host';
   return [
     `local all ${r.superuser} scram-sha-256`,
     `host all ${r.superuser} 127.0.0.1/32 scram-sha-256`,
     `host all ${r.superuser} ::1/128 scram-sha-256`,
-    `host replication ${r.replication} all scram-sha-256`,
-    `host all ${rewinder} all scram-sha-256`,
+    `${remote} replication ${r.replication} all scram-sha-256`,
+    `${remote} all ${rewinder} all scram-sha-256`,
   ];
 }
 

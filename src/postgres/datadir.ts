@@ -1,15 +1,46 @@
 // The data directory and the files pgha keeps beside it: writing files owned by the server's OS
 // user, the postmaster's liveness from postmaster.pid, and emptying the directory.
 import { chmodSync, chownSync, closeSync, existsSync, fstatSync, openSync, readFileSync, readlinkSync, readSync, realpathSync } from 'node:fs';
-import { chmod, chown, mkdir, open, readdir, rm, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { chmod, chown, mkdir, open, readdir, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { RunAs } from './exec.ts';
 
-/** Write `text` to `path` with `mode`, owned by `runAs` when given (the mode is forced on existing files too). */
-export async function writeOwned(path: string, text: string, runAs: RunAs | undefined, mode = 0o600): Promise<void> {
-  await writeFile(path, text, { mode });
-  await chmod(path, mode);
-  if (runAs !== undefined) await chown(path, runAs.uid, runAs.gid);
+/**
+ * Replace `path` with `text` atomically, owned by `runAs` when given, with `mode`: a crash or a
+ * full disk leaves either the old file or the new one, never a truncated one. Steps: write a
+ * temporary file in the same directory (O_EXCL: never a planted symlink), fsync it, rename it
+ * over `path`, fsync the directory so the rename itself survives a power loss. On any failure
+ * the temporary file is removed and `path` is untouched. Every file PostgreSQL or libpq reads
+ * that pgha rewrites (pgha.conf, pg_hba.conf, postgresql.conf, standby.signal, the passfile)
+ * goes through here.
+ */
+export async function writeAtomic(path: string, text: string, runAs: RunAs | undefined, mode = 0o600): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.pgha-${process.pid}-${randomBytes(4).toString('hex')}`);
+  let fh: FileHandle | null = await open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(text);
+    await fh.chmod(mode); // open's mode is cut by the umask
+    if (runAs !== undefined) await fh.chown(runAs.uid, runAs.gid);
+    await fh.sync();
+    await fh.close();
+    fh = null;
+    await rename(tmp, path);
+  } catch (err) {
+    await fh?.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  await fsyncDir(dirname(path));
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
 }
 
 /** Write a file that must not exist yet (O_EXCL: no following a planted symlink), removing a stale one first. */

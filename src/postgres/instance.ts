@@ -7,7 +7,7 @@
 // `<data_dir>.initpw` (the superuser password, only while initdb runs). With `runAs`, every child
 // runs as that OS user and every file written here is owned by it.
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { appendFile, chown, open, unlink } from 'node:fs/promises';
+import { chown, open, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { splitHostPort, type DynamicConfig, type NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
@@ -15,9 +15,9 @@ import type { LocalPostgres, SyncMethod } from '../ha/types.ts';
 import { CURRENT_TIMELINE_SQL, parseLsn } from './lsn.ts';
 import type { Logger } from '../log/logger.ts';
 import { syncStandbyNames } from '../ha/quorum.ts';
-import { defaultHba, renderHba, renderPghaConf, renderPgpass, syncNamesFromConf, upstreamFromConf, type StandbyConf } from './conf.ts';
+import { defaultHba, peerPgpass, renderHba, renderPghaConf, renderPgpass, sslParameters, syncNamesFromConf, upstreamFromConf, type StandbyConf } from './conf.ts';
 import { readControlData, type ControlData } from './controldata.ts';
-import { childPids, ensureDataDir, fatalLines, isInitialized, livePostmaster, pidFromFile, waitForExit, waitForReap, wipeContents, writeFresh, writeOwned } from './datadir.ts';
+import { childPids, ensureDataDir, fatalLines, isInitialized, livePostmaster, pidFromFile, waitForExit, waitForReap, wipeContents, writeAtomic, writeFresh } from './datadir.ts';
 import { run, type RunAs } from './exec.ts';
 import { Probe, withSession } from './probe.ts';
 import { cloneFrom, rewindFrom, type ReplicationContext } from './replication.ts';
@@ -176,11 +176,14 @@ class LocalInstance implements PostgresControl {
     } finally {
       await unlink(pwfile).catch(() => undefined);
     }
-    await appendFile(this.#path('postgresql.conf'), "\n# pgha: its settings, which win over the lines above.\ninclude_if_exists = 'pgha.conf'\n");
+    const conf = await readFile(this.#path('postgresql.conf'), 'utf8');
+    await writeAtomic(this.#path('postgresql.conf'), `${conf}\n# pgha: its settings, which win over the lines above.\ninclude_if_exists = 'pgha.conf'\n`, this.#runAs);
     const a = pgc.authentication;
-    const hba = this.#c.bootstrap.pg_hba ?? defaultHba({ superuser: a.superuser.username, replication: a.replication.username, rewind: a.rewind?.username ?? null });
-    await writeOwned(this.#path('pg_hba.conf'), renderHba(hba), this.#runAs);
-    await this.#writePassfile();
+    const hba = this.#c.bootstrap.pg_hba ?? defaultHba({
+      superuser: a.superuser.username, replication: a.replication.username, rewind: a.rewind?.username ?? null, ssl: pgc.ssl !== undefined,
+    });
+    await writeAtomic(this.#path('pg_hba.conf'), renderHba(hba), this.#runAs);
+    await this.#writePassfile(null);
   }
 
   /** Patroni's format: a string is a flag, a map gives `--key=value`. data-checksums is always on. */
@@ -206,18 +209,28 @@ class LocalInstance implements PostgresControl {
 
   get #port(): number { return splitHostPort(this.#c.postgresql.listen).port; }
 
-  async #writePassfile(): Promise<void> {
+  /** pg_rewind's role: the rewind role, else the superuser. */
+  get #rewinder() {
     const a = this.#c.postgresql.authentication;
-    const users = [a.replication, a.rewind ?? a.superuser];
-    const entries = users.map((u) => ({ host: '*', port: '*' as const, database: '*', user: u.username, password: u.password }));
-    await writeOwned(this.#passfile, renderPgpass(entries), this.#runAs);
+    return a.rewind ?? a.superuser;
+  }
+
+  /**
+   * The passfile holds passwords for `peer` only (a `*` entry would hand them to whatever host a
+   * member key names): the replication role's, plus the rewind role's while rewinding from it.
+   */
+  async #writePassfile(peer: Upstream | null, rewind = false): Promise<void> {
+    const roles = [this.#c.postgresql.authentication.replication, ...(rewind ? [this.#rewinder] : [])];
+    const entries = peerPgpass(peer === null ? null : splitHostPort(peer.conn), roles);
+    await writeAtomic(this.#passfile, renderPgpass(entries), this.#runAs);
   }
 
   #standbyConf(up: Upstream | null): StandbyConf | null {
     if (up === null) return null;
     const { host, port } = splitHostPort(up.conn);
+    const r = this.#c.postgresql.authentication.replication;
     return {
-      host, port, user: this.#c.postgresql.authentication.replication.username, passfile: this.#passfile,
+      host, port, user: r.username, tls: r, passfile: this.#passfile,
       applicationName: this.#c.name, slot: this.#o.dynamic().postgresql.use_slots ? slotNameFor(this.#c.name) : null, upstreamName: up.name,
     };
   }
@@ -226,20 +239,20 @@ class LocalInstance implements PostgresControl {
     const pgc = this.#c.postgresql;
     return renderPghaConf({
       port: this.#port, listenHost: splitHostPort(pgc.listen).host, socketDir: pgc.socket_dir,
-      parameters: [this.#o.dynamic().postgresql.parameters, pgc.parameters],
+      parameters: [this.#o.dynamic().postgresql.parameters, pgc.parameters, sslParameters(pgc.ssl)],
       standby: standby ? this.#standbyConf(up) : null,
       syncNames: standby ? '' : this.#syncNames,
     });
   }
 
   async #renderConf(up: Upstream | null, standby: boolean): Promise<void> {
-    await this.#writePassfile();
-    await writeOwned(this.#path('pgha.conf'), this.#confText(up, standby), this.#runAs);
+    await this.#writePassfile(standby ? up : null);
+    await writeAtomic(this.#path('pgha.conf'), this.#confText(up, standby), this.#runAs);
   }
 
   async #configureStandby(from: Upstream | null): Promise<void> {
     await this.#renderConf(from, true);
-    await writeOwned(this.#path('standby.signal'), '', this.#runAs);
+    await writeAtomic(this.#path('standby.signal'), '', this.#runAs);
   }
 
   async setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<void> {
@@ -255,11 +268,12 @@ class LocalInstance implements PostgresControl {
 
   async applyConfig(upstream: Upstream | null): Promise<boolean> {
     if (livePostmaster(this.#dir) === null) return false;
-    const want = this.#confText(upstream, existsSync(this.#path('standby.signal')));
+    const standby = existsSync(this.#path('standby.signal'));
+    const want = this.#confText(upstream, standby);
     let have = '';
     try { have = readFileSync(this.#path('pgha.conf'), 'utf8'); } catch { /* rewrite */ }
     if (have === want) return false;
-    await writeOwned(this.#path('pgha.conf'), want, this.#runAs);
+    await this.#renderConf(upstream, standby);
     await this.reload();
     return true;
   }
@@ -362,11 +376,10 @@ class LocalInstance implements PostgresControl {
   }
 
   #replication(): ReplicationContext {
-    const a = this.#c.postgresql.authentication;
     return {
       dataDir: this.#dir, binDir: this.#c.postgresql.bin_dir, runAs: this.#runAs, name: this.#c.name, passfile: this.#passfile,
-      replicationUser: a.replication.username, rewinder: a.rewind ?? a.superuser, secrets: this.#secrets,
-      writePassfile: () => this.#writePassfile(), configureStandby: (from) => this.#configureStandby(from),
+      replication: this.#c.postgresql.authentication.replication, rewinder: this.#rewinder, secrets: this.#secrets,
+      writePassfile: (peer, rewind) => this.#writePassfile(peer, rewind), configureStandby: (from) => this.#configureStandby(from),
     };
   }
 

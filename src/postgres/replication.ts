@@ -1,15 +1,16 @@
 // Making this member a standby of another: a fresh copy (pg_basebackup) or a rewind of diverged
 // data (pg_rewind). Both authenticate through the passfile (PGPASSFILE), never with a password on
 // a command line or in the environment, and end by configuring the data as the source's standby.
+// Every connection here goes through libpq with the role's TLS settings (sslmode, sslrootcert,
+// channel_binding ...): the same client, and the same checks, as the standby's primary_conninfo.
 import { chmod, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { splitHostPort } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
-import { conninfo } from './conf.ts';
+import { peerConninfo, type PeerTls } from './conf.ts';
 import { ensureDataDir, wipeContents } from './datadir.ts';
 import { CURRENT_TIMELINE_SQL } from './lsn.ts';
 import { run, type RunAs } from './exec.ts';
-import { withSession } from './probe.ts';
 import type { Upstream } from './types.ts';
 
 export interface ReplicationContext {
@@ -19,12 +20,13 @@ export interface ReplicationContext {
   /** This member's name: the application_name the source sees. */
   name: string;
   passfile: string;
-  replicationUser: string;
+  replication: PeerTls & { username: string };
   /** pg_rewind's role: the rewind role, else the superuser. */
-  rewinder: { username: string; password: string };
+  rewinder: PeerTls & { username: string };
   /** Passwords to keep out of error messages. */
   secrets: string[];
-  writePassfile: () => Promise<void>;
+  /** Passwords for `peer` only: the replication role's, and the rewind role's when `rewind`. */
+  writePassfile: (peer: Upstream, rewind: boolean) => Promise<void>;
   /** Render pgha.conf as a standby of `from` and write standby.signal. */
   configureStandby: (from: Upstream) => Promise<void>;
 }
@@ -46,8 +48,9 @@ export async function cloneFrom(ctx: ReplicationContext, from: Upstream): Promis
   const { host, port } = splitHostPort(from.conn);
   await ensureDataDir(ctx.dataDir, ctx.runAs);
   if ((await readdir(ctx.dataDir)).length > 0) throw new PgHaError('PGHA_PG_COMMAND', `cannot clone into the non-empty ${ctx.dataDir}`);
-  await ctx.writePassfile();
-  const args = ['-D', ctx.dataDir, '-h', host, '-p', String(port), '-U', ctx.replicationUser, '-X', 'stream', '--checkpoint=fast', '--no-password'];
+  await ctx.writePassfile(from, false);
+  const source = peerConninfo(host, port, ctx.replication.username, ctx.replication);
+  const args = ['-D', ctx.dataDir, '-d', source, '-X', 'stream', '--checkpoint=fast', '--no-password'];
   try {
     await run(join(ctx.binDir, 'pg_basebackup'), args, { timeoutMs: BASEBACKUP_TIMEOUT_MS, runAs: ctx.runAs, env: env(ctx), secrets: ctx.secrets });
     await chmod(ctx.dataDir, 0o700);
@@ -67,13 +70,13 @@ export async function cloneFrom(ctx: ReplicationContext, from: Upstream): Promis
  */
 export async function rewindFrom(ctx: ReplicationContext, from: Upstream): Promise<void> {
   const { host, port } = splitHostPort(from.conn);
-  await ctx.writePassfile();
+  await ctx.writePassfile(from, true);
   try {
     await checkpointIfPromotedRecently(ctx, host, port);
   } catch (err) {
     throw new PgHaError('PGHA_PG_COMMAND', `rewind source ${from.name} unreachable: ${(err as Error).message}`, { cause: err, retryable: true });
   }
-  const source = conninfo([['host', host], ['port', port], ['user', ctx.rewinder.username], ['dbname', 'postgres']]);
+  const source = peerConninfo(host, port, ctx.rewinder.username, ctx.rewinder, [['dbname', 'postgres']]);
   try {
     await run(join(ctx.binDir, 'pg_rewind'), ['-D', ctx.dataDir, `--source-server=${source}`], {
       timeoutMs: REWIND_TIMEOUT_MS, runAs: ctx.runAs, env: env(ctx), secrets: ctx.secrets,
@@ -91,12 +94,20 @@ export async function rewindFrom(ctx: ReplicationContext, from: Upstream): Promi
  * first makes it current. The rewind role may run it through pg_checkpoint (granted at bootstrap).
  */
 async function checkpointIfPromotedRecently(ctx: ReplicationContext, host: string, port: number): Promise<void> {
-  const session = { host, port, user: ctx.rewinder.username, password: ctx.rewinder.password, statementTimeoutMs: CHECKPOINT_TIMEOUT_MS };
-  await withSession(session, async (c) => {
-    const r = await c.query<{ stale: boolean }>(
-      `select case when pg_is_in_recovery() then false
-         else ${CURRENT_TIMELINE_SQL}
-           <> (select timeline_id from pg_control_checkpoint()) end as stale`);
-    if (r.rows[0]?.stale === true) await c.query('checkpoint');
+  const stale = await psql(ctx, host, port, `select case when pg_is_in_recovery() then false
+    else ${CURRENT_TIMELINE_SQL} <> (select timeline_id from pg_control_checkpoint()) end`);
+  if (stale === 't') await psql(ctx, host, port, 'checkpoint');
+}
+
+/** One statement on the rewind source through psql (libpq: the passfile and the TLS settings); its single value. */
+async function psql(ctx: ReplicationContext, host: string, port: number, sql: string): Promise<string> {
+  const info = peerConninfo(host, port, ctx.rewinder.username, ctx.rewinder, [
+    ['dbname', 'postgres'], ['options', `-c statement_timeout=${CHECKPOINT_TIMEOUT_MS}`],
+  ]);
+  // -X: no psqlrc; -A -t: the bare value; ON_ERROR_STOP: a failed statement is a non-zero exit.
+  const r = await run(join(ctx.binDir, 'psql'), ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', info, '-c', sql], {
+    // The server cancels the statement at CHECKPOINT_TIMEOUT_MS; 5 s more for the connect and the cancel's answer.
+    timeoutMs: CHECKPOINT_TIMEOUT_MS + 5000, runAs: ctx.runAs, env: env(ctx), secrets: ctx.secrets,
   });
+  return r.stdout.trim();
 }

@@ -217,12 +217,13 @@ describe('documentation covers every key', () => {
     if (d.innerType !== undefined) return unwrap(d.innerType);
     return d.type === 'pipe' ? unwrap(d.in) : s;
   };
-  /** Dotted paths of every leaf key; a {username, password} pair counts as one leaf. */
+  /** Dotted paths of every leaf key; a role ({username, password} and its TLS keys) counts as one leaf. */
   const keyPaths = (s: unknown, prefix = ''): string[] => {
     const shape = def(unwrap(s)).shape;
     if (shape === undefined) return [prefix];
     const keys = Object.keys(shape);
-    if (prefix !== '' && [...keys].sort().join() === 'password,username') return [prefix];
+    const role = new Set(['username', 'password', 'sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'sslcrl', 'channel_binding']);
+    if (prefix !== '' && keys.includes('username') && keys.every((k) => role.has(k))) return [prefix];
     return keys.flatMap((k) => keyPaths(shape[k], prefix === '' ? k : `${prefix}.${k}`));
   };
   const all = keyPaths(nodeConfigSchema);
