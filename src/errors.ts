@@ -20,6 +20,10 @@ export const ERROR_CODES = {
   PGHA_API_UNAUTHORIZED: 'a mutating REST request had no valid credentials',
   PGHA_FAILSAFE_REFUSED: 'a member refused to confirm a leader in failsafe mode, or a promise to one blocks an action',
   PGHA_WATCHDOG_UNAVAILABLE: 'watchdog.mode is required but the watchdog device cannot be used',
+  PGHA_DATA_DIR_UNSAFE: 'data_dir is a system path, or holds files that are no PostgreSQL data directory: pgha neither writes into it nor deletes them',
+  PGHA_NAME_COLLISION: 'this member\'s name maps to the replication slot of another member\'s name',
+  PGHA_API_WRONG_MEMBER: 'a member-scoped REST request named another member than the agent that received it',
+  PGHA_FENCER_LOST: 'the fencing process died and could not be restarted: the agent stopped PostgreSQL and exits',
   PGHA_CLI_USAGE: 'pghactl was called with bad arguments',
   PGHA_CLI_REFUSED: 'pghactl refused an operation, with the reason',
 } as const;

@@ -73,7 +73,11 @@ async function main(): Promise<number> {
   // The fencing process enforces the lease deadline even when this event loop is frozen.
   const fencer = new FencerProcess(config.postgresql.data_dir, logger);
   const external: ExternalFence = device === null ? fencer : combineFences([fencer, device]);
-  loop = new HaLoop({ config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger) });
+  let fatal: ((err: Error) => void) | null = null;
+  loop = new HaLoop({
+    config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger),
+    fatal: (err) => fatal?.(err),
+  });
   const ha = loop;
 
   const app = buildApi({
@@ -97,7 +101,7 @@ async function main(): Promise<number> {
 
   return new Promise<number>((resolve) => {
     let closing = false;
-    const shutdown = async (signal: string) => {
+    const shutdown = async (signal: string, code = 0) => {
       if (closing) return;
       closing = true;
       logger.info({ event: 'stopping', signal }, 'shutting down');
@@ -111,7 +115,11 @@ async function main(): Promise<number> {
       await pg.close().catch(() => undefined);
       await dcs.close().catch(() => undefined);
       logger.info({ event: 'stopped' }, 'pgha agent stopped');
-      resolve(0);
+      resolve(code);
+    };
+    fatal = (err) => {
+      logger.error({ event: 'fatal', err: describeError(err) }, `stopping the agent: ${err.message}`);
+      void shutdown('fatal', 1);
     };
     process.on('SIGTERM', () => void shutdown('SIGTERM'));
     process.on('SIGINT', () => void shutdown('SIGINT'));
