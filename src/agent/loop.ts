@@ -240,7 +240,7 @@ export class HaLoop {
       self: {
         name: config.name, tags: config.tags, leaseDeadline: this.fence.deadline,
         startFailures: this.actor.startFailures, notStreamingSince: this.#notStreamingSince,
-        failsafeHold: this.failsafe.hold,
+        failsafeHold: this.failsafe.hold, adoptSystemId: config.bootstrap.adopt_system_id ?? null,
       },
       local,
       cluster,

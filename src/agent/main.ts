@@ -65,7 +65,7 @@ async function main(): Promise<number> {
   });
   let loop: HaLoop | null = null;
   const pg = createPostgresControl({
-    config, dynamic: () => loop?.dynamic ?? dyn, logger,
+    config, configPath: path, dynamic: () => loop?.dynamic ?? dyn, logger,
     // A crashed postmaster takes the health connection with it: run the loop now, not up to
     // loop_wait later, so the restart in place (or the failover) starts at once.
     onConnectionLost: () => loop?.wake(),

@@ -153,6 +153,11 @@ export const nodeConfigSchema = z.strictObject({
       dcs: dynamicConfigSchema.prefault({}),
       initdb: z.array(initdbOption).default([{ encoding: 'UTF8' }, 'data-checksums']),
       pg_hba: z.array(z.string().min(1)).optional(),
+      // pgha-only: the database system identifier of existing data this member may register as
+      // the cluster when etcd holds no /initialize key (etcd lost its data). Without it, existing
+      // data never becomes a new cluster on its own (a typo in scope would otherwise turn a
+      // standby into a second primary). pg_controldata or /status shows the identifier.
+      adopt_system_id: z.string().regex(/^[1-9]\d{0,19}$/, 'a database system identifier (digits), as pg_controldata shows it').optional(),
       users: z
         .record(
           z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/),
