@@ -70,10 +70,18 @@ async function main(): Promise<number> {
     // loop_wait later, so the restart in place (or the failover) starts at once.
     onConnectionLost: () => loop?.wake(),
   });
-  // The fencing process enforces the lease deadline even when this event loop is frozen.
-  const fencer = new FencerProcess(config.postgresql.data_dir, logger);
-  const external: ExternalFence = device === null ? fencer : combineFences([fencer, device]);
   let fatal: ((err: Error) => void) | null = null;
+  // The fencing process enforces the lease deadline even when this event loop is frozen. If it
+  // cannot be kept running, PostgreSQL stops at once (a leader must not run without it) and the
+  // agent exits (fencer-client.ts); systemd starts it again with a new fencing process.
+  const fencer = new FencerProcess({
+    dataDir: config.postgresql.data_dir, logger,
+    onLost: (err) => {
+      logger.error({ event: 'fencer lost', err: describeError(err) }, 'the fencing process cannot be kept running: stopping PostgreSQL now');
+      void pg.stop('immediate').catch(() => undefined).finally(() => (fatal === null ? process.exit(1) : fatal(err)));
+    },
+  });
+  const external: ExternalFence = device === null ? fencer : combineFences([fencer, device]);
   loop = new HaLoop({
     config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger),
     fatal: (err) => fatal?.(err),
