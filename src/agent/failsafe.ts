@@ -21,10 +21,10 @@ export interface FailsafeCallOptions {
   now(): number;
 }
 
-async function confirms(url: string, o: FailsafeCallOptions): Promise<boolean> {
+async function confirms(member: string, url: string, o: FailsafeCallOptions): Promise<boolean> {
   try {
     const r = await fetch(new URL('/failsafe', url), {
-      method: 'POST', headers: jsonPostHeaders(o.auth), body: JSON.stringify({ leader: o.self, ttl: o.ttl }), signal: AbortSignal.timeout(o.timeoutMs),
+      method: 'POST', headers: jsonPostHeaders(o.auth, member), body: JSON.stringify({ leader: o.self, ttl: o.ttl }), signal: AbortSignal.timeout(o.timeoutMs),
     });
     await r.arrayBuffer().catch(() => undefined);
     return r.status === 200;
@@ -37,7 +37,7 @@ async function confirms(url: string, o: FailsafeCallOptions): Promise<boolean> {
 export async function failsafeRound(o: FailsafeCallOptions): Promise<FailsafeRound> {
   const asked = Object.keys(o.record.members).filter((n) => n !== o.self).sort();
   const sentAt = o.now();
-  const answers = await Promise.all(asked.map((n) => confirms(o.record.members[n] ?? '', o)));
+  const answers = await Promise.all(asked.map((n) => confirms(n, o.record.members[n] ?? '', o)));
   return { sentAt, asked, confirmed: asked.filter((_, i) => answers[i] === true) };
 }
 

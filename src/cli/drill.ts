@@ -113,7 +113,7 @@ async function perform(ctx: Ctx, kind: Kind): Promise<void> {
   const v = await ctx.dcs.readCluster(ctx.fallback);
   const leader = v.members.find((m) => m.name === v.leader?.name);
   if (leader === undefined) throw new PgHaError('PGHA_CLI_REFUSED', 'no leader');
-  const r = await fetch(`${leader.apiUrl}/drill`, { method: 'POST', headers: jsonPostHeaders(ctx.auth), body: JSON.stringify({ kind: kind === 'kill-primary' ? 'kill' : 'stop' }), signal: AbortSignal.timeout(10_000) });
+  const r = await fetch(`${leader.apiUrl}/drill`, { method: 'POST', headers: jsonPostHeaders(ctx.auth, leader.name), body: JSON.stringify({ kind: kind === 'kill-primary' ? 'kill' : 'stop' }), signal: AbortSignal.timeout(10_000) });
   if (!r.ok) throw new PgHaError('PGHA_CLI_REFUSED', `${leader.name}: HTTP ${r.status}`);
 }
 

@@ -10,7 +10,7 @@ import { printResult } from './format.ts';
 
 async function post(ctx: Ctx, m: MemberInfo, path: string, body: Record<string, unknown> = {}): Promise<void> {
   // A restart waits for pg_ctl (pg_ctl_timeout, 60 s by default): give it 90 s.
-  const r = await fetch(`${m.apiUrl}${path}`, { method: 'POST', headers: jsonPostHeaders(ctx.auth), body: JSON.stringify(body), signal: AbortSignal.timeout(90_000) });
+  const r = await fetch(`${m.apiUrl}${path}`, { method: 'POST', headers: jsonPostHeaders(ctx.auth, m.name), body: JSON.stringify(body), signal: AbortSignal.timeout(90_000) });
   if (!r.ok) {
     const body = (await r.json().catch(() => ({}))) as { error?: string; message?: string };
     throw new PgHaError('PGHA_CLI_REFUSED', `${m.name}: HTTP ${r.status}: ${body.message ?? body.error ?? ''}`);
