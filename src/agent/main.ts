@@ -53,6 +53,9 @@ async function main(): Promise<number> {
   const logger = createLogger({ level: loaded.log.level, name: loaded.name });
   const { config, device } = openWatchdogDevice(loaded, logger);
   const notify = new SystemdNotify({ env: process.env, pid: process.pid, now: () => performance.now(), logger });
+  if (notify.enabled && !notify.fromMainProcess) {
+    logger.warn({ event: 'sd_notify', via: 'systemd-notify' }, 'NOTIFY_SOCKET without PGHA_NOTIFY_FD: notifications come from systemd-notify children, which only NotifyAccess=all accepts; start the agent through bin/notify-socket.pl (systemd/pgha.service)');
+  }
   const dyn = config.bootstrap.dcs;
   const dcs = await createEtcdDcs({
     hosts: config.etcd.hosts, namespace: config.namespace, scope: config.scope, member: config.name,
