@@ -14,6 +14,8 @@ import type { Logger } from '../../src/log/logger.ts';
 const logged: string[] = [];
 const logger = { info: () => undefined, debug: () => undefined, warn: (_: unknown, m: string) => logged.push(m), error: (_: unknown, m: string) => logged.push(m) } as unknown as Logger;
 
+// Waits below: a fencer starts (a Node process) in about 100 ms on this machine; 5 s (10 s for a
+// restart plus a 1.5 s deadline) only bounds a failing test.
 const alive = (p: ChildProcess) => p.exitCode === null && p.signalCode === null;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until(cond: () => boolean, ms: number): Promise<boolean> {

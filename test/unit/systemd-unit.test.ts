@@ -99,6 +99,7 @@ describe('notifications come from the agent\'s own PID', () => {
         got.push({ pid: Number(pid), msg: msg.join(' ') });
       }
     });
+    // python3 binds in about 50 ms; 5 s only bounds a failing test.
     for (let i = 0; i < 200 && !up; i++) await new Promise((r) => setTimeout(r, 25));
     return { got, proc };
   }
@@ -112,7 +113,7 @@ describe('notifications come from the agent\'s own PID', () => {
     const script = `const { SystemdNotify } = await import(${JSON.stringify(sdNotify)});
 const logger = { warn: (_, m) => console.error(m) };
 new SystemdNotify({ env: process.env, pid: process.pid, now: () => performance.now(), logger }).ready();
-await new Promise((r) => setTimeout(r, 500));`;
+await new Promise((r) => setTimeout(r, 500)); // the listener prints the message meanwhile`;
     const node = [process.execPath, '--input-type=module', '-e', script];
     const [cmd, ...args] = viaLauncher ? ['/usr/bin/perl', join(ROOT, 'bin/notify-socket.pl'), ...node] : node;
     const child = spawn(cmd as string, args, { ...asPostgres, env: { PATH: process.env.PATH, NOTIFY_SOCKET: socket }, stdio: ['ignore', 'inherit', 'inherit'] });
