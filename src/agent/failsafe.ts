@@ -25,9 +25,9 @@ export interface FailsafeCallOptions {
 }
 
 /** Why a member did not confirm: its HTTP answer, or the network/TLS/timeout error. */
-async function confirms(url: string, o: FailsafeCallOptions): Promise<string | null> {
+async function confirms(member: string, url: string, o: FailsafeCallOptions): Promise<string | null> {
   try {
-    const r = await apiRequest(new URL('/failsafe', url), { body: { leader: o.self, ttl: o.ttl }, auth: o.auth, tls: o.tls, timeoutMs: o.timeoutMs });
+    const r = await apiRequest(new URL('/failsafe', url), { body: { leader: o.self, ttl: o.ttl }, auth: o.auth, member, tls: o.tls, timeoutMs: o.timeoutMs });
     return r.status === 200 ? null : `HTTP ${r.status}`;
   } catch (err) {
     return (err as Error).message; // unreachable, refused, TLS failure, timed out: not a confirmation
@@ -38,7 +38,7 @@ async function confirms(url: string, o: FailsafeCallOptions): Promise<string | n
 export async function failsafeRound(o: FailsafeCallOptions): Promise<FailsafeRound & { why: Record<string, string> }> {
   const asked = Object.keys(o.record.members).filter((n) => n !== o.self).sort();
   const sentAt = o.now();
-  const answers = await Promise.all(asked.map((n) => confirms(o.record.members[n] ?? '', o)));
+  const answers = await Promise.all(asked.map((n) => confirms(n, o.record.members[n] ?? '', o)));
   const why: Record<string, string> = {};
   asked.forEach((n, i) => { if (answers[i] !== null) why[n] = answers[i] ?? ''; });
   return { sentAt, asked, confirmed: asked.filter((_, i) => answers[i] === null), why };

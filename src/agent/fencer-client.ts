@@ -1,5 +1,12 @@
 // Starts the fencing process (fencer.mjs) and tells it every deadline the fence timer arms.
+//
+// A fencing process that dies (killed, out of memory) is started again at once and told the
+// current deadline, so a frozen agent is still fenced at it. If it cannot be kept running
+// (MAX_RESTARTS deaths within RESTART_WINDOW_MS, or it cannot be spawned at all), `onLost` is
+// called: the agent then stops PostgreSQL in immediate mode and exits (src/agent/main.ts), so a
+// leader never runs on without a guard outside its own event loop; systemd restarts the agent.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { PgHaError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 
 const FENCER = new URL('./fencer.mjs', import.meta.url).pathname;
@@ -8,18 +15,69 @@ const FENCER = new URL('./fencer.mjs', import.meta.url).pathname;
  * semi-spaces, and one V8 worker thread instead of one per core.
  */
 const FENCER_FLAGS = ['--max-semi-space-size=1', '--v8-pool-size=1'];
+/** Deaths tolerated within RESTART_WINDOW_MS: a fencer killed once is restarted; one that dies on every start is not. */
+export const MAX_RESTARTS = 3;
+/** 60 s: a fencer that keeps dying within a minute of each start will not stay up. */
+export const RESTART_WINDOW_MS = 60_000;
 
 /** CLOCK_MONOTONIC in ms: comparable with the fencing process's clock. */
 const monotonicMs = (): number => Number(process.hrtime.bigint() / 1_000_000n);
 
-export class FencerProcess {
-  #child: ChildProcess;
+export interface FencerOptions {
+  dataDir: string;
+  logger: Logger;
+  /** The fencing process is gone for good: stop PostgreSQL, exit. */
+  onLost(err: PgHaError): void;
+  /** Tests: another script or Node binary. */
+  script?: string;
+  node?: string;
+}
 
-  constructor(dataDir: string, logger: Logger) {
-    this.#child = spawn(process.execPath, [...FENCER_FLAGS, FENCER, dataDir], { stdio: ['pipe', 'pipe', 'inherit'] });
-    this.#child.stdout?.on('data', (d: Buffer) => logger.warn({ event: 'demoted', why: 'fencing process', detail: d.toString().trim() }, 'fencing process stopped PostgreSQL: the lease deadline passed'));
-    this.#child.on('exit', (code, signal) => logger.warn({ event: 'fencer exited', code, signal }, 'the fencing process exited'));
-    this.#child.stdin?.on('error', () => undefined);
+type Message = { armed: true; deadline: number } | { armed: false };
+
+export class FencerProcess {
+  readonly #o: FencerOptions;
+  #child: ChildProcess | null = null;
+  /** The last message sent: a restarted fencer gets it first. */
+  #last: Message = { armed: false };
+  #deaths: number[] = [];
+  #closing = false;
+  #lost = false;
+
+  constructor(o: FencerOptions) {
+    this.#o = o;
+    this.#spawn();
+  }
+
+  /** The running fencing process's PID (tests). */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  #spawn(): void {
+    const child = spawn(this.#o.node ?? process.execPath, [...FENCER_FLAGS, this.#o.script ?? FENCER, this.#o.dataDir], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.#child = child;
+    child.stdout?.on('data', (d: Buffer) => this.#o.logger.warn({ event: 'demoted', why: 'fencing process', detail: d.toString().trim() }, 'fencing process: the lease deadline passed'));
+    child.stdin?.on('error', () => undefined);
+    // 'error': it could not be spawned (or signalled); 'exit': it ended. Either may come alone.
+    child.on('error', (err) => this.#died(child, `cannot run: ${err.message}`));
+    child.on('exit', (code, signal) => this.#died(child, `exit ${code ?? signal}`));
+    this.#write(child, this.#last);
+  }
+
+  #died(child: ChildProcess, why: string): void {
+    if (child !== this.#child || this.#closing || this.#lost) return;
+    this.#child = null;
+    const now = performance.now();
+    this.#deaths = this.#deaths.filter((t) => now - t < RESTART_WINDOW_MS);
+    this.#deaths.push(now);
+    if (this.#deaths.length > MAX_RESTARTS) {
+      this.#lost = true;
+      this.#o.onLost(new PgHaError('PGHA_FENCER_LOST', `the fencing process died ${this.#deaths.length} times within ${RESTART_WINDOW_MS / 1000} s (last: ${why})`));
+      return;
+    }
+    this.#o.logger.error({ event: 'fencer exited', why }, `the fencing process died (${why}): starting it again`);
+    this.#spawn();
   }
 
   /** `msFromNow`: the deadline relative to now on any clock. */
@@ -31,13 +89,19 @@ export class FencerProcess {
     this.#send({ armed: false });
   }
 
-  #send(m: object): void {
-    this.#child.stdin?.write(`${JSON.stringify(m)}\n`);
+  #send(m: Message): void {
+    this.#last = m;
+    if (this.#child !== null) this.#write(this.#child, m);
+  }
+
+  #write(child: ChildProcess, m: Message): void {
+    child.stdin?.write(`${JSON.stringify(m)}\n`);
   }
 
   /** Disarm and let it exit (clean agent shutdown). */
   close(): void {
     this.disarm();
-    this.#child.stdin?.end();
+    this.#closing = true;
+    this.#child?.stdin?.end();
   }
 }

@@ -2,7 +2,7 @@
 // runs every loop_wait seconds, or at once when the leader key changes.
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
-import { PgHaError, describeError } from '../errors.ts';
+import { PgHaError, describeError, isPgHaError } from '../errors.ts';
 import { decide } from '../ha/decide.ts';
 import type { FailsafeAnswer } from '../ha/failsafe.ts';
 import type { ClusterView, FailsafeRound, LocalPostgres, MemberInfo, Observation, Plan } from '../ha/types.ts';
@@ -14,6 +14,7 @@ import type { ClientTls } from '../api/tls.ts';
 import { FailsafeAgent } from './failsafe.ts';
 import { FenceTimer, type ExternalFence } from './fence.ts';
 import { buildMemberInfo, lagBytes, type Activity } from './member.ts';
+import { assertNoSlotCollision } from './names.ts';
 
 export interface LoopDeps {
   /** The fencing process outside this event loop, if started. */
@@ -31,6 +32,8 @@ export interface LoopDeps {
    * fence deadline (systemd's watchdog is kept alive from here, gated on that deadline).
    */
   alive?: { everyMs: number; beat(leaseDeadline: number | null): void };
+  /** The loop stopped for good (a member-name collision found at start): the agent must exit. */
+  fatal?(err: PgHaError): void;
 }
 
 export class HaLoop {
@@ -51,6 +54,8 @@ export class HaLoop {
   #ops: Array<{ name: string; run: () => Promise<void>; done: (err: unknown) => void }> = [];
   readonly failsafe: FailsafeAgent;
   #aliveTimer: NodeJS.Timeout | null = null;
+  /** The member names were checked for slot collisions against the first etcd view. */
+  #namesChecked = false;
 
   constructor(deps: LoopDeps) {
     this.#d = deps;
@@ -122,7 +127,15 @@ export class HaLoop {
   async #loop(): Promise<void> {
     while (!this.#stopping) {
       const started = this.#d.now();
-      const plan = await this.runOnce().catch((err: unknown) => { this.#d.logger.error({ err: describeError(err) }, 'HA loop iteration failed'); return null; });
+      const plan = await this.runOnce().catch((err: unknown) => {
+        this.#d.logger.error({ err: describeError(err) }, 'HA loop iteration failed');
+        if (isPgHaError(err, 'PGHA_NAME_COLLISION')) {
+          this.#stopping = true;
+          this.#d.fatal?.(err);
+        }
+        return null;
+      });
+      if (this.#stopping) break;
       const pace = Math.min(this.dynamic.loop_wait * 1000, plan?.retryAfterMs ?? Infinity);
       const wait = Math.max(0, pace - (this.#d.now() - started));
       await new Promise<void>((resolve) => {
@@ -214,6 +227,11 @@ export class HaLoop {
         failsafe = await this.failsafe.round(local);
       }
     }
+    // Before this member acts or publishes its key for the first time (see names.ts).
+    if (cluster !== null && !this.#namesChecked) {
+      assertNoSlotCollision(config.name, cluster.members.map((m) => m.name));
+      this.#namesChecked = true;
+    }
     const t = now();
     if (local.streaming) this.actor.rewindsWithoutStreaming = 0;
     const followsLeader = local.running && local.role === 'standby' && cluster?.leader != null;
@@ -225,7 +243,7 @@ export class HaLoop {
       self: {
         name: config.name, tags: config.tags, leaseDeadline: this.fence.deadline,
         startFailures: this.actor.startFailures, notStreamingSince: this.#notStreamingSince,
-        failsafeHold: this.failsafe.hold,
+        failsafeHold: this.failsafe.hold, adoptSystemId: config.bootstrap.adopt_system_id ?? null,
       },
       local,
       cluster,

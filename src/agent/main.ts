@@ -62,6 +62,9 @@ async function main(): Promise<number> {
   const logger = createLogger({ level: loaded.log.level, name: loaded.name });
   const { config, device } = openWatchdogDevice(loaded, logger);
   const notify = new SystemdNotify({ env: process.env, pid: process.pid, now: () => performance.now(), logger });
+  if (notify.enabled && !notify.fromMainProcess) {
+    logger.warn({ event: 'sd_notify', via: 'systemd-notify' }, 'NOTIFY_SOCKET without PGHA_NOTIFY_FD: notifications come from systemd-notify children, which only NotifyAccess=all accepts; start the agent through bin/notify-socket.pl (systemd/pgha.service)');
+  }
   const dyn = config.bootstrap.dcs;
   const dcs = await createEtcdDcs({
     ...etcdConnection(config.etcd, path),
@@ -83,15 +86,27 @@ async function main(): Promise<number> {
   }
   let loop: HaLoop | null = null;
   const pg = createPostgresControl({
-    config, dynamic: () => loop?.dynamic ?? dyn, logger,
+    config, configPath: path, dynamic: () => loop?.dynamic ?? dyn, logger,
     // A crashed postmaster takes the health connection with it: run the loop now, not up to
     // loop_wait later, so the restart in place (or the failover) starts at once.
     onConnectionLost: () => loop?.wake(),
   });
-  // The fencing process enforces the lease deadline even when this event loop is frozen.
-  const fencer = new FencerProcess(config.postgresql.data_dir, logger);
+  let fatal: ((err: Error) => void) | null = null;
+  // The fencing process enforces the lease deadline even when this event loop is frozen. If it
+  // cannot be kept running, PostgreSQL stops at once (a leader must not run without it) and the
+  // agent exits (fencer-client.ts); systemd starts it again with a new fencing process.
+  const fencer = new FencerProcess({
+    dataDir: config.postgresql.data_dir, logger,
+    onLost: (err) => {
+      logger.error({ event: 'fencer lost', err: describeError(err) }, 'the fencing process cannot be kept running: stopping PostgreSQL now');
+      void pg.stop('immediate').catch(() => undefined).finally(() => (fatal === null ? process.exit(1) : fatal(err)));
+    },
+  });
   const external: ExternalFence = device === null ? fencer : combineFences([fencer, device]);
-  loop = new HaLoop({ config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger) });
+  loop = new HaLoop({
+    config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger),
+    fatal: (err) => fatal?.(err),
+  });
   const ha = loop;
 
   const app = buildApi({
@@ -117,7 +132,7 @@ async function main(): Promise<number> {
 
   return new Promise<number>((resolve) => {
     let closing = false;
-    const shutdown = async (signal: string) => {
+    const shutdown = async (signal: string, code = 0) => {
       if (closing) return;
       closing = true;
       logger.info({ event: 'stopping', signal }, 'shutting down');
@@ -131,7 +146,11 @@ async function main(): Promise<number> {
       await pg.close().catch(() => undefined);
       await dcs.close().catch(() => undefined);
       logger.info({ event: 'stopped' }, 'pgha agent stopped');
-      resolve(0);
+      resolve(code);
+    };
+    fatal = (err) => {
+      logger.error({ event: 'fatal', err: describeError(err) }, `stopping the agent: ${err.message}`);
+      void shutdown('fatal', 1);
     };
     process.on('SIGTERM', () => void shutdown('SIGTERM'));
     process.on('SIGINT', () => void shutdown('SIGINT'));

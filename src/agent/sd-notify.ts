@@ -1,8 +1,16 @@
 // systemd notification (Type=notify, WatchdogSec=): READY=1 once started, WATCHDOG=1 while the HA
-// loop runs and its lease allows (watchdog-gate.ts). Node has no unix datagram sockets, so each
-// message is one run of systemd-notify (an argument array, no shell). Since systemd 246 it waits
-// until systemd has processed the message (a barrier), so systemd can still attribute it to this
-// unit's cgroup; the sender is that child, hence NotifyAccess=all in systemd/pgha.service.
+// loop runs and its lease allows (watchdog-gate.ts).
+//
+// systemd/pgha.service starts the agent through bin/notify-socket.pl, which hands it a datagram
+// socket already connected to NOTIFY_SOCKET ($PGHA_NOTIFY_FD; Node has no unix datagram sockets
+// of its own). Each message is then one write(2) from the agent's own process, which the kernel
+// stamps with the main PID, so the unit can use NotifyAccess=main: PostgreSQL's backends, which
+// run as the same user in the same cgroup, cannot feed the watchdog in the agent's place.
+// Without that descriptor (the agent started some other way), each message is one run of
+// /usr/bin/systemd-notify (an argument array, no shell), which only NotifyAccess=all accepts: a
+// unit with NotifyAccess=main then never sees READY=1 and fails to start, which is the safe way
+// round.
+import { writeSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import type { Logger } from '../log/logger.ts';
 
@@ -20,6 +28,8 @@ export interface NotifyOptions {
 export class SystemdNotify {
   readonly #o: NotifyOptions;
   readonly #socket: string | undefined;
+  /** A datagram socket connected to NOTIFY_SOCKET, from bin/notify-socket.pl; null: use systemd-notify. */
+  readonly #fd: number | null;
   /** WatchdogSec as systemd passed it (WATCHDOG_USEC), if meant for this process. */
   readonly watchdogMs: number | null;
   #busy = false;
@@ -29,6 +39,8 @@ export class SystemdNotify {
   constructor(o: NotifyOptions) {
     this.#o = o;
     this.#socket = o.env.NOTIFY_SOCKET || undefined;
+    const fd = Number(o.env.PGHA_NOTIFY_FD);
+    this.#fd = this.#socket !== undefined && o.env.PGHA_NOTIFY_FD !== undefined && Number.isInteger(fd) && fd > 2 ? fd : null;
     const usec = Number(o.env.WATCHDOG_USEC);
     const forUs = o.env.WATCHDOG_PID === undefined || Number(o.env.WATCHDOG_PID) === o.pid;
     this.watchdogMs = this.#socket !== undefined && forUs && Number.isFinite(usec) && usec > 0 ? usec / 1000 : null;
@@ -36,6 +48,11 @@ export class SystemdNotify {
 
   get enabled(): boolean {
     return this.#socket !== undefined;
+  }
+
+  /** Messages leave from this process itself (NotifyAccess=main works), not from a child. */
+  get fromMainProcess(): boolean {
+    return this.#fd !== null;
   }
 
   ready(): void {
@@ -57,6 +74,15 @@ export class SystemdNotify {
   #send(message: string): void {
     const socket = this.#socket;
     if (socket === undefined) return;
+    if (this.#fd !== null) {
+      try {
+        writeSync(this.#fd, message);
+        this.#done(message, true, '');
+      } catch (err) {
+        this.#done(message, false, (err as Error).message); // EAGAIN: systemd's queue is full
+      }
+      return;
+    }
     this.#busy = true;
     const child = spawn(this.#o.bin ?? SYSTEMD_NOTIFY, [message], {
       stdio: 'ignore', env: { NOTIFY_SOCKET: socket, PATH: process.env.PATH ?? '/usr/bin:/bin' },
@@ -66,10 +92,14 @@ export class SystemdNotify {
     const done = (ok: boolean, why: string) => {
       clearTimeout(timer);
       this.#busy = false;
-      if (!ok && !this.#failed) this.#o.logger.warn({ event: 'sd_notify failed', message, why }, `systemd-notify ${message} failed: ${why}`);
-      this.#failed = !ok;
+      this.#done(message, ok, why);
     };
     child.once('error', (err) => done(false, err.message));
     child.once('exit', (code, signal) => done(code === 0, `exit ${code ?? signal}`));
+  }
+
+  #done(message: string, ok: boolean, why: string): void {
+    if (!ok && !this.#failed) this.#o.logger.warn({ event: 'sd_notify failed', message, why }, `sd_notify ${message} failed: ${why}`);
+    this.#failed = !ok;
   }
 }

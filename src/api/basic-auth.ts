@@ -1,14 +1,20 @@
 // HTTP basic authentication on both sides of the REST API: the header a caller sends (pghactl,
 // and a leader asking members to confirm it in failsafe mode) and its parsing by the agent.
 
+import { MEMBER_HEADER } from './target-member.ts';
+
 export interface Credentials {
   username: string;
   password: string;
 }
 
-/** Headers of a JSON POST to an agent, with `Authorization: Basic …` when credentials are configured. */
-export function jsonPostHeaders(auth: Credentials | undefined): Record<string, string> {
+/**
+ * Headers of a JSON POST to an agent, with `Authorization: Basic …` when credentials are
+ * configured, and `X-Pgha-Member` naming the member the request is meant for (target-member.ts).
+ */
+export function jsonPostHeaders(auth: Credentials | undefined, member?: string): Record<string, string> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (member !== undefined) headers[MEMBER_HEADER] = member;
   if (auth !== undefined) headers.authorization = `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
   return headers;
 }

@@ -5,6 +5,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { jsonPostHeaders, type Credentials } from './basic-auth.ts';
+import { MEMBER_HEADER } from './target-member.ts';
 import type { ClientTls } from './tls.ts';
 
 export interface ApiRequest {
@@ -12,6 +13,8 @@ export interface ApiRequest {
   /** JSON body (POST etc.); sent with basic auth when `auth` is given. */
   body?: unknown;
   auth?: Credentials | undefined;
+  /** The member the request is meant for (X-Pgha-Member): an agent refuses a request for another. */
+  member?: string | undefined;
   tls?: ClientTls | undefined;
   /** Deadline of the whole call (connect, TLS, answer), ms. */
   timeoutMs: number;
@@ -26,8 +29,9 @@ export interface ApiResponse {
 export function apiRequest(url: string | URL, o: ApiRequest): Promise<ApiResponse> {
   const u = new URL(url);
   const body = o.body === undefined ? undefined : JSON.stringify(o.body);
-  const headers: Record<string, string> = body === undefined ? {} : jsonPostHeaders(o.auth);
+  const headers: Record<string, string> = body === undefined ? {} : jsonPostHeaders(o.auth, o.member);
   if (body === undefined && o.auth !== undefined) Object.assign(headers, { authorization: jsonPostHeaders(o.auth).authorization });
+  if (body === undefined && o.member !== undefined) headers[MEMBER_HEADER] = o.member;
   const signal = AbortSignal.timeout(o.timeoutMs);
   const base = { method: o.method ?? (body === undefined ? 'GET' : 'POST'), headers, signal, agent: false as const };
   return new Promise<ApiResponse>((resolve, reject) => {

@@ -8,6 +8,7 @@ import { PgHaError, isPgHaError } from '../errors.ts';
 import type { FailsafeAnswer } from '../ha/failsafe.ts';
 import { cancelHandover, editConfig, mergePatch, requestHandover } from '../ops/store.ts';
 import { badRequest, requireAuth } from './server.ts';
+import { requireTargetMember } from './target-member.ts';
 
 export interface OpsDeps {
   config: NodeConfig;
@@ -49,7 +50,11 @@ function parse<T>(schema: z.ZodType<T>, body: unknown, reply: FastifyReply): T |
 }
 
 export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
-  const auth = { preHandler: requireAuth(d.config.restapi.authentication) };
+  const authenticated = requireAuth(d.config.restapi.authentication);
+  // After authentication: the target member (X-Pgha-Member) is checked when named, and required
+  // on the member-scoped operations (target-member.ts).
+  const auth = { preHandler: [authenticated, requireTargetMember(d.config.name, false)] };
+  const memberAuth = { preHandler: [authenticated, requireTargetMember(d.config.name, true)] };
 
   app.post('/switchover', auth, async (req, reply) => {
     const b = parse(switchoverBody, req.body ?? {}, reply);
@@ -85,13 +90,13 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
     } });
   }
   const memberOp = (url: string, run: () => Promise<void>, leaderOk: boolean) => {
-    app.post(url, auth, async (req, reply) => {
+    app.post(url, memberAuth, async (req, reply) => {
       if (parse(memberOpBody, req.body ?? undefined, reply) === undefined && reply.sent) return reply;
       if (!leaderOk && d.isLeader()) return fail(reply, new PgHaError('PGHA_CLI_REFUSED', `${d.config.name} is the leader: ${url.slice(1)} is refused on the leader`));
       try { await run(); return reply.send({ ok: true, member: d.config.name }); } catch (err) { return fail(reply, err); }
     });
   };
-  app.post('/restart', auth, async (req, reply) => {
+  app.post('/restart', memberAuth, async (req, reply) => {
     const b = parse(restartBody, req.body ?? undefined, reply);
     if (reply.sent) return reply;
     const at = b?.schedule === undefined ? null : Date.parse(b.schedule);
@@ -105,7 +110,7 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
   });
   memberOp('/reload', d.reload, true);
   const drillBody = z.strictObject({ kind: z.enum(['kill', 'stop']) });
-  app.post('/drill', auth, async (req, reply) => {
+  app.post('/drill', memberAuth, async (req, reply) => {
     const b = parse(drillBody, req.body, reply);
     if (b === undefined) return reply;
     if (!d.isLeader()) return fail(reply, new PgHaError('PGHA_CLI_REFUSED', `${d.config.name} is not the leader: drills act on the primary only`));

@@ -114,7 +114,7 @@ async function perform(ctx: Ctx, kind: Kind): Promise<void> {
   const v = await ctx.dcs.readCluster(ctx.fallback);
   const leader = v.members.find((m) => m.name === v.leader?.name);
   if (leader === undefined) throw new PgHaError('PGHA_CLI_REFUSED', 'no leader');
-  const r = await apiRequest(`${leader.apiUrl}/drill`, { body: { kind: kind === 'kill-primary' ? 'kill' : 'stop' }, auth: ctx.auth, tls: ctx.tls, timeoutMs: 10_000 });
+  const r = await apiRequest(`${leader.apiUrl}/drill`, { body: { kind: kind === 'kill-primary' ? 'kill' : 'stop' }, auth: ctx.auth, member: leader.name, tls: ctx.tls, timeoutMs: 10_000 });
   if (r.status !== 200) throw new PgHaError('PGHA_CLI_REFUSED', `${leader.name}: HTTP ${r.status}`);
 }
 

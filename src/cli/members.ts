@@ -15,7 +15,7 @@ import { waitForMember } from './wait.ts';
 
 async function post(ctx: Ctx, m: MemberInfo, path: string, body: Record<string, unknown> = {}): Promise<void> {
   // A restart waits for pg_ctl (pg_ctl_timeout, 60 s by default): give it 90 s.
-  const r = await apiRequest(`${m.apiUrl}${path}`, { body, auth: ctx.auth, tls: ctx.tls, timeoutMs: 90_000 })
+  const r = await apiRequest(`${m.apiUrl}${path}`, { body, auth: ctx.auth, member: m.name, tls: ctx.tls, timeoutMs: 90_000 })
     .catch((err: unknown) => { throw new PgHaError('PGHA_CLI_REFUSED', `${m.name}: ${m.apiUrl}: ${(err as Error).message}`, { cause: err }); });
   if (r.status < 200 || r.status > 299) {
     const b = jsonOf(r);
@@ -65,7 +65,7 @@ export const restartCommand: CommandModule<GlobalOpts, RestartOpts> = {
         const started = performance.now();
         await post(ctx, m, '/restart', body);
         if (!waiting) { done.push({ member: m.name }); continue; }
-        await waitForMember(m, view.leader?.name === m.name, performance.now(), restartSettleMs(view.config.loop_wait), 'restarted, but');
+        await waitForMember(m, view.leader?.name === m.name, performance.now(), restartSettleMs(view.config.loop_wait), 'restarted, but', ctx.tls);
         done.push({ member: m.name, seconds: (performance.now() - started) / 1000 });
       }
       const what = argv.scheduled !== undefined ? `restart scheduled for ${new Date(body.schedule as string).toISOString()}` : 'restart';
@@ -109,7 +109,7 @@ export const reinitCommand: CommandModule<GlobalOpts, ReinitOpts> = {
       const started = performance.now();
       await post(ctx, m, '/reinitialize');
       if (!argv.wait) { printResult(argv.format, { reinit: [m.name] }, `reinit: ${m.name} wiped; it clones from the leader now`); return; }
-      await waitForMember(m, false, performance.now(), argv.timeout * 1000, 'wiped, but');
+      await waitForMember(m, false, performance.now(), argv.timeout * 1000, 'wiped, but', ctx.tls);
       const s = (performance.now() - started) / 1000;
       printResult(argv.format, { reinit: [m.name], seconds: s }, `reinit done: ${m.name} streams again, rebuilt in ${seconds(s)}`);
     });

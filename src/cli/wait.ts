@@ -2,6 +2,8 @@
 // (the leader key in etcd and the new leader's /primary answering 200; a member's own API
 // reporting it back in service), never a fixed sleep. The verdicts are pure (unit-tested); the
 // polling around them reads etcd and the agents' REST APIs.
+import { apiRequest, jsonOf } from '../api/client.ts';
+import type { ClientTls } from '../api/tls.ts';
 import type { DynamicConfig } from '../config/schema.ts';
 import { REQUEST_TTL_MS } from '../ha/decide.ts';
 import type { MemberInfo } from '../ha/types.ts';
@@ -52,11 +54,10 @@ export function handoverTimeoutMs(cfg: DynamicConfig): number {
   return REQUEST_TTL_MS + 2 * (cfg.ttl + cfg.loop_wait) * 1000 + 30_000;
 }
 
-async function answers(url: string): Promise<number | null> {
+/** The HTTP status of a GET to an agent (verifying its certificate with the ctl TLS settings); null when it does not answer. */
+async function answers(url: string, tls: ClientTls | undefined): Promise<number | null> {
   try {
-    const r = await fetch(url, { signal: AbortSignal.timeout(PROBE_MS) });
-    await r.body?.cancel();
-    return r.status;
+    return (await apiRequest(url, { tls, timeoutMs: PROBE_MS })).status;
   } catch {
     return null;
   }
@@ -74,7 +75,7 @@ export async function waitForHandover(ctx: Ctx, kind: string, from: string | nul
     const view = await ctx.dcs.readCluster(ctx.fallback).catch(() => null);
     if (view === null) { await sleep(POLL_MS); continue; }
     const holder = view.members.find((m) => m.name === view.leader?.name);
-    last = { leader: view.leader?.name ?? null, primaryOk: holder !== undefined && (await answers(`${holder.apiUrl}/primary`)) === 200, pending: view.failover !== null };
+    last = { leader: view.leader?.name ?? null, primaryOk: holder !== undefined && (await answers(`${holder.apiUrl}/primary`, ctx.tls)) === 200, pending: view.failover !== null };
     const v = judgeHandover(from, to, last);
     if (v !== null && v.done) return { leader: v.leader, previous: from, seconds: (performance.now() - startedAt) / 1000 };
     if (v !== null) throw new PgHaError('PGHA_CLI_NOT_DONE', `${kind} did not happen: ${v.failed}`);
@@ -96,21 +97,21 @@ export function backInService(s: Status | null, msSince: number, asLeader: boole
   return asLeader ? s.role === 'primary' && s.state === 'running' : s.role === 'replica' && s.state === 'streaming';
 }
 
-async function status(m: MemberInfo): Promise<Status | null> {
+async function status(m: MemberInfo, tls: ClientTls | undefined): Promise<Status | null> {
   try {
-    const r = await fetch(`${m.apiUrl}/status`, { signal: AbortSignal.timeout(PROBE_MS) });
-    return r.ok ? ((await r.json()) as Status) : null;
+    const r = await apiRequest(`${m.apiUrl}/status`, { tls, timeoutMs: PROBE_MS });
+    return r.status === 200 ? (jsonOf(r) as Status) : null;
   } catch {
     return null;
   }
 }
 
 /** Poll a member's /status until backInService, or fail after timeoutMs (the caller says why that long). */
-export async function waitForMember(m: MemberInfo, asLeader: boolean, since: number, timeoutMs: number, what: string): Promise<number> {
+export async function waitForMember(m: MemberInfo, asLeader: boolean, since: number, timeoutMs: number, what: string, tls?: ClientTls): Promise<number> {
   let last: Status | null = null;
   while (performance.now() - since < timeoutMs) {
-    last = await status(m);
-    const primaryOk = !asLeader || (await answers(`${m.apiUrl}/primary`)) === 200;
+    last = await status(m, tls);
+    const primaryOk = !asLeader || (await answers(`${m.apiUrl}/primary`, tls)) === 200;
     if (primaryOk && backInService(last, performance.now() - since, asLeader)) return (performance.now() - since) / 1000;
     await sleep(POLL_MS);
   }

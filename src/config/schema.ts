@@ -3,6 +3,7 @@
 // that a Patroni user finds what they expect; pgha-only keys are marked in docs/configuration.md.
 import { isIP, isIPv4 } from 'node:net';
 import { z } from 'zod';
+import { MAX_NAME_BYTES, dataDirProblem, isLoopbackHost, isWildcardHost } from './safety.ts';
 
 /** "host:port" with a numeric port. */
 export const hostPort = z
@@ -230,7 +231,10 @@ export const etcdSchema = z
 
 export const nodeConfigSchema = z.strictObject({
   scope: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
-  name: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
+  // PostgreSQL's application_name (synchronous_standby_names matches it) keeps 63 bytes; the
+  // member's slot name is the name lower-cased with . and - as _ (two names that map to one slot
+  // are refused when the agent starts: src/agent/names.ts).
+  name: z.string().min(1).max(MAX_NAME_BYTES, `at most ${MAX_NAME_BYTES} characters (PostgreSQL's application_name and slot name limit)`).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
   namespace: z
     .string()
     .regex(/^\/[A-Za-z0-9_./-]*$/, 'an absolute key prefix such as /service')
@@ -284,6 +288,11 @@ export const nodeConfigSchema = z.strictObject({
       dcs: dynamicConfigSchema.prefault({}),
       initdb: z.array(initdbOption).default([{ encoding: 'UTF8' }, 'data-checksums']),
       pg_hba: z.array(z.string().min(1)).optional(),
+      // pgha-only: the database system identifier of existing data this member may register as
+      // the cluster when etcd holds no /initialize key (etcd lost its data). Without it, existing
+      // data never becomes a new cluster on its own (a typo in scope would otherwise turn a
+      // standby into a second primary). pg_controldata or /status shows the identifier.
+      adopt_system_id: z.string().regex(/^[1-9]\d{0,19}$/, 'a database system identifier (digits), as pg_controldata shows it').optional(),
       users: z
         .record(
           z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/),
@@ -295,7 +304,10 @@ export const nodeConfigSchema = z.strictObject({
   postgresql: z.strictObject({
     listen: hostPort.default('127.0.0.1:5432'),
     connect_address: hostPort.optional(),
-    data_dir: z.string().startsWith('/', 'an absolute path'),
+    data_dir: z.string().startsWith('/', 'an absolute path').superRefine((d, ctx) => {
+      const why = d.startsWith('/') ? dataDirProblem(d) : null;
+      if (why !== null) ctx.addIssue({ code: 'custom', message: why });
+    }),
     bin_dir: z.string().startsWith('/', 'an absolute path').default('/usr/lib/postgresql/15/bin'),
     // Directory of the Unix socket the agent uses to reach its own PostgreSQL.
     socket_dir: z.string().startsWith('/', 'an absolute path').default('/var/run/postgresql'),
@@ -336,6 +348,21 @@ export const nodeConfigSchema = z.strictObject({
   if (!isPeerAddress(restConnectAddress(c))) {
     ctx.addIssue({ code: 'custom', path: ['restapi', c.restapi.connect_address === undefined ? 'listen' : 'connect_address'],
       message: 'the address other members call must be an IPv4 address or a DNS name with a port; set restapi.connect_address' });
+  }
+  // The addresses published in the member key are what the other members, HAProxy and pghactl
+  // connect to: a wildcard would send them to their own host, and so would a loopback address
+  // once the members live on several hosts (etcd is not all on this one).
+  const multiHost = c.etcd.hosts.some((h) => !isLoopbackHost(splitHostPort(h).host));
+  for (const section of ['restapi', 'postgresql'] as const) {
+    const s = c[section];
+    const published = s.connect_address ?? s.listen;
+    const { host } = splitHostPort(published);
+    const field = s.connect_address === undefined ? 'listen' : 'connect_address';
+    if (isWildcardHost(host)) {
+      ctx.addIssue({ code: 'custom', path: [section, 'connect_address'], message: `${section}.${field} ${published} listens on every interface, which is no address to publish: set ${section}.connect_address to this host's address` });
+    } else if (multiHost && isLoopbackHost(host)) {
+      ctx.addIssue({ code: 'custom', path: [section, 'connect_address'], message: `${section}.${field} ${published} is a loopback address, but etcd.hosts are not all on this host: set ${section}.connect_address to an address the other members can reach` });
+    }
   }
 });
 

@@ -5,7 +5,10 @@
 // The rules, in the order they are checked:
 //   A. etcd unreadable: a primary that cannot prove its lease fences; nobody else acts. With
 //      failsafe_mode, a primary that every member confirmed this loop extends its deadline.
-//   B. nobody initialised the cluster: an empty member bootstraps it; existing data adopts it.
+//   B0. data_dir holds other files but no PostgreSQL data directory: do nothing (never initdb,
+//      clone or wipe there).
+//   B. nobody initialised the cluster: an empty member bootstraps it; existing data is adopted
+//      only by a running primary that leads it now, or when bootstrap.adopt_system_id names it.
 //   C. initialisation in progress elsewhere, or our data belongs to another cluster: wait.
 //   D. empty data directory: clone from the leader (or a `clonefrom` standby).
 //   E. we hold the key: renew it first, then run as primary (start, promote or keep running).
@@ -84,9 +87,14 @@ export function decide(o: Observation): Plan {
     return plan('etcd unreachable: waiting');
   }
 
+  // B0. Files that are no PostgreSQL data directory: neither initdb nor pg_basebackup writes there.
+  if (local.dataDir === 'foreign') {
+    return plan('data_dir holds files but no PostgreSQL data directory (no PG_VERSION): refusing to bootstrap or clone into it (PGHA_DATA_DIR_UNSAFE)');
+  }
+
   // B, C. Initialisation.
   if (cluster.initialize === null) {
-    if (local.dataDir === 'initialized') return plan('cluster has no initialize key: adopting our data', { kind: 'adopt_cluster' });
+    if (local.dataDir === 'initialized') return decideAdopt(o, runningPrimary && !expired);
     if (!mayEverPromote(o.self.tags)) return plan('cluster not initialised; this member may not bootstrap it (nofailover)');
     return plan('cluster not initialised: bootstrapping', { kind: 'bootstrap' });
   }
@@ -104,6 +112,22 @@ export function decide(o: Observation): Plan {
   if (leader !== null && leader.name === o.self.name) return decideAsLeader(o, cfg, expired);
   if (leader !== null) return decideAsFollower(o, cfg, leader);
   return decideWithoutLeader(o, cfg, cluster);
+}
+
+/**
+ * Existing data, and etcd holds no /initialize key: either etcd lost its data, or this member's
+ * scope (or namespace, or etcd) is not the one its data belongs to. Only two cases register the
+ * data as the cluster: this agent leads it right now (a running primary with a live lease, which
+ * only a leader key of this scope gave it), or the operator named the data's system identifier
+ * in bootstrap.adopt_system_id. Anything else, a standby's data above all, waits: adopting it
+ * would let it promote as a second primary beside its real cluster.
+ */
+function decideAdopt(o: Observation, leading: boolean): Plan {
+  const id = o.local.systemId;
+  if (leading) return plan('cluster has no initialize key, and we lead it as a running primary: registering our data', { kind: 'adopt_cluster' });
+  if (id !== null && id === o.self.adoptSystemId) return plan(`cluster has no initialize key: adopting our data (system identifier ${id}, bootstrap.adopt_system_id)`, { kind: 'adopt_cluster' });
+  return plan(`cluster has no initialize key and our data (system identifier ${id ?? 'unknown'}) is not adopted without bootstrap.adopt_system_id: ` +
+    'check scope, namespace and etcd.hosts; to make this data the cluster, set bootstrap.adopt_system_id to its identifier on this member only');
 }
 
 function decideClone(cluster: ClusterView): Plan {

@@ -13,8 +13,12 @@ export type ControlState =
   | 'unknown';
 
 export interface LocalPostgres {
-  /** Is there a data directory with PG_VERSION in it? */
-  dataDir: 'empty' | 'initialized';
+  /**
+   * Is there a data directory with PG_VERSION in it? `foreign`: the directory holds other files
+   * but no PG_VERSION (a mount point with lost+found, leftovers): pgha neither writes into it nor
+   * deletes them.
+   */
+  dataDir: 'empty' | 'initialized' | 'foreign';
   /** Database system identifier from pg_controldata; null without a data directory. */
   systemId: string | null;
   controlState: ControlState;
@@ -171,6 +175,8 @@ export interface SelfState {
   notStreamingSince: number | null;
   /** The last failsafe call this member accepted; absent or null: none. */
   failsafeHold?: FailsafeHold | null;
+  /** bootstrap.adopt_system_id: existing data with this identifier may become the cluster. */
+  adoptSystemId?: string | null;
 }
 
 export interface Observation {

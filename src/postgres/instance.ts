@@ -6,7 +6,7 @@
 // 0600: the replication and rewind passwords), `<data_dir>.log` (the server log, pg_ctl -l),
 // `<data_dir>.initpw` (the superuser password, only while initdb runs). With `runAs`, every child
 // runs as that OS user and every file written here is owned by it.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { chown, open, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { splitHostPort, type DynamicConfig, type NodeConfig } from '../config/schema.ts';
@@ -35,6 +35,8 @@ export interface PostgresControlOptions {
   runAs?: RunAs;
   /** The health connection dropped without being closed by us: PostgreSQL may have crashed. */
   onConnectionLost?: () => void;
+  /** The node configuration file, named in errors about data_dir. */
+  configPath?: string;
 }
 
 export function createPostgresControl(o: PostgresControlOptions): PostgresControl {
@@ -69,6 +71,12 @@ class LocalInstance implements PostgresControl {
   #syncChangedAt: number | null = null;
   /** Standby: the highest timeline its WAL receiver streamed since PostgreSQL started. */
   #streamedTimeline: number | null = null;
+  /**
+   * Every entry of the data directory was made by pgha (or by initdb, pg_basebackup, pg_rewind
+   * run by it): the directory was found empty (or missing) before initdb or a clone, or pgha
+   * emptied it. Only then, or when it holds a PostgreSQL data directory, may wipe() empty it.
+   */
+  #ours = false;
 
   constructor(o: PostgresControlOptions) {
     this.#o = o;
@@ -118,12 +126,37 @@ class LocalInstance implements PostgresControl {
     try {
       return await this.#observe();
     } catch {
-      return { ...EMPTY, dataDir: isInitialized(this.#dir) ? 'initialized' : 'empty' };
+      return { ...EMPTY, dataDir: isInitialized(this.#dir) ? 'initialized' : this.#foreignEntries().length > 0 ? 'foreign' : 'empty' };
     }
   }
 
+  /** Entries of a data directory without PG_VERSION (none when it is missing or initialized). */
+  #foreignEntries(): string[] {
+    if (isInitialized(this.#dir)) return [];
+    try {
+      return readdirSync(this.#dir);
+    } catch {
+      return [];
+    }
+  }
+
+  /** Refuse to write a new data directory (initdb, pg_basebackup) into a directory holding other files. */
+  #claimEmptyDir(what: string): void {
+    const found = isInitialized(this.#dir) ? ['PG_VERSION'] : this.#foreignEntries();
+    if (found.length > 0) throw this.#unsafe(found, `refusing to run ${what} into it`);
+    this.#ours = true;
+  }
+
+  #unsafe(found: string[], refusal: string): PgHaError {
+    const where = this.#o.configPath === undefined ? 'postgresql.data_dir' : `postgresql.data_dir in ${this.#o.configPath}`;
+    const list = found.slice(0, 5).join(', ') + (found.length > 5 ? `, ... (${found.length} entries)` : '');
+    return new PgHaError('PGHA_DATA_DIR_UNSAFE',
+      `${this.#dir} (${where}) is not empty (${list})${found.includes('PG_VERSION') ? '' : ' and holds no PostgreSQL data directory (no PG_VERSION)'}: ${refusal}; ` +
+      'point data_dir at an empty directory of its own, e.g. a subdirectory of a mount point');
+  }
+
   async #observe(): Promise<LocalPostgres> {
-    if (!isInitialized(this.#dir)) return EMPTY;
+    if (!isInitialized(this.#dir)) return this.#foreignEntries().length > 0 ? { ...EMPTY, dataDir: 'foreign' } : EMPTY;
     const running = livePostmaster(this.#dir) !== null;
     const cd = await this.#controlData(running).catch(() => null);
     const standby = existsSync(this.#path('standby.signal'));
@@ -166,6 +199,7 @@ class LocalInstance implements PostgresControl {
   async initdb(): Promise<void> {
     const pgc = this.#c.postgresql;
     const pwfile = `${this.#dir}.initpw`;
+    this.#claimEmptyDir('initdb');
     await ensureDataDir(this.#dir, this.#runAs);
     await writeFresh(pwfile, pgc.authentication.superuser.password, this.#runAs);
     const args = ['-D', this.#dir, '--data-checksums', '--auth-local=scram-sha-256', '--auth-host=scram-sha-256',
@@ -385,6 +419,7 @@ class LocalInstance implements PostgresControl {
 
   async clone(from: Upstream): Promise<void> {
     this.#control = null;
+    this.#claimEmptyDir('pg_basebackup');
     await cloneFrom(this.#replication(), from);
   }
 
@@ -407,8 +442,12 @@ class LocalInstance implements PostgresControl {
 
   async wipe(): Promise<void> {
     if (livePostmaster(this.#dir) !== null) throw new PgHaError('PGHA_PG_COMMAND', 'refusing to wipe the data of a running server');
+    // Only what pgha made: a PostgreSQL data directory, or one pgha found empty and filled.
+    const foreign = this.#foreignEntries();
+    if (foreign.length > 0 && !this.#ours) throw this.#unsafe(foreign, 'refusing to delete files pgha did not create');
     this.#control = null;
     await wipeContents(this.#dir, this.#runAs);
+    this.#ours = true;
   }
 
   async ensureSlots(slotNames: string[], dropAbsent: boolean): Promise<void> {

@@ -9,15 +9,18 @@ import { PgHaError, type ErrorCode } from '../../src/errors.ts';
 
 const FILE = '/etc/pgha/node1.yml';
 const repoFile = (rel: string) => new URL(`../../${rel}`, import.meta.url).pathname;
-const minimal = `
+const base = `
 scope: demo
 name: node1
 postgresql:
   data_dir: /var/lib/pgha/data
+  connect_address: 10.0.0.11:5432
   authentication:
     superuser: {username: postgres, password: s3cret-su}
     replication: {username: replicator, password: s3cret-repl}
 `;
+/** The published REST address is required with the default listen 0.0.0.0:8008. */
+const minimal = `${base}restapi:\n  connect_address: 10.0.0.11:8008\n`;
 
 function errorOf(run: () => unknown): PgHaError {
   try {
@@ -37,7 +40,7 @@ describe('parseConfig', () => {
       name: 'node1',
       namespace: '/service',
       log: { level: 'info' },
-      restapi: { listen: '0.0.0.0:8008', verify_client: 'none', allowlist_include_members: false },
+      restapi: { listen: '0.0.0.0:8008', connect_address: '10.0.0.11:8008', verify_client: 'none', allowlist_include_members: false },
       ctl: { insecure: false },
       etcd: { hosts: ['127.0.0.1:2379'], protocol: 'http' },
       bootstrap: {
@@ -50,6 +53,7 @@ describe('parseConfig', () => {
       },
       postgresql: {
         listen: '127.0.0.1:5432',
+        connect_address: '10.0.0.11:5432',
         data_dir: '/var/lib/pgha/data',
         bin_dir: '/usr/lib/postgresql/15/bin',
         socket_dir: '/var/run/postgresql',
@@ -67,8 +71,8 @@ describe('parseConfig', () => {
 
   it.each([
     ['a relative data_dir', minimal.replace('/var/lib/pgha/data', 'data'), 'postgresql.data_dir: an absolute path'],
-    ['a listen address without port', `${minimal}restapi:\n  listen: localhost\n`, 'restapi.listen: expected host:port'],
-    ['a port out of range', `${minimal}restapi:\n  listen: 1.2.3.4:70000\n`, 'restapi.listen: port must be between 1 and 65535'],
+    ['a listen address without port', `${base}restapi:\n  listen: localhost\n`, 'restapi.listen: expected host:port'],
+    ['a port out of range', `${base}restapi:\n  listen: 1.2.3.4:70000\n`, 'restapi.listen: port must be between 1 and 65535'],
     ['a missing required key', minimal.replace('name: node1\n', ''), 'name: required (expected string)'],
     ['a missing superuser', minimal.replace(/ {4}superuser: .*\n/, ''), 'postgresql.authentication.superuser: required'],
     ['an unknown top-level key', `${minimal}tagz: {}\n`, 'tagz: unknown key'],
@@ -81,21 +85,41 @@ describe('parseConfig', () => {
     ['etcd hosts of the wrong type', `${minimal}etcd:\n  hosts: 5\n`, 'etcd.hosts: expected array or string, received number'],
     ['an etcd username without password', `${minimal}etcd:\n  username: u\n`, 'etcd.password: username and password go together'],
     ['an etcd password without username', `${minimal}etcd:\n  password: p\n`, 'etcd.password: username and password go together'],
-    ['a REST username without password', `${minimal}restapi:\n  authentication: {username: admin}\n`, 'restapi.authentication.password: required'],
+    ['a REST username without password', `${base}restapi:\n  authentication: {username: admin}\n`, 'restapi.authentication.password: required'],
     ['a role name with a quote', minimal.replace('username: replicator', 'username: "repl\'x"'), 'postgresql.authentication.replication.username: a plain role name'],
     ['a bad initdb option', `${minimal}bootstrap:\n  initdb: ["--data-checksums"]\n`, 'bootstrap.initdb[0]: an initdb long option without dashes'],
     ['a bad key in an initdb map', `${minimal}bootstrap:\n  initdb: [{Encoding: UTF8}]\n`, 'bootstrap.initdb[0].Encoding: bad key'],
     ['a null PostgreSQL parameter', `${minimal}bootstrap:\n  dcs:\n    postgresql:\n      parameters:\n        auto_explain.log_min_duration: null\n`,
       'bootstrap.dcs.postgresql.parameters["auto_explain.log_min_duration"]: expected string or number or boolean, received null'],
     ['a TTL below etcd\'s minimum', `${minimal}bootstrap:\n  dcs: {ttl: 1, loop_wait: 0.1, retry_timeout: 0.2, fence_margin: 0.3}\n`, 'bootstrap.dcs.ttl: Too small'],
+    // Finding 1: a data_dir that is a system directory (initdb writes into it; a failed
+    // bootstrap, a reinit or a failed rewind empties it).
+    ...['/', '/var', '/var/lib', '/tmp', '/home', '/usr/local', '/var/lib/postgresql'].map((d) => [
+      `data_dir ${d}`, minimal.replace('/var/lib/pgha/data', d), `postgresql.data_dir: ${d} is a system directory`,
+    ] as [string, string, string]),
+    ['a data_dir with ..', minimal.replace('/var/lib/pgha/data', '/srv/pg/../data'), 'postgresql.data_dir: not a normalized path (did you mean /srv/data?)'],
+    // Finding 12: PostgreSQL keeps 63 bytes of application_name and of a slot name.
+    ['a name longer than 63 bytes', minimal.replace('name: node1', `name: ${'n'.repeat(64)}`), 'name: at most 63 characters'],
+    // Finding 2: the published address must reach this host from the others.
+    ['a wildcard REST listen without connect_address', base, 'restapi.connect_address: restapi.listen 0.0.0.0:8008 listens on every interface'],
+    ['a wildcard PostgreSQL listen without connect_address', `${minimal.replace('  connect_address: 10.0.0.11:5432\n', '  listen: 0.0.0.0:5432\n')}`, 'postgresql.connect_address: postgresql.listen 0.0.0.0:5432 listens on every interface'],
+    ['a loopback REST address with etcd on other hosts', `${base}restapi:\n  connect_address: 127.0.0.1:8008\netcd:\n  hosts: [10.0.0.21:2379]\n`,
+      'restapi.connect_address: restapi.connect_address 127.0.0.1:8008 is a loopback address, but etcd.hosts are not all on this host'],
+    ['a loopback PostgreSQL address with etcd on other hosts', `${minimal.replace('  connect_address: 10.0.0.11:5432\n', '')}etcd:\n  hosts: [etcd1:2379]\n`,
+      'postgresql.connect_address: postgresql.listen 127.0.0.1:5432 is a loopback address'],
   ])('names the file and the field: %s', (_, text, fragment) => {
     const err = parseError(text);
     expect(err.code).toBe('PGHA_CONFIG_INVALID');
     expect(err.message.split('\n')).toContainEqual(expect.stringContaining(`${FILE}: ${fragment}`));
   });
 
+  it('accepts loopback addresses when etcd is on this host too (single-host test and demo setups)', () => {
+    const c = parseConfig(`${base}restapi:\n  listen: 127.0.0.1:8011\netcd:\n  hosts: [127.0.0.1:2379, localhost:2380]\n`.replace('10.0.0.11:5432', '127.0.0.1:5441'), FILE);
+    expect(c.restapi.listen).toBe('127.0.0.1:8011');
+  });
+
   it('reports every bad field, one line each, not only the first', () => {
-    const err = parseError(`${minimal}restapi:\n  listen: nope\ntags:\n  failover_priority: -1\n  x: 1\n  y: 2\n`);
+    const err = parseError(`${base}restapi:\n  listen: nope\ntags:\n  failover_priority: -1\n  x: 1\n  y: 2\n`);
     const paths = err.message.split('\n').map((l) => l.split(': ')[1]);
     expect([...new Set(paths)]).toEqual(['restapi.listen', 'tags.failover_priority', 'tags.x', 'tags.y']);
   });
@@ -197,7 +221,7 @@ describe('parseDynamicConfig and formatZodIssues', () => {
   });
 
   it('formats issues from any zod parse, one line each', () => {
-    const r = nodeConfigSchema.safeParse({ scope: 'a b', name: 'n', postgresql: { data_dir: '/d', authentication: {} }, bootstrap: { users: { 'bad-name': { password: 'p' } } } });
+    const r = nodeConfigSchema.safeParse({ scope: 'a b', name: 'n', postgresql: { data_dir: '/srv/d', authentication: {} }, bootstrap: { users: { 'bad-name': { password: 'p' } } } });
     expect(r.success).toBe(false);
     expect(formatZodIssues(r.error?.issues ?? [], 'x.yml').split('\n')).toEqual([
       'x.yml: scope: letters, digits, _ . - only',

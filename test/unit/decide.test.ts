@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { decide, MAX_START_FAILURES, REWIND_AFTER_MS } from '../../src/ha/decide.ts';
 import type { Action } from '../../src/ha/types.ts';
-import { clusterView, defaultTags, dyn, member, obs, request, WALL } from '../support/observations.ts';
+import { SYSID, clusterView, defaultTags, dyn, member, obs, request, WALL } from '../support/observations.ts';
 
 const kinds = (a: Action[]) => a.map((x) => x.kind);
 const noLeader = (over = {}) => clusterView({ leader: null, ...over });
@@ -13,7 +13,16 @@ const cases: Array<{ name: string; o: ReturnType<typeof obs>; expect: string[] }
   { name: 'etcd down, primary past deadline: fence', o: obs({ cluster: null, now: 13_000, local: { role: 'primary' } }), expect: ['fence'] },
   { name: 'no initialize key, empty: bootstrap', o: obs({ local: { dataDir: 'empty', running: false }, cluster: noLeader({ initialize: null }) }), expect: ['bootstrap'] },
   { name: 'no initialize key, nofailover: wait', o: obs({ self: { tags: { ...defaultTags, nofailover: true } }, local: { dataDir: 'empty', running: false }, cluster: noLeader({ initialize: null }) }), expect: [] },
-  { name: 'no initialize key, data present: adopt', o: obs({ cluster: noLeader({ initialize: null }) }), expect: ['adopt_cluster'] },
+  // Finding 14: existing data never becomes a new cluster on its own (a scope typo on a standby).
+  { name: 'no initialize key, standby data: refuse to adopt', o: obs({ cluster: noLeader({ initialize: null }) }), expect: [] },
+  { name: 'no initialize key, stopped primary data: refuse to adopt', o: obs({ local: { running: false, role: null, controlState: 'primary-clean' }, self: { leaseDeadline: null }, cluster: noLeader({ initialize: null }) }), expect: [] },
+  { name: 'no initialize key, running primary without a live lease: refuse to adopt', o: obs({ now: 13_000, local: { role: 'primary' }, cluster: noLeader({ initialize: null }) }), expect: [] },
+  { name: 'no initialize key, running primary leading it (etcd lost its keys): adopt', o: obs({ local: { role: 'primary' }, cluster: noLeader({ initialize: null }) }), expect: ['adopt_cluster'] },
+  { name: 'no initialize key, adopt_system_id names our data: adopt', o: obs({ self: { adoptSystemId: SYSID }, local: { running: false, role: null }, cluster: noLeader({ initialize: null }) }), expect: ['adopt_cluster'] },
+  { name: 'no initialize key, adopt_system_id names other data: refuse', o: obs({ self: { adoptSystemId: '42' }, cluster: noLeader({ initialize: null }) }), expect: [] },
+  // Finding 1: files that are no PostgreSQL data directory: never bootstrap or clone into them.
+  { name: 'foreign files, no initialize key: no bootstrap', o: obs({ local: { dataDir: 'foreign', systemId: null, running: false, role: null }, cluster: noLeader({ initialize: null }) }), expect: [] },
+  { name: 'foreign files, running leader: no clone', o: obs({ local: { dataDir: 'foreign', systemId: null, running: false, role: null } }), expect: [] },
   { name: 'claimed initialize: wait', o: obs({ local: { dataDir: 'empty', running: false }, cluster: noLeader({ initialize: 'claim:n1' }) }), expect: [] },
   { name: 'empty data, running leader: clone', o: obs({ local: { dataDir: 'empty', running: false } }), expect: ['clone'] },
   { name: 'empty data, no leader: wait', o: obs({ local: { dataDir: 'empty', running: false }, cluster: noLeader() }), expect: [] },

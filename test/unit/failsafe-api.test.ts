@@ -9,8 +9,8 @@ import type { FailsafeAnswer } from '../../src/ha/failsafe.ts';
 import { createLogger } from '../../src/log/logger.ts';
 
 const config = nodeConfigSchema.parse({
-  scope: 'demo', name: 'n2', restapi: { authentication: { username: 'admin', password: 'pw' } },
-  postgresql: { data_dir: '/x', authentication: { superuser: { username: 'postgres', password: 'a' }, replication: { username: 'replicator', password: 'b' } } },
+  scope: 'demo', name: 'n2', restapi: { connect_address: '127.0.0.1:8008', authentication: { username: 'admin', password: 'pw' } },
+  postgresql: { data_dir: '/x/data', authentication: { superuser: { username: 'postgres', password: 'a' }, replication: { username: 'replicator', password: 'b' } } },
 });
 const basic = `Basic ${Buffer.from('admin:pw').toString('base64')}`;
 
