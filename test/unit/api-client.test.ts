@@ -24,8 +24,8 @@ const client = pki.issue('n1');
 const auth = { username: 'admin', password: 'pw' };
 const config = nodeConfigSchema.parse({
   scope: 'demo', name: 'n2',
-  restapi: { authentication: auth, certfile: server.cert, keyfile: server.key, cafile: pki.caFile, verify_client: 'required' },
-  postgresql: { data_dir: '/x', authentication: { superuser: { username: 'postgres', password: 'a' }, replication: { username: 'replicator', password: 'b' } } },
+  restapi: { listen: '127.0.0.1:8008', authentication: auth, certfile: server.cert, keyfile: server.key, cafile: pki.caFile, verify_client: 'required' },
+  postgresql: { data_dir: '/var/lib/pgha/data', authentication: { superuser: { username: 'postgres', password: 'a' }, replication: { username: 'replicator', password: 'b' } } },
 });
 const quiet = createLogger({ level: 'info', destination: new Writable({ write(_c, _e, cb) { cb(); } }) });
 const unused = () => { throw new Error('not used'); };

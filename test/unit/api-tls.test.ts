@@ -13,13 +13,13 @@ import { createLogger } from '../../src/log/logger.ts';
 
 const base = {
   scope: 'demo', name: 'n2',
-  postgresql: { data_dir: '/x', authentication: { superuser: { username: 'postgres', password: 'a' }, replication: { username: 'replicator', password: 'b' } } },
+  postgresql: { data_dir: '/var/lib/pgha/data', authentication: { superuser: { username: 'postgres', password: 'a' }, replication: { username: 'replicator', password: 'b' } } },
 };
 const cfg = (restapi: Record<string, unknown>, ctl?: Record<string, unknown>) =>
-  nodeConfigSchema.parse({ ...base, restapi, ...(ctl === undefined ? {} : { ctl }) });
+  nodeConfigSchema.parse({ ...base, restapi: { connect_address: '10.0.0.2:8008', ...restapi }, ...(ctl === undefined ? {} : { ctl }) });
 const problems = (restapi: Record<string, unknown>, ctl?: Record<string, unknown>) => {
   try {
-    parseConfig(JSON.stringify({ ...base, restapi, ...(ctl === undefined ? {} : { ctl }) }), 'n2.yml');
+    parseConfig(JSON.stringify({ ...base, restapi: { connect_address: '10.0.0.2:8008', ...restapi }, ...(ctl === undefined ? {} : { ctl }) }), 'n2.yml');
     return '';
   } catch (err) {
     return (err as Error).message;

@@ -19,7 +19,10 @@ const FILE = '/etc/pgha/node1.yml';
 const minimal = `
 scope: demo
 name: node1
+restapi:
+  connect_address: 10.0.0.11:8008
 postgresql:
+  connect_address: 10.0.0.11:5432
   data_dir: /var/lib/pgha/data
   authentication:
     superuser: {username: postgres, password: s3cret-su}
