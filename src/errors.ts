@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   PGHA_BOOTSTRAP: 'the cluster cannot be bootstrapped',
   PGHA_API_BAD_REQUEST: 'a REST request body or query failed validation',
   PGHA_API_UNAUTHORIZED: 'a mutating REST request had no valid credentials',
+  PGHA_API_LOCKED: 'too many failed authentications from this address: refused for a while (429)',
   PGHA_FAILSAFE_REFUSED: 'a member refused to confirm a leader in failsafe mode, or a promise to one blocks an action',
   PGHA_WATCHDOG_UNAVAILABLE: 'watchdog.mode is required but the watchdog device cannot be used',
   PGHA_CLI_USAGE: 'pghactl was called with bad arguments',
