@@ -1,4 +1,4 @@
-// pghactl switchover / failover / flush --scheduled
+// pghactl switchover / failover / flush --scheduled / flush restart
 import type { CommandModule } from 'yargs';
 import { PgHaError } from '../errors.ts';
 import { cancelHandover, requestHandover } from '../ops/store.ts';
@@ -52,12 +52,26 @@ export const failoverCommand: CommandModule<GlobalOpts, SwitchoverOpts> = {
   },
 };
 
-export const flushCommand: CommandModule<GlobalOpts, GlobalOpts & { scheduled?: boolean }> = {
-  command: 'flush',
-  describe: 'cancel a pending or scheduled switchover (--scheduled)',
-  builder: (y) => y.option('scheduled', { type: 'boolean', demandOption: true, describe: 'cancel the scheduled switchover' }),
+type FlushOpts = GlobalOpts & { target?: string; members?: string[]; scheduled?: boolean };
+
+export const flushCommand: CommandModule<GlobalOpts, FlushOpts> = {
+  command: 'flush [target] [members..]',
+  describe: 'cancel a scheduled switchover (flush --scheduled) or scheduled restarts (flush restart [members..])',
+  builder: (y) => y
+    .positional('target', { type: 'string', choices: ['restart'], describe: 'restart: cancel scheduled restarts (all, or of the members named)' })
+    .positional('members', { type: 'string', array: true })
+    .option('scheduled', { type: 'boolean', describe: 'cancel the scheduled switchover' }),
   handler: async (argv) => {
+    if (argv.target !== 'restart' && argv.scheduled !== true) throw new PgHaError('PGHA_CLI_USAGE', 'name what to flush: --scheduled (a switchover) or restart [members..]');
     await withCtx(argv, async (ctx) => {
+      if (argv.target === 'restart') {
+        const view = await ctx.dcs.readCluster(ctx.fallback);
+        const names = (argv.members ?? []).length > 0 ? (argv.members ?? []) : Object.keys(view.restarts ?? {});
+        const cancelled: string[] = [];
+        for (const n of names) if (await ctx.dcs.cancelRestart(n)) cancelled.push(n);
+        printResult(argv.format, { cancelled }, cancelled.length > 0 ? `scheduled restart cancelled: ${cancelled.join(', ')}` : 'no scheduled restart');
+        return;
+      }
       const had = await cancelHandover(ctx.dcs);
       printResult(argv.format, { cancelled: had }, had ? 'pending switchover cancelled' : 'no pending switchover');
     });

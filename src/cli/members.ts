@@ -27,7 +27,7 @@ function memberCommand(name: 'restart' | 'reload' | 'reinit', path: string, desc
       const b = y.positional('members', { type: 'string', array: true }).option('force', { type: 'boolean', describe: 'do not ask' });
       return name === 'restart'
         ? b.option('pending', { type: 'boolean', describe: 'only members with settings pending a restart' })
-          .option('scheduled', { type: 'string', describe: 'ISO 8601 time; each agent restarts then (kept in its memory)' })
+          .option('scheduled', { type: 'string', describe: 'ISO 8601 time, at most 7 days ahead; kept in etcd (cancel: pghactl flush restart)' })
         : b;
     },
     handler: async (argv) => {
