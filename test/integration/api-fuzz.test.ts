@@ -1,6 +1,7 @@
 // Issue 10 against a real one-node cluster (etcd, PostgreSQL 15, the agent): a scheduled restart
 // kept in etcd survives an agent restart and runs at its time; DELETE /restart and `pghactl flush
-// restart` cancel one; a schedule years ahead is refused instead of restarting now. Then a
+// restart` cancel one; a schedule years ahead is refused instead of restarting now. An invalid
+// /config in etcd leaves the agent on the last valid one (still paused), flagged. Then a
 // property-based fuzz: 10,000 random and malformed requests without valid credentials (paths,
 // methods, headers, bodies, query strings, auth), sent over keep-alive connections (node:http) and
 // raw sockets (net, for what node:http refuses to send). No crash, no 5xx but the documented 503s,
@@ -96,6 +97,31 @@ describe('scheduled restarts (finding 3)', () => {
     await sleep(4500);
     expect(postmasterPid(n1.dataDir)).toBe(pid);
     expect((await api('DELETE', '/restart')).json).toEqual({ cancelled: false, member: 'node1' });
+  });
+});
+
+describe('an invalid /config in etcd (finding 13)', () => {
+  it('keeps the last valid /config (pause kept), flags it, and a whole-document PUT repairs it', async () => {
+    const paused = await api('PATCH', '/config', { pause: true });
+    expect(paused.status).toBe(200);
+    const good = paused.json;
+    await waitFor('paused', async () => (await cluster.status(n1))?.pause === true, 10_000);
+    // A partial PUT would reset pause: refused, nothing written.
+    expect((await api('PUT', '/config', { ttl: 3 })).status).toBe(400);
+    await etcd.put(`${PREFIX}config`).value(JSON.stringify({ ...good, ttl: 'three' }));
+    await waitFor('flagged', async () => {
+      const r = await fetch(`http://127.0.0.1:${n1.apiPort}/config`);
+      return r.headers.get('x-pgha-config-invalid') === 'kept-last-valid' && ((await r.json()) as { pause: boolean }).pause;
+    }, 10_000);
+    await sleep(1500); // a few loops on the invalid value: still paused, still primary
+    expect((await cluster.status(n1))?.pause).toBe(true);
+    expect(await cluster.probe(n1, '/primary')).toBe(200);
+    const fixed = await api('PUT', '/config', { ...good, pause: false });
+    expect(fixed.status).toBe(200);
+    await waitFor('valid and resumed', async () => {
+      const r = await fetch(`http://127.0.0.1:${n1.apiPort}/config`);
+      return r.headers.get('x-pgha-config-invalid') === null && !((await r.json()) as { pause: boolean }).pause;
+    }, 10_000);
   });
 });
 
