@@ -87,7 +87,7 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
   });
   app.get('/history', async (_req, reply) => {
     const h = d.history();
-    return h === null ? notRead(reply, '/history') : reply.send(h);
+    return h === null ? notRead(reply, '/history (or it is invalid there)') : reply.send(h);
   });
   app.get('/config', async (_req, reply) => {
     const v = d.view();
