@@ -20,6 +20,7 @@ const PREFIX = '/pgha-test/itest/';
 const AUTH = `Basic ${Buffer.from('admin:admin-pw').toString('base64')}`;
 const etcd = new Etcd3({ hosts: `http://${cluster.etcdEndpoint}` });
 
+/** pghactl as a child process; 60 s covers its etcd reads and a restart through an agent. */
 function ctl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(process.execPath, [`${REPO}bin/pghactl.js`, '-c', n1.configPath, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
@@ -28,6 +29,7 @@ function ctl(...args: string[]): Promise<{ code: number; stdout: string; stderr:
   });
 }
 
+/** An authenticated call; 10 s: the agent answers from memory or after one etcd write. */
 async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   const r = await fetch(`http://127.0.0.1:${n1.apiPort}${path}`, {
     method, headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), authorization: AUTH }, signal: AbortSignal.timeout(10_000),
@@ -36,6 +38,7 @@ async function api(method: string, path: string, body?: unknown): Promise<{ stat
   return { status: r.status, json: (await r.json().catch(() => ({}))) as Record<string, unknown> };
 }
 
+// Bootstrap (initdb, start, take the key) takes seconds idle; 100 s covers a loaded 2-core machine.
 const primaryUp = () => waitFor('node1 primary', async () => (await cluster.probe(n1, '/primary')) === 200, 100_000, 200);
 const restartKey = async () => etcd.get(`${PREFIX}restart/node1`).string();
 
@@ -78,6 +81,7 @@ describe('scheduled restarts (finding 3)', () => {
     expect(Date.now()).toBeLessThan(at - 2000);
     await sleep(Math.max(0, at - Date.now() - 1500));
     expect(postmasterPid(n1.dataDir)).toBe(pid); // not before its time
+    // Due within one loop_wait (0.5 s); 15 s covers the fast stop and the start.
     await waitFor('the scheduled restart', async () => { const p = postmasterPid(n1.dataDir); return p !== null && p !== pid; }, 15_000);
     expect(Date.now()).toBeGreaterThanOrEqual(at);
     expect(cluster.logs(n1)).toContain('running the scheduled restart');
@@ -105,6 +109,7 @@ describe('an invalid /config in etcd (finding 13)', () => {
     const paused = await api('PATCH', '/config', { pause: true });
     expect(paused.status).toBe(200);
     const good = paused.json;
+    // The loop reads /config every loop_wait (0.5 s): 10 s is generous for this and the waits below.
     await waitFor('paused', async () => (await cluster.status(n1))?.pause === true, 10_000);
     // A partial PUT would reset pause: refused, nothing written.
     expect((await api('PUT', '/config', { ttl: 3 })).status).toBe(400);
@@ -210,7 +215,10 @@ const raw = fc.oneof(fc.constantFrom(...RAW), fc.string({ maxLength: 200 }).map(
 
 const agents = Array.from({ length: SOURCES + 1 }, (_, i) => new http.Agent({ keepAlive: true, maxSockets: 1, localAddress: `127.1.0.${i}` }));
 
-/** The status code, 0 when the server closed or reset the connection, -1 when node:http refused to send it. */
+/**
+ * The status code, 0 when the server closed or reset the connection, -1 when node:http refused to
+ * send it. 15 s of socket silence (beyond the server's 10 s request deadline) counts as closed.
+ */
 function send(r: Req): Promise<number> {
   return new Promise((resolve) => {
     const headers: Record<string, string> = { ...r.extra };
@@ -245,7 +253,7 @@ function sendRaw(text: string): Promise<string> {
   return new Promise((resolve) => {
     const s = net.connect(n1.apiPort, '127.0.0.1');
     let got = '';
-    s.setTimeout(12_000, () => s.destroy());
+    s.setTimeout(12_000, () => s.destroy()); // past the server's 10 s request deadline: it should have closed
     s.on('data', (d) => { got += d.toString('latin1'); });
     s.on('error', () => undefined);
     s.on('close', () => resolve(got));
@@ -309,7 +317,7 @@ describe('fuzz (10,000 requests without valid credentials)', () => {
         expect(performance.now() - t).toBeLessThan(500);
       }
       // headersTimeout 5 s, checked every second: closed within about 6 s, not Node's 60 s.
-      const at = await Promise.race([closed, sleep(15_000).then(() => Infinity)]);
+      const at = await Promise.race([closed, sleep(15_000).then(() => Infinity)]); // 15 s: long enough to see a miss
       expect(at - start).toBeLessThan(8_000);
     } finally {
       clearInterval(drip);
