@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   PGHA_API_BAD_REQUEST: 'a REST request body or query failed validation',
   PGHA_API_UNAUTHORIZED: 'a mutating REST request had no valid credentials',
   PGHA_API_FORBIDDEN: 'a mutating REST request came from outside restapi.allowlist, or without the client certificate verify_client asks for',
+  PGHA_API_LOCKED: 'too many failed authentications from this address: refused for a while (429)',
   PGHA_FAILSAFE_REFUSED: 'a member refused to confirm a leader in failsafe mode, or a promise to one blocks an action',
   PGHA_WATCHDOG_UNAVAILABLE: 'watchdog.mode is required but the watchdog device cannot be used',
   PGHA_DATA_DIR_UNSAFE: 'data_dir is a system path, or holds files that are no PostgreSQL data directory: pgha neither writes into it nor deletes them',

@@ -18,7 +18,7 @@ export interface FailsafeCallOptions {
   tls?: ClientTls | undefined;
   /** Deadline of each call, ms. */
   timeoutMs: number;
-  /** Our ttl (seconds): a member promises at least this long, even if its own config says less. */
+  /** Our ttl (seconds), sent along: a member whose own ttl is shorter refuses to confirm. */
   ttl: number;
   /** Monotonic clock, ms. */
   now(): number;
@@ -107,15 +107,16 @@ export class FailsafeAgent {
   }
 
   /**
-   * POST /failsafe from `caller`: confirm it (and promise not to race for a TTL) or refuse. The
-   * promise lasts the longer of our ttl and the caller's, should the two configs differ.
+   * POST /failsafe from `caller`: confirm it (and promise not to race for our ttl) or refuse. A
+   * caller asking for longer than our ttl is refused (answerFailsafeCall).
    */
   answer(caller: string, callerTtl?: number): FailsafeAnswer {
     const { config, now, logger } = this.#d;
     const dyn = this.#d.dynamic();
     const answer = answerFailsafeCall({
       caller, self: config.name, failsafeMode: dyn.failsafe_mode, actsAsLeader: this.#d.actsAsLeader(),
-      lastLeader: this.#d.lastLeader(), hold: this.hold, now: now(), ttlMs: Math.max(dyn.ttl, callerTtl ?? 0) * 1000,
+      lastLeader: this.#d.lastLeader(), hold: this.hold, now: now(), ttlMs: dyn.ttl * 1000,
+      callerTtlMs: callerTtl === undefined ? undefined : callerTtl * 1000, recordLeader: this.#d.record()?.leader ?? null,
     });
     if (!answer.ok) {
       logger.warn({ event: 'failsafe refused', leader: caller, reason: answer.reason }, `failsafe: refused ${caller}: ${answer.reason}`);

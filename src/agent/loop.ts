@@ -98,6 +98,11 @@ export class HaLoop {
     return this.#snapshot;
   }
 
+  /** The last successful etcd read (what GET /config answers from); null before the first. */
+  get view(): ClusterView | null {
+    return this.#cluster;
+  }
+
   /** Held the key at the last etcd read, and has not released, lost or fenced it since. */
   get isLeader(): boolean {
     return this.#holdsKey;
@@ -173,6 +178,7 @@ export class HaLoop {
   async runOnce(): Promise<Plan> {
     await this.#runOps();
     const o = await this.observe();
+    await this.#dueRestart(o);
     const plan = decide(o);
     if (plan.reason !== this.#lastReason) {
       const l = o.local;
@@ -284,13 +290,35 @@ export class HaLoop {
 
   /** Operator restart: stop PostgreSQL (fast) and start it again in the role it had. */
   restartPostgres(): Promise<void> {
-    return this.enqueue('restart', async () => {
-      const leader = this.isLeader;
-      const upstreamName = this.#cluster?.leader?.name ?? null;
-      const up = this.#cluster?.members.find((m) => m.name === upstreamName);
-      await this.#d.pg.stop('fast');
-      await this.actor.start(leader ? 'primary' : 'standby', leader || up === undefined ? null : { name: up.name, conn: up.conn });
-    });
+    return this.enqueue('restart', () => this.#restart());
+  }
+
+  async #restart(): Promise<void> {
+    const leader = this.isLeader;
+    const upstreamName = this.#cluster?.leader?.name ?? null;
+    const up = this.#cluster?.members.find((m) => m.name === upstreamName);
+    await this.#d.pg.stop('fast');
+    await this.actor.start(leader ? 'primary' : 'standby', leader || up === undefined ? null : { name: up.name, conn: up.conn });
+  }
+
+  /**
+   * A restart scheduled for this member (POST /restart with a schedule, kept in etcd) whose time
+   * has come: removed from etcd first (compare-and-set, so a cancelled or replaced one is not
+   * run, and none runs twice), then run. No timer: the loop looks every loop_wait.
+   */
+  async #dueRestart(o: Observation): Promise<void> {
+    const name = this.#d.config.name;
+    const r = o.cluster?.restarts?.[name];
+    if (r === undefined || o.wallNow < r.at) return;
+    try {
+      if (!(await this.#d.dcs.takeRestart(name, r.revision))) return;
+      this.#d.logger.info({ event: 'operation', op: 'scheduled restart', at: new Date(r.at).toISOString() }, 'running the scheduled restart');
+      await this.#restart();
+      this.#local = await this.#d.pg.observe();
+      o.local = this.#local;
+    } catch (err) {
+      this.#d.logger.warn({ err: describeError(err) }, 'scheduled restart failed');
+    }
   }
 
   /** Operator reinit of a standby: stop, wipe; the next iteration clones from the leader. */

@@ -116,7 +116,7 @@ async function main(): Promise<number> {
     // A view older than one TTL is stale: by then the leader key may belong to someone else.
     staleAfterMs: () => ha.dynamic.ttl * 1000,
     routes: (a) => registerOpsRoutes(a, {
-      config, dcs, fallback: () => ha.dynamic, isLeader: () => ha.isLeader,
+      config, dcs, fallback: () => ha.dynamic, isLeader: () => ha.isLeader, view: () => ha.view, history: () => dcs.cachedHistory(),
       restart: () => ha.restartPostgres(), reload: () => pg.reload(), reinitialize: () => ha.reinitialize(),
       drill: (kind) => (kind === 'kill' ? pg.crash() : pg.stop('immediate')),
       failsafe: (leader, ttl) => ha.answerFailsafe(leader, ttl),

@@ -1,18 +1,33 @@
-// Operations endpoints (the REST twin of pghactl). All mutating routes need basic auth; bodies are
-// validated with zod (400 with the reason); refusals answer 412 with the reason.
+// Operations endpoints (the REST twin of pghactl). All mutating routes need basic auth, checked in
+// onRequest before any body is read; bodies are validated with zod (400 with the reason);
+// refusals answer 412 with the reason. GET /config and /history answer from the HA loop's last
+// etcd read, so a flood of them never reaches etcd through the loop's client.
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { EtcdDcs } from '../dcs/etcd.ts';
+import type { HistoryEntry } from '../dcs/types.ts';
+import type { ClusterView } from '../ha/types.ts';
 import { PgHaError, isPgHaError } from '../errors.ts';
 import type { FailsafeAnswer } from '../ha/failsafe.ts';
-import { cancelHandover, editConfig, mergePatch, requestHandover } from '../ops/store.ts';
+import { cancelHandover, editConfig, mergePatch, missingForPut, requestHandover } from '../ops/store.ts';
+import { Lockout } from './lockout.ts';
 import { badRequest, requireAuth } from './server.ts';
 import { requireTargetMember } from './target-member.ts';
+
+/**
+ * The furthest ahead a restart may be scheduled (ms): 7 days covers "the next maintenance window"
+ * while a forgotten schedule cannot wait for months; the loop checks it every loop_wait, no timer.
+ */
+export const MAX_RESTART_AHEAD_MS = 7 * 86_400_000;
 
 export interface OpsDeps {
   config: NodeConfig;
   dcs: EtcdDcs;
+  /** The HA loop's last successful read of the cluster (null before the first). */
+  view: () => ClusterView | null;
+  /** /history as of that read (null: not read yet or invalid). */
+  history: () => HistoryEntry[] | null;
   fallback: () => DynamicConfig;
   isLeader: () => boolean;
   restart: () => Promise<void>;
@@ -50,11 +65,14 @@ function parse<T>(schema: z.ZodType<T>, body: unknown, reply: FastifyReply): T |
 }
 
 export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
-  const authenticated = requireAuth(d.config.restapi.authentication);
-  // After authentication: the target member (X-Pgha-Member) is checked when named, and required
-  // on the member-scoped operations (target-member.ts).
-  const auth = { preHandler: [authenticated, requireTargetMember(d.config.name, false)] };
-  const memberAuth = { preHandler: [authenticated, requireTargetMember(d.config.name, true)] };
+  // onRequest: credentials are checked before the body is read, let alone parsed. After that,
+  // the target member (X-Pgha-Member) is checked when named, and required on the member-scoped
+  // operations (target-member.ts).
+  const authenticated = requireAuth(d.config.restapi.authentication, new Lockout());
+  const auth = { onRequest: authenticated, preHandler: requireTargetMember(d.config.name, false) };
+  const memberAuth = { onRequest: authenticated, preHandler: requireTargetMember(d.config.name, true) };
+  const notRead = (reply: FastifyReply, what: string) =>
+    reply.code(503).send({ error: 'PGHA_DCS_UNAVAILABLE', message: `${what} has not been read from etcd yet` });
 
   app.post('/switchover', auth, async (req, reply) => {
     const b = parse(switchoverBody, req.body ?? {}, reply);
@@ -73,18 +91,27 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
     try { return reply.code(202).send(await requestHandover(d.dcs, { kind: 'failover', candidate: b.candidate, force: b.force }, d.fallback())); } catch (err) { return fail(reply, err); }
   });
   app.get('/history', async (_req, reply) => {
-    try { return reply.send(await d.dcs.readHistory()); } catch (err) { return fail(reply, err); }
+    const h = d.history();
+    return h === null ? notRead(reply, '/history (or it is invalid there)') : reply.send(h);
   });
   app.get('/config', async (_req, reply) => {
-    try { return reply.send((await d.dcs.readCluster(d.fallback())).config); } catch (err) { return fail(reply, err); }
+    const v = d.view();
+    if (v === null) return notRead(reply, '/config');
+    // An invalid /config in etcd: the value the agent runs with (the last valid one), flagged.
+    if (v.configInvalid != null) void reply.header('x-pgha-config-invalid', v.configInvalid.kept ? 'kept-last-valid' : 'node-file');
+    return reply.send(v.config);
   });
   for (const method of ['PATCH', 'PUT'] as const) {
-    app.route({ method, url: '/config', preHandler: auth.preHandler, handler: async (req, reply) => {
+    app.route({ method, url: '/config', onRequest: auth.onRequest, handler: async (req, reply) => {
       const body = req.body;
       if (typeof body !== 'object' || body === null || Array.isArray(body)) return badRequest(reply, 'body: expected a JSON object');
+      const patch = body as Record<string, unknown>;
+      // PUT replaces the whole document: a partial one would silently reset every key it leaves
+      // out (pause, synchronous_mode ...) to its default. Use PATCH for a partial change.
+      const missing = method === 'PUT' ? missingForPut(patch) : [];
+      if (missing.length > 0) return badRequest(reply, `PUT /config replaces the whole document; missing: ${missing.join(', ')} (use PATCH for a partial change)`);
       try {
-        const patch = body as Record<string, unknown>;
-        const { after } = await editConfig(d.dcs, (c) => (method === 'PATCH' ? mergePatch(c, patch) : patch), d.fallback(), 'request body');
+        const { after } = await editConfig(d.dcs, (c) => (method === 'PATCH' ? mergePatch(c, patch) : patch), d.fallback(), 'request body', method === 'PUT');
         return reply.send(after);
       } catch (err) { return fail(reply, err); }
     } });
@@ -99,14 +126,24 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
   app.post('/restart', memberAuth, async (req, reply) => {
     const b = parse(restartBody, req.body ?? undefined, reply);
     if (reply.sent) return reply;
-    const at = b?.schedule === undefined ? null : Date.parse(b.schedule);
-    if (at !== null && at > Date.now()) {
-      // Kept in this agent's memory only: a scheduled restart does not survive an agent restart.
-      const timer = setTimeout(() => void d.restart().catch(() => undefined), at - Date.now());
-      timer.unref();
-      return reply.code(202).send({ scheduled: new Date(at).toISOString(), member: d.config.name });
+    if (b?.schedule !== undefined) {
+      // Kept in etcd (/restart/<member>, no lease), so it survives an agent restart; the loop
+      // runs it once due (agent/loop.ts). Cancel: DELETE /restart or pghactl flush restart.
+      const at = Date.parse(b.schedule);
+      const now = Date.now();
+      if (at <= now) return badRequest(reply, `schedule: ${b.schedule} is in the past`);
+      if (at - now > MAX_RESTART_AHEAD_MS) return badRequest(reply, `schedule: ${b.schedule} is more than ${MAX_RESTART_AHEAD_MS / 86_400_000} days ahead`);
+      try {
+        if (!(await d.dcs.scheduleRestart(d.config.name, at, now))) {
+          return fail(reply, new PgHaError('PGHA_CLI_REFUSED', `a restart of ${d.config.name} is already scheduled: cancel it first (DELETE /restart, pghactl flush restart)`));
+        }
+        return reply.code(202).send({ scheduled: new Date(at).toISOString(), member: d.config.name });
+      } catch (err) { return fail(reply, err); }
     }
     try { await d.restart(); return reply.send({ ok: true, member: d.config.name }); } catch (err) { return fail(reply, err); }
+  });
+  app.delete('/restart', auth, async (_req, reply) => {
+    try { return reply.send({ cancelled: await d.dcs.cancelRestart(d.config.name), member: d.config.name }); } catch (err) { return fail(reply, err); }
   });
   memberOp('/reload', d.reload, true);
   const drillBody = z.strictObject({ kind: z.enum(['kill', 'stop']) });

@@ -1,7 +1,10 @@
 // The agent's REST API (fastify 5). Health checks answer from the HA loop's cached snapshot,
 // never by querying PostgreSQL per probe; their semantics live in health.ts (pure). Mutating
-// endpoints (ops-routes.ts) are guarded by `requireAuth`. Endpoints: docs/rest-api.md.
+// endpoints (ops-routes.ts) are guarded by `requireAuth`, an onRequest hook (before any body). Endpoints: docs/rest-api.md.
 import { createHash, timingSafeEqual } from 'node:crypto';
+import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import { performance } from 'node:perf_hooks';
 import Fastify, {
   LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply,
   type FastifyRequest, type FastifySchema,
@@ -10,6 +13,7 @@ import { splitHostPort } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import { CHECK_PATHS, READINESS_MODES, REPLICATION_STATES, clusterBody, healthResponse, statusBody, type Check } from './health.ts';
 import { parseBasicAuth, type Credentials } from './basic-auth.ts';
+import type { Lockout } from './lockout.ts';
 import type { ServerTls } from './tls.ts';
 import type { ApiDeps } from './types.ts';
 
@@ -143,18 +147,52 @@ function registerErrors(app: FastifyInstance): void {
     reply.code(404).send({ error: 'not found', message: `no route ${req.method} ${pathOf(req.url)}` }));
 }
 
+/**
+ * Limits of the HTTP server. Every route answers from memory or from bounded etcd and PostgreSQL
+ * calls, so none of them holds the event loop: a health check never waits behind another request.
+ * What a flood of connections could still take is bounded here.
+ */
+export const HTTP_LIMITS = {
+  /** Largest request body (bytes): a whole dynamic config is a few KiB. Larger: 413. */
+  bodyLimit: 64 * 1024,
+  /** A client has this long (ms) to send its headers: drops slow-header (slowloris) senders. */
+  headersTimeoutMs: 5_000,
+  /** ... and this long (ms) to send its whole request, body included. */
+  requestTimeoutMs: 10_000,
+  /** An idle keep-alive connection is closed after this long (ms); HAProxy opens one per check. */
+  keepAliveTimeoutMs: 5_000,
+  /** How often (ms) Node looks for requests past those deadlines (its default is 30 s). */
+  checkIntervalMs: 1_000,
+  /** Open connections at most; further ones are refused until some close. */
+  maxConnections: 512,
+} as const;
+
+/** The HTTP or HTTPS server behind fastify, with the limits above (serverFactory). */
+function serverFactory(tls: ServerTls | undefined) {
+  return (handler: (req: IncomingMessage, res: ServerResponse) => void): Server => {
+    const limits = {
+      requestTimeout: HTTP_LIMITS.requestTimeoutMs, headersTimeout: HTTP_LIMITS.headersTimeoutMs,
+      keepAliveTimeout: HTTP_LIMITS.keepAliveTimeoutMs, connectionsCheckingInterval: HTTP_LIMITS.checkIntervalMs,
+    };
+    const server: Server = tls ? https.createServer({ ...tls, ...limits }, handler) : http.createServer(limits, handler);
+    server.maxConnections = HTTP_LIMITS.maxConnections;
+    return server;
+  };
+}
+
 /** The REST API, not listening yet (tests use app.inject; the daemon calls startApi). */
 export function buildApi(o: BuildApiOptions): FastifyInstance {
-  const common = {
+  const app = Fastify({
+    // HTTP or HTTPS (restapi.certfile), with the timeouts and connection cap of HTTP_LIMITS.
+    serverFactory: serverFactory(o.https ?? undefined),
+    bodyLimit: HTTP_LIMITS.bodyLimit,
     loggerInstance: o.logger as FastifyBaseLogger,
     logController: new ProbeQuietLogController(),
     // While the agent shuts down every request answers 503, so HAProxy takes the member out at once.
     return503OnClosing: true,
-    forceCloseConnections: 'idle' as const,
+    forceCloseConnections: 'idle',
     schemaErrorFormatter: formatSchemaErrors,
-  };
-  // The routes do not care which server carries them: one instance type for both.
-  const app = (o.https ? Fastify({ ...common, https: { ...o.https } }) : Fastify(common)) as unknown as FastifyInstance;
+  });
   if (o.access) app.addHook('onRequest', o.access);
   registerErrors(app);
   for (const [path, check] of Object.entries(CHECK_PATHS)) registerHealth(app, o, path, check);
@@ -183,13 +221,27 @@ function credentialsMatch(given: Credentials, want: Credentials): boolean {
 }
 
 /**
- * A preHandler demanding HTTP basic auth: 401 with `WWW-Authenticate: Basic realm="pgha"` when
- * the credentials are missing or wrong. Without configured credentials it refuses everything.
+ * An onRequest hook demanding HTTP basic auth: 401 with `WWW-Authenticate: Basic realm="pgha"`
+ * when the credentials are missing or wrong. It runs before the body is read or parsed, so an
+ * unauthenticated caller never gets a body parsed (nor learns whether it would be valid).
+ * Without configured credentials it refuses everything. With a `lockout`, an address that failed
+ * too often is refused with 429 for a while, its credentials unchecked (lockout.ts).
  */
-export function requireAuth(creds: Credentials | undefined) {
+export function requireAuth(creds: Credentials | undefined, lockout?: Lockout, clock: () => number = () => performance.now()) {
   return async (req: FastifyRequest, reply: FastifyReply) => {
+    const address = req.socket.remoteAddress ?? 'unknown';
+    const wait = lockout?.lockedFor(address, clock()) ?? 0;
+    if (wait > 0) {
+      return reply.code(429).header('Retry-After', String(Math.ceil(wait / 1000)))
+        .send({ error: 'PGHA_API_LOCKED', message: `too many failed authentications from ${address}: try again in ${Math.ceil(wait / 1000)} s` });
+    }
     const given = parseBasicAuth(req.headers.authorization);
-    if (creds !== undefined && given !== null && credentialsMatch(given, creds)) return;
+    if (creds !== undefined && given !== null && credentialsMatch(given, creds)) {
+      lockout?.succeeded(address);
+      return;
+    }
+    // Only a wrong user or password counts: a request without credentials guesses nothing.
+    if (creds !== undefined && given !== null) lockout?.failed(address, clock());
     const message = creds === undefined
       ? 'restapi.authentication is not configured: this endpoint is refused'
       : 'basic authentication required';

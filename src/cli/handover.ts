@@ -1,5 +1,5 @@
-// pghactl switchover / failover / flush --scheduled. switchover and failover wait for the
-// outcome by default (as patronictl): the new leader in etcd answering /primary 200.
+// pghactl switchover / failover / flush --scheduled / flush restart. switchover and failover wait
+// for the outcome by default (as patronictl): the new leader in etcd answering /primary 200.
 import type { Argv, CommandModule } from 'yargs';
 import { PgHaError } from '../errors.ts';
 import { seconds } from '../human.ts';
@@ -74,12 +74,26 @@ export const failoverCommand: CommandModule<GlobalOpts, SwitchoverOpts> = {
   },
 };
 
-export const flushCommand: CommandModule<GlobalOpts, GlobalOpts & { scheduled?: boolean }> = {
-  command: 'flush',
-  describe: 'cancel a pending or scheduled switchover (--scheduled)',
-  builder: (y) => y.option('scheduled', { type: 'boolean', demandOption: true, describe: 'cancel the pending or scheduled switchover (the only thing flush does)' }),
+type FlushOpts = GlobalOpts & { target?: string; members?: string[]; scheduled?: boolean };
+
+export const flushCommand: CommandModule<GlobalOpts, FlushOpts> = {
+  command: 'flush [target] [members..]',
+  describe: 'cancel a scheduled switchover (flush --scheduled) or scheduled restarts (flush restart [members..])',
+  builder: (y) => y
+    .positional('target', { type: 'string', choices: ['restart'], describe: 'restart: cancel scheduled restarts (all, or of the members named)' })
+    .positional('members', { type: 'string', array: true, describe: 'with restart: the members whose scheduled restart to cancel (default: every one)' })
+    .option('scheduled', { type: 'boolean', describe: 'cancel the scheduled switchover' }),
   handler: async (argv) => {
+    if (argv.target !== 'restart' && argv.scheduled !== true) throw new PgHaError('PGHA_CLI_USAGE', 'name what to flush: --scheduled (a switchover) or restart [members..]');
     await withCtx(argv, async (ctx) => {
+      if (argv.target === 'restart') {
+        const view = await ctx.dcs.readCluster(ctx.fallback);
+        const names = (argv.members ?? []).length > 0 ? (argv.members ?? []) : Object.keys(view.restarts ?? {});
+        const cancelled: string[] = [];
+        for (const n of names) if (await ctx.dcs.cancelRestart(n)) cancelled.push(n);
+        printResult(argv.format, { cancelled }, cancelled.length > 0 ? `scheduled restart cancelled: ${cancelled.join(', ')}` : 'no scheduled restart');
+        return;
+      }
       const had = await cancelHandover(ctx.dcs);
       printResult(argv.format, { cancelled: had }, had ? 'pending switchover cancelled' : 'no pending switchover');
     });

@@ -43,7 +43,7 @@ export const restartCommand: CommandModule<GlobalOpts, RestartOpts> = {
   builder: (y) => waitOption(forceOption(y
     .positional('members', { type: 'string', array: true, describe: 'member names (default: every member)' })
     .option('pending', { type: 'boolean', describe: 'only members with settings pending a restart' })
-    .option('scheduled', { type: 'string', describe: 'ISO 8601 time; each agent restarts then (kept in its memory; returns at once)' })), 'each member is back in service (leader: primary answering /primary; standby: streaming)')
+    .option('scheduled', { type: 'string', describe: 'ISO 8601 time, at most 7 days ahead: each agent restarts then (kept in etcd, survives an agent restart; cancel with pghactl flush restart; returns at once)' })), 'each member is back in service (leader: primary answering /primary; standby: streaming)')
     .example('pghactl -c /etc/pgha/pgha.yml restart node2 --force', 'restart node2 without asking, and wait until it streams again')
     .example('pghactl restart --pending --force', 'restart every member whose settings need it'),
   handler: async (argv) => {

@@ -91,6 +91,55 @@ const pgCredentials = z
 
 export type PgCredentials = z.infer<typeof pgCredentials>;
 
+/** A value of postgresql.parameters. */
+const paramValue = z.union([z.string(), z.number(), z.boolean()]);
+type ParamValue = z.infer<typeof paramValue>;
+
+/** A PostgreSQL parameter name (dotted for extensions, e.g. auto_explain.log_min_duration). */
+export const PARAMETER_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/;
+
+const asInt = (v: ParamValue): number | null => {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
+  return Number.isInteger(n) ? n : null;
+};
+const asBool = (v: ParamValue): boolean | null => {
+  if (typeof v === 'boolean') return v;
+  const t = String(v).trim().toLowerCase();
+  return ['on', 'true', 'yes', '1'].includes(t) ? true : ['off', 'false', 'no', '0'].includes(t) ? false : null;
+};
+
+/**
+ * Parameters every member needs to run streaming standbys with slots and to serve reads on them
+ * (Patroni enforces the same floors). A value breaking one would be stored and then stop every
+ * member from starting: it is refused before anything is written. Names compare case-insensitively,
+ * as PostgreSQL's do.
+ */
+export const PARAMETER_MINIMUMS: Record<string, { need: string; ok: (v: ParamValue) => boolean }> = {
+  wal_level: { need: 'replica or logical', ok: (v) => ['replica', 'logical', 'hot_standby'].includes(String(v).trim().toLowerCase()) },
+  hot_standby: { need: 'on', ok: (v) => asBool(v) === true },
+  max_wal_senders: { need: 'an integer of at least 3', ok: (v) => (asInt(v) ?? -1) >= 3 },
+  max_replication_slots: { need: 'an integer of at least 4', ok: (v) => (asInt(v) ?? -1) >= 4 },
+};
+
+/**
+ * postgresql.parameters: names validated (no `include*` directive, which would pull an arbitrary
+ * file into postgresql.conf; no two spellings of one name), values above PARAMETER_MINIMUMS.
+ */
+export const parametersSchema = z.record(z.string(), paramValue).superRefine((params, ctx) => {
+  const seen = new Map<string, string>();
+  for (const [name, value] of Object.entries(params)) {
+    const lower = name.toLowerCase();
+    const bad = (message: string) => ctx.addIssue({ code: 'custom', path: [name], message });
+    if (name.length > 128 || !PARAMETER_NAME.test(name)) { bad('not a parameter name (letters, digits, _, one dot)'); continue; }
+    if (lower.startsWith('include')) { bad('include directives are refused: set parameters here instead'); continue; }
+    const twin = seen.get(lower);
+    if (twin !== undefined) bad(`the same parameter as ${JSON.stringify(twin)} (names are case-insensitive)`);
+    seen.set(lower, name);
+    const min = PARAMETER_MINIMUMS[lower];
+    if (min !== undefined && !min.ok(value)) bad(`must be ${min.need}: replication, promotion or pg_rewind need it`);
+  }
+});
+
 /** Dynamic, cluster-wide settings. All of them live in etcd under /<namespace>/<scope>/config. */
 export const dynamicConfigSchema = z
   .strictObject({
@@ -134,7 +183,7 @@ export const dynamicConfigSchema = z
       .strictObject({
         use_pg_rewind: z.boolean().default(true),
         use_slots: z.boolean().default(true),
-        parameters: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+        parameters: parametersSchema.default({}),
       })
       .prefault({}),
   })
@@ -321,7 +370,7 @@ export const nodeConfigSchema = z.strictObject({
       replication: pgCredentials,
       rewind: pgCredentials.optional(),
     }),
-    parameters: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+    parameters: parametersSchema.default({}),
     // Seconds pg_ctl may take to start or stop the server before the agent gives up.
     pg_ctl_timeout: seconds(5, 3600).default(60),
   }),
@@ -370,6 +419,22 @@ export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
 export type NodeConfig = z.infer<typeof nodeConfigSchema>;
 
 /** The address other members and clients use for this node's REST API and PostgreSQL. */
+/**
+ * Replication capacity for a cluster of `members` agents: a sender per standby plus two for a
+ * pg_basebackup clone (base backup and WAL stream), a slot per standby plus the permanent slots.
+ * null when `c` has room; else why not.
+ */
+export function replicationCapacityProblem(c: DynamicConfig, members: number): string | null {
+  const find = (name: string) => Object.entries(c.postgresql.parameters).find(([k]) => k.toLowerCase() === name)?.[1];
+  const senders = find('max_wal_senders');
+  const slots = find('max_replication_slots');
+  const needSenders = members + 1;
+  const needSlots = members - 1 + Object.keys(c.permanent_slots).length;
+  if (senders !== undefined && (asInt(senders) ?? 0) < needSenders) return `postgresql.parameters.max_wal_senders: ${String(senders)} is too small for ${members} members (at least ${needSenders})`;
+  if (slots !== undefined && (asInt(slots) ?? 0) < needSlots) return `postgresql.parameters.max_replication_slots: ${String(slots)} is too small for ${members} members and the permanent slots (at least ${needSlots})`;
+  return null;
+}
+
 export function restConnectAddress(c: Pick<NodeConfig, 'restapi'>): string {
   return c.restapi.connect_address ?? c.restapi.listen;
 }

@@ -50,6 +50,8 @@ export const failsafeSchema = z.object({
   members: z.record(z.string().min(1), z.url({ protocol: /^https?$/ })),
 });
 
+export const restartSchema = z.object({ at: z.number().int(), requestedAt: z.number().int() });
+
 export const statusSchema = z.object({ lsn: z.number(), timeline: z.number().int().optional() });
 
 export { dynamicConfigSchema };

@@ -7,7 +7,7 @@ import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
 import type { ClusterView, FailsafeRecord, Lsn, MemberInfo } from '../ha/types.ts';
-import { decode, dynamicConfigSchema, failoverSchema, failsafeSchema, historySchema, syncSchema, memberInfoSchema, statusSchema } from './codec.ts';
+import { decode, dynamicConfigSchema, failoverSchema, failsafeSchema, historySchema, restartSchema, syncSchema, memberInfoSchema, statusSchema } from './codec.ts';
 import { checkCertificateDates, explainEtcdFailure, readEtcdCredentials, type EtcdCredentials, type EtcdTlsContext } from './etcd-tls.ts';
 import { clusterKeys, type Keys } from './keys.ts';
 import type { Dcs, HistoryEntry, KeepaliveResult } from './types.ts';
@@ -70,6 +70,8 @@ export class EtcdDcs implements Dcs {
   #lease: Lease | null = null;
   #leaseId: string | null = null;
   #watchers = new Set<() => void>();
+  #lastGoodConfig: DynamicConfig | null = null;
+  #history: { revision: string; entries: HistoryEntry[] } | null = null;
 
   constructor(o: EtcdDcsOptions) {
     this.#o = o;
@@ -153,8 +155,23 @@ export class EtcdDcs implements Dcs {
       else if (key === this.keys.initialize) view.initialize = value;
       else if (key === this.keys.config) {
         const c = decode(dynamicConfigSchema, value);
-        if (c.ok) view.config = c.value;
-        else this.#o.onWarning?.('ignoring invalid /config in etcd', { error: c.error });
+        if (c.ok) view.config = this.#lastGoodConfig = c.value;
+        else {
+          // Falling back to the node file would silently drop pause, synchronous mode ...: keep
+          // the last valid value and flag it (decide() does not race without one).
+          if (this.#lastGoodConfig !== null) view.config = this.#lastGoodConfig;
+          view.configInvalid = { error: c.error, kept: this.#lastGoodConfig !== null };
+          this.#o.onWarning?.(`invalid /config in etcd: ${this.#lastGoodConfig !== null ? 'keeping the last valid one' : 'no valid one known'}`, { error: c.error });
+        }
+      } else if (key === this.keys.history) {
+        if (kv.mod_revision !== this.#history?.revision) {
+          const h = decode(historySchema, value);
+          this.#history = h.ok ? { revision: kv.mod_revision, entries: h.value } : null;
+        }
+      } else if (key.startsWith(this.keys.restartPrefix)) {
+        const r = decode(restartSchema, value);
+        if (r.ok) (view.restarts ??= {})[key.slice(this.keys.restartPrefix.length)] = { ...r.value, revision: kv.mod_revision };
+        else this.#o.onWarning?.('ignoring invalid scheduled restart', { key, error: r.error });
       } else if (key === this.keys.failover) {
         const f = decode(failoverSchema, value);
         if (f.ok) view.failover = f.value;
@@ -162,7 +179,10 @@ export class EtcdDcs implements Dcs {
       } else if (key === this.keys.sync) {
         const y = decode(syncSchema, value);
         if (y.ok) view.sync = y.value;
-        else this.#o.onWarning?.('ignoring invalid /sync in etcd', { error: y.error });
+        else {
+          view.syncUnreadable = true; // not "no record": nobody may race on it (decide.ts)
+          this.#o.onWarning?.('invalid /sync in etcd: nobody races for the key in synchronous mode until the leader rewrites it', { error: y.error });
+        }
       } else if (key === this.keys.failsafe) {
         const f = decode(failsafeSchema, value);
         if (f.ok) view.failsafe = f.value;
@@ -177,7 +197,35 @@ export class EtcdDcs implements Dcs {
       }
     }
     view.members.sort((a, b) => (a.name < b.name ? -1 : 1));
+    if (!res.kvs.some((kv) => kv.key.toString() === this.keys.history)) this.#history = { revision: '0', entries: [] };
     return view;
+  }
+
+  /** /history as of the last readCluster (decoded only when it changed); null before one or when invalid. */
+  cachedHistory(): HistoryEntry[] | null {
+    return this.#history?.entries ?? null;
+  }
+
+  /** Schedule a restart of `member` at `at` (epoch ms) unless one is scheduled. False: one is. */
+  async scheduleRestart(member: string, at: number, requestedAt: number): Promise<boolean> {
+    const key = this.keys.restart(member);
+    const r = await this.#call('schedule restart', () =>
+      this.client.if(key, 'Version', '==', 0).then(this.client.put(key).value(JSON.stringify({ at, requestedAt }))).commit());
+    return r.succeeded;
+  }
+
+  /** Cancel `member`'s scheduled restart. False when there was none. */
+  async cancelRestart(member: string): Promise<boolean> {
+    const r = await this.#call('cancel restart', () => this.client.delete().key(this.keys.restart(member)).exec());
+    return Number(r.deleted) > 0;
+  }
+
+  /** Remove a due scheduled restart if it is still the one read at `revision`. True: ours to run. */
+  async takeRestart(member: string, revision: string): Promise<boolean> {
+    const key = this.keys.restart(member);
+    const r = await this.#call('take restart', () =>
+      this.client.if(key, 'Mod', '==', revision).then(this.client.delete().key(key)).commit());
+    return r.succeeded;
   }
 
   /** The lease object; a fresh one (granted on first use) after etcd forgot or refused the old. */

@@ -1,5 +1,6 @@
 // Key layout of one cluster in etcd, under <namespace>/<scope>/ (Patroni's layout, so the
-// shapes are familiar): leader, members/<name>, initialize, config, history, status, failover, sync, failsafe.
+// shapes are familiar): leader, members/<name>, initialize, config, history, status, failover, sync, failsafe,
+// and pgha's restart/<name> (scheduled restarts).
 
 export interface Keys {
   prefix: string;
@@ -13,6 +14,9 @@ export interface Keys {
   failover: string;
   sync: string;
   failsafe: string;
+  restartPrefix: string;
+  /** A member's scheduled restart (no lease: it survives an agent restart). */
+  restart(name: string): string;
 }
 
 export function clusterKeys(namespace: string, scope: string): Keys {
@@ -30,5 +34,7 @@ export function clusterKeys(namespace: string, scope: string): Keys {
     failover: `${prefix}failover`,
     sync: `${prefix}sync`,
     failsafe: `${prefix}failsafe`,
+    restartPrefix: `${prefix}restart/`,
+    restart: (name) => `${prefix}restart/${name}`,
   };
 }

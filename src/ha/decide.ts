@@ -17,7 +17,8 @@
 //      During a switchover or manual failover (the /failover request) only its candidate races,
 //      and the leader that stepped down never does.
 //      A member that promised a failsafe leader not to act (or, failsafe_mode on, is missing
-//      from /failsafe) never races.
+//      from /failsafe) never races; nor does anyone while /sync is unreadable in synchronous
+//      mode, or /config is invalid with no earlier valid value known.
 // A paused cluster (maintenance mode) never promotes, demotes, restarts or fences on its own.
 import type { DynamicConfig } from '../config/schema.ts';
 import { asCandidate, bestCandidate, lagBehind, mayEverPromote, type Candidate } from './candidates.ts';
@@ -253,6 +254,10 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
   if (local.role !== 'standby' || local.lsn === null || local.timeline === null) return plan('PostgreSQL is starting: waiting');
   const blocked = failsafeBlocksRace(o, cfg, cluster);
   if (blocked !== null) return plan(blocked);
+  // An unreadable record is not "no record": it may name who holds every acknowledged commit.
+  if (cluster.syncUnreadable === true && cfg.synchronous_mode !== 'off') return plan('leader key is free; /sync in etcd is unreadable: not racing');
+  // Without any valid /config we may not know the cluster is paused or synchronous.
+  if (cluster.configInvalid != null && !cluster.configInvalid.kept) return plan('leader key is free; /config in etcd is invalid and no earlier value is known: not racing');
   const req = activeRequest(o, cluster);
   if (req !== null && req.leader === o.self.name) return plan(`stepped down for a ${req.kind}: not racing`);
   if (req !== null && req.candidate !== null) return decideAsCandidate(o, req, req.candidate);

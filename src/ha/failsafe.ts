@@ -70,7 +70,12 @@ export interface FailsafeCallInput {
   lastLeader: string | null;
   hold: FailsafeHold | null;
   now: number;
+  /** This member's own ttl (ms): the length of the promise, and the most a caller may ask. */
   ttlMs: number;
+  /** The ttl (ms) the caller says it runs with; absent: not said. */
+  callerTtlMs?: number | undefined;
+  /** The leader named by /failsafe at this member's last successful etcd read (null: none). */
+  recordLeader: string | null;
 }
 
 export type FailsafeAnswer = { ok: true; hold: FailsafeHold } | { ok: false; reason: string };
@@ -78,13 +83,20 @@ export type FailsafeAnswer = { ok: true; hold: FailsafeHold } | { ok: false; rea
 /**
  * A member's answer to POST /failsafe from `caller`. It refuses when saying yes could let two
  * primaries run: it is (becoming) a leader itself, etcd last showed someone else holding the key,
- * or it already promised another leader. Saying yes starts (or extends) its hold.
+ * /failsafe names another leader (or none), the caller asks for longer than our ttl, or it already
+ * promised another leader. Saying yes starts (or extends) its hold for our own ttl.
  */
 export function answerFailsafeCall(i: FailsafeCallInput): FailsafeAnswer {
   if (!i.failsafeMode) return { ok: false, reason: 'failsafe_mode is off in this member\'s configuration' };
   if (i.caller === i.self) return { ok: false, reason: 'a member does not confirm itself' };
   if (i.actsAsLeader) return { ok: false, reason: `${i.self} runs as (or is becoming) the leader` };
   if (i.lastLeader !== null && i.lastLeader !== i.caller) return { ok: false, reason: `etcd last showed ${i.lastLeader} holding the leader key` };
+  // Only the leader that wrote /failsafe (while it held the key with etcd healthy) may ask: a
+  // caller with the REST password alone cannot make standbys stand still.
+  if (i.recordLeader !== i.caller) return { ok: false, reason: i.recordLeader === null ? 'etcd showed no /failsafe record' : `/failsafe in etcd names ${i.recordLeader}, not ${i.caller}` };
+  // The promise lasts our own ttl, never longer; a caller running with a longer ttl would extend
+  // its deadline past our promise, so it is refused rather than confirmed for less.
+  if (i.callerTtlMs !== undefined && i.callerTtlMs > i.ttlMs) return { ok: false, reason: `asked for a ${i.callerTtlMs / 1000} s promise, longer than this member's ttl (${i.ttlMs / 1000} s)` };
   const held = liveHold(i.hold, i.now);
   if (held !== null && held.leader !== i.caller) return { ok: false, reason: `already confirmed ${held.leader} as leader` };
   return { ok: true, hold: { leader: i.caller, until: i.now + i.ttlMs } };

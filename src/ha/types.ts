@@ -161,6 +161,27 @@ export interface ClusterView {
   sync: SyncRecord | null;
   /** The /failsafe record; absent or null: none. */
   failsafe?: FailsafeRecord | null;
+  /**
+   * /sync exists but does not match its schema (`sync` is then null). It cannot tell who holds
+   * every acknowledged commit, so with synchronous_mode on nobody races for a free key.
+   */
+  syncUnreadable?: boolean;
+  /**
+   * /config in etcd does not match its schema. `kept`: `config` is the last valid /config this
+   * agent read; otherwise it is the node file's bootstrap.dcs, and pause may have been lost.
+   */
+  configInvalid?: { error: string; kept: boolean } | null;
+  /** Scheduled restarts (/restart/<member>), by member name. */
+  restarts?: Record<string, ScheduledRestart>;
+}
+
+/** POST /restart with a schedule: the member restarts PostgreSQL once `at` has come. */
+export interface ScheduledRestart {
+  /** Epoch ms. */
+  at: number;
+  requestedAt: number;
+  /** etcd mod revision, for the delete-then-restart compare-and-set. */
+  revision: string;
 }
 
 /** Facts the agent remembers between loops (kept by the agent, observed by the decision). */

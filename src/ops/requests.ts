@@ -66,6 +66,7 @@ export function planHandover(view: ClusterView, input: HandoverInput, wallNow: n
   if (leader !== null && !input.force) refuse(`${leader} is a healthy leader: use switchover, or failover --force (acknowledged writes not yet on ${candidate} would be lost)`);
   const p = candidateProblem(view, candidate, false);
   if (p !== null) refuse(p);
+  if (view.config.synchronous_mode !== 'off' && view.syncUnreadable === true) refuse('/sync in etcd is unreadable: it cannot tell who holds every acknowledged commit (the leader rewrites it)');
   if (view.config.synchronous_mode !== 'off' && view.sync !== null && view.sync.members.length > 0 && !view.sync.members.includes(candidate)) {
     refuse(`${candidate} is not a synchronous standby (${view.sync.members.join(', ')}): it may miss acknowledged commits`);
   }

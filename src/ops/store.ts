@@ -2,7 +2,7 @@
 // failover request is created only if none is pending; a config edit is a compare-and-set on the
 // revision it was computed from (a lost race re-reads); a cancel deletes whatever is pending.
 import { parse as parseYaml } from 'yaml';
-import type { DynamicConfig } from '../config/schema.ts';
+import { dynamicConfigSchema, replicationCapacityProblem, type DynamicConfig } from '../config/schema.ts';
 import { parseDynamicConfig } from '../config/load.ts';
 import type { EtcdDcs } from '../dcs/etcd.ts';
 import { PgHaError } from '../errors.ts';
@@ -65,15 +65,34 @@ export function mergePatch(base: Record<string, unknown>, patch: Record<string, 
   return out;
 }
 
+/** Top-level keys and postgresql keys a PUT /config must name: the whole document. */
+export function missingForPut(doc: Record<string, unknown>): string[] {
+  const top = Object.keys(dynamicConfigSchema.shape).filter((k) => !(k in doc));
+  const pg = doc['postgresql'];
+  const pgKeys = Object.keys(dynamicConfigSchema.shape.postgresql.unwrap().shape);
+  const inner = typeof pg === 'object' && pg !== null && !Array.isArray(pg) ? pgKeys.filter((k) => !(k in pg)).map((k) => `postgresql.${k}`) : [];
+  return [...top, ...inner];
+}
+
 /**
  * Apply `edit` to /config by compare-and-set, re-reading and re-applying on a lost race, so two
- * concurrent editors both land. The result is validated before anything is written.
+ * concurrent editors both land. The result is validated, also against the number of members
+ * (replicationCapacityProblem), before anything is written. `replace`: the edit ignores the
+ * current value (PUT), so an invalid stored /config can be replaced.
  */
-export async function editConfig(dcs: EtcdDcs, edit: ConfigEdit, fallback: DynamicConfig, source: string): Promise<{ before: DynamicConfig; after: DynamicConfig }> {
+export async function editConfig(dcs: EtcdDcs, edit: ConfigEdit, fallback: DynamicConfig, source: string, replace = false): Promise<{ before: DynamicConfig; after: DynamicConfig }> {
+  const members = (await dcs.readCluster(fallback)).members.length;
   for (let attempt = 0; attempt < 10; attempt++) {
     const cur = await dcs.getJson(dcs.keys.config);
-    const before = cur.value === undefined ? fallback : parseDynamicConfig(cur.value, 'etcd /config');
+    let before = fallback;
+    try {
+      if (cur.value !== undefined) before = parseDynamicConfig(cur.value, 'etcd /config');
+    } catch (err) {
+      if (!replace) throw err;
+    }
     const after = parseDynamicConfig(edit(structuredClone(before) as unknown as Record<string, unknown>), source);
+    const problem = replicationCapacityProblem(after, members);
+    if (problem !== null) throw new PgHaError('PGHA_CONFIG_INVALID', `${source}: ${problem}`);
     if (await dcs.putJsonIfRevision(dcs.keys.config, after, cur.modRevision)) return { before, after };
   }
   throw new PgHaError('PGHA_DCS_CONFLICT', '/config kept changing; try again');

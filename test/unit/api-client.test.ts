@@ -30,7 +30,7 @@ const config = nodeConfigSchema.parse({
 const quiet = createLogger({ level: 'info', destination: new Writable({ write(_c, _e, cb) { cb(); } }) });
 const unused = () => { throw new Error('not used'); };
 const deps = {
-  config, dcs: {} as OpsDeps['dcs'], fallback: unused, isLeader: () => false, restart: unused, reload: unused, reinitialize: unused, drill: unused,
+  config, dcs: {} as OpsDeps['dcs'], view: () => null, history: () => null, fallback: unused, isLeader: () => false, restart: unused, reload: unused, reinitialize: unused, drill: unused,
   failsafe: (leader: string) => ({ ok: true as const, hold: { leader, until: 1 } }),
 } satisfies OpsDeps;
 const app = buildApi({

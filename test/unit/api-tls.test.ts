@@ -116,7 +116,7 @@ describe('the guard on the mutating endpoints', () => {
     const config = cfg({ ...restapi, authentication: { username: 'admin', password: 'pw' } });
     const unused = () => { throw new Error('not used'); };
     const deps = {
-      config, dcs: {} as OpsDeps['dcs'], fallback: unused, isLeader: () => false, restart: unused, reload: unused, reinitialize: unused, drill: unused,
+      config, dcs: {} as OpsDeps['dcs'], view: () => null, history: () => null, fallback: unused, isLeader: () => false, restart: unused, reload: unused, reinitialize: unused, drill: unused,
       failsafe: () => ({ ok: true, hold: { leader: 'n1', until: 1 } }),
     } satisfies OpsDeps;
     return buildApi({

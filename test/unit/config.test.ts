@@ -220,6 +220,18 @@ describe('parseDynamicConfig and formatZodIssues', () => {
     expect(parseDynamicConfig({ permanent_slots: { archiver: { type: 'physical' } } }, 'x').permanent_slots).toEqual({ archiver: { type: 'physical' } });
   });
 
+  // Issue 10 finding 4: values that would stop every member from writing its config or starting.
+  it.each<[string, Record<string, unknown>, RegExp]>([
+    ['a name with a space', { 'bad name': 1 }, /postgresql\.parameters\["bad name"\]: not a parameter name/],
+    ['include_dir', { include_dir: 'conf.d' }, /postgresql\.parameters\.include_dir: include directives are refused/],
+    ['wal_level minimal', { wal_level: 'minimal' }, /postgresql\.parameters\.wal_level: must be replica or logical/],
+    ['max_wal_senders 0', { max_wal_senders: 0 }, /postgresql\.parameters\.max_wal_senders: must be an integer of at least 3/],
+    ['hot_standby off', { hot_standby: false }, /hot_standby: must be on/],
+  ])('refuses %s in postgresql.parameters, in etcd and in the node file', (_, parameters, why) => {
+    expect(() => parseDynamicConfig({ postgresql: { parameters } }, 'request body')).toThrow(why);
+    expect(parseError(`${minimal}  parameters: ${JSON.stringify(parameters)}\n`).message).toMatch(why);
+  });
+
   it('formats issues from any zod parse, one line each', () => {
     const r = nodeConfigSchema.safeParse({ scope: 'a b', name: 'n', postgresql: { data_dir: '/srv/d', authentication: {} }, bootstrap: { users: { 'bad-name': { password: 'p' } } } });
     expect(r.success).toBe(false);

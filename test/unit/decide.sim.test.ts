@@ -63,7 +63,7 @@ class World {
       const m = this.nodes.find((x) => x.name === name);
       if (m === undefined || m.isolated || n.isolated) return false;
       const a = answerFailsafeCall({
-        caller: n.name, self: m.name, failsafeMode: true, lastLeader: m.lastLeader, hold: m.hold, now: this.t, ttlMs: TTL,
+        caller: n.name, self: m.name, failsafeMode: true, lastLeader: m.lastLeader, hold: m.hold, now: this.t, ttlMs: TTL, callerTtlMs: TTL, recordLeader: rec.leader,
         actsAsLeader: (m.running && m.role === 'primary') || (!this.cutOff(m) && this.keyHolder()?.name === m.name),
       });
       if (a.ok) m.hold = a.hold;

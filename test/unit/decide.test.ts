@@ -83,7 +83,26 @@ const switchover: typeof cases = [
   { name: 'a keyless primary during a switchover to another member: fence', o: obs({ local: { role: 'primary' }, cluster: noLeader({ failover: request({ candidate: 'n3' }) }) }), expect: ['fence'] },
 ];
 
+// Issue 10 finding 13: values in etcd that do not match their schema.
+const syncOn = dyn({ synchronous_mode: 'on' });
+const unreadable: typeof cases = [
+  { name: 'no leader, sync on, /sync unreadable: not racing (not "no record")', o: obs({ local: { lsn: 2000 }, cluster: noLeader({ config: syncOn, sync: null, syncUnreadable: true }) }), expect: [] },
+  { name: 'no leader, sync on, strict off, no /sync at all: racing', o: obs({ local: { lsn: 2000 }, cluster: noLeader({ config: syncOn, sync: null }) }), expect: ['acquire', 'promote'] },
+  { name: 'no leader, quorum, /sync unreadable: not racing', o: obs({ local: { lsn: 2000 }, cluster: noLeader({ config: dyn({ synchronous_mode: 'quorum' }), sync: null, syncUnreadable: true }) }), expect: [] },
+  { name: 'named candidate, sync on, /sync unreadable: not racing', o: obs({ local: { lsn: 5001 }, cluster: noLeader({ config: syncOn, syncUnreadable: true, failover: request({ candidate: 'n2', shutdownLsn: 5000 }) }) }), expect: [] },
+  { name: 'no leader, sync off, stale /sync unreadable: racing', o: obs({ local: { lsn: 2000 }, cluster: noLeader({ syncUnreadable: true }) }), expect: ['acquire', 'promote'] },
+  { name: 'leader, sync on, /sync unreadable: rewrites it', o: leaderObs({ config: syncOn, sync: null, syncUnreadable: true }), expect: ['renew', 'publish_leader_lsn', 'ensure_slots', 'write_sync', 'set_sync_names'] },
+  { name: 'no leader, /config invalid, last valid kept: racing', o: obs({ local: { lsn: 2000 }, cluster: noLeader({ configInvalid: { error: 'ttl: too small', kept: true } }) }), expect: ['acquire', 'promote'] },
+  { name: 'no leader, /config invalid, none known: not racing', o: obs({ local: { lsn: 2000 }, cluster: noLeader({ configInvalid: { error: 'ttl: too small', kept: false } }) }), expect: [] },
+  { name: 'no leader, /config invalid but the kept one says paused: not racing', o: obs({ local: { lsn: 2000 }, cluster: noLeader({ config: dyn({ pause: true }), configInvalid: { error: 'x', kept: true } }) }), expect: [] },
+];
+
 describe('decide (table)', () => {
+  it.each(unreadable)('$name', ({ o, expect: want }) => {
+    const p = decide(o);
+    expect(kinds(p.actions), p.reason).toEqual(want);
+  });
+
   it.each(switchover)('$name', ({ o, expect: want }) => {
     const p = decide(o);
     expect(kinds(p.actions), p.reason).toEqual(want);

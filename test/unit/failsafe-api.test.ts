@@ -18,7 +18,7 @@ function api(answer: (leader: string) => FailsafeAnswer) {
   const calls: string[] = [];
   const unused = () => { throw new Error('not used by /failsafe'); };
   const deps = {
-    config, dcs: {} as OpsDeps['dcs'], fallback: unused, isLeader: () => false, restart: unused, reload: unused, reinitialize: unused, drill: unused,
+    config, dcs: {} as OpsDeps['dcs'], view: unused, history: unused, fallback: unused, isLeader: () => false, restart: unused, reload: unused, reinitialize: unused, drill: unused,
     failsafe: (leader: string, ttl?: number) => { calls.push(ttl === undefined ? leader : `${leader}/${ttl}`); return answer(leader); },
   } satisfies OpsDeps;
   const app = buildApi({

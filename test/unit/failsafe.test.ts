@@ -67,10 +67,12 @@ describe('decide with failsafe_mode', () => {
 });
 
 describe('answer to POST /failsafe', () => {
-  const base = { caller: 'n1', self: 'n2', failsafeMode: true, actsAsLeader: false, lastLeader: 'n1', hold: null, now: 1000, ttlMs: 3000 };
+  const base = { caller: 'n1', self: 'n2', failsafeMode: true, actsAsLeader: false, lastLeader: 'n1', hold: null, now: 1000, ttlMs: 3000, recordLeader: 'n1' };
   it('confirms the leader it last saw and promises one TTL', () => {
     expect(answerFailsafeCall(base)).toEqual({ ok: true, hold: { leader: 'n1', until: 4000 } });
     expect(answerFailsafeCall({ ...base, lastLeader: null }).ok).toBe(true);
+    expect(answerFailsafeCall({ ...base, callerTtlMs: 2000 })).toEqual({ ok: true, hold: { leader: 'n1', until: 4000 } });
+    expect(answerFailsafeCall({ ...base, callerTtlMs: 3000 }).ok).toBe(true);
   });
   it.each([
     ['failsafe_mode off', { failsafeMode: false }],
@@ -78,6 +80,10 @@ describe('answer to POST /failsafe', () => {
     ['etcd showed another leader', { lastLeader: 'n3' }],
     ['it confirmed another leader', { hold: { leader: 'n3', until: 2000 } }],
     ['the caller is itself', { caller: 'n2' }],
+    // Issue 10 finding 7: the REST password alone must not buy an hour of standbys standing still.
+    ['the caller asks for a promise longer than its own ttl', { callerTtlMs: 3_600_000 }],
+    ['/failsafe in etcd names another leader', { recordLeader: 'n3' }],
+    ['etcd showed no /failsafe record', { recordLeader: null }],
   ])('refuses when %s', (_, over) => {
     expect(answerFailsafeCall({ ...base, ...over }).ok).toBe(false);
   });
@@ -100,7 +106,7 @@ describe('failsafe (properties)', () => {
       // A member running as primary refuses (actsAsLeader), and without the key it can only
       // become one by acquiring it, which is what is checked below.
       fc.pre(!(o.local.running && o.local.role === 'primary'));
-      const answer = answerFailsafeCall({ caller: 'n1', self: 'n2', failsafeMode: true, actsAsLeader: false, lastLeader: null, hold: null, now: received, ttlMs: TTL });
+      const answer = answerFailsafeCall({ caller: 'n1', self: 'n2', failsafeMode: true, actsAsLeader: false, lastLeader: null, hold: null, now: received, ttlMs: TTL, callerTtlMs: TTL, recordLeader: 'n1' });
       if (!answer.ok) return;
       // The member at any time at which the leader may still be primary.
       const now = received + Math.min(offset, Math.max(0, extendedDeadline - received));

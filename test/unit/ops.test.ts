@@ -36,6 +36,7 @@ describe('switchover and failover requests', () => {
     ['a failover with a healthy leader', { kind: 'failover' as const, candidate: 'n2' }, view, /healthy leader: use switchover, or failover --force/],
     ['a failover without candidate', { kind: 'failover' as const }, view, /needs --candidate/],
     ['a failover to nofailover', { kind: 'failover' as const, candidate: 'n3', force: true }, view, /nofailover/],
+    ['a failover in synchronous mode with /sync unreadable', { kind: 'failover' as const, candidate: 'n2', force: true }, { ...view, config: dyn({ synchronous_mode: 'on' }), syncUnreadable: true }, /\/sync in etcd is unreadable/],
   ])('refuses %s', (_, input, v, reason) => {
     expect(refusal(() => planHandover(v, input, WALL))).toMatch(reason);
   });

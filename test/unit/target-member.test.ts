@@ -19,7 +19,7 @@ function api() {
   const done: string[] = [];
   const op = (name: string) => async () => { done.push(name); };
   const deps = {
-    config, dcs: {} as OpsDeps['dcs'], fallback: () => config.bootstrap.dcs, isLeader: () => true,
+    config, dcs: {} as OpsDeps['dcs'], view: () => null, history: () => null, fallback: () => config.bootstrap.dcs, isLeader: () => true,
     restart: op('restart'), reload: op('reload'), reinitialize: op('reinitialize'), drill: async (k) => { done.push(`drill ${k}`); },
     failsafe: (leader: string) => { done.push(`failsafe ${leader}`); return { ok: true, hold: { leader, until: 1 } }; },
   } satisfies OpsDeps;
