@@ -184,7 +184,9 @@ function serverFactory(tls: ServerTls | undefined) {
 export function buildApi(o: BuildApiOptions): FastifyInstance {
   const app = Fastify({
     // HTTP or HTTPS (restapi.certfile), with the timeouts and connection cap of HTTP_LIMITS.
+    // fastify builds no server of its own then; `https` only makes it name its address https://.
     serverFactory: serverFactory(o.https ?? undefined),
+    ...(o.https ? ({ https: o.https } as object) : {}),
     bodyLimit: HTTP_LIMITS.bodyLimit,
     loggerInstance: o.logger as FastifyBaseLogger,
     logController: new ProbeQuietLogController(),

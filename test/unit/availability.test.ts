@@ -124,5 +124,6 @@ describe('pghactl availability (child process)', () => {
     const forced = await run(['--from-drill', join(dir, 'kill.json'), '--synchronous-mode', 'off', '--format', 'json']);
     const j = JSON.parse(forced.stdout) as { input: { failoverSeconds: number; synchronousMode: string } };
     expect(j.input).toMatchObject({ failoverSeconds: 2.1049, synchronousMode: 'off' });
-  });
+    // Three pghactl processes: each loads the TypeScript sources, a few seconds on a busy 2-core machine.
+  }, 60_000);
 });

@@ -229,7 +229,7 @@ describe('parseDynamicConfig and formatZodIssues', () => {
     ['hot_standby off', { hot_standby: false }, /hot_standby: must be on/],
   ])('refuses %s in postgresql.parameters, in etcd and in the node file', (_, parameters, why) => {
     expect(() => parseDynamicConfig({ postgresql: { parameters } }, 'request body')).toThrow(why);
-    expect(parseError(`${minimal}  parameters: ${JSON.stringify(parameters)}\n`).message).toMatch(why);
+    expect(parseError(`${base}  parameters: ${JSON.stringify(parameters)}\nrestapi:\n  connect_address: 10.0.0.11:8008\n`).message).toMatch(why);
   });
 
   it('formats issues from any zod parse, one line each', () => {

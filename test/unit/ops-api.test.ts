@@ -14,8 +14,8 @@ import { createLogger } from '../../src/log/logger.ts';
 import { clusterView, dyn } from '../support/observations.ts';
 
 const config = nodeConfigSchema.parse({
-  scope: 'demo', name: 'n2', restapi: { authentication: { username: 'admin', password: 'pw' } },
-  postgresql: { data_dir: '/x', authentication: { superuser: { username: 'postgres', password: 'a' }, replication: { username: 'replicator', password: 'b' } } },
+  scope: 'demo', name: 'n2', restapi: { listen: '127.0.0.1:8008', authentication: { username: 'admin', password: 'pw' } },
+  postgresql: { data_dir: '/var/lib/pgha/data', authentication: { superuser: { username: 'postgres', password: 'a' }, replication: { username: 'replicator', password: 'b' } } },
 });
 const AUTH = `Basic ${Buffer.from('admin:pw').toString('base64')}`;
 const WRONG = `Basic ${Buffer.from('admin:nope').toString('base64')}`;
@@ -55,7 +55,7 @@ function api(o: { stored?: Record<string, unknown>; view?: ClusterView | null; h
 
 const json = (method: 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, body: unknown, auth: string | null = AUTH, remoteAddress = '10.0.0.1') => ({
   method, url, remoteAddress, payload: typeof body === 'string' ? body : JSON.stringify(body),
-  headers: { 'content-type': 'application/json', ...(auth === null ? {} : { authorization: auth }) },
+  headers: { 'content-type': 'application/json', 'x-pgha-member': 'n2', ...(auth === null ? {} : { authorization: auth }) },
 });
 
 describe('authentication comes before the body (finding 11)', () => {
