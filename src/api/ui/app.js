@@ -16,6 +16,7 @@ const state = {
   polls: 0,
   prev: null, // the previous /cluster body
   prevPlan: null,
+  lastLeader: null, // the last leader seen (a switchover shows a poll or two without one)
   historyLen: null,
   samples: [], // [{ lag: Map<member, bytes|null> }], oldest first
   colors: new Map(),
@@ -76,7 +77,10 @@ function addEvent(text) {
 
 /** Events from the difference between two /cluster bodies. */
 function diffCluster(a, b) {
-  if (a.leader !== b.leader) addEvent(b.leader === null ? `leader key released by ${a.leader ?? '?'}: no leader` : `new leader: ${b.leader}${a.leader ? ` (was ${a.leader})` : ''}`);
+  if (a.leader !== b.leader) {
+    const was = state.lastLeader !== null && state.lastLeader !== b.leader ? ` (was ${state.lastLeader})` : '';
+    addEvent(b.leader === null ? `leader key released by ${a.leader ?? '?'}: no leader` : `new leader: ${b.leader}${was}`);
+  }
   if (a.pause !== b.pause && b.pause !== null) addEvent(b.pause ? 'cluster paused (maintenance mode)' : 'cluster resumed');
   const before = new Map(a.members.map((m) => [m.name, m]));
   const after = new Map(b.members.map((m) => [m.name, m]));
@@ -112,10 +116,10 @@ function renderSummary(c, st) {
   fresh.className = `badge ${c.stale ? 'stale' : 'fresh'}`;
 }
 
-/** The tags that say something: booleans only when set, anything else as name=value. */
+/** The tags that say something (as pghactl list): booleans only when set, a priority other than 1, anything else as name=value. */
 function tagsText(tags) {
   if (!tags) return '';
-  return Object.entries(tags).filter(([, v]) => v !== false && v !== null)
+  return Object.entries(tags).filter(([k, v]) => v !== false && v !== null && !(k === 'failover_priority' && v === 1))
     .map(([k, v]) => (v === true ? k : `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`)).join(' ');
 }
 
@@ -227,6 +231,7 @@ async function poll() {
     state.prevPlan = st.last_plan;
     const leaderChanged = state.prev !== null && state.prev.leader !== c.leader;
     state.prev = c;
+    if (c.leader !== null) state.lastLeader = c.leader;
     renderSummary(c, st);
     renderMembers(c);
     renderChart(c);
