@@ -1,5 +1,6 @@
 // pghactl habits, the pure parts: TSV output, the default config path, list -W, the edit-config
 // diff and editor command, remove's questions, and query's member choice and rendering.
+import { execFile } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { editorCommand } from '../../src/cli/config.ts';
 import { configPath, DEFAULT_CONFIG_PATH } from '../../src/cli/context.ts';
@@ -85,5 +86,18 @@ describe('query', () => {
     expect(JSON.parse(renderResults(sets, 'json'))).toEqual([{ a: '1', b: null }, { a: 'x\ty', b: 'z' }]);
     expect(renderResults(sets, 'table')).toContain('(2 rows)');
     expect(renderResults([{ command: 'CREATE TABLE', fields: [], rows: [] }], 'table')).toBe('CREATE TABLE\n');
+  });
+});
+
+describe('shell completion', () => {
+  const run = (args: string[]) => new Promise<string>((resolve, reject) => {
+    // One pghactl start: a second or two on a loaded machine; 20 s bounds a hang.
+    execFile(process.execPath, [new URL('../../bin/pghactl.js', import.meta.url).pathname, ...args], { timeout: 20_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+  });
+  it('prints a completion script, and completes commands and a command\'s options', { timeout: 60_000 }, async () => {
+    expect(await run(['completion'])).toContain('pghactl --get-yargs-completions');
+    const commands = (await run(['--get-yargs-completions', 'pghactl', ''])).split('\n');
+    expect(commands).toEqual(expect.arrayContaining(['list', 'query', 'remove', 'version', 'edit-config']));
+    expect((await run(['--get-yargs-completions', 'pghactl', 'list', '--'])).split('\n')).toEqual(expect.arrayContaining(['--watch', '--W', '--format']));
   });
 });
