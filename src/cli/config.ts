@@ -90,7 +90,10 @@ async function editInEditor(before: DynamicConfig): Promise<{ text: string; doc:
     await runEditor(file);
     const text = await readFile(file, 'utf8');
     if (text === original) return null;
-    const doc = parseYaml(text) as unknown;
+    let doc: unknown;
+    try { doc = parseYaml(text); } catch (err) {
+      throw new PgHaError('PGHA_CONFIG_INVALID', `the edited configuration is not valid YAML, nothing changed: ${(err as Error).message.split('\n')[0]}`);
+    }
     if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new PgHaError('PGHA_CLI_USAGE', 'the edited configuration is not a YAML mapping: nothing changed');
     return { text, doc: doc as Record<string, unknown> };
   } finally {

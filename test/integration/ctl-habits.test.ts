@@ -103,10 +103,16 @@ describe('pghactl habits', () => {
     const same = await ctl(['edit-config', '--force'], editor); // the value is already 2097152
     expect(same.stdout).toBe('no changes\n');
     const broken = join(cluster.dir, 'broken.py');
-    writeFileSync(broken, 'import sys\nopen(sys.argv[1], "a").write("ttl: -5\\n")\n');
+    writeFileSync(broken, 'import re, sys\np = sys.argv[1]\ns = open(p).read()\nopen(p, "w").write(re.sub(r"(?m)^ttl: .*$", "ttl: -5", s))\n');
     const invalid = await ctl(['edit-config', '--force'], { EDITOR: `python3 ${broken}`, VISUAL: '' });
-    expect(invalid.code).toBe(2);
+    expect(invalid.code).toBe(1); // refused by validation, nothing written
     expect(invalid.stderr).toMatch(/PGHA_CONFIG_INVALID.*ttl/);
+    const dup = join(cluster.dir, 'dup.py');
+    writeFileSync(dup, 'import sys\nopen(sys.argv[1], "a").write("ttl: 9\\n")\n');
+    const notYaml = await ctl(['edit-config', '--force'], { EDITOR: `python3 ${dup}`, VISUAL: '' });
+    expect(notYaml.code).toBe(1);
+    expect(notYaml.stderr).toMatch(/PGHA_CONFIG_INVALID: the edited configuration is not valid YAML, nothing changed: Map keys must be unique/);
+    expect((await json<{ ttl: number }>('show-config')).ttl).toBe(3);
   });
 
   it('remove: refused without a terminal or with another name; with --force the cluster\'s keys are gone', async () => {

@@ -75,8 +75,15 @@ describe('status page (GET /ui) in headless Chromium', () => {
     }, 20_000, 250);
     expect(history[0]?.[1]).toBe(second);
 
-    // Let the chart gather some points after the switchover, then keep a picture of it.
-    await new Promise((res) => setTimeout(res, 4000));
+    // Some writes for the chart to show (standbys a little behind for a moment), a few seconds
+    // of points after the switchover, then a picture of it.
+    const primary = (await cluster.primary())!;
+    await cluster.query(primary, 'create table if not exists ui_load (x int)');
+    for (let i = 0; i < 8; i++) {
+      await cluster.query(primary, 'insert into ui_load select generate_series(1, 100000)');
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    await new Promise((res) => setTimeout(res, 2000));
     const shot = join(cluster.dir, 'status-page.png');
     await b.screenshot(shot);
     expect(readFileSync(shot).subarray(1, 4).toString()).toBe('PNG');
