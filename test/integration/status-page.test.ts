@@ -49,12 +49,14 @@ describe('status page (GET /ui) in headless Chromium', () => {
     expect(await text('scope')).toBe('itest');
     expect(await text('pause')).toBe('not paused');
     expect(await text('served-by')).toContain(viewer.name);
+    // Standbys publish their position each loop (0.5 s): lag is known within a few polls; 15 s for a loaded host.
     const members = await waitFor('three members with lag', async () => {
       const r = await rows('members');
       return r.length === 3 && r.filter((c) => c[1] === 'replica' && c[6] !== '–').length === 2 ? r : null;
     }, 15_000, 200);
     expect(members.map((c) => c[0])).toEqual(['node1', 'node2', 'node3']);
     expect(members.find((c) => c[0] === first)?.[1]).toBe('leader');
+    // Two polls with a lag draw a line; 10 s for a loaded host.
     await waitFor('a lag line per standby', async () =>
       (await b.eval<number>('document.querySelectorAll("#lag-chart polyline").length')) >= 2, 10_000, 200);
 
