@@ -16,6 +16,7 @@ import { parseBasicAuth, type Credentials } from './basic-auth.ts';
 import type { Lockout } from './lockout.ts';
 import type { ServerTls } from './tls.ts';
 import type { ApiDeps } from './types.ts';
+import { UI_POLLED_PATHS, registerUi } from './ui.ts';
 
 export interface BuildApiOptions extends ApiDeps {
   logger: Logger;
@@ -29,8 +30,8 @@ export interface BuildApiOptions extends ApiDeps {
   access?: ((req: FastifyRequest, reply: FastifyReply) => Promise<unknown>) | null;
 }
 
-/** Paths HAProxy, monitoring and pghactl poll (HAProxy twice a second per member): never logged. */
-export const QUIET_PATHS: ReadonlySet<string> = new Set([...Object.keys(CHECK_PATHS), '/status', '/patroni']);
+/** Paths HAProxy, monitoring, pghactl and the status page poll (HAProxy twice a second per member): never logged. */
+export const QUIET_PATHS: ReadonlySet<string> = new Set([...Object.keys(CHECK_PATHS), '/status', '/patroni', ...UI_POLLED_PATHS]);
 
 const pathOf = (url: string) => url.split('?', 1)[0] ?? url;
 
@@ -199,6 +200,7 @@ export function buildApi(o: BuildApiOptions): FastifyInstance {
   registerErrors(app);
   for (const [path, check] of Object.entries(CHECK_PATHS)) registerHealth(app, o, path, check);
   registerViews(app, o);
+  registerUi(app);
   o.routes?.(app);
   return app;
 }

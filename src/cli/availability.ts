@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { computeAvailability, drillProblem, validateInput, type AvailabilityInput, type AvailabilityResult, type SynchronousMode } from '../availability/model.ts';
 import { PgHaError } from '../errors.ts';
 import { availabilityPercent, duration, seconds, targetPercent } from '../human.ts';
-import { withCtx, type GlobalOpts } from './context.ts';
+import { configPath, withCtx, type GlobalOpts } from './context.ts';
 
 type Opts = GlobalOpts & {
   node: number; network: number; storage: number; 'etcd-availability': number; standbys: number; 'mtbf-hours': number;
@@ -36,14 +36,14 @@ async function fromDrill(file: string): Promise<Measured> {
 
 /** The cluster's synchronous_mode, when pghactl was told where the cluster is; else null. */
 async function clusterMode(argv: Opts): Promise<SynchronousMode | null> {
-  const told = argv.config !== undefined || (process.env.PGHA_CONFIG ?? '') !== '' || (argv.etcd !== undefined && argv.scope !== undefined);
+  const told = configPath(argv) !== undefined || (argv.etcd !== undefined && argv.scope !== undefined);
   if (!told) return null;
   return withCtx(argv, async (ctx) => (await ctx.dcs.readCluster(ctx.fallback)).config.synchronous_mode);
 }
 
 /**
  * Which synchronous_mode the advice is for: --synchronous-mode, else the one the drill ran under,
- * else the cluster's (when -c, PGHA_CONFIG or --etcd/--scope name one), else unknown.
+ * else the cluster's (when -c, PGHA_CONFIG, --etcd/--scope or /etc/pgha/pgha.yml name one), else unknown.
  */
 async function inputs(argv: Opts): Promise<Measured> {
   const given = argv['failover-seconds'];

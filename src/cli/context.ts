@@ -1,14 +1,16 @@
 // How pghactl finds the cluster: the agent's YAML (-c / PGHA_CONFIG), or --etcd and --scope (with
-// --etcd-cacert/--etcd-cert/--etcd-key for TLS). The YAML's etcd TLS settings and
-// username/password are used as the agent uses them.
+// --etcd-cacert/--etcd-cert/--etcd-key for TLS), or else /etc/pgha/pgha.yml when it exists. The
+// YAML's etcd TLS settings and username/password are used as the agent uses them.
+import { existsSync } from 'node:fs';
 import { dynamicConfigSchema, etcdSchema, type DynamicConfig } from '../config/schema.ts';
 import { loadClientTls, type ClientTls } from '../api/tls.ts';
 import { formatZodIssues, loadConfig } from '../config/load.ts';
 import { createEtcdDcs, etcdConnection, type EtcdDcs } from '../dcs/etcd.ts';
 import { PgHaError } from '../errors.ts';
+import type { Format } from './format.ts';
 
 export interface GlobalOpts {
-  config?: string; etcd?: string; scope?: string; namespace: string; format: 'table' | 'json' | 'yaml';
+  config?: string; etcd?: string; scope?: string; namespace: string; format: Format;
   etcdCacert?: string; etcdCert?: string; etcdKey?: string;
 }
 
@@ -17,8 +19,18 @@ export interface Ctx { dcs: EtcdDcs; scope: string; fallback: DynamicConfig; aut
 /** A CLI call may wait 3 s for etcd: long enough for a loaded etcd, short for a person. */
 const CLI_CALL_MS = 3000;
 
+/** Where the agent's YAML is when neither -c, PGHA_CONFIG nor --etcd says otherwise. */
+export const DEFAULT_CONFIG_PATH = '/etc/pgha/pgha.yml';
+
+/** The agent YAML to read: -c, else PGHA_CONFIG, else DEFAULT_CONFIG_PATH if it exists and --etcd is not given. */
+export function configPath(o: Pick<GlobalOpts, 'config' | 'etcd'>, env: NodeJS.ProcessEnv = process.env, exists: (p: string) => boolean = existsSync): string | undefined {
+  if (o.config !== undefined) return o.config;
+  if (env['PGHA_CONFIG'] !== undefined && env['PGHA_CONFIG'] !== '') return env['PGHA_CONFIG'];
+  return o.etcd === undefined && exists(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined;
+}
+
 export async function connect(o: GlobalOpts): Promise<Ctx> {
-  const path = o.config ?? process.env.PGHA_CONFIG;
+  const path = configPath(o);
   let ctx: Ctx;
   if (path !== undefined) {
     const c = await loadConfig(path);
@@ -37,7 +49,7 @@ export async function connect(o: GlobalOpts): Promise<Ctx> {
     };
     ctx = { dcs, scope: c.scope, fallback: c.bootstrap.dcs, get tls() { return clientTls(); }, ...(c.restapi.authentication ? { auth: c.restapi.authentication } : {}) };
   } else {
-    if (o.etcd === undefined || o.scope === undefined) throw new PgHaError('PGHA_CLI_USAGE', 'give -c/--config FILE (or PGHA_CONFIG), or --etcd HOST:PORT and --scope NAME');
+    if (o.etcd === undefined || o.scope === undefined) throw new PgHaError('PGHA_CLI_USAGE', `give -c/--config FILE (or PGHA_CONFIG, or put it at ${DEFAULT_CONFIG_PATH}), or --etcd HOST:PORT and --scope NAME`);
     const source = 'pghactl --etcd* options';
     const tlsFlags = o.etcdCacert !== undefined || o.etcdCert !== undefined || o.etcdKey !== undefined;
     const r = etcdSchema.safeParse({

@@ -10,7 +10,7 @@ import { PgHaError } from '../errors.ts';
 import type { ClusterView, MemberInfo } from '../ha/types.ts';
 import { requestHandover } from '../ops/store.ts';
 import { confirm, forceOption } from './confirm.ts';
-import { withCtx, type Ctx, type GlobalOpts } from './context.ts';
+import { configPath, withCtx, type Ctx, type GlobalOpts } from './context.ts';
 
 type Kind = 'switchover' | 'kill-primary' | 'stop-primary';
 type Opts = GlobalOpts & { kind: Kind; count: number; force?: boolean };
@@ -127,7 +127,7 @@ export const drillCommand: CommandModule<GlobalOpts, Opts> = {
     .example('pghactl -c /etc/pgha/pgha.yml drill --kind kill-primary --count 3 --force', 'crash the primary three times, without asking, and report each outage')
     .example('pghactl -c /etc/pgha/pgha.yml drill --kind kill-primary --count 5 --format json --force > kill.json', 'the same as JSON, for pghactl availability --from-drill kill.json'),
   handler: async (argv) => {
-    const path = argv.config ?? process.env.PGHA_CONFIG;
+    const path = configPath(argv);
     if (!Number.isInteger(argv.count) || argv.count < 1) throw new PgHaError('PGHA_CLI_USAGE', '--count: a whole number of drills, 1 or more');
     if (path === undefined) throw new PgHaError('PGHA_CLI_USAGE', 'drill needs -c/--config FILE or PGHA_CONFIG: it writes its probe rows as the superuser named there');
     const su = (await loadConfig(path)).postgresql.authentication.superuser;

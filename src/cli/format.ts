@@ -1,10 +1,28 @@
-// Pure rendering for pghactl: rows from a cluster view, then table, JSON or YAML.
+// Pure rendering for pghactl: rows from a cluster view, then table, TSV, JSON or YAML.
 import Table from 'cli-table3';
 import { stringify } from 'yaml';
 import { currentSync, guaranteeOf, recordedStandbys } from '../ha/quorum.ts';
 import type { ClusterView } from '../ha/types.ts';
 
-export type Format = 'table' | 'json' | 'yaml';
+export type Format = 'table' | 'tsv' | 'json' | 'yaml';
+export const FORMATS: readonly Format[] = ['table', 'tsv', 'json', 'yaml'];
+
+const TSV_ESCAPES: Readonly<Record<string, string>> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+/**
+ * One TSV cell: null and undefined are empty; a backslash, tab, newline or carriage return is
+ * written as \\, \t, \n, \r (PostgreSQL's COPY text escapes), so every row stays one line.
+ */
+export function tsvCell(v: unknown): string {
+  if (v === null || v === undefined) return '';
+  const text = typeof v === 'object' ? JSON.stringify(v) : String(v);
+  return text.replace(/[\\\t\n\r]/g, (c) => TSV_ESCAPES[c] ?? c);
+}
+
+/** A header line, then one line per row, cells separated by tabs. */
+export function renderTsv(head: readonly string[], rows: readonly (readonly unknown[])[]): string {
+  return [head, ...rows].map((r) => r.map(tsvCell).join('\t')).join('\n') + '\n';
+}
 
 export interface ListRow {
   member: string;
@@ -50,10 +68,13 @@ export function buildListRows(c: ClusterView): ListRow[] {
   return rows.sort((a, b) => (a.role === 'Leader' ? -1 : b.role === 'Leader' ? 1 : a.member.localeCompare(b.member)));
 }
 
+const LIST_HEAD = ['Member', 'Host', 'Role', 'State', 'TL', 'Lag in MB', 'Tags', 'Pending restart'];
+
 export function renderList(scope: string, c: ClusterView, rows: ListRow[], format: Format, color: boolean): string {
   if (format === 'json') return `${JSON.stringify(rows, null, 2)}\n`;
   if (format === 'yaml') return stringify(rows);
-  const t = new Table({ head: ['Member', 'Host', 'Role', 'State', 'TL', 'Lag in MB', 'Tags', 'Pending restart'], style: { head: color ? ['cyan'] : [], border: color ? ['grey'] : [] } });
+  if (format === 'tsv') return renderTsv(LIST_HEAD, rows.map((r) => [r.member, r.host, r.role, r.state, r.tl, r.lag_mb, r.tags, r.pending_restart ? '*' : '']));
+  const t = new Table({ head: LIST_HEAD, style: { head: color ? ['cyan'] : [], border: color ? ['grey'] : [] } });
   for (const r of rows) t.push([r.member, r.host, r.role, r.state, r.tl ?? '', lagText(r.lag_mb), r.tags, r.pending_restart ? '*' : '']);
   const g = guaranteeOf(currentSync(c));
   const asyncFallback = c.config.synchronous_mode !== 'off' && !c.config.synchronous_mode_strict && g.acks === 0

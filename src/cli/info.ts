@@ -5,6 +5,9 @@ import { stringify } from 'yaml';
 import { PgHaError } from '../errors.ts';
 import type { ClusterView } from '../ha/types.ts';
 import { withCtx, type GlobalOpts } from './context.ts';
+import { renderTsv } from './format.ts';
+
+const HISTORY_HEAD = ['TL', 'LSN', 'Reason', 'Time', 'New leader'];
 
 export const historyCommand: CommandModule<GlobalOpts, GlobalOpts> = {
   command: 'history',
@@ -14,8 +17,9 @@ export const historyCommand: CommandModule<GlobalOpts, GlobalOpts> = {
       const h = await ctx.dcs.readHistory();
       if (argv.format === 'json') process.stdout.write(`${JSON.stringify(h, null, 2)}\n`);
       else if (argv.format === 'yaml') process.stdout.write(stringify(h));
+      else if (argv.format === 'tsv') process.stdout.write(renderTsv(HISTORY_HEAD, h.map((e) => [e.timeline, e.lsn, e.reason, e.time, e.leader])));
       else {
-        const t = new Table({ head: ['TL', 'LSN', 'Reason', 'Time', 'New leader'], style: { head: [], border: [] } });
+        const t = new Table({ head: HISTORY_HEAD, style: { head: [], border: [] } });
         for (const e of h) t.push([e.timeline, e.lsn, e.reason, e.time, e.leader]);
         process.stdout.write(`${t.toString()}\n`);
       }

@@ -1,20 +1,34 @@
-// pghactl list [--watch SECONDS]
+// pghactl list [-W | --watch SECONDS] / topology
 import type { CommandModule } from 'yargs';
 import { withCtx, type GlobalOpts } from './context.ts';
 import { buildListRows, renderList, renderTopology } from './format.ts';
 
-export const listCommand: CommandModule<GlobalOpts, GlobalOpts & { watch?: number }> = {
+/** patronictl's -W: reprint every 2 seconds. */
+export const WATCH_DEFAULT_S = 2;
+
+/** Seconds between reprints: --watch N wins, -W means WATCH_DEFAULT_S, neither means print once. */
+export function watchInterval(o: { watch?: number | undefined; W?: boolean | undefined }): number | null {
+  if (o.watch !== undefined && o.watch > 0) return o.watch;
+  return o.W ? WATCH_DEFAULT_S : null;
+}
+
+export const listCommand: CommandModule<GlobalOpts, GlobalOpts & { watch?: number; W?: boolean }> = {
   command: 'list',
   describe: 'members with role, state, timeline and lag',
-  builder: (y) => y.option('watch', { alias: 'w', type: 'number', describe: 'reprint every N seconds' }),
+  builder: (y) => y
+    .option('watch', { alias: 'w', type: 'number', describe: 'reprint every N seconds (until interrupted)' })
+    .option('W', { type: 'boolean', describe: `reprint every ${WATCH_DEFAULT_S} seconds (patronictl's -W)` })
+    .example('pghactl -c /etc/pgha/pgha.yml list -W', `the member table, redrawn every ${WATCH_DEFAULT_S} s`),
   handler: async (argv) => {
+    const every = watchInterval(argv);
     await withCtx(argv, async (ctx) => {
       for (;;) {
         const view = await ctx.dcs.readCluster(ctx.fallback);
         const out = renderList(ctx.scope, view, buildListRows(view), argv.format, process.stdout.isTTY === true);
-        process.stdout.write(argv.watch ? `\x1b[2J\x1b[H${out}` : out);
-        if (!argv.watch) return;
-        await new Promise((r) => setTimeout(r, (argv.watch ?? 1) * 1000));
+        // On a terminal the screen is cleared before each table; piped output just appends.
+        process.stdout.write(every !== null && process.stdout.isTTY ? `\x1b[2J\x1b[H${out}` : out);
+        if (every === null) return;
+        await new Promise((r) => setTimeout(r, every * 1000));
       }
     });
   },

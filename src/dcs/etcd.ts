@@ -439,6 +439,12 @@ export class EtcdDcs implements Dcs {
     else await this.#call('write failsafe', () => this.client.put(this.keys.failsafe).value(JSON.stringify(record)).exec());
   }
 
+  /** pghactl remove: delete every key under the cluster's prefix; the number deleted. */
+  async deleteCluster(): Promise<number> {
+    const r = await this.#call('delete cluster', () => this.client.delete().prefix(this.keys.prefix).exec());
+    return Number(r.deleted);
+  }
+
   async clearFailover(): Promise<void> {
     await this.#call('clear failover', () => this.client.delete().key(this.keys.failover).exec());
   }

@@ -1,5 +1,6 @@
 // The REST API over HTTP semantics (fastify inject): status codes per endpoint, methods, bodies,
 // validation, 404, basic auth, and what reaches the log. The rules themselves: health.test.ts.
+import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
@@ -7,6 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { CHECK_PATHS, clusterBody, statusBody, type Check } from '../../src/api/health.ts';
 import { buildApi, requireAuth } from '../../src/api/server.ts';
+import { UI_CSP } from '../../src/api/ui.ts';
 import { parseBasicAuth, type Credentials } from '../../src/api/basic-auth.ts';
 import type { AgentSnapshot } from '../../src/api/types.ts';
 import { createLogger } from '../../src/log/logger.ts';
@@ -234,7 +236,7 @@ describe('basic auth (requireAuth)', () => {
 });
 
 describe('logging', () => {
-  it('logs no line for health probes and status polls, in any method, with any query', async () => {
+  it('logs no line for health probes, status polls and the status page\'s polls, in any method, with any query', async () => {
     const lines: string[] = [];
     const a = app(primary, lines);
     for (const path of Object.keys(CHECK_PATHS)) {
@@ -244,9 +246,10 @@ describe('logging', () => {
     await a.inject({ url: '/replica?lag=bad' });
     await a.inject({ url: '/status' });
     await a.inject({ url: '/patroni' });
+    await a.inject({ url: '/cluster' }); // the status page polls it once a second
     expect(lines).toEqual([]);
-    await a.inject({ url: '/cluster' });
-    expect(lines.join('')).toContain('/cluster');
+    await a.inject({ url: '/ui' });
+    expect(lines.join('')).toContain('/ui');
   });
 
   it('never logs an Authorization header, accepted or refused', async () => {
@@ -269,5 +272,43 @@ describe('logging', () => {
     const dest = new Writable({ write(chunk: Buffer, _e, cb) { lines.push(chunk.toString()); cb(); } });
     createLogger({ destination: dest }).info({ config: { postgresql: { authentication: { superuser: { password: 'hunter2' } } } }, password: 'x1', conninfo: 'host=a password=b' }, 'test');
     expect(lines.join('')).not.toMatch(/hunter2|x1|password=b/);
+  });
+});
+
+describe('status page (GET /ui)', () => {
+  const a = app(primary);
+  const read = (f: string) => readFileSync(new URL(`../../src/api/ui/${f}`, import.meta.url), 'utf8');
+
+  it.each([
+    ['/ui', 'text/html', '<title>pgha status</title>'],
+    ['/ui/app.js', 'text/javascript', 'getJson(\'/cluster\')'],
+    ['/ui/style.css', 'text/css', '#lag-chart'],
+  ])('serves %s as %s without authentication, under a strict Content-Security-Policy', async (url, type, content) => {
+    const r = await a.inject({ url });
+    expect(r.statusCode).toBe(200);
+    expect(r.headers['content-type']).toContain(type);
+    expect(r.headers['content-security-policy']).toBe(UI_CSP);
+    expect(r.headers['x-content-type-options']).toBe('nosniff');
+    expect(r.body).toContain(content);
+  });
+
+  it('allows nothing inline and nothing from elsewhere', () => {
+    expect(UI_CSP).toContain("default-src 'none'");
+    expect(UI_CSP).toContain("script-src 'self'");
+    expect(UI_CSP).not.toMatch(/unsafe|https?:|\*/);
+  });
+
+  it('has no inline script or style, and the script never inserts markup', () => {
+    const html = read('index.html');
+    expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
+    expect(html).not.toMatch(/<style|\sstyle=|\son[a-z]+=/i);
+    expect(read('app.js')).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(|new Function/);
+  });
+
+  it('finds every element the script looks up by id in the page', () => {
+    const html = read('index.html');
+    const ids = [...read('app.js').matchAll(/\$\('([a-z-]+)'\)/g)].map((m) => m[1]!);
+    expect(ids.length).toBeGreaterThan(10);
+    for (const id of new Set(ids)) expect(html, id).toContain(`id="${id}"`);
   });
 });
