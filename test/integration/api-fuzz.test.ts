@@ -32,7 +32,7 @@ function ctl(...args: string[]): Promise<{ code: number; stdout: string; stderr:
 /** An authenticated call; 10 s: the agent answers from memory or after one etcd write. */
 async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   const r = await fetch(`http://127.0.0.1:${n1.apiPort}${path}`, {
-    method, headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), authorization: AUTH }, signal: AbortSignal.timeout(10_000),
+    method, headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), authorization: AUTH, 'x-pgha-member': 'node1' }, signal: AbortSignal.timeout(10_000),
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return { status: r.status, json: (await r.json().catch(() => ({}))) as Record<string, unknown> };

@@ -51,7 +51,7 @@ function ctlConfig(name: string, ctl: Record<string, unknown>): string {
   writeFileSync(path, stringify({
     scope: 'itest', name, namespace: '/pgha-test', etcd: { hosts: [cluster.etcdEndpoint] },
     restapi: { authentication: { username: 'admin', password: 'admin-pw' } },
-    postgresql: { data_dir: '/nonexistent', authentication: { superuser: { username: 'postgres', password: PASSWORDS.superuser }, replication: { username: 'replicator', password: PASSWORDS.replication } } },
+    postgresql: { data_dir: '/var/lib/pgha/unused', authentication: { superuser: { username: 'postgres', password: PASSWORDS.superuser }, replication: { username: 'replicator', password: PASSWORDS.replication } } },
     ctl,
   }), { mode: 0o600 });
   return path;
