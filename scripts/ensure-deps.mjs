@@ -26,7 +26,9 @@ function ensureNodeModules() {
 const PACKAGES = {
   // python3 and systemd (its /usr/bin/systemd-notify): the tests stand in for systemd's notify
   // socket and watchdog with small python listeners, and the agent notifies through systemd-notify.
-  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd'],
+  // debootstrap and systemd-container (systemd-nspawn): the systemd lab (test/support/nspawn.ts)
+  // builds a Debian 12 image once and boots containers with systemd as PID 1 from it.
+  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd', 'debootstrap', 'systemd-container'],
   demo: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy'],
 };
 
