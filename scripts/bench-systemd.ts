@@ -10,7 +10,8 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stats, withSystemdBlock } from './bench-lib.ts';
 import { NspawnLab, REPO, type Machine } from '../test/support/nspawn.ts';
-import { freezeAgent, measureFault, waitCluster, waitStandby, type FaultResult } from '../test/support/nspawn-events.ts';
+import { waitFor } from '../test/support/cluster.ts';
+import { api, freezeAgent, measureFault, watchdogKills, waitCluster, waitStandby, type FaultResult } from '../test/support/nspawn-events.ts';
 
 const args = parseArgs({ options: { runs: { type: 'string', default: '5' }, md: { type: 'string', default: 'docs/benchmarks.md' } } }).values;
 const RUNS = Number(args.runs);
@@ -32,6 +33,10 @@ try {
   for (const m of lab.machines) {
     const r = lab.systemctl(m, 'enable', '--now', 'pgha');
     if (r.code !== 0) throw new Error(`${m.name}: systemctl enable --now pgha: ${r.stderr}`);
+    // One member at a time, as in the test (docs/systemd.md#what-the-lab-found). Bootstrap or a
+    // clone of this small database takes seconds; 120 s is a member that never joins.
+    if (m === lab.machines[0]) await waitFor('the first primary', async () => (await api(m, '/primary')) === 200, 120_000, 200);
+    else await waitStandby(m, 120_000);
   }
   let seq = 0;
   const record = (row: Row, r: FaultResult, extra?: number) => {
@@ -60,6 +65,7 @@ try {
     record(rows[2]!, await measureFault(lab, leader, `t${++seq}`, async () => { killed = (await freezeAgent(lab, leader)).killedMs; }), killed);
     await waitStandby(leader, 120_000);
   }
+  for (const m of lab.machines) console.log(`${m.name}: ${watchdogKills(lab, m)} watchdog kill(s) in its last boot's journal`);
 } finally {
   await lab.destroy();
 }

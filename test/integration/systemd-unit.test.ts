@@ -4,10 +4,11 @@
 // the container's power and checks what the unit promises: Type=notify, the watchdog with
 // WatchdogSignal=SIGKILL, KillMode=mixed, Restart=on-failure, and a member's return after a
 // container crash or power-off. `npm run bench:systemd` measures the same faults repeatedly.
+import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { httpStatus, sleep, waitFor } from '../support/cluster.ts';
 import { NspawnLab, labLeftovers, type Machine } from '../support/nspawn.ts';
-import { api, freezeAgent, measureFault, unitProp as prop, waitCluster as converged, waitStandby } from '../support/nspawn-events.ts';
+import { api, freezeAgent, watchdogKills, measureFault, unitProp as prop, waitCluster as converged, waitStandby } from '../support/nspawn-events.ts';
 
 const log = (msg: string) => console.log(`[systemd-lab] ${msg}`);
 const lab = new NspawnLab({
@@ -31,6 +32,9 @@ afterEach((ctx) => {
 });
 
 afterAll(async () => {
+  // Watchdog kills besides the one the watchdog test causes: logged for the report, not asserted
+  // (a loaded machine can starve a healthy agent past WatchdogSec=1000ms; docs/systemd.md).
+  for (const m of lab.machines) if (m.nspawn !== null) log(`${m.name}: ${watchdogKills(lab, m)} watchdog kill(s) in this boot's journal`);
   await lab.destroy();
   expect(labLeftovers()).toEqual([]);
 }, 120_000);
@@ -74,6 +78,11 @@ describe('pgha.service under systemd', () => {
       expect(atReturn).not.toBe(0);
       expect(unitProp(m, 'ActiveState')).toBe('active');
       log(`${m.name}: systemctl start took ${Math.round(tReturn - t0)} ms; API first seen ${apiFirst === null ? 'never' : Math.round(apiFirst - t0)} ms`);
+      // One member at a time, each joined before the next starts: started while another runs
+      // initdb or pg_basebackup on this 2-core machine, a fresh agent was once killed by the
+      // watchdog right after READY=1 (docs/systemd.md#what-the-lab-found).
+      if (m === n1) await waitFor('n1 primary', async () => (await api(n1, '/primary')) === 200, 90_000, 200);
+      else await waitStandby(m, 90_000);
     }
     const p = await waitCluster(90_000);
     log(`primary: ${p.name}`);
@@ -96,7 +105,12 @@ describe('pgha.service under systemd', () => {
 
   it('resource settings reach the agent: LimitNOFILE, OOMScoreAdjust', () => {
     const pid = unitProp(n1, 'MainPID');
-    expect(lab.exec(n1, ['cat', `/proc/${pid}/oom_score_adj`]).stdout.trim()).toBe('-500');
+    // A negative oom_score_adj needs CAP_SYS_RESOURCE, which this sandbox's bounding set lacks
+    // (so the containers' systemd lacks it too, and ignores OOMScoreAdjust=-500 with a warning).
+    const capBnd = BigInt(`0x${/CapBnd:\s*([0-9a-f]+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0'}`);
+    const CAP_SYS_RESOURCE = 24n;
+    if ((capBnd >> CAP_SYS_RESOURCE) & 1n) expect(lab.exec(n1, ['cat', `/proc/${pid}/oom_score_adj`]).stdout.trim()).toBe('-500');
+    else log('OOMScoreAdjust not checked: no CAP_SYS_RESOURCE in this host\'s bounding set');
     expect(lab.exec(n1, ['cat', `/proc/${pid}/limits`]).stdout).toMatch(/Max open files\s+65536\s+65536/);
     expect(lab.exec(n1, ['ps', '-o', 'user=', '-p', pid]).stdout.trim()).toBe('postgres');
   });
@@ -104,12 +118,13 @@ describe('pgha.service under systemd', () => {
   it('watchdog: a SIGSTOPped leader agent gets the whole unit SIGKILLed and restarted, and rejoins as a standby', async () => {
     const leader = await waitCluster(60_000);
     const restartsBefore = Number(unitProp(leader, 'NRestarts'));
-    let killed = { killedMs: 0, before: [] as Array<{ pid: number; comm: string }> };
+    let killed = { killedMs: 0, before: [] as Array<{ pid: number; cmd: string }> };
     const r = await measureFault(lab, leader, 'wd', async () => { killed = await freezeAgent(lab, leader); });
     log(`watchdog: unit killed ${Math.round(killed.killedMs)} ms after SIGSTOP; ${r.newPrimary.name} writable after ${Math.round(r.failoverMs)} ms`);
     // The agent (node), its fencing process (node) and PostgreSQL's processes were all in the unit.
-    expect(killed.before.filter((p) => p.comm === 'node').length).toBeGreaterThanOrEqual(2);
-    expect(killed.before.filter((p) => p.comm === 'postgres').length).toBeGreaterThan(3);
+    expect(killed.before.some((p) => p.cmd.includes('bin/pgha.js'))).toBe(true);
+    expect(killed.before.some((p) => p.cmd.includes('fencer.mjs'))).toBe(true);
+    expect(killed.before.filter((p) => p.cmd.startsWith('postgres')).length).toBeGreaterThan(3);
     // WatchdogSec=1000ms plus up to one pet interval and systemd's timer slack: 3 s is the bound on
     // a loaded 2-core machine.
     expect(killed.killedMs).toBeLessThan(3000);
@@ -141,7 +156,7 @@ describe('pgha.service under systemd', () => {
     const leader = await waitCluster(60_000);
     const m = lab.machines.find((x) => x !== leader)!;
     const before = lab.unitProcesses(m);
-    expect(before.filter((p) => p.comm === 'postgres').length).toBeGreaterThan(1);
+    expect(before.filter((p) => p.cmd.startsWith('postgres')).length).toBeGreaterThan(1);
     const t0 = performance.now();
     expect(lab.systemctl(m, 'kill', '-s', 'SIGKILL', '--kill-whom=main', 'pgha').code).toBe(0);
     await waitFor('every old process of the unit gone', async () => {

@@ -107,7 +107,7 @@ export async function waitStandby(m: Machine, timeoutMs: number): Promise<void> 
  * SIGSTOP the leader's agent (the unit's main process) alone and wait until every process the unit
  * had is gone (the watchdog's SIGKILL, then KillMode=mixed's final SIGKILL). Returns that delay.
  */
-export async function freezeAgent(lab: NspawnLab, leader: Machine): Promise<{ killedMs: number; before: Array<{ pid: number; comm: string }> }> {
+export async function freezeAgent(lab: NspawnLab, leader: Machine): Promise<{ killedMs: number; before: Array<{ pid: number; cmd: string }> }> {
   const before = lab.unitProcesses(leader);
   const t0 = performance.now();
   lab.exec(leader, ['kill', '-STOP', unitProp(lab, leader, 'MainPID')]);
@@ -117,4 +117,9 @@ export async function freezeAgent(lab: NspawnLab, leader: Machine): Promise<{ ki
     return before.every((p) => !now.has(p.pid)) ? performance.now() : null;
   }, 15_000, 20);
   return { killedMs: gone - t0, before };
+}
+
+/** How many times systemd's watchdog fired for pgha.service in `m`'s journal (this boot). */
+export function watchdogKills(lab: NspawnLab, m: Machine): number {
+  return (lab.journal(m).match(/Watchdog timeout/g) ?? []).length;
 }

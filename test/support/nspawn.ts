@@ -296,14 +296,14 @@ export class NspawnLab {
     await killCgroup(`${PREFIX}${m.name}`);
   }
 
-  /** Processes of the container's pgha.service cgroup, as host pids with their command names. */
-  unitProcesses(m: Machine): Array<{ pid: number; comm: string }> {
+  /** Processes of the container's pgha.service cgroup, as host pids with their command lines. */
+  unitProcesses(m: Machine): Array<{ pid: number; cmd: string }> {
     const dir = join(CGROUP_TREES[0]!, `${PREFIX}${m.name}`, 'payload/system.slice/pgha.service');
     if (!existsSync(dir)) return [];
     return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number).map((pid) => {
-      let comm = '';
-      try { comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim(); } catch { /* exited */ }
-      return { pid, comm };
+      let cmd = '';
+      try { cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim(); } catch { /* exited */ }
+      return { pid, cmd };
     });
   }
 
