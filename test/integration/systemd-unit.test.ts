@@ -103,16 +103,22 @@ describe('pgha.service under systemd', () => {
     expect(unitProp(n1, 'ActiveState')).toBe('active');
   });
 
-  it('resource settings reach the agent: LimitNOFILE, OOMScoreAdjust', () => {
+  it('resource settings reach the agent: User, LimitNOFILE, OOMScoreAdjust', () => {
     const pid = unitProp(n1, 'MainPID');
-    // A negative oom_score_adj needs CAP_SYS_RESOURCE, which this sandbox's bounding set lacks
-    // (so the containers' systemd lacks it too, and ignores OOMScoreAdjust=-500 with a warning).
+    expect(lab.exec(n1, ['ps', '-o', 'user=', '-p', pid]).stdout.trim()).toBe('postgres');
+    const limits = lab.exec(n1, ['cat', `/proc/${pid}/limits`]).stdout;
+    const oom = lab.exec(n1, ['cat', `/proc/${pid}/oom_score_adj`]).stdout.trim();
+    // Raising the open-files hard limit and lowering oom_score_adj both need CAP_SYS_RESOURCE,
+    // which this sandbox's bounding set lacks (so the containers' systemd lacks it too, and
+    // applies neither line; docs/systemd.md#what-the-lab-found). Where it has it: both exact.
     const capBnd = BigInt(`0x${/CapBnd:\s*([0-9a-f]+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0'}`);
     const CAP_SYS_RESOURCE = 24n;
-    if ((capBnd >> CAP_SYS_RESOURCE) & 1n) expect(lab.exec(n1, ['cat', `/proc/${pid}/oom_score_adj`]).stdout.trim()).toBe('-500');
-    else log('OOMScoreAdjust not checked: no CAP_SYS_RESOURCE in this host\'s bounding set');
-    expect(lab.exec(n1, ['cat', `/proc/${pid}/limits`]).stdout).toMatch(/Max open files\s+65536\s+65536/);
-    expect(lab.exec(n1, ['ps', '-o', 'user=', '-p', pid]).stdout.trim()).toBe('postgres');
+    if ((capBnd >> CAP_SYS_RESOURCE) & 1n) {
+      expect(limits).toMatch(/Max open files\s+65536\s+65536/);
+      expect(oom).toBe('-500');
+    } else {
+      log(`no CAP_SYS_RESOURCE here: ${/Max open files.*/.exec(limits)?.[0] ?? '?'}, oom_score_adj ${oom} (not checked)`);
+    }
   });
 
   it('watchdog: a SIGSTOPped leader agent gets the whole unit SIGKILLed and restarted, and rejoins as a standby', async () => {
