@@ -119,7 +119,15 @@ export async function freezeAgent(lab: NspawnLab, leader: Machine): Promise<{ ki
   return { killedMs: gone - t0, before };
 }
 
-/** How many times systemd's watchdog fired for pgha.service in `m`'s journal (this boot). */
+/** How many times systemd's watchdog fired for pgha.service in `m`'s journal. */
 export function watchdogKills(lab: NspawnLab, m: Machine): number {
   return (lab.journal(m).match(/Watchdog timeout/g) ?? []).length;
+}
+
+/** Each watchdog firing in `m`'s journal with the lines before it (precise times): what the agent did last. */
+export function watchdogContext(lab: NspawnLab, m: Machine, before = 4): string[] {
+  const lines = lab.exec(m, ['journalctl', '-u', 'pgha', '--no-pager', '-o', 'short-precise'], true).stdout.split('\n');
+  const out: string[] = [];
+  lines.forEach((l, k) => { if (l.includes('Watchdog timeout')) out.push(lines.slice(Math.max(0, k - before), k + 1).map((x) => x.slice(0, 220)).join('\n')); });
+  return out;
 }
