@@ -77,6 +77,15 @@ async function killCgroup(group: string): Promise<void> {
   removeCgroup(group);
 }
 
+function killLabProcessesSync(): void {
+  const t = CGROUP_TREES[0]!;
+  if (!existsSync(t)) return;
+  for (const e of readdirSync(t)) {
+    if (!e.startsWith(PREFIX)) continue;
+    for (const p of cgroupPids(e)) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+  }
+}
+
 /** Remove what an earlier run left: processes (by cgroup), mounts, the bridge, work directories. */
 export async function cleanupStale(): Promise<void> {
   for (const t of CGROUP_TREES) {
@@ -125,6 +134,10 @@ export class NspawnLab {
   async start(): Promise<void> {
     this.image = ensureImage(this.#opts.log);
     await cleanupStale();
+    // If the test process ends without destroy() (a crash, a worker killed on timeout), at least
+    // no container keeps running: SIGKILL everything in the lab's cgroups. The mounts, the bridge
+    // and the directories go at the next start (cleanupStale).
+    process.once('exit', killLabProcessesSync);
     run('ip', ['link', 'add', BRIDGE, 'type', 'bridge']);
     run('ip', ['addr', 'add', `${HOST_IP}/24`, 'dev', BRIDGE]);
     run('ip', ['link', 'set', BRIDGE, 'up']);
@@ -321,6 +334,7 @@ export class NspawnLab {
     this.#etcd?.kill('SIGKILL');
     await killCgroup(`${PREFIX}etcd`);
     await cleanupStale();
+    process.removeListener('exit', killLabProcessesSync);
   }
 }
 
