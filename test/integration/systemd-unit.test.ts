@@ -34,7 +34,7 @@ afterEach((ctx) => {
 afterAll(async () => {
   // Watchdog kills besides the one the watchdog test causes: logged for the report, not asserted
   // (a loaded machine can starve a healthy agent past WatchdogSec=1000ms; docs/systemd.md).
-  for (const m of lab.machines) if (m.nspawn !== null) log(`${m.name}: ${watchdogKills(lab, m)} watchdog kill(s) in this boot's journal`);
+  for (const m of lab.machines) if (m.nspawn !== null) log(`${m.name}: ${watchdogKills(lab, m)} watchdog kill(s) in its journal (all boots)`);
   await lab.destroy();
   expect(labLeftovers()).toEqual([]);
 }, 120_000);
@@ -46,12 +46,14 @@ describe('pgha.service under systemd', () => {
     lab.writeConfig(n1, cfg);
     const r = lab.systemctl(n1, 'start', 'pgha');
     expect(r.code).not.toBe(0);
+    // Failed, or waiting RestartSec for the next try: never started.
+    expect(unitProp(n1, 'ActiveState')).not.toBe('active');
     // Restart=on-failure tries again every RestartSec; stop that before the next test starts it.
     lab.systemctl(n1, 'stop', 'pgha');
     lab.systemctl(n1, 'reset-failed', 'pgha');
     const journal = lab.journal(n1);
-    expect(journal).toMatch(/PGHA_CONFIG_\w+/);
-    expect(journal).toContain('ttl');
+    // One line with the stable code and the field's path: what an operator greps for.
+    expect(journal).toMatch(/PGHA_CONFIG_\w+: \/etc\/pgha\/pgha\.yml: bootstrap\.dcs\.ttl: /);
     lab.writeConfig(n1, lab.configFor(n1));
   });
 
@@ -140,6 +142,28 @@ describe('pgha.service under systemd', () => {
     // Restart=on-failure: the agent comes back and the member rejoins as a standby.
     await waitStandby(leader, 60_000);
     expect(Number(unitProp(leader, 'NRestarts'))).toBeGreaterThan(restartsBefore);
+    await waitCluster(60_000);
+  }, 180_000);
+
+  it('watchdog: every process of the leader\'s unit SIGSTOPped (a hung node, systemd alive) is killed and fails over', async () => {
+    const leader = await waitCluster(60_000);
+    const before = lab.unitProcesses(leader);
+    let goneMs = 0;
+    const r = await measureFault(lab, leader, 'hung', async () => {
+      const t0 = performance.now();
+      for (const p of before) { try { process.kill(p.pid, 'SIGSTOP'); } catch { /* exited */ } }
+      // systemd's SIGKILL ends stopped processes too: all gone about WatchdogSec later.
+      await waitFor('the frozen unit killed', async () => {
+        const now = new Set(lab.unitProcesses(leader).map((p) => p.pid));
+        return before.every((p) => !now.has(p.pid));
+      }, 15_000, 20);
+      goneMs = performance.now() - t0;
+    });
+    log(`hung unit: killed after ${Math.round(goneMs)} ms; ${r.newPrimary.name} writable after ${Math.round(r.failoverMs)} ms`);
+    expect(goneMs).toBeLessThan(3000);
+    expect(r.lastOldAckMs).toBeLessThan(r.failoverMs);
+    expect(r.lost).toEqual([]);
+    await waitStandby(leader, 60_000);
     await waitCluster(60_000);
   }, 180_000);
 
