@@ -145,6 +145,25 @@ export function patroniBlock(text: string): string {
   return a < 0 || b < 0 ? '' : text.slice(a, b + PATRONI_END.length);
 }
 
+// The systemd lab's measurements (`npm run bench:systemd`) live between these two lines, kept by
+// `npm run bench` the same way.
+export const SYSTEMD_BEGIN = '<!-- systemd: written by npm run bench:systemd -->';
+export const SYSTEMD_END = '<!-- /systemd -->';
+
+/** The marked systemd block of a markdown text (markers included), or '' if there is none. */
+export function systemdBlock(text: string): string {
+  const a = text.indexOf(SYSTEMD_BEGIN);
+  const b = text.indexOf(SYSTEMD_END, a);
+  return a < 0 || b < 0 ? '' : text.slice(a, b + SYSTEMD_END.length);
+}
+
+/** `text` with its marked systemd block replaced by `section` (appended if there was none). */
+export function withSystemdBlock(text: string, section: string): string {
+  const block = `${SYSTEMD_BEGIN}\n${section.trim()}\n${SYSTEMD_END}`;
+  const old = systemdBlock(text);
+  return old === '' ? `${text.trimEnd()}\n\n${block}\n` : text.replace(old, () => block);
+}
+
 /** `text` with its marked Patroni block replaced by `section` (appended if there was none). */
 export function withPatroniBlock(text: string, section: string): string {
   const block = `${PATRONI_BEGIN}\n${section.trim()}\n${PATRONI_END}`;

@@ -14,7 +14,7 @@ import { dynamicConfigSchema } from '../src/config/schema.ts';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
 import { REPO, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
 import { childPids } from '../src/postgres/datadir.ts';
-import { CLK_TCK, Probe, cpuTicks, patroniBlock, rssMb, stats } from './bench-lib.ts';
+import { CLK_TCK, Probe, cpuTicks, patroniBlock, rssMb, stats, systemdBlock } from './bench-lib.ts';
 import { chartEvents, renderChart, type PatroniFigures } from './bench-chart.ts';
 
 const args = parseArgs({ options: { 'rebuild-runs': { type: 'string', default: '3' }, runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' }, sync: { type: 'string', default: 'off' } } }).values;
@@ -237,9 +237,11 @@ figures in benchmarks.json; the chart above shows them beside pgha's). Write out
 etcd loss and a full disk, in synchronous and asynchronous mode, come from the fault-injection suite:
 [chaos-report.md](chaos-report.md). Not measured: rebuilds of a large database (the bench's is small).
 `;
-  // Keep the Patroni comparison that `npm run bench:patroni` wrote into this file.
-  const patroni = existsSync(outMd) ? patroniBlock(readFileSync(outMd, 'utf8')) : '';
-  writeFileSync(outMd, patroni === '' ? md : `${md}\n${patroni}\n`);
+  // Keep the Patroni comparison and the systemd lab's figures (npm run bench:patroni,
+  // npm run bench:systemd) that were written into this file.
+  const old = existsSync(outMd) ? readFileSync(outMd, 'utf8') : '';
+  const kept = [patroniBlock(old), systemdBlock(old)].filter((b) => b !== '');
+  writeFileSync(outMd, [md, ...kept].join('\n') + (kept.length > 0 ? '\n' : ''));
   // For `pghactl availability --from-drill docs/benchmarks.json`: the crash-failover median.
   const crash = rows[0];
   if (crash !== undefined && !Number.isNaN(crash.median)) {

@@ -28,7 +28,9 @@ const PACKAGES = {
   // socket and watchdog with small python listeners, and the agent notifies through systemd-notify.
   // openssl: the TLS tests and `npm run demo -- --tls` make a throw-away CA (scripts/pki.ts).
   // chromium: the status page (GET /ui) is tested in a real headless browser.
-  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd', 'openssl', 'chromium'],
+  // debootstrap and systemd-container (systemd-nspawn): the systemd lab (test/support/nspawn.ts)
+  // builds a Debian 12 image once and boots containers with systemd as PID 1 from it.
+  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd', 'openssl', 'chromium', 'debootstrap', 'systemd-container'],
   demo: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'openssl'],
 };
 
