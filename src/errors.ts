@@ -22,6 +22,8 @@ export const ERROR_CODES = {
   PGHA_API_UNAUTHORIZED: 'a mutating REST request had no valid credentials',
   PGHA_API_FORBIDDEN: 'a mutating REST request came from outside restapi.allowlist, or without the client certificate verify_client asks for',
   PGHA_FAILSAFE_REFUSED: 'a member refused to confirm a leader in failsafe mode, or a promise to one blocks an action',
+  PGHA_CALLBACK_FAILED: 'a callback script (postgresql.callbacks, pre_promote, before_stop) could not be started, exited non-zero or timed out',
+  PGHA_PROMOTE_VETOED: 'the pre_promote script refused (non-zero exit, timeout or failure to run) this promotion',
   PGHA_WATCHDOG_UNAVAILABLE: 'watchdog.mode is required but the watchdog device cannot be used',
   PGHA_CLI_USAGE: 'pghactl was called with bad arguments',
   PGHA_CLI_REFUSED: 'pghactl refused an operation, with the reason',

@@ -31,6 +31,8 @@ export interface LoopDeps {
    * fence deadline (systemd's watchdog is kept alive from here, gated on that deadline).
    */
   alive?: { everyMs: number; beat(leaseDeadline: number | null): void };
+  /** The pre_promote callback (callbacks.ts): throws PGHA_PROMOTE_VETOED to refuse a promotion. */
+  prePromote?: () => Promise<void>;
 }
 
 export class HaLoop {
@@ -77,6 +79,7 @@ export class HaLoop {
       // systemd fires its watchdog about when the deadline passes (watchdog-gate.ts): an agent
       // that fenced in time says so at once, so systemd need not kill it and its PostgreSQL.
       fenced: () => this.#d.alive?.beat(this.fence.deadline),
+      ...(deps.prePromote ? { prePromote: deps.prePromote } : {}),
       setActivity: async (a) => {
         this.#activity = a;
         await this.#publish().catch(() => undefined);

@@ -49,7 +49,7 @@ function parse<T>(schema: z.ZodType<T>, body: unknown, reply: FastifyReply): T |
 }
 
 export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
-  const auth = { preHandler: requireAuth(d.config.restapi.authentication) };
+  const auth = { preHandler: requireAuth(() => d.config.restapi.authentication) };
 
   app.post('/switchover', auth, async (req, reply) => {
     const b = parse(switchoverBody, req.body ?? {}, reply);

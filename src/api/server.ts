@@ -186,8 +186,10 @@ function credentialsMatch(given: Credentials, want: Credentials): boolean {
  * A preHandler demanding HTTP basic auth: 401 with `WWW-Authenticate: Basic realm="pgha"` when
  * the credentials are missing or wrong. Without configured credentials it refuses everything.
  */
-export function requireAuth(creds: Credentials | undefined) {
+export function requireAuth(configured: Credentials | undefined | (() => Credentials | undefined)) {
   return async (req: FastifyRequest, reply: FastifyReply) => {
+    // A function: read at each request, so a configuration reload changes the credentials.
+    const creds = typeof configured === 'function' ? configured() : configured;
     const given = parseBasicAuth(req.headers.authorization);
     if (creds !== undefined && given !== null && credentialsMatch(given, creds)) return;
     const message = creds === undefined
