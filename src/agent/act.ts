@@ -32,6 +32,8 @@ export interface ActorDeps {
   fenced?(): void;
   /** The pre_promote callback: resolves to go ahead, throws PGHA_PROMOTE_VETOED to refuse. */
   prePromote?(): Promise<void>;
+  /** Publish our member key now (after a veto: tagged nofailover while `vetoed`). */
+  republish?(): Promise<void>;
 }
 
 export interface ActContext {
@@ -51,6 +53,11 @@ export class Actor {
   acquiring = false;
   /** until when (now()) a pre_promote veto keeps this member out of the race for the key. */
   vetoedUntil: number | null = null;
+
+  /** A pre_promote veto is recent: this member neither races nor counts as a candidate. */
+  get vetoed(): boolean {
+    return this.vetoedUntil !== null && this.#d.now() < this.vetoedUntil;
+  }
   #slotsSeen = new Map<string, number>();
   #lastPublishedLsn: number | null = null;
 
@@ -205,7 +212,7 @@ export class Actor {
   async acquire(): Promise<void> {
     const hold = this.#d.failsafeHold();
     if (hold !== null) throw new PgHaError('PGHA_FAILSAFE_REFUSED', `we confirmed ${hold.leader} in failsafe mode: not taking the key`);
-    if (this.vetoedUntil !== null && this.#d.now() < this.vetoedUntil) {
+    if (this.vetoed) {
       throw new PgHaError('PGHA_PROMOTE_VETOED', 'pre_promote vetoed our last promotion: not racing for the key for one ttl');
     }
     this.acquiring = true;
@@ -255,8 +262,9 @@ export class Actor {
 
   /**
    * Promotion order: (0) pre_promote, if configured (the heartbeat renews the key meanwhile); a
-   * veto releases the key at once, PostgreSQL still a standby, so no member holds the key while
-   * refusing to promote, and keeps this member out of the race for one ttl so another can win;
+   * veto drops the request that named us (if any) and releases the key at once, PostgreSQL still
+   * a standby, so no member holds the key while refusing to promote, and keeps this member out
+   * of the race for one ttl so another can win;
    * (1) the key is ours with a live deadline (the preceding acquire or renew proved it; checked
    * here against the clock, after pre_promote's wait); (2) pg_promote; (3) history entry.
    */
@@ -267,6 +275,11 @@ export class Actor {
       } catch (err) {
         this.vetoedUntil = this.#d.now() + this.#d.dynamic().ttl * 1000;
         this.#d.logger.error({ event: 'promotion vetoed', err: describeError(err) }, 'pre_promote vetoed the promotion: releasing the leader key');
+        // Published as nofailover first, so the others, woken by the release, race without us.
+        await this.#d.republish?.().catch(() => undefined);
+        // A switchover or failover request naming us would keep every other member out of the
+        // race until it goes stale: drop it first, then free the key (which wakes the others).
+        if (reason !== 'failover') await this.#d.dcs.clearFailover().catch((e: unknown) => this.#d.logger.warn({ err: describeError(e) }, 'could not clear the request'));
         await this.release();
         throw err;
       }

@@ -80,6 +80,7 @@ export class HaLoop {
       // that fenced in time says so at once, so systemd need not kill it and its PostgreSQL.
       fenced: () => this.#d.alive?.beat(this.fence.deadline),
       ...(deps.prePromote ? { prePromote: deps.prePromote } : {}),
+      republish: () => this.#publish(),
       setActivity: async (a) => {
         this.#activity = a;
         await this.#publish().catch(() => undefined);
@@ -226,7 +227,7 @@ export class HaLoop {
       now: t,
       wallNow: Date.now(),
       self: {
-        name: config.name, tags: config.tags, leaseDeadline: this.fence.deadline,
+        name: config.name, tags: this.#tags(), leaseDeadline: this.fence.deadline,
         startFailures: this.actor.startFailures, notStreamingSince: this.#notStreamingSince,
         failsafeHold: this.failsafe.hold,
       },
@@ -247,11 +248,17 @@ export class HaLoop {
     if (member !== null) await this.#d.dcs.publishMember(member);
   }
 
+  /** Our tags; after a pre_promote veto, nofailover for one ttl so the others race without us. */
+  #tags(): NodeConfig['tags'] {
+    const t = this.#d.config.tags;
+    return this.actor.vetoed ? { ...t, nofailover: true } : t;
+  }
+
   /** Rebuild what the REST API serves from the latest local observation and leadership. */
   #refreshSnapshot(): MemberInfo | null {
     const local = this.#local;
     if (local === null) return null;
-    const member = buildMemberInfo(this.#d.config, local, this.#activity);
+    const member = buildMemberInfo({ ...this.#d.config, tags: this.#tags() }, local, this.#activity);
     const cluster = this.#cluster;
     this.#snapshot = {
       member,

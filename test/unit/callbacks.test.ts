@@ -9,7 +9,7 @@ import { CallbackPostgres, Callbacks, callbackEnv, runCommand } from '../../src/
 import { FenceTimer } from '../../src/agent/fence.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import type { NodeConfig } from '../../src/config/schema.ts';
-import { isPgHaError } from '../../src/errors.ts';
+import { PgHaError, isPgHaError } from '../../src/errors.ts';
 import type { Logger } from '../../src/log/logger.ts';
 import type { PostgresControl } from '../../src/postgres/types.ts';
 
@@ -189,6 +189,7 @@ describe('pre_promote veto in the actor', () => {
       dcs: {
         acquireLeader: async () => { events.push('acquire'); return true; },
         releaseLeader: async () => { events.push('release'); },
+        clearFailover: async () => { events.push('clear request'); },
       },
       pg: { promote: async () => { events.push('pg_promote'); return { timeline: 2, lsn: '0/1' }; } } as unknown as PostgresControl,
       lastKeepalive: () => ({ sentAt: now, ttl: 2 }),
@@ -209,5 +210,23 @@ describe('pre_promote veto in the actor', () => {
     await actor.run([{ kind: 'acquire' }], { cluster: null, local: {} as never });
     expect(events).toEqual(['acquire', 'leader true']);
     fence.disarm();
+  });
+
+  it('a vetoed switchover publishes the member as vetoed and drops its request before releasing the key', async () => {
+    const events: string[] = [];
+    const fence = new FenceTimer({ now: () => 0, paused: () => false, fence: async () => undefined });
+    fence.arm(60_000);
+    const actor = new Actor({
+      fence, logger, now: () => 0, config: config(),
+      dynamic: () => ({ ttl: 2, fence_margin: 0.5, loop_wait: 0.5 }),
+      dcs: { releaseLeader: async () => { events.push('release'); }, clearFailover: async () => { events.push('clear request'); } },
+      pg: { promote: async () => { events.push('pg_promote'); return { timeline: 2, lsn: '0/1' }; } } as unknown as PostgresControl,
+      setLeadership: (held: boolean) => events.push(`leader ${held}`),
+      prePromote: async () => { throw new PgHaError('PGHA_PROMOTE_VETOED', 'no'); },
+      republish: async () => { events.push(`publish, vetoed ${String(actor.vetoed)}`); },
+    } as unknown as ActorDeps);
+    await actor.run([{ kind: 'promote', reason: 'switchover' }, { kind: 'clear_failover' }], { cluster: null, local: {} as never });
+    expect(events).toEqual(['publish, vetoed true', 'clear request', 'leader false', 'release']);
+    expect(fence.deadline).toBeNull();
   });
 });
