@@ -162,6 +162,7 @@ describe('CallbackPostgres', () => {
   it('runs no before_stop before an immediate (fencing) stop', async () => {
     const { pg, cb, out } = setup();
     await pg.start('primary', null);
+    await cb.idle(); // on_start and on_stop are different callbacks: they may run side by side
     await pg.stop('immediate');
     await cb.idle();
     expect(lines(out)).toEqual(['on_start primary', 'on_stop primary']);
