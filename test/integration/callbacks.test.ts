@@ -136,9 +136,14 @@ describe('live reload', () => {
     await waitFor('on_reload after the new parameters', async () => recorded().includes('node3 on_reload replica itest'), 10_000);
     const r = await cluster.query(n, 'show work_mem');
     expect(r.rows[0].work_mem).toBe('8MB');
-    await waitFor('debug lines', async () => /"level":20/.test(cluster.logs(n).slice(from)), 10_000);
+    // Debug level: an operator restart logs its pg_ctl commands at debug, and fires on_restart only.
+    const restart = await fetch(`http://127.0.0.1:${n.apiPort}/restart`, { method: 'POST', headers: { authorization: AUTH } });
+    expect(restart.status).toBe(200);
+    expect(cluster.logs(n).slice(from)).toMatch(/"level":20,[^\n]*"event":"pg command"/);
+    await waitFor('on_restart', async () => recorded().includes('node3 on_restart replica itest'), 10_000);
+    expect(recorded()).toContain('node3 before_stop replica itest');
     expect(n.agent).not.toBeNull();
-  }, 60_000);
+  }, 90_000);
 
   it('POST /reload-agent answers with what it applied and what needs a restart', async () => {
     const n = node('node3');
