@@ -105,7 +105,8 @@ export class Actor {
   }
 
   async #one(a: Action, ctx: ActContext): Promise<void> {
-    const long = a.kind === 'bootstrap' || a.kind === 'clone' || a.kind === 'rewind' || a.kind === 'start' || a.kind === 'promote';
+    // step_down: before_stop (up to before_stop_timeout) runs before the clean stop, with the key held.
+    const long = a.kind === 'bootstrap' || a.kind === 'clone' || a.kind === 'rewind' || a.kind === 'start' || a.kind === 'promote' || a.kind === 'step_down';
     return long ? this.#withHeartbeat(() => this.#step(a, ctx)) : this.#step(a, ctx);
   }
 

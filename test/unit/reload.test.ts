@@ -1,12 +1,17 @@
 // Live reload: which changed fields apply live and which need an agent restart (pure), and the
 // reloader on a real file: a good file applies the live part at once, a bad one changes nothing.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, type Server as TlsServer } from 'node:tls';
+import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Reloader, diffConfig } from '../../src/agent/reload.ts';
 import { parseConfig } from '../../src/config/load.ts';
-import type { Logger } from '../../src/log/logger.ts';
+import { buildApi } from '../../src/api/server.ts';
+import { loadServerTls } from '../../src/api/tls.ts';
+import { createLogger, type Logger } from '../../src/log/logger.ts';
+import { makePki } from '../support/tls.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pgha-reload-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -110,3 +115,49 @@ describe('Reloader', () => {
     expect(s.woken()).toBe(0);
   });
 });
+
+describe('Reloader and the API certificate', () => {
+  it('swaps the HTTPS server certificate on reload (same paths, renewed files); a key that does not match changes nothing', async () => {
+    const pki = makePki(join(dir, 'pki'));
+    const a = pki.issue('srv-a');
+    const b = pki.issue('srv-b');
+    const c = pki.issue('srv-c');
+    const crt = join(dir, 'api.crt');
+    const key = join(dir, 'api.key');
+    copyFileSync(a.cert, crt);
+    copyFileSync(a.key, key);
+    const text = base.replace('restapi: {', `restapi: {certfile: ${crt}, keyfile: ${key}, `);
+    const path = join(dir, 'tls.yml');
+    writeFileSync(path, text);
+    const config = parseConfig(text, path);
+    const quiet = createLogger({ level: 'info', destination: new Writable({ write(_c, _e, cb) { cb(); } }) });
+    const app = buildApi({ logger: quiet, scope: 'demo', snapshot: () => null, now: () => 0, staleAfterMs: () => 3000, https: loadServerTls(config, path) });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const port = (app.server.address() as { port: number }).port;
+      const peerName = () => new Promise<string>((resolve, reject) => {
+        const s = connect({ host: '127.0.0.1', port, ca: readFileSyncUtf8(pki.caFile) }, () => { resolve(String(s.getPeerCertificate().subject.CN)); s.end(); });
+        s.on('error', reject);
+      });
+      expect(await peerName()).toBe('srv-a');
+      const r = new Reloader({
+        path, config, logger: quiet, clientTls: { rejectUnauthorized: true }, wake: () => undefined,
+        setServerTls: (t) => (app.server as unknown as TlsServer).setSecureContext({ cert: t.cert, key: t.key }),
+      });
+      copyFileSync(b.cert, crt);
+      copyFileSync(b.key, key);
+      expect(await r.reload('test')).toEqual({ ok: true, applied: [], restart_needed: [] });
+      expect(await peerName()).toBe('srv-b');
+      copyFileSync(c.cert, crt); // the key still is b's: refused before anything changes
+      const bad = await r.reload('test');
+      expect(bad.ok).toBe(false);
+      expect(await peerName()).toBe('srv-b');
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+function readFileSyncUtf8(p: string): string {
+  return readFileSync(p, 'utf8');
+}
