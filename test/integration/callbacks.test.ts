@@ -7,10 +7,10 @@
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { REPO, TestCluster, waitFor, type NodeHandle } from '../support/cluster.ts';
 
 const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
 const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
@@ -56,6 +56,13 @@ function editConfig(n: NodeHandle, edit: (cfg: Record<string, any>) => void): vo
   if (userInfo().uid === 0) chownSync(n.configPath, uid, gid);
 }
 const sinceLen = (n: NodeHandle) => cluster.logs(n).length;
+function ctl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [`${REPO}bin/pghactl.js`, '-c', cluster.nodes[0]!.configPath, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : Number((err as { code?: number }).code ?? 1), stdout, stderr });
+    });
+  });
+}
 
 beforeAll(async () => {
   await cluster.startEtcd();
@@ -154,6 +161,10 @@ describe('live reload', () => {
     expect(r.status).toBe(200);
     expect(await r.json()).toEqual({ member: 'node3', applied: ['log.level', 'tags.noloadbalance'], restart_needed: ['postgresql.pg_ctl_timeout'] });
     await waitFor('/replica back in service', async () => (await cluster.probe(n, '/replica')) === 200, 10_000);
+    editConfig(n, (cfg) => { cfg.tags.nosync = true; });
+    const viaCtl = await ctl('reload', '--agent', 'node3', '--format', 'json');
+    expect(viaCtl.code).toBe(0);
+    expect(JSON.parse(viaCtl.stdout)).toEqual({ reload_agent: [{ member: 'node3', applied: ['tags.nosync'], restart_needed: ['postgresql.pg_ctl_timeout'] }] });
   });
 
   it('SIGHUP with a bad file keeps the agent running on the old configuration and logs the file and field', async () => {
@@ -167,5 +178,8 @@ describe('live reload', () => {
     expect(n.agent).not.toBeNull();
     expect(((await cluster.status(n))?.tags as Record<string, unknown>).noloadbalance).toBe(false);
     expect(await cluster.probe(n, '/replica')).toBe(200);
+    const viaCtl = await ctl('reload', '--agent', 'node3');
+    expect(viaCtl.code).toBe(1);
+    expect(viaCtl.stderr).toContain(`${n.configPath}: log.level:`);
   });
 });
