@@ -157,6 +157,17 @@ export class Callbacks {
   async idle(): Promise<void> {
     while (this.#running.size > 0) await Promise.all([...this.#running.values()]);
   }
+
+  /** idle(), but at most `ms`: true when every callback finished. */
+  async drain(ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+    try {
+      return await Promise.race([this.idle().then(() => true as const), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 }
 
 /**

@@ -139,6 +139,12 @@ async function main(): Promise<number> {
       const apiClosed = app.close();
       stopWatch();
       await ha.shutdown();
+      // on_stop was just fired: let it finish (systemd's KillMode=mixed kills what is left once
+      // the agent exits). The key is released already, so this delays nobody's failover; at most
+      // callback_timeout, capped at 30 s to stay well inside TimeoutStopSec (120 s).
+      if (!(await callbacks.drain(Math.min(config.postgresql.callback_timeout, 30) * 1000))) {
+        logger.warn({ event: 'callback', callback: 'on_stop' }, 'callbacks still running at exit');
+      }
       await apiClosed.catch(() => undefined);
       fencer.close();
       await pg.close().catch(() => undefined);

@@ -183,3 +183,13 @@ describe('live reload', () => {
     expect(viaCtl.stderr).toContain(`${n.configPath}: log.level:`);
   });
 });
+
+describe('shutdown', () => {
+  it('runs before_stop, then on_stop, before the agent exits (SIGTERM)', async () => {
+    const n = node('node3');
+    editConfig(n, (cfg) => { cfg.log = { level: 'info' }; });
+    const before = recorded().length;
+    await cluster.stopAgent(n);
+    expect(recorded().slice(before)).toEqual(['node3 before_stop replica itest', 'node3 on_stop replica itest']);
+  });
+});

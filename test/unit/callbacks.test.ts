@@ -90,6 +90,17 @@ describe('Callbacks', () => {
     expect(logs.some((l) => l.fields.callback === 'on_start' && l.msg === 'callback on_start replica done')).toBe(true);
   });
 
+  it('drain waits for running callbacks, at most the given time', async () => {
+    const cb = new Callbacks({ config: () => config({ callbacks: { on_stop: [script('sleep 0.3')], on_start: [script('sleep 1.5')] } }), logger, env: {} });
+    cb.fire('on_stop', 'primary');
+    expect(await cb.drain(3000)).toBe(true);
+    cb.fire('on_start', 'primary');
+    const t0 = performance.now();
+    expect(await cb.drain(200)).toBe(false);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    await cb.idle();
+  }, 15_000);
+
   it('runs one instance per callback; events meanwhile collapse to the latest', async () => {
     const out = join(dir, 'queue.txt');
     const s = script(`echo "$2" >> ${out}; sleep 0.3`);
