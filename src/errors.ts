@@ -23,6 +23,8 @@ export const ERROR_CODES = {
   PGHA_API_FORBIDDEN: 'a mutating REST request came from outside restapi.allowlist, or without the client certificate verify_client asks for',
   PGHA_API_LOCKED: 'too many failed authentications from this address: refused for a while (429)',
   PGHA_FAILSAFE_REFUSED: 'a member refused to confirm a leader in failsafe mode, or a promise to one blocks an action',
+  PGHA_CALLBACK_FAILED: 'a callback script (postgresql.callbacks, pre_promote, before_stop) could not be started, exited non-zero or timed out',
+  PGHA_PROMOTE_VETOED: 'the pre_promote script refused (non-zero exit, timeout or failure to run) this promotion',
   PGHA_WATCHDOG_UNAVAILABLE: 'watchdog.mode is required but the watchdog device cannot be used',
   PGHA_DATA_DIR_UNSAFE: 'data_dir is a system path, or holds files that are no PostgreSQL data directory: pgha neither writes into it nor deletes them',
   PGHA_NAME_COLLISION: 'this member\'s name maps to the replication slot of another member\'s name',

@@ -30,6 +30,10 @@ export interface ActorDeps {
   setLeadership(held: boolean): void;
   /** PostgreSQL was fenced and the deadline dropped: keep the watchdogs alive now, not a beat later. */
   fenced?(): void;
+  /** The pre_promote callback: resolves to go ahead, throws PGHA_PROMOTE_VETOED to refuse. */
+  prePromote?(): Promise<void>;
+  /** Publish our member key now (after a veto: tagged nofailover while `vetoed`). */
+  republish?(): Promise<void>;
 }
 
 export interface ActContext {
@@ -47,6 +51,13 @@ export class Actor {
   rewindsWithoutStreaming = 0;
   /** An acquire is in flight: this member must not confirm a failsafe leader meanwhile. */
   acquiring = false;
+  /** until when (now()) a pre_promote veto keeps this member out of the race for the key. */
+  vetoedUntil: number | null = null;
+
+  /** A pre_promote veto is recent: this member neither races nor counts as a candidate. */
+  get vetoed(): boolean {
+    return this.vetoedUntil !== null && this.#d.now() < this.vetoedUntil;
+  }
   #slotsSeen = new Map<string, number>();
   #lastPublishedLsn: number | null = null;
 
@@ -94,7 +105,8 @@ export class Actor {
   }
 
   async #one(a: Action, ctx: ActContext): Promise<void> {
-    const long = a.kind === 'bootstrap' || a.kind === 'clone' || a.kind === 'rewind' || a.kind === 'start' || a.kind === 'promote';
+    // step_down: before_stop (up to before_stop_timeout) runs before the clean stop, with the key held.
+    const long = a.kind === 'bootstrap' || a.kind === 'clone' || a.kind === 'rewind' || a.kind === 'start' || a.kind === 'promote' || a.kind === 'step_down';
     return long ? this.#withHeartbeat(() => this.#step(a, ctx)) : this.#step(a, ctx);
   }
 
@@ -201,6 +213,9 @@ export class Actor {
   async acquire(): Promise<void> {
     const hold = this.#d.failsafeHold();
     if (hold !== null) throw new PgHaError('PGHA_FAILSAFE_REFUSED', `we confirmed ${hold.leader} in failsafe mode: not taking the key`);
+    if (this.vetoed) {
+      throw new PgHaError('PGHA_PROMOTE_VETOED', 'pre_promote vetoed our last promotion: not racing for the key for one ttl');
+    }
     this.acquiring = true;
     try {
       if (!(await this.#d.dcs.acquireLeader())) throw new PgHaError('PGHA_DCS_CONFLICT', 'lost the race for the leader key');
@@ -247,10 +262,29 @@ export class Actor {
   }
 
   /**
-   * Promotion order: (1) the key is ours with a live deadline (the preceding acquire or renew
-   * proved it; checked again here against the clock); (2) pg_promote; (3) history entry.
+   * Promotion order: (0) pre_promote, if configured (the heartbeat renews the key meanwhile); a
+   * veto drops the request that named us (if any) and releases the key at once, PostgreSQL still
+   * a standby, so no member holds the key while refusing to promote, and keeps this member out
+   * of the race for one ttl so another can win;
+   * (1) the key is ours with a live deadline (the preceding acquire or renew proved it; checked
+   * here against the clock, after pre_promote's wait); (2) pg_promote; (3) history entry.
    */
   async promote(reason: PromoteReason): Promise<void> {
+    if (this.#d.prePromote !== undefined) {
+      try {
+        await this.#d.prePromote();
+      } catch (err) {
+        this.vetoedUntil = this.#d.now() + this.#d.dynamic().ttl * 1000;
+        this.#d.logger.error({ event: 'promotion vetoed', err: describeError(err) }, 'pre_promote vetoed the promotion: releasing the leader key');
+        // Published as nofailover first, so the others, woken by the release, race without us.
+        await this.#d.republish?.().catch(() => undefined);
+        // A switchover or failover request naming us would keep every other member out of the
+        // race until it goes stale: drop it first, then free the key (which wakes the others).
+        if (reason !== 'failover') await this.#d.dcs.clearFailover().catch((e: unknown) => this.#d.logger.warn({ err: describeError(e) }, 'could not clear the request'));
+        await this.release();
+        throw err;
+      }
+    }
     const deadline = this.#d.fence.deadline;
     if (deadline === null || this.#d.now() >= deadline) throw new PgHaError('PGHA_LEASE_LOST', 'no live lease to promote under');
     const r = await this.#d.pg.promote();

@@ -34,6 +34,8 @@ export interface LoopDeps {
   alive?: { everyMs: number; beat(leaseDeadline: number | null): void };
   /** The loop stopped for good (a member-name collision found at start): the agent must exit. */
   fatal?(err: PgHaError): void;
+  /** The pre_promote callback (callbacks.ts): throws PGHA_PROMOTE_VETOED to refuse a promotion. */
+  prePromote?: () => Promise<void>;
 }
 
 export class HaLoop {
@@ -82,6 +84,8 @@ export class HaLoop {
       // systemd fires its watchdog about when the deadline passes (watchdog-gate.ts): an agent
       // that fenced in time says so at once, so systemd need not kill it and its PostgreSQL.
       fenced: () => this.#d.alive?.beat(this.fence.deadline),
+      ...(deps.prePromote ? { prePromote: deps.prePromote } : {}),
+      republish: () => this.#publish(),
       setActivity: async (a) => {
         this.#activity = a;
         await this.#publish().catch(() => undefined);
@@ -247,7 +251,7 @@ export class HaLoop {
       now: t,
       wallNow: Date.now(),
       self: {
-        name: config.name, tags: config.tags, leaseDeadline: this.fence.deadline,
+        name: config.name, tags: this.#tags(), leaseDeadline: this.fence.deadline,
         startFailures: this.actor.startFailures, notStreamingSince: this.#notStreamingSince,
         failsafeHold: this.failsafe.hold, adoptSystemId: config.bootstrap.adopt_system_id ?? null,
       },
@@ -268,11 +272,17 @@ export class HaLoop {
     if (member !== null) await this.#d.dcs.publishMember(member);
   }
 
+  /** Our tags; after a pre_promote veto, nofailover for one ttl so the others race without us. */
+  #tags(): NodeConfig['tags'] {
+    const t = this.#d.config.tags;
+    return this.actor.vetoed ? { ...t, nofailover: true } : t;
+  }
+
   /** Rebuild what the REST API serves from the latest local observation and leadership. */
   #refreshSnapshot(): MemberInfo | null {
     const local = this.#local;
     if (local === null) return null;
-    const member = buildMemberInfo(this.#d.config, local, this.#activity);
+    const member = buildMemberInfo({ ...this.#d.config, tags: this.#tags() }, local, this.#activity);
     const cluster = this.#cluster;
     this.#snapshot = {
       member,

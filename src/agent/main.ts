@@ -1,6 +1,7 @@
 // The pgha agent: `pgha --config /etc/pgha/pgha.yml`. Wires config -> logger -> etcd -> local
 // PostgreSQL -> HA loop -> REST API, and hands over cleanly on SIGTERM/SIGINT.
 import { existsSync, readFileSync } from 'node:fs';
+import type { Server as TlsServer } from 'node:tls';
 import { flushCompileCache } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -16,7 +17,10 @@ import { createLogger } from '../log/logger.ts';
 import { createPostgresControl } from '../postgres/instance.ts';
 import type { NodeConfig } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
+import { CallbackPostgres, Callbacks } from './callbacks.ts';
 import { combineFences, type ExternalFence } from './fence.ts';
+import { Reloader } from './reload.ts';
+import { registerReloadAgentRoute } from '../api/reload-route.ts';
 import { FencerProcess } from './fencer-client.ts';
 import { HaLoop, type LoopDeps } from './loop.ts';
 import { SystemdNotify } from './sd-notify.ts';
@@ -85,12 +89,14 @@ async function main(): Promise<number> {
     throw err;
   }
   let loop: HaLoop | null = null;
-  const pg = createPostgresControl({
+  // Callbacks read the live configuration (a reload changes them): docs/callbacks.md.
+  const callbacks = new Callbacks({ config: () => config, logger });
+  const pg = new CallbackPostgres(createPostgresControl({
     config, configPath: path, dynamic: () => loop?.dynamic ?? dyn, logger,
     // A crashed postmaster takes the health connection with it: run the loop now, not up to
     // loop_wait later, so the restart in place (or the failover) starts at once.
     onConnectionLost: () => loop?.wake(),
-  });
+  }), callbacks);
   let fatal: ((err: Error) => void) | null = null;
   // The fencing process enforces the lease deadline even when this event loop is frozen. If it
   // cannot be kept running, PostgreSQL stops at once (a leader must not run without it) and the
@@ -104,7 +110,7 @@ async function main(): Promise<number> {
   });
   const external: ExternalFence = device === null ? fencer : combineFences([fencer, device]);
   loop = new HaLoop({
-    config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger),
+    config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, prePromote: () => callbacks.prePromote(), ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger),
     fatal: (err) => fatal?.(err),
   });
   const ha = loop;
@@ -117,12 +123,22 @@ async function main(): Promise<number> {
     staleAfterMs: () => ha.dynamic.ttl * 1000,
     routes: (a) => registerOpsRoutes(a, {
       config, dcs, fallback: () => ha.dynamic, isLeader: () => ha.isLeader, view: () => ha.view, history: () => dcs.cachedHistory(),
-      restart: () => ha.restartPostgres(), reload: () => pg.reload(), reinitialize: () => ha.reinitialize(),
+      restart: () => pg.restart(() => ha.restartPostgres()), reload: () => pg.reload(), reinitialize: () => ha.reinitialize(),
       drill: (kind) => (kind === 'kill' ? pg.crash() : pg.stop('immediate')),
       failsafe: (leader, ttl) => ha.answerFailsafe(leader, ttl),
     }),
   });
+  registerReloadAgentRoute(app, { member: config.name, auth: () => config.restapi.authentication, reload: () => reloader.reload('POST /reload-agent') });
+  // watchdog.mode required without a usable device made this member nofailover: a reload keeps that.
+  const forcedNofailover = config !== loaded;
+  const reloader = new Reloader({
+    path, config, logger, clientTls, wake: () => ha.wake(),
+    ...(forcedNofailover ? { adjust: (n: NodeConfig) => ({ ...n, tags: { ...n.tags, nofailover: true } }) } : {}),
+    ...(serverTls === null ? {} : { setServerTls: (t) => (app.server as unknown as TlsServer).setSecureContext({ cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}) }) }),
+  });
   await startApi(app, config.restapi.listen);
+  // Before READY=1, so `systemctl reload` never meets Node's default SIGHUP action (exit).
+  process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
   const stopWatch = await dcs.watchLeader(() => ha.wake());
   ha.start();
   notify.ready();
@@ -141,6 +157,12 @@ async function main(): Promise<number> {
       const apiClosed = app.close();
       stopWatch();
       await ha.shutdown();
+      // on_stop was just fired: let it finish (systemd's KillMode=mixed kills what is left once
+      // the agent exits). The key is released already, so this delays nobody's failover; at most
+      // callback_timeout, capped at 30 s to stay well inside TimeoutStopSec (120 s).
+      if (!(await callbacks.drain(Math.min(config.postgresql.callback_timeout, 30) * 1000))) {
+        logger.warn({ event: 'callback', callback: 'on_stop' }, 'callbacks still running at exit');
+      }
       await apiClosed.catch(() => undefined);
       fencer.close();
       await pg.close().catch(() => undefined);

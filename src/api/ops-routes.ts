@@ -68,7 +68,7 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
   // onRequest: credentials are checked before the body is read, let alone parsed. After that,
   // the target member (X-Pgha-Member) is checked when named, and required on the member-scoped
   // operations (target-member.ts).
-  const authenticated = requireAuth(d.config.restapi.authentication, new Lockout());
+  const authenticated = requireAuth(() => d.config.restapi.authentication, new Lockout());
   const auth = { onRequest: authenticated, preHandler: requireTargetMember(d.config.name, false) };
   const memberAuth = { onRequest: authenticated, preHandler: requireTargetMember(d.config.name, true) };
   const notRead = (reply: FastifyReply, what: string) =>

@@ -231,8 +231,10 @@ function credentialsMatch(given: Credentials, want: Credentials): boolean {
  * Without configured credentials it refuses everything. With a `lockout`, an address that failed
  * too often is refused with 429 for a while, its credentials unchecked (lockout.ts).
  */
-export function requireAuth(creds: Credentials | undefined, lockout?: Lockout, clock: () => number = () => performance.now()) {
+export function requireAuth(configured: Credentials | undefined | (() => Credentials | undefined), lockout?: Lockout, clock: () => number = () => performance.now()) {
   return async (req: FastifyRequest, reply: FastifyReply) => {
+    // A function: read at each request, so a configuration reload changes the credentials.
+    const creds = typeof configured === 'function' ? configured() : configured;
     const address = req.socket.remoteAddress ?? 'unknown';
     const wait = lockout?.lockedFor(address, clock()) ?? 0;
     if (wait > 0) {

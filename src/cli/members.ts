@@ -13,14 +13,15 @@ import { printResult } from './format.ts';
 import { waitOption } from './handover.ts';
 import { waitForMember } from './wait.ts';
 
-async function post(ctx: Ctx, m: MemberInfo, path: string, body: Record<string, unknown> = {}): Promise<void> {
+async function post(ctx: Ctx, m: MemberInfo, path: string, body: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
   // A restart waits for pg_ctl (pg_ctl_timeout, 60 s by default): give it 90 s.
   const r = await apiRequest(`${m.apiUrl}${path}`, { body, auth: ctx.auth, member: m.name, tls: ctx.tls, timeoutMs: 90_000 })
     .catch((err: unknown) => { throw new PgHaError('PGHA_CLI_REFUSED', `${m.name}: ${m.apiUrl}: ${(err as Error).message}`, { cause: err }); });
+  const b = jsonOf(r);
   if (r.status < 200 || r.status > 299) {
-    const b = jsonOf(r);
     throw new PgHaError('PGHA_CLI_REFUSED', `${m.name}: HTTP ${r.status}: ${String(b.message ?? b.error ?? '')}`);
   }
+  return b;
 }
 
 function chosen(members: MemberInfo[], names: string[]): MemberInfo[] {
@@ -75,15 +76,30 @@ export const restartCommand: CommandModule<GlobalOpts, RestartOpts> = {
   },
 };
 
-export const reloadCommand: CommandModule<GlobalOpts, GlobalOpts & { members?: string[] }> = {
+const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+
+export const reloadCommand: CommandModule<GlobalOpts, GlobalOpts & { members?: string[]; agent?: boolean }> = {
   command: 'reload [members..]',
-  describe: 'reload PostgreSQL configuration on members (all by default)',
-  builder: (y) => y.positional('members', { type: 'string', array: true, describe: 'member names (default: every member)' }),
+  describe: 'reload PostgreSQL configuration on members (all by default); --agent: the agents re-read their YAML',
+  builder: (y) => y
+    .positional('members', { type: 'string', array: true, describe: 'member names (default: every member)' })
+    .option('agent', { type: 'boolean', describe: 'each agent re-reads its configuration file (as on SIGHUP) and reports what it applied and what needs an agent restart' })
+    .example('pghactl reload --agent node2', 'node2 re-reads /etc/pgha/pgha.yml'),
   handler: async (argv) => {
     await withCtx(argv, async (ctx) => {
       const targets = chosen((await ctx.dcs.readCluster(ctx.fallback)).members, argv.members ?? []);
-      for (const m of targets) await post(ctx, m, '/reload');
-      printResult(argv.format, { reload: targets.map((m) => m.name) }, `reload: ${targets.map((m) => m.name).join(', ') || 'nothing to do'}`);
+      if (!argv.agent) {
+        for (const m of targets) await post(ctx, m, '/reload');
+        printResult(argv.format, { reload: targets.map((m) => m.name) }, `reload: ${targets.map((m) => m.name).join(', ') || 'nothing to do'}`);
+        return;
+      }
+      const done: Array<{ member: string; applied: string[]; restart_needed: string[] }> = [];
+      for (const m of targets) {
+        const b = await post(ctx, m, '/reload-agent');
+        done.push({ member: m.name, applied: strings(b.applied), restart_needed: strings(b.restart_needed) });
+      }
+      const lines = done.map((d) => `${d.member}: applied ${d.applied.join(', ') || 'nothing'}${d.restart_needed.length > 0 ? `; needs an agent restart (not applied): ${d.restart_needed.join(', ')}` : ''}`);
+      printResult(argv.format, { reload_agent: done }, lines.join('\n') || 'reload --agent: nothing to do');
     });
   },
 };

@@ -140,6 +140,17 @@ export const parametersSchema = z.record(z.string(), paramValue).superRefine((pa
   }
 });
 
+/**
+ * A callback command: an absolute path (run as is, never through a shell), or a list whose first
+ * item is that path and the rest fixed leading arguments. pgha appends action, role and scope.
+ */
+const callbackCommand = z
+  .union([absolutePath, z.array(z.string().min(1)).min(1)])
+  .transform((c) => (typeof c === 'string' ? [c] : c))
+  .refine((c) => c[0]!.startsWith('/'), 'the first item must be an absolute path');
+
+export const CALLBACK_ACTIONS = ['on_start', 'on_stop', 'on_restart', 'on_reload', 'on_role_change'] as const;
+
 /** Dynamic, cluster-wide settings. All of them live in etcd under /<namespace>/<scope>/config. */
 export const dynamicConfigSchema = z
   .strictObject({
@@ -373,6 +384,18 @@ export const nodeConfigSchema = z.strictObject({
     parameters: parametersSchema.default({}),
     // Seconds pg_ctl may take to start or stop the server before the agent gives up.
     pg_ctl_timeout: seconds(5, 3600).default(60),
+    // Patroni's callbacks, run without waiting as `command action role scope` (docs/callbacks.md).
+    callbacks: z.strictObject(Object.fromEntries(CALLBACK_ACTIONS.map((a) => [a, callbackCommand.optional()])) as Record<typeof CALLBACK_ACTIONS[number], z.ZodOptional<typeof callbackCommand>>).prefault({}),
+    // pgha-only: seconds an on_* callback may run before its process group is killed.
+    callback_timeout: seconds(1, 3600).default(60),
+    // Run after taking the leader key, before pg_promote; a non-zero exit vetoes the promotion.
+    pre_promote: callbackCommand.optional(),
+    // pgha-only: seconds pre_promote may run (the failover waits that long at most); past it, a veto.
+    pre_promote_timeout: seconds(1, 600).default(10),
+    // Run, and waited for, before each clean stop of PostgreSQL (not before a fence).
+    before_stop: callbackCommand.optional(),
+    // pgha-only: seconds before_stop may delay the stop.
+    before_stop_timeout: seconds(1, 600).default(10),
   }),
   tags: tagsSchema,
   // The Linux watchdog device as a second line of defence (docs/data-safety.md#watchdog-device).
