@@ -33,7 +33,7 @@ const mk = (level: string) => (fields: Record<string, unknown>, msg: string) => 
 const logger = { info: mk('info'), warn: mk('warn'), error: mk('error'), debug: () => undefined } as unknown as Logger;
 
 function config(pg: Record<string, unknown> = {}): NodeConfig {
-  const c = parseConfig('scope: demo\nname: n1\npostgresql:\n  data_dir: /tmp/x\n  authentication:\n    superuser: {username: postgres, password: pw1}\n    replication: {username: rep, password: pw2}\n', 'test.yml');
+  const c = parseConfig('scope: demo\nname: n1\nrestapi: {listen: 127.0.0.1:8008}\npostgresql:\n  data_dir: /var/lib/pgha/x\n  authentication:\n    superuser: {username: postgres, password: pw1}\n    replication: {username: rep, password: pw2}\n', 'test.yml');
   Object.assign(c.postgresql, pg);
   return c;
 }

@@ -38,8 +38,8 @@ describe('diffConfig', () => {
       .replace('nofailover: false', 'nofailover: true, noloadbalance: true')
       .replace('work_mem: 4MB', 'work_mem: 8MB, maintenance_work_mem: 64MB')
       .replace('old-pw', 'new-pw')
-      .replace('listen: 127.0.0.1:5432', 'listen: 127.0.0.1:5433')
-      .replace('listen: 127.0.0.1:8008', 'listen: 127.0.0.1:8009')
+      .replace('listen: 127.0.0.1:5432', 'listen: 10.0.0.2:5433')
+      .replace('listen: 127.0.0.1:8008', 'listen: 10.0.0.2:8009')
       .replace('data_dir: /var/lib/pgha/data', 'data_dir: /srv/data\n  callbacks: {on_start: /bin/true}\n  pre_promote: [/usr/bin/fence, --hard]')
       .replace('name: n1', 'name: n2\netcd: {hosts: [10.0.0.1:2379]}');
     const d = diffConfig(parse(base), parse(next));
