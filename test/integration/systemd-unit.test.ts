@@ -90,19 +90,24 @@ describe('pgha.service under systemd', () => {
     log(`primary: ${p.name}`);
   }, 240_000);
 
-  it('reload: without ExecReload, systemctl reload is refused and the agent keeps running', async () => {
-    // The unit has no ExecReload until the agent handles SIGHUP (see its comment): a reload must
-    // then be refused, not turned into a signal that would end the agent. Once ExecReload is in the
-    // unit, this test must change to "re-reads the configuration without a restart".
-    const unitText = lab.exec(n1, ['systemctl', 'cat', 'pgha']).stdout;
-    if (/^ExecReload=/m.test(unitText)) throw new Error('the unit has ExecReload now: test the live reload instead');
+  it('reload: systemctl reload re-reads the configuration without a restart', async () => {
+    // ExecReload sends SIGHUP; the agent applies live fields (here: tags) and keeps its PID.
     const pid = unitProp(n1, 'MainPID');
+    const cfg = lab.configFor(n1);
+    cfg.tags = { ...(cfg.tags ?? {}), noloadbalance: true };
+    lab.writeConfig(n1, cfg);
     const r = lab.systemctl(n1, 'reload', 'pgha');
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/not applicable|not support|reload/i);
-    await sleep(1000);
+    expect(r.code, r.stderr).toBe(0);
+    // The agent republishes its member key on its next loop (loop_wait 0.5 s); 15 s covers a busy machine.
+    await waitFor('the new tag in /status', async () => {
+      const res = await fetch(`http://${n1.ip}:8008/status`, { signal: AbortSignal.timeout(2000) }).catch(() => null);
+      const body = res === null ? null : ((await res.json().catch(() => null)) as { tags?: { noloadbalance?: boolean } } | null);
+      return body?.tags?.noloadbalance === true ? true : null;
+    }, 15_000, 200);
     expect(unitProp(n1, 'MainPID')).toBe(pid);
     expect(unitProp(n1, 'ActiveState')).toBe('active');
+    lab.writeConfig(n1, lab.configFor(n1));
+    expect(lab.systemctl(n1, 'reload', 'pgha').code).toBe(0);
   });
 
   it('resource settings reach the agent: User, LimitNOFILE, OOMScoreAdjust', () => {
