@@ -5,7 +5,7 @@
 // presents its own certificate. pghactl reaches the agents with its ctl section. In failsafe
 // mode the leader's confirmation round runs over HTTPS with the agent's client certificate.
 // Finally, an agent started with PGHA_NODE_FLAGS=--jitless refuses at start, with the reason.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
@@ -14,7 +14,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { apiRequest, jsonOf } from '../../src/api/client.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
-import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
 import { PASSWORDS, REPO, TestCluster, sleep, startWriter, superuserClient, queryOnce, waitFor, type NodeHandle } from '../support/cluster.ts';
 import { makePki } from '../support/tls.ts';
 
@@ -106,15 +105,7 @@ async function writeThroughHaproxy(): Promise<number> {
 }
 
 function startHaproxy(): void {
-  const file = join(cluster.dir, 'haproxy.cfg');
-  writeFileSync(file, renderHaproxyConfig({
-    readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, checkIntervalMs: 250,
-    members: cluster.nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })),
-    apiTls: { caFile: pki.caFile, crtFile: haproxyPem },
-  }));
-  haproxy = spawn('/usr/sbin/haproxy', ['-db', '-f', file], { stdio: 'ignore' });
-  const child = haproxy;
-  cluster.onDestroy(() => child.kill('SIGKILL'));
+  haproxy = cluster.startHaproxy({ readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, apiTls: { caFile: pki.caFile, crtFile: haproxyPem } });
 }
 
 beforeAll(async () => {

@@ -1,11 +1,8 @@
 // A real three-node cluster: etcd, three pgha agents (as the postgres user) with PostgreSQL 15,
 // and HAProxy in front. The steps run in order on one cluster and tell one story: bootstrap,
 // replicate, standby crash, primary crash and failover, rejoin by pg_rewind, clean handover.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
 import { PASSWORDS, TestCluster, superuserClient, postmasterPid, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
 
 const TTL_S = 3;
@@ -51,15 +48,7 @@ async function writeThroughHaproxy(id: number): Promise<void> {
 }
 
 function startHaproxy(): void {
-  const cfg = renderHaproxyConfig({
-    readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, checkIntervalMs: 250,
-    members: cluster.nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })),
-  });
-  const file = join(cluster.dir, 'haproxy.cfg');
-  writeFileSync(file, cfg);
-  haproxy = spawn('/usr/sbin/haproxy', ['-db', '-f', file], { stdio: 'ignore' });
-  const child = haproxy;
-  cluster.onDestroy(() => child.kill('SIGKILL'));
+  haproxy = cluster.startHaproxy({ readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO });
 }
 
 beforeAll(async () => {

@@ -6,14 +6,13 @@
 // channel_binding=require. The cluster bootstraps, routes writes through HAProxy, switches over
 // with pghactl and fails over after a crash; afterwards no agent log, server log or pghactl
 // output holds any password or any line of a private key.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
-import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
 import { PASSWORDS, REPO, TestCluster, queryOnce, superuserClient, waitFor, type NodeHandle } from '../support/cluster.ts';
 import { makePki, privateCopy } from '../support/tls.ts';
 
@@ -103,15 +102,7 @@ beforeAll(async () => {
   await cluster.startEtcd();
   cluster.etcdCluster!.enableAuth(ETCD_PASSWORD);
   cluster.startAll();
-  const file = join(cluster.dir, 'haproxy.cfg');
-  writeFileSync(file, renderHaproxyConfig({
-    readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, checkIntervalMs: 250,
-    members: cluster.nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })),
-    apiTls: { caFile: pki.caFile, crtFile: haproxyPem },
-  }));
-  haproxy = spawn('/usr/sbin/haproxy', ['-db', '-f', file], { stdio: 'ignore' });
-  const child = haproxy;
-  cluster.onDestroy(() => child.kill('SIGKILL'));
+  haproxy = cluster.startHaproxy({ readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, apiTls: { caFile: pki.caFile, crtFile: haproxyPem } });
 }, 120_000);
 
 afterAll(async () => {

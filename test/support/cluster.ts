@@ -13,6 +13,7 @@ import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { childPids } from '../../src/postgres/datadir.ts';
 import { apiRequest } from '../../src/api/client.ts';
 import type { ClientTls } from '../../src/api/tls.ts';
+import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
 
 export const REPO = new URL('../..', import.meta.url).pathname;
 const PGHA_BIN = join(REPO, 'bin/pgha.js');
@@ -198,6 +199,22 @@ export class TestCluster {
     child.kill(signal);
     await Promise.race([exited, sleep(timeoutMs)]);
     if (n.agent === child) child.kill('SIGKILL');
+  }
+
+  /**
+   * HAProxy in front of the three nodes, rendered by src/proxy/haproxy.ts (checks every 250 ms,
+   * with check-ssl when `apiTls` is given); killed by destroy().
+   */
+  startHaproxy(o: { readWritePort: number; readOnlyPort: number; apiTls?: { caFile: string; crtFile?: string } }): ChildProcess {
+    const file = join(this.dir, 'haproxy.cfg');
+    writeFileSync(file, renderHaproxyConfig({
+      readWritePort: o.readWritePort, readOnlyPort: o.readOnlyPort, checkIntervalMs: 250,
+      members: this.nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })),
+      ...(o.apiTls === undefined ? {} : { apiTls: o.apiTls }),
+    }));
+    const child = spawn('/usr/sbin/haproxy', ['-db', '-f', file], { stdio: 'ignore' });
+    this.onDestroy(() => child.kill('SIGKILL'));
+    return child;
   }
 
   onDestroy(kill: () => void): void {
