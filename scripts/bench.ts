@@ -1,21 +1,23 @@
-// `npm run bench [-- --runs N --rebuild-runs N --idle SECONDS --only WORD]`: measures pgha on this machine with a real 3-node
+// `npm run bench [-- --runs N --rebuild-runs N --idle SECONDS --only WORD --sync on --tls]`: measures pgha on this machine with a real 3-node
 // cluster (etcd, three agents, HAProxy) and a write probe that commits one row every 15 ms
 // through the HAProxy read-write port. The write outage of an event is the time from the last
 // acknowledged write before it to the first acknowledged write after it, as the client sees it.
 // Results are printed and written to docs/benchmarks.md.
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { cpus, totalmem } from 'node:os';
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { dynamicConfigSchema } from '../src/config/schema.ts';
+import { lookupOsUser } from '../src/postgres/instance.ts';
+import { tlsEverywhere } from '../test/support/tls.ts';
 import { REPO, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
 import { childPids } from '../src/postgres/datadir.ts';
 import { CLK_TCK, Probe, cpuTicks, patroniBlock, rssMb, stats, systemdBlock } from './bench-lib.ts';
 import { chartEvents, renderChart, type PatroniFigures } from './bench-chart.ts';
 
-const args = parseArgs({ options: { 'rebuild-runs': { type: 'string', default: '3' }, runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' }, sync: { type: 'string', default: 'off' } } }).values;
+const args = parseArgs({ options: { 'rebuild-runs': { type: 'string', default: '3' }, runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' }, sync: { type: 'string', default: 'off' }, tls: { type: 'boolean', default: false } } }).values;
 const RUNS = Number(args.runs);
 const IDLE_S = Number(args.idle);
 const REBUILD_RUNS = Number(args['rebuild-runs']);
@@ -26,10 +28,21 @@ const DEFAULTS = dynamicConfigSchema.parse({});
 // --sync on: the same events with synchronous_mode on (FIRST 1), where no acknowledged write may be lost.
 if (args.sync !== 'on' && args.sync !== 'off') throw new Error(`--sync must be on or off, got ${args.sync}`);
 const SYNC = args.sync === 'on';
+// --tls: every link encrypted as docs/security.md sets it up (etcd with client certificates and
+// auth, the agents' API on HTTPS with verify_client required and HAProxy's check-ssl, PostgreSQL
+// ssl with verify-full and channel binding between members), to compare failover times.
+const TLS_ETCD_PASSWORD = 'bench-etcd-pw';
+const pkiDir = args.tls ? mkdtempSync(join(tmpdir(), 'pgha-bench-tls-')) : null;
+const pgUser = lookupOsUser('postgres');
+const tls = pkiDir === null ? null : tlsEverywhere(pkiDir, TLS_ETCD_PASSWORD, pgUser.uid, pgUser.gid);
 const cluster = new TestCluster({
   etcdPort: 24399, pgPortBase: 5470, apiPortBase: 8050,
   ttl: DEFAULTS.ttl, loopWait: DEFAULTS.loop_wait, retryTimeout: DEFAULTS.retry_timeout, fenceMargin: DEFAULTS.fence_margin,
   ...(SYNC ? { dcs: { synchronous_mode: 'on' } } : {}),
+  ...(tls === null ? {} : {
+    etcdMembers: 1, etcdTls: tls.etcdTls, configure: tls.configure,
+    apiTls: { caFile: tls.caFile, certFile: tls.admin.cert, keyFile: tls.admin.key },
+  }),
 });
 let haproxy: ReturnType<typeof spawn> | null = null;
 
@@ -124,9 +137,10 @@ const events: Array<{ name: string; t: number }> = [];
 
 async function main(): Promise<void> {
   await cluster.startEtcd();
+  if (tls !== null) cluster.etcdCluster!.enableAuth(TLS_ETCD_PASSWORD);
   cluster.startAll();
   await healthy();
-  haproxy = cluster.startHaproxy({ readWritePort: RW, readOnlyPort: RW + 1 });
+  haproxy = cluster.startHaproxy({ readWritePort: RW, readOnlyPort: RW + 1, ...(tls === null ? {} : { apiTls: { caFile: tls.caFile, crtFile: tls.haproxyPem } }) });
   const p0 = await primary();
   await cluster.query(p0, 'create table bench_probe (id int primary key, at timestamptz default now())');
   probe.start();
@@ -182,13 +196,16 @@ async function main(): Promise<void> {
   const previous = existsSync(outJson) ? (JSON.parse(readFileSync(outJson, 'utf8')) as { patroni?: PatroniFigures }) : {};
   writeFileSync(outSvg, renderChart(chartEvents(rows, previous.patroni)));
   const ms = (x: number) => (Number.isNaN(x) ? 'n/a' : `${(x / 1000).toFixed(2)} s`);
-  const md = `# Benchmarks${SYNC ? ': synchronous mode' : ''}
+  const md = `# Benchmarks${SYNC ? ': synchronous mode' : ''}${tls === null ? '' : ': TLS on every link'}
 ${SYNC ? '\nThe same events as [benchmarks.md](benchmarks.md), with `synchronous_mode: on`.\n' : ''}
 Produced by \`npm run bench -- ${process.argv.slice(2).join(' ') || `--runs ${RUNS} --idle ${IDLE_S}`}\` on ${new Date().toISOString().slice(0, 10)}.
 Machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Debian 12, PostgreSQL 15, etcd 3.4, HAProxy 2.6,
 Node ${process.versions.node}; everything on loopback on this one machine (3 PostgreSQL, 3 agents, 1 etcd, HAProxy).
 Settings: pgha defaults (ttl ${DEFAULTS.ttl} s, loop_wait ${DEFAULTS.loop_wait} s, retry_timeout ${DEFAULTS.retry_timeout} s, fence_margin ${DEFAULTS.fence_margin} s), ${SYNC ? 'synchronous_mode on (FIRST 1)' : 'asynchronous replication'},
-HAProxy checks every 250 ms (fastinter 125 ms, fall 2, rise 1).
+HAProxy checks every 250 ms (fastinter 125 ms, fall 2, rise 1).${tls === null ? '' : `
+TLS (--tls): etcd over TLS with client certificates and etcd authentication, the agents' REST API on HTTPS with
+verify_client required (HAProxy checks with check-ssl and a client certificate), PostgreSQL ssl = on with
+sslmode=verify-full and channel_binding=require between members; clients write through HAProxy without TLS.`}
 
 Write probe: one client commits one row every 15 ms through the HAProxy read-write port, reconnecting after
 any error. **Outage** = the longest time between two consecutive acknowledged writes, from the last one
@@ -254,12 +271,16 @@ main()
     await probe.stop().catch(() => undefined);
     haproxy?.kill('SIGKILL');
     await cluster.destroy();
+    if (pkiDir !== null) rmSync(pkiDir, { recursive: true, force: true });
   });
 
 // Ctrl-C or SIGTERM: stop everything the bench started before exiting.
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
     haproxy?.kill('SIGKILL');
-    void cluster.destroy().finally(() => process.exit(130));
+    void cluster.destroy().finally(() => {
+      if (pkiDir !== null) rmSync(pkiDir, { recursive: true, force: true });
+      process.exit(130);
+    });
   });
 }

@@ -7,14 +7,14 @@
 // with pghactl and fails over after a crash; afterwards no agent log, server log or pghactl
 // output holds any password or any line of a private key.
 import { execFile, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { PASSWORDS, REPO, TestCluster, queryOnce, superuserClient, waitFor, type NodeHandle } from '../support/cluster.ts';
-import { makePki, privateCopy } from '../support/tls.ts';
+import { tlsEverywhere } from '../support/tls.ts';
 
 const ETCD_BASE = 26000; // members on 26000/01, 26002/03, 26004/05
 const HAPROXY_RW = 15880;
@@ -25,39 +25,13 @@ const TTL_S = 3;
 
 const pgUser = lookupOsUser('postgres');
 const pkiDir = mkdtempSync(join(tmpdir(), 'pgha-tls-all-'));
-chmodSync(pkiDir, 0o755); // the agents (postgres) read the CA, certificates and keys
-const pki = makePki(join(pkiDir, 'ca'));
-const etcdServer = pki.issue('etcd-server');
-const etcdClient = pki.issue('pgha-etcd-client');
-const admin = pki.issue('admin');
-const haproxyLeaf = pki.issue('haproxy');
-const haproxyPem = join(pkiDir, 'haproxy.pem');
-writeFileSync(haproxyPem, readFileSync(haproxyLeaf.cert, 'utf8') + readFileSync(haproxyLeaf.key, 'utf8'));
-const nodeLeaves = [1, 2, 3].map((i) => pki.issue(`node${i}`, { sans: ['IP:127.0.0.1'] }));
-const peerTls = { sslmode: 'verify-full', sslrootcert: pki.caFile, channel_binding: 'require' };
+const tls = tlsEverywhere(pkiDir, ETCD_PASSWORD, pgUser.uid, pgUser.gid);
 
 const cluster = new TestCluster({
-  etcdPort: ETCD_BASE, etcdMembers: 3, etcdTls: { caFile: pki.caFile, ...etcdServer },
+  etcdPort: ETCD_BASE, etcdMembers: 3, etcdTls: tls.etcdTls,
   pgPortBase: 5880, apiPortBase: 8880, ttl: TTL_S,
-  apiTls: { caFile: pki.caFile, certFile: admin.cert, keyFile: admin.key },
-  configure: (i, cfg) => {
-    const leaf = nodeLeaves[i - 1]!;
-    cfg.etcd = { ...cfg.etcd, protocol: 'https', cacert: pki.caFile, cert: etcdClient.cert, key: etcdClient.key, username: 'root', password: ETCD_PASSWORD };
-    Object.assign(cfg.restapi, { certfile: leaf.cert, keyfile: leaf.key, cafile: pki.caFile, verify_client: 'required', allowlist: ['127.0.0.1'] });
-    cfg.ctl = { certfile: admin.cert, keyfile: admin.key, cacert: pki.caFile };
-    cfg.postgresql.ssl = {
-      cert_file: leaf.cert, ca_file: pki.caFile,
-      key_file: privateCopy(leaf.key, join(pkiDir, `node${i}.private.key`), pgUser.uid, pgUser.gid),
-    };
-    Object.assign(cfg.postgresql.authentication.replication, peerTls);
-    Object.assign(cfg.postgresql.authentication.rewind, peerTls);
-    cfg.bootstrap.pg_hba = [
-      'local all postgres scram-sha-256',
-      'host all postgres 127.0.0.1/32 scram-sha-256', // the test's own client and HAProxy's clients
-      'hostssl replication replicator 127.0.0.1/32 scram-sha-256',
-      'hostssl all rewinder 127.0.0.1/32 scram-sha-256',
-    ];
-  },
+  apiTls: { caFile: tls.caFile, certFile: tls.admin.cert, keyFile: tls.admin.key },
+  configure: tls.configure,
 });
 let haproxy: ChildProcess | null = null;
 /** Everything pghactl printed during the test: checked for secrets at the end. */
@@ -68,9 +42,9 @@ function pghactl(...args: string[]): Promise<{ code: number; stdout: string; std
   if (!existsSync(config)) {
     writeFileSync(config, stringify({
       scope: 'itest', name: 'ctl', namespace: '/pgha-test', restapi: { listen: '127.0.0.1:8889', authentication: { username: 'admin', password: REST_PASSWORD } },
-      etcd: { hosts: cluster.etcdEndpoints, protocol: 'https', cacert: pki.caFile, cert: etcdClient.cert, key: etcdClient.key, username: 'root', password: ETCD_PASSWORD },
+      etcd: { hosts: cluster.etcdEndpoints, protocol: 'https', cacert: tls.caFile, cert: tls.etcdClient.cert, key: tls.etcdClient.key, username: 'root', password: ETCD_PASSWORD },
       postgresql: { data_dir: '/var/lib/pgha/unused', authentication: { superuser: { username: 'postgres', password: PASSWORDS.superuser }, replication: { username: 'replicator', password: PASSWORDS.replication } } },
-      ctl: { certfile: admin.cert, keyfile: admin.key, cacert: pki.caFile },
+      ctl: { certfile: tls.admin.cert, keyfile: tls.admin.key, cacert: tls.caFile },
     }), { mode: 0o600 });
   }
   return new Promise((resolve) => {
@@ -102,7 +76,7 @@ beforeAll(async () => {
   await cluster.startEtcd();
   cluster.etcdCluster!.enableAuth(ETCD_PASSWORD);
   cluster.startAll();
-  haproxy = cluster.startHaproxy({ readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, apiTls: { caFile: pki.caFile, crtFile: haproxyPem } });
+  haproxy = cluster.startHaproxy({ readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, apiTls: { caFile: tls.caFile, crtFile: tls.haproxyPem } });
 }, 120_000);
 
 afterAll(async () => {
@@ -147,7 +121,7 @@ describe('TLS on every link: etcd, REST API, HAProxy checks, PostgreSQL', () => 
 
   it('prints no password and no private key line in any log or pghactl output', () => {
     const secrets = [ETCD_PASSWORD, REST_PASSWORD, PASSWORDS.superuser, PASSWORDS.replication, PASSWORDS.rewind];
-    const keyLines = [etcdClient.key, admin.key, ...nodeLeaves.map((l) => l.key)]
+    const keyLines = tls.keys
       .flatMap((k) => readFileSync(k, 'utf8').split('\n'))
       .filter((l) => l.length > 20 && !l.startsWith('-----'));
     const texts: Array<[string, string]> = [
