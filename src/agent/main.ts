@@ -56,7 +56,7 @@ async function main(): Promise<number> {
   // file, the field and the reason, not the first failsafe round or the first HTTPS probe.
   const serverTls = loadServerTls(loaded, path);
   const clientTls = loadClientTls(loaded, path);
-  const logger = createLogger({ level: loaded.log.level, name: loaded.name });
+  const logger = createLogger({ level: loaded.log.level, name: loaded.name, scope: loaded.scope, journald: loaded.log.journald_prefix });
   const { config, device } = openWatchdogDevice(loaded, logger);
   const notify = new SystemdNotify({ env: process.env, pid: process.pid, now: () => performance.now(), logger });
   const dyn = config.bootstrap.dcs;
