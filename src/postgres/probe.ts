@@ -4,6 +4,7 @@
 // behind a timed-out one), and reconnected lazily on the next call. `withSession` opens a client
 // with its own, longer timeouts for one piece of work (roles, promotion) and always closes it.
 import pg from 'pg';
+import type { PostgresStats, StandbyStats } from '../ha/types.ts';
 import { CURRENT_TIMELINE_SQL, parseLsn } from './lsn.ts';
 
 export interface ProbeResult {
@@ -15,6 +16,7 @@ export interface ProbeResult {
   syncStandbys: string[];
   syncSetting: string;
   replicas: Array<{ name: string; flushLsn: number | null }>;
+  stats: PostgresStats;
 }
 
 export interface ProbeOptions {
@@ -54,7 +56,19 @@ select pg_is_in_recovery() as in_recovery,
      from pg_stat_replication where state = 'streaming' and sync_state = 'sync') as sync_standbys,
   current_setting('synchronous_standby_names') as sync_setting,
   (select coalesce(json_agg(json_build_object('name', application_name, 'flush', flush_lsn::text) order by application_name), '[]')
-     from pg_stat_replication where state = 'streaming') as replicas`;
+     from pg_stat_replication where state = 'streaming') as replicas,
+  -- For GET /metrics (functions and views this query reads anyway; no extra round trip):
+  case when pg_is_in_recovery() then null else pg_current_wal_flush_lsn()::text end as flush_lsn,
+  (select written_lsn::text from pg_stat_wal_receiver limit 1) as written_lsn,
+  extract(epoch from pg_last_xact_replay_timestamp())::float8 as replay_ts,
+  case when pg_is_in_recovery() then pg_is_wal_replay_paused() else false end as replay_paused,
+  extract(epoch from pg_postmaster_start_time())::float8 as postmaster_start,
+  current_setting('server_version_num')::int as server_version,
+  (select coalesce(json_agg(json_build_object('name', application_name, 'state', state, 'sync_state', sync_state,
+      'write', write_lsn::text, 'flush', flush_lsn::text, 'replay', replay_lsn::text,
+      'write_lag', extract(epoch from write_lag)::float8, 'flush_lag', extract(epoch from flush_lag)::float8,
+      'replay_lag', extract(epoch from replay_lag)::float8) order by application_name), '[]')
+     from pg_stat_replication where state <> 'backup') as standbys`;
 
 interface HealthRow {
   in_recovery: boolean;
@@ -69,6 +83,41 @@ interface HealthRow {
   sync_standbys: string[];
   sync_setting: string;
   replicas: Array<{ name: string; flush: string | null }>;
+  flush_lsn?: string | null;
+  written_lsn?: string | null;
+  replay_ts?: number | null;
+  replay_paused?: boolean | null;
+  postmaster_start?: number | null;
+  server_version?: number | null;
+  standbys?: StandbyRow[];
+}
+
+interface StandbyRow {
+  name: string; state: string; sync_state: string; write: string | null; flush: string | null; replay: string | null;
+  write_lag: number | null; flush_lag: number | null; replay_lag: number | null;
+}
+
+const lsnOrNull = (x: string | null | undefined) => (x === null || x === undefined ? null : parseLsn(x));
+
+function standbyFromRow(x: StandbyRow): StandbyStats {
+  return {
+    name: x.name, state: x.state, syncState: x.sync_state, writeLsn: lsnOrNull(x.write), flushLsn: lsnOrNull(x.flush),
+    replayLsn: lsnOrNull(x.replay), writeLag: x.write_lag, flushLag: x.flush_lag, replayLag: x.replay_lag,
+  };
+}
+
+/** The monitoring columns of the health row (GET /metrics). */
+export function statsFromRow(r: HealthRow): PostgresStats {
+  return {
+    flushLsn: r.in_recovery ? null : lsnOrNull(r.flush_lsn),
+    receivedLsn: r.in_recovery ? lsnOrNull(r.written_lsn ?? r.receive_lsn) : null,
+    replayedLsn: r.in_recovery ? lsnOrNull(r.replay_lsn) : null,
+    replayedAt: r.in_recovery ? (r.replay_ts ?? null) : null,
+    replayPaused: r.in_recovery && r.replay_paused === true,
+    postmasterStart: r.postmaster_start ?? null,
+    serverVersion: r.server_version ?? null,
+    standbys: r.in_recovery ? [] : (r.standbys ?? []).map(standbyFromRow),
+  };
 }
 
 export function healthFromRow(r: HealthRow): ProbeResult {
@@ -82,6 +131,7 @@ export function healthFromRow(r: HealthRow): ProbeResult {
     syncStandbys: r.in_recovery ? [] : r.sync_standbys,
     syncSetting: r.in_recovery ? '' : r.sync_setting,
     replicas: r.in_recovery ? [] : r.replicas.map((x) => ({ name: x.name, flushLsn: x.flush === null ? null : parseLsn(x.flush) })),
+    stats: statsFromRow(r),
   };
 }
 
