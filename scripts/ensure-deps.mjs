@@ -26,7 +26,8 @@ function ensureNodeModules() {
 const PACKAGES = {
   // python3 and systemd (its /usr/bin/systemd-notify): the tests stand in for systemd's notify
   // socket and watchdog with small python listeners, and the agent notifies through systemd-notify.
-  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd'],
+  // prometheus: the monitoring test scrapes the agents with it and checks the alert rules with promtool.
+  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd', 'prometheus'],
   demo: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy'],
 };
 
@@ -44,6 +45,11 @@ function ensurePackages() {
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   if (spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env }).status !== 0) die('apt-get update failed');
   if (spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: 'inherit', env }).status !== 0) die('apt-get install failed');
+  // Debian's package starts its own prometheus service where systemd runs: the tests start
+  // their own on other ports and do not use it; stop it so it holds no port and no CPU.
+  if (missing.includes('prometheus') && spawnSync('systemctl', ['is-active', '--quiet', 'prometheus']).status === 0) {
+    spawnSync('systemctl', ['disable', '--now', 'prometheus'], { stdio: 'inherit' });
+  }
 }
 
 function ensurePostgresUser() {

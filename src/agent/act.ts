@@ -30,6 +30,10 @@ export interface ActorDeps {
   setLeadership(held: boolean): void;
   /** PostgreSQL was fenced and the deadline dropped: keep the watchdogs alive now, not a beat later. */
   fenced?(): void;
+  /** Fencing starts (GET /metrics counts these). */
+  fencing?(why: string): void;
+  /** pg_promote() succeeded (GET /metrics counts these and the outage). */
+  promoted?(reason: PromoteReason): void;
 }
 
 export interface ActContext {
@@ -254,6 +258,7 @@ export class Actor {
     const deadline = this.#d.fence.deadline;
     if (deadline === null || this.#d.now() >= deadline) throw new PgHaError('PGHA_LEASE_LOST', 'no live lease to promote under');
     const r = await this.#d.pg.promote();
+    this.#d.promoted?.(reason);
     this.#d.logger.info({ event: 'promoted', timeline: r.timeline, lsn: r.lsn }, `promoted to primary on timeline ${r.timeline}`);
     await this.#d.dcs
       .appendHistory({ timeline: r.timeline, lsn: r.lsn, reason, time: new Date().toISOString(), leader: this.#d.config.name })
@@ -286,6 +291,7 @@ export class Actor {
    */
   async fenceNow(why: string): Promise<void> {
     this.#d.setLeadership(false);
+    this.#d.fencing?.(why);
     this.#d.logger.warn({ event: 'demoted', why }, `fencing: stopping PostgreSQL immediately (${why})`);
     try {
       await this.#d.pg.stop('immediate');

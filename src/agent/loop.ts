@@ -14,6 +14,7 @@ import type { ClientTls } from '../api/tls.ts';
 import { FailsafeAgent } from './failsafe.ts';
 import { FenceTimer, type ExternalFence } from './fence.ts';
 import { buildMemberInfo, lagBytes, type Activity } from './member.ts';
+import type { AgentStats } from './stats.ts';
 
 export interface LoopDeps {
   /** The fencing process outside this event loop, if started. */
@@ -31,6 +32,8 @@ export interface LoopDeps {
    * fence deadline (systemd's watchdog is kept alive from here, gated on that deadline).
    */
   alive?: { everyMs: number; beat(leaseDeadline: number | null): void };
+  /** Counters for GET /metrics (loop duration, fences, promotions). */
+  stats?: AgentStats;
 }
 
 export class HaLoop {
@@ -51,6 +54,11 @@ export class HaLoop {
   #ops: Array<{ name: string; run: () => Promise<void>; done: (err: unknown) => void }> = [];
   readonly failsafe: FailsafeAgent;
   #aliveTimer: NodeJS.Timeout | null = null;
+  /** Date.now() of the last successful etcd read. */
+  #dcsLastSeen: number | null = null;
+  /** Monotonic ms of the last observation that showed another member holding the leader key. */
+  #otherLeaderSeenAt: number | null = null;
+  #failsafeActive = false;
 
   constructor(deps: LoopDeps) {
     this.#d = deps;
@@ -77,6 +85,8 @@ export class HaLoop {
       // systemd fires its watchdog about when the deadline passes (watchdog-gate.ts): an agent
       // that fenced in time says so at once, so systemd need not kill it and its PostgreSQL.
       fenced: () => this.#d.alive?.beat(this.fence.deadline),
+      fencing: () => this.#d.stats?.fenced(),
+      promoted: (reason) => this.#promoted(reason),
       setActivity: async (a) => {
         this.#activity = a;
         await this.#publish().catch(() => undefined);
@@ -123,6 +133,7 @@ export class HaLoop {
     while (!this.#stopping) {
       const started = this.#d.now();
       const plan = await this.runOnce().catch((err: unknown) => { this.#d.logger.error({ err: describeError(err) }, 'HA loop iteration failed'); return null; });
+      this.#d.stats?.loopDone((this.#d.now() - started) / 1000);
       const pace = Math.min(this.dynamic.loop_wait * 1000, plan?.retryAfterMs ?? Infinity);
       const wait = Math.max(0, pace - (this.#d.now() - started));
       await new Promise<void>((resolve) => {
@@ -161,6 +172,7 @@ export class HaLoop {
     await this.#runOps();
     const o = await this.observe();
     const plan = decide(o);
+    this.#failsafeActive = plan.actions.some((a) => a.kind === 'failsafe_extend');
     if (plan.reason !== this.#lastReason) {
       const l = o.local;
       this.#d.logger.info({ event: 'plan', actions: plan.actions.map((a) => a.kind), pg: { running: l.running, role: l.role, control: l.controlState, tl: l.timeline } }, plan.reason);
@@ -209,6 +221,8 @@ export class HaLoop {
         cluster = await dcs.readCluster(config.bootstrap.dcs);
         this.#cluster = cluster;
         this.#holdsKey = cluster.leader?.name === config.name;
+        this.#dcsLastSeen = Date.now();
+        if (cluster.leader !== null && !this.#holdsKey) this.#otherLeaderSeenAt = now();
       } catch (err) {
         this.#d.logger.warn({ event: 'dcs unreachable', err: describeError(err) }, 'etcd unreachable');
         failsafe = await this.failsafe.round(local);
@@ -260,8 +274,21 @@ export class HaLoop {
       lastPlan: this.#lastReason,
       systemId: local.systemId,
       version: this.#d.version,
+      postgres: local.stats ?? null,
+      dcsLastSeen: this.#dcsLastSeen,
+      failsafeActive: this.#failsafeActive || this.failsafe.activeHold() !== null,
     };
     return member;
+  }
+
+  /**
+   * A promotion finished. The outage this member measured: from the last observation in which
+   * another member held the leader key to now (null when it never saw one: first start).
+   */
+  #promoted(reason: string): void {
+    const seen = this.#otherLeaderSeenAt;
+    this.#d.stats?.promoted(reason, seen === null ? null : (this.#d.now() - seen) / 1000);
+    this.#otherLeaderSeenAt = null;
   }
 
   /** Operator restart: stop PostgreSQL (fast) and start it again in the role it had. */

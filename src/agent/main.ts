@@ -19,6 +19,8 @@ import { combineFences, type ExternalFence } from './fence.ts';
 import { FencerProcess } from './fencer-client.ts';
 import { HaLoop, type LoopDeps } from './loop.ts';
 import { SystemdNotify } from './sd-notify.ts';
+import { renderMetrics } from '../api/metrics.ts';
+import { AgentStats, instrumentDcs } from './stats.ts';
 import { DeviceWatchdog, checkDevice } from './watchdog-device.ts';
 import { longestTimeoutMs, mayPet } from './watchdog-gate.ts';
 
@@ -57,17 +59,19 @@ async function main(): Promise<number> {
   const serverTls = loadServerTls(loaded, path);
   const clientTls = loadClientTls(loaded, path);
   const logger = createLogger({ level: loaded.log.level, name: loaded.name, scope: loaded.scope, journald: loaded.log.journald_prefix });
-  const { config, device } = openWatchdogDevice(loaded, logger);
-  const notify = new SystemdNotify({ env: process.env, pid: process.pid, now: () => performance.now(), logger });
+  // Counters for GET /metrics, kept in memory where the work happens.
+  const stats = new AgentStats();
+  const { config, device } = openWatchdogDevice(loaded, logger, stats);
+  const notify = new SystemdNotify({ env: process.env, pid: process.pid, now: () => performance.now(), logger, onPet: () => stats.pet('systemd') });
   const dyn = config.bootstrap.dcs;
-  const dcs = await createEtcdDcs({
+  const dcs = instrumentDcs(await createEtcdDcs({
     ...etcdConnection(config.etcd, path),
     namespace: config.namespace, scope: config.scope, member: config.name,
     ttl: dyn.ttl,
     // Each etcd call may take at most retry_timeout: the loop must still renew before the fence.
     callTimeoutMs: dyn.retry_timeout * 1000,
     onWarning: (msg, fields) => logger.warn(fields ?? {}, msg),
-  });
+  }), stats, () => performance.now());
   // First contact: a TLS or auth misconfiguration ends the agent here (exit 1, the message names
   // the setting and the file) instead of an endless retry; an unreachable etcd is retried by the loop.
   logger.info({ event: 'etcd_check', hosts: config.etcd.hosts, protocol: config.etcd.protocol }, 'checking access to etcd');
@@ -88,7 +92,7 @@ async function main(): Promise<number> {
   // The fencing process enforces the lease deadline even when this event loop is frozen.
   const fencer = new FencerProcess(config.postgresql.data_dir, logger);
   const external: ExternalFence = device === null ? fencer : combineFences([fencer, device]);
-  loop = new HaLoop({ config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger) });
+  loop = new HaLoop({ config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, stats, ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger) });
   const ha = loop;
 
   const app = buildApi({
@@ -97,6 +101,10 @@ async function main(): Promise<number> {
     access: accessGuard(config.restapi, () => ha.snapshot()?.cluster?.members.map((m) => m.apiUrl) ?? []),
     // A view older than one TTL is stale: by then the leader key may belong to someone else.
     staleAfterMs: () => ha.dynamic.ttl * 1000,
+    metrics: () => renderMetrics({
+      scope: config.scope, name: config.name, version: VERSION, snapshot: ha.snapshot(), now: performance.now(),
+      staleAfterMs: ha.dynamic.ttl * 1000, leaseDeadline: ha.fence.deadline, stats,
+    }),
     routes: (a) => registerOpsRoutes(a, {
       config, dcs, fallback: () => ha.dynamic, isLeader: () => ha.isLeader,
       restart: () => ha.restartPostgres(), reload: () => pg.reload(), reinitialize: () => ha.reinitialize(),
@@ -139,12 +147,12 @@ async function main(): Promise<number> {
  * watchdog.mode: automatic uses the device if it passes checkDevice; required also makes this
  * member nofailover (it never becomes the leader) when it does not.
  */
-function openWatchdogDevice(config: NodeConfig, logger: Logger): { config: NodeConfig; device: DeviceWatchdog | null } {
+function openWatchdogDevice(config: NodeConfig, logger: Logger, stats: AgentStats): { config: NodeConfig; device: DeviceWatchdog | null } {
   const w = config.watchdog;
   if (w.mode === 'off') return { config, device: null };
   const c = checkDevice(w, config.bootstrap.dcs);
   if (c.ok && c.timeoutMs !== null) {
-    const device = new DeviceWatchdog({ device: w.device, timeoutMs: c.timeoutMs, safetyMs: w.safety_margin * 1000, fenceMarginMs: () => config.bootstrap.dcs.fence_margin * 1000, logger });
+    const device = new DeviceWatchdog({ device: w.device, timeoutMs: c.timeoutMs, safetyMs: w.safety_margin * 1000, fenceMarginMs: () => config.bootstrap.dcs.fence_margin * 1000, logger, onPet: () => stats.pet('device') });
     logger.info({ event: 'watchdog', device: w.device, timeoutMs: c.timeoutMs }, `using watchdog device ${w.device} while leading`);
     return { config, device };
   }

@@ -87,10 +87,10 @@ export class AgentStats implements StatsView {
 const UNTIMED: ReadonlySet<string> = new Set(['watchLeader', 'close']);
 
 /** The same Dcs, with every call's duration and failure recorded under its method name. */
-export function instrumentDcs(dcs: Dcs, stats: AgentStats, now: () => number): Dcs {
+export function instrumentDcs<T extends Dcs>(dcs: T, stats: AgentStats, now: () => number): T {
   return new Proxy(dcs, {
-    get(target, prop, receiver) {
-      const v: unknown = Reflect.get(target, prop, receiver);
+    get(target, prop) {
+      const v: unknown = Reflect.get(target, prop); // target, not the proxy: getters may read private fields
       if (typeof v !== 'function' || typeof prop !== 'string' || UNTIMED.has(prop)) return typeof v === 'function' ? v.bind(target) : v;
       const fn = v as (...a: unknown[]) => unknown;
       return (...args: unknown[]) => {

@@ -10,6 +10,7 @@ import { splitHostPort } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import { CHECK_PATHS, READINESS_MODES, REPLICATION_STATES, clusterBody, healthResponse, statusBody, type Check } from './health.ts';
 import { parseBasicAuth, type Credentials } from './basic-auth.ts';
+import { METRICS_CONTENT_TYPE } from './metrics.ts';
 import type { ServerTls } from './tls.ts';
 import type { ApiDeps } from './types.ts';
 
@@ -23,10 +24,12 @@ export interface BuildApiOptions extends ApiDeps {
   https?: ServerTls | null;
   /** onRequest hook refusing mutating calls by address or missing client certificate (accessGuard). */
   access?: ((req: FastifyRequest, reply: FastifyReply) => Promise<unknown>) | null;
+  /** GET /metrics body (renderMetrics over the snapshot and counters); no route when absent. */
+  metrics?: () => string;
 }
 
 /** Paths HAProxy, monitoring and pghactl poll (HAProxy twice a second per member): never logged. */
-export const QUIET_PATHS: ReadonlySet<string> = new Set([...Object.keys(CHECK_PATHS), '/status', '/patroni']);
+export const QUIET_PATHS: ReadonlySet<string> = new Set([...Object.keys(CHECK_PATHS), '/status', '/patroni', '/metrics']);
 
 const pathOf = (url: string) => url.split('?', 1)[0] ?? url;
 
@@ -159,6 +162,10 @@ export function buildApi(o: BuildApiOptions): FastifyInstance {
   registerErrors(app);
   for (const [path, check] of Object.entries(CHECK_PATHS)) registerHealth(app, o, path, check);
   registerViews(app, o);
+  const metrics = o.metrics;
+  if (metrics !== undefined) {
+    app.get('/metrics', async (_req, reply) => reply.type(METRICS_CONTENT_TYPE).send(metrics()));
+  }
   o.routes?.(app);
   return app;
 }
