@@ -5,7 +5,7 @@
 // docs/monitoring.md lists them all.
 import type { StatsView, Histogram } from '../agent/stats.ts';
 import { DURATION_BUCKETS } from '../agent/stats.ts';
-import type { MemberState } from '../ha/types.ts';
+import type { MemberState, PromoteReason } from '../ha/types.ts';
 import { statusBody } from './health.ts';
 import type { AgentSnapshot } from './types.ts';
 
@@ -131,6 +131,7 @@ function patroniMetrics(w: Writer, i: MetricsInput): void {
 }
 
 const STAGES = ['write', 'flush', 'replay'] as const;
+const PROMOTION_REASONS: readonly PromoteReason[] = ['failover', 'manual failover', 'switchover'];
 
 function standbyMetrics(w: Writer, s: AgentSnapshot): void {
   const pg = s.postgres;
@@ -170,7 +171,9 @@ function agentMetrics(w: Writer, i: MetricsInput): void {
   w.one('pgha_fence_events_total', 'counter', 'Times this agent fenced: stopped its PostgreSQL because its lease could not be kept.', st.fences);
   w.family('pgha_watchdog_pets_total', 'counter', 'Keepalives sent to systemd (WATCHDOG=1) and to the watchdog device.',
     (['systemd', 'device'] as const).map((k) => ({ labels: [['watchdog', k]] as const, value: st.watchdogPets[k] })));
-  const promos = [...st.promotions].sort(([a], [c]) => a.localeCompare(c));
+  // Every reason from the start, at 0: increase() over a series that appears at 1 would miss it.
+  const zero = { count: 0, outageSum: 0, outageCount: 0, lastOutage: null };
+  const promos = [...new Set([...PROMOTION_REASONS, ...st.promotions.keys()])].sort().map((r) => [r, st.promotions.get(r) ?? zero] as const);
   w.family('pgha_promotions_total', 'counter', 'Promotions of this member, by reason (failover, switchover, manual failover).', promos.map(([reason, p]) => ({ labels: [['reason', reason]] as const, value: p.count })));
   w.family('pgha_promotion_outage_seconds', 'summary', 'Outage this member measured when it promoted: from its last observation of another leader to the end of pg_promote().',
     promos.flatMap(([reason, p]) => [

@@ -152,12 +152,15 @@ describe('renderMetrics', () => {
     ]);
     expect(sample(text, 'pgha_promotions_total')).toEqual([
       'pgha_promotions_total{scope="demo",name="n2",reason="failover"} 1',
+      'pgha_promotions_total{scope="demo",name="n2",reason="manual failover"} 0',
       'pgha_promotions_total{scope="demo",name="n2",reason="switchover"} 2',
     ]);
     expect(text).toContain([
       '# TYPE pgha_promotion_outage_seconds summary',
       'pgha_promotion_outage_seconds_sum{scope="demo",name="n2",reason="failover"} 0',
       'pgha_promotion_outage_seconds_count{scope="demo",name="n2",reason="failover"} 0',
+      'pgha_promotion_outage_seconds_sum{scope="demo",name="n2",reason="manual failover"} 0',
+      'pgha_promotion_outage_seconds_count{scope="demo",name="n2",reason="manual failover"} 0',
       'pgha_promotion_outage_seconds_sum{scope="demo",name="n2",reason="switchover"} 2',
       'pgha_promotion_outage_seconds_count{scope="demo",name="n2",reason="switchover"} 2',
     ].join('\n'));
