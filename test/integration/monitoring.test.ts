@@ -65,7 +65,7 @@ async function healthy(): Promise<string> {
     const st = await Promise.all(cluster.nodes.map((n) => cluster.status(n)));
     const leader = st.find((s) => s?.['role'] === 'primary' && s['leader'] === s['name']);
     const streaming = st.filter((s) => s?.['replication_state'] === 'streaming');
-    return leader !== undefined && streaming.length === 2 ? String(leader['name']) : null;
+    return leader != null && streaming.length === 2 ? String(leader['name']) : null;
   }, 110_000, 200);
 }
 
