@@ -5,6 +5,10 @@ import { buildApi } from '../../src/api/server.ts';
 import { createLogger } from '../../src/log/logger.ts';
 import { escapeHelp, escapeLabel, formatValue, paddedVersion, renderMetrics, type MetricsInput } from '../../src/api/metrics.ts';
 import { AgentStats, instrumentDcs } from '../../src/agent/stats.ts';
+import { Actor, type ActorDeps } from '../../src/agent/act.ts';
+import { FenceTimer } from '../../src/agent/fence.ts';
+import type { Logger } from '../../src/log/logger.ts';
+import type { PostgresControl } from '../../src/postgres/types.ts';
 import type { AgentSnapshot } from '../../src/api/types.ts';
 import type { Dcs } from '../../src/dcs/types.ts';
 import type { MemberInfo, PostgresStats } from '../../src/ha/types.ts';
@@ -239,5 +243,32 @@ describe('GET /metrics', () => {
     await app.inject({ url: '/metrics?x=1' });
     expect(logged).toEqual([]);
     await app.close();
+  });
+});
+
+describe('the actor reports fences and promotions', () => {
+  it('calls fencing before it stops PostgreSQL, and promoted after pg_promote succeeded (not after a failure)', async () => {
+    const events: string[] = [];
+    const logger = { info: () => undefined, warn: () => undefined, error: () => undefined } as unknown as Logger;
+    const fence = new FenceTimer({ now: () => 0, paused: () => false, fence: async () => undefined });
+    let promoteFails = false;
+    const actor = new Actor({
+      fence, logger, now: () => 0, config: { name: 'n1' },
+      pg: {
+        stop: async () => { events.push('stop'); },
+        promote: async () => { if (promoteFails) throw new Error('no'); events.push('pg_promote'); return { timeline: 2, lsn: '0/3000000' }; },
+      } as unknown as PostgresControl,
+      dcs: { appendHistory: async () => { events.push('history'); } },
+      setLeadership: () => undefined,
+      fencing: (why: string) => events.push(`fencing: ${why}`),
+      promoted: (reason: string) => events.push(`promoted: ${reason}`),
+    } as unknown as ActorDeps);
+    fence.arm(60_000);
+    await actor.promote('switchover');
+    promoteFails = true;
+    await expect(actor.promote('failover')).rejects.toThrow('no');
+    await actor.fenceNow('lease deadline passed');
+    expect(events).toEqual(['pg_promote', 'promoted: switchover', 'history', 'fencing: lease deadline passed', 'stop']);
+    fence.disarm();
   });
 });
