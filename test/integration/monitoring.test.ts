@@ -103,7 +103,10 @@ describe('monitoring', () => {
     expect(first[0]?.metric).toMatchObject({ scope: 'itest', name: leader, job: 'pgha' });
     // The leader reports each standby's lag; both standbys report their own.
     await waitFor('per-standby lag from the leader', async () => (await promQuery(`pgha_standby_lag_bytes{name="${leader}",stage="replay"}`)).length === 2, 15_000, 500);
-    expect(names(await promQuery('patroni_replica == 1'))).toEqual(cluster.nodes.map((n) => n.name).filter((n) => n !== leader));
+    // A clone that just started streaming may still show its last scrape from before (1 s).
+    const standbys = cluster.nodes.map((n) => n.name).filter((n) => n !== leader);
+    await waitFor('patroni_replica == 1 names both standbys', async () =>
+      JSON.stringify(names(await promQuery('patroni_replica == 1'))) === JSON.stringify(standbys), 15_000, 500);
 
     const sw = await ctl('switchover', '--force', '--format', 'json');
     expect(sw.code, sw.stderr).toBe(0);
