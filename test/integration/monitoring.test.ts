@@ -35,6 +35,7 @@ const ctl = (...args: string[]) => run(process.execPath, [`${REPO}bin/pghactl.js
 
 interface Series { metric: Record<string, string>; value: [number, string] }
 async function promQuery(q: string): Promise<Series[]> {
+  // An instant query on a few hundred series answers in milliseconds; 2 s means Prometheus is stuck.
   const r = await fetch(`${PROM}/api/v1/query?query=${encodeURIComponent(q)}`, { signal: AbortSignal.timeout(2000) });
   const body = (await r.json()) as { status: string; data: { result: Series[] } };
   if (body.status !== 'success') throw new Error(`query ${q}: ${JSON.stringify(body)}`);
@@ -101,7 +102,7 @@ describe('monitoring', () => {
       return up.length === 3 && r.length === 1 && r[0]?.metric['name'] === leader ? r : null;
     }, 30_000, 500);
     expect(first[0]?.metric).toMatchObject({ scope: 'itest', name: leader, job: 'pgha' });
-    // The leader reports each standby's lag; both standbys report their own.
+    // The leader reports each standby's lag (next loop and next scrape: about 1.5 s; 15 s under load).
     await waitFor('per-standby lag from the leader', async () => (await promQuery(`pgha_standby_lag_bytes{name="${leader}",stage="replay"}`)).length === 2, 15_000, 500);
     // A clone that just started streaming may still show its last scrape from before (1 s).
     const standbys = cluster.nodes.map((n) => n.name).filter((n) => n !== leader);
@@ -112,10 +113,12 @@ describe('monitoring', () => {
     expect(sw.code, sw.stderr).toBe(0);
     const next = await healthy();
     expect(next).not.toBe(leader);
+    // The switchover is done: the next scrape (1 s) shows it; 30 s covers a loaded machine.
     await waitFor('patroni_primary == 1 names the new leader', async () => {
       const r = await promQuery('patroni_primary == 1');
       return r.length === 1 && r[0]?.metric['name'] === next;
     }, 30_000, 500);
+    // Counted at pg_promote, long before the cluster was healthy again: the next scrape has it.
     const promos = await waitFor('the switchover counted', async () => {
       const r = await promQuery('pgha_promotions_total{reason="switchover"} > 0');
       return r.length > 0 ? r : null;
@@ -127,6 +130,7 @@ describe('monitoring', () => {
     expect(seconds).toBeGreaterThan(0);
     expect(seconds).toBeLessThan(30);
     console.log(`switchover ${leader} -> ${next}: outage measured by ${next}: ${seconds.toFixed(3)} s`);
+    // Rules are evaluated every second and this alert has no `for`: a few seconds at most.
     await waitFor('the PghaFailoverHappened alert fires', async () =>
       (await promQuery('ALERTS{alertname="PghaFailoverHappened",alertstate="firing",reason="switchover"}')).length === 1, 15_000, 500);
     expect(await promQuery('ALERTS{alertname="PghaMultiplePrimaries"}')).toEqual([]);
