@@ -75,7 +75,7 @@ beforeAll(async () => {
   cluster.startAll();
   prometheus = startPrometheus();
   await healthy();
-  // Prometheus starts in about a second; 30 s covers a loaded machine.
+  // Prometheus starts in about a second; 30 s covers a loaded machine (each probe: 1 s, a local HTTP call).
   await waitFor('prometheus ready', async () => (await fetch(`${PROM}/-/ready`, { signal: AbortSignal.timeout(1000) }).catch(() => null))?.ok, 30_000, 200);
 });
 
