@@ -30,7 +30,8 @@ const PACKAGES = {
   // chromium: the status page (GET /ui) is tested in a real headless browser.
   // debootstrap and systemd-container (systemd-nspawn): the systemd lab (test/support/nspawn.ts)
   // builds a Debian 12 image once and boots containers with systemd as PID 1 from it.
-  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd', 'openssl', 'chromium', 'debootstrap', 'systemd-container'],
+  // prometheus: the monitoring test scrapes the agents with it and checks the alert rules with promtool.
+  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd', 'openssl', 'chromium', 'debootstrap', 'systemd-container', 'prometheus'],
   demo: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'openssl'],
 };
 
@@ -48,6 +49,11 @@ function ensurePackages() {
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   if (spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env }).status !== 0) die('apt-get update failed');
   if (spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: 'inherit', env }).status !== 0) die('apt-get install failed');
+  // Debian's package starts its own prometheus service where systemd runs: the tests start
+  // their own on other ports and do not use it; stop it so it holds no port and no CPU.
+  if (missing.includes('prometheus') && spawnSync('systemctl', ['is-active', '--quiet', 'prometheus']).status === 0) {
+    spawnSync('systemctl', ['disable', '--now', 'prometheus'], { stdio: 'inherit' });
+  }
 }
 
 function ensurePostgresUser() {

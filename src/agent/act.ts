@@ -34,6 +34,10 @@ export interface ActorDeps {
   prePromote?(): Promise<void>;
   /** Publish our member key now (after a veto: tagged nofailover while `vetoed`). */
   republish?(): Promise<void>;
+  /** Fencing starts (GET /metrics counts these). */
+  fencing?(why: string): void;
+  /** pg_promote() succeeded (GET /metrics counts these and the outage). */
+  promoted?(reason: PromoteReason): void;
 }
 
 export interface ActContext {
@@ -288,6 +292,7 @@ export class Actor {
     const deadline = this.#d.fence.deadline;
     if (deadline === null || this.#d.now() >= deadline) throw new PgHaError('PGHA_LEASE_LOST', 'no live lease to promote under');
     const r = await this.#d.pg.promote();
+    this.#d.promoted?.(reason);
     this.#d.logger.info({ event: 'promoted', timeline: r.timeline, lsn: r.lsn }, `promoted to primary on timeline ${r.timeline}`);
     await this.#d.dcs
       .appendHistory({ timeline: r.timeline, lsn: r.lsn, reason, time: new Date().toISOString(), leader: this.#d.config.name })
@@ -320,6 +325,7 @@ export class Actor {
    */
   async fenceNow(why: string): Promise<void> {
     this.#d.setLeadership(false);
+    this.#d.fencing?.(why);
     this.#d.logger.warn({ event: 'demoted', why }, `fencing: stopping PostgreSQL immediately (${why})`);
     try {
       await this.#d.pg.stop('immediate');

@@ -15,6 +15,7 @@ import { FailsafeAgent } from './failsafe.ts';
 import { FenceTimer, type ExternalFence } from './fence.ts';
 import { buildMemberInfo, lagBytes, type Activity } from './member.ts';
 import { assertNoSlotCollision } from './names.ts';
+import type { AgentStats } from './stats.ts';
 
 export interface LoopDeps {
   /** The fencing process outside this event loop, if started. */
@@ -36,6 +37,8 @@ export interface LoopDeps {
   fatal?(err: PgHaError): void;
   /** The pre_promote callback (callbacks.ts): throws PGHA_PROMOTE_VETOED to refuse a promotion. */
   prePromote?: () => Promise<void>;
+  /** Counters for GET /metrics (loop duration, fences, promotions). */
+  stats?: AgentStats;
 }
 
 export class HaLoop {
@@ -58,6 +61,11 @@ export class HaLoop {
   #aliveTimer: NodeJS.Timeout | null = null;
   /** The member names were checked for slot collisions against the first etcd view. */
   #namesChecked = false;
+  /** Date.now() of the last successful etcd read. */
+  #dcsLastSeen: number | null = null;
+  /** Monotonic ms of the last observation that showed another member holding the leader key. */
+  #otherLeaderSeenAt: number | null = null;
+  #failsafeActive = false;
 
   constructor(deps: LoopDeps) {
     this.#d = deps;
@@ -86,6 +94,8 @@ export class HaLoop {
       fenced: () => this.#d.alive?.beat(this.fence.deadline),
       ...(deps.prePromote ? { prePromote: deps.prePromote } : {}),
       republish: () => this.#publish(),
+      fencing: () => this.#d.stats?.fenced(),
+      promoted: (reason) => this.#promoted(reason),
       setActivity: async (a) => {
         this.#activity = a;
         await this.#publish().catch(() => undefined);
@@ -144,6 +154,7 @@ export class HaLoop {
         }
         return null;
       });
+      this.#d.stats?.loopDone((this.#d.now() - started) / 1000);
       if (this.#stopping) break;
       const pace = Math.min(this.dynamic.loop_wait * 1000, plan?.retryAfterMs ?? Infinity);
       const wait = Math.max(0, pace - (this.#d.now() - started));
@@ -184,6 +195,7 @@ export class HaLoop {
     const o = await this.observe();
     await this.#dueRestart(o);
     const plan = decide(o);
+    this.#failsafeActive = plan.actions.some((a) => a.kind === 'failsafe_extend');
     if (plan.reason !== this.#lastReason) {
       const l = o.local;
       this.#d.logger.info({ event: 'plan', actions: plan.actions.map((a) => a.kind), pg: { running: l.running, role: l.role, control: l.controlState, tl: l.timeline } }, plan.reason);
@@ -232,6 +244,8 @@ export class HaLoop {
         cluster = await dcs.readCluster(config.bootstrap.dcs);
         this.#cluster = cluster;
         this.#holdsKey = cluster.leader?.name === config.name;
+        this.#dcsLastSeen = Date.now();
+        if (cluster.leader !== null && !this.#holdsKey) this.#otherLeaderSeenAt = now();
       } catch (err) {
         this.#d.logger.warn({ event: 'dcs unreachable', err: describeError(err) }, 'etcd unreachable');
         failsafe = await this.failsafe.round(local);
@@ -294,8 +308,21 @@ export class HaLoop {
       lastPlan: this.#lastReason,
       systemId: local.systemId,
       version: this.#d.version,
+      postgres: local.stats ?? null,
+      dcsLastSeen: this.#dcsLastSeen,
+      failsafeActive: this.#failsafeActive || this.failsafe.activeHold() !== null,
     };
     return member;
+  }
+
+  /**
+   * A promotion finished. The outage this member measured: from the last observation in which
+   * another member held the leader key to now (null when it never saw one: first start).
+   */
+  #promoted(reason: string): void {
+    const seen = this.#otherLeaderSeenAt;
+    this.#d.stats?.promoted(reason, seen === null ? null : (this.#d.now() - seen) / 1000);
+    this.#otherLeaderSeenAt = null;
   }
 
   /** Operator restart: stop PostgreSQL (fast) and start it again in the role it had. */

@@ -24,6 +24,8 @@ import { registerReloadAgentRoute } from '../api/reload-route.ts';
 import { FencerProcess } from './fencer-client.ts';
 import { HaLoop, type LoopDeps } from './loop.ts';
 import { SystemdNotify } from './sd-notify.ts';
+import { renderMetrics } from '../api/metrics.ts';
+import { AgentStats, instrumentDcs } from './stats.ts';
 import { DeviceWatchdog, checkDevice } from './watchdog-device.ts';
 import { longestTimeoutMs, mayPet } from './watchdog-gate.ts';
 
@@ -63,21 +65,23 @@ async function main(): Promise<number> {
   // file, the field and the reason, not the first failsafe round or the first HTTPS probe.
   const serverTls = loadServerTls(loaded, path);
   const clientTls = loadClientTls(loaded, path);
-  const logger = createLogger({ level: loaded.log.level, name: loaded.name });
-  const { config, device } = openWatchdogDevice(loaded, logger);
-  const notify = new SystemdNotify({ env: process.env, pid: process.pid, now: () => performance.now(), logger });
+  const logger = createLogger({ level: loaded.log.level, name: loaded.name, scope: loaded.scope, journald: loaded.log.journald_prefix });
+  // Counters for GET /metrics, kept in memory where the work happens.
+  const stats = new AgentStats();
+  const { config, device } = openWatchdogDevice(loaded, logger, stats);
+  const notify = new SystemdNotify({ env: process.env, pid: process.pid, now: () => performance.now(), logger, onPet: () => stats.pet('systemd') });
   if (notify.enabled && !notify.fromMainProcess) {
     logger.warn({ event: 'sd_notify', via: 'systemd-notify' }, 'NOTIFY_SOCKET without PGHA_NOTIFY_FD: notifications come from systemd-notify children, which only NotifyAccess=all accepts; start the agent through bin/notify-socket.pl (systemd/pgha.service)');
   }
   const dyn = config.bootstrap.dcs;
-  const dcs = await createEtcdDcs({
+  const dcs = instrumentDcs(await createEtcdDcs({
     ...etcdConnection(config.etcd, path),
     namespace: config.namespace, scope: config.scope, member: config.name,
     ttl: dyn.ttl,
     // Each etcd call may take at most retry_timeout: the loop must still renew before the fence.
     callTimeoutMs: dyn.retry_timeout * 1000,
     onWarning: (msg, fields) => logger.warn(fields ?? {}, msg),
-  });
+  }), stats, () => performance.now());
   // First contact: a TLS or auth misconfiguration ends the agent here (exit 1, the message names
   // the setting and the file) instead of an endless retry; an unreachable etcd is retried by the loop.
   logger.info({ event: 'etcd_check', hosts: config.etcd.hosts, protocol: config.etcd.protocol }, 'checking access to etcd');
@@ -110,7 +114,7 @@ async function main(): Promise<number> {
   });
   const external: ExternalFence = device === null ? fencer : combineFences([fencer, device]);
   loop = new HaLoop({
-    config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, prePromote: () => callbacks.prePromote(), ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger),
+    config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, stats, prePromote: () => callbacks.prePromote(), ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger),
     fatal: (err) => fatal?.(err),
   });
   const ha = loop;
@@ -121,6 +125,10 @@ async function main(): Promise<number> {
     access: accessGuard(config.restapi, () => ha.snapshot()?.cluster?.members.map((m) => m.apiUrl) ?? []),
     // A view older than one TTL is stale: by then the leader key may belong to someone else.
     staleAfterMs: () => ha.dynamic.ttl * 1000,
+    metrics: () => renderMetrics({
+      scope: config.scope, name: config.name, version: VERSION, snapshot: ha.snapshot(), now: performance.now(),
+      staleAfterMs: ha.dynamic.ttl * 1000, leaseDeadline: ha.fence.deadline, stats,
+    }),
     routes: (a) => registerOpsRoutes(a, {
       config, dcs, fallback: () => ha.dynamic, isLeader: () => ha.isLeader, view: () => ha.view, history: () => dcs.cachedHistory(),
       restart: () => pg.restart(() => ha.restartPostgres()), reload: () => pg.reload(), reinitialize: () => ha.reinitialize(),
@@ -183,12 +191,12 @@ async function main(): Promise<number> {
  * watchdog.mode: automatic uses the device if it passes checkDevice; required also makes this
  * member nofailover (it never becomes the leader) when it does not.
  */
-function openWatchdogDevice(config: NodeConfig, logger: Logger): { config: NodeConfig; device: DeviceWatchdog | null } {
+function openWatchdogDevice(config: NodeConfig, logger: Logger, stats: AgentStats): { config: NodeConfig; device: DeviceWatchdog | null } {
   const w = config.watchdog;
   if (w.mode === 'off') return { config, device: null };
   const c = checkDevice(w, config.bootstrap.dcs);
   if (c.ok && c.timeoutMs !== null) {
-    const device = new DeviceWatchdog({ device: w.device, timeoutMs: c.timeoutMs, safetyMs: w.safety_margin * 1000, fenceMarginMs: () => config.bootstrap.dcs.fence_margin * 1000, logger });
+    const device = new DeviceWatchdog({ device: w.device, timeoutMs: c.timeoutMs, safetyMs: w.safety_margin * 1000, fenceMarginMs: () => config.bootstrap.dcs.fence_margin * 1000, logger, onPet: () => stats.pet('device') });
     logger.info({ event: 'watchdog', device: w.device, timeoutMs: c.timeoutMs }, `using watchdog device ${w.device} while leading`);
     return { config, device };
   }

@@ -23,6 +23,8 @@ export interface NotifyOptions {
   now(): number;
   logger: Logger;
   bin?: string;
+  /** A WATCHDOG=1 was sent (GET /metrics counts them). */
+  onPet?: () => void;
 }
 
 export class SystemdNotify {
@@ -69,6 +71,7 @@ export class SystemdNotify {
     if (t - this.#lastPet < Math.max(100, this.watchdogMs / 4)) return;
     this.#lastPet = t;
     this.#send('WATCHDOG=1');
+    this.#o.onPet?.();
   }
 
   #send(message: string): void {

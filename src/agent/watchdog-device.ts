@@ -47,6 +47,8 @@ export interface DeviceWatchdogOptions {
   safetyMs: number;
   fenceMarginMs(): number;
   logger: Logger;
+  /** A keepalive was written (GET /metrics counts them). */
+  onPet?: () => void;
 }
 
 export class DeviceWatchdog implements ExternalFence {
@@ -89,7 +91,10 @@ export class DeviceWatchdog implements ExternalFence {
     try {
       // O_WRONLY only: opening starts the watchdog; no O_CREAT, so a missing device is an error.
       if (open) this.#fd ??= openSync(this.#o.device, constants.O_WRONLY);
-      if (this.#fd !== null) writeSync(this.#fd, '1');
+      if (this.#fd !== null) {
+        writeSync(this.#fd, '1');
+        this.#o.onPet?.();
+      }
     } catch (err) {
       this.#o.logger.error({ event: 'watchdog failed', device: this.#o.device, err: { code: 'PGHA_WATCHDOG_UNAVAILABLE', message: (err as Error).message } }, 'could not write to the watchdog device');
     }

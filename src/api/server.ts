@@ -14,6 +14,7 @@ import type { Logger } from '../log/logger.ts';
 import { CHECK_PATHS, READINESS_MODES, REPLICATION_STATES, clusterBody, healthResponse, statusBody, type Check } from './health.ts';
 import { parseBasicAuth, type Credentials } from './basic-auth.ts';
 import type { Lockout } from './lockout.ts';
+import { METRICS_CONTENT_TYPE } from './metrics.ts';
 import type { ServerTls } from './tls.ts';
 import type { ApiDeps } from './types.ts';
 import { UI_POLLED_PATHS, registerUi } from './ui.ts';
@@ -28,10 +29,12 @@ export interface BuildApiOptions extends ApiDeps {
   https?: ServerTls | null;
   /** onRequest hook refusing mutating calls by address or missing client certificate (accessGuard). */
   access?: ((req: FastifyRequest, reply: FastifyReply) => Promise<unknown>) | null;
+  /** GET /metrics body (renderMetrics over the snapshot and counters); no route when absent. */
+  metrics?: () => string;
 }
 
 /** Paths HAProxy, monitoring, pghactl and the status page poll (HAProxy twice a second per member): never logged. */
-export const QUIET_PATHS: ReadonlySet<string> = new Set([...Object.keys(CHECK_PATHS), '/status', '/patroni', ...UI_POLLED_PATHS]);
+export const QUIET_PATHS: ReadonlySet<string> = new Set([...Object.keys(CHECK_PATHS), '/status', '/patroni', '/metrics', ...UI_POLLED_PATHS]);
 
 const pathOf = (url: string) => url.split('?', 1)[0] ?? url;
 
@@ -201,6 +204,10 @@ export function buildApi(o: BuildApiOptions): FastifyInstance {
   for (const [path, check] of Object.entries(CHECK_PATHS)) registerHealth(app, o, path, check);
   registerViews(app, o);
   registerUi(app);
+  const metrics = o.metrics;
+  if (metrics !== undefined) {
+    app.get('/metrics', async (_req, reply) => reply.type(METRICS_CONTENT_TYPE).send(metrics()));
+  }
   o.routes?.(app);
   return app;
 }

@@ -1,5 +1,5 @@
 // What the REST API serves: the HA loop's cached view, never a live query per probe.
-import type { ClusterView, MemberInfo } from '../ha/types.ts';
+import type { ClusterView, MemberInfo, PostgresStats } from '../ha/types.ts';
 
 export interface AgentSnapshot {
   /** What this member last published about itself. */
@@ -20,6 +20,12 @@ export interface AgentSnapshot {
   systemId: string | null;
   /** Agent version (package.json). */
   version: string;
+  /** The health query's monitoring columns (GET /metrics); null when it failed. */
+  postgres?: PostgresStats | null;
+  /** Date.now() of the last successful etcd read; null: none yet. */
+  dcsLastSeen?: number | null;
+  /** Leader: the last loop kept the lease on failsafe confirmations; standby: a failsafe promise runs. */
+  failsafeActive?: boolean;
 }
 
 export interface ApiDeps {

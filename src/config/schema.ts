@@ -300,7 +300,11 @@ export const nodeConfigSchema = z.strictObject({
     .regex(/^\/[A-Za-z0-9_./-]*$/, 'an absolute key prefix such as /service')
     .default('/service'),
   log: z
-    .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info') })
+    .strictObject({
+      level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+      // Prefix each line with its sd-daemon priority <N> (journald then filters by level).
+      journald_prefix: z.boolean().default(false),
+    })
     .prefault({}),
   restapi: z
     .strictObject({

@@ -55,6 +55,41 @@ export interface LocalPostgres {
    * acknowledged under an earlier setting lies at or before it.
    */
   syncChangedAt: Lsn | null;
+  /** Read by the same health query for GET /metrics only; the decision never looks at it. */
+  stats?: PostgresStats | null;
+}
+
+/** What GET /metrics shows about the local PostgreSQL beyond LocalPostgres (Patroni's metrics). */
+export interface PostgresStats {
+  /** Primary: pg_current_wal_flush_lsn(). */
+  flushLsn: Lsn | null;
+  /** Standby: pg_stat_wal_receiver.written_lsn, else pg_last_wal_receive_lsn(). */
+  receivedLsn: Lsn | null;
+  /** Standby: pg_last_wal_replay_lsn(). */
+  replayedLsn: Lsn | null;
+  /** Standby: pg_last_xact_replay_timestamp(), epoch seconds. */
+  replayedAt: number | null;
+  /** Standby: pg_is_wal_replay_paused(). */
+  replayPaused: boolean;
+  /** pg_postmaster_start_time(), epoch seconds. */
+  postmasterStart: number | null;
+  /** server_version_num, e.g. 150014. */
+  serverVersion: number | null;
+  /** Primary: its WAL senders from pg_stat_replication (base backups left out). */
+  standbys: StandbyStats[];
+}
+
+/** One row of the primary's pg_stat_replication. Lags in seconds as PostgreSQL measures them (null: idle). */
+export interface StandbyStats {
+  name: string;
+  state: string;
+  syncState: string;
+  writeLsn: Lsn | null;
+  flushLsn: Lsn | null;
+  replayLsn: Lsn | null;
+  writeLag: number | null;
+  flushLag: number | null;
+  replayLag: number | null;
 }
 
 export type MemberState =

@@ -181,7 +181,7 @@ class LocalInstance implements PostgresControl {
       return {
         ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: timeline ?? local.timeline, replayTimeline: h.timeline,
         lsn: h.lsn, streaming: h.streaming, pendingRestart: h.pendingRestart, syncStandbys: h.syncStandbys,
-        syncSetting: h.syncSetting, replicas: h.replicas, syncChangedAt: this.#syncChangedAt,
+        syncSetting: h.syncSetting, replicas: h.replicas, syncChangedAt: this.#syncChangedAt, stats: h.stats,
       };
     } catch {
       return local;

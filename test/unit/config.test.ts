@@ -39,7 +39,7 @@ describe('parseConfig', () => {
       scope: 'demo',
       name: 'node1',
       namespace: '/service',
-      log: { level: 'info' },
+      log: { level: 'info', journald_prefix: false },
       restapi: { listen: '0.0.0.0:8008', connect_address: '10.0.0.11:8008', verify_client: 'none', allowlist_include_members: false },
       ctl: { insecure: false },
       etcd: { hosts: ['127.0.0.1:2379'], protocol: 'http' },

@@ -233,14 +233,36 @@ describe('probe', () => {
 
   const row = {
     in_recovery: false, current_lsn: '0/3000060', receive_lsn: null, replay_lsn: null, primary_tli: 2, receiver_tli: null,
-    streaming: null, fallback_tli: 1, pending_restart: false, sync_standbys: ['b'],
-    sync_setting: 'ANY 1 ("b", "c")', replicas: [{ name: 'b', flush: '0/3000000' }, { name: 'c', flush: null }],
+    streaming: null, fallback_tli: 1, pending_restart: false,
+    sync_setting: 'ANY 1 ("b", "c")',
+    flush_lsn: '0/3000050', written_lsn: null, replay_ts: null, replay_paused: false, postmaster_start: 1700000000.25, server_version: 150014,
+    standbys: [
+      { name: 'b', state: 'streaming', sync_state: 'sync', write: '0/3000040', flush: '0/3000000', replay: '0/2000000', write_lag: 0.001, flush_lag: 0.002, replay_lag: 1.5 },
+      { name: 'c', state: 'streaming', sync_state: 'potential', write: null, flush: null, replay: null, write_lag: null, flush_lag: null, replay_lag: null },
+      { name: 'd', state: 'catchup', sync_state: 'sync', write: '0/1000000', flush: null, replay: null, write_lag: null, flush_lag: null, replay_lag: null },
+    ],
   };
-  it('reads a primary from its current WAL file, not its last checkpoint', () => {
+  it('reads a primary from its current WAL file, not its last checkpoint; replicas and sync standbys only when streaming', () => {
     expect(healthFromRow(row)).toEqual({
       inRecovery: false, timeline: 2, lsn: 0x3000060, streaming: false, pendingRestart: false, syncStandbys: ['b'],
       syncSetting: 'ANY 1 ("b", "c")', replicas: [{ name: 'b', flushLsn: 0x3000000 }, { name: 'c', flushLsn: null }],
+      stats: {
+        flushLsn: 0x3000050, receivedLsn: null, replayedLsn: null, replayedAt: null, replayPaused: false, postmasterStart: 1700000000.25, serverVersion: 150014,
+        standbys: [
+          { name: 'b', state: 'streaming', syncState: 'sync', writeLsn: 0x3000040, flushLsn: 0x3000000, replayLsn: 0x2000000, writeLag: 0.001, flushLag: 0.002, replayLag: 1.5 },
+          { name: 'c', state: 'streaming', syncState: 'potential', writeLsn: null, flushLsn: null, replayLsn: null, writeLag: null, flushLag: null, replayLag: null },
+          { name: 'd', state: 'catchup', syncState: 'sync', writeLsn: 0x1000000, flushLsn: null, replayLsn: null, writeLag: null, flushLag: null, replayLag: null },
+        ],
+      },
     });
+  });
+  it('reads a standby\'s received position from the WAL receiver\'s written_lsn first, and no standbys', () => {
+    const s = { ...row, in_recovery: true, current_lsn: null, flush_lsn: null, receive_lsn: '0/5000000', written_lsn: '0/5000100', replay_lsn: '0/4000000', replay_ts: 1700000100.5, replay_paused: true };
+    expect(healthFromRow(s).stats).toEqual({
+      flushLsn: null, receivedLsn: 0x5000100, replayedLsn: 0x4000000, replayedAt: 1700000100.5, replayPaused: true,
+      postmasterStart: 1700000000.25, serverVersion: 150014, standbys: [],
+    });
+    expect(healthFromRow({ ...s, written_lsn: null }).stats.receivedLsn).toBe(0x5000000);
   });
   it('reads a standby: the furthest of receive and replay, the receiver timeline first', () => {
     const s = { ...row, in_recovery: true, current_lsn: null, receive_lsn: '0/5000000', replay_lsn: '0/4000000', primary_tli: null, receiver_tli: 3, streaming: true };
