@@ -138,11 +138,16 @@ export function processTree(roots: number[], skip: (cmd: string) => boolean = ()
 export const PATRONI_BEGIN = '<!-- patroni: written by npm run bench:patroni -->';
 export const PATRONI_END = '<!-- /patroni -->';
 
+/** The block of a markdown text between two marker lines (markers included), or '' if there is none. */
+function markedBlock(text: string, begin: string, end: string): string {
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end, a);
+  return a < 0 || b < 0 ? '' : text.slice(a, b + end.length);
+}
+
 /** The marked Patroni block of a markdown text (markers included), or '' if there is none. */
 export function patroniBlock(text: string): string {
-  const a = text.indexOf(PATRONI_BEGIN);
-  const b = text.indexOf(PATRONI_END, a);
-  return a < 0 || b < 0 ? '' : text.slice(a, b + PATRONI_END.length);
+  return markedBlock(text, PATRONI_BEGIN, PATRONI_END);
 }
 
 // The systemd lab's measurements (`npm run bench:systemd`) live between these two lines, kept by
@@ -152,9 +157,7 @@ export const SYSTEMD_END = '<!-- /systemd -->';
 
 /** The marked systemd block of a markdown text (markers included), or '' if there is none. */
 export function systemdBlock(text: string): string {
-  const a = text.indexOf(SYSTEMD_BEGIN);
-  const b = text.indexOf(SYSTEMD_END, a);
-  return a < 0 || b < 0 ? '' : text.slice(a, b + SYSTEMD_END.length);
+  return markedBlock(text, SYSTEMD_BEGIN, SYSTEMD_END);
 }
 
 /** `text` with its marked systemd block replaced by `section` (appended if there was none). */
