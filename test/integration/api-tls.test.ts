@@ -49,7 +49,7 @@ function ctlConfig(name: string, ctl: Record<string, unknown>): string {
   const path = join(cluster.dir, `${name}.yml`);
   writeFileSync(path, stringify({
     scope: 'itest', name, namespace: '/pgha-test', etcd: { hosts: [cluster.etcdEndpoint] },
-    restapi: { authentication: { username: 'admin', password: 'admin-pw' } },
+    restapi: { listen: '127.0.0.1:8008', authentication: { username: 'admin', password: 'admin-pw' } },
     postgresql: { data_dir: '/var/lib/pgha/unused', authentication: { superuser: { username: 'postgres', password: PASSWORDS.superuser }, replication: { username: 'replicator', password: PASSWORDS.replication } } },
     ctl,
   }), { mode: 0o600 });
