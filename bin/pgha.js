@@ -17,8 +17,14 @@ if (major < 24) {
 // between an idle agent's heap at about 25 MB and at about 55 MB. V8 reads heap sizes only when
 // the process starts, so the shim replaces itself (execve: same pid, same stdio, no second
 // process) with a Node started with those flags. PGHA_NODE_FLAGS replaces the list ("" = none).
+// No re-exec when the flags are already there (systemd/pgha.service passes them on ExecStart),
+// nor when bin/notify-socket.pl handed us systemd's notify socket (PGHA_NOTIFY_FD): Node's
+// process.execve closes every inherited descriptor, and libuv then reuses that number for its
+// own epoll instance, so every READY=1 and WATCHDOG=1 would fail (EINVAL), found under a real
+// systemd (docs/systemd.md).
 const flags = (process.env.PGHA_NODE_FLAGS ?? '--max-semi-space-size=1').split(/\s+/).filter(Boolean);
-if (process.env.PGHA_REEXEC !== '1' && flags.length > 0 && typeof process.execve === 'function') {
+const missing = flags.filter((f) => !process.execArgv.includes(f));
+if (process.env.PGHA_REEXEC !== '1' && missing.length > 0 && process.env.PGHA_NOTIFY_FD === undefined && typeof process.execve === 'function') {
   process.execve(process.execPath, [process.execPath, ...process.execArgv, ...flags, fileURLToPath(import.meta.url), ...process.argv.slice(2)], { ...process.env, PGHA_REEXEC: '1' });
 }
 delete process.env.PGHA_REEXEC;

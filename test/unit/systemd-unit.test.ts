@@ -40,7 +40,7 @@ const directive = (key: string): string[] => [...UNIT.matchAll(new RegExp(`^${ke
 describe('systemd/pgha.service', () => {
   it('takes notifications from the main process only, which the launcher makes the agent', () => {
     expect(directive('NotifyAccess')).toEqual(['main']);
-    expect(directive('ExecStart')).toEqual(['/usr/bin/perl /opt/pgha/bin/notify-socket.pl /opt/pgha/node_modules/.bin/node /opt/pgha/bin/pgha.js --config /etc/pgha/pgha.yml']);
+    expect(directive('ExecStart')).toEqual(['/usr/bin/perl /opt/pgha/bin/notify-socket.pl /opt/pgha/node_modules/.bin/node --max-semi-space-size=1 /opt/pgha/bin/pgha.js --config /etc/pgha/pgha.yml']);
   });
 
   it('sets the hardening directives, and not MemoryDenyWriteExecute (Node JITs)', () => {
