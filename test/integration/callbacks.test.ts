@@ -146,7 +146,7 @@ describe('live reload', () => {
     // Debug level: an operator restart logs its pg_ctl commands at debug, and fires on_restart only.
     const restart = await fetch(`http://127.0.0.1:${n.apiPort}/restart`, { method: 'POST', headers: { authorization: AUTH, 'x-pgha-member': n.name } });
     expect(restart.status).toBe(200);
-    expect(cluster.logs(n).slice(from)).toMatch(/"level":20,[^\n]*"event":"pg command"/);
+    expect(cluster.logs(n).slice(from)).toMatch(/"level":"debug",[^\n]*"event":"pg command"/);
     await waitFor('on_restart', async () => recorded().includes('node3 on_restart replica itest'), 10_000);
     expect(recorded()).toContain('node3 before_stop replica itest');
     expect(n.agent).not.toBeNull();
