@@ -220,7 +220,7 @@ member became primary), as that client sees it (so it includes HAProxy noticing 
 ${rows.map((r) => `| ${r.name} | ${r.n} | ${ms(r.min)} | ${ms(r.median)} | ${ms(r.p90)} | ${ms(r.max)} | ${r.lost} |`).join('\n')}
 
 Acknowledged writes: ${probe.acked().length}; lost (acknowledged but missing on the final primary): **${lost.length}**.
-${SYNC ? '' : '\nThe same events in synchronous mode: [benchmarks-sync.md](benchmarks-sync.md) (`npm run bench -- --sync on --rebuild-runs 0 --idle 5 --out docs/benchmarks-sync.md`).\n'}
+${SYNC || tls !== null ? '' : '\nThe same events in synchronous mode: [benchmarks-sync.md](benchmarks-sync.md) (`npm run bench -- --sync on --rebuild-runs 0 --idle 5 --out docs/benchmarks-sync.md`); with TLS on every link: [benchmarks-tls.md](benchmarks-tls.md) (`npm run bench -- --tls --runs 5 --rebuild-runs 0 --idle 5 --out docs/benchmarks-tls.md`, compared with a run without TLS in [performance.md](performance.md#tls-on-every-link)).\n'}
 Standby rebuilt after a crash failover: from the old primary's agent start to its PostgreSQL streaming
 from the new primary (databases ${sizes.dbMb.toFixed(0)} MB, data directory with WAL ${sizes.dirMb.toFixed(0)} MB):
 
