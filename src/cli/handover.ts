@@ -11,7 +11,8 @@ import { waitForHandover, type HandoverResult } from './wait.ts';
 
 type SwitchoverOpts = GlobalOpts & { leader?: string; candidate?: string; scheduled?: string; force?: boolean; wait: boolean };
 
-function parseTime(text: string | undefined): number | undefined {
+/** --scheduled as epoch ms (undefined when absent); a usage error when it is no time. */
+export function parseTime(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const t = Date.parse(text);
   if (Number.isNaN(t)) throw new PgHaError('PGHA_CLI_USAGE', `--scheduled: "${text}" is not an ISO 8601 time such as 2026-11-24T03:00:00Z`);

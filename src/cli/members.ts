@@ -10,7 +10,7 @@ import type { MemberInfo } from '../ha/types.ts';
 import { confirm, forceOption } from './confirm.ts';
 import { withCtx, type Ctx, type GlobalOpts } from './context.ts';
 import { printResult } from './format.ts';
-import { waitOption } from './handover.ts';
+import { parseTime, waitOption } from './handover.ts';
 import { waitForMember } from './wait.ts';
 
 async function post(ctx: Ctx, m: MemberInfo, path: string, body: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
@@ -54,12 +54,8 @@ export const restartCommand: CommandModule<GlobalOpts, RestartOpts> = {
       if (argv.pending) targets = targets.filter((m) => m.pendingRestart);
       if (targets.length === 0) { printResult(argv.format, { restart: [] }, 'restart: nothing to do (no member has settings pending a restart)'); return; }
       await confirm(`restart ${targets.map((m) => m.name).join(', ')}?`, argv.force);
-      let body: Record<string, unknown> = {};
-      if (argv.scheduled !== undefined) {
-        const t = Date.parse(argv.scheduled);
-        if (Number.isNaN(t)) throw new PgHaError('PGHA_CLI_USAGE', `--scheduled: "${argv.scheduled}" is not an ISO 8601 time`);
-        body = { schedule: new Date(t).toISOString() };
-      }
+      const at = parseTime(argv.scheduled);
+      const body: Record<string, unknown> = at === undefined ? {} : { schedule: new Date(at).toISOString() };
       const waiting = argv.wait && argv.scheduled === undefined;
       const done: Array<{ member: string; seconds?: number }> = [];
       for (const m of targets) {
