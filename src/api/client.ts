@@ -5,7 +5,6 @@
 import http from 'node:http';
 import https from 'node:https';
 import { jsonPostHeaders, type Credentials } from './basic-auth.ts';
-import { MEMBER_HEADER } from './target-member.ts';
 import type { ClientTls } from './tls.ts';
 
 export interface ApiRequest {
@@ -29,9 +28,9 @@ export interface ApiResponse {
 export function apiRequest(url: string | URL, o: ApiRequest): Promise<ApiResponse> {
   const u = new URL(url);
   const body = o.body === undefined ? undefined : JSON.stringify(o.body);
-  const headers: Record<string, string> = body === undefined ? {} : jsonPostHeaders(o.auth, o.member);
-  if (body === undefined && o.auth !== undefined) Object.assign(headers, { authorization: jsonPostHeaders(o.auth).authorization });
-  if (body === undefined && o.member !== undefined) headers[MEMBER_HEADER] = o.member;
+  // Basic auth and the target member as for a POST; no content-type without a body.
+  const headers = jsonPostHeaders(o.auth, o.member);
+  if (body === undefined) delete headers['content-type'];
   const signal = AbortSignal.timeout(o.timeoutMs);
   const base = { method: o.method ?? (body === undefined ? 'GET' : 'POST'), headers, signal, agent: false as const };
   return new Promise<ApiResponse>((resolve, reject) => {
