@@ -416,24 +416,20 @@ export const nodeConfigSchema = z.strictObject({
     })
     .prefault({}),
 }).superRefine((c, ctx) => {
-  // Other members refuse a member key whose addresses are not peer addresses (src/dcs/codec.ts).
-  if (!isPeerAddress(pgConnectAddress(c))) {
-    ctx.addIssue({ code: 'custom', path: ['postgresql', c.postgresql.connect_address === undefined ? 'listen' : 'connect_address'],
-      message: 'the address other members connect to must be an IPv4 address or a DNS name with a port; set postgresql.connect_address' });
-  }
-  if (!isPeerAddress(restConnectAddress(c))) {
-    ctx.addIssue({ code: 'custom', path: ['restapi', c.restapi.connect_address === undefined ? 'listen' : 'connect_address'],
-      message: 'the address other members call must be an IPv4 address or a DNS name with a port; set restapi.connect_address' });
-  }
   // The addresses published in the member key are what the other members, HAProxy and pghactl
-  // connect to: a wildcard would send them to their own host, and so would a loopback address
-  // once the members live on several hosts (etcd is not all on this one).
+  // connect to. Other members refuse a key whose addresses are not peer addresses
+  // (src/dcs/codec.ts); a wildcard would send them to their own host, and so would a loopback
+  // address once the members live on several hosts (etcd is not all on this one).
   const multiHost = c.etcd.hosts.some((h) => !isLoopbackHost(splitHostPort(h).host));
+  const peers = { postgresql: 'the address other members connect to', restapi: 'the address other members call' } as const;
   for (const section of ['restapi', 'postgresql'] as const) {
     const s = c[section];
     const published = s.connect_address ?? s.listen;
     const { host } = splitHostPort(published);
     const field = s.connect_address === undefined ? 'listen' : 'connect_address';
+    if (!isPeerAddress(published)) {
+      ctx.addIssue({ code: 'custom', path: [section, field], message: `${peers[section]} must be an IPv4 address or a DNS name with a port; set ${section}.connect_address` });
+    }
     if (isWildcardHost(host)) {
       ctx.addIssue({ code: 'custom', path: [section, 'connect_address'], message: `${section}.${field} ${published} listens on every interface, which is no address to publish: set ${section}.connect_address to this host's address` });
     } else if (multiHost && isLoopbackHost(host)) {
