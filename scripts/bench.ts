@@ -3,7 +3,9 @@
 // through the HAProxy read-write port. The write outage of an event is the time from the last
 // acknowledged write before it to the first acknowledged write after it, as the client sees it.
 // Results are printed and written to docs/benchmarks.md.
-import { execFile, execFileSync, spawn } from 'node:child_process';
+// `npm run bench -- --suite NAME [ARGS]` runs a feature's own benchmark instead,
+// scripts/bench-NAME.ts (for example --suite pgbouncer), which writes docs/benchmarks-NAME.md.
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,6 +19,17 @@ import { childPids } from '../src/postgres/datadir.ts';
 import { CLK_TCK, Probe, cpuTicks, patroniBlock, rssMb, stats, systemdBlock } from './bench-lib.ts';
 import { chartEvents, renderChart, type PatroniFigures } from './bench-chart.ts';
 
+if (process.argv[2] === '--suite') {
+  const name = process.argv[3] ?? '';
+  const script = join(import.meta.dirname, `bench-${name}.ts`);
+  if (!/^[a-z][a-z0-9-]*$/.test(name) || !existsSync(script)) {
+    const known = readdirSync(import.meta.dirname).filter((f) => /^bench-[a-z0-9-]+\.ts$/.test(f) && !['bench-lib.ts', 'bench-chart.ts'].includes(f)).map((f) => f.slice(6, -3));
+    console.error(`--suite: no benchmark named ${JSON.stringify(name)}; known: ${known.join(', ')}`);
+    process.exit(2);
+  }
+  const run = spawnSync(process.execPath, [script, ...process.argv.slice(4)], { stdio: 'inherit' });
+  process.exit(run.status ?? 1);
+}
 const args = parseArgs({ options: { 'rebuild-runs': { type: 'string', default: '3' }, runs: { type: 'string', default: '10' }, idle: { type: 'string', default: '60' }, out: { type: 'string', default: 'docs/benchmarks.md' }, only: { type: 'string' }, sync: { type: 'string', default: 'off' }, tls: { type: 'boolean', default: false } } }).values;
 const RUNS = Number(args.runs);
 const IDLE_S = Number(args.idle);
@@ -242,6 +255,7 @@ What limits the numbers:
   a client that reconnects in between is refused by the stopped server, which marks it down at once
   (observe layer4), and is redispatched after HAProxy's retry delay (min(timeout connect, 1 s) = 0.2 s).
 
+${featureBenchmarks()}
 Where the time and the memory go, and what was tried: [performance.md](performance.md). False failovers
 at the default timing: \`npm run soak\` (results there).
 
@@ -263,6 +277,14 @@ etcd loss and a full disk, in synchronous and asynchronous mode, come from the f
     writeFileSync(outJson, `${JSON.stringify(json, null, 2)}\n`);
   }
   process.stdout.write(`\n${md}`);
+}
+
+/** Links to the feature benchmarks (`npm run bench -- --suite NAME`) whose results exist in docs/. */
+function featureBenchmarks(): string {
+  const docs = join(REPO, 'docs');
+  const names = readdirSync(docs).filter((f) => /^benchmarks-[a-z0-9-]+\.md$/.test(f) && !['benchmarks-sync.md', 'benchmarks-tls.md'].includes(f));
+  if (names.length === 0) return '';
+  return `Feature benchmarks, each produced by \`npm run bench -- --suite NAME\` (scripts/bench-NAME.ts):\n${names.map((f) => `- [${f.slice(11, -3)}](${f})`).join('\n')}\n`;
 }
 
 main()
