@@ -178,6 +178,7 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
   try {
     log(`chaos: ${backend} backend, seed ${o.seed}, ${specs.length} faults, synchronous_mode ${syncMode}, dir ${c.dir}`);
     await c.start();
+    log(`chaos: cluster up after ${Math.round((Date.now() - started) / 1000)} s`);
     const p = await c.waitHealthy(CONVERGE_MS);
     await c.query(p, CREATE_TABLE);
     wl.start();
