@@ -197,4 +197,11 @@ export const FIXED_SCHEDULES: Record<string, { syncMode: 'on' | 'off'; faults: F
     faults: (['freeze-primary-node', 'freeze-primary-agent', 'partition-primary-etcd', 'isolate-primary', 'oneway-primary-etcd', 'crash-primary'] as const)
       .map((kind) => ({ kind, holdMs: 5000 })),
   },
+  // The short form on the systemd backend (test/integration/chaos-systemd.test.ts): systemd's own
+  // watchdog on a frozen primary's unit, the agent killed alone (KillMode=mixed, Restart=on-failure),
+  // and the primary cut off from etcd; held past the TTL where holding matters.
+  'quick-systemd': {
+    syncMode: 'on',
+    faults: [{ kind: 'freeze-primary-node', holdMs: 3000 }, { kind: 'kill-primary-agent', holdMs: 1500 }, { kind: 'partition-primary-etcd', holdMs: 3000 }],
+  },
 };
