@@ -51,7 +51,7 @@ export interface DbNode { name: string; ip: string; host: Host; dir: string; dat
 
 export class ChaosCluster implements ChaosBackend {
   readonly backend = 'netns';
-  readonly description = 'every node and etcd member in its own network namespace, the agents started as plain processes, systemd\'s watchdog emulated outside each node (test/chaos/systemd-watchdog.py)';
+  readonly description = 'every node and etcd member in its own network namespace, the agents started as plain processes, systemd\'s watchdog emulated outside each node by test/chaos/systemd-watchdog.py';
   readonly kinds = FAULT_KINDS;
   readonly haproxyPort = HAPROXY_RW;
   readonly pgPort = PG_PORT;
