@@ -15,8 +15,9 @@ import { explain, runChaos, violations } from '../chaos/runner.ts';
 const why = hasNetnsSupport() ?? (existsSync('/usr/bin/systemd-nspawn') ? null : 'systemd-nspawn is missing');
 
 describe.skipIf(why !== null)('fault injection under a real systemd (short form)', () => {
-  // About 2.5 min here: the containers boot and join one at a time (~1.5 min), then three faults
-  // of 10-15 s each. A fresh machine first builds the root image (debootstrap, ~3 min): 15 min.
+  // 45 s on a quiet 2-core machine (the containers boot and join one at a time in ~11 s, then three
+  // faults of 7-10 s each), about 3 min when it is loaded. A fresh machine first builds the root
+  // image (debootstrap, ~3 min): 15 min is a lab that hangs.
   it('systemd\'s watchdog kills a frozen primary\'s unit; no acknowledged write lost, no split brain', async () => {
     const r = await runChaos({ backend: 'systemd', seed: 1, faults: 0, syncMode: 'on', scheduleName: 'quick-systemd', log: (l) => console.log(l) });
     expect(violations(r), explain(r)).toEqual([]);
