@@ -47,6 +47,8 @@ if (why !== null) fail(why);
 
 const runs: RunResult[] = [];
 const fixed = values.schedule === undefined ? undefined : FIXED_SCHEDULES[values.schedule] ?? fail(`unknown --schedule ${values.schedule}; known: ${Object.keys(FIXED_SCHEDULES).join(', ')}`);
+const fixedUnsupported = fixed === undefined ? [] : [...new Set(unsupportedKinds(backend, fixed.faults.map((f) => f.kind)))];
+if (fixedUnsupported.length > 0) fail(`the ${backend} backend cannot inject ${fixedUnsupported.join(', ')} of --schedule ${values.schedule}`);
 for (const syncMode of fixed === undefined ? modes : [fixed.syncMode]) {
   // Split the faults between the modes; synchronous mode gets at least as many.
   const n = modes.length === 1 ? faults : syncMode === 'on' ? Math.ceil(faults / 2) : Math.floor(faults / 2);
