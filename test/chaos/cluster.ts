@@ -17,7 +17,7 @@ import { pidFromFile } from '../../src/postgres/datadir.ts';
 import { NetLab, SUBNET, signalHost, type Host } from '../support/netlab.ts';
 import { PASSWORDS, REPO, httpStatus, queryOnce, superuserClient, waitFor } from '../support/cluster.ts';
 import { healthyPrimary, type ChaosBackend, type SyncMode } from './backend.ts';
-import { FAULT_KINDS } from './faults.ts';
+import { BACKEND_KINDS } from './faults.ts';
 
 export const HAPROXY_RW = 25200;
 export const HAPROXY_RO = 25201;
@@ -52,7 +52,7 @@ export interface DbNode { name: string; ip: string; host: Host; dir: string; dat
 export class ChaosCluster implements ChaosBackend {
   readonly backend = 'netns';
   readonly description = 'every node and etcd member in its own network namespace, the agents started as plain processes, systemd\'s watchdog emulated outside each node by test/chaos/systemd-watchdog.py';
-  readonly kinds = FAULT_KINDS;
+  readonly kinds = BACKEND_KINDS.netns;
   readonly haproxyPort = HAPROXY_RW;
   readonly pgPort = PG_PORT;
   readonly dir: string;

@@ -18,7 +18,7 @@ import { NspawnLab, labCgroupPids, spawnInCgroup, unifiedCgroupDir, type Machine
 import { httpStatus, queryOnce, superuserClient, waitFor } from '../support/cluster.ts';
 import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
 import { healthyPrimary, type ChaosBackend, type ChaosEtcd, type SyncMode } from './backend.ts';
-import { SYSTEMD_BACKEND_KINDS } from './faults.ts';
+import { BACKEND_KINDS } from './faults.ts';
 
 export const PREFIX = 'pghasc-';
 export const SUBNET = '10.215.0';
@@ -58,7 +58,7 @@ export class NspawnChaosCluster implements ChaosBackend {
   readonly description = 'three Debian 12 containers booted by systemd-nspawn with systemd as PID 1, each running the shipped '
     + 'systemd/pgha.service unchanged, so the watchdog, KillMode=mixed and Restart=on-failure are systemd\'s own; '
     + 'the etcd members and HAProxy on the host, on the containers\' bridge';
-  readonly kinds = SYSTEMD_BACKEND_KINDS;
+  readonly kinds = BACKEND_KINDS.systemd;
   readonly haproxyPort = HAPROXY_RW;
   readonly pgPort = PG_PORT;
   readonly dir = RUN_DIR;

@@ -1,7 +1,8 @@
-// One fault-injection run: a fresh cluster on one of the backends (backend.ts), the client workload, a seeded schedule of faults
-// (each applied to the primary of the moment, held, healed, then waited out until the cluster has
-// converged), and the checker's verdict on the recorded history. Used by `npm run chaos` and by
-// the short form in test/integration/chaos.test.ts.
+// One fault-injection run: a fresh cluster on one of the backends (backend.ts), the client
+// workload, a seeded schedule of faults (each applied to the primary of the moment, held, healed,
+// then waited out until the cluster has converged), and the checker's verdict on the recorded
+// history. Used by `npm run chaos` and by the short forms in test/integration/chaos.test.ts (netns)
+// and test/integration/chaos-systemd.test.ts (systemd).
 import type { BackendName, ChaosBackend, ChaosNode, SyncMode } from './backend.ts';
 import { BACKEND_KINDS, FIXED_SCHEDULES, applyFault, rng, schedule, type FaultKind, type FaultSpec } from './faults.ts';
 import { check, outageAround, parseHistory, type Outage, type Verdict } from './checker.ts';
