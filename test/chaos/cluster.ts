@@ -4,8 +4,8 @@
 // test can fill the disk under one node. Each agent runs as systemd/pgha.service would run it:
 // with systemd's watchdog (WatchdogSec=1000ms, whole unit SIGKILLed when it fires, restarted
 // RestartSec=2 s later), emulated outside the node by systemd-watchdog.py. `destroy()` removes every process, mount, namespace and
-// directory, and is safe to call twice.
-import { chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, statfsSync } from 'node:fs';
+// directory, and is safe to call twice. The `netns` backend of the suite (backend.ts).
+import { chownSync, copyFileSync, readdirSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, statfsSync } from 'node:fs';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,8 @@ import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { pidFromFile } from '../../src/postgres/datadir.ts';
 import { NetLab, SUBNET, signalHost, type Host } from '../support/netlab.ts';
 import { PASSWORDS, REPO, httpStatus, queryOnce, superuserClient, waitFor } from '../support/cluster.ts';
+import { healthyPrimary, type ChaosBackend, type SyncMode } from './backend.ts';
+import { BACKEND_KINDS } from './faults.ts';
 
 export const HAPROXY_RW = 25200;
 export const HAPROXY_RO = 25201;
@@ -37,7 +39,7 @@ const CLOCK_SHIFT = join(REPO, 'test/chaos/clock-shift.mjs');
 /** The emulated systemd watchdog killed a node's unit. */
 export interface WatchdogFiring { node: string; atMs: number; sinceLastPetMs: number }
 
-export type SyncMode = 'off' | 'on';
+export type { SyncMode };
 
 export interface ChaosOptions {
   syncMode: SyncMode;
@@ -45,9 +47,14 @@ export interface ChaosOptions {
   ttl?: number;
 }
 
-export interface DbNode { name: string; host: Host; dir: string; dataDir: string; logPath: string; agent: ChildProcess | null }
+export interface DbNode { name: string; ip: string; host: Host; dir: string; dataDir: string; logPath: string; agent: ChildProcess | null }
 
-export class ChaosCluster {
+export class ChaosCluster implements ChaosBackend {
+  readonly backend = 'netns';
+  readonly description = 'every node and etcd member in its own network namespace, the agents started as plain processes, systemd\'s watchdog emulated outside each node by test/chaos/systemd-watchdog.py';
+  readonly kinds = BACKEND_KINDS.netns;
+  readonly haproxyPort = HAPROXY_RW;
+  readonly pgPort = PG_PORT;
   readonly dir: string;
   readonly lab: NetLab;
   readonly etcd: Host[];
@@ -74,7 +81,7 @@ export class ChaosCluster {
       mkdirSync(dir, { mode: 0o700 });
       execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${NODE_FS_SIZE},mode=0700`, `pghac-node${i}`, dir]);
       chownSync(dir, this.#user.uid, this.#user.gid);
-      return { name: `node${i}`, host, dir, dataDir: join(dir, 'data'), logPath: join(this.dir, `node${i}.agent.log`), agent: null };
+      return { name: `node${i}`, ip: host.ip, host, dir, dataDir: join(dir, 'data'), logPath: join(this.dir, `node${i}.agent.log`), agent: null };
     });
     process.once('SIGINT', this.#onSignal);
     process.once('SIGTERM', this.#onSignal);
@@ -240,13 +247,7 @@ export class ChaosCluster {
 
   /** One primary by /primary, the two others streaming from it, all on the primary's timeline. */
   async healthy(): Promise<DbNode | null> {
-    const primaries = await this.primaries();
-    if (primaries.length !== 1) return null;
-    const p = primaries[0]!;
-    const rows = await this.query<{ n: number }>(p, "select count(*)::int as n from pg_stat_replication where state = 'streaming'");
-    if ((rows[0]?.n ?? 0) < 2) return null;
-    const reps = await Promise.all(this.nodes.filter((n) => n !== p).map((n) => this.probe(n, '/replica?replication_state=streaming')));
-    return reps.every((c) => c === 200) ? p : null;
+    return await healthyPrimary(this) as DbNode | null;
   }
 
   async waitHealthy(timeoutMs: number): Promise<DbNode> {
@@ -254,13 +255,22 @@ export class ChaosCluster {
   }
 
   /** SIGKILL every process of a node (agent, fencing process, PostgreSQL): a host crash. */
-  crashNode(n: DbNode): void {
+  async crashNode(n: DbNode): Promise<void> {
     signalHost(n.host, 'SIGKILL');
     n.agent = null;
   }
 
+  async restartNode(n: DbNode): Promise<void> { this.startAgent(n); }
+
   freezeNode(n: DbNode): void { signalHost(n.host, 'SIGSTOP'); }
   thawNode(n: DbNode): void { signalHost(n.host, 'SIGCONT'); }
+  freezeAgent(n: DbNode): void { this.signalAgent(n, 'SIGSTOP'); }
+  thawAgent(n: DbNode): void { this.signalAgent(n, 'SIGCONT'); }
+
+  partition(n: DbNode, ips: string[], direction: 'both' | 'out'): void { this.lab.partition(n.host, ips, direction); }
+  isolate(n: DbNode): void { this.lab.isolate(n.host); }
+  lossy(n: DbNode, p: number): void { this.lab.lossy(n.host, p); }
+  healNetwork(n: DbNode): void { this.lab.heal(n.host); }
 
   /** The agent process alone (not its fencing process, not PostgreSQL). */
   signalAgent(n: DbNode, signal: NodeJS.Signals): void {
@@ -290,6 +300,8 @@ export class ChaosCluster {
     this.#etcdProcs.delete(h.name);
   }
 
+  startEtcd(h: Host): void { this.startEtcdMember(h); }
+
   /** Fill the node's filesystem, leaving `leaveBytes` free. Returns the filler's path. */
   fillDisk(n: DbNode, leaveBytes = 0): string {
     const st = statfsSync(n.dir);
@@ -302,6 +314,15 @@ export class ChaosCluster {
   freeDisk(n: DbNode): void { rmSync(join(n.dir, 'chaos-filler'), { force: true }); }
 
   logs(n: DbNode): string { return existsSync(n.logPath) ? readFileSync(n.logPath, 'utf8') : ''; }
+  agentLog(n: DbNode): string { return this.logs(n); }
+
+  async watchdogKills(): Promise<string[]> { return this.watchdogFirings.map((f) => f.node); }
+
+  keepLogs(kept: string): void {
+    for (const f of readdirSync(this.dir)) if (f.endsWith('.log')) copyFileSync(join(this.dir, f), join(kept, f));
+    // PostgreSQL's own log sits next to each data directory, on the node's tmpfs.
+    for (const n of this.nodes) { try { copyFileSync(`${n.dataDir}.log`, join(kept, `${n.name}.postgresql.log`)); } catch { /* none */ } }
+  }
 
   async destroy(keep = process.env.PGHA_KEEP_TEST_DIRS === '1'): Promise<void> {
     if (this.#destroyed) return;

@@ -1,7 +1,9 @@
 // The faults of the fault-injection suite and the seeded schedule that picks them. Each fault is
 // applied to the cluster as it is when the fault starts (its "primary" is whoever is primary
 // then), held for a duration, and healed; the runner then waits for the cluster to converge.
-import type { ChaosCluster, DbNode } from './cluster.ts';
+// Faults act through the primitives of a ChaosBackend (backend.ts), so each kind means the same on
+// every backend that has it.
+import type { BackendName, ChaosBackend, ChaosNode } from './backend.ts';
 
 export const FAULT_KINDS = [
   'crash-primary', // SIGKILL every process of the primary's node (agent, fencer, PostgreSQL)
@@ -19,7 +21,28 @@ export const FAULT_KINDS = [
   'clock-jump-primary', // the primary's agent's wall clock jumps an hour ahead or back
   'lossy-primary-link', // 30 % of the packets on the primary's link are dropped, both ways
 ] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/**
+ * Kinds only a backend with a real systemd can inject (the systemd backend): they need the unit
+ * around the agent, or a whole machine with its own init. Kept out of FAULT_KINDS so that a seed
+ * draws the same schedule on the netns backend as before.
+ */
+export const SYSTEMD_FAULT_KINDS = [
+  'kill-primary-agent', // SIGKILL the primary's agent alone: KillMode=mixed, Restart=on-failure
+  'poweroff-primary', // the primary's container powers off cleanly (systemctl poweroff), then boots again
+  'freeze-primary-container', // every process of the primary's container, its systemd too: a hung VM
+] as const;
+
+export const ALL_FAULT_KINDS = [...FAULT_KINDS, ...SYSTEMD_FAULT_KINDS] as const;
+export type FaultKind = (typeof ALL_FAULT_KINDS)[number];
+
+/** The kinds the systemd backend injects: no disk filling and no clock shift (both need the agent's environment changed, and the unit stays unchanged). */
+export const SYSTEMD_BACKEND_KINDS: readonly FaultKind[] = [
+  ...FAULT_KINDS.filter((k) => k !== 'disk-full-primary' && k !== 'clock-jump-primary'), ...SYSTEMD_FAULT_KINDS,
+];
+
+/** The kinds each backend injects; a run without --kinds draws from these. */
+export const BACKEND_KINDS: Record<BackendName, readonly FaultKind[]> = { netns: FAULT_KINDS, systemd: SYSTEMD_BACKEND_KINDS };
 
 /**
  * Named sets for `--kinds`. v1: the twelve kinds before the clock jump and the lossy link were
@@ -27,6 +50,9 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
  */
 export const FAULT_KIND_SETS: Record<string, readonly FaultKind[]> = {
   v1: FAULT_KINDS.slice(0, 12),
+  /** What the systemd backend is for: freezes, crashes, partitions and the watchdog. */
+  'systemd-core': ['freeze-primary-node', 'freeze-primary-agent', 'freeze-primary-container', 'kill-primary-agent', 'kill-postmaster',
+    'crash-primary', 'poweroff-primary', 'partition-primary-etcd', 'partition-primary-peers', 'isolate-primary'],
 };
 
 /** The share of packets lossy-primary-link drops. */
@@ -51,6 +77,7 @@ export function rng(seed: number): () => number {
  * (a blip the cluster must ride out) up to well beyond it (the lease must expire).
  */
 export function schedule(seed: number, count: number, ttlS: number, kinds: readonly FaultKind[] = FAULT_KINDS): FaultSpec[] {
+  if (kinds.length === 0) throw new Error('no fault kinds to draw from');
   const r = rng(seed);
   const out: FaultSpec[] = [];
   for (let i = 0; i < count; i++) {
@@ -63,46 +90,52 @@ export function schedule(seed: number, count: number, ttlS: number, kinds: reado
 
 export interface Applied { heal(): Promise<void>; target: string }
 
-const others = (c: ChaosCluster, p: DbNode) => c.nodes.filter((n) => n !== p);
+const others = (c: ChaosBackend, p: ChaosNode) => c.nodes.filter((n) => n !== p);
+
+/** A backend's optional primitive, or an error naming the backend and the kind. */
+function need<T>(c: ChaosBackend, kind: FaultKind, f: T | undefined): T {
+  if (f === undefined) throw new Error(`the ${c.backend} backend cannot inject ${kind}`);
+  return f;
+}
 
 /** Apply a fault to the cluster whose current primary is `p`; returns how to heal it. */
-export function applyFault(c: ChaosCluster, kind: FaultKind, p: DbNode, pick: () => number): Applied {
-  const lab = c.lab;
+export async function applyFault(c: ChaosBackend, kind: FaultKind, p: ChaosNode, pick: () => number): Promise<Applied> {
   const etcdIps = c.etcd.map((h) => h.ip);
+  const healNet = { target: p.name, heal: async () => c.healNetwork(p) };
   switch (kind) {
     case 'crash-primary':
-      c.crashNode(p);
-      return { target: p.name, heal: async () => c.startAgent(p) };
+      await c.crashNode(p);
+      return { target: p.name, heal: () => c.restartNode(p) };
     case 'crash-replica': {
       const r = others(c, p)[Math.floor(pick() * 2)]!;
-      c.crashNode(r);
-      return { target: r.name, heal: async () => c.startAgent(r) };
+      await c.crashNode(r);
+      return { target: r.name, heal: () => c.restartNode(r) };
     }
     case 'freeze-primary-node':
       c.freezeNode(p);
       return { target: p.name, heal: async () => c.thawNode(p) };
     case 'freeze-primary-agent':
-      c.signalAgent(p, 'SIGSTOP');
-      return { target: p.name, heal: async () => c.signalAgent(p, 'SIGCONT') };
+      c.freezeAgent(p);
+      return { target: p.name, heal: async () => c.thawAgent(p) };
     case 'kill-postmaster':
       c.killPostmaster(p);
       return { target: p.name, heal: async () => undefined };
     case 'partition-primary-etcd':
-      lab.partition(p.host, etcdIps, 'both');
-      return { target: p.name, heal: async () => lab.heal(p.host) };
+      c.partition(p, etcdIps, 'both');
+      return healNet;
     case 'partition-primary-peers':
-      lab.partition(p.host, others(c, p).map((n) => n.host.ip), 'both');
-      return { target: p.name, heal: async () => lab.heal(p.host) };
+      c.partition(p, others(c, p).map((n) => n.ip), 'both');
+      return healNet;
     case 'isolate-primary':
-      lab.isolate(p.host);
-      return { target: p.name, heal: async () => lab.heal(p.host) };
+      c.isolate(p);
+      return healNet;
     case 'oneway-primary-etcd':
-      lab.partition(p.host, etcdIps, 'out');
-      return { target: p.name, heal: async () => lab.heal(p.host) };
+      c.partition(p, etcdIps, 'out');
+      return healNet;
     case 'kill-etcd-member': {
       const e = c.etcd[Math.floor(pick() * 3)]!;
       c.killEtcd(e);
-      return { target: e.name, heal: async () => c.startEtcdMember(e) };
+      return { target: e.name, heal: async () => c.startEtcd(e) };
     }
     case 'etcd-quorum-loss': {
       const first = Math.floor(pick() * 3);
@@ -110,24 +143,39 @@ export function applyFault(c: ChaosCluster, kind: FaultKind, p: DbNode, pick: ()
       for (const e of two) c.signalEtcd(e, 'SIGSTOP');
       return { target: two.map((e) => e.name).join('+'), heal: async () => { for (const e of two) c.signalEtcd(e, 'SIGCONT'); } };
     }
-    case 'disk-full-primary':
-      c.fillDisk(p);
-      return { target: p.name, heal: async () => c.freeDisk(p) };
+    case 'disk-full-primary': {
+      const free = need(c, kind, c.freeDisk);
+      need(c, kind, c.fillDisk).call(c, p);
+      return { target: p.name, heal: async () => free.call(c, p) };
+    }
     case 'clock-jump-primary': {
+      const shift = need(c, kind, c.shiftClock);
+      const log = need(c, kind, c.agentLog);
       const offset = (pick() < 0.5 ? -1 : 1) * 3_600_000;
-      c.shiftClock(p, offset);
+      shift.call(c, p, offset);
       return {
         target: `${p.name} (${offset > 0 ? '+' : '-'}1 h)`,
         heal: async () => {
           // A fault that did not happen proves nothing: the agent's log says when it jumped.
-          if (!c.logs(p).includes(`clock-shift: offset ${offset}`)) throw new Error(`${p.name}'s agent did not take the clock jump`);
-          c.shiftClock(p, 0);
+          if (!log.call(c, p).includes(`clock-shift: offset ${offset}`)) throw new Error(`${p.name}'s agent did not take the clock jump`);
+          shift.call(c, p, 0);
         },
       };
     }
     case 'lossy-primary-link':
-      lab.lossy(p.host, LOSS);
-      return { target: p.name, heal: async () => lab.heal(p.host) };
+      c.lossy(p, LOSS);
+      return healNet;
+    case 'kill-primary-agent':
+      need(c, kind, c.killAgent).call(c, p);
+      return { target: p.name, heal: async () => undefined };
+    case 'poweroff-primary':
+      await need(c, kind, c.powerOff).call(c, p);
+      return { target: p.name, heal: () => c.restartNode(p) };
+    case 'freeze-primary-container': {
+      const thaw = need(c, kind, c.thawMachine);
+      need(c, kind, c.freezeMachine).call(c, p);
+      return { target: p.name, heal: async () => thaw.call(c, p) };
+    }
   }
 }
 
@@ -148,5 +196,12 @@ export const FIXED_SCHEDULES: Record<string, { syncMode: 'on' | 'off'; faults: F
     // process killed it (docs/chaos.md, bug 5).
     faults: (['freeze-primary-node', 'freeze-primary-agent', 'partition-primary-etcd', 'isolate-primary', 'oneway-primary-etcd', 'crash-primary'] as const)
       .map((kind) => ({ kind, holdMs: 5000 })),
+  },
+  // The short form on the systemd backend (test/integration/chaos-systemd.test.ts): systemd's own
+  // watchdog on a frozen primary's unit, the agent killed alone (KillMode=mixed, Restart=on-failure),
+  // and the primary cut off from etcd; held past the TTL where holding matters.
+  'quick-systemd': {
+    syncMode: 'on',
+    faults: [{ kind: 'freeze-primary-node', holdMs: 3000 }, { kind: 'kill-primary-agent', holdMs: 1500 }, { kind: 'partition-primary-etcd', holdMs: 3000 }],
   },
 };

@@ -1,8 +1,8 @@
-// The chaos report (docs/chaos-report.md): faults by kind, outages, lost writes, split-brain
+// The chaos report (docs/chaos-report.md, docs/chaos-report-systemd.md): which backend, faults by kind, outages, lost writes, split-brain
 // windows, per run, with the command that reproduces each run.
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
-import { FAULT_KINDS } from './faults.ts';
+import { ALL_FAULT_KINDS } from './faults.ts';
 import { formatSchedule, violations, type RunResult } from './runner.ts';
 
 const median = (xs: number[]) => {
@@ -13,14 +13,21 @@ const median = (xs: number[]) => {
 };
 const sec = (ms: number) => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : '-');
 
-export function renderReport(runs: RunResult[], command: string): string {
+/** The backend line of the report: which backend produced it, in its own words. */
+export function backendLine(runs: Pick<RunResult, 'backend' | 'backendDescription'>[]): string {
+  const seen = new Map(runs.map((r) => [r.backend, r.backendDescription]));
+  return [...seen].map(([b, d]) => `Backend: **${b}** (${d}).`).join(' ');
+}
+
+export function renderReport(runs: RunResult[], command: string, machine = ''): string {
   const all = runs.flatMap((r) => r.events);
   const lines: string[] = [];
-  lines.push('# Chaos report', '');
+  const realWatchdog = runs.every((r) => r.backend === 'systemd');
+  lines.push(realWatchdog ? '# Chaos report: systemd backend' : '# Chaos report', '');
   let commit = 'unknown';
   try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim(); } catch { /* not a git checkout */ }
-  lines.push(`Produced by \`${command}\` at commit ${commit} on ${new Date().toISOString().slice(0, 10)}, on this machine (${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}),`,
-    'PostgreSQL 15, etcd 3.4 (3 members), HAProxy 2.6 from Debian; every node and etcd member in its own network namespace.',
+  lines.push(`Produced by \`${command}\` at commit ${commit} on ${new Date().toISOString().slice(0, 10)}, on this machine (${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}${machine === '' ? '' : `, ${machine}`}),`,
+    'PostgreSQL 15, etcd 3.4 (3 members), HAProxy 2.6 from Debian.', backendLine(runs),
     'How it works and what each rule means: [docs/chaos.md](chaos.md).', '');
   lines.push('## Summary', '', '| run | synchronous_mode | faults | writes attempted | acknowledged | unknown | lost acknowledged | split-brain windows | converged | result |', '|---|---|---|---|---|---|---|---|---|---|');
   for (const r of runs) {
@@ -29,7 +36,7 @@ export function renderReport(runs: RunResult[], command: string): string {
     lines.push(`| seed ${r.seed} | ${r.syncMode} | ${r.events.length} | ${r.ops} | ${v?.acked ?? '-'} | ${v?.unknown ?? '-'} | ${v?.lost.length ?? '-'} | ${v?.splitBrain.length ?? '-'} | ${r.converged ? 'yes' : 'no'} | ${bad.length === 0 ? 'pass' : 'FAIL'} |`);
   }
   lines.push('', '## Faults by kind', '', '| fault | count | write outage median (s) | max (s) | converged median (s) | double-/primary samples | unprovoked handovers after | watchdog kills (primary / other) |', '|---|---|---|---|---|---|---|---|');
-  for (const k of FAULT_KINDS) {
+  for (const k of ALL_FAULT_KINDS) {
     const ev = all.filter((e) => e.kind === k);
     if (ev.length === 0) continue;
     const out = ev.map((e) => e.outage?.ms).filter((x): x is number => x !== undefined);
@@ -41,10 +48,14 @@ export function renderReport(runs: RunResult[], command: string): string {
   }
   lines.push('', 'The write outage runs from the last acknowledged write before the fault to the first after it, as the clients saw it,',
     'and includes the hold time of faults that leave the primary in place (a partition shorter than the TTL, a full disk).',
-    'Watchdog kills: the emulated systemd watchdog (WatchdogSec=1000ms) SIGKILLed a node\'s agent and PostgreSQL because the agent',
-    'sent no WATCHDOG=1 in time, counted from the end of the previous fault to the end of this one.', '');
+    realWatchdog
+      ? 'Watchdog kills: the container\'s own systemd logged `Watchdog timeout` for pgha.service (WatchdogSec=1000ms, WatchdogSignal=SIGKILL,'
+      : 'Watchdog kills: the emulated systemd watchdog (WatchdogSec=1000ms) SIGKILLed a node\'s agent and PostgreSQL because the agent',
+    realWatchdog
+      ? 'KillMode=mixed: the agent, then everything left in the unit), counted from the end of the previous fault to the end of this one.'
+      : 'sent no WATCHDOG=1 in time, counted from the end of the previous fault to the end of this one.', '');
   for (const r of runs) {
-    lines.push(`## Run: seed ${r.seed}, synchronous_mode ${r.syncMode}`, '', `Reproduce: \`${r.command}\` (${sec(r.durationMs)} s).`, '');
+    lines.push(`## Run: ${r.backend} backend, seed ${r.seed}, synchronous_mode ${r.syncMode}`, '', `Reproduce: \`${r.command}\` (${sec(r.durationMs)} s).`, '');
     const bad = violations(r);
     if (bad.length > 0) lines.push('**Violations:**', '', ...bad.map((b) => `- ${b}`), '');
     if (r.verdict !== null) {

@@ -1,18 +1,21 @@
-// One fault-injection run: a fresh ChaosCluster, the client workload, a seeded schedule of faults
-// (each applied to the primary of the moment, held, healed, then waited out until the cluster has
-// converged), and the checker's verdict on the recorded history. Used by `npm run chaos` and by
-// the short form in test/integration/chaos.test.ts.
-import { ChaosCluster, HAPROXY_RW, PG_PORT, type DbNode, type SyncMode } from './cluster.ts';
-import { FIXED_SCHEDULES, applyFault, rng, schedule, type FaultKind, type FaultSpec } from './faults.ts';
+// One fault-injection run: a fresh cluster on one of the backends (backend.ts), the client
+// workload, a seeded schedule of faults (each applied to the primary of the moment, held, healed,
+// then waited out until the cluster has converged), and the checker's verdict on the recorded
+// history. Used by `npm run chaos` and by the short forms in test/integration/chaos.test.ts (netns)
+// and test/integration/chaos-systemd.test.ts (systemd).
+import type { BackendName, ChaosBackend, ChaosNode, SyncMode } from './backend.ts';
+import { BACKEND_KINDS, FIXED_SCHEDULES, applyFault, rng, schedule, type FaultKind, type FaultSpec } from './faults.ts';
 import { check, outageAround, parseHistory, type Outage, type Verdict } from './checker.ts';
 import { CREATE_TABLE, TABLE, Workload, type Op } from './workload.ts';
-import { copyFileSync, mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sleep } from '../support/cluster.ts';
 import { dynamicConfigSchema } from '../../src/config/schema.ts';
 
 export interface RunOptions {
+  /** Where the cluster runs (default netns). */
+  backend?: BackendName;
   seed: number;
   faults: number;
   /** Ignored with `scheduleName`: a fixed schedule names its own mode. */
@@ -37,7 +40,7 @@ export interface FaultEvent extends FaultSpec {
   doublePrimarySamples: number;
   /** The primary changed after the previous fault had converged, with no fault applied: a false failover. */
   unprovokedHandover: boolean;
-  /** Nodes whose emulated systemd watchdog killed their unit from the previous fault's end to this one's. */
+  /** Nodes whose systemd watchdog (emulated or real, by backend) killed their unit from the previous fault's end to this one's. */
   watchdogKills: string[];
   /** etcd-quorum-loss only: a write was acknowledged on a newer timeline while etcd had no quorum. */
   promotedWithoutQuorum?: boolean;
@@ -51,6 +54,9 @@ export function newTimelineDuring(ops: readonly Op[], fromMs: number, toMs: numb
 }
 
 export interface RunResult {
+  backend: BackendName;
+  /** The backend's own description, for the report. */
+  backendDescription: string;
   seed: number;
   syncMode: SyncMode;
   events: FaultEvent[];
@@ -69,13 +75,29 @@ const TTL_S = dynamicConfigSchema.parse({}).ttl;
 // seconds more; 90 s leaves room for a busy 2-core machine and an etcd member catching up.
 const CONVERGE_MS = 90_000;
 
-export function reproduceCommand(o: Pick<RunOptions, 'seed' | 'faults' | 'syncMode' | 'scheduleName' | 'kinds'>): string {
-  if (o.scheduleName !== undefined) return `npm run chaos -- --schedule ${o.scheduleName} --seed ${o.seed}`;
+export function reproduceCommand(o: Pick<RunOptions, 'seed' | 'faults' | 'syncMode' | 'scheduleName' | 'kinds' | 'backend'>): string {
+  const backend = o.backend === undefined || o.backend === 'netns' ? '' : ` --backend ${o.backend}`;
+  if (o.scheduleName !== undefined) return `npm run chaos --${backend} --schedule ${o.scheduleName} --seed ${o.seed}`;
   const kinds = o.kinds === undefined ? '' : ` --kinds ${o.kinds.join(',')}`;
-  return `npm run chaos -- --seed ${o.seed} --faults ${o.faults} --sync ${o.syncMode}${kinds}`;
+  return `npm run chaos --${backend} --seed ${o.seed} --faults ${o.faults} --sync ${o.syncMode}${kinds}`;
 }
 
-async function samplePrimaries(c: ChaosCluster, until: () => boolean, seen: Set<string>): Promise<number> {
+/** A fresh, not yet started cluster on `backend` (the systemd one is loaded only when asked for). */
+export async function createBackend(backend: BackendName, syncMode: SyncMode): Promise<ChaosBackend> {
+  if (backend === 'systemd') {
+    const { NspawnChaosCluster } = await import('./nspawn-cluster.ts');
+    return new NspawnChaosCluster({ syncMode });
+  }
+  const { ChaosCluster } = await import('./cluster.ts');
+  return new ChaosCluster({ syncMode });
+}
+
+/** Kinds of `kinds` that `backend` cannot inject. */
+export function unsupportedKinds(backend: BackendName, kinds: readonly string[]): string[] {
+  return kinds.filter((k) => !(BACKEND_KINDS[backend] as readonly string[]).includes(k));
+}
+
+async function samplePrimaries(c: ChaosBackend, until: () => boolean, seen: Set<string>): Promise<number> {
   let doubles = 0;
   while (!until()) {
     const up = await c.primaries();
@@ -86,13 +108,13 @@ async function samplePrimaries(c: ChaosCluster, until: () => boolean, seen: Set<
   return doubles;
 }
 
-async function runFault(c: ChaosCluster, spec: FaultSpec, index: number, pick: () => number, wl: Workload, log: (l: string) => void, prev: string | null): Promise<FaultEvent> {
-  const firings = c.watchdogFirings.length;
-  const p: DbNode = await c.waitHealthy(CONVERGE_MS);
+async function runFault(c: ChaosBackend, spec: FaultSpec, index: number, pick: () => number, wl: Workload, log: (l: string) => void, prev: string | null): Promise<FaultEvent> {
+  const firings = (await c.watchdogKills()).length;
+  const p: ChaosNode = await c.waitHealthy(CONVERGE_MS);
   const unprovokedHandover = prev !== null && prev !== p.name;
   if (unprovokedHandover) log(`  primary changed from ${prev} to ${p.name} between faults`);
   const atMs = Date.now();
-  const applied = applyFault(c, spec.kind, p, pick);
+  const applied = await applyFault(c, spec.kind, p, pick);
   log(`fault ${index + 1}: ${spec.kind} on ${applied.target} (primary ${p.name}) for ${spec.holdMs} ms`);
   let holding = true;
   const seen = new Set<string>();
@@ -112,13 +134,13 @@ async function runFault(c: ChaosCluster, spec: FaultSpec, index: number, pick: (
   // Let the clients write on the healed cluster before measuring the outage of this fault.
   await sleep(500);
   const outage = outageAround(wl.ops, atMs, Date.now());
-  const watchdogKills = c.watchdogFirings.slice(firings).map((f) => f.node);
+  const watchdogKills = (await c.watchdogKills()).slice(firings);
   const kills = watchdogKills.length === 0 ? '' : `, watchdog killed ${watchdogKills.join(', ')}`;
   log(`  converged after ${convergedMs} ms, primary ${primaryAfter}, write outage ${outage?.ms ?? '?'} ms${kills}`);
   return { ...spec, index, target: applied.target, primaryBefore: p.name, primaryAfter, atMs, convergedMs, outage, doublePrimarySamples, unprovokedHandover, watchdogKills };
 }
 
-async function finalState(c: ChaosCluster): Promise<{ ids: Set<number>; forks: ReturnType<typeof parseHistory>; tli: number }> {
+async function finalState(c: ChaosBackend): Promise<{ ids: Set<number>; forks: ReturnType<typeof parseHistory>; tli: number }> {
   const p = await c.waitHealthy(CONVERGE_MS);
   const ids = new Set((await c.query<{ id: string }>(p, `select id::text from ${TABLE}`, 30_000)).map((r) => Number(r.id)));
   const hist = await c.query<{ name: string; body: string }>(p,
@@ -141,19 +163,23 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
   const started = Date.now();
   const fixed = o.scheduleName === undefined ? undefined : FIXED_SCHEDULES[o.scheduleName];
   if (o.scheduleName !== undefined && fixed === undefined) throw new Error(`no schedule ${o.scheduleName}; known: ${Object.keys(FIXED_SCHEDULES).join(', ')}`);
-  const specs = fixed?.faults ?? schedule(o.seed, o.faults, TTL_S, o.kinds);
+  const backend = o.backend ?? 'netns';
+  const specs = fixed?.faults ?? schedule(o.seed, o.faults, TTL_S, o.kinds ?? BACKEND_KINDS[backend]);
+  const bad = unsupportedKinds(backend, specs.map((s) => s.kind));
+  if (bad.length > 0) throw new Error(`the ${backend} backend cannot inject ${[...new Set(bad)].join(', ')}`);
   const syncMode = fixed?.syncMode ?? o.syncMode;
   const pick = rng(o.seed ^ 0x5bd1e995);
-  const c = new ChaosCluster({ syncMode });
-  const wl = new Workload({ port: HAPROXY_RW, clients: 4, intervalMs: 15, libpqHosts: c.nodes.map((n) => n.host.ip), libpqPort: PG_PORT });
+  const c = await createBackend(backend, syncMode);
+  const wl = new Workload({ port: c.haproxyPort, clients: 4, intervalMs: 15, libpqHosts: c.nodes.map((n) => n.ip), libpqPort: c.pgPort });
   const events: FaultEvent[] = [];
   let verdict: Verdict | null = null;
   let failure: string | null = null;
   let converged = false;
   let current = 'start-up';
   try {
-    log(`chaos: seed ${o.seed}, ${specs.length} faults, synchronous_mode ${syncMode}, dir ${c.dir}`);
+    log(`chaos: ${backend} backend, seed ${o.seed}, ${specs.length} faults, synchronous_mode ${syncMode}, dir ${c.dir}`);
     await c.start();
+    log(`chaos: cluster up after ${Math.round((Date.now() - started) / 1000)} s`);
     const p = await c.waitHealthy(CONVERGE_MS);
     await c.query(p, CREATE_TABLE);
     wl.start();
@@ -177,15 +203,13 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
     const violated = failure !== null || (verdict !== null && (verdict.splitBrain.length > 0 || (syncMode !== 'off' && verdict.lost.length > 0)));
     if (violated && o.keepLogsOnFailure === true) {
       const kept = mkdtempSync(join(tmpdir(), `pgha-chaos-failed-seed${o.seed}-`));
-      for (const f of readdirSync(c.dir)) if (f.endsWith('.log')) copyFileSync(join(c.dir, f), join(kept, f));
-      // PostgreSQL's own log sits next to each data directory, on the node's tmpfs.
-      for (const n of c.nodes) { try { copyFileSync(`${n.dataDir}.log`, join(kept, `${n.name}.postgresql.log`)); } catch { /* none */ } }
+      try { c.keepLogs(kept); } catch (e) { log(`chaos: keeping the logs failed: ${(e as Error).message}`); }
       if (failure !== null) failure += ` (logs kept in ${kept})`;
       log(`chaos: logs kept in ${kept}`);
     }
     await c.destroy();
   }
-  return { seed: o.seed, syncMode, events, verdict, converged, failure, ops: wl.ops.length,
+  return { backend, backendDescription: c.description, seed: o.seed, syncMode, events, verdict, converged, failure, ops: wl.ops.length,
     command: reproduceCommand({ ...o, faults: specs.length }), durationMs: Date.now() - started };
 }
 

@@ -1,5 +1,6 @@
 // The systemd lab: N Debian 12 containers booted with `systemd-nspawn -b` (systemd as PID 1), on a
-// bridge the lab creates (10.213.0.1 on the host, member i at 10.213.0.(10+i)), each running pgha
+// bridge the lab creates (by default 10.213.0.1 on the host, member i at 10.213.0.(10+i); the
+// subnet and the name prefix are options, so two labs can exist at once), each running pgha
 // from the shipped systemd/pgha.service, copied unchanged to /etc/systemd/system. One etcd runs on
 // the host at 10.213.0.1:2379. pgha itself is this checkout, bind-mounted read-only at /opt/pgha
 // (the path the unit expects), with its node_modules (Node 24).
@@ -10,7 +11,7 @@
 // units, and everything a container left behind can be found and killed by cgroup.
 // Each container boots from an overlay: the cached image (nspawn-image.ts) below, its own upper
 // directory above, so a member's data survives a power-off and the next boot.
-// Everything carries the prefix `pghasd-`; destroy() and cleanupStale() remove it all.
+// Everything carries the prefix (default `pghasd-`); destroy() and cleanupStale() remove it all.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, copyFileSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, realpathSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,7 +21,6 @@ import { ensureImage } from './nspawn-image.ts';
 export const PREFIX = 'pghasd-';
 export const SUBNET = '10.213.0';
 export const HOST_IP = `${SUBNET}.1`;
-const BRIDGE = `${PREFIX}br0`;
 const WORK = '/var/tmp';
 const CGROUP_TREES = ['/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified'];
 export const REPO = new URL('../..', import.meta.url).pathname.replace(/\/$/, '');
@@ -77,32 +77,38 @@ async function killCgroup(group: string): Promise<void> {
   removeCgroup(group);
 }
 
-function killLabProcessesSync(): void {
+function killLabProcessesSync(prefix: string): void {
   const t = CGROUP_TREES[0]!;
   if (!existsSync(t)) return;
   for (const e of readdirSync(t)) {
-    if (!e.startsWith(PREFIX)) continue;
+    if (!e.startsWith(prefix)) continue;
     for (const p of cgroupPids(e)) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
   }
 }
 
 /** Remove what an earlier run left: processes (by cgroup), mounts, the bridge, work directories. */
-export async function cleanupStale(): Promise<void> {
+export async function cleanupStale(prefix = PREFIX): Promise<void> {
   for (const t of CGROUP_TREES) {
     if (!existsSync(t)) continue;
-    for (const e of readdirSync(t)) if (e.startsWith(PREFIX)) await killCgroup(e);
+    for (const e of readdirSync(t)) if (e.startsWith(prefix)) await killCgroup(e);
   }
-  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).filter((f) => (f[0] ?? '').startsWith(PREFIX));
+  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).filter((f) => (f[0] ?? '').startsWith(prefix));
   for (const f of mounts) if (f[1] !== undefined) run('umount', ['-l', f[1]], true);
-  run('ip', ['link', 'del', BRIDGE], true);
-  for (const e of readdirSync(WORK)) if (e.startsWith(PREFIX)) rmSync(join(WORK, e), { recursive: true, force: true });
+  run('ip', ['link', 'del', `${prefix}br0`], true);
+  for (const e of readdirSync(WORK)) if (e.startsWith(prefix)) rmSync(join(WORK, e), { recursive: true, force: true });
   for (const e of existsSync('/run/systemd/nspawn/propagate') ? readdirSync('/run/systemd/nspawn/propagate') : []) {
-    if (e.startsWith(PREFIX)) rmSync(join('/run/systemd/nspawn/propagate', e), { recursive: true, force: true });
+    if (e.startsWith(prefix)) rmSync(join('/run/systemd/nspawn/propagate', e), { recursive: true, force: true });
   }
 }
 
+/** Every pid in the lab's cgroup `group` (e.g. `<prefix>n1/payload`: a container's processes). */
+export function labCgroupPids(group: string): number[] { return cgroupPids(group); }
+
+/** The v2 (unified) directory of a lab cgroup, for cgroup.freeze. */
+export function unifiedCgroupDir(group: string): string { return join(CGROUP_TREES[1]!, group); }
+
 /** Start `args` inside the (new) cgroup `group` of both hierarchies, by a sh that moves itself there and execs. */
-function spawnInCgroup(group: string, args: string[], logFile: string): ChildProcess {
+export function spawnInCgroup(group: string, args: string[], logFile: string): ChildProcess {
   for (const t of CGROUP_TREES) mkdirSync(join(t, group), { recursive: true });
   const fd = openSync(logFile, 'a');
   const child = spawn('sh', ['-c', 'for t in "$1" "$2"; do echo $$ > "$t/cgroup.procs" || exit 97; done; shift 2; exec "$@"', 'sh',
@@ -113,6 +119,12 @@ function spawnInCgroup(group: string, args: string[], logFile: string): ChildPro
 
 export interface LabOptions {
   nodes: number;
+  /** Name prefix of everything the lab makes (default `pghasd-`); at most 7 characters (interface names). */
+  prefix?: string;
+  /** The /24 the bridge and members use, as its first three octets (default 10.213.0). */
+  subnet?: string;
+  /** Start the lab's own single etcd at <subnet>.1:2379 (default true). */
+  etcd?: boolean;
   /** Last word on member i's pgha.yml (1-based). */
   configure?: (i: number, cfg: Record<string, any>) => void;
   log?: (msg: string) => void;
@@ -120,39 +132,48 @@ export interface LabOptions {
 
 export class NspawnLab {
   readonly machines: Machine[];
+  readonly prefix: string;
+  readonly subnet: string;
+  readonly hostIp: string;
+  readonly bridge: string;
   image = '';
   #etcd: ChildProcess | null = null;
   #opts: LabOptions;
+  #onExit = () => killLabProcessesSync(this.prefix);
 
   constructor(opts: LabOptions) {
     this.#opts = opts;
+    this.prefix = opts.prefix ?? PREFIX;
+    this.subnet = opts.subnet ?? SUBNET;
+    this.hostIp = `${this.subnet}.1`;
+    this.bridge = `${this.prefix}br0`;
     this.machines = Array.from({ length: opts.nodes }, (_, k) => ({
-      name: `n${k + 1}`, ip: `${SUBNET}.${11 + k}`, dir: join(WORK, `${PREFIX}n${k + 1}`), nspawn: null,
+      name: `n${k + 1}`, ip: `${this.subnet}.${11 + k}`, dir: join(WORK, `${this.prefix}n${k + 1}`), nspawn: null,
     }));
   }
 
   async start(): Promise<void> {
     this.image = ensureImage(this.#opts.log);
-    await cleanupStale();
+    await cleanupStale(this.prefix);
     // If the test process ends without destroy() (a crash, a worker killed on timeout), at least
     // no container keeps running: SIGKILL everything in the lab's cgroups. The mounts, the bridge
     // and the directories go at the next start (cleanupStale).
-    process.once('exit', killLabProcessesSync);
-    run('ip', ['link', 'add', BRIDGE, 'type', 'bridge']);
-    run('ip', ['addr', 'add', `${HOST_IP}/24`, 'dev', BRIDGE]);
-    run('ip', ['link', 'set', BRIDGE, 'up']);
-    await this.#startEtcd();
+    process.once('exit', this.#onExit);
+    run('ip', ['link', 'add', this.bridge, 'type', 'bridge']);
+    run('ip', ['addr', 'add', `${this.hostIp}/24`, 'dev', this.bridge]);
+    run('ip', ['link', 'set', this.bridge, 'up']);
+    if (this.#opts.etcd !== false) await this.#startEtcd();
     for (const m of this.machines) this.#prepare(m);
     for (const m of this.machines) this.boot(m);
     await Promise.all(this.machines.map((m) => this.waitBooted(m)));
   }
 
   async #startEtcd(): Promise<void> {
-    const dir = join(WORK, `${PREFIX}etcd`);
+    const dir = join(WORK, `${this.prefix}etcd`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const client = `http://${HOST_IP}:2379`;
-    const peer = `http://${HOST_IP}:2380`;
-    this.#etcd = spawnInCgroup(`${PREFIX}etcd`, ['/usr/bin/etcd', '--name', 'lab', '--data-dir', join(dir, 'data'),
+    const client = `http://${this.hostIp}:2379`;
+    const peer = `http://${this.hostIp}:2380`;
+    this.#etcd = spawnInCgroup(`${this.prefix}etcd`, ['/usr/bin/etcd', '--name', 'lab', '--data-dir', join(dir, 'data'),
       '--listen-client-urls', client, '--advertise-client-urls', client, '--listen-peer-urls', peer,
       '--initial-advertise-peer-urls', peer, '--initial-cluster', `lab=${peer}`, '--log-level', 'error'], join(dir, 'etcd.log'));
     // etcd is healthy within a second here; 15 s covers a loaded CI machine.
@@ -167,14 +188,14 @@ export class NspawnLab {
     const cfg: Record<string, any> = {
       scope: 'sdlab', name: m.name, namespace: '/pgha-sdlab',
       restapi: { listen: `${m.ip}:8008`, authentication: { username: 'admin', password: 'admin-pw' } },
-      etcd: { hosts: [`${HOST_IP}:2379`] },
+      etcd: { hosts: [`${this.hostIp}:2379`] },
       bootstrap: {
         // ttl, loop_wait, retry_timeout and fence_margin stay at their defaults: the ones the
         // unit's WatchdogSec=1000ms is computed for.
         dcs: { postgresql: { parameters: { shared_buffers: '16MB', max_connections: 30 } } },
         pg_hba: [
           'local all postgres scram-sha-256',
-          `host all postgres ${SUBNET}.0/24 scram-sha-256`,
+          `host all postgres ${this.subnet}.0/24 scram-sha-256`,
           'host all postgres 127.0.0.1/32 scram-sha-256',
           'host replication replicator all scram-sha-256',
           'host all rewinder all scram-sha-256',
@@ -215,7 +236,7 @@ export class NspawnLab {
   #prepare(m: Machine): void {
     const root = join(m.dir, 'root');
     for (const d of ['upper', 'work', 'root']) mkdirSync(join(m.dir, d), { recursive: true });
-    run('mount', ['-t', 'overlay', `${PREFIX}${m.name}`, '-o', `lowerdir=${this.image},upperdir=${join(m.dir, 'upper')},workdir=${join(m.dir, 'work')}`, root]);
+    run('mount', ['-t', 'overlay', `${this.prefix}${m.name}`, '-o', `lowerdir=${this.image},upperdir=${join(m.dir, 'upper')},workdir=${join(m.dir, 'work')}`, root]);
     writeFileSync(join(root, 'etc/hostname'), `${m.name}\n`);
     mkdirSync(join(root, 'etc/systemd/network'), { recursive: true });
     writeFileSync(join(root, 'etc/systemd/network/10-host0.network'),
@@ -230,8 +251,8 @@ export class NspawnLab {
     // node_modules is often a symlink to a shared install: make its target resolve inside too.
     const nm = realpathSync(join(REPO, 'node_modules'));
     if (nm !== join(REPO, 'node_modules')) binds.push(`--bind-ro=${nm}:${nm}`);
-    m.nspawn = spawnInCgroup(`${PREFIX}${m.name}`, ['systemd-nspawn', '-D', join(m.dir, 'root'), `--machine=${PREFIX}${m.name}`,
-      '--register=no', '--keep-unit', `--network-bridge=${BRIDGE}`, '--console=passive', '--resolv-conf=off',
+    m.nspawn = spawnInCgroup(`${this.prefix}${m.name}`, ['systemd-nspawn', '-D', join(m.dir, 'root'), `--machine=${this.prefix}${m.name}`,
+      '--register=no', '--keep-unit', `--network-bridge=${this.bridge}`, '--console=passive', '--resolv-conf=off',
       '--timezone=off', '--link-journal=no', ...binds, '-b'], join(m.dir, 'nspawn.log'));
     const child = m.nspawn;
     child.on('exit', () => { if (m.nspawn === child) m.nspawn = null; });
@@ -306,12 +327,12 @@ export class NspawnLab {
     process.kill(this.leaderPid(m), 'SIGKILL');
     // The kernel tears the namespace down in well under a second; 10 s covers a loaded machine.
     await this.waitGone(m, 10_000);
-    await killCgroup(`${PREFIX}${m.name}`);
+    await killCgroup(`${this.prefix}${m.name}`);
   }
 
   /** Processes of the container's pgha.service cgroup, as host pids with their command lines. */
   unitProcesses(m: Machine): Array<{ pid: number; cmd: string }> {
-    const dir = join(CGROUP_TREES[0]!, `${PREFIX}${m.name}`, 'payload/system.slice/pgha.service');
+    const dir = join(CGROUP_TREES[0]!, `${this.prefix}${m.name}`, 'payload/system.slice/pgha.service');
     if (!existsSync(dir)) return [];
     return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number).map((pid) => {
       let cmd = '';
@@ -327,23 +348,23 @@ export class NspawnLab {
   async destroy(): Promise<void> {
     for (const m of this.machines) {
       const child = m.nspawn;
-      await killCgroup(`${PREFIX}${m.name}`);
+      await killCgroup(`${this.prefix}${m.name}`);
       if (child !== null && child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r));
       m.nspawn = null;
     }
     this.#etcd?.kill('SIGKILL');
-    await killCgroup(`${PREFIX}etcd`);
-    await cleanupStale();
-    process.removeListener('exit', killLabProcessesSync);
+    await killCgroup(`${this.prefix}etcd`);
+    await cleanupStale(this.prefix);
+    process.removeListener('exit', this.#onExit);
   }
 }
 
 /** Mount point check for the tests: nothing of the lab is left on the host. */
-export function labLeftovers(): string[] {
+export function labLeftovers(prefix = PREFIX): string[] {
   const left: string[] = [];
-  for (const t of CGROUP_TREES) if (existsSync(t)) for (const e of readdirSync(t)) if (e.startsWith(PREFIX)) left.push(join(t, e));
-  for (const l of readFileSync('/proc/mounts', 'utf8').split('\n')) if (l.startsWith(PREFIX)) left.push(l.split(' ')[1] ?? l);
-  if (run('ip', ['link', 'show', BRIDGE], true) !== '') left.push(BRIDGE);
-  for (const e of readdirSync(WORK)) if (e.startsWith(PREFIX)) left.push(join(WORK, e));
+  for (const t of CGROUP_TREES) if (existsSync(t)) for (const e of readdirSync(t)) if (e.startsWith(prefix)) left.push(join(t, e));
+  for (const l of readFileSync('/proc/mounts', 'utf8').split('\n')) if (l.startsWith(prefix)) left.push(l.split(' ')[1] ?? l);
+  if (run('ip', ['link', 'show', `${prefix}br0`], true) !== '') left.push(`${prefix}br0`);
+  for (const e of readdirSync(WORK)) if (e.startsWith(prefix)) left.push(join(WORK, e));
   return left;
 }
