@@ -1,5 +1,5 @@
 // What the REST API serves: the HA loop's cached view, never a live query per probe.
-import type { LogicalSnapshot } from '../slots/manager.ts';
+import type { LogicalSnapshot } from '../slots/types.ts';
 import type { ClusterView, MemberInfo, PostgresStats } from '../ha/types.ts';
 
 export interface AgentSnapshot {

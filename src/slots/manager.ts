@@ -19,30 +19,10 @@ import { formatLsn, parseLsn } from '../postgres/lsn.ts';
 import { withSession } from '../postgres/probe.ts';
 import type { PostgresControl, Upstream } from '../postgres/types.ts';
 import { reconcilePublications } from './publications.ts';
+import type { LogicalSlotStatus, LogicalSnapshot } from './types.ts';
+
+export type { LogicalSlotStatus, LogicalSnapshot };
 import { leaderPositions, logicalSlotSpecs, planLeaderSlots, planStandbySlots, publicationSpecs, type LogicalSlotSpec, type SlotRow } from './plan.ts';
-
-/** One logical slot as GET /status, `pghactl slots` and GET /metrics show it. */
-export interface LogicalSlotStatus {
-  name: string;
-  plugin: string | null;
-  database: string | null;
-  /** A consumer is connected (leader). */
-  active: boolean;
-  /** The position the consumer confirmed (leader) or the copy's position (standby). */
-  confirmed_flush_lsn: string | null;
-  restart_lsn: string | null;
-  /** Leader: WAL bytes written since the consumer's confirmed position. Standby: bytes the copy is behind the leader's published position. */
-  lag_bytes: number | null;
-  /** Standby: the consumer's confirmed position as the leader last published it. */
-  leader_confirmed_flush_lsn?: string | null;
-}
-
-export interface LogicalSnapshot {
-  role: 'leader' | 'standby';
-  slots: LogicalSlotStatus[];
-  /** Date.now() of the reading. */
-  checkedAt: number;
-}
 
 export interface LocalConnection { host: string; port: number; user: string; password: string }
 
