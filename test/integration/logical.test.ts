@@ -71,7 +71,7 @@ async function waitPrimary(not?: NodeHandle): Promise<NodeHandle> {
 }
 
 async function logicalSlots(n: NodeHandle): Promise<Array<{ name: string; confirmed: string }>> {
-  return on(n, 'postgres', "select slot_name::text as name, confirmed_flush_lsn::text as confirmed from pg_replication_slots where slot_type = 'logical' order by 1").catch(() => []);
+  return on<{ name: string; confirmed: string }>(n, 'postgres', "select slot_name::text as name, confirmed_flush_lsn::text as confirmed from pg_replication_slots where slot_type = 'logical' order by 1").catch(() => []);
 }
 
 async function lsnAtLeast(n: NodeHandle, a: string, b: string): Promise<boolean> {
