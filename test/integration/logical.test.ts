@@ -163,11 +163,12 @@ describe('logical replication across failover', () => {
     await waitFor('two streaming replicas', async () => ((await cluster.replicas(true)).length === 2 ? true : null), 60_000);
     await on(primary, 'postgres', 'create database app');
     await on(primary, 'app', 'create table items (id int primary key, v text not null)');
-    await on(primary, 'app', "insert into items select g, 'v' || g from generate_series(1, 100) g");
     await waitFor('the publication', async () => (await on(primary, 'app', "select 1 from pg_publication where pubname = 'app_pub'")).length === 1, 30_000);
     for (const n of cluster.nodes) {
       await waitFor(`three logical slots on ${n.name}`, async () => ((await logicalSlots(n)).length === 3 ? true : null), 60_000);
     }
+    // After the slots exist: a slot streams only what commits after its creation.
+    await on(primary, 'app', "insert into items select g, 'v' || g from generate_series(1, 100) g");
     const st = await cluster.status(primary);
     expect((st?.['logical_slots'] as Array<{ name: string }>).map((s) => s.name).sort()).toEqual(['recv_slot', 'sub_multi', 'sub_proxy']);
   });
