@@ -167,25 +167,30 @@ describe('logical replication across failover', () => {
     for (const n of cluster.nodes) {
       await waitFor(`three logical slots on ${n.name}`, async () => ((await logicalSlots(n)).length === 3 ? true : null), 60_000);
     }
-    // After the slots exist: a slot streams only what commits after its creation.
-    await on(primary, 'app', "insert into items select g, 'v' || g from generate_series(1, 100) g");
-    const st = await cluster.status(primary);
-    expect((st?.['logical_slots'] as Array<{ name: string }>).map((s) => s.name).sort()).toEqual(['recv_slot', 'sub_multi', 'sub_proxy']);
+    await waitFor('logical_slots in the leader\'s /status', async () => {
+      const st = await cluster.status(primary);
+      return ((st?.['logical_slots'] ?? []) as Array<{ name: string }>).map((s) => s.name).sort().join(',') === 'recv_slot,sub_multi,sub_proxy' || null;
+    }, 10_000);
   });
 
   it('feeds two subscriptions and pg_recvlogical', async () => {
     cluster.startHaproxy({ readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO });
     await waitFor('HAProxy to the primary', async () => (await sql(HAPROXY_RW, 'app', 'select 1').then(() => true, () => false)) || null, 20_000);
+    startRecv();
+    // After the slots exist: a slot streams only what commits after its creation.
+    await on(primary, 'app', "insert into items select g, 'v' || g from generate_series(1, 100) g");
     const multi = `host=127.0.0.1,127.0.0.1,127.0.0.1 port=${cluster.nodes.map((n) => n.pgPort).join(',')} target_session_attrs=read-write`;
     for (const [db, conn, slot] of [['sub1', `host=127.0.0.1 port=${HAPROXY_RW}`, 'sub_proxy'], ['sub2', multi, 'sub_multi']] as const) {
       await sql(SUB_PORT, 'postgres', `create database ${db}`);
       await sql(SUB_PORT, db, 'create table items (id int primary key, v text not null)');
       await sql(SUB_PORT, db, `create subscription ${db} connection '${conn} dbname=app user=postgres password=${PASSWORDS.superuser}' publication app_pub with (create_slot = false, slot_name = '${slot}')`);
     }
-    startRecv();
     await insertRange(101, 200);
     await waitFor('subscribers at 200 rows', async () => (await subscribersEqual(200)) || null, 60_000);
-    await waitFor('pg_recvlogical at 200 rows', async () => (recvIds().length >= 200) || null, 30_000);
+    await waitFor('pg_recvlogical at 200 rows', async () => (recvIds().length >= 200) || null, 30_000).catch(async (err: unknown) => {
+      const diag = await on(primary, 'postgres', "select slot_name, confirmed_flush_lsn::text, restart_lsn::text, active, pg_current_wal_lsn()::text as cur from pg_replication_slots");
+      throw new Error(`${(err as Error).message}; slots ${JSON.stringify(diag)}; got ${recvIds().length}: ${readFileSync(recvFile, 'utf8').split('\n').filter((l) => !l.includes('INSERT')).join(' | ')}`);
+    });
     expect(recvIds()).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
   });
 
