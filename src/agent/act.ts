@@ -137,6 +137,7 @@ export class Actor {
       case 'ensure_slots': return this.ensureSlots(a.members, a.permanent);
       case 'publish_leader_lsn': return this.publishLeaderLsn(ctx.local, ctx.cluster);
       case 'sync_logical': return this.syncLogical(a, ctx);
+      case 'advance_logical': return this.#d.logical?.advanceNow(this.#d.dynamic(), ctx.cluster);
       case 'step_down': return this.stepDown();
       case 'clear_failover': return this.#d.dcs.clearFailover();
       case 'write_sync': return this.writeSync(a.members, a.acks);
@@ -405,10 +406,31 @@ export class Actor {
     this.#d.setLeadership(false); // /primary answers 503 from here on: HAProxy drains us first
     await pg.stop('fast');
     const lsn = await pg.checkpointLsn();
+    if (lsn !== null) await this.#publishFinalSlots(lsn);
     if (lsn !== null) await dcs.setShutdownLsn(lsn);
     await this.release();
     logger.info({ event: 'demoted', why: 'switchover', shutdownLsn: lsn }, 'stepped down for a switchover');
     await this.start('standby', null);
+  }
+
+  /**
+   * Switchover: the clean stop made each walsender wait for its consumer's last confirmation,
+   * and the shutdown checkpoint wrote the slots to disk. Publish those final positions before the
+   * key is released, so that the candidate advances its copies to them before it promotes
+   * (advance_logical): a consumer then resumes exactly where it stopped.
+   */
+  async #publishFinalSlots(lsn: number): Promise<void> {
+    const published = this.#d.logical?.published();
+    const read = this.#d.pg.readStoppedSlotPositions;
+    if (published === undefined || read === undefined) return;
+    try {
+      const onDisk = await read.call(this.#d.pg);
+      const slots = Object.fromEntries(Object.entries(published).map(([n, p]) => [n, Math.max(p, onDisk[n] ?? 0)]));
+      await this.#d.dcs.writeLeaderLsn(lsn, slots);
+      this.#d.logger.info({ event: 'logical slots final', slots }, 'published the logical slots\' final positions for the switchover');
+    } catch (err) {
+      this.#d.logger.warn({ event: 'logical slots final', err: describeError(err) }, 'could not publish the logical slots\' final positions: consumers may receive the last changes again');
+    }
   }
 
   #syncNames: string | undefined;

@@ -255,6 +255,10 @@ export class CallbackPostgres implements PostgresControl {
     if (this.#pg.readSlotStates === undefined) throw new Error('copying logical slots is not supported here');
     return this.#pg.readSlotStates(from, names);
   }
+  async readStoppedSlotPositions(): Promise<Record<string, number>> {
+    if (this.#pg.readStoppedSlotPositions === undefined) throw new Error('reading slot state files is not supported here');
+    return this.#pg.readStoppedSlotPositions();
+  }
   async installSlotStates(states: SlotState[]): Promise<void> {
     if (this.#pg.installSlotStates === undefined) throw new Error('copying logical slots is not supported here');
     return this.#pg.installSlotStates(states);

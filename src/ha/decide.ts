@@ -318,5 +318,6 @@ function decideAsCandidate(o: Observation, req: FailoverRequest, candidate: stri
     // The key is free but the old leader has not recorded its last WAL position yet.
     return { ...plan(`${req.kind}: waiting for ${req.leader} to record its last WAL position`), retryAfterMs: HANDOVER_POLL_MS };
   }
-  return plan(`${req.kind}: taking over as the named candidate`, { kind: 'acquire' }, promoteFor(req), { kind: 'clear_failover' });
+  const advance: Action[] = o.cluster !== null && logicalManaged(o.cluster.config, o.cluster) ? [{ kind: 'advance_logical' }] : [];
+  return plan(`${req.kind}: taking over as the named candidate`, ...advance, { kind: 'acquire' }, promoteFor(req), { kind: 'clear_failover' });
 }

@@ -7,7 +7,7 @@
 // confirmed_flush (a slot is written to disk at checkpoints). The standby, stopped, gets the
 // same file (written to <name>.tmp, fsynced, renamed), and reads it at its next start. The file
 // carries the database's OID: the same on a physical standby, whose catalogs are the leader's.
-import { chown, mkdir, open, rename, rm } from 'node:fs/promises';
+import { chown, mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { splitHostPort } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
@@ -70,4 +70,38 @@ export async function installSlotStates(dataDir: string, states: SlotState[], ru
     await rename(tmp, dir);
     await fsyncDir(root);
   }
+}
+
+/**
+ * PostgreSQL 15's pg_replslot/<name>/state (slot.c, ReplicationSlotOnDisk): magic, checksum,
+ * version, length (4 bytes each), then ReplicationSlotPersistentData: name (64), database OID
+ * (4), persistency, xmin, catalog_xmin (4 each), restart_lsn, invalidated_at, confirmed_flush
+ * (8 each, little-endian on the platforms PostgreSQL runs pgha on), ... plugin (64).
+ */
+const SLOT_MAGIC = 0x1051ca1;
+const OFFSET = { name: 16, database: 80, restartLsn: 96, confirmedFlush: 112 } as const;
+
+/** Name, database OID and confirmed_flush of a slot state file (pure); null when it is not one. */
+export function parseSlotState(b: Buffer): { name: string; database: number; confirmedFlush: number } | null {
+  if (b.length < OFFSET.confirmedFlush + 8 || b.readUInt32LE(0) !== SLOT_MAGIC) return null;
+  const raw = b.subarray(OFFSET.name, OFFSET.name + 64);
+  const end = raw.indexOf(0);
+  const confirmed = b.readBigUInt64LE(OFFSET.confirmedFlush);
+  if (confirmed > BigInt(Number.MAX_SAFE_INTEGER)) return null;
+  return { name: raw.subarray(0, end < 0 ? 64 : end).toString('utf8'), database: b.readUInt32LE(OFFSET.database), confirmedFlush: Number(confirmed) };
+}
+
+/**
+ * The stopped server's logical slots and their confirmed_flush, read from pg_replslot: after a
+ * clean stop the shutdown checkpoint wrote each slot's last confirmed position there.
+ */
+export async function readStoppedSlotPositions(dataDir: string): Promise<Record<string, number>> {
+  const root = join(dataDir, 'pg_replslot');
+  const out: Record<string, number> = {};
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    if (!SLOT_NAME.test(name)) continue;
+    const s = parseSlotState(await readFile(join(root, name, 'state')).catch(() => Buffer.alloc(0)));
+    if (s !== null && s.database !== 0 && s.name === name) out[name] = s.confirmedFlush;
+  }
+  return out;
 }

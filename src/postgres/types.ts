@@ -57,6 +57,8 @@ export interface PostgresControl {
   readSlotStates?(from: Upstream, names: string[]): Promise<SlotState[]>;
   /** The server must be stopped: install slot state files into pg_replslot (slot-copy.ts). */
   installSlotStates?(states: SlotState[]): Promise<void>;
+  /** The server must be stopped: each logical slot's confirmed_flush, from its state file. */
+  readStoppedSlotPositions?(): Promise<Record<string, number>>;
 
   /** Primary: set synchronous_standby_names (FIRST|ANY count (names); null: asynchronous) and reload. */
   setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<void>;

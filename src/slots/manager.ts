@@ -113,6 +113,21 @@ export class LogicalSlots {
     }
   }
 
+  /**
+   * Switchover candidate, just before it takes the key: advance each copy to the position the
+   * old leader published (its final one, after its clean stop), and wait for it. Never throws.
+   */
+  async advanceNow(cfg: DynamicConfig, cluster: ClusterView | null): Promise<void> {
+    try {
+      await this.#advanceRun;
+      const rows = await this.#slots();
+      const plan = planStandbySlots(rows, logicalSlotSpecs(cfg), cluster?.logicalSlots ?? null);
+      if (plan.advance.length > 0) await this.#advance(plan.advance);
+    } catch (err) {
+      this.#warnOnce('advance now', 'could not advance the logical slot copies before the promotion', err);
+    }
+  }
+
   async #leaderOnce(cfg: DynamicConfig, cluster: ClusterView | null): Promise<void> {
     const want = logicalSlotSpecs(cfg);
     const wanted = new Set(want.map((w) => w.name));

@@ -7,7 +7,8 @@ import { decide } from '../../src/ha/decide.ts';
 import { checkSlotNames, logicalChanged, logicalProblems } from '../../src/slots/check.ts';
 import { leaderPositions, memberSlotClashes, planLeaderSlots, planPublications, planStandbySlots, publicationSpecs, tableSql, type SlotRow } from '../../src/slots/plan.ts';
 import { renderSlots, slotLines } from '../../src/cli/slots.ts';
-import { clusterView, dyn, obs } from '../support/observations.ts';
+import { clusterView, dyn, obs, request } from '../support/observations.ts';
+import { parseSlotState } from '../../src/postgres/slot-copy.ts';
 
 const PARAMS = { wal_level: 'logical', hot_standby_feedback: 'on' };
 const cfg = (extra: Record<string, unknown> = {}) => parseDynamicConfig({
@@ -131,6 +132,11 @@ describe('the decision plans sync_logical', () => {
     expect(decide(paused).actions).toEqual([{ kind: 'sync_logical', as: 'standby', leader: 'n1', mayRestart: false }]);
   });
 
+  it('a switchover candidate advances its copies to the old leader\'s final positions before it takes the key', () => {
+    const o = obs({ local: { lsn: 5001 }, cluster: clusterView({ leader: null, config: logical, logicalSlots: { cdc: 4000 }, failover: request({ candidate: 'n2', shutdownLsn: 5000 }) }) });
+    expect(decide(o).actions.map((a) => a.kind)).toEqual(['advance_logical', 'acquire', 'promote', 'clear_failover']);
+  });
+
   it('keeps running after the last slot is removed while the leader still publishes positions', () => {
     expect(decide(obs({ cluster: clusterView({ logicalSlots: {} }) })).actions).toEqual([{ kind: 'sync_logical', as: 'standby', leader: 'n1', mayRestart: true }]);
     expect(decide(obs({})).actions).toEqual([]);
@@ -145,5 +151,17 @@ describe('pghactl slots', () => {
     ]);
     expect(rows).toEqual([{ member: 'n1', role: 'leader', slot: 'cdc', plugin: 'pgoutput', database: 'app', active: true, confirmed_flush_lsn: '0/100', lag_bytes: 12 }]);
     expect(renderSlots(rows, 'tsv')).toBe('member\trole\tslot\tplugin\tdatabase\tactive\tconfirmed_flush_lsn\tlag_bytes\nn1\tleader\tcdc\tpgoutput\tapp\ttrue\t0/100\t12\n');
+  });
+});
+
+describe('slot state files', () => {
+  it('reads name, database and confirmed_flush from a PostgreSQL 15 state file', () => {
+    // od of pg_replslot/xs/state after CHECKPOINT: confirmed_flush 0/1500800, restart_lsn 0/15007C8, database 5.
+    const b = Buffer.alloc(200);
+    b.writeUInt32LE(0x1051ca1, 0); b.writeUInt32LE(2, 8); b.writeUInt32LE(0xb8, 12);
+    b.write('xs', 16); b.writeUInt32LE(5, 80); b.writeUInt32LE(0x15007c8, 96); b.writeUInt32LE(0x1500800, 112); b.write('test_decoding', 129);
+    expect(parseSlotState(b)).toEqual({ name: 'xs', database: 5, confirmedFlush: 0x1500800 });
+    expect(parseSlotState(Buffer.alloc(200))).toBeNull();
+    expect(parseSlotState(Buffer.alloc(10))).toBeNull();
   });
 });
