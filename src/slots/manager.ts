@@ -44,6 +44,13 @@ const COPY_RETRY_MS = 30_000;
 const MAX_ADVANCE_FAILURES = 3;
 /** A standby with nothing configured looks for leftover copies this often (ms). */
 const IDLE_CHECK_MS = 5_000;
+/**
+ * Slots are read at most this often (ms), leader and standby: each reading is a new session (a
+ * backend started). A second keeps a copy's position within about two seconds of the consumer's.
+ */
+const CHECK_EVERY_MS = 1_000;
+/** How long the leader waits for a terminated consumer's walsender to release a removed slot (ms). */
+const RELEASE_WAIT_MS = 2_000;
 
 const SLOTS_SQL = `select slot_name::text as name, slot_type::text as type, plugin::text as plugin, database::text as database,
   active, active_pid, confirmed_flush_lsn::text as confirmed, restart_lsn::text as restart,
@@ -62,6 +69,7 @@ export class LogicalSlots {
   #pubCheckedAt = -Infinity;
   #lastCopyAt = -Infinity;
   #lastStandbyCheck = -Infinity;
+  #lastLeaderRun = -Infinity;
   readonly #advanceFailures = new Map<string, number>();
   readonly #lastErrors = new Map<string, string>();
   #snapshot: LogicalSnapshot | null = null;
@@ -81,7 +89,8 @@ export class LogicalSlots {
 
   /** Leader: start a background run unless one is in flight. Never throws. */
   kickLeader(cfg: DynamicConfig, cluster: ClusterView | null): void {
-    if (this.#leaderRun !== null) return;
+    if (this.#leaderRun !== null || this.#d.now() - this.#lastLeaderRun < CHECK_EVERY_MS) return;
+    this.#lastLeaderRun = this.#d.now();
     this.#leaderRun = this.#leaderOnce(cfg, cluster)
       .catch((err: unknown) => this.#warnOnce('leader', 'logical slots: could not check the leader\'s slots', err))
       .finally(() => { this.#leaderRun = null; });
@@ -95,7 +104,9 @@ export class LogicalSlots {
     if (this.#advanceRun !== null) return;
     const want = logicalSlotSpecs(cfg);
     const now = this.#d.now();
-    if (want.length === 0 && (this.#snapshot?.slots.length ?? 1) === 0 && now - this.#lastStandbyCheck < IDLE_CHECK_MS) return;
+    this.#lastLeaderRun = -Infinity; // a promotion later runs the leader's check at once
+    const idle = want.length === 0 && (this.#snapshot?.slots.length ?? 1) === 0;
+    if (now - this.#lastStandbyCheck < (idle ? IDLE_CHECK_MS : CHECK_EVERY_MS)) return;
     this.#lastStandbyCheck = now;
     const published = cluster?.logicalSlots ?? null;
     let rows = await this.#slots();
@@ -173,8 +184,16 @@ export class LogicalSlots {
   /** Leader: a removed slot goes even with a consumer connected (its walsender is ended first). */
   async #dropOnLeader(r: SlotRow): Promise<void> {
     try {
-      if (r.active && r.activePid !== null) await this.#session('postgres', (c) => c.query('select pg_terminate_backend($1)', [r.activePid]));
-      await this.#session('postgres', (c) => c.query('select pg_drop_replication_slot($1)', [r.name]));
+      await this.#session('postgres', async (c) => {
+        if (r.active && r.activePid !== null) {
+          await c.query('select pg_terminate_backend($1)', [r.activePid]);
+          const until = this.#d.now() + RELEASE_WAIT_MS;
+          while (this.#d.now() < until && (await c.query('select 1 from pg_replication_slots where slot_name = $1 and active', [r.name])).rowCount !== 0) {
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+        }
+        await c.query('select pg_drop_replication_slot($1)', [r.name]);
+      });
       this.#d.logger.info({ event: 'logical slot dropped', slot: r.name }, `dropped logical slot ${r.name}`);
     } catch (err) {
       this.#warnOnce(`drop ${r.name}`, `could not drop logical slot ${r.name} (tried again next loop)`, err);
