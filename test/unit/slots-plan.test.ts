@@ -7,7 +7,13 @@ import { decide } from '../../src/ha/decide.ts';
 import { checkSlotNames, logicalChanged, logicalProblems } from '../../src/slots/check.ts';
 import { leaderPositions, memberSlotClashes, planLeaderSlots, planPublications, planStandbySlots, publicationSpecs, tableSql, type SlotRow } from '../../src/slots/plan.ts';
 import { renderSlots, slotLines } from '../../src/cli/slots.ts';
-import { clusterView, dyn, obs, request } from '../support/observations.ts';
+import { clusterView, dyn, member, obs, request } from '../support/observations.ts';
+import { renderMetrics } from '../../src/api/metrics.ts';
+import { statusBody } from '../../src/api/health.ts';
+import type { AgentSnapshot } from '../../src/api/types.ts';
+import { AgentStats } from '../../src/agent/stats.ts';
+import { buildApi } from '../../src/api/server.ts';
+import { createLogger } from '../../src/log/logger.ts';
 import { parseSlotState } from '../../src/postgres/slot-copy.ts';
 
 const PARAMS = { wal_level: 'logical', hot_standby_feedback: 'on' };
@@ -163,5 +169,40 @@ describe('slot state files', () => {
     expect(parseSlotState(b)).toEqual({ name: 'xs', database: 5, confirmedFlush: 0x1500800 });
     expect(parseSlotState(Buffer.alloc(200))).toBeNull();
     expect(parseSlotState(Buffer.alloc(10))).toBeNull();
+  });
+});
+
+describe('logical slots in GET /metrics and GET /status', () => {
+  const logical = {
+    role: 'leader' as const, checkedAt: 0,
+    slots: [{ name: 'cdc', plugin: 'pgoutput', database: 'app', active: true, confirmed_flush_lsn: '0/100', restart_lsn: '0/90', lag_bytes: 64 }],
+  };
+  const snapshot: AgentSnapshot = {
+    member: member('n1', { role: 'primary', state: 'running' }), isLeader: true, cluster: clusterView(), paused: false, lagBytes: null,
+    observedAt: 0, lastPlan: 'leader', systemId: '1', version: '0.1.0', logical,
+  };
+
+  it('exports lag, confirmed position and activity per slot', () => {
+    const text = renderMetrics({ scope: 'demo', name: 'n1', version: '0.1.0', snapshot, now: 10, staleAfterMs: 3000, leaseDeadline: null, stats: new AgentStats() });
+    const labels = 'scope="demo",name="n1",slot="cdc",plugin="pgoutput",database="app",role="leader"';
+    expect(text).toContain(`pgha_logical_slot_lag_bytes{${labels}} 64`);
+    expect(text).toContain(`pgha_logical_slot_confirmed_flush_lsn{${labels}} 256`);
+    expect(text).toContain(`pgha_logical_slot_active{${labels}} 1`);
+    expect(renderMetrics({ scope: 'demo', name: 'n1', version: '0.1.0', snapshot: { ...snapshot, logical: null }, now: 10, staleAfterMs: 3000, leaseDeadline: null, stats: new AgentStats() })).not.toContain('pgha_logical_slot');
+  });
+
+  it('lists the slots in /status only once logical replication is managed', () => {
+    expect(statusBody(snapshot, 10, 3000, 'demo').logical_slots).toEqual(logical.slots);
+    expect('logical_slots' in statusBody({ ...snapshot, logical: null }, 10, 3000, 'demo')).toBe(false);
+  });
+
+  it('GET /status serializes them (the response schema lists the field)', async () => {
+    const app = buildApi({ logger: createLogger({ level: 'error' }), scope: 'demo', snapshot: () => snapshot, now: () => 10, staleAfterMs: () => 3000 });
+    try {
+      const r = await app.inject({ method: 'GET', url: '/status' });
+      expect((r.json() as { logical_slots: unknown }).logical_slots).toEqual(logical.slots);
+    } finally {
+      await app.close();
+    }
   });
 });
