@@ -292,7 +292,16 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
     .filter((c): c is Candidate => c !== null);
   const best = bestCandidate([me, ...others]);
   if (best !== null && best.name !== me.name) return plan(`leader key is free; ${best.name} is the better candidate`);
-  return plan('leader key is free and we are the best candidate: taking it and promoting', { kind: 'acquire' }, promoteFor(req));
+  return plan('leader key is free and we are the best candidate: taking it and promoting', ...advanceLogical(cluster), { kind: 'acquire' }, promoteFor(req));
+}
+
+/**
+ * Before a standby takes the key to promote: advance its logical slot copies to the positions
+ * the leader last published (after a switchover, the old leader's final ones). Clamped by
+ * PostgreSQL to the WAL this standby replayed, so it never moves past what it holds.
+ */
+function advanceLogical(cluster: ClusterView | null): Action[] {
+  return cluster !== null && logicalManaged(cluster.config, cluster) ? [{ kind: 'advance_logical' }] : [];
 }
 
 /** A named candidate takes the key once it holds the stepped-down leader's last WAL; others wait. */
@@ -318,6 +327,5 @@ function decideAsCandidate(o: Observation, req: FailoverRequest, candidate: stri
     // The key is free but the old leader has not recorded its last WAL position yet.
     return { ...plan(`${req.kind}: waiting for ${req.leader} to record its last WAL position`), retryAfterMs: HANDOVER_POLL_MS };
   }
-  const advance: Action[] = o.cluster !== null && logicalManaged(o.cluster.config, o.cluster) ? [{ kind: 'advance_logical' }] : [];
-  return plan(`${req.kind}: taking over as the named candidate`, ...advance, { kind: 'acquire' }, promoteFor(req), { kind: 'clear_failover' });
+  return plan(`${req.kind}: taking over as the named candidate`, ...advanceLogical(o.cluster), { kind: 'acquire' }, promoteFor(req), { kind: 'clear_failover' });
 }

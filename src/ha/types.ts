@@ -287,8 +287,8 @@ export type Action =
   // when mayRestart), advance the copies, drop copies no longer configured
   | { kind: 'sync_logical'; as: 'leader' }
   | { kind: 'sync_logical'; as: 'standby'; leader: string; mayRestart: boolean }
-  // switchover candidate, before it takes the key: advance the logical slot copies to the final
-  // positions the old leader published (never fails)
+  // a standby about to take the key and promote: advance its logical slot copies to the
+  // positions the leader published (after a switchover: its final ones); never fails
   | { kind: 'advance_logical' }
   | { kind: 'step_down' } // switchover: stop PostgreSQL cleanly, record its last WAL position, release the key
   | { kind: 'clear_failover' } // remove the /failover request (done, impossible or stale)

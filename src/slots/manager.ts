@@ -38,6 +38,12 @@ export interface LogicalDeps {
 const STATEMENT_MS = 30_000;
 /** Publications are compared with the configuration at most this often when it did not change (ms). */
 const PUBLICATION_RECHECK_MS = 60_000;
+/**
+ * The advance just before a promotion may hold it this long per slot (ms): the copies are
+ * normally within a second of the published position, which fast-forward decoding covers in
+ * milliseconds; a copy far behind is left behind rather than delaying the failover.
+ */
+const PROMOTION_ADVANCE_MS = 2_000;
 /** A failed copy (it restarts the standby) is tried again after this long (ms). */
 const COPY_RETRY_MS = 30_000;
 /** After this many failed advances in a row, a copy is dropped and copied afresh. */
@@ -129,11 +135,11 @@ export class LogicalSlots {
    * old leader published (its final one, after its clean stop), and wait for it. Never throws.
    */
   async advanceNow(cfg: DynamicConfig, cluster: ClusterView | null): Promise<void> {
+    if (this.#advanceRun !== null) return; // one is running already: the promotion does not wait for it
     try {
-      await this.#advanceRun;
       const rows = await this.#slots();
       const plan = planStandbySlots(rows, logicalSlotSpecs(cfg), cluster?.logicalSlots ?? null);
-      if (plan.advance.length > 0) await this.#advance(plan.advance);
+      if (plan.advance.length > 0) await this.#advance(plan.advance, PROMOTION_ADVANCE_MS);
     } catch (err) {
       this.#warnOnce('advance now', 'could not advance the logical slot copies before the promotion', err);
     }
@@ -232,10 +238,10 @@ export class LogicalSlots {
     }
   }
 
-  async #advance(items: Array<{ name: string; database: string; to: Lsn }>): Promise<void> {
+  async #advance(items: Array<{ name: string; database: string; to: Lsn }>, timeoutMs = STATEMENT_MS): Promise<void> {
     for (const a of items) {
       try {
-        await this.#session(a.database, (c) => c.query('select pg_replication_slot_advance($1, $2::pg_lsn)', [a.name, formatLsn(a.to)]));
+        await this.#session(a.database, (c) => c.query('select pg_replication_slot_advance($1, $2::pg_lsn)', [a.name, formatLsn(a.to)]), timeoutMs);
         this.#advanceFailures.delete(a.name);
         this.#lastErrors.delete(`advance ${a.name}`);
       } catch (err) {
@@ -259,8 +265,8 @@ export class LogicalSlots {
   /** The server's WAL position at the last slot reading (primary: current; standby: replayed). */
   #current: Lsn | null = null;
 
-  #session<T>(database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-    return withSession({ ...this.#d.local, database, statementTimeoutMs: STATEMENT_MS }, fn);
+  #session<T>(database: string, fn: (c: pg.Client) => Promise<T>, statementTimeoutMs = STATEMENT_MS): Promise<T> {
+    return withSession({ ...this.#d.local, database, statementTimeoutMs }, fn);
   }
 
   /** Warn once per distinct problem (the loop retries every loop_wait: no flood). */

@@ -143,6 +143,11 @@ describe('the decision plans sync_logical', () => {
     expect(decide(o).actions.map((a) => a.kind)).toEqual(['advance_logical', 'acquire', 'promote', 'clear_failover']);
   });
 
+  it('a failover winner advances its copies before it takes the key', () => {
+    const o = obs({ cluster: clusterView({ leader: null, config: logical, logicalSlots: { cdc: 900 } }) });
+    expect(decide(o).actions.map((a) => a.kind)).toEqual(['advance_logical', 'acquire', 'promote']);
+  });
+
   it('keeps running after the last slot is removed while the leader still publishes positions', () => {
     expect(decide(obs({ cluster: clusterView({ logicalSlots: {} }) })).actions).toEqual([{ kind: 'sync_logical', as: 'standby', leader: 'n1', mayRestart: true }]);
     expect(decide(obs({})).actions).toEqual([]);
