@@ -6,6 +6,7 @@ import { PgHaError, describeError } from '../errors.ts';
 import type { Action, ClusterView, FailsafeHold, LocalPostgres, PromoteReason, SyncMethod } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import { slotNameFor, type PostgresControl, type Upstream } from '../postgres/types.ts';
+import type { LogicalSlots } from '../slots/manager.ts';
 import type { FenceTimer } from './fence.ts';
 import type { Activity } from './member.ts';
 
@@ -38,6 +39,8 @@ export interface ActorDeps {
   fencing?(why: string): void;
   /** pg_promote() succeeded (GET /metrics counts these and the outage). */
   promoted?(reason: PromoteReason): void;
+  /** Logical slots and publications (src/slots/manager.ts); absent: sync_logical does nothing. */
+  logical?: LogicalSlots;
 }
 
 export interface ActContext {
@@ -64,6 +67,7 @@ export class Actor {
   }
   #slotsSeen = new Map<string, number>();
   #lastPublishedLsn: number | null = null;
+  #lastPublishedSlots = 'null';
 
   constructor(deps: ActorDeps) {
     this.#d = deps;
@@ -110,7 +114,9 @@ export class Actor {
 
   async #one(a: Action, ctx: ActContext): Promise<void> {
     // step_down: before_stop (up to before_stop_timeout) runs before the clean stop, with the key held.
-    const long = a.kind === 'bootstrap' || a.kind === 'clone' || a.kind === 'rewind' || a.kind === 'start' || a.kind === 'promote' || a.kind === 'step_down';
+    // A standby's sync_logical may stop and start PostgreSQL to copy a slot.
+    const long = a.kind === 'bootstrap' || a.kind === 'clone' || a.kind === 'rewind' || a.kind === 'start' || a.kind === 'promote' || a.kind === 'step_down'
+      || (a.kind === 'sync_logical' && a.as === 'standby');
     return long ? this.#withHeartbeat(() => this.#step(a, ctx)) : this.#step(a, ctx);
   }
 
@@ -129,7 +135,9 @@ export class Actor {
       case 'fence': return this.fenceNow('plan');
       case 'rewind': return this.rewind(this.#upstream(ctx, a.from), ctx.local);
       case 'ensure_slots': return this.ensureSlots(a.members, a.permanent);
-      case 'publish_leader_lsn': return this.publishLeaderLsn(ctx.local);
+      case 'publish_leader_lsn': return this.publishLeaderLsn(ctx.local, ctx.cluster);
+      case 'sync_logical': return this.syncLogical(a, ctx);
+      case 'advance_logical': return this.#d.logical?.advanceNow(this.#d.dynamic(), ctx.cluster);
       case 'step_down': return this.stepDown();
       case 'clear_failover': return this.#d.dcs.clearFailover();
       case 'write_sync': return this.writeSync(a.members, a.acks);
@@ -398,10 +406,31 @@ export class Actor {
     this.#d.setLeadership(false); // /primary answers 503 from here on: HAProxy drains us first
     await pg.stop('fast');
     const lsn = await pg.checkpointLsn();
+    if (lsn !== null) await this.#publishFinalSlots(lsn);
     if (lsn !== null) await dcs.setShutdownLsn(lsn);
     await this.release();
     logger.info({ event: 'demoted', why: 'switchover', shutdownLsn: lsn }, 'stepped down for a switchover');
     await this.start('standby', null);
+  }
+
+  /**
+   * Switchover: the clean stop made each walsender wait for its consumer's last confirmation,
+   * and the shutdown checkpoint wrote the slots to disk. Publish those final positions before the
+   * key is released, so that the candidate advances its copies to them before it promotes
+   * (advance_logical): a consumer then resumes exactly where it stopped.
+   */
+  async #publishFinalSlots(lsn: number): Promise<void> {
+    const published = this.#d.logical?.published();
+    const read = this.#d.pg.readStoppedSlotPositions;
+    if (published === undefined || read === undefined) return;
+    try {
+      const onDisk = await read.call(this.#d.pg);
+      const slots = Object.fromEntries(Object.entries(published).map(([n, p]) => [n, Math.max(p, onDisk[n] ?? 0)]));
+      await this.#d.dcs.writeLeaderLsn(lsn, slots);
+      this.#d.logger.info({ event: 'logical slots final', slots }, 'published the logical slots\' final positions for the switchover');
+    } catch (err) {
+      this.#d.logger.warn({ event: 'logical slots final', err: describeError(err) }, 'could not publish the logical slots\' final positions: consumers may receive the last changes again');
+    }
   }
 
   #syncNames: string | undefined;
@@ -434,9 +463,24 @@ export class Actor {
     await this.#d.pg.ensureSlots([...names], true);
   }
 
-  async publishLeaderLsn(local: LocalPostgres): Promise<void> {
-    if (local.lsn === null || local.lsn === this.#lastPublishedLsn) return;
-    await this.#d.dcs.writeLeaderLsn(local.lsn);
+  /**
+   * /status: the WAL position, and the logical slots' confirmed positions once the leader read
+   * them (before that, the ones last published there are kept: a new leader must not erase the
+   * list of slots a removal from the configuration still has to drop).
+   */
+  async publishLeaderLsn(local: LocalPostgres, cluster: ClusterView | null = null): Promise<void> {
+    const slots = this.#d.logical?.published() ?? cluster?.logicalSlots ?? undefined;
+    const slotsKey = JSON.stringify(slots ?? null);
+    if (local.lsn === null || (local.lsn === this.#lastPublishedLsn && slotsKey === this.#lastPublishedSlots)) return;
+    await this.#d.dcs.writeLeaderLsn(local.lsn, slots);
     this.#lastPublishedLsn = local.lsn;
+    this.#lastPublishedSlots = slotsKey;
+  }
+
+  async syncLogical(a: Extract<Action, { kind: 'sync_logical' }>, ctx: ActContext): Promise<void> {
+    const logical = this.#d.logical;
+    if (logical === undefined) return;
+    if (a.as === 'leader') { logical.kickLeader(this.#d.dynamic(), ctx.cluster); return; }
+    await logical.syncStandby(this.#d.dynamic(), ctx.cluster, this.#upstream(ctx, a.leader), a.mayRestart);
   }
 }

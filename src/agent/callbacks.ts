@@ -9,6 +9,7 @@ import { CALLBACK_ACTIONS, type NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
 import type { LocalPostgres, SyncMethod } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
+import type { SlotState } from '../postgres/slot-copy.ts';
 import type { PostgresControl, Upstream } from '../postgres/types.ts';
 
 export type CallbackAction = typeof CALLBACK_ACTIONS[number];
@@ -250,6 +251,18 @@ export class CallbackPostgres implements PostgresControl {
   checkpointLsn(): Promise<number | null> { return this.#pg.checkpointLsn(); }
   wipe(): Promise<void> { return this.#pg.wipe(); }
   ensureSlots(slotNames: string[], dropAbsent: boolean): Promise<void> { return this.#pg.ensureSlots(slotNames, dropAbsent); }
+  async readSlotStates(from: Upstream, names: string[]): Promise<SlotState[]> {
+    if (this.#pg.readSlotStates === undefined) throw new Error('copying logical slots is not supported here');
+    return this.#pg.readSlotStates(from, names);
+  }
+  async readStoppedSlotPositions(): Promise<Record<string, number>> {
+    if (this.#pg.readStoppedSlotPositions === undefined) throw new Error('reading slot state files is not supported here');
+    return this.#pg.readStoppedSlotPositions();
+  }
+  async installSlotStates(states: SlotState[]): Promise<void> {
+    if (this.#pg.installSlotStates === undefined) throw new Error('copying logical slots is not supported here');
+    return this.#pg.installSlotStates(states);
+  }
   setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<void> { return this.#pg.setSyncNames(names, count, method); }
   crash(): Promise<void> { return this.#pg.crash(); }
   close(): Promise<void> { return this.#pg.close(); }

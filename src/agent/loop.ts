@@ -1,5 +1,6 @@
 // The HA loop: observe (local PostgreSQL, etcd), decide (pure), act, publish. One iteration
 // runs every loop_wait seconds, or at once when the leader key changes.
+import type { LogicalSlots } from '../slots/manager.ts';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError, isPgHaError } from '../errors.ts';
@@ -39,6 +40,8 @@ export interface LoopDeps {
   prePromote?: () => Promise<void>;
   /** Counters for GET /metrics (loop duration, fences, promotions). */
   stats?: AgentStats;
+  /** Logical slots and publications (sync_logical); absent in tests that do not need them. */
+  logical?: LogicalSlots;
 }
 
 export class HaLoop {
@@ -96,6 +99,7 @@ export class HaLoop {
       republish: () => this.#publish(),
       fencing: () => this.#d.stats?.fenced(),
       promoted: (reason) => this.#promoted(reason),
+      ...(deps.logical ? { logical: deps.logical } : {}),
       setActivity: async (a) => {
         this.#activity = a;
         await this.#publish().catch(() => undefined);
@@ -311,6 +315,7 @@ export class HaLoop {
       postgres: local.stats ?? null,
       dcsLastSeen: this.#dcsLastSeen,
       failsafeActive: this.#failsafeActive || this.failsafe.activeHold() !== null,
+      logical: this.#d.logical?.snapshot() ?? null,
     };
     return member;
   }

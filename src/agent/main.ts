@@ -15,7 +15,8 @@ import { createEtcdDcs, etcdConnection } from '../dcs/etcd.ts';
 import { describeError, isPgHaError } from '../errors.ts';
 import { createLogger } from '../log/logger.ts';
 import { createPostgresControl } from '../postgres/instance.ts';
-import type { NodeConfig } from '../config/schema.ts';
+import { splitHostPort, type NodeConfig } from '../config/schema.ts';
+import { LogicalSlots } from '../slots/manager.ts';
 import type { Logger } from '../log/logger.ts';
 import { CallbackPostgres, Callbacks } from './callbacks.ts';
 import { combineFences, type ExternalFence } from './fence.ts';
@@ -113,8 +114,13 @@ async function main(): Promise<number> {
     },
   });
   const external: ExternalFence = device === null ? fencer : combineFences([fencer, device]);
+  const su = config.postgresql.authentication.superuser;
+  const logical = new LogicalSlots({
+    local: { host: config.postgresql.socket_dir, port: splitHostPort(config.postgresql.listen).port, user: su.username, password: su.password },
+    pg, logger, now: () => performance.now(),
+  });
   loop = new HaLoop({
-    config, dcs, pg, logger, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, stats, prePromote: () => callbacks.prePromote(), ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger),
+    config, dcs, pg, logger, logical, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, stats, prePromote: () => callbacks.prePromote(), ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger),
     fatal: (err) => fatal?.(err),
   });
   const ha = loop;

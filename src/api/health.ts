@@ -2,6 +2,7 @@
 // Patroni's REST API, so an HAProxy configuration written for Patroni works unchanged.
 // Every check fails closed: no snapshot, or one older than the staleness limit, answers 503.
 // The JSON bodies (/status, /cluster) are documented field by field in docs/rest-api.md.
+import type { LogicalSlotStatus } from '../slots/types.ts';
 import { splitHostPort } from '../config/schema.ts';
 import { recordedStandbys } from '../ha/quorum.ts';
 import type { ClusterView, MemberInfo, MemberState } from '../ha/types.ts';
@@ -216,6 +217,12 @@ export interface StatusBody {
   age_ms: number | null;
   stale: boolean;
   patroni: { version: string | null; scope: string; name: string | null };
+  /**
+   * Logical slots this member keeps (present once logical replication is managed): on the
+   * leader each consumer's confirmed position and its lag in WAL bytes; on a standby its copy
+   * and how far the copy is behind the position the leader published (docs/rest-api.md).
+   */
+  logical_slots?: LogicalSlotStatus[];
 }
 
 const ROLE = { primary: 'primary', standby: 'replica', unknown: 'unknown' } as const;
@@ -239,6 +246,7 @@ export function statusBody(s: AgentSnapshot | null, now: number, staleAfterMs: n
     cluster_unlocked: s.cluster !== null && s.cluster.leader === null, database_system_identifier: s.systemId,
     last_plan: s.lastPlan, age_ms: Math.round(now - s.observedAt), stale: isStale(s, now, staleAfterMs),
     patroni: { version: s.version, scope, name: m.name },
+    ...(s.logical == null ? {} : { logical_slots: s.logical.slots }),
   };
 }
 

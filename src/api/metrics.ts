@@ -8,6 +8,8 @@ import { DURATION_BUCKETS } from '../agent/stats.ts';
 import type { MemberState, PromoteReason } from '../ha/types.ts';
 import { statusBody } from './health.ts';
 import type { AgentSnapshot } from './types.ts';
+import { parseLsn } from '../postgres/lsn.ts';
+import type { LogicalSlotStatus } from '../slots/types.ts';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
@@ -184,10 +186,23 @@ function agentMetrics(w: Writer, i: MetricsInput): void {
     promos.filter(([, p]) => p.lastOutage !== null).map(([reason, p]) => ({ labels: [['reason', reason]] as const, value: p.lastOutage ?? 0 })));
 }
 
+/** Logical slots (src/slots): the leader's consumers, the standbys' copies. */
+function logicalSlotMetrics(w: Writer, s: AgentSnapshot | null): void {
+  const l = s?.logical;
+  if (l == null) return;
+  const labels = (x: LogicalSlotStatus) => [['slot', x.name], ['plugin', x.plugin ?? ''], ['database', x.database ?? ''], ['role', l.role]] as const;
+  w.family('pgha_logical_slot_lag_bytes', 'gauge', 'Logical slots. Leader: WAL bytes written since the position the consumer confirmed. Standby: bytes its copy is behind the position the leader published.',
+    l.slots.filter((x) => x.lag_bytes !== null).map((x) => ({ labels: labels(x), value: x.lag_bytes ?? 0 })));
+  w.family('pgha_logical_slot_confirmed_flush_lsn', 'gauge', 'Logical slots: confirmed_flush_lsn as a byte position (leader: the consumer\'s; standby: its copy\'s).',
+    l.slots.filter((x) => x.confirmed_flush_lsn !== null).map((x) => ({ labels: labels(x), value: parseLsn(x.confirmed_flush_lsn ?? '0/0') })));
+  w.family('pgha_logical_slot_active', 'gauge', 'Logical slots: 1 if a consumer is connected, 0 otherwise.', l.slots.map((x) => ({ labels: labels(x), value: b(x.active) })));
+}
+
 /** The whole /metrics body. */
 export function renderMetrics(i: MetricsInput): string {
   const w = new Writer([['scope', i.scope], ['name', i.name]]);
   patroniMetrics(w, i);
   agentMetrics(w, i);
+  logicalSlotMetrics(w, i.snapshot);
   return `${w.lines.join('\n')}\n`;
 }

@@ -10,6 +10,7 @@ import type { HistoryEntry } from '../dcs/types.ts';
 import type { ClusterView } from '../ha/types.ts';
 import { PgHaError, isPgHaError } from '../errors.ts';
 import type { FailsafeAnswer } from '../ha/failsafe.ts';
+import { leaderCheck } from '../slots/check.ts';
 import { cancelHandover, editConfig, mergePatch, missingForPut, requestHandover } from '../ops/store.ts';
 import { Lockout } from './lockout.ts';
 import { badRequest, requireAuth } from './server.ts';
@@ -48,11 +49,14 @@ const failoverBody = z.strictObject({ candidate: z.string().min(1), force: z.boo
 const memberOpBody = z.strictObject({ force: z.boolean().optional() }).optional();
 const restartBody = z.strictObject({ force: z.boolean().optional(), schedule: z.iso.datetime({ offset: true }).optional() }).optional();
 
+/** Refusals answered 400 (a bad value) or 412 (not now), with the code and the reason. */
+const REFUSALS: Record<string, 400 | 412> = {
+  PGHA_CLI_REFUSED: 412, PGHA_CONFIG_INVALID: 400, PGHA_CONFIG_UNSAFE: 400,
+  PGHA_SLOT_NAME_CLASH: 400, PGHA_LOGICAL_PLUGIN_UNKNOWN: 400, PGHA_LOGICAL_DATABASE_UNKNOWN: 400, PGHA_LOGICAL_UNCHECKED: 412,
+};
+
 function fail(reply: FastifyReply, err: unknown) {
-  if (isPgHaError(err, 'PGHA_CLI_REFUSED') || isPgHaError(err, 'PGHA_CONFIG_INVALID') || isPgHaError(err, 'PGHA_CONFIG_UNSAFE')) {
-    const code = err.code === 'PGHA_CLI_REFUSED' ? 412 : 400;
-    return reply.code(code).send({ error: err.code, message: err.message });
-  }
+  if (isPgHaError(err) && REFUSALS[err.code] !== undefined) return reply.code(REFUSALS[err.code]!).send({ error: err.code, message: err.message });
   if (isPgHaError(err)) return reply.code(503).send({ error: err.code, message: err.message });
   throw err;
 }
@@ -111,7 +115,8 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
       const missing = method === 'PUT' ? missingForPut(patch) : [];
       if (missing.length > 0) return badRequest(reply, `PUT /config replaces the whole document; missing: ${missing.join(', ')} (use PATCH for a partial change)`);
       try {
-        const { after } = await editConfig(d.dcs, (c) => (method === 'PATCH' ? mergePatch(c, patch) : patch), d.fallback(), 'request body', method === 'PUT');
+        const check = leaderCheck(d.config.postgresql.authentication.superuser);
+        const { after } = await editConfig(d.dcs, (c) => (method === 'PATCH' ? mergePatch(c, patch) : patch), d.fallback(), 'request body', method === 'PUT', check);
         return reply.send(after);
       } catch (err) { return fail(reply, err); }
     } });

@@ -75,6 +75,16 @@ const statusSchema = {
     cluster_unlocked: { type: 'boolean' }, database_system_identifier: orNull('string'), last_plan: orNull('string'),
     age_ms: orNull('number'), stale: { type: 'boolean' },
     patroni: { type: 'object', properties: { version: orNull('string'), scope: { type: 'string' }, name: orNull('string') } },
+    logical_slots: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          name: { type: 'string' }, plugin: orNull('string'), database: orNull('string'), active: { type: 'boolean' },
+          confirmed_flush_lsn: orNull('string'), restart_lsn: orNull('string'), lag_bytes: orNull('number'), leader_confirmed_flush_lsn: orNull('string'),
+        },
+      },
+    },
   },
 };
 

@@ -1,4 +1,5 @@
 // What the REST API serves: the HA loop's cached view, never a live query per probe.
+import type { LogicalSnapshot } from '../slots/types.ts';
 import type { ClusterView, MemberInfo, PostgresStats } from '../ha/types.ts';
 
 export interface AgentSnapshot {
@@ -26,6 +27,8 @@ export interface AgentSnapshot {
   dcsLastSeen?: number | null;
   /** Leader: the last loop kept the lease on failsafe confirmations; standby: a failsafe promise runs. */
   failsafeActive?: boolean;
+  /** The logical slots as last read (src/slots/manager.ts); null or absent: none managed. */
+  logical?: LogicalSnapshot | null;
 }
 
 export interface ApiDeps {

@@ -8,10 +8,11 @@ import type { CommandModule } from 'yargs';
 import { parse as parseYaml, stringify } from 'yaml';
 import { apiRequest, jsonOf } from '../api/client.ts';
 import { PgHaError } from '../errors.ts';
-import { parseDynamicConfig } from '../config/load.ts';
+import { loadConfig, parseDynamicConfig } from '../config/load.ts';
 import type { DynamicConfig } from '../config/schema.ts';
 import { editConfig, mergePatch, parseAssignment, setPath, type ConfigEdit } from '../ops/store.ts';
-import { withCtx, type Ctx, type GlobalOpts } from './context.ts';
+import { leaderCheck, type LogicalCheck } from '../slots/check.ts';
+import { configPath, withCtx, type Ctx, type GlobalOpts } from './context.ts';
 import { confirm, forceOption } from './confirm.ts';
 import { unifiedDiff } from './diff.ts';
 import { printResult } from './format.ts';
@@ -62,6 +63,18 @@ export const showConfigCommand: CommandModule<GlobalOpts, GlobalOpts> = {
   },
 };
 
+/**
+ * Logical slots and publications are checked on the leader as the superuser of the agent YAML
+ * (-c, PGHA_CONFIG); without one, an edit that touches them is refused (PGHA_LOGICAL_UNCHECKED).
+ */
+async function cliLogicalCheck(argv: GlobalOpts): Promise<LogicalCheck> {
+  const path = configPath(argv);
+  if (path === undefined) {
+    return async () => { throw new PgHaError('PGHA_LOGICAL_UNCHECKED', 'logical slots and publications are checked on the leader as the superuser of the agent YAML: give it with -c (or PGHA_CONFIG)'); };
+  }
+  return leaderCheck((await loadConfig(path)).postgresql.authentication.superuser);
+}
+
 type EditOpts = GlobalOpts & { set?: string[]; pg?: string[]; apply?: string; force: boolean | undefined };
 
 /** The editor command: $VISUAL, else $EDITOR, else vi; split on blanks (no shell), e.g. "code --wait". */
@@ -111,11 +124,12 @@ async function editInteractively(ctx: Ctx, argv: EditOpts): Promise<void> {
   if (diff === '') { printResult(argv.format, { changed: false }, 'no changes'); return; }
   process.stderr.write(diff);
   await confirm('Apply these changes?', argv.force);
+  const check = await cliLogicalCheck(argv);
   const r = await editConfig(ctx.dcs, (c) => {
     // Compare-and-set against what was edited: a change made meanwhile is not overwritten.
     if (!isDeepStrictEqual(c, before)) throw new PgHaError('PGHA_CLI_REFUSED', 'the configuration changed in etcd while you edited it: nothing applied, run edit-config again');
     return after as unknown as Record<string, unknown>;
-  }, ctx.fallback, 'the edited configuration');
+  }, ctx.fallback, 'the edited configuration', false, check);
   printResult(argv.format, r.after, stringify(r.after).trimEnd());
 }
 
@@ -140,7 +154,7 @@ export const editConfigCommand: CommandModule<GlobalOpts, EditOpts> = {
     }
     if (edits.length === 0) { await withCtx(argv, (ctx) => editInteractively(ctx, argv)); return; }
     await withCtx(argv, async (ctx) => {
-      const { after } = await editConfig(ctx.dcs, (c) => edits.reduce((acc, e) => e(acc), c), ctx.fallback, 'edit-config');
+      const { after } = await editConfig(ctx.dcs, (c) => edits.reduce((acc, e) => e(acc), c), ctx.fallback, 'edit-config', false, await cliLogicalCheck(argv));
       printResult(argv.format, after, stringify(after).trimEnd());
     });
   },

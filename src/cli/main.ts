@@ -13,6 +13,7 @@ import { failoverCommand, flushCommand, switchoverCommand } from './handover.ts'
 import { dsnCommand, historyCommand } from './info.ts';
 import { reinitCommand, reloadCommand, restartCommand } from './members.ts';
 import { queryCommand } from './query.ts';
+import { slotsCommand } from './slots.ts';
 import { removeCommand } from './remove.ts';
 import { versionCommand } from './version.ts';
 
@@ -53,6 +54,7 @@ async function main(): Promise<number> {
       .command(availabilityCommand as never)
       .command(drillCommand as never)
       .command(queryCommand as never)
+      .command(slotsCommand as never)
       .command(removeCommand as never)
       .command(versionCommand as never)
       // `pghactl completion >> ~/.bashrc` (or ~/.zshrc): yargs' script, which asks pghactl itself.

@@ -149,6 +149,31 @@ const callbackCommand = z
   .transform((c) => (typeof c === 'string' ? [c] : c))
   .refine((c) => c[0]!.startsWith('/'), 'the first item must be an absolute path');
 
+/** A replication slot or publication name: a-z, 0-9, _ (pgha quotes nothing it does not have to). */
+const slotName = z.string().regex(/^[a-z0-9_]{1,63}$/, 'a slot name: a-z, 0-9, _ (at most 63)');
+/** A database or output plugin name: a plain identifier (a plugin is a shared library's base name). */
+const plainIdentifier = (what: string) => z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, `${what}: letters, digits, _ (at most 63, not starting with a digit)`);
+/** A table of a publication: "table" (schema public) or "schema.table", plain identifiers. */
+const tableName = z.string().regex(/^([A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'a table: name or schema.name (letters, digits, _)');
+
+const permanentSlot = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('physical') }),
+  z.strictObject({ type: z.literal('logical'), plugin: plainIdentifier('plugin'), database: plainIdentifier('database') }),
+], { error: 'type: physical, or logical with plugin and database' });
+
+const publicationSchema = z
+  .strictObject({
+    database: plainIdentifier('database'),
+    all_tables: z.boolean().default(false),
+    tables: z.array(tableName).default([]),
+  })
+  .refine((p) => p.all_tables !== (p.tables.length > 0), { message: 'name its tables, or set all_tables: true (not both)' });
+
+/** wal_level and hot_standby_feedback as the dynamic parameters set them (names compare case-insensitively). */
+function dynamicParameter(params: Record<string, ParamValue>, name: string): ParamValue | undefined {
+  return Object.entries(params).find(([k]) => k.toLowerCase() === name)?.[1];
+}
+
 export const CALLBACK_ACTIONS = ['on_start', 'on_stop', 'on_restart', 'on_reload', 'on_role_change'] as const;
 
 /** Dynamic, cluster-wide settings. All of them live in etcd under /<namespace>/<scope>/config. */
@@ -183,13 +208,15 @@ export const dynamicConfigSchema = z
     // Seconds the leader keeps the replication slot of a member whose key disappeared.
     member_slots_ttl: z.number().min(0).max(7 * 86400).default(1800),
     // Slots the leader keeps whatever the members (created again on a new leader after failover).
-    // Only physical slots are built; logical slots on PostgreSQL 15 cannot move to a new primary.
-    permanent_slots: z
-      .record(
-        z.string().regex(/^[a-z0-9_]{1,63}$/, 'a slot name: a-z, 0-9, _ (at most 63)'),
-        z.strictObject({ type: z.literal('physical', { message: 'only physical permanent slots are built (logical slots cannot follow a failover on PostgreSQL 15)' }) }),
-      )
-      .default({}),
+    // Physical ones, and logical ones for external consumers (Patroni's keys: type, plugin,
+    // database), which pgha copies to every standby and advances there (docs/logical-replication.md).
+    permanent_slots: z.record(slotName, permanentSlot).default({}),
+    // pgha-only: publications the leader keeps on this cluster (docs/logical-replication.md).
+    logical: z
+      .strictObject({
+        publications: z.record(slotName, publicationSchema).default({}),
+      })
+      .prefault({}),
     postgresql: z
       .strictObject({
         use_pg_rewind: z.boolean().default(true),
@@ -199,6 +226,18 @@ export const dynamicConfigSchema = z
       .prefault({}),
   })
   .superRefine((c, ctx) => {
+    // Logical slots and publications need wal_level logical on every member (a standby with a
+    // logical slot does not even start without it), and the copies on the standbys need
+    // hot_standby_feedback so that the primary keeps the catalog rows they still decode with.
+    const logicalSlots = Object.values(c.permanent_slots).some((s) => s.type === 'logical');
+    if (logicalSlots || Object.keys(c.logical.publications).length > 0) {
+      if (String(dynamicParameter(c.postgresql.parameters, 'wal_level') ?? '').toLowerCase() !== 'logical') {
+        ctx.addIssue({ code: 'custom', path: ['postgresql', 'parameters', 'wal_level'], message: 'logical slots and publications need postgresql.parameters.wal_level: logical (a restart of every member)' });
+      }
+    }
+    if (logicalSlots && asBool(dynamicParameter(c.postgresql.parameters, 'hot_standby_feedback') ?? false) !== true) {
+      ctx.addIssue({ code: 'custom', path: ['postgresql', 'parameters', 'hot_standby_feedback'], message: 'logical permanent slots need postgresql.parameters.hot_standby_feedback: on (the standbys\' copies hold catalog rows through it)' });
+    }
     // The split-brain guard: a leader must get at least one full loop and one call deadline to
     // renew, and still stop PostgreSQL fence_margin seconds before etcd can expire its key.
     if (c.loop_wait + c.retry_timeout + c.fence_margin > c.ttl) {

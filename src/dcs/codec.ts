@@ -52,7 +52,9 @@ export const failsafeSchema = z.object({
 
 export const restartSchema = z.object({ at: z.number().int(), requestedAt: z.number().int() });
 
-export const statusSchema = z.object({ lsn: z.number(), timeline: z.number().int().optional() });
+// slots: the leader's logical slots and the position each consumer confirmed (Patroni's /status
+// carries the same); absent when logical replication was never managed.
+export const statusSchema = z.object({ lsn: z.number(), timeline: z.number().int().optional(), slots: z.record(z.string().regex(/^[a-z0-9_]{1,63}$/), z.number().min(0)).optional() });
 
 export { dynamicConfigSchema };
 

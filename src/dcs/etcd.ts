@@ -189,7 +189,10 @@ export class EtcdDcs implements Dcs {
         else this.#o.onWarning?.('ignoring invalid /failsafe in etcd', { error: f.error });
       } else if (key === this.keys.status) {
         const s = decode(statusSchema, value);
-        if (s.ok) view.lastLeaderLsn = s.value.lsn;
+        if (s.ok) {
+          view.lastLeaderLsn = s.value.lsn;
+          if (s.value.slots !== undefined) view.logicalSlots = s.value.slots;
+        }
       } else if (key.startsWith(this.keys.membersPrefix)) {
         const m = decode(memberInfoSchema, value);
         if (m.ok) view.members.push(m.value);
@@ -397,8 +400,8 @@ export class EtcdDcs implements Dcs {
       this.client.if(this.keys.config, 'Version', '==', 0).then(this.client.put(this.keys.config).value(JSON.stringify(config))).commit());
   }
 
-  async writeLeaderLsn(lsn: Lsn): Promise<void> {
-    await this.#call('write status', () => this.client.put(this.keys.status).value(JSON.stringify({ lsn })).exec());
+  async writeLeaderLsn(lsn: Lsn, slots?: Record<string, Lsn>): Promise<void> {
+    await this.#call('write status', () => this.client.put(this.keys.status).value(JSON.stringify(slots === undefined ? { lsn } : { lsn, slots })).exec());
   }
 
   /** Read a JSON key with its mod revision ("0" when absent). */

@@ -46,8 +46,8 @@ export interface Dcs {
 
   /** Write /config if it does not exist yet (bootstrap.dcs). */
   writeConfigIfAbsent(config: DynamicConfig): Promise<void>;
-  /** Leader only: store its current WAL position for other members' lag checks. */
-  writeLeaderLsn(lsn: Lsn): Promise<void>;
+  /** Leader only: /status: the leader's WAL position and, when managed, its logical slots' confirmed positions. */
+  writeLeaderLsn(lsn: Lsn, slots?: Record<string, Lsn>): Promise<void>;
   /** Append one entry to /history by compare-and-set. */
   appendHistory(entry: HistoryEntry): Promise<void>;
   readHistory(): Promise<HistoryEntry[]>;

@@ -21,6 +21,7 @@
 //      mode, or /config is invalid with no earlier valid value known.
 // A paused cluster (maintenance mode) never promotes, demotes, restarts or fences on its own.
 import type { DynamicConfig } from '../config/schema.ts';
+import { logicalManaged, physicalPermanentSlots } from './logical.ts';
 import { asCandidate, bestCandidate, lagBehind, mayEverPromote, type Candidate } from './candidates.ts';
 import { failsafeBlocksRace, failsafeConfirmed, failsafeRecordFor, holdActive, sameRecord } from './failsafe.ts';
 import { quorumWitnesses, syncRule } from './quorum.ts';
@@ -148,9 +149,11 @@ function decideAsLeader(o: Observation, cfg: DynamicConfig, leaseExpired: boolea
     const handover = cfg.pause ? null : decideHandover(o, renew);
     if (handover !== null) return handover;
     const members = (o.cluster?.members ?? []).map((m) => m.name).filter((n) => n !== o.self.name);
-    const slots: Action[] = cfg.postgresql.use_slots ? [{ kind: 'ensure_slots', members, permanent: Object.keys(cfg.permanent_slots) }] : [];
+    const slots: Action[] = cfg.postgresql.use_slots ? [{ kind: 'ensure_slots', members, permanent: physicalPermanentSlots(cfg) }] : [];
     const sync = o.cluster === null ? [] : planSync(o, cfg, o.cluster);
-    return plan('leader: running as primary', renew, { kind: 'publish_leader_lsn' }, ...slots, ...sync, ...failsafeRecord(o, cfg));
+    // Last: its work runs in the background and never holds the loop (src/slots/manager.ts).
+    const logical: Action[] = logicalManaged(cfg, o.cluster) ? [{ kind: 'sync_logical', as: 'leader' }] : [];
+    return plan('leader: running as primary', renew, { kind: 'publish_leader_lsn' }, ...slots, ...sync, ...failsafeRecord(o, cfg), ...logical);
   }
   if (local.running && local.role === 'standby') {
     if (cfg.pause) return plan('leader key held by a standby, but paused: not promoting', renew);
@@ -204,6 +207,10 @@ function decideAsFollower(o: Observation, cfg: DynamicConfig, leader: LeaderKey)
   if (local.running && local.role === 'standby') {
     if (local.upstream !== leader.name) return plan(`following new leader ${leader.name}`, { kind: 'follow', upstream: leader.name });
     if (needsRewind(o, cfg, leaderMember)) return plan(`not streaming from ${leader.name} on an older timeline: rewinding`, { kind: 'rewind', from: leader.name });
+    // Copies of the leader's logical slots are taken only from the leader we stream from.
+    if (local.streaming && logicalManaged(cfg, o.cluster)) {
+      return plan(`following ${leader.name}`, { kind: 'sync_logical', as: 'standby', leader: leader.name, mayRestart: !cfg.pause });
+    }
     return plan(`following ${leader.name}`);
   }
   if (local.running) return plan('PostgreSQL is starting: waiting');
@@ -285,7 +292,16 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
     .filter((c): c is Candidate => c !== null);
   const best = bestCandidate([me, ...others]);
   if (best !== null && best.name !== me.name) return plan(`leader key is free; ${best.name} is the better candidate`);
-  return plan('leader key is free and we are the best candidate: taking it and promoting', { kind: 'acquire' }, promoteFor(req));
+  return plan('leader key is free and we are the best candidate: taking it and promoting', ...advanceLogical(cluster), { kind: 'acquire' }, promoteFor(req));
+}
+
+/**
+ * Before a standby takes the key to promote: advance its logical slot copies to the positions
+ * the leader last published (after a switchover, the old leader's final ones). Clamped by
+ * PostgreSQL to the WAL this standby replayed, so it never moves past what it holds.
+ */
+function advanceLogical(cluster: ClusterView | null): Action[] {
+  return cluster !== null && logicalManaged(cluster.config, cluster) ? [{ kind: 'advance_logical' }] : [];
 }
 
 /** A named candidate takes the key once it holds the stepped-down leader's last WAL; others wait. */
@@ -311,5 +327,5 @@ function decideAsCandidate(o: Observation, req: FailoverRequest, candidate: stri
     // The key is free but the old leader has not recorded its last WAL position yet.
     return { ...plan(`${req.kind}: waiting for ${req.leader} to record its last WAL position`), retryAfterMs: HANDOVER_POLL_MS };
   }
-  return plan(`${req.kind}: taking over as the named candidate`, { kind: 'acquire' }, promoteFor(req), { kind: 'clear_failover' });
+  return plan(`${req.kind}: taking over as the named candidate`, ...advanceLogical(o.cluster), { kind: 'acquire' }, promoteFor(req), { kind: 'clear_failover' });
 }

@@ -208,6 +208,12 @@ export interface ClusterView {
   configInvalid?: { error: string; kept: boolean } | null;
   /** Scheduled restarts (/restart/<member>), by member name. */
   restarts?: Record<string, ScheduledRestart>;
+  /**
+   * The confirmed position of each pgha-managed logical slot, as the leader last published it
+   * in /status (absent: logical replication was never managed here). Standbys advance their
+   * copies to it.
+   */
+  logicalSlots?: Record<string, Lsn> | null;
 }
 
 /** POST /restart with a schedule: the member restarts PostgreSQL once `at` has come. */
@@ -276,6 +282,14 @@ export type Action =
   | { kind: 'rewind'; from: string } // pg_rewind from the leader, then start as its standby
   | { kind: 'ensure_slots'; members: string[]; permanent: string[] } // leader: a slot per other member, plus permanent_slots
   | { kind: 'publish_leader_lsn' } // leader: store its WAL position for the lag check
+  // leader: create/drop logical slots and publications, read the slots' confirmed positions;
+  // standby (streaming from `leader`): copy missing logical slots from it (a short restart, only
+  // when mayRestart), advance the copies, drop copies no longer configured
+  | { kind: 'sync_logical'; as: 'leader' }
+  | { kind: 'sync_logical'; as: 'standby'; leader: string; mayRestart: boolean }
+  // a standby about to take the key and promote: advance its logical slot copies to the
+  // positions the leader published (after a switchover: its final ones); never fails
+  | { kind: 'advance_logical' }
   | { kind: 'step_down' } // switchover: stop PostgreSQL cleanly, record its last WAL position, release the key
   | { kind: 'clear_failover' } // remove the /failover request (done, impossible or stale)
   | { kind: 'write_sync'; members: string[]; acks?: number } // leader: store the /sync record (acks: quorum mode)

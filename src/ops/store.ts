@@ -7,6 +7,7 @@ import { parseDynamicConfig } from '../config/load.ts';
 import type { EtcdDcs } from '../dcs/etcd.ts';
 import { PgHaError } from '../errors.ts';
 import type { FailoverRequest } from '../ha/types.ts';
+import { checkSlotNames, logicalChanged, type LogicalCheck } from '../slots/check.ts';
 import { planHandover, type HandoverInput } from './requests.ts';
 
 export async function requestHandover(dcs: EtcdDcs, input: HandoverInput, fallback: DynamicConfig): Promise<FailoverRequest> {
@@ -78,10 +79,13 @@ export function missingForPut(doc: Record<string, unknown>): string[] {
  * Apply `edit` to /config by compare-and-set, re-reading and re-applying on a lost race, so two
  * concurrent editors both land. The result is validated, also against the number of members
  * (replicationCapacityProblem), before anything is written. `replace`: the edit ignores the
- * current value (PUT), so an invalid stored /config can be replaced.
+ * current value (PUT), so an invalid stored /config can be replaced. An edit of permanent_slots
+ * or logical.publications is also checked against the members' slot names and, with `check`,
+ * on the leader's PostgreSQL (src/slots/check.ts).
  */
-export async function editConfig(dcs: EtcdDcs, edit: ConfigEdit, fallback: DynamicConfig, source: string, replace = false): Promise<{ before: DynamicConfig; after: DynamicConfig }> {
-  const members = (await dcs.readCluster(fallback)).members.length;
+export async function editConfig(dcs: EtcdDcs, edit: ConfigEdit, fallback: DynamicConfig, source: string, replace = false, check?: LogicalCheck): Promise<{ before: DynamicConfig; after: DynamicConfig }> {
+  const view = await dcs.readCluster(fallback);
+  const members = view.members.length;
   for (let attempt = 0; attempt < 10; attempt++) {
     const cur = await dcs.getJson(dcs.keys.config);
     let before = fallback;
@@ -93,6 +97,10 @@ export async function editConfig(dcs: EtcdDcs, edit: ConfigEdit, fallback: Dynam
     const after = parseDynamicConfig(edit(structuredClone(before) as unknown as Record<string, unknown>), source);
     const problem = replicationCapacityProblem(after, members);
     if (problem !== null) throw new PgHaError('PGHA_CONFIG_INVALID', `${source}: ${problem}`);
+    if (logicalChanged(before, after)) {
+      checkSlotNames(after, view.members.map((m) => m.name));
+      await check?.(after, view);
+    }
     if (await dcs.putJsonIfRevision(dcs.keys.config, after, cur.modRevision)) return { before, after };
   }
   throw new PgHaError('PGHA_DCS_CONFLICT', '/config kept changing; try again');

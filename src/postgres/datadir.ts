@@ -34,7 +34,7 @@ export async function writeAtomic(path: string, text: string, runAs: RunAs | und
   await fsyncDir(dirname(path));
 }
 
-async function fsyncDir(dir: string): Promise<void> {
+export async function fsyncDir(dir: string): Promise<void> {
   const d = await open(dir, 'r');
   try {
     await d.sync();

@@ -23,6 +23,7 @@ import { Probe, withSession } from './probe.ts';
 import { cloneFrom, rewindFrom, type ReplicationContext } from './replication.ts';
 import { createRoles } from './roles.ts';
 import { ensureSlots } from './slots.ts';
+import { installSlotStates, readSlotStates, readStoppedSlotPositions, type SlotState } from './slot-copy.ts';
 import { slotNameFor, type PostgresControl, type Upstream } from './types.ts';
 
 export { lookupOsUser, type RunAs } from './exec.ts';
@@ -448,6 +449,20 @@ class LocalInstance implements PostgresControl {
     this.#control = null;
     await wipeContents(this.#dir, this.#runAs);
     this.#ours = true;
+  }
+
+  readSlotStates(from: Upstream, names: string[]): Promise<SlotState[]> {
+    return readSlotStates(this.#replication(), from, names);
+  }
+
+  async installSlotStates(states: SlotState[]): Promise<void> {
+    if (livePostmaster(this.#dir) !== null) throw new PgHaError('PGHA_PG_COMMAND', 'slot state files are installed only while PostgreSQL is stopped');
+    await installSlotStates(this.#dir, states, this.#runAs);
+  }
+
+  async readStoppedSlotPositions(): Promise<Record<string, number>> {
+    if (livePostmaster(this.#dir) !== null) throw new PgHaError('PGHA_PG_COMMAND', 'slot state files are read only while PostgreSQL is stopped');
+    return readStoppedSlotPositions(this.#dir);
   }
 
   async ensureSlots(slotNames: string[], dropAbsent: boolean): Promise<void> {

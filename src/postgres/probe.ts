@@ -218,12 +218,14 @@ export interface SessionOptions {
   password: string;
   /** Server-side limit per statement, ms; the client waits 5 s longer before giving up. */
   statementTimeoutMs: number;
+  /** Database to connect to (default postgres). */
+  database?: string;
 }
 
 /** Run `fn` on a fresh client and close it, whatever happens. */
 export async function withSession<T>(o: SessionOptions, fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const c = new pg.Client({
-    host: o.host, port: o.port, user: o.user, password: o.password, database: 'postgres', application_name: 'pgha',
+    host: o.host, port: o.port, user: o.user, password: o.password, database: o.database ?? 'postgres', application_name: 'pgha',
     // A server that accepts TCP but never answers (frozen) must not hold a one-off step forever;
     // 5 s is far above any healthy connect, local or across a LAN.
     connectionTimeoutMillis: 5000,

@@ -100,7 +100,7 @@ async function checkpointIfPromotedRecently(ctx: ReplicationContext, host: strin
 }
 
 /** One statement on the rewind source through psql (libpq: the passfile and the TLS settings); its single value. */
-async function psql(ctx: ReplicationContext, host: string, port: number, sql: string): Promise<string> {
+export async function psql(ctx: ReplicationContext, host: string, port: number, sql: string): Promise<string> {
   const info = peerConninfo(host, port, ctx.rewinder.username, ctx.rewinder, [
     ['dbname', 'postgres'], ['options', `-c statement_timeout=${CHECKPOINT_TIMEOUT_MS}`],
   ]);

@@ -1,6 +1,7 @@
 // The contract between the agent and its local PostgreSQL. Implemented over the Debian binaries
 // (initdb, pg_ctl, pg_basebackup, pg_rewind, pg_controldata) and one dedicated `pg` client.
 import type { LocalPostgres, SyncMethod } from '../ha/types.ts';
+import type { SlotState } from './slot-copy.ts';
 
 /** Where another member's PostgreSQL can be reached, for replication, cloning and rewind. */
 export interface Upstream {
@@ -52,6 +53,12 @@ export interface PostgresControl {
 
   /** Leader only: make the set of pgha-managed physical slots equal `slotNames` (others are kept). */
   ensureSlots(slotNames: string[], dropAbsent: boolean): Promise<void>;
+  /** Standby: the leader's logical slots' state files, read after a CHECKPOINT there (slot-copy.ts). */
+  readSlotStates?(from: Upstream, names: string[]): Promise<SlotState[]>;
+  /** The server must be stopped: install slot state files into pg_replslot (slot-copy.ts). */
+  installSlotStates?(states: SlotState[]): Promise<void>;
+  /** The server must be stopped: each logical slot's confirmed_flush, from its state file. */
+  readStoppedSlotPositions?(): Promise<Record<string, number>>;
 
   /** Primary: set synchronous_standby_names (FIRST|ANY count (names); null: asynchronous) and reload. */
   setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<void>;

@@ -45,7 +45,7 @@ describe('parseConfig', () => {
       etcd: { hosts: ['127.0.0.1:2379'], protocol: 'http' },
       bootstrap: {
         dcs: {
-          ttl: 2, loop_wait: 0.5, retry_timeout: 0.75, fence_margin: 0.5, maximum_lag_on_failover: 1048576, pause: false, failsafe_mode: false, synchronous_mode: 'off', synchronous_node_count: 1, synchronous_mode_strict: false, member_slots_ttl: 1800, permanent_slots: {},
+          ttl: 2, loop_wait: 0.5, retry_timeout: 0.75, fence_margin: 0.5, maximum_lag_on_failover: 1048576, pause: false, failsafe_mode: false, synchronous_mode: 'off', synchronous_node_count: 1, synchronous_mode_strict: false, member_slots_ttl: 1800, permanent_slots: {}, logical: { publications: {} },
           postgresql: { use_pg_rewind: true, use_slots: true, parameters: {} },
         },
         initdb: [{ encoding: 'UTF8' }, 'data-checksums'],
@@ -219,9 +219,24 @@ describe('parseDynamicConfig and formatZodIssues', () => {
     expect(err.message.startsWith(start)).toBe(true);
   });
 
-  it('refuses logical permanent slots, with the reason', () => {
-    expect(() => parseDynamicConfig({ permanent_slots: { cdc: { type: 'logical' } } }, 'request body')).toThrow(/permanent_slots\.cdc\.type: only physical/);
+  it('takes logical permanent slots with plugin and database, and needs wal_level logical and hot_standby_feedback', () => {
+    const params = { wal_level: 'logical', hot_standby_feedback: 'on' };
+    const c = parseDynamicConfig({ permanent_slots: { cdc: { type: 'logical', plugin: 'pgoutput', database: 'app' } }, postgresql: { parameters: params } }, 'x');
+    expect(c.permanent_slots).toEqual({ cdc: { type: 'logical', plugin: 'pgoutput', database: 'app' } });
+    expect(() => parseDynamicConfig({ permanent_slots: { cdc: { type: 'logical' } } }, 'request body')).toThrow(/permanent_slots\.cdc\.plugin/);
+    expect(() => parseDynamicConfig({ permanent_slots: { cdc: { type: 'logical', plugin: '../x', database: 'app' } }, postgresql: { parameters: params } }, 'b')).toThrow(/permanent_slots\.cdc\.plugin: plugin: letters/);
+    expect(() => parseDynamicConfig({ permanent_slots: { cdc: { type: 'logical', plugin: 'pgoutput', database: 'app' } } }, 'b')).toThrow(/wal_level: logical slots and publications need/);
+    expect(() => parseDynamicConfig({ permanent_slots: { cdc: { type: 'logical', plugin: 'pgoutput', database: 'app' } }, postgresql: { parameters: { wal_level: 'logical' } } }, 'b')).toThrow(/hot_standby_feedback: logical permanent slots need/);
     expect(parseDynamicConfig({ permanent_slots: { archiver: { type: 'physical' } } }, 'x').permanent_slots).toEqual({ archiver: { type: 'physical' } });
+  });
+
+  it('takes publications of named tables or all tables, not both', () => {
+    const parameters = { wal_level: 'logical' };
+    const c = parseDynamicConfig({ logical: { publications: { p1: { database: 'app', tables: ['orders', 'sales.items'] }, p2: { database: 'app', all_tables: true } } }, postgresql: { parameters } }, 'x');
+    expect(c.logical.publications['p1']).toEqual({ database: 'app', all_tables: false, tables: ['orders', 'sales.items'] });
+    expect(() => parseDynamicConfig({ logical: { publications: { p: { database: 'app' } } }, postgresql: { parameters } }, 'b')).toThrow(/name its tables, or set all_tables/);
+    expect(() => parseDynamicConfig({ logical: { publications: { p: { database: 'app', all_tables: true, tables: ['t'] } } }, postgresql: { parameters } }, 'b')).toThrow(/not both/);
+    expect(() => parseDynamicConfig({ logical: { publications: { p: { database: 'app', tables: ['t; drop'] } } }, postgresql: { parameters } }, 'b')).toThrow(/a table: name or schema.name/);
   });
 
   // Issue 10 finding 4: values that would stop every member from writing its config or starting.
