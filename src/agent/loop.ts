@@ -8,6 +8,7 @@ import type { FailsafeAnswer } from '../ha/failsafe.ts';
 import type { ClusterView, FailsafeRound, LocalPostgres, MemberInfo, Observation, Plan } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import type { PostgresControl } from '../postgres/types.ts';
+import type { Poolers } from '../pooler/poolers.ts';
 import type { AgentSnapshot } from '../api/types.ts';
 import { Actor } from './act.ts';
 import type { ClientTls } from '../api/tls.ts';
@@ -39,6 +40,8 @@ export interface LoopDeps {
   prePromote?: () => Promise<void>;
   /** Counters for GET /metrics (loop duration, fences, promotions). */
   stats?: AgentStats;
+  /** PgBouncer poolers paused around a switchover, reconnected after a failover. */
+  poolers?: Poolers;
 }
 
 export class HaLoop {
@@ -93,6 +96,7 @@ export class HaLoop {
       // that fenced in time says so at once, so systemd need not kill it and its PostgreSQL.
       fenced: () => this.#d.alive?.beat(this.fence.deadline),
       ...(deps.prePromote ? { prePromote: deps.prePromote } : {}),
+      ...(deps.poolers ? { poolers: deps.poolers } : {}),
       republish: () => this.#publish(),
       fencing: () => this.#d.stats?.fenced(),
       promoted: (reason) => this.#promoted(reason),
