@@ -21,6 +21,8 @@ export interface PgbouncerOptions {
   users: Record<string, string>;
   /** Server connections per user/database pair. */
   poolSize?: number;
+  /** Run as this OS user (default: postgres; null: as the caller, who must not be root). */
+  owner?: { uid: number; gid: number } | null;
 }
 
 export interface PgbouncerHandle {
@@ -62,9 +64,10 @@ export function pgbouncerIni(o: PgbouncerOptions): string {
 
 /** Start PgBouncer and wait until it accepts TCP on its port (at most 10 s: it starts in milliseconds). */
 export async function startPgbouncer(o: PgbouncerOptions): Promise<PgbouncerHandle> {
-  const user = lookupOsUser('postgres');
+  const user = o.owner === undefined ? lookupOsUser('postgres') : o.owner;
+  const own = (path: string) => { if (user !== null) chownSync(path, user.uid, user.gid); };
   mkdirSync(o.dir, { recursive: true, mode: 0o700 });
-  chownSync(o.dir, user.uid, user.gid);
+  own(o.dir);
   const users = { ...o.users, [o.admin.user]: o.admin.password };
   const files: Array<[string, string]> = [
     ['userlist.txt', Object.entries(users).map(([u, p]) => `${quote(u)} ${quote(p)}`).join('\n') + '\n'],
@@ -72,9 +75,10 @@ export async function startPgbouncer(o: PgbouncerOptions): Promise<PgbouncerHand
   ];
   for (const [name, text] of files) {
     writeFileSync(join(o.dir, name), text, { mode: 0o600 });
-    chownSync(join(o.dir, name), user.uid, user.gid);
+    own(join(o.dir, name));
   }
-  const child = spawn(PGBOUNCER_BIN, [join(o.dir, 'pgbouncer.ini')], { uid: user.uid, gid: user.gid, stdio: 'ignore', cwd: o.dir });
+  const ids = user === null ? {} : { uid: user.uid, gid: user.gid };
+  const child = spawn(PGBOUNCER_BIN, [join(o.dir, 'pgbouncer.ini')], { ...ids, stdio: 'ignore', cwd: o.dir });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const deadline = performance.now() + 10_000;
   while (!(await accepts(o.port))) {
