@@ -37,25 +37,33 @@ async function tlsOptions(p: PoolerConfig): Promise<false | ConnectionOptions> {
  */
 export async function adminCall(p: PoolerConfig, command: AdminCommand, timeoutMs: number): Promise<void> {
   const name = poolerName(p);
-  const client = new pg.Client({
-    host: p.host, port: p.port, user: p.user, database: 'pgbouncer',
-    password: await password(p), ssl: await tlsOptions(p),
-  });
-  client.on('error', () => undefined); // a socket error after the timer fired: already reported
+  let client: pg.Client | null = null;
   let timer: NodeJS.Timeout | undefined;
   const bound = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new PgHaError('PGHA_POOLER_FAILED', `${name}: ${command} got no answer within ${timeoutMs} ms`)), timeoutMs);
   });
   try {
-    await Promise.race([(async () => { await client.connect(); await client.query(command); })(), bound]);
+    await Promise.race([(async () => {
+      const c = new pg.Client({
+        host: p.host, port: p.port, user: p.user, database: 'pgbouncer',
+        password: await password(p), ssl: await tlsOptions(p),
+      });
+      c.on('error', () => undefined); // a socket error after the timer fired: already reported
+      client = c;
+      await c.connect();
+      await c.query(command);
+    })(), bound]);
   } catch (err) {
     if (err instanceof PgHaError) throw err;
     throw new PgHaError('PGHA_POOLER_FAILED', `${name}: ${command} failed: ${describeError(err).message}`);
   } finally {
     clearTimeout(timer);
-    // end() waits for the server's goodbye, which a hung pooler never sends: drop the socket too.
-    void client.end().catch(() => undefined);
-    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    const c = client as pg.Client | null;
+    if (c !== null) {
+      // end() waits for the server's goodbye, which a hung pooler never sends: drop the socket too.
+      void c.end().catch(() => undefined);
+      (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    }
   }
 }
 
