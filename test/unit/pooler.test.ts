@@ -9,6 +9,10 @@ import { isPgHaError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log/logger.ts';
 import { adminCall } from '../../src/pooler/admin.ts';
 import { pauseSince, poolerSentence } from '../../src/cli/poolers.ts';
+import { Actor, type ActorDeps } from '../../src/agent/act.ts';
+import { FenceTimer } from '../../src/agent/fence.ts';
+import type { Poolers } from '../../src/pooler/poolers.ts';
+import type { PostgresControl } from '../../src/postgres/types.ts';
 
 const pooler = (over: Record<string, unknown> = {}) => ({ host: '127.0.0.1', port: 16430, user: 'pgha_admin', password: 'pooler-pw', ...over });
 const parsed = (over: Record<string, unknown> = {}) => pgbouncerSchema.parse({ poolers: [pooler(over)] }).poolers[0]!;
@@ -92,5 +96,56 @@ describe('pghactl switchover: the poolers paused', () => {
     expect(pauseSince({ configured: false, reports: [] }, '2026-11-30T07:00:00.000Z')).toBeNull();
     expect(pauseSince({ nonsense: 1 }, '2026-11-30T07:00:00.000Z')).toBeNull();
     expect(poolerSentence(null)).toMatch(/^poolers: none paused/);
+  });
+});
+
+describe('the actor around a switchover', () => {
+  const silent = createLogger({ destination: new Writable({ write(_c, _e, cb) { cb(); } }) });
+  const deps = (events: string[], fence: FenceTimer) => ({
+    fence, logger: silent, now: () => 0,
+    config: { name: 'n1', postgresql: { listen: '127.0.0.1:5432' } },
+    dynamic: () => ({ ttl: 2, fence_margin: 0.5, loop_wait: 60 }),
+    dcs: { releaseLeader: async () => { events.push('release'); }, setShutdownLsn: async () => { events.push('shutdown lsn'); } },
+    pg: {
+      stop: async (mode: string) => { events.push(`stop ${mode}`); },
+      checkpointLsn: async () => 100,
+      start: async (as: string) => { events.push(`start ${as}`); },
+      promote: async () => { events.push('pg_promote'); return { timeline: 2, lsn: '0/1' }; },
+    } as unknown as PostgresControl,
+    setLeadership: (held: boolean) => events.push(`leader ${held}`),
+    poolers: {
+      pause: async () => { events.push('PAUSE'); return null; },
+      resumeWhenWritable: async (self: string | null) => { events.push(`resume when writable (not ${self ?? '-'})`); },
+    } as unknown as Poolers,
+  }) as unknown as ActorDeps;
+
+  it('the old leader pauses the poolers while still primary, and resumes them once the key is released', async () => {
+    const events: string[] = [];
+    const fence = new FenceTimer({ now: () => 0, paused: () => false, fence: async () => undefined });
+    fence.arm(60_000);
+    await new Actor(deps(events, fence)).run([{ kind: 'step_down' }], { cluster: null, local: {} as never });
+    expect(events).toEqual(['PAUSE', 'leader false', 'stop fast', 'shutdown lsn', 'leader false', 'release', 'resume when writable (not 127.0.0.1:5432)', 'start standby']);
+  });
+
+  it('the poolers are resumed even when the step-down fails half-way', async () => {
+    const events: string[] = [];
+    const fence = new FenceTimer({ now: () => 0, paused: () => false, fence: async () => undefined });
+    fence.arm(60_000);
+    const d = deps(events, fence);
+    (d.pg as unknown as { stop: () => Promise<void> }).stop = async () => { events.push('stop fails'); throw new Error('pg_ctl stop failed'); };
+    await new Actor(d).run([{ kind: 'step_down' }], { cluster: null, local: {} as never });
+    expect(events).toEqual(['PAUSE', 'leader false', 'stop fails', 'resume when writable (not 127.0.0.1:5432)']);
+    fence.disarm();
+  });
+
+  it('a new leader reconnects and resumes the poolers after pg_promote', async () => {
+    const events: string[] = [];
+    const fence = new FenceTimer({ now: () => 0, paused: () => false, fence: async () => undefined });
+    fence.arm(60_000);
+    const d = deps(events, fence);
+    (d.dcs as unknown as Record<string, unknown>)['appendHistory'] = async () => { events.push('history'); };
+    await new Actor(d).run([{ kind: 'promote', reason: 'failover' }], { cluster: null, local: {} as never });
+    expect(events).toEqual(['pg_promote', 'resume when writable (not -)', 'history']);
+    fence.disarm();
   });
 });
