@@ -144,4 +144,21 @@ describe('PgBouncer around switchovers', () => {
     // The admin password never reaches a log.
     for (const n of cluster.nodes) expect(cluster.logs(n)).not.toContain(ADMIN.password);
   }, 90_000);
+
+  it('after a failover the new leader RECONNECTs the poolers, and clients go on through them', async () => {
+    const from = await settled();
+    const load = startLoad({ port: POOLER, clients: 4, table: 'pool_load', pauseMs: 5 });
+    await new Promise((r) => setTimeout(r, 500));
+    const killedAt = Date.now();
+    cluster.killNode(cluster.nodes.find((n) => n.name === from)!);
+    const to = await waitFor('a new primary', async () => { const p = await cluster.primary(); return p !== null && p.name !== from ? p : null; }, 30_000);
+    const committed = load.now().committed;
+    await waitFor('transactions through PgBouncer again', async () => load.now().committed > committed + 20, 15_000);
+    const r = await load.stop();
+    console.log(`pgbouncer failover: ${r.errors.length} client errors (transactions in flight on the killed primary), last error ${r.errors.length === 0 ? '-' : `${r.errors.at(-1)!.at - killedAt} ms after the kill`}`);
+    const body = await (await fetch(`${cluster.apiBase(to)}/poolers`)).json() as { reports: Array<{ step: string; waitedMs: number | null; outcomes: Array<{ pooler: string; command: string; ok: boolean }> }> };
+    const resume = body.reports.filter((x) => x.step === 'resume').at(-1)!;
+    expect(resume.waitedMs).not.toBeNull();
+    expect(resume.outcomes.filter((o) => o.pooler === 'pool1')).toMatchObject([{ command: 'RECONNECT', ok: true }, { command: 'RESUME', ok: true }]);
+  }, 60_000);
 });
