@@ -296,9 +296,10 @@ export class Actor {
     if (deadline === null || this.#d.now() >= deadline) throw new PgHaError('PGHA_LEASE_LOST', 'no live lease to promote under');
     const r = await this.#d.pg.promote();
     this.#d.promoted?.(reason);
-    // RECONNECT (server connections to the old primary) and RESUME (a no-op unless the old leader
-    // paused them) once writes go through; in the background, never delaying the history entry.
-    void this.#d.poolers?.resumeWhenWritable(null);
+    // RESUME the poolers (a no-op unless the old leader paused them) once writes go through; after
+    // a failover, RECONNECT first (server connections to the dead primary). In the background,
+    // never delaying the history entry. Not after a switchover: see src/pooler/poolers.ts.
+    void this.#d.poolers?.resumeWhenWritable(null, reason === 'failover');
     this.#d.logger.info({ event: 'promoted', timeline: r.timeline, lsn: r.lsn }, `promoted to primary on timeline ${r.timeline}`);
     await this.#d.dcs
       .appendHistory({ timeline: r.timeline, lsn: r.lsn, reason, time: new Date().toISOString(), leader: this.#d.config.name })
@@ -398,9 +399,10 @@ export class Actor {
    * receive every WAL record up to the shutdown checkpoint; (2) record that checkpoint's position
    * in the request, so the candidate promotes only once it has it (then this server can follow
    * the new timeline without pg_rewind); (3) release the key; (4) start again as a standby.
-   * With pgbouncer.poolers: (0) PAUSE them first, while /primary still answers 200 (HAProxy
-   * would otherwise cut the sessions of in-flight transactions), bounded by pause_timeout; after
-   * (3), RESUME them in the background once the new primary is writable (docs/pgbouncer.md).
+   * With pgbouncer.poolers: (0) PAUSE (and RECONNECT) them first, while /primary still answers
+   * 200 (HAProxy would otherwise cut the sessions of in-flight transactions), bounded by
+   * pause_timeout; after (3), RESUME them in the background once the new primary is writable
+   * (docs/pgbouncer.md).
    */
   async stepDown(): Promise<void> {
     const { pg, dcs, logger } = this.#d;
@@ -414,7 +416,7 @@ export class Actor {
       logger.info({ event: 'demoted', why: 'switchover', shutdownLsn: lsn }, 'stepped down for a switchover');
     } finally {
       // Also when a step failed: paused poolers are released within resume_timeout whatever happens.
-      void this.#d.poolers?.resumeWhenWritable(this.#d.config.postgresql.connect_address ?? this.#d.config.postgresql.listen);
+      void this.#d.poolers?.resumeWhenWritable(this.#d.config.postgresql.connect_address ?? this.#d.config.postgresql.listen, false);
     }
     await this.start('standby', null);
   }

@@ -22,8 +22,9 @@ export function pauseSince(body: unknown, since: string): PauseReport | null {
 /** "poolers paused: a (3 ms), b (12 ms); NOT paused: c (PAUSE got no answer within 2000 ms)". */
 export function poolerSentence(r: PauseReport | null): string {
   if (r === null) return 'poolers: none paused (no pgbouncer.poolers configured, or the old leader did not report)';
-  const ok = r.outcomes.filter((o) => o.ok).map((o) => `${o.pooler} (${o.ms} ms)`);
-  const bad = r.outcomes.filter((o) => !o.ok).map((o) => `${o.pooler} (${o.error ?? 'failed'})`);
+  const pauses = r.outcomes.filter((o) => o.command === 'PAUSE');
+  const ok = pauses.filter((o) => o.ok).map((o) => `${o.pooler} (${o.ms} ms)`);
+  const bad = pauses.filter((o) => !o.ok).map((o) => `${o.pooler} (${o.error ?? 'failed'})`);
   return `poolers paused: ${ok.length > 0 ? ok.join(', ') : 'none'}${bad.length > 0 ? `; NOT paused: ${bad.join(', ')}` : ''}`;
 }
 

@@ -61,7 +61,9 @@ async function switchover(): Promise<{ from: string; to: string; seconds: number
   const r = await ctl('switchover', '--force');
   if (r.code !== 0) throw new Error(`pghactl switchover failed (${r.code}): ${r.stderr}`);
   const to = (await cluster.primary())?.name ?? '?';
-  const seconds = Number(/took ([\d.]+) s/.exec(r.stdout)?.[1] ?? NaN);
+  // human.ts seconds(): "610 ms" under a second, "1.57 s" above.
+  const took = /took ([\d.]+) (ms|s)\b/.exec(r.stdout);
+  const seconds = took === null ? NaN : Number(took[1]) / (took[2] === 'ms' ? 1000 : 1);
   return { from, to, seconds, stdout: r.stdout };
 }
 
@@ -110,6 +112,7 @@ describe('PgBouncer around switchovers', () => {
       expect(r.committed).toBeGreaterThan(SWITCHOVERS * 8);
     }
     expect(runs.every((x) => x.from !== x.to)).toBe(true);
+    expect(runs.every((x) => Number.isFinite(x.seconds))).toBe(true);
     // pghactl names the pooler it paused.
     expect(printed).toMatch(/poolers paused: pool1 \(\d+ ms\)/);
   }, 200_000);

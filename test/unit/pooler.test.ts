@@ -82,6 +82,7 @@ describe('pghactl switchover: the poolers paused', () => {
       { step: 'pause', at: '2026-11-30T07:00:00.000Z', outcomes: [{ pooler: 'old', command: 'PAUSE', ok: true, ms: 1 }] },
       { step: 'pause', at: '2026-11-30T07:10:00.000Z', outcomes: [
         { pooler: 'pool1', command: 'PAUSE', ok: true, ms: 3 },
+        { pooler: 'pool1', command: 'RECONNECT', ok: true, ms: 2 },
         { pooler: 'pool2', command: 'PAUSE', ok: false, ms: 2001, error: 'pool2: PAUSE got no answer within 2000 ms' }] },
       { step: 'resume', at: '2026-11-30T07:10:01.000Z', waitedMs: 300, outcomes: [] },
     ],
@@ -115,7 +116,7 @@ describe('the actor around a switchover', () => {
     setLeadership: (held: boolean) => events.push(`leader ${held}`),
     poolers: {
       pause: async () => { events.push('PAUSE'); return null; },
-      resumeWhenWritable: async (self: string | null) => { events.push(`resume when writable (not ${self ?? '-'})`); },
+      resumeWhenWritable: async (self: string | null, reconnect: boolean) => { events.push(`${reconnect ? 'reconnect and ' : ''}resume when writable (not ${self ?? '-'})`); },
     } as unknown as Poolers,
   }) as unknown as ActorDeps;
 
@@ -145,6 +146,17 @@ describe('the actor around a switchover', () => {
     const d = deps(events, fence);
     (d.dcs as unknown as Record<string, unknown>)['appendHistory'] = async () => { events.push('history'); };
     await new Actor(d).run([{ kind: 'promote', reason: 'failover' }], { cluster: null, local: {} as never });
+    expect(events).toEqual(['pg_promote', 'reconnect and resume when writable (not -)', 'history']);
+    fence.disarm();
+  });
+
+  it('a new leader after a switchover only resumes: a RECONNECT could follow the old leader\'s RESUME', async () => {
+    const events: string[] = [];
+    const fence = new FenceTimer({ now: () => 0, paused: () => false, fence: async () => undefined });
+    fence.arm(60_000);
+    const d = deps(events, fence);
+    (d.dcs as unknown as Record<string, unknown>)['appendHistory'] = async () => { events.push('history'); };
+    await new Actor(d).run([{ kind: 'promote', reason: 'switchover' }], { cluster: null, local: {} as never });
     expect(events).toEqual(['pg_promote', 'resume when writable (not -)', 'history']);
     fence.disarm();
   });
