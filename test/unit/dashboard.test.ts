@@ -50,7 +50,7 @@ describe('dashboard and alerts', () => {
     const all = rules.groups.flatMap((g) => g.rules);
     expect(all.map((r) => r.alert)).toEqual([
       'PghaNoLeader', 'PghaMultiplePrimaries', 'PghaReplicationLagOverFailoverLimit', 'PghaFailoverHappened', 'PghaFenceFired',
-      'PghaPendingRestart', 'PghaPausedForLong', 'PghaFailsafeActive', 'PghaAgentStale',
+      'PghaPendingRestart', 'PghaPausedForLong', 'PghaFailsafeActive', 'PghaAgentStale', 'PghaArchiveFailing',
     ]);
     expect(all.flatMap((r) => metricRefs(r.expr)).filter((r) => !produced.has(r))).toEqual([]);
   });
