@@ -51,7 +51,6 @@ const WRITABLE_POLL_MS = 50;
 export class Poolers {
   readonly #d: PoolerDeps;
   readonly reports: PoolerReport[] = [];
-  #resuming: Promise<void> | null = null;
 
   constructor(deps: PoolerDeps) {
     this.#d = deps;
@@ -63,11 +62,6 @@ export class Poolers {
 
   get configured(): boolean {
     return this.#cfg.poolers.length > 0;
-  }
-
-  /** The last resume started by resumeWhenWritable (tests and shutdown wait on it). */
-  get resuming(): Promise<void> | null {
-    return this.#resuming;
   }
 
   async #all(step: PoolerReport['step'], commands: AdminCommand[], timeoutMs: (c: AdminCommand) => number, extra: Partial<PoolerReport> = {}): Promise<PoolerReport> {
@@ -128,16 +122,14 @@ export class Poolers {
    */
   resumeWhenWritable(excludeSelf: string | null, reconnect: boolean): Promise<void> {
     if (!this.configured) return Promise.resolve();
-    const run = (async () => {
+    return (async () => {
       const started = performance.now();
       const found = await this.#waitWritable(excludeSelf, started + this.#cfg.resume_timeout * 1000);
       const waitedMs = found ? Math.round(performance.now() - started) : null;
       if (!found) this.#d.logger.warn({ event: 'pooler resume forced' }, `no writable primary within pgbouncer.resume_timeout (${this.#cfg.resume_timeout} s): resuming the poolers anyway`);
       const c = this.#cfg;
       await this.#all('resume', reconnect ? ['RECONNECT', 'RESUME'] : ['RESUME'], () => c.call_timeout * 1000, { waitedMs });
-    })().catch((err: unknown) => this.#d.logger.error({ err: describeError(err) }, 'pooler resume failed'));
-    this.#resuming = run;
-    return run;
+    })().catch((err: unknown) => { this.#d.logger.error({ err: describeError(err) }, 'pooler resume failed'); });
   }
 
   async #waitWritable(excludeSelf: string | null, deadline: number): Promise<boolean> {
