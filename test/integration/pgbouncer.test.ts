@@ -159,8 +159,13 @@ describe('PgBouncer around switchovers', () => {
     await waitFor('transactions through PgBouncer again', async () => load.now().committed > committed + 20, 15_000);
     const r = await load.stop();
     console.log(`pgbouncer failover: ${r.errors.length} client errors (transactions in flight on the killed primary), last error ${r.errors.length === 0 ? '-' : `${r.errors.at(-1)!.at - killedAt} ms after the kill`}`);
-    const body = await (await fetch(`${cluster.apiBase(to)}/poolers`)).json() as { reports: Array<{ step: string; waitedMs: number | null; outcomes: Array<{ pooler: string; command: string; ok: boolean }> }> };
-    const resume = body.reports.filter((x) => x.step === 'resume').at(-1)!;
+    // The report is written once every pooler answered or missed its bound: the hung one costs
+    // two call_timeouts (RECONNECT, RESUME) after pool1 resumed.
+    type Report = { step: string; at: string; waitedMs: number | null; outcomes: Array<{ pooler: string; command: string; ok: boolean }> };
+    const resume = await waitFor('the new leader\'s resume report', async () => {
+      const body = await (await fetch(`${cluster.apiBase(to)}/poolers`)).json() as { reports: Report[] };
+      return body.reports.filter((x) => x.step === 'resume' && Date.parse(x.at) >= killedAt).at(-1) ?? null;
+    }, 10_000);
     expect(resume.waitedMs).not.toBeNull();
     expect(resume.outcomes.filter((o) => o.pooler === 'pool1')).toMatchObject([{ command: 'RECONNECT', ok: true }, { command: 'RESUME', ok: true }]);
   }, 60_000);
