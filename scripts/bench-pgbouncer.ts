@@ -101,7 +101,8 @@ function render(runs: Run[], committed: number, errors: number): string {
 Written by \`npm run bench:pgbouncer\` (scripts/bench-pgbouncer.ts) on ${new Date().toISOString().slice(0, 10)}:
 ${sh('nproc', [])} cores, Linux ${sh('uname', ['-r'])}, PgBouncer 1.18 (Debian), PostgreSQL 15, HAProxy checks every 250 ms,
 ttl 3 s, loop_wait 0.5 s, the pgbouncer defaults (pause_timeout 2 s, call_timeout 1 s) with
-route_check on HAProxy's read-write port. Run under the integration lock, nothing else running.
+route_check on HAProxy's read-write port. Run under the integration lock (no other integration
+test at the same time; other helpers' unit tests may have shared the 2 cores).
 
 The same ${runs.length} planned switchovers (\`POST /switchover\`), seen two ways at once:
 - **through PgBouncer**: 8 clients, each one session to PgBouncer (transaction pooling, which
@@ -113,7 +114,7 @@ The same ${runs.length} planned switchovers (\`POST /switchover\`), seen two way
 |---|---|---|
 | client errors through PgBouncer (all runs) | 0 | **${runs.reduce((a, r) => a + r.errors, 0)}** (${committed} transactions committed; ${errors} errors over the whole run) |
 | longest transaction through PgBouncer (worst run) | < 1 s | **${ms(Math.max(...runs.map((r) => r.longestMs)))}** |
-| failed writes straight through HAProxy (all runs) | | ${runs.reduce((a, r) => a + r.haproxyFailed, 0)} |
+| failed write attempts straight through HAProxy (all runs; the probe retries every 15 ms) | | ${runs.reduce((a, r) => a + r.haproxyFailed, 0)} |
 
 Per switchover (min / median / p90 / max over the runs):
 
@@ -128,8 +129,9 @@ Through PgBouncer a switchover is a wait: PAUSE lets the in-flight transactions 
 queries wait while the old primary stops and the candidate promotes, and RESUME comes once a
 connection through HAProxy reaches the new primary. The longest transaction is that wait plus the
 transaction itself. The last row is the part of that wait that routing PgBouncer to the leader
-directly (instead of through HAProxy) could save at most. Straight through HAProxy the same switchover costs each open session an error
-(its server is stopped) and the write probe sees the outage above. See docs/pgbouncer.md.
+directly (instead of through HAProxy) could save at most. Straight through HAProxy the same
+switchover costs each open session an error (its server is stopped) and the write probe sees the
+outage above. See docs/pgbouncer.md.
 `;
 }
 
