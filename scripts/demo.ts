@@ -1,6 +1,8 @@
 // `npm run demo`: a working three-node pgha cluster on this machine. Starts one etcd, three agents
-// (configs from config/node1..3.yml) and HAProxy, waits until the cluster is healthy, prints how to
-// connect and `pghactl list`, and stops everything cleanly on Ctrl-C.
+// (configs from config/node1..3.yml), HAProxy, and PgBouncer on port 6432 in front of HAProxy's
+// read-write port (the agents PAUSE and RESUME it around a switchover: docs/pgbouncer.md), waits
+// until the cluster is healthy, prints how to connect and `pghactl list`, and stops everything
+// cleanly on Ctrl-C.
 //   --smoke   exit after the cluster is healthy (used by the test suite)
 //   --tls     the agents' REST API over HTTPS with client certificates (verify_client: required),
 //             a throw-away CA made with openssl in the demo's directory, HAProxy checking with
@@ -10,18 +12,23 @@ import { chownSync, createWriteStream, mkdirSync, readFileSync, rmSync, writeFil
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import pg from 'pg';
 import { parse, stringify } from 'yaml';
 import { apiRequest } from '../src/api/client.ts';
 import type { ClientTls } from '../src/api/tls.ts';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
 import { makePki } from './pki.ts';
+import { startPgbouncer } from '../test/support/pgbouncer.ts';
 
 const REPO = new URL('..', import.meta.url).pathname;
 const ETCD_CLIENT = 2479; // not 2379, so a system etcd (Debian's etcd-server service) is left alone
 const ETCD_PEER = 2480;
 const RW_PORT = 5000;
 const RO_PORT = 5001;
+const PGBOUNCER_PORT = 6432;
+// PgBouncer's admin user, which the agents use for PAUSE/RESUME/RECONNECT (demo only).
+const POOLER_ADMIN = { user: 'pgha_admin', password: 'pooler-admin-password' };
 const smoke = process.argv.includes('--smoke');
 const tls = process.argv.includes('--tls');
 const isRoot = process.getuid?.() === 0;
@@ -44,6 +51,14 @@ function spawnLogged(name: string, cmd: string, args: string[], asPostgres: bool
 }
 
 interface DemoNode { name: string; config: string; pgPort: number; apiPort: number }
+
+/** The pooler admin password, in a file of its own the agents read (never in their YAML). */
+function poolerPassFile(): string {
+  const path = join(base, 'pgbouncer-admin.pass');
+  writeFileSync(path, `${POOLER_ADMIN.password}\n`, { mode: 0o600 });
+  own(path);
+  return path;
+}
 
 /** --tls: the CA, one certificate per agent, one for you (curl, pghactl) and one for HAProxy. */
 interface DemoPki { dir: string; caFile: string; node: (i: number) => { cert: string; key: string }; admin: { cert: string; key: string }; haproxyPem: string }
@@ -72,6 +87,10 @@ function prepareNode(i: number, pki: DemoPki | null): DemoNode {
     const leaf = pki.node(i);
     cfg.restapi = { ...cfg.restapi, certfile: leaf.cert, keyfile: leaf.key, cafile: pki.caFile, verify_client: 'required', allowlist_include_members: true, allowlist: ['127.0.0.1'] };
   }
+  cfg.pgbouncer = {
+    poolers: [{ name: 'demo-pgbouncer', host: '127.0.0.1', port: PGBOUNCER_PORT, user: POOLER_ADMIN.user, password_file: poolerPassFile() }],
+    route_check: `127.0.0.1:${RW_PORT}`,
+  };
   const path = join(base, `node${i}.yml`);
   writeFileSync(path, stringify(cfg), { mode: 0o600 });
   own(path);
@@ -130,7 +149,7 @@ async function main(): Promise<void> {
   }));
   spawnLogged('haproxy', '/usr/sbin/haproxy', ['-db', '-f', haCfg], false);
 
-  process.stdout.write(`starting etcd (:${ETCD_CLIENT}), 3 agents${pki === null ? '' : ' (REST API over HTTPS)'} and HAProxy; logs in ${base}\n`);
+  process.stdout.write(`starting etcd (:${ETCD_CLIENT}), 3 agents${pki === null ? '' : ' (REST API over HTTPS)'}, HAProxy and PgBouncer (:${PGBOUNCER_PORT}); logs in ${base}\n`);
   // Bootstrap is initdb + start + clone x2: about 15 s here; 120 s allows a slow first run.
   if (!(await waitHealthy(nodes, pki, 120_000))) {
     process.stderr.write(`the cluster did not become healthy within 120 s; see the logs in ${base}\n`);
@@ -138,12 +157,32 @@ async function main(): Promise<void> {
   }
   const pgpass = join(base, 'pgpass');
   const su = (parse(readFileSync(nodes[0]!.config, 'utf8')) as any).postgresql.authentication.superuser;
+  // PgBouncer (transaction pooling) in front of HAProxy's read-write port: see docs/pgbouncer.md.
+  const bouncer = await startPgbouncer({
+    dir: join(base, 'pgbouncer'), port: PGBOUNCER_PORT, server: { host: '127.0.0.1', port: RW_PORT },
+    admin: POOLER_ADMIN, users: { [su.username]: su.password }, poolSize: 20, owner,
+  });
+  children.push(bouncer.child);
+  // One query through it, so a broken pooler shows now and not at the reader's first psql.
+  const probe = new pg.Client({ host: '127.0.0.1', port: PGBOUNCER_PORT, user: su.username, password: su.password, database: 'postgres', connectionTimeoutMillis: 10_000 });
+  probe.on('error', () => undefined);
+  try {
+    await probe.connect();
+    await probe.query('select 1');
+  } catch (err) {
+    process.stderr.write(`PgBouncer on :${PGBOUNCER_PORT} does not answer queries: ${err instanceof Error ? err.message : String(err)}; see ${bouncer.logPath}\n`);
+    await shutdown(1);
+  } finally {
+    await probe.end().catch(() => undefined);
+  }
   writeFileSync(pgpass, `127.0.0.1:*:*:${su.username}:${su.password}\n`, { mode: 0o600 });
   const list = await promisify(execFile)(process.execPath, [join(REPO, 'bin/pghactl.js'), '-c', nodes[0]!.config, 'list']).then((r) => r.stdout, (e: Error) => `pghactl list failed: ${e.message}\n`);
   process.stdout.write(`
 The demo cluster is up.
 
   read-write (HAProxy -> primary):  PGPASSFILE=${pgpass} psql -h 127.0.0.1 -p ${RW_PORT} -U ${su.username} postgres
+  pooled     (PgBouncer -> HAProxy -> primary; a switchover is a short wait, not an error):
+                                    PGPASSFILE=${pgpass} psql -h 127.0.0.1 -p ${PGBOUNCER_PORT} -U ${su.username} postgres
   read-only  (HAProxy -> replicas): PGPASSFILE=${pgpass} psql -h 127.0.0.1 -p ${RO_PORT} -U ${su.username} postgres
   no proxy (libpq multi-host):      PGPASSFILE=${pgpass} psql "host=127.0.0.1,127.0.0.1,127.0.0.1 port=${nodes.map((n) => n.pgPort).join(',')} user=${su.username} dbname=postgres target_session_attrs=read-write"
   REST API:                         ${nodes.map((n) => `curl -s ${curlTls(pki)}${pki === null ? 'http' : 'https'}://127.0.0.1:${n.apiPort}/status`).join('\n                                    ')}

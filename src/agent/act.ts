@@ -5,6 +5,7 @@ import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError } from '../errors.ts';
 import type { Action, ClusterView, FailsafeHold, LocalPostgres, PromoteReason, SyncMethod } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
+import type { Poolers } from '../pooler/poolers.ts';
 import { slotNameFor, type PostgresControl, type Upstream } from '../postgres/types.ts';
 import type { LogicalSlots } from '../slots/manager.ts';
 import type { FenceTimer } from './fence.ts';
@@ -41,6 +42,8 @@ export interface ActorDeps {
   promoted?(reason: PromoteReason): void;
   /** Logical slots and publications (src/slots/manager.ts); absent: sync_logical does nothing. */
   logical?: LogicalSlots;
+  /** The PgBouncer poolers paused around a switchover (pgbouncer.poolers; absent: none). */
+  poolers?: Poolers;
 }
 
 export interface ActContext {
@@ -301,6 +304,10 @@ export class Actor {
     if (deadline === null || this.#d.now() >= deadline) throw new PgHaError('PGHA_LEASE_LOST', 'no live lease to promote under');
     const r = await this.#d.pg.promote();
     this.#d.promoted?.(reason);
+    // RESUME the poolers (a no-op unless the old leader paused them) once writes go through; after
+    // a failover, RECONNECT first (server connections to the dead primary). In the background,
+    // never delaying the history entry. Not after a switchover: see src/pooler/poolers.ts.
+    void this.#d.poolers?.resumeWhenWritable(null, reason === 'failover');
     this.#d.logger.info({ event: 'promoted', timeline: r.timeline, lsn: r.lsn }, `promoted to primary on timeline ${r.timeline}`);
     await this.#d.dcs
       .appendHistory({ timeline: r.timeline, lsn: r.lsn, reason, time: new Date().toISOString(), leader: this.#d.config.name })
@@ -400,16 +407,26 @@ export class Actor {
    * receive every WAL record up to the shutdown checkpoint; (2) record that checkpoint's position
    * in the request, so the candidate promotes only once it has it (then this server can follow
    * the new timeline without pg_rewind); (3) release the key; (4) start again as a standby.
+   * With pgbouncer.poolers: (0) PAUSE (and RECONNECT) them first, while /primary still answers
+   * 200 (HAProxy would otherwise cut the sessions of in-flight transactions), bounded by
+   * pause_timeout; after (3), RESUME them in the background once the new primary is writable
+   * (docs/pgbouncer.md).
    */
   async stepDown(): Promise<void> {
     const { pg, dcs, logger } = this.#d;
-    this.#d.setLeadership(false); // /primary answers 503 from here on: HAProxy drains us first
-    await pg.stop('fast');
-    const lsn = await pg.checkpointLsn();
-    if (lsn !== null) await this.#publishFinalSlots(lsn);
-    if (lsn !== null) await dcs.setShutdownLsn(lsn);
-    await this.release();
-    logger.info({ event: 'demoted', why: 'switchover', shutdownLsn: lsn }, 'stepped down for a switchover');
+    await this.#d.poolers?.pause();
+    try {
+      this.#d.setLeadership(false); // /primary answers 503 from here on: HAProxy drains us first
+      await pg.stop('fast');
+      const lsn = await pg.checkpointLsn();
+      if (lsn !== null) await this.#publishFinalSlots(lsn);
+      if (lsn !== null) await dcs.setShutdownLsn(lsn);
+      await this.release();
+      logger.info({ event: 'demoted', why: 'switchover', shutdownLsn: lsn }, 'stepped down for a switchover');
+    } finally {
+      // Also when a step failed: paused poolers are released within resume_timeout whatever happens.
+      void this.#d.poolers?.resumeWhenWritable(this.#d.config.postgresql.connect_address ?? this.#d.config.postgresql.listen, false);
+    }
     await this.start('standby', null);
   }
 

@@ -9,6 +9,7 @@ import type { FailsafeAnswer } from '../ha/failsafe.ts';
 import type { ClusterView, FailsafeRound, LocalPostgres, MemberInfo, Observation, Plan } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import type { PostgresControl } from '../postgres/types.ts';
+import type { Poolers } from '../pooler/poolers.ts';
 import type { AgentSnapshot } from '../api/types.ts';
 import { Actor } from './act.ts';
 import type { ClientTls } from '../api/tls.ts';
@@ -42,6 +43,8 @@ export interface LoopDeps {
   stats?: AgentStats;
   /** Logical slots and publications (sync_logical); absent in tests that do not need them. */
   logical?: LogicalSlots;
+  /** PgBouncer poolers paused around a switchover, reconnected after a failover. */
+  poolers?: Poolers;
 }
 
 export class HaLoop {
@@ -96,6 +99,7 @@ export class HaLoop {
       // that fenced in time says so at once, so systemd need not kill it and its PostgreSQL.
       fenced: () => this.#d.alive?.beat(this.fence.deadline),
       ...(deps.prePromote ? { prePromote: deps.prePromote } : {}),
+      ...(deps.poolers ? { poolers: deps.poolers } : {}),
       republish: () => this.#publish(),
       fencing: () => this.#d.stats?.fenced(),
       promoted: (reason) => this.#promoted(reason),

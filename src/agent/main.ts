@@ -22,6 +22,8 @@ import { CallbackPostgres, Callbacks } from './callbacks.ts';
 import { combineFences, type ExternalFence } from './fence.ts';
 import { Reloader } from './reload.ts';
 import { registerReloadAgentRoute } from '../api/reload-route.ts';
+import { registerPoolerRoute } from '../api/pooler-route.ts';
+import { Poolers } from '../pooler/poolers.ts';
 import { FencerProcess } from './fencer-client.ts';
 import { HaLoop, type LoopDeps } from './loop.ts';
 import { SystemdNotify } from './sd-notify.ts';
@@ -119,8 +121,13 @@ async function main(): Promise<number> {
     local: { host: config.postgresql.socket_dir, port: splitHostPort(config.postgresql.listen).port, user: su.username, password: su.password },
     pg, logger, now: () => performance.now(),
   });
+  // The poolers read the live configuration (pgbouncer is applied on reload).
+  const poolers = new Poolers({
+    config: () => config, logger,
+    leaderConn: () => { const v = loop?.view; return v?.members.find((m) => m.name === v.leader?.name)?.conn ?? null; },
+  });
   loop = new HaLoop({
-    config, dcs, pg, logger, logical, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, stats, prePromote: () => callbacks.prePromote(), ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger),
+    config, dcs, pg, logger, logical, poolers, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, stats, prePromote: () => callbacks.prePromote(), ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger),
     fatal: (err) => fatal?.(err),
   });
   const ha = loop;
@@ -142,6 +149,7 @@ async function main(): Promise<number> {
       failsafe: (leader, ttl) => ha.answerFailsafe(leader, ttl),
     }),
   });
+  registerPoolerRoute(app, { member: config.name, poolers });
   registerReloadAgentRoute(app, { member: config.name, auth: () => config.restapi.authentication, reload: () => reloader.reload('POST /reload-agent') });
   // watchdog.mode required without a usable device made this member nofailover: a reload keeps that.
   const forcedNofailover = config !== loaded;

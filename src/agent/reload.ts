@@ -23,6 +23,7 @@ export const LIVE_FIELDS: readonly string[] = [
   'postgresql.pre_promote_timeout',
   'postgresql.before_stop',
   'postgresql.before_stop_timeout',
+  'pgbouncer',
 ];
 /** Live only while the API stays HTTPS (new certificate files; plain HTTP <-> HTTPS needs a restart). */
 const TLS_FILES = ['restapi.certfile', 'restapi.keyfile', 'restapi.cafile'];
@@ -74,6 +75,7 @@ export function applyLive(target: NodeConfig, next: NodeConfig): void {
   const pg = target.postgresql;
   const n = next.postgresql;
   pg.parameters = n.parameters;
+  target.pgbouncer = next.pgbouncer;
   pg.callbacks = n.callbacks;
   pg.callback_timeout = n.callback_timeout;
   pg.pre_promote = n.pre_promote;

@@ -25,6 +25,8 @@ export interface MetricsInput {
   /** Monotonic ms of the fence deadline; null: this member holds no lease deadline. */
   leaseDeadline: number | null;
   stats: StatsView;
+  /** Epoch seconds now (archive age); default Date.now(). */
+  wallNow?: number;
 }
 
 type Labels = ReadonlyArray<readonly [string, string]>;
@@ -155,6 +157,26 @@ function standbyMetrics(w: Writer, s: AgentSnapshot): void {
   w.family('pgha_standby_lag_seconds', 'gauge', 'Primary only: write_lag, flush_lag, replay_lag of each standby in pg_stat_replication (0 when PostgreSQL shows NULL: idle).', secs);
 }
 
+/**
+ * pg_stat_archiver as pgha_archive_* (Patroni exports none of it; the names follow
+ * postgres_exporter's pg_stat_archiver_* in meaning). `wallNow` is epoch seconds.
+ */
+function archiveMetrics(w: Writer, s: AgentSnapshot, wallNow: number): void {
+  const a = s.postgres?.archive;
+  if (a === undefined) return;
+  w.one('pgha_archive_enabled', 'gauge', 'Value is 1 if this member archives WAL (archive_mode on as primary, or always), 0 otherwise.', b(a.enabled));
+  w.one('pgha_archive_archived_total', 'counter', 'WAL files archived successfully (pg_stat_archiver.archived_count).', a.archived);
+  w.one('pgha_archive_failed_total', 'counter', 'Failed attempts to archive a WAL file (pg_stat_archiver.failed_count).', a.failed);
+  w.one('pgha_archive_last_archived_timestamp_seconds', 'gauge', 'Epoch seconds of the last successful archive (last_archived_time), 0 if none.', a.lastArchivedAt ?? 0);
+  w.one('pgha_archive_last_failed_timestamp_seconds', 'gauge', 'Epoch seconds of the last failed archive attempt (last_failed_time), 0 if none.', a.lastFailedAt ?? 0);
+  if (a.lastArchivedAt !== null) {
+    w.one('pgha_archive_last_archived_age_seconds', 'gauge', 'Seconds since the last successful archive.', Math.max(0, wallNow - a.lastArchivedAt));
+  }
+  // Failing: the last attempt failed (a failure after the last success, or failures and no success).
+  const failing = a.lastFailedAt !== null && (a.lastArchivedAt === null || a.lastFailedAt > a.lastArchivedAt);
+  w.one('pgha_archive_failing', 'gauge', 'Value is 1 if the last archive attempt failed (last_failed_time after last_archived_time), 0 otherwise.', b(a.enabled && failing));
+}
+
 function agentMetrics(w: Writer, i: MetricsInput): void {
   const s = i.snapshot;
   const st = i.stats;
@@ -167,6 +189,7 @@ function agentMetrics(w: Writer, i: MetricsInput): void {
   const maxLag = s?.cluster?.config.maximum_lag_on_failover;
   if (maxLag !== undefined) w.one('pgha_maximum_lag_on_failover_bytes', 'gauge', 'maximum_lag_on_failover from the dynamic configuration.', maxLag);
   if (s !== null) standbyMetrics(w, s);
+  if (s !== null) archiveMetrics(w, s, i.wallNow ?? Date.now() / 1000);
   w.histogram('pgha_ha_loop_duration_seconds', 'Duration of HA loop iterations (observe, decide, act, publish).', [[[], st.loop]]);
   w.histogram('pgha_etcd_request_duration_seconds', 'Duration of etcd calls by operation, failed ones included.', [...st.etcd].sort(([a], [c]) => a.localeCompare(c)).map(([op, h]) => [[['op', op]], h]));
   w.family('pgha_etcd_request_errors_total', 'counter', 'etcd calls that failed, by operation.', [...st.etcd.keys()].sort().map((op) => ({ labels: [['op', op]] as const, value: st.etcdErrors.get(op) ?? 0 })));

@@ -7,6 +7,7 @@ import { cancelHandover, requestHandover } from '../ops/store.ts';
 import { confirm, forceOption } from './confirm.ts';
 import { withCtx, type GlobalOpts } from './context.ts';
 import { printResult } from './format.ts';
+import { fetchPauseReport, poolerSentence } from './poolers.ts';
 import { waitForHandover, type HandoverResult } from './wait.ts';
 
 type SwitchoverOpts = GlobalOpts & { leader?: string; candidate?: string; scheduled?: string; force?: boolean; wait: boolean };
@@ -43,11 +44,16 @@ export const switchoverCommand: CommandModule<GlobalOpts, SwitchoverOpts> = {
       const scheduledAt = parseTime(argv.scheduled);
       await confirm(`Switch over from the current leader to ${argv.candidate ?? 'the most advanced standby'}${scheduledAt ? ` at ${new Date(scheduledAt).toISOString()}` : ''}?`, argv.force);
       const startedAt = performance.now();
+      // 5 s of slack for clock skew between this host and the old leader's.
+      const requestedAt = new Date(Date.now() - 5000).toISOString();
       const req = await requestHandover(ctx.dcs, { kind: 'switchover', leader: argv.leader, candidate: argv.candidate, scheduledAt }, ctx.fallback);
       if (scheduledAt !== undefined) { printResult(argv.format, req, `switchover scheduled for ${new Date(scheduledAt).toISOString()}`); return; }
       if (!argv.wait) { printResult(argv.format, req, `switchover requested from ${req.leader} to ${req.candidate ?? 'the best standby'}`); return; }
       const r = await waitForHandover(ctx, 'switchover', req.leader, req.candidate, startedAt);
-      printResult(argv.format, { ...req, result: r }, handoverSentence('switchover', r));
+      // Which PgBouncer poolers the old leader paused (docs/pgbouncer.md); none configured: no line.
+      const paused = await fetchPauseReport(ctx, req.leader, requestedAt, ctx.tls);
+      const poolers = paused === null ? '' : `\n${poolerSentence(paused)}`;
+      printResult(argv.format, { ...req, result: r, ...(paused === null ? {} : { poolers: paused }) }, handoverSentence('switchover', r) + poolers);
     });
   },
 };

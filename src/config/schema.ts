@@ -328,6 +328,60 @@ export const etcdSchema = z
     hosts: e.hosts.map((h) => h.replace(/^https?:\/\//, '')),
   }));
 
+/**
+ * One PgBouncer's admin console (the `pgbouncer` database): pgha sends it PAUSE, RESUME and
+ * RECONNECT around a switchover and RECONNECT after a failover (docs/pgbouncer.md).
+ */
+const poolerSchema = z
+  .strictObject({
+    // How the pooler is named in logs, GET /poolers and pghactl (default host:port).
+    name: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits, _ . : - only').optional(),
+    host: z.string().min(1).refine((h) => isPeerHost(h), 'an IPv4 address or a DNS name'),
+    port: z.number().int().min(1).max(65535).default(6432),
+    // A user listed in PgBouncer's admin_users.
+    user: roleName,
+    password: z.string().min(1).optional(),
+    // A file holding the password (first line), read at each call: never in the YAML or the logs.
+    password_file: absolutePath.optional(),
+    // TLS to the admin console (client_tls_* on the PgBouncer side): libpq's sslmode names.
+    sslmode: z.enum(['disable', 'require', 'verify-ca', 'verify-full']).default('disable'),
+    sslrootcert: absolutePath.optional(),
+  })
+  .superRefine((p, ctx) => {
+    if (p.password !== undefined && p.password_file !== undefined) ctx.addIssue({ code: 'custom', path: ['password_file'], message: 'password and password_file exclude each other' });
+    if ((p.sslmode === 'verify-ca' || p.sslmode === 'verify-full') && p.sslrootcert === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['sslrootcert'], message: `sslmode ${p.sslmode} needs sslrootcert (the CA that signed the pooler's certificate)` });
+    }
+  });
+
+export type PoolerConfig = z.infer<typeof poolerSchema>;
+
+export const pgbouncerSchema = z
+  .strictObject({
+    // Every PgBouncer in front of the cluster (one shared, or one per node): every member's file
+    // lists the same poolers, since any member may be the one that steps down or promotes.
+    poolers: z.array(poolerSchema).default([]),
+    // Seconds PAUSE may wait for in-flight transactions before the switchover goes on anyway
+    // (those transactions then meet the clean stop of the old primary).
+    pause_timeout: seconds(0.1, 60).default(2),
+    // Seconds any other admin call (connect, RESUME, RECONNECT) may take.
+    call_timeout: seconds(0.1, 60).default(1),
+    // Seconds the old leader waits for the new primary to be writable before it RESUMEs anyway:
+    // paused clients are never held longer than this (plus call_timeout).
+    resume_timeout: seconds(1, 600).default(15),
+    // host:port where the poolers' servers are (HAProxy's read-write port): RESUME waits until a
+    // connection there reaches a writable primary. Unset: the new leader's PostgreSQL is checked.
+    route_check: hostPort.optional(),
+  })
+  .superRefine((b, ctx) => {
+    const seen = new Set<string>();
+    b.poolers.forEach((p, i) => {
+      const n = p.name ?? `${p.host}:${p.port}`;
+      if (seen.has(n)) ctx.addIssue({ code: 'custom', path: ['poolers', i], message: `two poolers named ${n}` });
+      seen.add(n);
+    });
+  });
+
 export const nodeConfigSchema = z.strictObject({
   scope: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
   // PostgreSQL's application_name (synchronous_standby_names matches it) keeps 63 bytes; the
@@ -454,6 +508,8 @@ export const nodeConfigSchema = z.strictObject({
       timeout: z.number().int().min(1).max(3600).optional(),
     })
     .prefault({}),
+  // pgha-only: PgBouncer poolers paused around a switchover (docs/pgbouncer.md).
+  pgbouncer: pgbouncerSchema.prefault({}),
 }).superRefine((c, ctx) => {
   // The addresses published in the member key are what the other members, HAProxy and pghactl
   // connect to. Other members refuse a key whose addresses are not peer addresses

@@ -77,6 +77,17 @@ export interface PostgresStats {
   serverVersion: number | null;
   /** Primary: its WAL senders from pg_stat_replication (base backups left out). */
   standbys: StandbyStats[];
+  /** pg_stat_archiver, and whether this member archives (archive_mode on as primary, or always). */
+  archive?: ArchiveStats;
+}
+
+/** WAL archiving as pg_stat_archiver counts it (since the last stats reset). Times in epoch seconds. */
+export interface ArchiveStats {
+  enabled: boolean;
+  archived: number;
+  failed: number;
+  lastArchivedAt: number | null;
+  lastFailedAt: number | null;
 }
 
 /** One row of the primary's pg_stat_replication. Lags in seconds as PostgreSQL measures them (null: idle). */

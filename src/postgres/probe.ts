@@ -66,7 +66,12 @@ select pg_is_in_recovery() as in_recovery,
   extract(epoch from pg_last_xact_replay_timestamp())::float8 as replay_ts,
   case when pg_is_in_recovery() then pg_is_wal_replay_paused() else false end as replay_paused,
   extract(epoch from pg_postmaster_start_time())::float8 as postmaster_start,
-  current_setting('server_version_num')::int as server_version`;
+  current_setting('server_version_num')::int as server_version,
+  -- WAL archiving (GET /metrics pgha_archive_*): one row, counters kept by the archiver.
+  (select json_build_object('archived', archived_count, 'failed', failed_count,
+      'last_archived', extract(epoch from last_archived_time)::float8, 'last_failed', extract(epoch from last_failed_time)::float8)
+     from pg_stat_archiver) as archiver,
+  current_setting('archive_mode') as archive_mode`;
 
 interface HealthRow {
   in_recovery: boolean;
@@ -87,6 +92,8 @@ interface HealthRow {
   replay_paused: boolean | null;
   postmaster_start: number | null;
   server_version: number | null;
+  archiver?: { archived: number; failed: number; last_archived: number | null; last_failed: number | null } | null;
+  archive_mode?: string;
 }
 
 interface StandbyRow {
@@ -114,6 +121,14 @@ export function statsFromRow(r: HealthRow): PostgresStats {
     postmasterStart: r.postmaster_start,
     serverVersion: r.server_version,
     standbys: r.in_recovery ? [] : r.standbys.map(standbyFromRow),
+    ...(r.archiver == null ? {} : {
+      archive: {
+        // A standby archives only with archive_mode = always.
+        enabled: r.archive_mode === 'always' || (r.archive_mode === 'on' && !r.in_recovery),
+        archived: Number(r.archiver.archived), failed: Number(r.archiver.failed),
+        lastArchivedAt: r.archiver.last_archived, lastFailedAt: r.archiver.last_failed,
+      },
+    }),
   };
 }
 

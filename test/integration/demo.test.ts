@@ -39,6 +39,7 @@ it('npm run demo brings up a healthy cluster, prints how to connect, and stops c
   const { out, code } = await runDemo('demo', []);
   expect(out).toContain('The demo cluster is up.');
   expect(out).toMatch(/-p 5000/);
+  expect(out).toMatch(/-p 6432/); // PgBouncer, which the demo has queried through once
   expect(out).toMatch(/Leader/);
   expect(out).toContain('stopped.');
   expect(code, out).toBe(0);

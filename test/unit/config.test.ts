@@ -70,6 +70,7 @@ describe('parseConfig', () => {
       },
       tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, failover_priority: 1 },
       watchdog: { mode: 'automatic', device: '/dev/watchdog', safety_margin: 0.5 },
+      pgbouncer: { poolers: [], pause_timeout: 2, call_timeout: 1, resume_timeout: 15 },
     });
   });
 

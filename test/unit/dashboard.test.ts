@@ -15,7 +15,8 @@ function producedNames(): Set<string> {
   stats.etcdCall('keepalive', 0.01, false);
   stats.promoted('failover', 1);
   const standby = { name: 'n2', state: 'streaming', syncState: 'async', writeLsn: 1, flushLsn: 1, replayLsn: 1, writeLag: 0, flushLag: 0, replayLag: 0 };
-  const postgres = { flushLsn: 1, receivedLsn: null, replayedLsn: null, replayedAt: null, replayPaused: false, postmasterStart: 1, serverVersion: 150014, standbys: [standby] };
+  const postgres = { flushLsn: 1, receivedLsn: null, replayedLsn: null, replayedAt: null, replayPaused: false, postmasterStart: 1, serverVersion: 150014, standbys: [standby],
+    archive: { enabled: true, archived: 3, failed: 1, lastArchivedAt: 1, lastFailedAt: 2 } };
   const leader = { member: member('n1', { role: 'primary', state: 'running' }), isLeader: true, cluster: clusterView(), paused: false, lagBytes: null, observedAt: 0, lastPlan: '', systemId: '1', version: '0.1.0', postgres };
   const replica = { ...leader, member: member('n2'), isLeader: false, lagBytes: 5 };
   const names = new Set<string>();
@@ -49,7 +50,7 @@ describe('dashboard and alerts', () => {
     const all = rules.groups.flatMap((g) => g.rules);
     expect(all.map((r) => r.alert)).toEqual([
       'PghaNoLeader', 'PghaMultiplePrimaries', 'PghaReplicationLagOverFailoverLimit', 'PghaFailoverHappened', 'PghaFenceFired',
-      'PghaPendingRestart', 'PghaPausedForLong', 'PghaFailsafeActive', 'PghaAgentStale',
+      'PghaPendingRestart', 'PghaPausedForLong', 'PghaFailsafeActive', 'PghaAgentStale', 'PghaArchiveFailing',
     ]);
     expect(all.flatMap((r) => metricRefs(r.expr)).filter((r) => !produced.has(r))).toEqual([]);
   });

@@ -272,3 +272,30 @@ describe('the actor reports fences and promotions', () => {
     fence.disarm();
   });
 });
+
+describe('archive metrics (pg_stat_archiver)', () => {
+  const archive = (over: Partial<NonNullable<PostgresStats['archive']>> = {}) => ({ enabled: true, archived: 7, failed: 0, lastArchivedAt: 1700000100, lastFailedAt: null, ...over });
+  const render = (a: NonNullable<PostgresStats['archive']>) => renderMetrics(input(snap({ postgres: pgStats({ archive: a }) }), { wallNow: 1700000160 }));
+
+  it('exports the counters, the times and the age of the last archive', () => {
+    const text = render(archive());
+    expect(sample(text, 'pgha_archive_archived_total')).toEqual(['pgha_archive_archived_total{scope="demo",name="n2"} 7']);
+    expect(sample(text, 'pgha_archive_failed_total')).toEqual(['pgha_archive_failed_total{scope="demo",name="n2"} 0']);
+    expect(sample(text, 'pgha_archive_last_archived_age_seconds')).toEqual(['pgha_archive_last_archived_age_seconds{scope="demo",name="n2"} 60']);
+    expect(sample(text, 'pgha_archive_last_failed_timestamp_seconds')).toEqual(['pgha_archive_last_failed_timestamp_seconds{scope="demo",name="n2"} 0']);
+    expect(sample(text, 'pgha_archive_failing')).toEqual(['pgha_archive_failing{scope="demo",name="n2"} 0']);
+  });
+
+  it('is failing while the last attempt failed after the last success, and not once one succeeds again', () => {
+    expect(sample(render(archive({ failed: 3, lastFailedAt: 1700000150 })), 'pgha_archive_failing')[0]).toMatch(/ 1$/);
+    expect(sample(render(archive({ failed: 3, lastArchivedAt: null, lastFailedAt: 1700000150 })), 'pgha_archive_failing')[0]).toMatch(/ 1$/);
+    expect(sample(render(archive({ failed: 3, lastFailedAt: 1700000050 })), 'pgha_archive_failing')[0]).toMatch(/ 0$/);
+    // A member that does not archive (a standby without archive_mode = always) never alerts.
+    expect(sample(render(archive({ enabled: false, failed: 3, lastFailedAt: 1700000150 })), 'pgha_archive_failing')[0]).toMatch(/ 0$/);
+    expect(sample(render(archive({ lastArchivedAt: null })), 'pgha_archive_last_archived_age_seconds')).toEqual([]);
+  });
+
+  it('writes none without archiver statistics', () => {
+    expect(renderMetrics(input(snap({ postgres: pgStats() })))).not.toContain('pgha_archive_');
+  });
+});
