@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { dynamicConfigSchema } from '../src/config/schema.ts';
 import { childPids } from '../src/postgres/datadir.ts';
-import { REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
+import { REPO, TestCluster, sleep, type NodeHandle } from '../test/support/cluster.ts';
 import { CLK_TCK, cpuTicks, rssMb, stats } from './bench-lib.ts';
 
 const args = parseArgs({ options: {
@@ -79,13 +79,20 @@ interface Sample {
   agentCpu: number; fencerCpu: number; watchdogPerS: number; ready: number; agentCmd: string; fencerCmd: string;
 }
 
+/**
+ * The ttl at this loop_wait: the default, or the smallest whole number of seconds (etcd leases)
+ * that keeps the configuration rule loop_wait + retry_timeout + fence_margin <= ttl with the
+ * other defaults (loop_wait 1 needs ttl 3). The ttl changes no work per loop at idle.
+ */
+const ttlFor = (loopWait: number): number => Math.max(DEFAULTS.ttl, Math.ceil(loopWait + DEFAULTS.retry_timeout + DEFAULTS.fence_margin));
+
 async function oneRun(loopWait: number, run: number): Promise<Sample[]> {
   const receivers = new Map<string, Receiver>();
   // The notify sockets live in a directory of their own that the agents (user postgres) can enter.
   const sockets = mkdtempSync(join(tmpdir(), 'pgha-idle-notify-'));
   chmodSync(sockets, 0o755);
   const cluster = new TestCluster({
-    ...PORTS, ttl: DEFAULTS.ttl, loopWait, retryTimeout: DEFAULTS.retry_timeout, fenceMargin: DEFAULTS.fence_margin,
+    ...PORTS, ttl: ttlFor(loopWait), loopWait, retryTimeout: DEFAULTS.retry_timeout, fenceMargin: DEFAULTS.fence_margin,
     env: (i) => ({ NOTIFY_SOCKET: join(sockets, `node${i}.notify`), WATCHDOG_USEC: String(WATCHDOG_USEC) }),
   });
   try {
@@ -97,8 +104,15 @@ async function oneRun(loopWait: number, run: number): Promise<Sample[]> {
     }
     await cluster.startEtcd();
     cluster.startAll();
-    // Bootstrap (initdb, two clones) takes 10-30 s on this machine; 120 s means it failed.
-    await waitFor('a primary and two streaming replicas', async () => ((await cluster.replicas(true)).length === 2 ? cluster.primary() : null), 120_000, 250);
+    // Bootstrap (initdb, two clones) takes 10-30 s on this machine; 120 s means it failed. An
+    // agent that exited (a refused configuration) ends the wait at once.
+    const end = performance.now() + 120_000;
+    while ((await cluster.replicas(true)).length !== 2 || (await cluster.primary()) === null) {
+      const dead = cluster.nodes.find((n) => n.agent === null);
+      if (dead !== undefined) throw new Error(`the agent of ${dead.name} exited: ${cluster.logs(dead).trim().split('\n').slice(-2).join('\n')}`);
+      if (performance.now() > end) throw new Error('timed out after 120 s waiting for a primary and two streaming replicas');
+      await sleep(250);
+    }
     cluster.startHaproxy({ readWritePort: PORTS.rw, readOnlyPort: PORTS.rw + 1 });
     const agents = cluster.nodes.map((n) => ({ n, pid: n.agent?.pid ?? 0 }));
     await sleep((IDLE_S - WINDOW_S) * 1000);
@@ -175,7 +189,8 @@ Run under the integration lock (\`flock /tmp/pgha-integration.lock\`), so no oth
 the machine was otherwise shared with other work: CPU figures are upper bounds of a quiet machine's.
 
 Setup: a real 3-member cluster on loopback (etcd 3.4, PostgreSQL 15, three agents started by \`bin/pgha.js\`),
-pgha defaults (ttl ${DEFAULTS.ttl} s, retry_timeout ${DEFAULTS.retry_timeout} s, fence_margin ${DEFAULTS.fence_margin} s) at each loop_wait below,
+pgha defaults (ttl ${DEFAULTS.ttl} s, retry_timeout ${DEFAULTS.retry_timeout} s, fence_margin ${DEFAULTS.fence_margin} s) at each loop_wait below
+(at loop_wait 1 s with ttl ${ttlFor(1)} s: the configuration refuses loop_wait + retry_timeout + fence_margin > ttl),
 HAProxy checking \`GET /primary\` and \`GET /replica\` of every agent every 250 ms, and the systemd watchdog
 notifications on (NOTIFY_SOCKET and WATCHDOG_USEC=${WATCHDOG_USEC} as \`systemd/pgha.service\` sets them; a receiver
 stands in for systemd). Resident memory (VmRSS) and proportional set size (Pss) from \`/proc\` after
