@@ -152,6 +152,14 @@ async function oneRun(loopWait: number, run: number): Promise<Sample[]> {
   }
 }
 
+/** The command line as run, without --out (where this file was written is not a setting). */
+function shownArgs(): string {
+  const a = process.argv.slice(2);
+  const i = a.findIndex((x) => x === '--out' || x.startsWith('--out='));
+  if (i >= 0) a.splice(i, a[i] === '--out' ? 2 : 1);
+  return a.join(' ') || `--runs ${RUNS} --idle ${IDLE_S} --window ${WINDOW_S}`;
+}
+
 const f1 = (x: number) => (Number.isNaN(x) ? 'n/a' : x.toFixed(1));
 const f2 = (x: number) => (Number.isNaN(x) ? 'n/a' : x.toFixed(2));
 const med = (xs: number[]) => stats(xs).median;
@@ -183,7 +191,7 @@ async function main(): Promise<void> {
   const sample0 = all[0];
   const md = `# Idle footprint of a member
 
-Produced by \`npm run bench:idle -- ${process.argv.slice(2).join(' ') || `--runs ${RUNS} --idle ${IDLE_S} --window ${WINDOW_S}`}\` on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC.
+Produced by \`npm run bench:idle -- ${shownArgs()}\` on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC.
 Machine: ${cpus().length} x ${cpu} (\`nproc\` ${cpus().length}), ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.versions.node}.
 Run under the integration lock (\`flock /tmp/pgha-integration.lock\`), so no other pgha test ran meanwhile, but
 the machine was otherwise shared with other work: CPU figures are upper bounds of a quiet machine's.
