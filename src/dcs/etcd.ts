@@ -1,5 +1,5 @@
 // The DCS over etcd v3 (npm etcd3). Our own leader-key code: create-if-absent and
-// compare-and-set transactions on a key bound to our lease, `keepaliveOnce` driven by the HA loop,
+// compare-and-set transactions on a key bound to our lease, lease keepalives driven by the HA loop,
 // and a deadline on every call. See ../../docs/architecture.md for why not etcd3's Election API.
 import { performance } from 'node:perf_hooks';
 import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type IKeyValue, type Lease, type IOptions } from 'etcd3';
