@@ -147,6 +147,9 @@ async function oneRun(loopWait: number, run: number): Promise<Sample[]> {
     }
     return samples;
   } finally {
+    // A clean stop (SIGTERM) first, so an agent run with --cpu-prof (PGHA_NODE_FLAGS) writes its
+    // profile; a clean stop takes about a second, 10 s means it hangs (destroy() SIGKILLs it).
+    await Promise.all(cluster.nodes.map((n) => cluster.stopAgent(n, 'SIGTERM', 10_000)));
     await cluster.destroy();
     rmSync(sockets, { recursive: true, force: true });
   }
