@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Shim for `pgha`: needs Node 24, which runs the TypeScript sources directly (type stripping).
 // Inside npm scripts and `npx`, node_modules/.bin (with the pinned Node 24) comes first on PATH.
+import { existsSync } from 'node:fs';
 import { enableCompileCache } from 'node:module';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -22,10 +23,24 @@ if (major < 24) {
 // process.execve closes every inherited descriptor, and libuv then reuses that number for its
 // own epoll instance, so every READY=1 and WATCHDOG=1 would fail (EINVAL), found under a real
 // systemd (docs/systemd.md).
+//
+// systemd's notify socket without the launcher's descriptor (NOTIFY_SOCKET set, PGHA_NOTIFY_FD
+// not: the agent started some other way than systemd/pgha.service's ExecStart): the same re-exec
+// goes through bin/notify-socket.pl, which opens the socket and execs Node again (still the same
+// PID). Otherwise every READY=1 and WATCHDOG=1 would be a systemd-notify child: four processes a
+// second at the default WatchdogSec, about 2.5 % of a core (docs/performance.md). Only when the
+// socket exists (a datagram connect to a missing path fails, and the launcher would stop) and
+// perl is there; else the agent falls back to systemd-notify (src/agent/sd-notify.ts).
+const PERL = '/usr/bin/perl';
+const notifySocket = process.env.NOTIFY_SOCKET ?? '';
+const viaLauncher = notifySocket !== '' && process.env.PGHA_NOTIFY_FD === undefined && existsSync(PERL)
+  && (notifySocket.startsWith('@') || existsSync(notifySocket));
 const flags = (process.env.PGHA_NODE_FLAGS ?? '--max-semi-space-size=1').split(/\s+/).filter(Boolean);
 const missing = flags.filter((f) => !process.execArgv.includes(f));
-if (process.env.PGHA_REEXEC !== '1' && missing.length > 0 && process.env.PGHA_NOTIFY_FD === undefined && typeof process.execve === 'function') {
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...flags, fileURLToPath(import.meta.url), ...process.argv.slice(2)], { ...process.env, PGHA_REEXEC: '1' });
+if (process.env.PGHA_REEXEC !== '1' && (missing.length > 0 || viaLauncher) && (process.env.PGHA_NOTIFY_FD === undefined) && typeof process.execve === 'function') {
+  const node = [process.execPath, ...process.execArgv, ...missing, fileURLToPath(import.meta.url), ...process.argv.slice(2)];
+  const argv = viaLauncher ? [PERL, fileURLToPath(new URL('./notify-socket.pl', import.meta.url)), ...node] : node;
+  process.execve(argv[0], argv, { ...process.env, PGHA_REEXEC: '1' });
 }
 delete process.env.PGHA_REEXEC;
 

@@ -135,7 +135,7 @@ async function dataSizes(): Promise<{ dbMb: number; dirMb: number }> {
 }
 
 const agentPid = (n: NodeHandle): number => n.agent?.pid ?? 0;
-/** Resident memory of each agent's fencing process (its child running fencer.mjs). */
+/** Resident memory of each agent's fencing process (its child running bin/pgha-fencer.pl under perl). */
 function fencerRss(): number[] {
   return cluster.nodes.map((n) => {
     const f = childPids(agentPid(n)).find((k) => { try { return readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('fencer'); } catch { return false; } });
@@ -242,7 +242,7 @@ from the new primary (databases ${sizes.dbMb.toFixed(0)} MB, data directory with
 ${rebuilds.map((r) => { const s = stats(r.ms); return `| ${r.method === 'clone' ? 'fresh clone (data directory emptied first)' : 'as it comes back (pg_rewind)'} | ${s.n} | ${ms(s.min)} | ${ms(s.median)} | ${ms(s.max)} | ${[...new Set(r.did)].join(', ')} |`; }).join('\n')}
 
 Idle agents over ${IDLE_S} s: resident memory ${rss.map((r) => `${r.toFixed(0)} MB`).join(', ')}; CPU ${cpu.map((c) => `${c.toFixed(2)} %`).join(', ')} of one core.
-Each agent's fencing process: resident memory ${fencers.map((r) => `${r.toFixed(0)} MB`).join(', ')} (most of it the pages of the node binary, shared with the agent).
+Each agent's fencing process: resident memory ${fencers.map((r) => `${r.toFixed(0)} MB`).join(', ')} (perl running bin/pgha-fencer.pl; idle footprint in detail: [benchmarks-idle.md](benchmarks-idle.md)).
 
 What limits the numbers:
 - crash failover: the dead leader's key must expire first: ttl (${DEFAULTS.ttl} s) after its last renewal, which was up to

@@ -4,7 +4,7 @@
 // another member take it. If the leader has not renewed by then, the timer stops PostgreSQL in
 // immediate mode: no client session can keep writing, whatever it set.
 
-/** A watchdog outside this process that enforces the same deadline (see fencer.mjs). */
+/** A watchdog outside this process that enforces the same deadline (see bin/pgha-fencer.pl). */
 export interface ExternalFence {
   arm(msFromNow: number): void;
   disarm(): void;

@@ -1,4 +1,5 @@
-// Starts the fencing process (fencer.mjs) and tells it every deadline the fence timer arms.
+// Starts the fencing process (bin/pgha-fencer.pl, run by perl) and tells it every deadline the
+// fence timer arms.
 //
 // A fencing process that dies (killed, out of memory) is started again at once and told the
 // current deadline, so a frozen agent is still fenced at it. If it cannot be kept running
@@ -6,15 +7,22 @@
 // called: the agent then stops PostgreSQL in immediate mode and exits (src/agent/main.ts), so a
 // leader never runs on without a guard outside its own event loop; systemd restarts the agent.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PgHaError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 
-const FENCER = new URL('./fencer.mjs', import.meta.url).pathname;
+/** perl-base is Essential on Debian: /usr/bin/perl is on every host. */
+export const PERL = '/usr/bin/perl';
 /**
- * The fencer allocates almost nothing: a 1 MB young generation instead of V8's default 16 MB
- * semi-spaces, and one V8 worker thread instead of one per core.
+ * bin/pgha-fencer.pl of this installation: the nearest `bin/pgha-fencer.pl` two or three levels
+ * above this module (src/agent/ in a checkout; compiled code may sit one level deeper).
  */
-const FENCER_FLAGS = ['--max-semi-space-size=1', '--v8-pool-size=1'];
+export function fencerScript(from = dirname(fileURLToPath(import.meta.url))): string {
+  const candidates = [join(from, '../../bin/pgha-fencer.pl'), join(from, '../../../bin/pgha-fencer.pl')];
+  return candidates.find((c) => existsSync(c)) ?? candidates[0]!;
+}
 /** Deaths tolerated within RESTART_WINDOW_MS: a fencer killed once is restarted; one that dies on every start is not. */
 export const MAX_RESTARTS = 3;
 /** 60 s: a fencer that keeps dying within a minute of each start will not stay up. */
@@ -28,9 +36,9 @@ export interface FencerOptions {
   logger: Logger;
   /** The fencing process is gone for good: stop PostgreSQL, exit. */
   onLost(err: PgHaError): void;
-  /** Tests: another script or Node binary. */
+  /** Tests: another script or interpreter. */
   script?: string;
-  node?: string;
+  perl?: string;
 }
 
 type Message = { armed: true; deadline: number } | { armed: false };
@@ -55,7 +63,7 @@ export class FencerProcess {
   }
 
   #spawn(): void {
-    const child = spawn(this.#o.node ?? process.execPath, [...FENCER_FLAGS, this.#o.script ?? FENCER, this.#o.dataDir], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(this.#o.perl ?? PERL, [this.#o.script ?? fencerScript(), this.#o.dataDir], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.#child = child;
     child.stdout?.on('data', (d: Buffer) => this.#o.logger.warn({ event: 'demoted', why: 'fencing process', detail: d.toString().trim() }, 'fencing process: the lease deadline passed'));
     child.stdin?.on('error', () => undefined);

@@ -6,10 +6,12 @@
 // of its own). Each message is then one write(2) from the agent's own process, which the kernel
 // stamps with the main PID, so the unit can use NotifyAccess=main: PostgreSQL's backends, which
 // run as the same user in the same cgroup, cannot feed the watchdog in the agent's place.
-// Without that descriptor (the agent started some other way), each message is one run of
-// /usr/bin/systemd-notify (an argument array, no shell), which only NotifyAccess=all accepts: a
-// unit with NotifyAccess=main then never sees READY=1 and fails to start, which is the safe way
-// round.
+// bin/pgha.js also goes through that launcher by itself when it finds NOTIFY_SOCKET without the
+// descriptor (the agent started some other way), so notifying forks nothing. Only without it
+// (no perl, the socket path missing at start, or main.ts run without the shim) is each message
+// one run of /usr/bin/systemd-notify (an argument array, no shell), which only NotifyAccess=all
+// accepts: a unit with NotifyAccess=main then never sees READY=1 and fails to start, which is
+// the safe way round.
 import { writeSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import type { Logger } from '../log/logger.ts';

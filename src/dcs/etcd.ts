@@ -1,5 +1,5 @@
 // The DCS over etcd v3 (npm etcd3). Our own leader-key code: create-if-absent and
-// compare-and-set transactions on a key bound to our lease, `keepaliveOnce` driven by the HA loop,
+// compare-and-set transactions on a key bound to our lease, lease keepalives driven by the HA loop,
 // and a deadline on every call. See ../../docs/architecture.md for why not etcd3's Election API.
 import { performance } from 'node:perf_hooks';
 import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type IKeyValue, type Lease, type IOptions } from 'etcd3';
@@ -9,6 +9,7 @@ import { PgHaError } from '../errors.ts';
 import type { ClusterView, FailsafeRecord, Lsn, MemberInfo } from '../ha/types.ts';
 import { decode, dynamicConfigSchema, failoverSchema, failsafeSchema, historySchema, restartSchema, syncSchema, memberInfoSchema, statusSchema } from './codec.ts';
 import { checkCertificateDates, explainEtcdFailure, readEtcdCredentials, type EtcdCredentials, type EtcdTlsContext } from './etcd-tls.ts';
+import { KeepaliveStream } from './keepalive-stream.ts';
 import { clusterKeys, type Keys } from './keys.ts';
 import type { Dcs, HistoryEntry, KeepaliveResult } from './types.ts';
 
@@ -69,6 +70,8 @@ export class EtcdDcs implements Dcs {
   readonly #o: EtcdDcsOptions;
   #lease: Lease | null = null;
   #leaseId: string | null = null;
+  /** The loop's keepalives, on one stream kept open (keepalive-stream.ts). */
+  #keepalives: KeepaliveStream;
   #watchers = new Set<() => void>();
   #lastGoodConfig: DynamicConfig | null = null;
   #history: { revision: string; entries: HistoryEntry[] } | null = null;
@@ -78,6 +81,7 @@ export class EtcdDcs implements Dcs {
     this.keys = clusterKeys(o.namespace, o.scope);
     if (o.protocol === 'https') quietIpServernameWarning();
     this.client = new Etcd3(this.#clientOptions(o.hosts));
+    this.#keepalives = new KeepaliveStream(this.client);
   }
 
   /** The etcd3 options for `hosts` (all of them, or one for checkAccess). */
@@ -247,6 +251,11 @@ export class EtcdDcs implements Dcs {
     this.#leaseId = null;
   }
 
+  /** Keepalive streams opened so far (tests: a healthy one is kept open). */
+  get keepaliveStreamsOpened(): number {
+    return this.#keepalives.opened;
+  }
+
   async keepalive(): Promise<KeepaliveResult> {
     try {
       return await this.#keepaliveOnce();
@@ -267,22 +276,23 @@ export class EtcdDcs implements Dcs {
       this.#dropLease(); // a Lease whose grant failed stays failed: start over next time
       throw dcsError(err, 'keepalive');
     }
+    const id = this.#leaseId;
     if (fresh) return { sentAt, ttl: this.#o.ttl };
-    // One deadline for all attempts: the caller's budget is callTimeoutMs (retry_timeout). Kept on
-    // the monotonic clock; grpc-js takes a wall-clock deadline, so each attempt converts what is
-    // left just before it starts: a wall-clock jump in between can neither stretch nor cut it.
+    // One deadline for all attempts: the caller's budget is callTimeoutMs (retry_timeout), kept on
+    // the monotonic clock (a wall-clock jump can neither stretch nor cut it).
     const end = performance.now() + this.#o.callTimeoutMs;
     for (let attempt = 1; ; attempt++) {
       const attemptSentAt = performance.now();
       try {
-        const res = await lease.keepaliveOnce({ deadline: Date.now() + Math.max(0, end - attemptSentAt) });
+        const res = await this.#keepalives.once(id, Math.max(0, end - attemptSentAt));
         // The fence timer counts from this attempt's send time: etcd extended the lease after it.
         return { sentAt: attemptSentAt, ttl: Number(res.TTL) };
       } catch (err) {
         // Only etcd saying the lease is gone ends it. A transport failure (one etcd member down,
         // a broken connection) leaves the lease intact in etcd, still holding the leader key:
         // dropping it here turned the loss of one etcd member into a failover (chaos seed 2).
-        // Each attempt picks members in a fresh random order; try others while time remains.
+        // A failed attempt closed its stream; the next opens another, on a member the pool picks
+        // (in a fresh random order): try others while time remains.
         if (err instanceof EtcdLeaseInvalidError) {
           this.#dropLease();
           throw dcsError(err, 'keepalive');
@@ -496,6 +506,7 @@ export class EtcdDcs implements Dcs {
 
   async close(): Promise<void> {
     for (const stop of [...this.#watchers]) stop();
+    this.#keepalives.close();
     this.#lease?.release();
     this.client.close();
   }

@@ -159,6 +159,26 @@ describe('etcd DCS', () => {
     expect(seenAt - t0).toBeLessThan(300);
   });
 
+  it('renews over one stream kept open; a keepalive etcd does not answer in time fails, and the next opens a new stream', async () => {
+    const a = await dcs('a', `stream${scopeN++}`);
+    await a.keepalive(); // the grant
+    for (let i = 0; i < 5; i++) expect((await a.keepalive()).ttl).toBe(TTL);
+    expect(a.keepaliveStreamsOpened).toBe(1);
+    etcd.pause();
+    try {
+      const t0 = performance.now();
+      const err = await a.keepalive().then(() => null, (e: unknown) => e);
+      expect(isPgHaError(err, 'PGHA_DCS_TIMEOUT')).toBe(true);
+      expect(performance.now() - t0).toBeLessThan(1000 + 500); // callTimeoutMs, one host
+    } finally {
+      etcd.resume();
+    }
+    // (If the lease ran out meanwhile, the first of these is answered TTL 0 and a new lease is granted.)
+    await a.keepalive();
+    await a.keepalive();
+    expect(a.keepaliveStreamsOpened).toBe(2);
+  });
+
   it('fails a call within its deadline while etcd is frozen', async () => {
     const a = await dcs('a', `frozen${scopeN++}`);
     await a.keepalive();

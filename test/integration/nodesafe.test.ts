@@ -12,13 +12,13 @@ const TTL_S = 3;
 const cluster = new TestCluster({ etcdPort: 25500, pgPortBase: 5800, apiPortBase: 8800, ttl: TTL_S });
 const [node1, node2] = cluster.nodes as [NodeHandle, NodeHandle, NodeHandle];
 
-/** The agent's fencing process: its child running fencer.mjs. */
+/** The agent's fencing process: its child running bin/pgha-fencer.pl. */
 function fencerPid(n: NodeHandle): number | null {
   const agent = n.agent?.pid;
   if (agent === undefined) return null;
   for (const c of childPids(agent)) {
     try {
-      if (readFileSync(`/proc/${c}/cmdline`, 'utf8').includes('fencer.mjs')) return c;
+      if (readFileSync(`/proc/${c}/cmdline`, 'utf8').includes('pgha-fencer.pl')) return c;
     } catch { /* gone */ }
   }
   return null;

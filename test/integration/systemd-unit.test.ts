@@ -134,9 +134,9 @@ describe('pgha.service under systemd', () => {
     let killed = { killedMs: 0, before: [] as Array<{ pid: number; cmd: string }> };
     const r = await measureFault(lab, leader, 'wd', async () => { killed = await freezeAgent(lab, leader); });
     log(`watchdog: unit killed ${Math.round(killed.killedMs)} ms after SIGSTOP; ${r.newPrimary.name} writable after ${Math.round(r.failoverMs)} ms`);
-    // The agent (node), its fencing process (node) and PostgreSQL's processes were all in the unit.
+    // The agent (node), its fencing process (perl) and PostgreSQL's processes were all in the unit.
     expect(killed.before.some((p) => p.cmd.includes('bin/pgha.js'))).toBe(true);
-    expect(killed.before.some((p) => p.cmd.includes('fencer.mjs'))).toBe(true);
+    expect(killed.before.some((p) => p.cmd.includes('pgha-fencer.pl'))).toBe(true);
     expect(killed.before.filter((p) => p.cmd.startsWith('postgres')).length).toBeGreaterThan(3);
     // WatchdogSec=1000ms plus up to one pet interval and systemd's timer slack: 3 s is the bound on
     // a loaded 2-core machine.

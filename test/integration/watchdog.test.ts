@@ -4,7 +4,7 @@
 // (SIGSTOP) it sends nothing; woken up past its deadline it fences, then pets again as a member
 // without a lease.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -56,6 +56,15 @@ beforeAll(async () => {
 afterAll(async () => {
   node.agent?.kill('SIGCONT');
   await cluster.destroy();
+});
+
+it('notifies from its own process, without a child per message, when started with NOTIFY_SOCKET alone', () => {
+  // bin/pgha.js re-executed itself through bin/notify-socket.pl (the same PID), which left the
+  // connected socket as PGHA_NOTIFY_FD: each message is one write(2), no systemd-notify child.
+  const pid = node.agent?.pid ?? 0;
+  expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').some((e) => /^PGHA_NOTIFY_FD=\d+$/.test(e))).toBe(true);
+  expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toContain('bin/pgha.js');
+  expect(cluster.logs(node)).not.toContain('NOTIFY_SOCKET without PGHA_NOTIFY_FD');
 });
 
 const pets = (from: number, to = Infinity) => received.filter((r) => r.text === 'WATCHDOG=1' && r.at >= from && r.at < to).length;

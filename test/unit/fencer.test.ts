@@ -7,14 +7,14 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FencerProcess, MAX_RESTARTS } from '../../src/agent/fencer-client.ts';
+import { FencerProcess, MAX_RESTARTS, fencerScript } from '../../src/agent/fencer-client.ts';
 import type { PgHaError } from '../../src/errors.ts';
 import type { Logger } from '../../src/log/logger.ts';
 
 const logged: string[] = [];
 const logger = { info: () => undefined, debug: () => undefined, warn: (_: unknown, m: string) => logged.push(m), error: (_: unknown, m: string) => logged.push(m) } as unknown as Logger;
 
-// Waits below: a fencer starts (a Node process) in about 100 ms on this machine; 5 s (10 s for a
+// Waits below: a fencer starts (a perl process) in a few ms on this machine; 5 s (10 s for a
 // restart plus a 1.5 s deadline) only bounds a failing test.
 const alive = (p: ChildProcess) => p.exitCode === null && p.signalCode === null;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -66,6 +66,37 @@ describe('the fencing process', () => {
     expect(await until(() => !alive(pm), 5000)).toBe(true);
   });
 
+  it('keeps the deadline on the same monotonic clock: not before it, and at it', async () => {
+    const pm = postmaster(join(dir, 'bin', 'postgres'), data);
+    fencer().arm(600);
+    await sleep(300);
+    expect(alive(pm)).toBe(true);
+    expect(await until(() => !alive(pm), 5000)).toBe(true);
+  });
+
+  it('a disarm cancels the deadline', async () => {
+    const pm = postmaster(join(dir, 'bin', 'postgres'), data);
+    const f = fencer();
+    f.arm(200);
+    f.disarm();
+    await sleep(600);
+    expect(alive(pm)).toBe(true);
+  });
+
+  it('when the agent is gone, still fences at the last deadline, then exits', async () => {
+    const pm = postmaster(join(dir, 'bin', 'postgres'), data);
+    const p = spawn('/usr/bin/perl', [fencerScript(), data], { stdio: ['pipe', 'pipe', 'inherit'] });
+    procs.push(p);
+    let out = '';
+    p.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+    const deadline = Number(process.hrtime.bigint() / 1_000_000n) + 300;
+    p.stdin?.end(`garbage\n{"armed":true,"deadline":${deadline}}\n`);
+    expect(await until(() => !alive(pm), 5000)).toBe(true);
+    expect(await until(() => !alive(p), 5000)).toBe(true);
+    expect(p.exitCode).toBe(0);
+    expect(JSON.parse(out.trim().split('\n').at(-1) ?? '{}')).toMatchObject({ event: 'fenced', pid: pm.pid });
+  });
+
   it.each([
     ['a process of another program that reused the PID', '/bin/sleep', 'data'],
     ['a postgres of another data directory', join('bin', 'postgres'), 'other'],
@@ -92,15 +123,15 @@ describe('the fencing process', () => {
   });
 
   it('reports PGHA_FENCER_LOST when it keeps dying, and when it cannot be spawned', async () => {
-    const dying = join(dir, 'dies.mjs');
-    writeFileSync(dying, 'process.exit(3);\n');
+    const dying = join(dir, 'dies.pl');
+    writeFileSync(dying, 'exit 3;\n');
     const lost: PgHaError[] = [];
     fencer({ script: dying, onLost: (e) => lost.push(e) });
     expect(await until(() => lost.length > 0, 10_000)).toBe(true);
     expect(lost[0]?.code).toBe('PGHA_FENCER_LOST');
     expect(lost[0]?.message).toContain(`died ${MAX_RESTARTS + 1} times`);
     const unspawnable: PgHaError[] = [];
-    fencer({ node: join(dir, 'no-such-node'), onLost: (e) => unspawnable.push(e) });
+    fencer({ perl: join(dir, 'no-such-perl'), onLost: (e) => unspawnable.push(e) });
     expect(await until(() => unspawnable.length > 0, 5000)).toBe(true);
     expect(unspawnable[0]?.message).toContain('cannot run');
     await sleep(100);
