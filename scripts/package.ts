@@ -117,7 +117,7 @@ export function makePackage(o: { arch: Arch; out: string; log?: (msg: string) =>
   // are not run: none of the production dependencies needs one (protobufjs' postinstall only
   // checks its own command-line tool's dependencies).
   const cpu = ARCHES[o.arch];
-  const env = { ...process.env, npm_config_update_notifier: 'false' };
+  const env: NodeJS.ProcessEnv = { ...process.env, npm_config_update_notifier: 'false' };
   for (const k of Object.keys(env)) if (k.startsWith('npm_config_') && k !== 'npm_config_update_notifier' && k !== 'npm_config_cache') delete env[k];
   execFileSync(process.execPath, [npmCli(), 'ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline', '--os=linux', `--cpu=${cpu}`, '--loglevel=error'], { cwd: opt, env, stdio: ['ignore', 'inherit', 'inherit'] });
   const nodePkg = join(opt, 'node_modules', `node-linux-${cpu}`);
