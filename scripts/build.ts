@@ -23,17 +23,18 @@ function copyAssets(from: string, to: string): number {
   return n;
 }
 
-export function build(log: (msg: string) => void = console.log): void {
+/** Build into `out` (default: the checkout's dist/; the package builds into its staging tree). */
+export function build(log: (msg: string) => void = console.log, out = join(REPO, 'dist')): void {
   const started = Date.now();
-  const tmp = join(REPO, `dist.building-${process.pid}`);
+  const tmp = `${out}.building-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   try {
     execFileSync(process.execPath, [join(REPO, 'node_modules/typescript/bin/tsc'), '-p', join(REPO, 'tsconfig.build.json'), '--outDir', tmp], { stdio: 'inherit' });
     const assets = copyAssets(join(REPO, 'src'), tmp);
     writeFileSync(join(tmp, '.build-stamp'), `${started}\n`);
-    rmSync(join(REPO, 'dist'), { recursive: true, force: true });
-    renameSync(tmp, join(REPO, 'dist'));
-    log(`build: dist/ compiled in ${((Date.now() - started) / 1000).toFixed(1)} s (${assets} asset files copied)`);
+    rmSync(out, { recursive: true, force: true });
+    renameSync(tmp, out);
+    log(`build: ${out} compiled in ${((Date.now() - started) / 1000).toFixed(1)} s (${assets} asset files copied)`);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;

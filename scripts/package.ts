@@ -1,6 +1,6 @@
 // `npm run package [-- --arch amd64|arm64] [--out DIR]`: the Debian package of pgha, built with
 // dpkg-deb from this checkout (docs/install.md says what it holds and why):
-//   /opt/pgha                  dist/ (compiled by `npm run build`), bin/, config/, docs/*.md and
+//   /opt/pgha                  dist/ (compiled as by `npm run build`), bin/, config/, docs/*.md and
 //                              the production node_modules, with the Node 24 of node-linux-<cpu>
 //   /usr/bin/pgha, pghactl     sh wrappers that run /opt/pgha's own Node 24 (no npm, no system Node)
 //   /lib/systemd/system/pgha.service   systemd/pgha.service, unchanged (it already names /opt/pgha)
@@ -102,13 +102,13 @@ export function makePackage(o: { arch: Arch; out: string; log?: (msg: string) =>
   const log = o.log ?? console.log;
   const t0 = performance.now();
   const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string; description: string };
-  build(log);
   const stage = join(o.out, `pgha_${pkg.version}_${o.arch}`);
   rmSync(stage, { recursive: true, force: true });
   const opt = join(stage, 'opt/pgha');
   mkdirSync(opt, { recursive: true });
   for (const f of COPY) cpSync(join(REPO, f), join(opt, f), { recursive: true });
-  cpSync(join(REPO, 'dist'), join(opt, 'dist'), { recursive: true });
+  // Compiled straight into the staging tree: the checkout's own dist/ (if any) is left alone.
+  build(log, join(opt, 'dist'));
   mkdirSync(join(opt, 'docs'));
   for (const f of readdirSync(join(REPO, 'docs'))) if (f.endsWith('.md')) copyFileSync(join(REPO, 'docs', f), join(opt, 'docs', f));
 

@@ -47,3 +47,15 @@ describe('bin/entry.js: dist/ or src/', () => {
     expect(distIsCurrent(root)).toBe(false);
   });
 });
+
+describe('bin/entry.js: PGHA_ENTRY decides when set', () => {
+  afterEach(() => { delete process.env['PGHA_ENTRY']; });
+  it('src or dist, whatever dist/ looks like', async () => {
+    // @ts-expect-error: a plain JavaScript module of the shims, without type declarations
+    const { entry } = await import('../../bin/entry.js');
+    process.env['PGHA_ENTRY'] = 'src';
+    expect(entry('agent/main')).toMatch(/\/src\/agent\/main\.ts$/);
+    process.env['PGHA_ENTRY'] = 'dist';
+    expect(entry('agent/main')).toMatch(/\/dist\/agent\/main\.js$/);
+  });
+});
