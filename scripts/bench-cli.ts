@@ -1,6 +1,6 @@
 // npm run bench:cli -- [--runs N] [--before GIT_REF] [--out docs/benchmarks-cli.md]
 // How long pghactl takes to answer when it talks to no cluster: `--help`, `list --help` and
-// `version`, each run N times (default 10) in a row, wall time from spawn to exit, median and range.
+// `version`, each run N times (default 10, interleaved), wall time from spawn to exit, median and range.
 // Variants: the installed package (`npm run package`, extracted with dpkg-deb -x into a scratch
 // directory and run as its /usr/bin/pghactl runs it: its own Node 24 on bin/pghactl.js, which finds
 // no src/ and loads dist/), the checkout's compiled dist/, the checkout's sources (type stripping),
@@ -24,15 +24,22 @@ const args = parseArgs({ options: { runs: { type: 'string', default: '10' }, bef
 const RUNS = Number(args.runs);
 if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`--runs must be a positive integer, got ${args.runs}`);
 
-/** Wall time of each of RUNS runs of `argv` (ms); every run must exit 0. */
-function time(argv: string[], env: NodeJS.ProcessEnv = process.env, cwd = REPO): number[] {
-  const ms: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const t0 = performance.now();
-    const r = spawnSync(argv[0]!, argv.slice(1), { cwd, env, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
-    ms.push(performance.now() - t0);
-    if (r.status !== 0) throw new Error(`${argv.join(' ')} exited ${r.status ?? r.signal}: ${r.stderr}`);
-  }
+/** Wall time of one run of `argv` (ms); it must exit 0. */
+function timeOnce(argv: string[], env: NodeJS.ProcessEnv = process.env, cwd = REPO): number {
+  const t0 = performance.now();
+  const r = spawnSync(argv[0]!, argv.slice(1), { cwd, env, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  const ms = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} exited ${r.status ?? r.signal}: ${r.stderr}`);
+  return ms;
+}
+
+/**
+ * RUNS rounds; each round runs every job once, in turn. Interleaved, so that a burst of load from
+ * elsewhere on the machine falls on every variant alike rather than on whichever ran then.
+ */
+function timeRounds(jobs: Array<{ argv: string[]; env?: NodeJS.ProcessEnv; cwd?: string }>): number[][] {
+  const ms = jobs.map(() => [] as number[]);
+  for (let r = 0; r < RUNS; r++) jobs.forEach((j, i) => ms[i]!.push(timeOnce(j.argv, j.env, j.cwd)));
   return ms;
 }
 
@@ -66,24 +73,27 @@ try {
     );
   }
   const subs = [['--help'], ['list', '--help'], ['version']];
-  const rows: string[] = [];
-  for (const v of variants) {
-    const cells = subs.map((s) => stats(time(v.cmd(s), v.env, v.cwd)));
-    rows.push(`| ${v.name} | ${cells.map((c) => `**${Math.round(c.median)}** (${Math.round(c.min)}-${Math.round(c.max)})`).join(' | ')} |`);
-    console.log(rows.at(-1));
-  }
-  // Every command module at once, from the installed package: the shell completion's path, and
-  // what `--help` cost before commands.ts (the modules are the same).
-  const eager = stats(time([join(opt, 'node_modules/.bin/node'), join(opt, 'bin/pghactl.js'), '--get-yargs-completions', 'list']));
-  const bare = stats(time([node, '-e', '0']));
+  const installedNode = join(opt, 'node_modules/.bin/node');
+  const jobs = [
+    ...variants.flatMap((v) => subs.map((sub) => ({ argv: v.cmd(sub), ...(v.env ? { env: v.env } : {}), ...(v.cwd ? { cwd: v.cwd } : {}) }))),
+    // Every command module at once, from the installed package: the shell completion's path, and
+    // what `--help` cost before commands.ts (the modules are the same).
+    { argv: [installedNode, join(opt, 'bin/pghactl.js'), '--get-yargs-completions', 'list'] },
+    { argv: [node, '-e', '0'] },
+  ];
+  const all = timeRounds(jobs).map(stats);
+  const rows = variants.map((v, i) => `| ${v.name} | ${subs.map((_, k) => all[i * subs.length + k]!).map((c) => `**${Math.round(c.median)}** (${Math.round(c.min)}-${Math.round(c.max)})`).join(' | ')} |`);
+  console.log(rows.join('\n'));
+  const eager = all[all.length - 2]!;
+  const bare = all[all.length - 1]!;
   const nodeVersion = execFileSync(node, ['--version'], { encoding: 'utf8' }).trim();
   const npmNode = execFileSync('sh', ['-c', 'node --version'], { encoding: 'utf8', env: { ...process.env, PATH: shellPath } }).trim();
   const text = `# Benchmarks: pghactl start-up
 
 Produced by \`npm run bench:cli -- --runs ${RUNS}${args.before === undefined ? '' : ` --before ${args.before}`}\` on ${new Date().toISOString().slice(0, 10)}, under the integration lock.
 Machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}; pghactl on Node ${nodeVersion}
-(npm itself on the system's Node ${npmNode}). Each cell: median wall time in ms of ${RUNS} runs in a row, from spawn to exit,
-with the fastest and slowest in brackets. No cluster is involved (\`version\` without -c finds no /etc/pgha/pgha.yml).
+(npm itself on the system's Node ${npmNode}). Each cell: median wall time in ms of ${RUNS} runs, from spawn to exit,
+with the fastest and slowest in brackets; the runs are interleaved (each round runs every cell once). No cluster is involved (\`version\` without -c finds no /etc/pgha/pgha.yml).
 
 | pghactl | \`--help\` | \`list --help\` | \`version\` |
 |---|---|---|---|
