@@ -1,11 +1,14 @@
 #!/usr/bin/env node
-// Shim for `pgha`: needs Node 24, which runs the TypeScript sources directly (type stripping).
-// Inside npm scripts and `npx`, node_modules/.bin (with the pinned Node 24) comes first on PATH.
+// Shim for `pgha`: needs Node 24. Runs dist/ (compiled by `npm run build`, what the Debian package
+// ships) when it is current, else the TypeScript sources in src/ (type stripping): see bin/entry.js.
+// Inside npm scripts and `npx`, node_modules/.bin (with the pinned Node 24) comes first on PATH;
+// the package's /usr/bin/pgha and its systemd unit run /opt/pgha's own Node 24.
 import { existsSync } from 'node:fs';
 import { enableCompileCache } from 'node:module';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { entry } from './entry.js';
 
 const major = Number(process.versions.node.split('.')[0]);
 if (major < 24) {
@@ -44,22 +47,24 @@ if (process.env.PGHA_REEXEC !== '1' && (missing.length > 0 || viaLauncher) && (p
 }
 delete process.env.PGHA_REEXEC;
 
-// Flags that remove WebAssembly (--jitless, --lite-mode) cannot run the agent: Node's TypeScript
-// loader needs it (the compile cache is keyed by the flags, so it never spares the loader here).
-// Say so and stop, instead of a stack trace. The agent's own HTTP calls (the failsafe round) use
-// node:http, not fetch, so they do not depend on WebAssembly.
-if (typeof WebAssembly === 'undefined') {
+// Flags that remove WebAssembly (--jitless, --lite-mode) cannot run the agent from src/: Node's
+// TypeScript loader needs it (the compile cache is keyed by the flags, so it never spares the
+// loader here). Say so and stop, instead of a stack trace. The compiled dist/ needs no loader.
+// The agent's own HTTP calls (the failsafe round) use node:http, not fetch, so they do not
+// depend on WebAssembly.
+const main = entry('agent/main');
+if (typeof WebAssembly === 'undefined' && main.endsWith('.ts')) {
   process.stderr.write(`pgha: the Node flags (${process.execArgv.join(' ')}) disable WebAssembly, which Node needs to load pgha's TypeScript sources: remove --jitless / --lite-mode (PGHA_NODE_FLAGS)\n`);
   process.exit(2);
 }
 
-// Node's compile cache keeps the type-stripped sources and their bytecode on disk, so an agent
-// that starts again does not load the TypeScript stripper (a WebAssembly module of about 18 MB
-// resident) nor parse the sources again. It lives in a directory of the agent's own user
-// (a cache anyone could write to would be a way to run code as that user); the agent flushes it
-// once it is up (src/agent/main.ts), since an agent usually ends by a signal, not by exiting.
+// Node's compile cache keeps the modules' bytecode (and, run from src/, the type-stripped sources)
+// on disk, so an agent that starts again does not compile them again, nor, from src/, load the
+// TypeScript stripper (a WebAssembly module of about 18 MB resident). It lives in a directory of
+// the agent's own user (a cache anyone could write to would be a way to run code as that user);
+// the agent flushes it once it is up (src/agent/main.ts), since an agent usually ends by a signal, not by exiting.
 if (process.env.NODE_COMPILE_CACHE === undefined) {
   enableCompileCache(process.env.PGHA_COMPILE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'pgha'));
 }
 
-await import('../src/agent/main.ts');
+await import(main);

@@ -4,8 +4,8 @@ import { stringify } from 'yaml';
 import { currentSync, guaranteeOf, recordedStandbys } from '../ha/quorum.ts';
 import type { ClusterView } from '../ha/types.ts';
 
-export type Format = 'table' | 'tsv' | 'json' | 'yaml';
-export const FORMATS: readonly Format[] = ['table', 'tsv', 'json', 'yaml'];
+import type { Format } from './formats.ts';
+export { FORMATS, type Format } from './formats.ts';
 
 const TSV_ESCAPES: Readonly<Record<string, string>> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 

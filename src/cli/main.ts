@@ -3,19 +3,8 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { isPgHaError } from '../errors.ts';
+import { COMMANDS, GLOBAL_OPTIONS, commandFor, commandOf, nameOf } from './commands.ts';
 import type { GlobalOpts } from './context.ts';
-import { FORMATS, type Format } from './format.ts';
-import { availabilityCommand } from './availability.ts';
-import { drillCommand } from './drill.ts';
-import { listCommand, topologyCommand } from './list.ts';
-import { editConfigCommand, pauseCmd, resumeCmd, showConfigCommand } from './config.ts';
-import { failoverCommand, flushCommand, switchoverCommand } from './handover.ts';
-import { dsnCommand, historyCommand } from './info.ts';
-import { reinitCommand, reloadCommand, restartCommand } from './members.ts';
-import { queryCommand } from './query.ts';
-import { slotsCommand } from './slots.ts';
-import { removeCommand } from './remove.ts';
-import { versionCommand } from './version.ts';
 
 class UsageError extends Error {}
 
@@ -26,37 +15,15 @@ function helpHint(): string {
 }
 
 async function main(): Promise<number> {
+  const args = hideBin(process.argv);
+  // Only the command that runs is loaded (commands.ts); the shell's completion may ask about any
+  // command and its options, so everything is loaded for it.
+  const { name: wanted, completion: all } = commandOf(args);
   try {
-    await yargs(hideBin(process.argv))
+    await yargs(args)
       .scriptName('pghactl')
-      .option('config', { alias: 'c', type: 'string', describe: 'agent YAML (or PGHA_CONFIG; default /etc/pgha/pgha.yml when it exists and --etcd is not given)' })
-      .option('etcd', { type: 'string', describe: 'etcd [https://]host:port[,...]' })
-      .option('etcd-cacert', { type: 'string', describe: 'CA of etcd\'s server certificate (PEM; implies https)' })
-      .option('etcd-cert', { type: 'string', describe: 'client certificate for etcd (PEM; with --etcd-key)' })
-      .option('etcd-key', { type: 'string', describe: 'key of --etcd-cert (PEM)' })
-      .option('scope', { type: 'string', describe: 'cluster name' })
-      .option('namespace', { type: 'string', default: '/service', describe: 'etcd key prefix of the cluster, with --etcd/--scope (the agent YAML\'s namespace otherwise)' })
-      .option('format', { alias: 'f', choices: FORMATS, default: 'table' as Format, describe: 'output: table (for people; rounded figures), tsv (tab-separated rows with a header line) or json/yaml (for scripts; full precision)' })
-      .command(listCommand as never)
-      .command(topologyCommand as never)
-      .command(switchoverCommand as never)
-      .command(failoverCommand as never)
-      .command(flushCommand as never)
-      .command(pauseCmd as never)
-      .command(resumeCmd as never)
-      .command(showConfigCommand as never)
-      .command(editConfigCommand as never)
-      .command(historyCommand as never)
-      .command(dsnCommand as never)
-      .command(restartCommand as never)
-      .command(reloadCommand as never)
-      .command(reinitCommand as never)
-      .command(availabilityCommand as never)
-      .command(drillCommand as never)
-      .command(queryCommand as never)
-      .command(slotsCommand as never)
-      .command(removeCommand as never)
-      .command(versionCommand as never)
+      .options(GLOBAL_OPTIONS)
+      .command(await Promise.all(COMMANDS.map((c) => commandFor(c, all || nameOf(c) === wanted))) as never)
       // `pghactl completion >> ~/.bashrc` (or ~/.zshrc): yargs' script, which asks pghactl itself.
       .completion('completion', 'print a bash/zsh completion script: pghactl completion >> ~/.bashrc')
       .demandCommand(1, 'name a command (pghactl --help lists them)')

@@ -227,7 +227,7 @@ describe('failsafe mode over HTTPS', () => {
 it('an agent whose Node flags remove WebAssembly (--jitless) refuses at start, saying why', async () => {
   const r = await new Promise<Run>((resolve) => {
     execFile(process.execPath, [join(REPO, 'bin/pgha.js'), '--config', cluster.nodes[0]!.configPath], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PGHA_NODE_FLAGS: '--jitless' }, timeout: 30_000,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PGHA_NODE_FLAGS: '--jitless', PGHA_ENTRY: 'src' }, timeout: 30_000,
     }, (err, stdout, stderr) => resolve({ code: err === null ? 0 : Number((err as { code?: number }).code ?? 1), stdout, stderr }));
   });
   expect(r.code).toBe(2);

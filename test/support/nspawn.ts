@@ -125,6 +125,13 @@ export interface LabOptions {
   subnet?: string;
   /** Start the lab's own single etcd at <subnet>.1:2379 (default true). */
   etcd?: boolean;
+  /**
+   * false: no checkout at /opt/pgha and no unit in /etc/systemd/system; the test installs pgha
+   * itself (the Debian package test). Default true.
+   */
+  checkout?: boolean;
+  /** The host etcd's client port (its peer port is the next one). Default 2379. */
+  etcdPort?: number;
   /** Last word on member i's pgha.yml (1-based). */
   configure?: (i: number, cfg: Record<string, any>) => void;
   log?: (msg: string) => void;
@@ -171,8 +178,9 @@ export class NspawnLab {
   async #startEtcd(): Promise<void> {
     const dir = join(WORK, `${this.prefix}etcd`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const client = `http://${this.hostIp}:2379`;
-    const peer = `http://${this.hostIp}:2380`;
+    const port = this.#opts.etcdPort ?? 2379;
+    const client = `http://${this.hostIp}:${port}`;
+    const peer = `http://${this.hostIp}:${port + 1}`;
     this.#etcd = spawnInCgroup(`${this.prefix}etcd`, ['/usr/bin/etcd', '--name', 'lab', '--data-dir', join(dir, 'data'),
       '--listen-client-urls', client, '--advertise-client-urls', client, '--listen-peer-urls', peer,
       '--initial-advertise-peer-urls', peer, '--initial-cluster', `lab=${peer}`, '--log-level', 'error'], join(dir, 'etcd.log'));
@@ -188,7 +196,7 @@ export class NspawnLab {
     const cfg: Record<string, any> = {
       scope: 'sdlab', name: m.name, namespace: '/pgha-sdlab',
       restapi: { listen: `${m.ip}:8008`, authentication: { username: 'admin', password: 'admin-pw' } },
-      etcd: { hosts: [`${this.hostIp}:2379`] },
+      etcd: { hosts: [`${this.hostIp}:${this.#opts.etcdPort ?? 2379}`] },
       bootstrap: {
         // ttl, loop_wait, retry_timeout and fence_margin stay at their defaults: the ones the
         // unit's WatchdogSec=1000ms is computed for.
@@ -241,16 +249,19 @@ export class NspawnLab {
     mkdirSync(join(root, 'etc/systemd/network'), { recursive: true });
     writeFileSync(join(root, 'etc/systemd/network/10-host0.network'),
       `[Match]\nName=host0\n\n[Network]\nAddress=${m.ip}/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n`);
-    copyFileSync(join(REPO, 'systemd/pgha.service'), join(root, 'etc/systemd/system/pgha.service'));
+    if (this.#opts.checkout !== false) copyFileSync(join(REPO, 'systemd/pgha.service'), join(root, 'etc/systemd/system/pgha.service'));
     this.writeConfig(m, this.configFor(m));
   }
 
   /** Boot the container (again, after a power-off: same overlay, same data). */
   boot(m: Machine): void {
-    const binds = [`--bind-ro=${REPO}:/opt/pgha`];
-    // node_modules is often a symlink to a shared install: make its target resolve inside too.
-    const nm = realpathSync(join(REPO, 'node_modules'));
-    if (nm !== join(REPO, 'node_modules')) binds.push(`--bind-ro=${nm}:${nm}`);
+    const binds: string[] = [];
+    if (this.#opts.checkout !== false) {
+      binds.push(`--bind-ro=${REPO}:/opt/pgha`);
+      // node_modules is often a symlink to a shared install: make its target resolve inside too.
+      const nm = realpathSync(join(REPO, 'node_modules'));
+      if (nm !== join(REPO, 'node_modules')) binds.push(`--bind-ro=${nm}:${nm}`);
+    }
     m.nspawn = spawnInCgroup(`${this.prefix}${m.name}`, ['systemd-nspawn', '-D', join(m.dir, 'root'), `--machine=${this.prefix}${m.name}`,
       '--register=no', '--keep-unit', `--network-bridge=${this.bridge}`, '--console=passive', '--resolv-conf=off',
       '--timezone=off', '--link-journal=no', ...binds, '-b'], join(m.dir, 'nspawn.log'));
