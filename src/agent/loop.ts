@@ -39,6 +39,8 @@ export interface LoopDeps {
   prePromote?: () => Promise<void>;
   /** Counters for GET /metrics (loop duration, fences, promotions). */
   stats?: AgentStats;
+  /** Backups (src/backup/agent.ts): told of a bootstrap and of each promotion; never awaited. */
+  backup?: { bootstrapped(): void; promoted(): void };
 }
 
 export class HaLoop {
@@ -96,6 +98,7 @@ export class HaLoop {
       republish: () => this.#publish(),
       fencing: () => this.#d.stats?.fenced(),
       promoted: (reason) => this.#promoted(reason),
+      bootstrapped: () => deps.backup?.bootstrapped(),
       setActivity: async (a) => {
         this.#activity = a;
         await this.#publish().catch(() => undefined);
@@ -323,6 +326,7 @@ export class HaLoop {
     const seen = this.#otherLeaderSeenAt;
     this.#d.stats?.promoted(reason, seen === null ? null : (this.#d.now() - seen) / 1000);
     this.#otherLeaderSeenAt = null;
+    this.#d.backup?.promoted();
   }
 
   /** Operator restart: stop PostgreSQL (fast) and start it again in the role it had. */

@@ -6,6 +6,7 @@ import { splitHostPort } from '../config/schema.ts';
 import { recordedStandbys } from '../ha/quorum.ts';
 import type { ClusterView, MemberInfo, MemberState } from '../ha/types.ts';
 import type { AgentSnapshot } from './types.ts';
+import type { ArchiveHealth } from '../backup/health.ts';
 
 export type Check =
   | 'primary' | 'replica' | 'read-only' | 'health' | 'liveness' | 'readiness'
@@ -216,6 +217,8 @@ export interface StatusBody {
   age_ms: number | null;
   stale: boolean;
   patroni: { version: string | null; scope: string; name: string | null };
+  /** pgha-only, with a backup: section: WAL archiving health (docs/backup.md). */
+  archive?: ArchiveHealth | null;
 }
 
 const ROLE = { primary: 'primary', standby: 'replica', unknown: 'unknown' } as const;
@@ -239,6 +242,7 @@ export function statusBody(s: AgentSnapshot | null, now: number, staleAfterMs: n
     cluster_unlocked: s.cluster !== null && s.cluster.leader === null, database_system_identifier: s.systemId,
     last_plan: s.lastPlan, age_ms: Math.round(now - s.observedAt), stale: isStale(s, now, staleAfterMs),
     patroni: { version: s.version, scope, name: m.name },
+    ...(s.archive === undefined ? {} : { archive: s.archive }),
   };
 }
 

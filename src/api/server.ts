@@ -75,6 +75,7 @@ const statusSchema = {
     cluster_unlocked: { type: 'boolean' }, database_system_identifier: orNull('string'), last_plan: orNull('string'),
     age_ms: orNull('number'), stale: { type: 'boolean' },
     patroni: { type: 'object', properties: { version: orNull('string'), scope: { type: 'string' }, name: orNull('string') } },
+    archive: { type: ['object', 'null'], additionalProperties: true },
   },
 };
 

@@ -1,5 +1,6 @@
 // What the REST API serves: the HA loop's cached view, never a live query per probe.
 import type { ClusterView, MemberInfo, PostgresStats } from '../ha/types.ts';
+import type { ArchiveHealth } from '../backup/health.ts';
 
 export interface AgentSnapshot {
   /** What this member last published about itself. */
@@ -26,6 +27,8 @@ export interface AgentSnapshot {
   dcsLastSeen?: number | null;
   /** Leader: the last loop kept the lease on failsafe confirmations; standby: a failsafe promise runs. */
   failsafeActive?: boolean;
+  /** WAL archiving to pgBackRest (backup: configured); null: not read yet. */
+  archive?: ArchiveHealth | null;
 }
 
 export interface ApiDeps {

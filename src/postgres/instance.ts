@@ -37,6 +37,8 @@ export interface PostgresControlOptions {
   onConnectionLost?: () => void;
   /** The node configuration file, named in errors about data_dir. */
   configPath?: string;
+  /** Parameters layered last into pgha.conf (archive_command etc. from the backup: section). */
+  extraParameters?: () => Record<string, string | number | boolean>;
 }
 
 export function createPostgresControl(o: PostgresControlOptions): PostgresControl {
@@ -273,7 +275,7 @@ class LocalInstance implements PostgresControl {
     const pgc = this.#c.postgresql;
     return renderPghaConf({
       port: this.#port, listenHost: splitHostPort(pgc.listen).host, socketDir: pgc.socket_dir,
-      parameters: [this.#o.dynamic().postgresql.parameters, pgc.parameters, sslParameters(pgc.ssl)],
+      parameters: [this.#o.dynamic().postgresql.parameters, pgc.parameters, sslParameters(pgc.ssl), this.#o.extraParameters?.() ?? {}],
       standby: standby ? this.#standbyConf(up) : null,
       syncNames: standby ? '' : this.#syncNames,
     });
