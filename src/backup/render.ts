@@ -81,16 +81,25 @@ function pgLines(i: number, opts: Record<string, ParamValue>): string[] {
 }
 
 /**
- * libpq passfile for pgBackRest's connections to the local PostgreSQL (and the peers'): over a
- * Unix socket libpq matches the host field `localhost`. Only the superuser, only these ports.
+ * libpq passfile for pgBackRest's connections to the local PostgreSQL (and the peers'), over
+ * Unix sockets. libpq matches the host field against the socket directory (only its compiled-in
+ * default directory is matched as `localhost`). Only the superuser, only these sockets and ports.
  */
 export function backupPgpass(c: NodeConfig & { backup: BackupConfig }): string {
   const su = c.postgresql.authentication.superuser;
   const esc = (s: string) => s.replace(/\\/g, '\\\\').replace(/:/g, '\\:');
-  const ports = new Set([splitHostPort(c.postgresql.listen).port]);
-  for (const p of Object.values(c.backup.peers)) if (typeof p.port === 'number') ports.add(p.port);
-  return [...ports].map((port) => `localhost:${port}:*:${esc(su.username)}:${esc(su.password)}\n`).join('');
+  const hostOf = (dir: string) => (dir === DEFAULT_SOCKET_DIR ? 'localhost' : dir);
+  const entries = new Set([`${esc(hostOf(c.postgresql.socket_dir))}:${splitHostPort(c.postgresql.listen).port}`]);
+  for (const [name, p] of Object.entries(c.backup.peers)) {
+    if (name === c.name) continue;
+    const dir = typeof p['socket-path'] === 'string' ? p['socket-path'] : DEFAULT_SOCKET_DIR;
+    entries.add(`${esc(hostOf(dir))}:${typeof p.port === 'number' || typeof p.port === 'string' ? p.port : 5432}`);
+  }
+  return [...entries].map((e) => `${e}:*:${esc(su.username)}:${esc(su.password)}\n`).join('');
 }
+
+/** Debian's libpq default socket directory (and pgBackRest's pg-socket-path default). */
+const DEFAULT_SOCKET_DIR = '/var/run/postgresql';
 
 /** The start of every pgbackrest call: binary, --config, --stanza (never through a shell). */
 export function pgbackrestArgs(c: NodeConfig & { backup: BackupConfig }): { bin: string; args: string[] } {

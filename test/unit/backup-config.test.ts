@@ -129,7 +129,7 @@ pg2-port=5434
   });
 
   it('writes the superuser password only for the local ports, escaped', () => {
-    expect(backupPgpass(c)).toBe('localhost:5433:*:postgres:s3cret\\:su\nlocalhost:5434:*:postgres:s3cret\\:su\n');
+    expect(backupPgpass(c)).toBe('/run/pg:5433:*:postgres:s3cret\\:su\n/run/pg:5434:*:postgres:s3cret\\:su\n');
   });
 
   it('hands WAL to pgBackRest with a command that needs no quoting', () => {
