@@ -107,6 +107,7 @@ async function main(): Promise<number> {
     // loop_wait later, so the restart in place (or the failover) starts at once.
     onConnectionLost: () => loop?.wake(),
     ...(backup === null ? {} : { extraParameters: () => backup.parameters() }),
+    ...(backup?.replicaFromBackup === true ? { restoreReplica: () => backup.restoreReplica() } : {}),
   }), callbacks);
   let fatal: ((err: Error) => void) | null = null;
   // The fencing process enforces the lease deadline even when this event loop is frozen. If it

@@ -17,6 +17,8 @@ import { parseArchiver, type ArchiveHealth, type ArchiverRow, type CheckResult }
 
 /** stanza-create and check: a handful of round trips and one WAL switch that must be archived; archive-timeout (60 s default) bounds the wait, 30 s more covers a slow repository. */
 const CHECK_TIMEOUT_MS = (c: BackupNodeConfig) => c.backup.archive.timeout * 1000 + 30_000;
+/** A restore copies the whole database, as a backup does: the same limit. */
+const RESTORE_TIMEOUT_MS = (c: BackupNodeConfig) => c.backup.backup_timeout * 1000;
 /** pg_stat_archiver is read every 5 s: the archive age shown is at most that stale. */
 const WATCH_EVERY_MS = 5000;
 /** One read of pg_stat_archiver: a single-row view, 3 s covers a loaded server. */
@@ -105,6 +107,22 @@ export class BackupAgent {
   /** The check in flight, if any (tests and shutdown). */
   async settled(): Promise<void> {
     while (this.#checking !== null) await this.#checking;
+  }
+
+  /** create_replica_methods lists pgbackrest: clones try the repository first. */
+  get replicaFromBackup(): boolean {
+    return this.#c.backup.create_replica_methods[0] === 'pgbackrest';
+  }
+
+  /**
+   * Restore the newest backup into the (empty) data directory as a standby (pgBackRest
+   * --type=standby: standby.signal and restore_command); the caller then configures it as the
+   * leader's standby and starts it, and it streams once it has replayed the archive.
+   */
+  async restoreReplica(): Promise<void> {
+    const started = Date.now();
+    await pgbackrest(this.#c, 'restore', ['--type=standby'], RESTORE_TIMEOUT_MS(this.#c));
+    this.#log.info({ event: 'replica restored', ms: Date.now() - started }, 'restored the data directory from the pgBackRest repository');
   }
 
   /** Start reading pg_stat_archiver every WATCH_EVERY_MS (failures there are only logged). */

@@ -79,6 +79,11 @@ export const backupSchema = z.strictObject({
   // For backup_standby: how pgBackRest on this member reaches each other member's PostgreSQL
   // (member name -> pgBackRest pg options: path, socket-path, port, host, host-type ...).
   peers: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/), peerSchema).default({}),
+  // How a new member or a reinitialized one gets its data (Patroni's create_replica_methods, in
+  // order): pgbackrest restores the newest backup from the repository and then streams from the
+  // leader; basebackup is pg_basebackup from the leader. A method that fails falls to the next.
+  create_replica_methods: z.array(z.enum(['pgbackrest', 'basebackup'])).min(1)
+    .refine((m) => new Set(m).size === m.length, 'each method once').default(['basebackup']),
   // Seconds a backup may run before it is killed (a backup copies the whole database).
   backup_timeout: z.number().min(10).max(7 * 86_400).default(6 * 3600),
 });

@@ -2,7 +2,9 @@
 // creates the stanza and `pgbackrest check` passes; pghactl backup (leader and standby), backup
 // list and the retention; archiving survives a switchover and a failover with no gap (a restore
 // to the end of the archive holds every acknowledged write); a failing archive_command shows in
-// /status and pghactl list and stops no switchover; refusals of bad requests.
+// /status and pghactl list and stops no switchover; refusals of bad requests; replicas from the
+// backup (create_replica_methods: pgbackrest first; before any backup exists, the first clones
+// fall back to pg_basebackup).
 import { execFile } from 'node:child_process';
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +14,7 @@ import { makeRepo, scratchRestore, withBackup } from '../support/backup.ts';
 import type { ArchiveHealth } from '../../src/backup/health.ts';
 
 const repo = makeRepo();
-const cluster = new TestCluster({ etcdPort: 27300, pgPortBase: 6000, apiPortBase: 9000, ttl: 3, configure: withBackup(repo.path, 6000) });
+const cluster = new TestCluster({ etcdPort: 27300, pgPortBase: 6000, apiPortBase: 9000, ttl: 3, configure: withBackup(repo.path, 6000, { create_replica_methods: ['pgbackrest', 'basebackup'] }) });
 const AUTH = { authorization: `Basic ${Buffer.from('admin:admin-pw').toString('base64')}`, 'content-type': 'application/json' };
 
 interface Run { code: number; stdout: string; stderr: string }
@@ -169,6 +171,19 @@ describe('WAL archiving and backups with pgBackRest', () => {
     const q = await healthy();
     await cluster.query(q, 'select pg_switch_wal()');
     await waitFor('archiving recovered', async () => (await archive(q))?.failing === false, 30_000, 250);
+  });
+
+  it('a member reinitialized from the backup streams afterwards (and the first clones fell back to pg_basebackup)', async () => {
+    const p = await healthy();
+    const standbys = cluster.nodes.filter((n) => n !== p);
+    expect(standbys.some((n) => /"event":"replica restore failed"/.test(cluster.logs(n)))).toBe(true);
+    const target = standbys[0]!;
+    const r = await ctl('reinit', target.name, '--force', '--timeout', '120');
+    expect(r.code, r.stderr).toBe(0);
+    expect(cluster.logs(target)).toMatch(/"event":"replica restored"/);
+    await cluster.query(p, 'insert into acks(id) values (200000)');
+    await waitFor('the new row on the rebuilt member', async () => (await cluster.query(target, 'select 1 from acks where id = 200000')).rowCount === 1, 20_000);
+    await healthy();
   });
 
   it('a backup taken on a standby restores; the retention expires the oldest full backup', async () => {
