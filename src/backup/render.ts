@@ -108,9 +108,9 @@ export function pgbackrestArgs(c: NodeConfig & { backup: BackupConfig }): { bin:
 
 /**
  * The parameters pgha sets when backup: is configured (they win over the user's).
- * - archive_mode always: standbys archive too (pgBackRest accepts a segment pushed twice with the
- *   same content), so segments a crashed primary had not yet archived are in the repository
- *   anyway: a failover leaves no gap.
+ * - archive_mode on: the primary archives. Not `always` (standbys archiving too): pgBackRest
+ *   2.45's check and backup refuse it ("archive_mode=always not supported"). After a promotion the
+ *   new primary archives the old timeline's last partial segment and everything after it.
  * - archive_command: pgbackrest archive-push; restore_command: archive-get, so a standby that
  *   fell behind its slot (or has none) catches up from the repository.
  * PostgreSQL runs both through /bin/sh: every part is checked against SHELL_SAFE_PATH or the
@@ -123,7 +123,7 @@ export function archiveParameters(c: NodeConfig & { backup: BackupConfig }): Rec
   }
   const base = [bin, ...args].join(' ');
   return {
-    archive_mode: 'always',
+    archive_mode: 'on',
     archive_command: `${base} archive-push %p`,
     restore_command: `${base} archive-get %f "%p"`,
   };

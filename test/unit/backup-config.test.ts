@@ -134,7 +134,7 @@ pg2-port=5434
 
   it('hands WAL to pgBackRest with a command that needs no quoting', () => {
     expect(archiveParameters(c)).toEqual({
-      archive_mode: 'always',
+      archive_mode: 'on',
       archive_command: '/usr/bin/pgbackrest --config=/var/lib/pgha/data.pgbackrest/pgbackrest.conf --stanza=prod archive-push %p',
       restore_command: '/usr/bin/pgbackrest --config=/var/lib/pgha/data.pgbackrest/pgbackrest.conf --stanza=prod archive-get %f "%p"',
     });
