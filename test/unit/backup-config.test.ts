@@ -132,6 +132,11 @@ pg2-port=5434
     expect(backupPgpass(c)).toBe('/run/pg:5433:*:postgres:s3cret\\:su\n/run/pg:5434:*:postgres:s3cret\\:su\n');
   });
 
+  it('names a peer on the default socket directory as localhost (libpq matches only that one so)', () => {
+    const d = withBackup(`${posix}  peers: {node2: {path: /d2, port: 5434}}\n`) as BackupNodeConfig;
+    expect(backupPgpass(d)).toBe('/run/pg:5433:*:postgres:s3cret\\:su\nlocalhost:5434:*:postgres:s3cret\\:su\n');
+  });
+
   it('hands WAL to pgBackRest with a command that needs no quoting', () => {
     expect(archiveParameters(c)).toEqual({
       archive_mode: 'on',
