@@ -6,6 +6,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { BackupAgent } from '../backup/agent.ts';
+import { restorePointName } from '../backup/config.ts';
 import type { NodeConfig } from '../config/schema.ts';
 import { PgHaError, describeError, isPgHaError } from '../errors.ts';
 import type { ClusterView } from '../ha/types.ts';
@@ -22,6 +23,7 @@ export interface BackupRouteDeps {
   logger: Logger;
 }
 
+const restorePointBody = z.strictObject({ name: restorePointName });
 const backupBody = z.strictObject({ type: z.enum(['full', 'diff', 'incr']).default('full'), standby: z.boolean().default(false) });
 
 const STATUS: Partial<Record<string, number>> = { PGHA_BACKUP_NOT_CONFIGURED: 412, PGHA_CLI_REFUSED: 412, PGHA_BACKUP_BUSY: 409 };
@@ -64,6 +66,19 @@ export function registerBackupRoutes(app: FastifyInstance, d: BackupRouteDeps): 
 
   app.get('/backup/info', { onRequest: authenticated }, async (_req, reply) => {
     try { return reply.send({ member: d.config.name, stanzas: await need().jobs.info() }); } catch (err) { return fail(reply, err); }
+  });
+
+  app.post('/backup/restore-point', memberAuth, async (req, reply) => {
+    const r = restorePointBody.safeParse(req.body ?? {});
+    if (!r.success) return badRequest(reply, r.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
+    try {
+      const b = need();
+      if (!d.isLeader()) throw new PgHaError('PGHA_CLI_REFUSED', `${d.config.name} is not the leader: a restore point is written on the primary`);
+      return reply.send({ member: d.config.name, ...(await b.createRestorePoint(r.data.name)) });
+    } catch (err) {
+      if (err instanceof Error && !isPgHaError(err)) return fail(reply, new PgHaError('PGHA_PG_QUERY', `pg_create_restore_point: ${err.message}`));
+      return fail(reply, err);
+    }
   });
 
   app.post('/backup/expire', memberAuth, async (_req, reply) => {

@@ -125,6 +125,25 @@ export class BackupAgent {
     this.#log.info({ event: 'replica restored', ms: Date.now() - started }, 'restored the data directory from the pgBackRest repository');
   }
 
+  /**
+   * pg_create_restore_point(name) on this (primary) PostgreSQL, then a WAL switch so the record
+   * reaches the archive now rather than at the next segment end: a restore to `name` needs it.
+   */
+  async createRestorePoint(name: string): Promise<{ name: string; lsn: string; time: string }> {
+    const pgc = this.#c.postgresql;
+    const r = await withSession({
+      host: pgc.socket_dir, port: splitHostPort(pgc.listen).port, user: pgc.authentication.superuser.username,
+      password: pgc.authentication.superuser.password, statementTimeoutMs: WATCH_QUERY_MS,
+    }, async (s) => {
+      const row = (await s.query<{ lsn: string; time: string }>('select pg_create_restore_point($1)::text as lsn, clock_timestamp()::text as time', [name])).rows[0];
+      await s.query('select pg_switch_wal()');
+      return row;
+    });
+    if (r === undefined) throw new Error('pg_create_restore_point returned no row');
+    this.#log.info({ event: 'restore point', name, lsn: r.lsn }, `restore point ${name} created at ${r.lsn}`);
+    return { name, lsn: r.lsn, time: new Date(Date.parse(r.time.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00'))).toISOString() };
+  }
+
   /** Start reading pg_stat_archiver every WATCH_EVERY_MS (failures there are only logged). */
   startWatching(): void {
     if (this.#watch !== null) return;

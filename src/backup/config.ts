@@ -89,3 +89,6 @@ export const backupSchema = z.strictObject({
 });
 
 export type BackupConfig = z.infer<typeof backupSchema>;
+
+/** A restore point name: what pgbackrest restore --target takes without quoting trouble. */
+export const restorePointName = z.string().regex(/^[A-Za-z0-9_.:-]{1,63}$/, 'a restore point name: 1-63 letters, digits, _ . : -');

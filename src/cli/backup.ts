@@ -13,6 +13,7 @@ import { printResult, renderTsv } from './format.ts';
 import type { BackupJob } from '../backup/jobs.ts';
 import type { BackupSummary, StanzaInfo } from '../backup/info.ts';
 import { stringify } from 'yaml';
+import { restorePointName } from '../backup/config.ts';
 
 /** One REST call to an agent: a start or a progress read answers at once; `info`/`expire` run pgbackrest (its own 60 s and 10 min limits). */
 async function call(ctx: Ctx, m: MemberInfo, path: string, o: { body?: unknown; timeoutMs: number }): Promise<Record<string, unknown>> {
@@ -135,3 +136,20 @@ async function list(ctx: Ctx, view: ClusterView, argv: BackupOpts): Promise<void
   const head = s === undefined ? '+ no stanza' : `+ Stanza: ${s.stanza} (${s.status}); WAL archive ${s.wal_min ?? '-'} .. ${s.wal_max ?? '-'}${s.running === null ? '' : '; a backup is running'}`;
   process.stdout.write(`${head}\n${t.toString()}\n`);
 }
+
+export const restorePointCommand: CommandModule<GlobalOpts, GlobalOpts & { name: string }> = {
+  command: 'restore-point <name>',
+  describe: 'create a named restore point on the leader (pg_create_restore_point) and archive it, for a restore to --type=name later',
+  builder: (y) => y
+    .positional('name', { type: 'string', demandOption: true, describe: 'the restore point: 1-63 letters, digits, _ . : -' })
+    .example('pghactl restore-point before-migration-42', 'mark the WAL before a risky change'),
+  handler: async (argv) => {
+    const ok = restorePointName.safeParse(argv.name);
+    if (!ok.success) throw new PgHaError('PGHA_CLI_USAGE', `restore-point: ${ok.error.issues[0]?.message ?? 'bad name'}`);
+    await withCtx(argv, async (ctx) => {
+      const m = leaderOf(await ctx.dcs.readCluster(ctx.fallback));
+      const r = await call(ctx, m, '/backup/restore-point', { body: { name: argv.name }, timeoutMs: QUICK_MS });
+      printResult(argv.format, r, `restore point ${String(r.name)} created on ${m.name} at ${String(r.lsn)} (${String(r.time)})`);
+    });
+  },
+};

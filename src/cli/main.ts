@@ -6,7 +6,7 @@ import { isPgHaError } from '../errors.ts';
 import type { GlobalOpts } from './context.ts';
 import { FORMATS, type Format } from './format.ts';
 import { availabilityCommand } from './availability.ts';
-import { backupCommand } from './backup.ts';
+import { backupCommand, restorePointCommand } from './backup.ts';
 import { drillCommand } from './drill.ts';
 import { listCommand, topologyCommand } from './list.ts';
 import { editConfigCommand, pauseCmd, resumeCmd, showConfigCommand } from './config.ts';
@@ -56,6 +56,7 @@ async function main(): Promise<number> {
       .command(queryCommand as never)
       .command(removeCommand as never)
       .command(backupCommand as never)
+      .command(restorePointCommand as never)
       .command(versionCommand as never)
       // `pghactl completion >> ~/.bashrc` (or ~/.zshrc): yargs' script, which asks pghactl itself.
       .completion('completion', 'print a bash/zsh completion script: pghactl completion >> ~/.bashrc')

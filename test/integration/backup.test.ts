@@ -147,6 +147,34 @@ describe('WAL archiving and backups with pgBackRest', () => {
     await healthy();
   });
 
+  it('the archive restores to a time, a restore point and an LSN: exactly the rows committed up to the target', async () => {
+    const p = await healthy();
+    await cluster.query(p, 'create table pitr(id int primary key)');
+    const insert = async (from: number, to: number) => { for (let i = from; i <= to; i++) await cluster.query(p, 'insert into pitr values ($1)', [i]); };
+    const now = async () => ((await cluster.query(p, 'select clock_timestamp()::text as t')).rows[0] as { t: string }).t;
+    await insert(1, 10);
+    await new Promise((r) => setTimeout(r, 300));
+    const t = await now();
+    await new Promise((r) => setTimeout(r, 300));
+    await insert(11, 20);
+    const rp = await ctlJson<{ name: string; lsn: string }>('restore-point', 'before-21');
+    expect(rp.name).toBe('before-21');
+    await insert(21, 30);
+    const { lsn } = (await cluster.query(p, 'select pg_current_wal_insert_lsn()::text as lsn')).rows[0] as { lsn: string };
+    await insert(31, 40);
+    await archiveNow(p);
+    const ids = async (options: string[]) => {
+      const s = await scratchRestore(p, cluster.dir, scratchPort++, [...options, '--target-action=promote']);
+      try { return (await s.query('select coalesce(min(id), 0) as lo, coalesce(max(id), 0) as hi, count(*)::int as n from pitr'))[0]; } finally { await s.stop(); }
+    };
+    expect(await ids(['--type=time', `--target=${t}`])).toEqual({ lo: 1, hi: 10, n: 10 });
+    expect(await ids(['--type=name', '--target=before-21'])).toEqual({ lo: 1, hi: 20, n: 20 });
+    expect(await ids(['--type=lsn', `--target=${lsn}`])).toEqual({ lo: 1, hi: 30, n: 30 });
+    // A bad name is refused by pghactl before anything is sent.
+    const bad = await ctl('restore-point', 'no spaces allowed');
+    expect(bad.code).toBe(2);
+  });
+
   it('a failing archive_command shows in /status, the logs and pghactl list, and stops no switchover', async () => {
     const p = await healthy();
     const archiveDir = join(repo.path, 'archive');
