@@ -4,6 +4,7 @@
 // and expires on request. Every pgbackrest call here runs in the background of the HA loop: the
 // loop only fires them (bootstrapped(), promoted()) and never awaits one, so a hung repository
 // or a failing archive_command delays no failover.
+import { existsSync } from 'node:fs';
 import { mkdir, chmod } from 'node:fs/promises';
 import { splitHostPort } from '../config/schema.ts';
 import { describeError } from '../errors.ts';
@@ -58,6 +59,13 @@ export class BackupAgent {
     }
     await writeAtomic(p.conf, renderPgbackrestConf(this.#c), undefined);
     await writeAtomic(p.passfile, backupPgpass(this.#c), undefined);
+    // A missing posix repository (an unmounted share) is only warned about: the agent must run
+    // for high availability; archive_command then fails, which /status and pghactl list show.
+    for (const r of this.#c.backup.repositories) {
+      if (r.type === 'posix' && !existsSync(r.path)) {
+        this.#log.warn({ event: 'backup repository missing', path: r.path }, `backup repository ${r.path} does not exist (not mounted?): WAL archiving will fail until it does`);
+      }
+    }
     this.#log.info({ event: 'backup config', conf: p.conf, repositories: this.#c.backup.repositories.map((r) => `${r.type}:${r.path}`) }, 'wrote pgbackrest.conf');
   }
 
