@@ -100,6 +100,7 @@ export class BackupAgent {
         await pgbackrest(this.#c, 'check', [], CHECK_TIMEOUT_MS(this.#c));
         this.#check = { ok: true, at: new Date().toISOString(), error: null, ms: Date.now() - started };
         this.#log.info({ event: 'backup check', ok: true, ms: this.#check.ms }, 'pgbackrest check passed: WAL reaches the repository');
+        await this.#readArchiver(); // the WAL file the check archived shows at once
       } catch (err) {
         const e = describeError(err);
         this.#check = { ok: false, at: new Date().toISOString(), error: e.message, ms: Date.now() - started };

@@ -67,10 +67,10 @@ describe('WAL archiving and backups with pgBackRest', () => {
   it('the bootstrapping leader creates the stanza; pgbackrest check passes; every member has archiving on', async () => {
     const p = await healthy();
     // stanza-create and check: a few seconds after the bootstrap.
-    const a = await waitFor('check passed on the leader', async () => { const h = await archive(p); return h?.check?.ok === true ? h : null; }, 60_000, 250);
+    const a = await waitFor('check passed on the leader', async () => { const h = await archive(p); return h?.check?.ok === true && h.last_archived_wal !== null ? h : null; }, 60_000, 250);
     expect(a.archive_mode).toBe('on');
-    expect(a.last_archived_wal).not.toBeNull();
-    for (const n of cluster.nodes) expect((await archive(n))?.archive_mode).toBe('on');
+    // pg_stat_archiver is read every 5 s: each member reports within one more period.
+    for (const n of cluster.nodes) await waitFor(`${n.name} reports archive_mode`, async () => (await archive(n))?.archive_mode === 'on', 15_000, 250);
     expect(cluster.logs(p)).toMatch(/"event":"backup stanza"/);
   });
 
