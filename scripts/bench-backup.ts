@@ -86,8 +86,13 @@ try {
     console.log(`PITR restore ${k + 1}: ${Math.round(restoreMs.at(-1)!)} ms`);
   }
 
-  // 3. Replica from the backup (node2) against pg_basebackup (node3), same database.
+  // 3. Replica from the backup (node2) against pg_basebackup (node3), same database: node1 leads.
   p = await healthy();
+  if (p.name !== 'node1') {
+    await ctl('switchover', '--candidate', 'node1', '--force');
+    await waitFor('node1 leads', async () => (await cluster.primary())?.name === 'node1', 60_000, 250);
+    p = await healthy();
+  }
   const node = (name: string) => cluster.nodes.find((n) => n.name === name) as NodeHandle;
   const fromBackup: number[] = [];
   const basebackup: number[] = [];
