@@ -117,6 +117,7 @@ try {
     `| restore of the database to a point in time (pgbackrest restore --type=time into a fresh directory, recovery, accepting writes) | ${fmt(restoreMs)} |`,
     `| replica from the backup (pghactl reinit, create_replica_methods: pgbackrest) until streaming | ${fmt(fromBackup)} |`,
     `| replica with pg_basebackup (pghactl reinit, create_replica_methods: basebackup) until streaming | ${fmt(basebackup)} |`, '',
+    'Reading of the RPO row: `/status` computes the age at the request from `pg_stat_archiver`, which the agent reads every 5 s, so a sample can overstate the age by up to 5 s; the archive itself lags by about `archive_timeout` under a light load.', '',
     'Not measured: a whole-cluster PITR (`pghactl restore`) back to a healthy cluster, which is not built yet (docs/backup.md).', '');
   writeFileSync(new URL('../docs/benchmarks-backup.md', import.meta.url), out.join('\n'));
   console.log(out.join('\n'));
