@@ -31,8 +31,9 @@ const PACKAGES = {
   // debootstrap and systemd-container (systemd-nspawn): the systemd lab (test/support/nspawn.ts)
   // builds a Debian 12 image once and boots containers with systemd as PID 1 from it.
   // prometheus: the monitoring test scrapes the agents with it and checks the alert rules with promtool.
+  // pgbackrest: WAL archiving, backups and point-in-time recovery (test/integration/backup*.test.ts).
   // pgbouncer: the demo's pooler on port 6432 and the zero-error switchover test (docs/pgbouncer.md).
-  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd', 'openssl', 'chromium', 'debootstrap', 'systemd-container', 'prometheus', 'pgbouncer'],
+  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd', 'openssl', 'chromium', 'debootstrap', 'systemd-container', 'prometheus', 'pgbouncer', 'pgbackrest'],
   demo: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'openssl', 'pgbouncer'],
 };
 

@@ -44,6 +44,8 @@ export interface ActorDeps {
   logical?: LogicalSlots;
   /** The PgBouncer poolers paused around a switchover (pgbouncer.poolers; absent: none). */
   poolers?: Poolers;
+  /** A bootstrap finished (the new primary runs): backups create the stanza, in the background. */
+  bootstrapped?(): void;
 }
 
 export interface ActContext {
@@ -188,6 +190,7 @@ export class Actor {
       if (local.systemId === null) throw new PgHaError('PGHA_BOOTSTRAP', 'no system identifier after initdb');
       await dcs.setInitialize(local.systemId);
       logger.info({ event: 'promoted', timeline: 1, systemId: local.systemId }, 'bootstrapped; running as primary');
+      this.#d.bootstrapped?.();
     } catch (err) {
       logger.error({ event: 'bootstrap failed', err: describeError(err) }, 'bootstrap failed; cleaning up');
       await pg.stop('immediate').catch(() => undefined);

@@ -45,6 +45,8 @@ export interface LoopDeps {
   logical?: LogicalSlots;
   /** PgBouncer poolers paused around a switchover, reconnected after a failover. */
   poolers?: Poolers;
+  /** Backups (src/backup/agent.ts): told of a bootstrap and of each promotion; never awaited. */
+  backup?: { bootstrapped(): void; promoted(): void };
 }
 
 export class HaLoop {
@@ -104,6 +106,7 @@ export class HaLoop {
       fencing: () => this.#d.stats?.fenced(),
       promoted: (reason) => this.#promoted(reason),
       ...(deps.logical ? { logical: deps.logical } : {}),
+      bootstrapped: () => deps.backup?.bootstrapped(),
       setActivity: async (a) => {
         this.#activity = a;
         await this.#publish().catch(() => undefined);
@@ -332,6 +335,7 @@ export class HaLoop {
     const seen = this.#otherLeaderSeenAt;
     this.#d.stats?.promoted(reason, seen === null ? null : (this.#d.now() - seen) / 1000);
     this.#otherLeaderSeenAt = null;
+    this.#d.backup?.promoted();
   }
 
   /** Operator restart: stop PostgreSQL (fast) and start it again in the role it had. */

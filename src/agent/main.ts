@@ -30,6 +30,8 @@ import { SystemdNotify } from './sd-notify.ts';
 import { renderMetrics } from '../api/metrics.ts';
 import { AgentStats, instrumentDcs } from './stats.ts';
 import { DeviceWatchdog, checkDevice } from './watchdog-device.ts';
+import { BackupAgent } from '../backup/agent.ts';
+import { registerBackupRoutes } from '../api/backup-routes.ts';
 import { longestTimeoutMs, mayPet } from './watchdog-gate.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -96,6 +98,10 @@ async function main(): Promise<number> {
     throw err;
   }
   let loop: HaLoop | null = null;
+  // Backups (docs/backup.md): pgbackrest.conf is written before PostgreSQL first starts, since
+  // archive_command names it.
+  const backup = config.backup === undefined ? null : new BackupAgent({ config: { ...config, backup: config.backup }, logger });
+  await backup?.prepare();
   // Callbacks read the live configuration (a reload changes them): docs/callbacks.md.
   const callbacks = new Callbacks({ config: () => config, logger });
   const pg = new CallbackPostgres(createPostgresControl({
@@ -103,6 +109,8 @@ async function main(): Promise<number> {
     // A crashed postmaster takes the health connection with it: run the loop now, not up to
     // loop_wait later, so the restart in place (or the failover) starts at once.
     onConnectionLost: () => loop?.wake(),
+    ...(backup === null ? {} : { extraParameters: () => backup.parameters() }),
+    ...(backup?.replicaFromBackup === true ? { restoreReplica: () => backup.restoreReplica() } : {}),
   }), callbacks);
   let fatal: ((err: Error) => void) | null = null;
   // The fencing process enforces the lease deadline even when this event loop is frozen. If it
@@ -129,11 +137,17 @@ async function main(): Promise<number> {
   loop = new HaLoop({
     config, dcs, pg, logger, logical, poolers, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, stats, prePromote: () => callbacks.prePromote(), ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger),
     fatal: (err) => fatal?.(err),
+    ...(backup === null ? {} : { backup }),
   });
   const ha = loop;
+  // /status carries the archive health next to the loop's snapshot.
+  const snapshot = () => {
+    const s = ha.snapshot();
+    return s === null || backup === null ? s : { ...s, archive: backup.health() };
+  };
 
   const app = buildApi({
-    logger, scope: config.scope, snapshot: () => ha.snapshot(), now: () => performance.now(),
+    logger, scope: config.scope, snapshot, now: () => performance.now(),
     https: serverTls,
     access: accessGuard(config.restapi, () => ha.snapshot()?.cluster?.members.map((m) => m.apiUrl) ?? []),
     // A view older than one TTL is stale: by then the leader key may belong to someone else.
@@ -150,6 +164,7 @@ async function main(): Promise<number> {
     }),
   });
   registerPoolerRoute(app, { member: config.name, poolers });
+  registerBackupRoutes(app, { config, backup, isLeader: () => ha.isLeader, view: () => ha.view, logger });
   registerReloadAgentRoute(app, { member: config.name, auth: () => config.restapi.authentication, reload: () => reloader.reload('POST /reload-agent') });
   // watchdog.mode required without a usable device made this member nofailover: a reload keeps that.
   const forcedNofailover = config !== loaded;
@@ -163,6 +178,7 @@ async function main(): Promise<number> {
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
   const stopWatch = await dcs.watchLeader(() => ha.wake());
   ha.start();
+  backup?.startWatching();
   notify.ready();
   logger.info({ event: 'started', version: VERSION, api: config.restapi.listen, tls: serverTls !== null, verifyClient: config.restapi.verify_client, watchdog: { systemdMs: notify.watchdogMs, device: device !== null } }, 'pgha agent started');
   // Every module is loaded by now: write the compile cache (bin/pgha.js) for the next start.
@@ -179,6 +195,7 @@ async function main(): Promise<number> {
       const apiClosed = app.close();
       stopWatch();
       await ha.shutdown();
+      backup?.stop();
       // on_stop was just fired: let it finish (systemd's KillMode=mixed kills what is left once
       // the agent exits). The key is released already, so this delays nobody's failover; at most
       // callback_timeout, capped at 30 s to stay well inside TimeoutStopSec (120 s).

@@ -7,6 +7,7 @@ import { splitHostPort } from '../config/schema.ts';
 import { recordedStandbys } from '../ha/quorum.ts';
 import type { ClusterView, MemberInfo, MemberState } from '../ha/types.ts';
 import type { AgentSnapshot } from './types.ts';
+import type { ArchiveHealth } from '../backup/health.ts';
 
 export type Check =
   | 'primary' | 'replica' | 'read-only' | 'health' | 'liveness' | 'readiness'
@@ -223,6 +224,8 @@ export interface StatusBody {
    * and how far the copy is behind the position the leader published (docs/rest-api.md).
    */
   logical_slots?: LogicalSlotStatus[];
+  /** pgha-only, with a backup: section: WAL archiving health (docs/backup.md). */
+  archive?: ArchiveHealth | null;
 }
 
 const ROLE = { primary: 'primary', standby: 'replica', unknown: 'unknown' } as const;
@@ -247,6 +250,7 @@ export function statusBody(s: AgentSnapshot | null, now: number, staleAfterMs: n
     last_plan: s.lastPlan, age_ms: Math.round(now - s.observedAt), stale: isStale(s, now, staleAfterMs),
     patroni: { version: s.version, scope, name: m.name },
     ...(s.logical == null ? {} : { logical_slots: s.logical.slots }),
+    ...(s.archive === undefined ? {} : { archive: s.archive }),
   };
 }
 

@@ -85,6 +85,7 @@ const statusSchema = {
         },
       },
     },
+    archive: { type: ['object', 'null'], additionalProperties: true },
   },
 };
 

@@ -1,6 +1,7 @@
 // What the REST API serves: the HA loop's cached view, never a live query per probe.
 import type { LogicalSnapshot } from '../slots/types.ts';
 import type { ClusterView, MemberInfo, PostgresStats } from '../ha/types.ts';
+import type { ArchiveHealth } from '../backup/health.ts';
 
 export interface AgentSnapshot {
   /** What this member last published about itself. */
@@ -29,6 +30,8 @@ export interface AgentSnapshot {
   failsafeActive?: boolean;
   /** The logical slots as last read (src/slots/manager.ts); null or absent: none managed. */
   logical?: LogicalSnapshot | null;
+  /** WAL archiving to pgBackRest (backup: configured); null: not read yet. */
+  archive?: ArchiveHealth | null;
 }
 
 export interface ApiDeps {

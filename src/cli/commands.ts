@@ -36,6 +36,8 @@ export const COMMANDS: readonly LazyCommand[] = [
   { command: 'query [sql]', describe: 'run SQL on the leader or a member (as the YAML\'s superuser)', load: async () => (await import('./query.ts')).queryCommand },
   { command: 'slots', describe: 'logical slots on every member: the consumer\'s confirmed position and lag (leader), the copies (standbys)', load: async () => (await import('./slots.ts')).slotsCommand },
   { command: 'remove <cluster>', describe: 'delete every key of the cluster in etcd (asks for its name first; stop the agents before)', load: async () => (await import('./remove.ts')).removeCommand },
+  { command: 'backup [action]', describe: 'take a pgBackRest backup (on the leader, or --standby), or list / expire the backups', load: async () => (await import('./backup.ts')).backupCommand },
+  { command: 'restore-point <name>', describe: 'create a named restore point on the leader (pg_create_restore_point) and archive it, for a restore to --type=name later', load: async () => (await import('./backup.ts')).restorePointCommand },
   { command: 'version', describe: 'the pgha version of pghactl, and of every agent that answers', load: async () => (await import('./version.ts')).versionCommand },
 ];
 

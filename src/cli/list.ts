@@ -2,6 +2,30 @@
 import type { CommandModule } from 'yargs';
 import { withCtx, type GlobalOpts } from './context.ts';
 import { buildListRows, renderList, renderTopology } from './format.ts';
+import { apiRequest, jsonOf } from '../api/client.ts';
+import { archiveWarning, type ArchiveHealth } from '../backup/health.ts';
+import type { ClusterView } from '../ha/types.ts';
+import type { ClientTls } from '../api/tls.ts';
+
+/** A /status read for the archive banner: 1.5 s, so one dead member delays the table little. */
+const STATUS_MS = 1500;
+
+/**
+ * Warning lines about WAL archiving (backup: configured): each member's /status carries its
+ * archive health; a member that does not answer, or has no backup: section, adds nothing.
+ */
+export async function archiveBanner(view: ClusterView, tls: ClientTls | undefined): Promise<string> {
+  const lines = await Promise.all(view.members.map(async (m) => {
+    try {
+      const r = await apiRequest(`${m.apiUrl}/status`, { tls, timeoutMs: STATUS_MS });
+      const a = jsonOf(r).archive as ArchiveHealth | null | undefined;
+      return archiveWarning(m.name, a ?? null);
+    } catch {
+      return null;
+    }
+  }));
+  return lines.filter((l) => l !== null).map((l) => ` ${l}\n`).join('');
+}
 
 /** patronictl's -W: reprint every 2 seconds. */
 export const WATCH_DEFAULT_S = 2;
@@ -24,7 +48,8 @@ export const listCommand: CommandModule<GlobalOpts, GlobalOpts & { watch?: numbe
     await withCtx(argv, async (ctx) => {
       for (;;) {
         const view = await ctx.dcs.readCluster(ctx.fallback);
-        const out = renderList(ctx.scope, view, buildListRows(view), argv.format, process.stdout.isTTY === true);
+        const table = renderList(ctx.scope, view, buildListRows(view), argv.format, process.stdout.isTTY === true);
+        const out = argv.format === 'table' ? table + await archiveBanner(view, ctx.tls) : table;
         // On a terminal the screen is cleared before each table; piped output just appends.
         process.stdout.write(every !== null && process.stdout.isTTY ? `\x1b[2J\x1b[H${out}` : out);
         if (every === null) return;

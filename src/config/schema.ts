@@ -4,6 +4,7 @@
 import { isIP, isIPv4 } from 'node:net';
 import { z } from 'zod';
 import { MAX_NAME_BYTES, dataDirProblem, isLoopbackHost, isWildcardHost } from './safety.ts';
+import { SHELL_SAFE_PATH, backupSchema } from '../backup/config.ts';
 
 /** "host:port" with a numeric port. */
 export const hostPort = z
@@ -510,7 +511,12 @@ export const nodeConfigSchema = z.strictObject({
     .prefault({}),
   // pgha-only: PgBouncer poolers paused around a switchover (docs/pgbouncer.md).
   pgbouncer: pgbouncerSchema.prefault({}),
+  // pgha-only: pgBackRest backups, WAL archiving and point-in-time recovery (docs/backup.md).
+  backup: backupSchema.optional(),
 }).superRefine((c, ctx) => {
+  if (c.backup !== undefined && c.backup.dir === undefined && !SHELL_SAFE_PATH.test(`${c.postgresql.data_dir}.pgbackrest`)) {
+    ctx.addIssue({ code: 'custom', path: ['backup', 'dir'], message: `postgresql.data_dir has characters archive_command cannot carry unquoted: set backup.dir to a plain path` });
+  }
   // The addresses published in the member key are what the other members, HAProxy and pghactl
   // connect to. Other members refuse a key whose addresses are not peer addresses
   // (src/dcs/codec.ts); a wildcard would send them to their own host, and so would a loopback

@@ -38,6 +38,13 @@ export interface PostgresControlOptions {
   onConnectionLost?: () => void;
   /** The node configuration file, named in errors about data_dir. */
   configPath?: string;
+  /**
+   * create_replica_methods starts with pgbackrest: fill the empty data directory from the backup
+   * repository before falling back to pg_basebackup.
+   */
+  restoreReplica?: () => Promise<void>;
+  /** Parameters layered last into pgha.conf (archive_command etc. from the backup: section). */
+  extraParameters?: () => Record<string, string | number | boolean>;
 }
 
 export function createPostgresControl(o: PostgresControlOptions): PostgresControl {
@@ -274,7 +281,7 @@ class LocalInstance implements PostgresControl {
     const pgc = this.#c.postgresql;
     return renderPghaConf({
       port: this.#port, listenHost: splitHostPort(pgc.listen).host, socketDir: pgc.socket_dir,
-      parameters: [this.#o.dynamic().postgresql.parameters, pgc.parameters, sslParameters(pgc.ssl)],
+      parameters: [this.#o.dynamic().postgresql.parameters, pgc.parameters, sslParameters(pgc.ssl), this.#o.extraParameters?.() ?? {}],
       standby: standby ? this.#standbyConf(up) : null,
       syncNames: standby ? '' : this.#syncNames,
     });
@@ -421,7 +428,22 @@ class LocalInstance implements PostgresControl {
   async clone(from: Upstream): Promise<void> {
     this.#control = null;
     this.#claimEmptyDir('pg_basebackup');
+    if (this.#o.restoreReplica !== undefined && (await this.#restoreFromBackup(from))) return;
     await cloneFrom(this.#replication(), from);
+  }
+
+  /** The repository's newest backup as `from`'s standby; false (directory emptied again) when that fails. */
+  async #restoreFromBackup(from: Upstream): Promise<boolean> {
+    try {
+      await ensureDataDir(this.#dir, this.#runAs);
+      await this.#o.restoreReplica?.();
+      await this.#configureStandby(from);
+      return true;
+    } catch (err) {
+      this.#o.logger.warn({ event: 'replica restore failed', err: { message: (err as Error).message } }, 'restore from the backup repository failed; cloning with pg_basebackup');
+      await wipeContents(this.#dir, this.#runAs);
+      return false;
+    }
   }
 
   async rewind(from: Upstream): Promise<void> {
