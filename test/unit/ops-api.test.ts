@@ -9,6 +9,7 @@ import { FAILURES_PER_LOCK } from '../../src/api/lockout.ts';
 import { buildApi } from '../../src/api/server.ts';
 import { nodeConfigSchema, type DynamicConfig } from '../../src/config/schema.ts';
 import type { HistoryEntry } from '../../src/dcs/types.ts';
+import { toPatroniConfig } from '../../src/dcs/patroni-config.ts';
 import type { ClusterView } from '../../src/ha/types.ts';
 import { createLogger } from '../../src/log/logger.ts';
 import { clusterView, dyn } from '../support/observations.ts';
@@ -115,7 +116,9 @@ describe('PUT /config needs the whole document (finding 5)', () => {
     const doc: DynamicConfig = dyn({ ttl: 3, retry_timeout: 1, fence_margin: 0.75, pause: true });
     const r = await app.inject(json('PUT', '/config', doc));
     expect(r.statusCode, r.body).toBe(200);
-    expect(puts).toEqual([doc]);
+    // Stored in Patroni's format (synchronous_mode a boolean, pause only while paused).
+    expect(puts).toEqual([toPatroniConfig(doc, { ttl: 'garbage' })]);
+    expect(puts).toEqual([{ ...doc, synchronous_mode: false }]);
   });
 });
 
