@@ -6,6 +6,7 @@ import { isPgHaError } from '../errors.ts';
 import type { GlobalOpts } from './context.ts';
 import { FORMATS, type Format } from './format.ts';
 import { availabilityCommand } from './availability.ts';
+import { convertConfigCommand } from './convert.ts';
 import { drillCommand } from './drill.ts';
 import { listCommand, topologyCommand } from './list.ts';
 import { editConfigCommand, pauseCmd, resumeCmd, showConfigCommand } from './config.ts';
@@ -55,6 +56,7 @@ async function main(): Promise<number> {
       .command(queryCommand as never)
       .command(removeCommand as never)
       .command(versionCommand as never)
+      .command(convertConfigCommand as never)
       // `pghactl completion >> ~/.bashrc` (or ~/.zshrc): yargs' script, which asks pghactl itself.
       .completion('completion', 'print a bash/zsh completion script: pghactl completion >> ~/.bashrc')
       .demandCommand(1, 'name a command (pghactl --help lists them)')
