@@ -31,7 +31,8 @@ const PACKAGES = {
   // debootstrap and systemd-container (systemd-nspawn): the systemd lab (test/support/nspawn.ts)
   // builds a Debian 12 image once and boots containers with systemd as PID 1 from it.
   // prometheus: the monitoring test scrapes the agents with it and checks the alert rules with promtool.
-  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd', 'openssl', 'chromium', 'debootstrap', 'systemd-container', 'prometheus'],
+  // patroni: its patronictl (3.0.2 on Debian 12) runs against a pgha cluster in the patronictl test.
+  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd', 'openssl', 'chromium', 'debootstrap', 'systemd-container', 'prometheus', 'patroni'],
   demo: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'openssl'],
 };
 
