@@ -52,7 +52,10 @@ export function encodeMember(m: MemberInfo, paused = false): Record<string, unkn
   if (m.lsn !== null) v['xlog_location'] = m.lsn;
   if (m.state === 'streaming') v['replication_state'] = 'streaming';
   if (m.timeline !== null) v['timeline'] = m.timeline;
-  v['tags'] = m.tags;
+  // As Patroni (its `tags` property): a boolean tag only when true; failover_priority only off its default.
+  const tags: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(m.tags)) if (k === 'failover_priority' ? x !== 1 : x === true) tags[k] = x;
+  if (Object.keys(tags).length > 0) v['tags'] = tags;
   if (m.pendingRestart) v['pending_restart'] = true;
   if (paused) v['pause'] = true;
   // pgha's own fields: its exact state (Patroni's vocabulary is coarser) and upstream member.

@@ -239,3 +239,24 @@ describe("Patroni's request bodies (patronictl, issue 20)", () => {
     expect(pending.ran).toEqual(['restart']);
   });
 });
+
+describe('bodies without Content-Type (patronictl sends none)', () => {
+  const bare = (url: string, body: string, extra: Record<string, string> = {}) => ({
+    method: 'POST' as const, url, remoteAddress: '10.0.0.1', payload: body,
+    headers: { 'x-pgha-member': 'n2', authorization: AUTH, 'content-type': undefined as unknown as string, ...extra },
+  });
+
+  it('are read as JSON from a client that sends no Origin (not a browser)', async () => {
+    const { app, puts } = api();
+    const r = await app.inject(bare('/switchover', '{"leader":"n1","candidate":"n2","scheduled_at":null}'));
+    expect(r.statusCode, r.body).toBe(202);
+    expect(puts).toHaveLength(1);
+  });
+
+  it('are refused (415) from a browser, which sends Origin: no body without a CORS preflight', async () => {
+    const { app, puts } = api();
+    const r = await app.inject(bare('/switchover', '{"leader":"n1","candidate":"n2"}', { origin: 'https://evil.example' }));
+    expect(r.statusCode).toBe(415);
+    expect(puts).toEqual([]);
+  });
+});

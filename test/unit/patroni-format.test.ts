@@ -103,13 +103,15 @@ describe('what pgha writes', () => {
     expect(v).toMatchObject({
       conn_url: 'postgres://db2.example.com:5432/postgres', api_url: 'https://db2.example.com:8008/patroni', state: 'running',
       role: 'replica', xlog_location: 83886240, replication_state: 'streaming', timeline: 3, version: PATRONI_FORMAT_VERSION,
-      pending_restart: true, pause: true, tags: member.tags, upstream: 'n1', pgha_state: 'streaming',
+      pending_restart: true, pause: true, tags: { noloadbalance: true, failover_priority: 2 }, upstream: 'n1', pgha_state: 'streaming',
     });
     expect(ok(decode(memberValueSchema('n2'), JSON.stringify(v)))).toEqual(member);
     const primary = encodeMember({ ...member, role: 'primary', state: 'running', pendingRestart: false, upstream: null });
     expect(primary).toMatchObject({ role: 'master', state: 'running' });
     expect(primary).not.toHaveProperty('pending_restart');
     expect(primary).not.toHaveProperty('pause');
+    // Default tags are left out, as Patroni leaves out false ones (patronictl then shows no Tags column).
+    expect(encodeMember({ ...member, tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, failover_priority: 1 } })).not.toHaveProperty('tags');
     expect(encodeMember({ ...member, state: 'cloning', lsn: null, timeline: null })).toMatchObject({ state: 'creating replica' });
   });
 
