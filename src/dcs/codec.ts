@@ -57,8 +57,8 @@ export function decodeFailover(text: string, seenAt: number): { ok: true; value:
   return failoverFromValue(raw, seenAt);
 }
 
-/** /sync (Patroni's sync_standby list or pgha's earlier members array); null: no leader in it. */
-export const syncSchema: z.ZodType<SyncRecord | null, unknown> = syncValueSchema;
+/** /sync: Patroni's sync_standby list or pgha's earlier members array. */
+export const syncSchema: z.ZodType<SyncRecord, unknown> = syncValueSchema;
 
 const failsafeRecord = z.object({
   leader: z.string().min(1),

@@ -153,11 +153,14 @@ export function encodeSync(r: SyncRecord): Record<string, unknown> {
   if (r.acks !== undefined) v['acks'] = r.acks;
   return v;
 }
-/** null: a record without a leader (Patroni's empty SyncState). */
-export const syncValueSchema: z.ZodType<SyncRecord | null, unknown> = z.union([
-  z.looseObject({ leader: z.string().nullable(), sync_standby: z.string().nullable(), acks: z.number().int().min(0).optional() }).transform((s) =>
-    s.leader === null ? null : { leader: s.leader, members: (s.sync_standby ?? '').split(',').map((x) => x.trim()).filter(Boolean), ...(s.acks === undefined ? {} : { acks: s.acks }) }),
+export const syncValueSchema: z.ZodType<SyncRecord, unknown> = z.union([
+  // pgha's earlier format first: it is told apart by its members array.
   z.object({ leader: z.string(), members: z.array(z.string()), acks: z.number().int().min(0).optional() }),
+  // Patroni's: it always writes the leader (AbstractDCS.sync_state); sync_standby may be null. A
+  // value without a leader fails to decode, so it counts as unreadable (nobody races in
+  // synchronous mode), not as "no synchronous standby".
+  z.looseObject({ leader: z.string(), sync_standby: z.string().nullable().optional(), acks: z.number().int().min(0).optional() }).transform((s) =>
+    ({ leader: s.leader, members: (s.sync_standby ?? '').split(',').map((x) => x.trim()).filter(Boolean), ...(s.acks === undefined ? {} : { acks: s.acks }) })),
 ]);
 
 // ---- failover -------------------------------------------------------------------------------

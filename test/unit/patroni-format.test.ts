@@ -54,6 +54,10 @@ describe('values Patroni 3.0.2 wrote', () => {
   it('/sync: sync_standby as a list, null as none', () => {
     expect(ok(decode(syncSchema, key('final', 'sync')))).toEqual({ leader: 'p2', members: ['p1'] });
     expect(ok(decode(syncSchema, key('after-switchover', 'sync')))).toEqual({ leader: 'p2', members: [] });
+    // Without a leader it tells nothing: unreadable (nobody races in synchronous mode), not "none".
+    expect(decode(syncSchema, '{}').ok).toBe(false);
+    expect(decode(syncSchema, '{"leader":null,"sync_standby":null}').ok).toBe(false);
+    expect(decode(syncSchema, '[]').ok).toBe(false);
   });
 
   it('/failover: a scheduled switchover; `{}` asks for nothing', () => {
