@@ -118,15 +118,20 @@ export function memberFromPatroni(name: string, v: z.infer<typeof patroniMemberS
 
 // ---- history --------------------------------------------------------------------------------
 
-/** One /history line as Patroni writes it: [timeline, lsn (bytes), reason, timestamp, new_leader]. */
+/**
+ * One /history line as Patroni writes it: [timeline, lsn (bytes), reason, timestamp, new_leader].
+ * Patroni's timeline is the one that ended there (a line of the new timeline's .history file:
+ * parent timeline, switch point), one below pgha's entry, which names the timeline that began.
+ * Patroni takes the cluster's current timeline as the last line's + 1 (Cluster.timeline).
+ */
 export function encodeHistory(entries: HistoryEntry[]): unknown[] {
-  return entries.map((e) => [e.timeline, parseLsn(e.lsn), e.reason, e.time, e.leader]);
+  return entries.map((e) => [e.timeline - 1, parseLsn(e.lsn), e.reason, e.time, e.leader]);
 }
 
 const historyLine = z.union([
   // Patroni: [timeline, lsn, reason] with timestamp and new leader from 2.0 on (ha.py, postgresql/__init__.py).
   z.tuple([z.number().int(), z.union([z.number().int().min(0), z.string()]), z.string()], z.unknown()).transform((l) => ({
-    timeline: l[0], lsn: typeof l[1] === 'number' ? formatLsn(l[1]) : l[1], reason: l[2],
+    timeline: l[0] + 1, lsn: typeof l[1] === 'number' ? formatLsn(l[1]) : l[1], reason: l[2],
     time: typeof l[3] === 'string' ? l[3] : '', leader: typeof l[4] === 'string' ? l[4] : '',
   })),
   // pgha before the Patroni format.

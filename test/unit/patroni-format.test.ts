@@ -41,9 +41,12 @@ describe('values Patroni 3.0.2 wrote', () => {
     expect(decode(memberValueSchema('p 2'), key('final', 'members/p2')).ok).toBe(false);
   });
 
-  it('/history: [timeline, lsn bytes, reason, timestamp, new leader]', () => {
+  it('/history: [ended timeline, lsn bytes, reason, timestamp, new leader]', () => {
+    // Patroni's line names the timeline that ended (1); pgha's entry the one that began (2), on
+    // which p2 runs in the same snapshot.
+    expect(ok(decode(memberValueSchema('p2'), key('final', 'members/p2'))).timeline).toBe(2);
     expect(ok(decode(historySchema, key('final', 'history')))).toEqual([
-      { timeline: 1, lsn: '0/30001E8', reason: 'no recovery target specified', time: '2026-11-30T07:07:51.369743+00:00', leader: 'p2' },
+      { timeline: 2, lsn: '0/30001E8', reason: 'no recovery target specified', time: '2026-11-30T07:07:51.369743+00:00', leader: 'p2' },
     ]);
   });
 
@@ -120,7 +123,7 @@ describe('what pgha writes', () => {
   });
 
   it('/history, /status, /sync, /failover, /failsafe in Patroni shapes that decode back', () => {
-    const h = [{ timeline: 1, lsn: '0/5000060', reason: 'switchover', time: '2026-11-30T07:00:00.000Z', leader: 'n2' }];
+    const h = [{ timeline: 2, lsn: '0/5000060', reason: 'switchover', time: '2026-11-30T07:00:00.000Z', leader: 'n2' }];
     expect(encodeHistory(h)).toEqual([[1, 83886176, 'switchover', '2026-11-30T07:00:00.000Z', 'n2']]);
     expect(ok(decode(historySchema, JSON.stringify(encodeHistory(h))))).toEqual(h);
     expect(encodeStatus(42)).toEqual({ optime: 42 });
