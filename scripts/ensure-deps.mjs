@@ -33,7 +33,8 @@ const PACKAGES = {
   // prometheus: the monitoring test scrapes the agents with it and checks the alert rules with promtool.
   // pgbackrest: WAL archiving, backups and point-in-time recovery (test/integration/backup*.test.ts).
   // pgbouncer: the demo's pooler on port 6432 and the zero-error switchover test (docs/pgbouncer.md).
-  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd', 'openssl', 'chromium', 'debootstrap', 'systemd-container', 'prometheus', 'pgbouncer', 'pgbackrest'],
+  // patroni: its patronictl (3.0.2 on Debian 12) runs against a pgha cluster in the patronictl test.
+  test: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'iproute2', 'iptables', 'util-linux', 'python3', 'systemd', 'openssl', 'chromium', 'debootstrap', 'systemd-container', 'prometheus', 'pgbouncer', 'pgbackrest', 'patroni'],
   demo: ['postgresql-15', 'etcd-server', 'etcd-client', 'haproxy', 'openssl', 'pgbouncer'],
 };
 

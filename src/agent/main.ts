@@ -9,7 +9,7 @@ import { registerOpsRoutes } from '../api/ops-routes.ts';
 import { accessGuard } from '../api/access.ts';
 import { buildApi, startApi } from '../api/server.ts';
 import { loadClientTls, loadServerTls } from '../api/tls.ts';
-import { loadConfig } from '../config/load.ts';
+import { loadConfig, loadPatroniConfig } from '../config/load.ts';
 import { checkTlsFiles } from '../config/tls-files.ts';
 import { createEtcdDcs, etcdConnection } from '../dcs/etcd.ts';
 import { describeError, isPgHaError } from '../errors.ts';
@@ -36,10 +36,13 @@ import { longestTimeoutMs, mayPet } from './watchdog-gate.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-const USAGE = `usage: pgha --config FILE
+const USAGE = `usage: pgha --config FILE | --patroni-config FILE
 
 The pgha agent: runs the local PostgreSQL as primary or standby under a leader key in etcd.
   -c, --config FILE   node configuration (YAML); also PGHA_CONFIG
+  --patroni-config FILE
+                      a Patroni YAML (patroni.yml), converted as pghactl convert-config does;
+                      the settings it cannot carry are logged at start
   -V, --version       print the version
   -h, --help          this help`;
 
@@ -47,7 +50,7 @@ async function main(): Promise<number> {
   let args;
   try {
     args = parseArgs({
-      options: { config: { type: 'string', short: 'c' }, version: { type: 'boolean', short: 'V' }, help: { type: 'boolean', short: 'h' } },
+      options: { config: { type: 'string', short: 'c' }, 'patroni-config': { type: 'string' }, version: { type: 'boolean', short: 'V' }, help: { type: 'boolean', short: 'h' } },
       strict: true,
     }).values;
   } catch (err) {
@@ -56,14 +59,18 @@ async function main(): Promise<number> {
   }
   if (args.help) { process.stdout.write(`${USAGE}\n`); return 0; }
   if (args.version) { process.stdout.write(`pgha ${VERSION}\n`); return 0; }
-  const path = args.config ?? process.env.PGHA_CONFIG;
+  if (args.config !== undefined && args['patroni-config'] !== undefined) { process.stderr.write(`pgha: give --config or --patroni-config, not both\n${USAGE}\n`); return 2; }
+  const patroniPath = args['patroni-config'];
+  const path = patroniPath ?? args.config ?? process.env.PGHA_CONFIG;
   if (path === undefined) { process.stderr.write(`pgha: --config is required\n${USAGE}\n`); return 2; }
   if (process.getuid?.() === 0) {
     process.stderr.write('pgha: refusing to run as root; run the agent as the postgres OS user (PostgreSQL refuses root too)\n');
     return 2;
   }
 
-  const loaded = await loadConfig(path);
+  const fromPatroni = patroniPath === undefined ? null : await loadPatroniConfig(patroniPath);
+  const load = async (p: string) => (patroniPath === undefined ? loadConfig(p) : (await loadPatroniConfig(p)).config);
+  const loaded = fromPatroni?.config ?? await loadConfig(path);
   // PostgreSQL and libpq run as this user: their key-file rules are checked against it.
   checkTlsFiles(loaded, path, process.getuid?.() ?? 0);
   // Certificates are read now, before anything starts: a missing file stops the start with the
@@ -71,6 +78,10 @@ async function main(): Promise<number> {
   const serverTls = loadServerTls(loaded, path);
   const clientTls = loadClientTls(loaded, path);
   const logger = createLogger({ level: loaded.log.level, name: loaded.name, scope: loaded.scope, journald: loaded.log.journald_prefix });
+  if (fromPatroni !== null && fromPatroni.notCarried.length > 0) {
+    // Paths and reasons only, never values (a value may be a password).
+    logger.warn({ event: 'patroni config', not_carried: fromPatroni.notCarried }, `${path}: ${fromPatroni.notCarried.length} Patroni setting(s) not carried over (pghactl convert-config lists them)`);
+  }
   // Counters for GET /metrics, kept in memory where the work happens.
   const stats = new AgentStats();
   const { config, device } = openWatchdogDevice(loaded, logger, stats);
@@ -169,7 +180,7 @@ async function main(): Promise<number> {
   // watchdog.mode required without a usable device made this member nofailover: a reload keeps that.
   const forcedNofailover = config !== loaded;
   const reloader = new Reloader({
-    path, config, logger, clientTls, wake: () => ha.wake(),
+    path, config, logger, clientTls, wake: () => ha.wake(), load,
     ...(forcedNofailover ? { adjust: (n: NodeConfig) => ({ ...n, tags: { ...n.tags, nofailover: true } }) } : {}),
     ...(serverTls === null ? {} : { setServerTls: (t) => (app.server as unknown as TlsServer).setSecureContext({ cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}) }) }),
   });

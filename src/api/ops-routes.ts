@@ -14,7 +14,8 @@ import { leaderCheck } from '../slots/check.ts';
 import { cancelHandover, editConfig, mergePatch, missingForPut, requestHandover } from '../ops/store.ts';
 import { Lockout } from './lockout.ts';
 import { badRequest, requireAuth } from './server.ts';
-import { requireTargetMember } from './target-member.ts';
+import { requireTargetMember, type PublishedAddresses } from './target-member.ts';
+import { restConnectAddress } from '../config/schema.ts';
 
 /**
  * The furthest ahead a restart may be scheduled (ms): 7 days covers "the next maintenance window"
@@ -40,14 +41,21 @@ export interface OpsDeps {
   failsafe: (leader: string, ttl?: number) => FailsafeAnswer;
 }
 
+// Patroni's bodies too (patronictl sends {"leader", "candidate", "scheduled_at"} with nulls for
+// what it leaves open; Patroni's API also takes "member" for the candidate): api.py do_POST_failover.
+const optName = z.string().min(1).nullable().optional();
 const switchoverBody = z.strictObject({
-  leader: z.string().min(1).optional(),
-  candidate: z.string().min(1).optional(),
-  scheduled_at: z.iso.datetime({ offset: true }).optional(),
+  leader: optName,
+  candidate: optName,
+  member: optName,
+  scheduled_at: z.iso.datetime({ offset: true }).nullable().optional(),
 });
-const failoverBody = z.strictObject({ candidate: z.string().min(1), force: z.boolean().optional() });
+const failoverBody = z.strictObject({ leader: optName, candidate: optName, member: optName, scheduled_at: z.null().optional(), force: z.boolean().optional() })
+  .refine((b) => (b.candidate ?? b.member) != null, { message: 'a failover needs a candidate', path: ['candidate'] });
 const memberOpBody = z.strictObject({ force: z.boolean().optional() }).optional();
-const restartBody = z.strictObject({ force: z.boolean().optional(), schedule: z.iso.datetime({ offset: true }).optional() }).optional();
+// restart_pending: Patroni's filter (patronictl restart --pending): restart only if a changed
+// parameter needs it. Patroni's other filters (postgres_version, role, timeout) are refused: 400.
+const restartBody = z.strictObject({ force: z.boolean().optional(), schedule: z.iso.datetime({ offset: true }).optional(), restart_pending: z.boolean().optional() }).optional();
 
 /** Refusals answered 400 (a bad value) or 412 (not now), with the code and the reason. */
 const REFUSALS: Record<string, 400 | 412> = {
@@ -74,7 +82,13 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
   // operations (target-member.ts).
   const authenticated = requireAuth(() => d.config.restapi.authentication, new Lockout());
   const auth = { onRequest: authenticated, preHandler: requireTargetMember(d.config.name, false) };
-  const memberAuth = { onRequest: authenticated, preHandler: requireTargetMember(d.config.name, true) };
+  const published = (): PublishedAddresses | null => {
+    const v = d.view();
+    if (v === null) return null;
+    const hostPort = (url: string) => url.replace(/^https?:\/\//, '');
+    return { own: restConnectAddress(d.config), others: v.members.filter((m) => m.name !== d.config.name).map((m) => hostPort(m.apiUrl)) };
+  };
+  const memberAuth = { onRequest: authenticated, preHandler: requireTargetMember(d.config.name, true, published) };
   const notRead = (reply: FastifyReply, what: string) =>
     reply.code(503).send({ error: 'PGHA_DCS_UNAVAILABLE', message: `${what} has not been read from etcd yet` });
 
@@ -82,7 +96,7 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
     const b = parse(switchoverBody, req.body ?? {}, reply);
     if (b === undefined) return reply;
     try {
-      const r = await requestHandover(d.dcs, { kind: 'switchover', leader: b.leader, candidate: b.candidate, scheduledAt: b.scheduled_at ? Date.parse(b.scheduled_at) : undefined }, d.fallback());
+      const r = await requestHandover(d.dcs, { kind: 'switchover', leader: b.leader ?? undefined, candidate: b.candidate ?? b.member ?? undefined, scheduledAt: b.scheduled_at ? Date.parse(b.scheduled_at) : undefined }, d.fallback());
       return reply.code(202).send(r);
     } catch (err) { return fail(reply, err); }
   });
@@ -92,7 +106,15 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
   app.post('/failover', auth, async (req, reply) => {
     const b = parse(failoverBody, req.body, reply);
     if (b === undefined) return reply;
-    try { return reply.code(202).send(await requestHandover(d.dcs, { kind: 'failover', candidate: b.candidate, force: b.force }, d.fallback())); } catch (err) { return fail(reply, err); }
+    const candidate = (b.candidate ?? b.member) as string;
+    // patronictl failover names the current leader: Patroni's leader then steps down for the
+    // candidate as in a switchover, so pgha runs it as one (the leader's last WAL reaches the
+    // candidate first). Without a healthy leader named, it is pgha's failover.
+    const leader = d.view()?.leader?.name ?? null;
+    const input = b.leader != null && b.leader === leader && !b.force
+      ? { kind: 'switchover' as const, leader: b.leader, candidate }
+      : { kind: 'failover' as const, candidate, force: b.force };
+    try { return reply.code(202).send(await requestHandover(d.dcs, input, d.fallback())); } catch (err) { return fail(reply, err); }
   });
   app.get('/history', async (_req, reply) => {
     const h = d.history();
@@ -131,6 +153,7 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
   app.post('/restart', memberAuth, async (req, reply) => {
     const b = parse(restartBody, req.body ?? undefined, reply);
     if (reply.sent) return reply;
+    if (b?.schedule !== undefined && b.restart_pending !== undefined) return badRequest(reply, 'restart_pending applies to an immediate restart only');
     if (b?.schedule !== undefined) {
       // Kept in etcd (/restart/<member>, no lease), so it survives an agent restart; the loop
       // runs it once due (agent/loop.ts). Cancel: DELETE /restart or pghactl flush restart.
@@ -144,6 +167,9 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
         }
         return reply.code(202).send({ scheduled: new Date(at).toISOString(), member: d.config.name });
       } catch (err) { return fail(reply, err); }
+    }
+    if (b?.restart_pending === true && d.view()?.members.find((m) => m.name === d.config.name)?.pendingRestart !== true) {
+      return fail(reply, new PgHaError('PGHA_CLI_REFUSED', `${d.config.name} has no pending restart: not restarted (restart_pending)`));
     }
     try { await d.restart(); return reply.send({ ok: true, member: d.config.name }); } catch (err) { return fail(reply, err); }
   });

@@ -195,6 +195,21 @@ function serverFactory(tls: ServerTls | undefined) {
   };
 }
 
+/**
+ * patronictl (urllib3) sends its JSON bodies without a Content-Type, which fastify refuses (415).
+ * Such a body is read as JSON when the request carries no Origin header: browsers send Origin on
+ * every cross-origin POST, PUT, PATCH and DELETE, and a browser request without Content-Type
+ * needs no CORS preflight, so a page elsewhere cannot use this to send a body with credentials
+ * the browser keeps for the API. A browser request without Content-Type still gets 415.
+ */
+export async function jsonWithoutContentType(req: FastifyRequest): Promise<void> {
+  if (req.headers['content-type'] !== undefined || req.headers.origin !== undefined) return;
+  if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return;
+  // Only a request that has a body: an empty one stays without a type (fastify would refuse an empty JSON body).
+  const hasBody = (Number(req.headers['content-length'] ?? 0) > 0) || req.headers['transfer-encoding'] !== undefined;
+  if (hasBody) req.headers['content-type'] = 'application/json';
+}
+
 /** The REST API, not listening yet (tests use app.inject; the daemon calls startApi). */
 export function buildApi(o: BuildApiOptions): FastifyInstance {
   const app = Fastify({
@@ -211,6 +226,7 @@ export function buildApi(o: BuildApiOptions): FastifyInstance {
     schemaErrorFormatter: formatSchemaErrors,
   });
   if (o.access) app.addHook('onRequest', o.access);
+  app.addHook('onRequest', jsonWithoutContentType);
   registerErrors(app);
   for (const [path, check] of Object.entries(CHECK_PATHS)) registerHealth(app, o, path, check);
   registerViews(app, o);

@@ -7,6 +7,7 @@ import type { z } from 'zod';
 import { readEtcdCredentials } from '../dcs/etcd-tls.ts';
 import { PgHaError } from '../errors.ts';
 import { dynamicConfigSchema, nodeConfigSchema, type DynamicConfig, type NodeConfig } from './schema.ts';
+import { convertPatroniConfig, type NotCarried } from './patroni.ts';
 
 type Issue = z.core.$ZodIssue;
 type PathKey = PropertyKey;
@@ -78,8 +79,8 @@ function validationError(issues: readonly Issue[], source: string): PgHaError {
   return new PgHaError(code, formatZodIssues(issues, source));
 }
 
-/** Parse and validate a node configuration held in `text`; `path` names it in error messages. */
-export function parseConfig(text: string, path: string): NodeConfig {
+/** YAML text as a JS value; parse errors name the line and column, never quote it (it may hold a password). */
+export function parseYamlFile(text: string, path: string): unknown {
   const lineCounter = new LineCounter();
   // prettyErrors off: the pretty form quotes the source line, which may contain a password.
   const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
@@ -98,9 +99,37 @@ export function parseConfig(text: string, path: string): NodeConfig {
     throw new PgHaError('PGHA_CONFIG_PARSE', `${path}: ${(err as Error).message}`, { cause: err });
   }
   if (value === null || value === undefined) throw new PgHaError('PGHA_CONFIG_INVALID', `${path}: the file is empty`);
+  return value;
+}
+
+/** Parse and validate a node configuration held in `text`; `path` names it in error messages. */
+export function parseConfig(text: string, path: string): NodeConfig {
+  const value = parseYamlFile(text, path);
   const r = nodeConfigSchema.safeParse(value);
   if (!r.success) throw validationError(r.error.issues, path);
   return r.data;
+}
+
+async function readText(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    // "ENOENT: no such file or directory, open '/x'": drop the repeated path.
+    const why = (err as Error).message.replace(/, \w+ '.*'$/, '');
+    throw new PgHaError('PGHA_CONFIG_READ', `${path}: cannot read: ${why}`, { cause: err });
+  }
+}
+
+/**
+ * A Patroni YAML (`pgha --patroni-config`), converted as `pghactl convert-config` does, then
+ * validated as pgha's own; `notCarried`: the Patroni settings the conversion left out.
+ */
+export async function loadPatroniConfig(path: string): Promise<{ config: NodeConfig; notCarried: NotCarried[] }> {
+  const { config, notCarried } = convertPatroniConfig(parseYamlFile(await readText(path), path));
+  const r = nodeConfigSchema.safeParse(config);
+  if (!r.success) throw validationError(r.error.issues, `${path} (Patroni's format, converted)`);
+  readEtcdCredentials(r.data.etcd, path);
+  return { config: r.data, notCarried };
 }
 
 /** Read, parse and validate the node configuration file. */

@@ -2,7 +2,9 @@
 import { z } from 'zod';
 import { dynamicConfigSchema, isPeerAddress, isPeerHost } from '../config/schema.ts';
 import type { HistoryEntry } from './types.ts';
-import type { FailoverRequest, MemberInfo } from '../ha/types.ts';
+import type { FailoverRequest, MemberInfo, SyncRecord } from '../ha/types.ts';
+import { fromPatroniConfig } from './patroni-config.ts';
+import { failoverFromValue, failsafeFromValue, historyListSchema, memberFromPatroni, patroniMemberSchema, statusValueSchema, syncValueSchema } from './patroni.ts';
 
 const tags = z.object({
   nofailover: z.boolean(), noloadbalance: z.boolean(), clonefrom: z.boolean(), nosync: z.boolean(),
@@ -30,36 +32,66 @@ export function isApiUrl(s: string): boolean {
   return m !== null && isPeerHost(m[1] ?? '') && Number(m[2]) > 0 && Number(m[2]) < 65536;
 }
 
-export const historySchema: z.ZodType<HistoryEntry[]> = z.array(z.object({
-  timeline: z.number().int(), lsn: z.string(), reason: z.string(), time: z.string(), leader: z.string(),
-}));
+/**
+ * A members/<name> value: Patroni's format (as Patroni or pgha writes it; the name is the key's)
+ * or pgha's earlier camelCase format. Either way it must pass memberInfoSchema's address checks.
+ */
+export function memberValueSchema(name: string): z.ZodType<MemberInfo, unknown> {
+  return z.union([
+    patroniMemberSchema.transform((v) => memberFromPatroni(name, v)).pipe(memberInfoSchema),
+    memberInfoSchema.refine((m) => m.name === name, 'the value names another member than its key'),
+  ]);
+}
 
-export const failoverSchema: z.ZodType<FailoverRequest> = z.object({
-  kind: z.enum(['switchover', 'failover']),
-  leader: z.string().nullable(),
-  candidate: z.string().nullable(),
-  scheduledAt: z.number().nullable(),
-  requestedAt: z.number(),
-  shutdownLsn: z.number().nullable(),
-});
+/** /history: Patroni's list of [timeline, lsn, reason, timestamp, new_leader] (or pgha's earlier objects). */
+export const historySchema: z.ZodType<HistoryEntry[], unknown> = historyListSchema;
 
-export const syncSchema = z.object({ leader: z.string(), members: z.array(z.string()), acks: z.number().int().min(0).optional() });
+/** /failover (Patroni's or pgha's earlier format); null: no request (Patroni's leftover `{}`). */
+export function decodeFailover(text: string, seenAt: number): { ok: true; value: FailoverRequest | null } | { ok: false; error: string } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, error: `not JSON: ${(err as Error).message}` };
+  }
+  return failoverFromValue(raw, seenAt);
+}
 
-export const failsafeSchema = z.object({
+/** /sync: Patroni's sync_standby list or pgha's earlier members array. */
+export const syncSchema: z.ZodType<SyncRecord, unknown> = syncValueSchema;
+
+const failsafeRecord = z.object({
   leader: z.string().min(1),
   members: z.record(z.string().min(1), z.url({ protocol: /^https?$/ })),
 });
 
+/** /failsafe: Patroni's {name: api_url} (the writer, the leader, is `leader`) or pgha's earlier {leader, members}. */
+export function decodeFailsafe(text: string, leader: string | null): { ok: true; value: z.infer<typeof failsafeRecord> | null } | { ok: false; error: string } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, error: `not JSON: ${(err as Error).message}` };
+  }
+  const rec = failsafeFromValue(raw, leader);
+  // Patroni's value names no writer: with nobody holding the leader key it is nobody's record.
+  if (rec === null && leader === null && typeof raw === 'object' && raw !== null && !('leader' in raw)) return { ok: true, value: null };
+  const r = failsafeRecord.safeParse(rec);
+  return r.success ? { ok: true, value: r.data } : { ok: false, error: r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
+}
+
 export const restartSchema = z.object({ at: z.number().int(), requestedAt: z.number().int() });
 
-// slots: the leader's logical slots and the position each consumer confirmed (Patroni's /status
-// carries the same); absent when logical replication was never managed.
-export const statusSchema = z.object({ lsn: z.number(), timeline: z.number().int().optional(), slots: z.record(z.string().regex(/^[a-z0-9_]{1,63}$/), z.number().min(0)).optional() });
+/** /status: Patroni's {"optime": bytes, "slots": ...} or pgha's earlier {"lsn": bytes}. */
+export const statusSchema = statusValueSchema;
+
+/** /config as stored (Patroni's format, or pgha's): read through fromPatroniConfig. */
+export const storedConfigSchema = z.preprocess(fromPatroniConfig, dynamicConfigSchema);
 
 export { dynamicConfigSchema };
 
 /** Parse JSON text against a schema: the value, or the reason it does not fit (bad JSON or fields). */
-export function decode<T>(schema: z.ZodType<T>, text: string): { ok: true; value: T } | { ok: false; error: string } {
+export function decode<T>(schema: z.ZodType<T, unknown>, text: string): { ok: true; value: T } | { ok: false; error: string } {
   let raw: unknown;
   try {
     raw = JSON.parse(text);

@@ -7,7 +7,9 @@ import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
 import type { ClusterView, FailsafeRecord, Lsn, MemberInfo } from '../ha/types.ts';
-import { decode, dynamicConfigSchema, failoverSchema, failsafeSchema, historySchema, restartSchema, syncSchema, memberInfoSchema, statusSchema } from './codec.ts';
+import { decode, decodeFailover, decodeFailsafe, historySchema, memberValueSchema, restartSchema, statusSchema, storedConfigSchema, syncSchema } from './codec.ts';
+import { toPatroniConfig } from './patroni-config.ts';
+import { encodeFailover, encodeFailsafe, encodeHistory, encodeMember, encodeStatus, encodeSync, failoverFromValue } from './patroni.ts';
 import { checkCertificateDates, explainEtcdFailure, readEtcdCredentials, type EtcdCredentials, type EtcdTlsContext } from './etcd-tls.ts';
 import { KeepaliveStream } from './keepalive-stream.ts';
 import { clusterKeys, type Keys } from './keys.ts';
@@ -75,6 +77,10 @@ export class EtcdDcs implements Dcs {
   #watchers = new Set<() => void>();
   #lastGoodConfig: DynamicConfig | null = null;
   #history: { revision: string; entries: HistoryEntry[] } | null = null;
+  /** When this client first saw the /failover revision it holds: the request time of a value without one (Patroni's). */
+  #failoverSeen: { revision: string; at: number } | null = null;
+  /** Patroni's `pause` flag for our member value (set from the last /config read). */
+  #paused = false;
 
   constructor(o: EtcdDcsOptions) {
     this.#o = o;
@@ -151,6 +157,7 @@ export class EtcdDcs implements Dcs {
 
   async readCluster(fallback: DynamicConfig): Promise<ClusterView> {
     const res = await this.#call('read cluster', () => this.client.getAll().prefix(this.keys.prefix).exec());
+    let failsafeText: string | null = null;
     const view: ClusterView = { leader: null, members: [], initialize: null, config: fallback, lastLeaderLsn: null, failover: null, sync: null, failsafe: null };
     for (const kv of res.kvs) {
       const key = kv.key.toString();
@@ -158,7 +165,7 @@ export class EtcdDcs implements Dcs {
       if (key === this.keys.leader) view.leader = { name: value, revision: kv.mod_revision, lease: kv.lease };
       else if (key === this.keys.initialize) view.initialize = value;
       else if (key === this.keys.config) {
-        const c = decode(dynamicConfigSchema, value);
+        const c = decode(storedConfigSchema, value);
         if (c.ok) view.config = this.#lastGoodConfig = c.value;
         else {
           // Falling back to the node file would silently drop pause, synchronous mode ...: keep
@@ -177,7 +184,8 @@ export class EtcdDcs implements Dcs {
         if (r.ok) (view.restarts ??= {})[key.slice(this.keys.restartPrefix.length)] = { ...r.value, revision: kv.mod_revision };
         else this.#o.onWarning?.('ignoring invalid scheduled restart', { key, error: r.error });
       } else if (key === this.keys.failover) {
-        const f = decode(failoverSchema, value);
+        if (this.#failoverSeen?.revision !== kv.mod_revision) this.#failoverSeen = { revision: kv.mod_revision, at: Date.now() };
+        const f = decodeFailover(value, this.#failoverSeen.at);
         if (f.ok) view.failover = f.value;
         else this.#o.onWarning?.('ignoring invalid /failover in etcd', { error: f.error });
       } else if (key === this.keys.sync) {
@@ -188,9 +196,7 @@ export class EtcdDcs implements Dcs {
           this.#o.onWarning?.('invalid /sync in etcd: nobody races for the key in synchronous mode until the leader rewrites it', { error: y.error });
         }
       } else if (key === this.keys.failsafe) {
-        const f = decode(failsafeSchema, value);
-        if (f.ok) view.failsafe = f.value;
-        else this.#o.onWarning?.('ignoring invalid /failsafe in etcd', { error: f.error });
+        failsafeText = value; // decoded below: Patroni's value names no leader, the leader key does
       } else if (key === this.keys.status) {
         const s = decode(statusSchema, value);
         if (s.ok) {
@@ -198,12 +204,19 @@ export class EtcdDcs implements Dcs {
           if (s.value.slots !== undefined) view.logicalSlots = s.value.slots;
         }
       } else if (key.startsWith(this.keys.membersPrefix)) {
-        const m = decode(memberInfoSchema, value);
+        const m = decode(memberValueSchema(key.slice(this.keys.membersPrefix.length)), value);
         if (m.ok) view.members.push(m.value);
         else this.#o.onWarning?.('ignoring invalid member key', { code: 'PGHA_DCS_BAD_VALUE', key, error: m.error });
       }
     }
     view.members.sort((a, b) => (a.name < b.name ? -1 : 1));
+    if (failsafeText !== null) {
+      const f = decodeFailsafe(failsafeText, view.leader?.name ?? null);
+      if (f.ok) view.failsafe = f.value;
+      else this.#o.onWarning?.('ignoring invalid /failsafe in etcd', { error: f.error });
+    }
+    if (!res.kvs.some((kv) => kv.key.toString() === this.keys.failover)) this.#failoverSeen = null;
+    this.#paused = view.config.pause;
     if (!res.kvs.some((kv) => kv.key.toString() === this.keys.history)) this.#history = { revision: '0', entries: [] };
     return view;
   }
@@ -370,7 +383,7 @@ export class EtcdDcs implements Dcs {
   async publishMember(info: MemberInfo): Promise<void> {
     const id = this.#leaseId;
     if (id === null) throw new PgHaError('PGHA_DCS_UNAVAILABLE', 'no lease yet', { retryable: true });
-    const value = JSON.stringify(info);
+    const value = JSON.stringify(encodeMember(info, this.#paused));
     const now = performance.now();
     const last = this.#published;
     if (last !== null && last.value === value && last.lease === id && now - last.at < MEMBER_REFRESH_MS) return;
@@ -407,11 +420,11 @@ export class EtcdDcs implements Dcs {
 
   async writeConfigIfAbsent(config: DynamicConfig): Promise<void> {
     await this.#call('write config', () =>
-      this.client.if(this.keys.config, 'Version', '==', 0).then(this.client.put(this.keys.config).value(JSON.stringify(config))).commit());
+      this.client.if(this.keys.config, 'Version', '==', 0).then(this.client.put(this.keys.config).value(JSON.stringify(toPatroniConfig(config, undefined)))).commit());
   }
 
   async writeLeaderLsn(lsn: Lsn, slots?: Record<string, Lsn>): Promise<void> {
-    await this.#call('write status', () => this.client.put(this.keys.status).value(JSON.stringify(slots === undefined ? { lsn } : { lsn, slots })).exec());
+    await this.#call('write status', () => this.client.put(this.keys.status).value(JSON.stringify(encodeStatus(lsn, slots))).exec());
   }
 
   /** Read a JSON key with its mod revision ("0" when absent). */
@@ -437,19 +450,19 @@ export class EtcdDcs implements Dcs {
     for (let attempt = 0; attempt < 5; attempt++) {
       const cur = await this.getJson(this.keys.history);
       const list = cur.value === undefined ? [] : historySchema.parse(cur.value);
-      if (await this.putJsonIfRevision(this.keys.history, [...list, entry], cur.modRevision)) return;
+      if (await this.putJsonIfRevision(this.keys.history, encodeHistory([...list, entry]), cur.modRevision)) return;
     }
     throw new PgHaError('PGHA_DCS_CONFLICT', 'history kept changing under us');
   }
 
   async writeSync(leader: string, members: string[], acks?: number): Promise<void> {
-    const record = acks === undefined ? { leader, members } : { leader, members, acks };
+    const record = encodeSync(acks === undefined ? { leader, members } : { leader, members, acks });
     await this.#call('write sync', () => this.client.put(this.keys.sync).value(JSON.stringify(record)).exec());
   }
 
   async writeFailsafe(record: FailsafeRecord | null): Promise<void> {
     if (record === null) await this.#call('delete failsafe', () => this.client.delete().key(this.keys.failsafe).exec());
-    else await this.#call('write failsafe', () => this.client.put(this.keys.failsafe).value(JSON.stringify(record)).exec());
+    else await this.#call('write failsafe', () => this.client.put(this.keys.failsafe).value(JSON.stringify(encodeFailsafe(record))).exec());
   }
 
   /** pghactl remove: delete every key under the cluster's prefix; the number deleted. */
@@ -466,8 +479,9 @@ export class EtcdDcs implements Dcs {
   async setShutdownLsn(lsn: Lsn): Promise<void> {
     const cur = await this.getJson(this.keys.failover);
     if (cur.value === undefined) return;
-    const r = failoverSchema.parse(cur.value);
-    await this.putJsonIfRevision(this.keys.failover, { ...r, shutdownLsn: lsn }, cur.modRevision);
+    const r = failoverFromValue(cur.value, Date.now());
+    if (!r.ok || r.value === null) return;
+    await this.putJsonIfRevision(this.keys.failover, encodeFailover({ ...r.value, shutdownLsn: lsn }), cur.modRevision);
   }
 
   async readHistory(): Promise<HistoryEntry[]> {

@@ -5,6 +5,8 @@ import { parse as parseYaml } from 'yaml';
 import { dynamicConfigSchema, replicationCapacityProblem, type DynamicConfig } from '../config/schema.ts';
 import { parseDynamicConfig } from '../config/load.ts';
 import type { EtcdDcs } from '../dcs/etcd.ts';
+import { fromPatroniConfig, toPatroniConfig } from '../dcs/patroni-config.ts';
+import { encodeFailover, failoverFromValue } from '../dcs/patroni.ts';
 import { PgHaError } from '../errors.ts';
 import type { FailoverRequest } from '../ha/types.ts';
 import { checkSlotNames, logicalChanged, type LogicalCheck } from '../slots/check.ts';
@@ -13,7 +15,11 @@ import { planHandover, type HandoverInput } from './requests.ts';
 export async function requestHandover(dcs: EtcdDcs, input: HandoverInput, fallback: DynamicConfig): Promise<FailoverRequest> {
   const view = await dcs.readCluster(fallback);
   const req = planHandover(view, input, Date.now());
-  if (!(await dcs.putJsonIfRevision(dcs.keys.failover, req, '0'))) {
+  // Patroni leaves `{}` behind after a switchover: a value asking for nothing is replaced (by
+  // compare-and-set on its revision); a pending request is not.
+  const cur = await dcs.getJson(dcs.keys.failover);
+  const pending = cur.value !== undefined && !isEmptyRequest(cur.value);
+  if (pending || !(await dcs.putJsonIfRevision(dcs.keys.failover, encodeFailover(req), cur.modRevision))) {
     throw new PgHaError('PGHA_CLI_REFUSED', 'another switchover or failover was requested at the same moment');
   }
   return req;
@@ -24,7 +30,13 @@ export async function cancelHandover(dcs: EtcdDcs): Promise<boolean> {
   const cur = await dcs.getJson(dcs.keys.failover);
   if (cur.value === undefined) return false;
   await dcs.clearFailover();
-  return true;
+  return !isEmptyRequest(cur.value);
+}
+
+/** A /failover value that asks for nothing (Patroni's `{}` after a switchover). */
+function isEmptyRequest(raw: unknown): boolean {
+  const r = failoverFromValue(raw, 0);
+  return r.ok && r.value === null;
 }
 
 /** A change to the dynamic configuration, applied to the current value. */
@@ -90,7 +102,7 @@ export async function editConfig(dcs: EtcdDcs, edit: ConfigEdit, fallback: Dynam
     const cur = await dcs.getJson(dcs.keys.config);
     let before = fallback;
     try {
-      if (cur.value !== undefined) before = parseDynamicConfig(cur.value, 'etcd /config');
+      if (cur.value !== undefined) before = parseDynamicConfig(fromPatroniConfig(cur.value), 'etcd /config');
     } catch (err) {
       if (!replace) throw err;
     }
@@ -101,7 +113,8 @@ export async function editConfig(dcs: EtcdDcs, edit: ConfigEdit, fallback: Dynam
       checkSlotNames(after, view.members.map((m) => m.name));
       await check?.(after, view);
     }
-    if (await dcs.putJsonIfRevision(dcs.keys.config, after, cur.modRevision)) return { before, after };
+    // Written in Patroni's format over the stored value: settings only Patroni knows stay.
+    if (await dcs.putJsonIfRevision(dcs.keys.config, toPatroniConfig(after, cur.value), cur.modRevision)) return { before, after };
   }
   throw new PgHaError('PGHA_DCS_CONFLICT', '/config kept changing; try again');
 }

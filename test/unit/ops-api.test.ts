@@ -9,9 +9,10 @@ import { FAILURES_PER_LOCK } from '../../src/api/lockout.ts';
 import { buildApi } from '../../src/api/server.ts';
 import { nodeConfigSchema, type DynamicConfig } from '../../src/config/schema.ts';
 import type { HistoryEntry } from '../../src/dcs/types.ts';
+import { toPatroniConfig } from '../../src/dcs/patroni-config.ts';
 import type { ClusterView } from '../../src/ha/types.ts';
 import { createLogger } from '../../src/log/logger.ts';
-import { clusterView, dyn } from '../support/observations.ts';
+import { clusterView, dyn, member } from '../support/observations.ts';
 
 const config = nodeConfigSchema.parse({
   scope: 'demo', name: 'n2', restapi: { listen: '127.0.0.1:8008', authentication: { username: 'admin', password: 'pw' } },
@@ -115,7 +116,9 @@ describe('PUT /config needs the whole document (finding 5)', () => {
     const doc: DynamicConfig = dyn({ ttl: 3, retry_timeout: 1, fence_margin: 0.75, pause: true });
     const r = await app.inject(json('PUT', '/config', doc));
     expect(r.statusCode, r.body).toBe(200);
-    expect(puts).toEqual([doc]);
+    // Stored in Patroni's format (synchronous_mode a boolean, pause only while paused).
+    expect(puts).toEqual([toPatroniConfig(doc, { ttl: 'garbage' })]);
+    expect(puts).toEqual([{ ...doc, synchronous_mode: false }]);
   });
 });
 
@@ -196,5 +199,64 @@ describe('restart schedules (finding 3)', () => {
     const d = await app.inject({ method: 'DELETE', url: '/restart', headers: { authorization: AUTH } });
     expect(d.json()).toEqual({ cancelled: true, member: 'n2' });
     expect((await app.inject({ method: 'DELETE', url: '/restart' })).statusCode).toBe(401);
+  });
+});
+
+describe("Patroni's request bodies (patronictl, issue 20)", () => {
+  it('POST /switchover with nulls for what is left open: a switchover, stored in Patroni\'s format', async () => {
+    const { app, puts } = api();
+    const r = await app.inject(json('POST', '/switchover', { leader: 'n1', candidate: 'n2', scheduled_at: null }));
+    expect(r.statusCode, r.body).toBe(202);
+    expect(puts).toEqual([expect.objectContaining({ leader: 'n1', member: 'n2', kind: 'switchover' })]);
+  });
+
+  it('POST /failover naming the healthy leader runs as a switchover; without a leader as a failover', async () => {
+    const one = api();
+    expect((await one.app.inject(json('POST', '/failover', { leader: 'n1', candidate: 'n2', scheduled_at: null }))).statusCode).toBe(202);
+    expect(one.puts).toEqual([expect.objectContaining({ leader: 'n1', member: 'n2', kind: 'switchover' })]);
+    // No healthy leader in the view: pgha's failover to the candidate.
+    const down = clusterView({ leader: null, members: [member('n1', { role: 'unknown', state: 'stopped' }), member('n2'), member('n3')] });
+    const two = api({ view: down });
+    (two.dcs as unknown as { readCluster: () => Promise<ClusterView> }).readCluster = async () => down;
+    expect((await two.app.inject(json('POST', '/failover', { leader: null, member: 'n2' }))).statusCode).toBe(202);
+    expect(two.puts).toEqual([expect.objectContaining({ member: 'n2', kind: 'failover' })]);
+  });
+
+  it('POST /failover without a candidate, or /restart with a filter pgha lacks: 400, nothing stored', async () => {
+    const { app, puts, ran } = api();
+    expect((await app.inject(json('POST', '/failover', { leader: 'n1', candidate: null }))).statusCode).toBe(400);
+    expect((await app.inject(json('POST', '/restart', { postgres_version: '15.1' }))).statusCode).toBe(400);
+    expect(puts).toEqual([]);
+    expect(ran).toEqual([]);
+  });
+
+  it('POST /restart {"restart_pending": true} restarts only a member with a pending restart', async () => {
+    const idle = api();
+    expect((await idle.app.inject(json('POST', '/restart', { restart_pending: true }))).statusCode).toBe(412);
+    expect(idle.ran).toEqual([]);
+    const pending = api({ view: clusterView({ members: [member('n1', { role: 'primary', state: 'running' }), member('n2', { pendingRestart: true })] }) });
+    expect((await pending.app.inject(json('POST', '/restart', { restart_pending: true }))).statusCode).toBe(200);
+    expect(pending.ran).toEqual(['restart']);
+  });
+});
+
+describe('bodies without Content-Type (patronictl sends none)', () => {
+  const bare = (url: string, body: string, extra: Record<string, string> = {}) => ({
+    method: 'POST' as const, url, remoteAddress: '10.0.0.1', payload: body,
+    headers: { 'x-pgha-member': 'n2', authorization: AUTH, 'content-type': undefined as unknown as string, ...extra },
+  });
+
+  it('are read as JSON from a client that sends no Origin (not a browser)', async () => {
+    const { app, puts } = api();
+    const r = await app.inject(bare('/switchover', '{"leader":"n1","candidate":"n2","scheduled_at":null}'));
+    expect(r.statusCode, r.body).toBe(202);
+    expect(puts).toHaveLength(1);
+  });
+
+  it('are refused (415) from a browser, which sends Origin: no body without a CORS preflight', async () => {
+    const { app, puts } = api();
+    const r = await app.inject(bare('/switchover', '{"leader":"n1","candidate":"n2"}', { origin: 'https://evil.example' }));
+    expect(r.statusCode).toBe(415);
+    expect(puts).toEqual([]);
   });
 });

@@ -8,6 +8,8 @@ import { registerOpsRoutes, type OpsDeps } from '../../src/api/ops-routes.ts';
 import { buildApi } from '../../src/api/server.ts';
 import { nodeConfigSchema } from '../../src/config/schema.ts';
 import { createLogger } from '../../src/log/logger.ts';
+import type { ClusterView } from '../../src/ha/types.ts';
+import { clusterView, member } from '../support/observations.ts';
 
 const config = nodeConfigSchema.parse({
   scope: 'demo', name: 'node1', restapi: { listen: '127.0.0.1:8008', authentication: { username: 'admin', password: 'pw' } },
@@ -15,11 +17,11 @@ const config = nodeConfigSchema.parse({
 });
 const auth = { username: 'admin', password: 'pw' };
 
-function api() {
+function api(view: ClusterView | null = null) {
   const done: string[] = [];
   const op = (name: string) => async () => { done.push(name); };
   const deps = {
-    config, dcs: {} as OpsDeps['dcs'], view: () => null, history: () => null, fallback: () => config.bootstrap.dcs, isLeader: () => true,
+    config, dcs: {} as OpsDeps['dcs'], view: () => view, history: () => null, fallback: () => config.bootstrap.dcs, isLeader: () => true,
     restart: op('restart'), reload: op('reload'), reinitialize: op('reinitialize'), drill: async (k) => { done.push(`drill ${k}`); },
     failsafe: (leader: string) => { done.push(`failsafe ${leader}`); return { ok: true, hold: { leader, until: 1 } }; },
   } satisfies OpsDeps;
@@ -70,5 +72,25 @@ describe('X-Pgha-Member', () => {
     expect((await app.inject(post('/failsafe', undefined, { leader: 'n1' }))).statusCode).toBe(200);
     expect((await app.inject(post('/failsafe', 'node1', { leader: 'n1' }))).statusCode).toBe(200);
     expect(done).toEqual(['failsafe n1', 'failsafe n1']);
+  });
+
+  // patronictl restart/reinit (issue 20): no header, but Host is the address the member published.
+  const published = (node2Api: string) => clusterView({ members: [member('node1', { apiUrl: 'http://127.0.0.1:8008' }), member('node2', { apiUrl: node2Api })] });
+  const patronictl = (url: string, host: string) => ({ method: 'POST' as const, url, payload: '{}', headers: { ...jsonPostHeaders(auth, undefined), host } });
+
+  it.each(['/reinitialize', '/restart'])('%s without the header runs when Host is our own published address, no other member\'s', async (url) => {
+    const { app, done } = api(published('http://127.0.0.1:8009'));
+    expect((await app.inject(patronictl(url, '127.0.0.1:8008'))).statusCode).toBe(200);
+    expect(done).toEqual([url.slice(1)]);
+  });
+
+  it.each(['/reinitialize', '/restart'])('%s without the header is refused when another member publishes our address too, or Host is not ours', async (url) => {
+    const dup = api(published('http://127.0.0.1:8008'));
+    expect((await dup.app.inject(patronictl(url, '127.0.0.1:8008'))).statusCode).toBe(400);
+    const other = api(published('http://127.0.0.1:8009'));
+    expect((await other.app.inject(patronictl(url, '127.0.0.1:8009'))).statusCode).toBe(400);
+    const noView = api(null);
+    expect((await noView.app.inject(patronictl(url, '127.0.0.1:8008'))).statusCode).toBe(400);
+    expect([...dup.done, ...other.done, ...noView.done]).toEqual([]);
   });
 });
