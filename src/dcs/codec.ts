@@ -52,6 +52,9 @@ export const failsafeSchema = z.object({
 
 export const restartSchema = z.object({ at: z.number().int(), requestedAt: z.number().int() });
 
+/** /unsafe/<member>: what pghactl verify found (epoch ms, and a short human summary). */
+export const unsafeSchema = z.object({ at: z.number().int(), reason: z.string().max(2000) });
+
 export const statusSchema = z.object({ lsn: z.number(), timeline: z.number().int().optional() });
 
 export { dynamicConfigSchema };

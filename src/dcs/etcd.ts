@@ -6,8 +6,8 @@ import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type IKeyValue, type 
 import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
-import type { ClusterView, FailsafeRecord, Lsn, MemberInfo } from '../ha/types.ts';
-import { decode, dynamicConfigSchema, failoverSchema, failsafeSchema, historySchema, restartSchema, syncSchema, memberInfoSchema, statusSchema } from './codec.ts';
+import type { ClusterView, FailsafeRecord, Lsn, MemberInfo, UnsafeMark } from '../ha/types.ts';
+import { decode, dynamicConfigSchema, failoverSchema, failsafeSchema, historySchema, restartSchema, syncSchema, unsafeSchema, memberInfoSchema, statusSchema } from './codec.ts';
 import { checkCertificateDates, explainEtcdFailure, readEtcdCredentials, type EtcdCredentials, type EtcdTlsContext } from './etcd-tls.ts';
 import { clusterKeys, type Keys } from './keys.ts';
 import type { Dcs, HistoryEntry, KeepaliveResult } from './types.ts';
@@ -172,6 +172,10 @@ export class EtcdDcs implements Dcs {
         const r = decode(restartSchema, value);
         if (r.ok) (view.restarts ??= {})[key.slice(this.keys.restartPrefix.length)] = { ...r.value, revision: kv.mod_revision };
         else this.#o.onWarning?.('ignoring invalid scheduled restart', { key, error: r.error });
+      } else if (key.startsWith(this.keys.unsafePrefix)) {
+        const u = decode(unsafeSchema, value);
+        // An unreadable mark still marks: it was written because the member differed.
+        (view.unsafe ??= {})[key.slice(this.keys.unsafePrefix.length)] = u.ok ? u.value : { at: 0, reason: 'unreadable /unsafe mark' };
       } else if (key === this.keys.failover) {
         const f = decode(failoverSchema, value);
         if (f.ok) view.failover = f.value;
@@ -217,6 +221,17 @@ export class EtcdDcs implements Dcs {
   /** Cancel `member`'s scheduled restart. False when there was none. */
   async cancelRestart(member: string): Promise<boolean> {
     const r = await this.#call('cancel restart', () => this.client.delete().key(this.keys.restart(member)).exec());
+    return Number(r.deleted) > 0;
+  }
+
+  /** Mark `member` unsafe (pghactl verify found it different from the leader). */
+  async markUnsafe(member: string, mark: UnsafeMark): Promise<void> {
+    await this.#call('mark unsafe', () => this.client.put(this.keys.unsafe(member)).value(JSON.stringify(mark)).exec());
+  }
+
+  /** Remove `member`'s unsafe mark (a clean re-check, or a fresh clone). False when there was none. */
+  async clearUnsafe(member: string): Promise<boolean> {
+    const r = await this.#call('clear unsafe', () => this.client.delete().key(this.keys.unsafe(member)).exec());
     return Number(r.deleted) > 0;
   }
 
