@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   PGHA_NAME_COLLISION: 'this member\'s name maps to the replication slot of another member\'s name',
   PGHA_API_WRONG_MEMBER: 'a member-scoped REST request named another member than the agent that received it',
   PGHA_FENCER_LOST: 'the fencing process died and could not be restarted: the agent stopped PostgreSQL and exits',
+  PGHA_VERIFY_ABORTED: 'pghactl verify stopped: the leader changed, a switchover or reinit started, or the other side stopped replaying',
   PGHA_CLI_USAGE: 'pghactl was called with bad arguments',
   PGHA_CLI_REFUSED: 'pghactl refused an operation, with the reason',
   PGHA_CLI_NOT_DONE: 'an operation pghactl requested did not take effect (or not within its deadline)',

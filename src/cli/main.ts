@@ -14,6 +14,7 @@ import { dsnCommand, historyCommand } from './info.ts';
 import { reinitCommand, reloadCommand, restartCommand } from './members.ts';
 import { queryCommand } from './query.ts';
 import { removeCommand } from './remove.ts';
+import { verifyCommand } from './verify.ts';
 import { versionCommand } from './version.ts';
 
 class UsageError extends Error {}
@@ -54,17 +55,19 @@ async function main(): Promise<number> {
       .command(drillCommand as never)
       .command(queryCommand as never)
       .command(removeCommand as never)
+      .command(verifyCommand as never)
       .command(versionCommand as never)
       // `pghactl completion >> ~/.bashrc` (or ~/.zshrc): yargs' script, which asks pghactl itself.
       .completion('completion', 'print a bash/zsh completion script: pghactl completion >> ~/.bashrc')
       .demandCommand(1, 'name a command (pghactl --help lists them)')
-      .epilogue('Exit codes: 0 done, 1 refused or failed (reason on stderr), 2 usage error. Commands that disrupt service (switchover, failover, restart, reinit, drill, remove, edit-config in the editor) ask first; --force (or --yes) skips the question and is needed without a terminal.')
+      .epilogue('Exit codes: 0 done, 1 refused or failed (reason on stderr), 2 usage error; verify: 3 different, 4 not all checked. Commands that disrupt service (switchover, failover, restart, reinit, drill, remove, edit-config in the editor) ask first; --force (or --yes) skips the question and is needed without a terminal.')
       .strict()
       .help()
       .exitProcess(false)
       .fail((msg, err) => { throw err ?? new UsageError(msg); })
       .parseAsync();
-    return 0;
+    // A command may set its own exit code (verify: 3 different, 4 not all checked).
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof UsageError) { process.stderr.write(`pghactl: ${err.message}\n${helpHint()}`); return 2; }
     if (isPgHaError(err)) { process.stderr.write(`pghactl: ${err.code}: ${err.message}\n`); return err.code === 'PGHA_CLI_USAGE' ? 2 : 1; }
