@@ -65,16 +65,17 @@ export type Verdict = 'proven' | 'in-flux';
  * P1. S shows a version whose xmin committed before s1's xmin, was aborted, or does not exist on
  *     the leader yet: a faithful replica that replayed past s1 shows exactly the version L1 shows
  *     (proven), whatever happened after s1.
- * P2. S lacks (some of) a version L1 shows, and L2 shows the very same version with no live
- *     deleter or locker: it was visible at s1 and still is, so a faithful replica that replayed
- *     to a point between them shows it (proven).
+ * P2. S lacks (some of) a version L1 shows, and L2 shows the very same version whose xmax is
+ *     empty, aborted, or committed before s1 (then only a locker: a deleter committed that early
+ *     would hide it from L2): it was visible at s1 and still is, so a faithful replica that
+ *     replayed to a point between them shows it (proven).
  * Anything else may be a write between the reads (in flux): checked again.
  */
 export function classifyPhysical(l1: Entry | undefined, s: Entry | undefined, l2: Entry | undefined, fate: (xid: string) => XidFate): Verdict {
   const sExtra = s !== undefined && (l1 === undefined || s.count > l1.count || s.hash !== l1.hash || s.xmin !== l1.xmin);
   if (sExtra && fate(s.xmin) !== 'recent') return 'proven'; // P1
   const sMissing = l1 !== undefined && (s === undefined || s.count < l1.count || s.hash !== l1.hash || s.xmin !== l1.xmin);
-  if (sMissing && l2 !== undefined && sameEntry(l1, l2, true) && l2.xmaxes.every((x) => x === '0' || fate(x) === 'aborted')) return 'proven'; // P2
+  if (sMissing && l2 !== undefined && sameEntry(l1, l2, true) && l2.xmaxes.every((x) => x === '0' || fate(x) === 'aborted' || fate(x) === 'old-committed')) return 'proven'; // P2
   return 'in-flux';
 }
 
