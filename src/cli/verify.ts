@@ -128,6 +128,7 @@ export const verifyCommand: CommandModule<GlobalOpts, VerifyOpts> = {
     .option('username', { alias: 'U', type: 'string', describe: 'connect as this user (default: the YAML\'s superuser; its password from PGPASSWORD or ~/.pgpass)' }), 'with --repair: do not ask before a reinit')
     .example('pghactl -c /etc/pgha/pgha.yml verify', 'compare every standby with the leader')
     .example('pghactl verify -m node2 --table public.accounts --rate 20000', 'one table on node2, at most 20000 rows/s')
+    .example('pghactl verify -m node3 --repair --force', 'compare node3, and reinit it without asking if it differs')
     .example('pghactl verify --subscriber "host=10.0.0.9 dbname=app user=postgres" -d app --repair', 'compare a subscriber and copy the differing rows')) as never,
   handler: async (argv) => {
     for (const [k, v] of [['chunk-rows', argv.chunkRows], ['statement-timeout', argv.statementTimeout], ['replay-timeout', argv.replayTimeout], ['attempts', argv.attempts], ['timeout', argv.timeout]] as const) {

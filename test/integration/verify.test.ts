@@ -85,11 +85,12 @@ describe('pghactl verify, physical standbys', () => {
       create table events (a int, b text); insert into events select g, 'e' || g from generate_series(1, 2000) g`);
     let stop = false;
     let writes = 0;
+    let failed: unknown = null;
     const writer = async (w: number) => {
       const c = new pg.Client({ host: '127.0.0.1', port: leader.pgPort, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres' });
       await c.connect();
       let i = 0;
-      while (!stop) {
+      try { while (!stop) {
         i += 1;
         const hot = 1 + ((i * 7 + w) % 50); // a small hot set: the same rows rewritten over and over
         if (i % 5 === 0) {
@@ -97,17 +98,17 @@ describe('pghactl verify, physical standbys', () => {
           await c.query('begin'); await c.query('savepoint s'); await c.query("update acc set v = v || 'x', n = n + 1 where id = $1", [hot]); await c.query('release savepoint s'); await c.query('commit');
         } else if (i % 5 === 1) await c.query("insert into acc values ($1, 'new') on conflict (id) do update set v = 'again'", [20000 + ((i * 13 + w) % 3000)]);
         else if (i % 5 === 2) await c.query('delete from acc where id = $1', [20000 + ((i * 17 + w) % 3000)]);
-        else if (i % 5 === 3) await c.query("insert into events values ($1, 'w'); delete from events where a = $2", [i, i - 50]);
+        else if (i % 5 === 3) { await c.query("insert into events values ($1, 'w')", [i]); await c.query('delete from events where a = $1', [i - 50]); }
         else await c.query("update acc set v = case when v = 'a' then 'b' else 'a' end where id = $1", [hot]); // A-B-A
         writes += 1;
-      }
+      } } catch (err) { failed ??= err; stop = true; }
       await c.end();
     };
     const writers = [1, 2, 3].map((w) => writer(w));
     const end = performance.now() + WRITE_SECONDS * 1000;
     const codes: number[] = [];
     try {
-      while (performance.now() < end) {
+      while (performance.now() < end && !stop) {
         const r = await ctl('verify', '-d', 'postgres', '--chunk-rows', '1000', '--format', 'json');
         const rep = parse(r);
         expect(rep.summary.different_chunks, r.stdout).toBe(0);
@@ -119,6 +120,7 @@ describe('pghactl verify, physical standbys', () => {
       stop = true;
       await Promise.all(writers);
     }
+    expect(failed).toBeNull();
     expect(writes).toBeGreaterThan(1000);
     expect(codes.length).toBeGreaterThan(2);
     expect((await listRows()).map((r) => r.tags).join()).not.toMatch(/UNSAFE/);
