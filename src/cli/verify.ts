@@ -69,7 +69,7 @@ async function publishedTables(leader: pg.Client, pubs: string[]): Promise<Set<s
   return new Set(r.rows.map((x: { schemaname: string; tablename: string }) => `${x.schemaname}.${x.tablename}`));
 }
 
-interface Run { ctx: Ctx; argv: VerifyOpts; login: Login; limits: Limits; opts: VerifyOptions; leader: MemberInfo; progress: (table: string) => void }
+interface Run { ctx: Ctx; argv: VerifyOpts; login: Login; limits: Limits; opts: VerifyOptions; leader: MemberInfo; progress: (table: string) => void; estimate: (rows: number) => void }
 
 /** One side, one database: every selected table; an abort ends this side with the reason. */
 async function verifySide(run: Run, db: string, open: () => Promise<{ side: Side; repairable: boolean; only?: Set<string> }>, report: SideReport): Promise<void> {
@@ -81,6 +81,7 @@ async function verifySide(run: Run, db: string, open: () => Promise<{ side: Side
     const o = await open();
     side = o.side;
     const tables = selectTables(await listTables(leader), argv.table ?? [], argv.schema ?? []).filter((t) => o.only === undefined || o.only.has(`${t.schema}.${t.name}`));
+    run.estimate(tables.reduce((a, t) => a + t.estRows, 0));
     const clock = { start: performance.now(), units: 0 };
     for (const t of tables) {
       const p = busyProblem(await run.ctx.dcs.readCluster(run.ctx.fallback), run.leader.name);
@@ -157,9 +158,9 @@ export const verifyCommand: CommandModule<GlobalOpts, VerifyOpts> = {
         backoffMs: 50, maxNoPkBytes: 256 * 1024 * 1024,
         onChunk: (n, b) => { rows += n; bytesDone += b; draw(); },
       };
-      const run: Run = { ctx, argv, login, limits, opts, leader, progress: (t) => { current = t; draw(); } };
+      const run: Run = { ctx, argv, login, limits, opts, leader, progress: (t) => { current = t; draw(); }, estimate: (n) => { est += n; } };
       const reports: SideReport[] = [];
-      // The progress bar's total: the leader's row estimates, once per side.
+      // The progress bar's total grows by the leader's row estimates (pg_class.reltuples) as each side starts.
       const probe = await connectMember(leader.conn, 'postgres', login, limits, `leader ${leader.name}`);
       let dbs: string[];
       try {
