@@ -187,9 +187,17 @@ describe('pghactl verify, physical standbys', () => {
     expect(clean.code, clean.stdout).toBe(0);
   }, 200_000);
 
-  it('refuses while a switchover is pending, and exits 2 on bad options', async () => {
+  it('runs on a paused cluster, refuses while a switchover is pending, and exits 2 on bad options', async () => {
     const usage = await ctl('verify', '--chunk-rows', '0');
     expect(usage.code).toBe(2);
+    expect((await ctl('pause')).code).toBe(0);
+    try {
+      const paused = await ctl('verify', '--table', 'div_pk');
+      expect(paused.code, paused.stdout + paused.stderr).toBe(0);
+      expect(paused.stdout).toMatch(/summary: 2 tables, 118 rows/); // div_pk on both standbys
+    } finally {
+      expect((await ctl('resume')).code).toBe(0);
+    }
     const other = cluster.nodes.find((n) => n.name !== leader.name) as NodeHandle;
     const later = new Date(Date.now() + 3_600_000).toISOString();
     expect((await ctl('switchover', '--candidate', other.name, '--scheduled', later, '--force')).code).toBe(0);
