@@ -132,3 +132,22 @@ describe('when verify runs', () => {
     expect(selectTables(all, [], ['app']).length).toBe(2);
   });
 });
+
+describe('the text report', () => {
+  it('names the table, the key range, each row on both sides, and sums up', async () => {
+    const { renderText } = await import('../../src/verify/report.ts');
+    const r: SideReport[] = [{
+      side: 'n3', kind: 'physical', database: 'app',
+      tables: [
+        { table: 'public.t', noPrimaryKey: false, rows: 100, bytes: 4096, chunks: 2, problems: [{ bounds: { lo: ['50'], hi: null }, status: 'different', rows: [{ key: '[13]', leader: '(13,a)', other: null, leaderCount: 1, otherCount: 0 }] }] },
+        { table: 'public.log', noPrimaryKey: true, rows: 5, bytes: 100, chunks: 1, problems: [] },
+      ],
+    }];
+    const text = renderText(r, summarize(r, 2));
+    expect(text).toContain('n3 (physical standby), database app: 2 tables');
+    expect(text).toContain('warning: public.log has no primary key');
+    expect(text).toContain('public.t keys (50 .. +inf]: DIFFERENT');
+    expect(text).toContain('    13: leader (13,a) | n3 absent');
+    expect(text).toMatch(/summary: 2 tables, 105 rows, .* \(53 rows\/s\); 1 tables differ \(1 chunks, 1 rows\); 0 chunks not checked/);
+  });
+});
