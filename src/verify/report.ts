@@ -14,7 +14,7 @@ export interface SideReport {
 }
 
 export interface Summary {
-  tables: number; rows: number; bytes: number; seconds: number; rows_per_second: number;
+  tables: number; chunks: number; rows: number; bytes: number; seconds: number; rows_per_second: number;
   different_tables: number; different_chunks: number; different_rows: number;
   unsettled_chunks: number; error_chunks: number; no_primary_key: string[];
 }
@@ -29,7 +29,7 @@ export function summarize(reports: SideReport[], secs: number): Summary {
   const chunks = tables.flatMap((t) => t.problems);
   const rows = tables.reduce((a, t) => a + t.rows, 0);
   return {
-    tables: tables.length, rows, bytes: tables.reduce((a, t) => a + t.bytes, 0), seconds: secs,
+    tables: tables.length, chunks: tables.reduce((a, t) => a + t.chunks, 0), rows, bytes: tables.reduce((a, t) => a + t.bytes, 0), seconds: secs,
     rows_per_second: secs > 0 ? Math.round(rows / secs) : 0,
     different_tables: tables.filter((t) => t.problems.some((c) => c.status === 'different')).length,
     different_chunks: chunks.filter((c) => c.status === 'different').length,

@@ -35,7 +35,7 @@ function ctl(...args: string[]): Promise<Run> {
 }
 interface RowDiff { key: string; leader: string | null; other: string | null }
 interface Report {
-  summary: { different_chunks: number; unsettled_chunks: number; error_chunks: number; rows: number; tables: number };
+  summary: { different_chunks: number; unsettled_chunks: number; error_chunks: number; rows: number; tables: number; chunks: number };
   sides: Array<{ side: string; database: string; aborted?: string; tables: Array<{ table: string; problems: Array<{ status: string; rows: RowDiff[] }> }> }>;
 }
 const parse = (r: Run): Report => { try { return JSON.parse(r.stdout) as Report; } catch { throw new Error(`not JSON (exit ${r.code}): ${r.stdout}\n${r.stderr}`); } };
@@ -107,6 +107,8 @@ describe('pghactl verify, physical standbys', () => {
     const writers = [1, 2, 3].map((w) => writer(w));
     const end = performance.now() + WRITE_SECONDS * 1000;
     const codes: number[] = [];
+    const open: number[] = []; // chunks not settled (or failed) per run, of `chunks`
+    let chunks = 0;
     try {
       while (performance.now() < end && !stop) {
         const r = await ctl('verify', '-d', 'postgres', '--chunk-rows', '1000', '--format', 'json');
@@ -115,6 +117,8 @@ describe('pghactl verify, physical standbys', () => {
         expect([0, 4]).toContain(r.code);
         expect(rep.summary.rows).toBeGreaterThan(20000);
         codes.push(r.code);
+        open.push(rep.summary.unsettled_chunks + rep.summary.error_chunks);
+        chunks = rep.summary.chunks;
       }
     } finally {
       stop = true;
@@ -127,7 +131,7 @@ describe('pghactl verify, physical standbys', () => {
     // Once the writes stop, the check is complete and clean.
     const quiet = await ctl('verify', '-d', 'postgres', '--format', 'json');
     expect(quiet.code, quiet.stdout).toBe(0);
-    console.log(`verify under writes: ${codes.length} runs (${codes.filter((c) => c === 0).length} complete, ${codes.filter((c) => c === 4).length} with a chunk not settled), ${writes} writes`);
+    console.log(`verify under writes: ${codes.length} runs (${codes.filter((c) => c === 0).length} complete, ${codes.filter((c) => c === 4).length} with a chunk not settled; chunks not settled per run: ${open.join(', ')} of ${chunks}), ${writes} writes`);
   }, (WRITE_SECONDS + 100) * 1000);
 
   it('finds every difference injected into a standby, marks it unsafe, and --repair reinitializes it', async () => {
