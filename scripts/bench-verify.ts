@@ -63,7 +63,8 @@ try {
   for (let from = 1; from <= rows; from += 100_000) {
     await sql(leader, 'insert into bench_verify select g, repeat(md5(g::text), 30) from generate_series($1::bigint, $2::bigint) g', [from, Math.min(rows, from + 99_999)]);
   }
-  await sql(leader, 'vacuum analyze bench_verify; checkpoint');
+  await sql(leader, 'vacuum analyze bench_verify');
+  await sql(leader, 'checkpoint');
   const lsn = (await sql(leader, 'select pg_current_wal_lsn()::text as l')).rows[0].l as string;
   // The standbys replay 1 GB in well under 10 minutes even here.
   await waitFor('the standby replays the load', async () => (await sql(standby, 'select pg_last_wal_replay_lsn() >= $1::pg_lsn as ok', [lsn])).rows[0].ok === true, 600_000, 500);
