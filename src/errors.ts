@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   PGHA_BACKUP_COMMAND: 'a pgbackrest command (stanza-create, check, backup, expire, info) failed or timed out',
   PGHA_BACKUP_NOT_CONFIGURED: 'a backup operation was asked of a member without a backup: section',
   PGHA_BACKUP_BUSY: 'a backup is already running on this member',
+  PGHA_VERIFY_ABORTED: 'pghactl verify stopped: the leader changed, a switchover or reinit started, or the other side stopped replaying',
   PGHA_CLI_USAGE: 'pghactl was called with bad arguments',
   PGHA_CLI_REFUSED: 'pghactl refused an operation, with the reason',
   PGHA_CLI_NOT_DONE: 'an operation pghactl requested did not take effect (or not within its deadline)',

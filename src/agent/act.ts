@@ -222,6 +222,9 @@ export class Actor {
       await this.#d.setActivity(null);
     }
     await this.start('standby', from);
+    // A fresh copy of the leader is what `pghactl verify` wanted: its unsafe mark goes (a clone
+    // from a standby copies whatever that standby holds, but decide() never clones from a marked one).
+    if (await this.#d.dcs.clearUnsafe(this.#d.config.name)) this.#d.logger.info({ event: 'unsafe_cleared' }, 'cloned afresh: unsafe mark (pghactl verify) removed');
   }
 
   /**

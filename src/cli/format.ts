@@ -62,7 +62,7 @@ export function buildListRows(c: ClusterView): ListRow[] {
     state: m.state,
     tl: m.timeline,
     lag_mb: m.name === leader || m.lsn === null || leaderLsn === null ? null : Math.max(0, leaderLsn - m.lsn) / MB,
-    tags: compactTags(m.tags),
+    tags: [compactTags(m.tags), c.unsafe?.[m.name] !== undefined ? 'UNSAFE(verify)' : ''].filter(Boolean).join(','),
     pending_restart: m.pendingRestart,
   }));
   return rows.sort((a, b) => (a.role === 'Leader' ? -1 : b.role === 'Leader' ? 1 : a.member.localeCompare(b.member)));

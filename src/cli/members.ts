@@ -13,7 +13,8 @@ import { printResult } from './format.ts';
 import { parseTime, waitOption } from './handover.ts';
 import { waitForMember } from './wait.ts';
 
-async function post(ctx: Ctx, m: MemberInfo, path: string, body: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+/** POST to a member's agent (basic auth, TLS of the config); refused on a non-2xx answer. */
+export async function postToMember(ctx: Ctx, m: MemberInfo, path: string, body: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
   // A restart waits for pg_ctl (pg_ctl_timeout, 60 s by default): give it 90 s.
   const r = await apiRequest(`${m.apiUrl}${path}`, { body, auth: ctx.auth, member: m.name, tls: ctx.tls, timeoutMs: 90_000 })
     .catch((err: unknown) => { throw new PgHaError('PGHA_CLI_REFUSED', `${m.name}: ${m.apiUrl}: ${(err as Error).message}`, { cause: err }); });
@@ -60,7 +61,7 @@ export const restartCommand: CommandModule<GlobalOpts, RestartOpts> = {
       const done: Array<{ member: string; seconds?: number }> = [];
       for (const m of targets) {
         const started = performance.now();
-        await post(ctx, m, '/restart', body);
+        await postToMember(ctx, m, '/restart', body);
         if (!waiting) { done.push({ member: m.name }); continue; }
         await waitForMember(m, view.leader?.name === m.name, performance.now(), restartSettleMs(view.config.loop_wait), 'restarted, but', ctx.tls);
         done.push({ member: m.name, seconds: (performance.now() - started) / 1000 });
@@ -85,13 +86,13 @@ export const reloadCommand: CommandModule<GlobalOpts, GlobalOpts & { members?: s
     await withCtx(argv, async (ctx) => {
       const targets = chosen((await ctx.dcs.readCluster(ctx.fallback)).members, argv.members ?? []);
       if (!argv.agent) {
-        for (const m of targets) await post(ctx, m, '/reload');
+        for (const m of targets) await postToMember(ctx, m, '/reload');
         printResult(argv.format, { reload: targets.map((m) => m.name) }, `reload: ${targets.map((m) => m.name).join(', ') || 'nothing to do'}`);
         return;
       }
       const done: Array<{ member: string; applied: string[]; restart_needed: string[] }> = [];
       for (const m of targets) {
-        const b = await post(ctx, m, '/reload-agent');
+        const b = await postToMember(ctx, m, '/reload-agent');
         done.push({ member: m.name, applied: strings(b.applied), restart_needed: strings(b.restart_needed) });
       }
       const lines = done.map((d) => `${d.member}: applied ${d.applied.join(', ') || 'nothing'}${d.restart_needed.length > 0 ? `; needs an agent restart (not applied): ${d.restart_needed.join(', ')}` : ''}`);
@@ -119,7 +120,7 @@ export const reinitCommand: CommandModule<GlobalOpts, ReinitOpts> = {
       if (m === undefined) throw new PgHaError('PGHA_CLI_REFUSED', `${argv.member} is not a member`);
       await confirm(`reinit ${m.name} (its data directory is wiped)?`, argv.force);
       const started = performance.now();
-      await post(ctx, m, '/reinitialize');
+      await postToMember(ctx, m, '/reinitialize');
       if (!argv.wait) { printResult(argv.format, { reinit: [m.name] }, `reinit: ${m.name} wiped; it clones from the leader now`); return; }
       await waitForMember(m, false, performance.now(), argv.timeout * 1000, 'wiped, but', ctx.tls);
       const s = (performance.now() - started) / 1000;

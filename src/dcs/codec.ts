@@ -82,6 +82,9 @@ export function decodeFailsafe(text: string, leader: string | null): { ok: true;
 
 export const restartSchema = z.object({ at: z.number().int(), requestedAt: z.number().int() });
 
+/** /unsafe/<member>: what pghactl verify found (epoch ms, and a short human summary). */
+export const unsafeSchema = z.object({ at: z.number().int(), reason: z.string().max(2000) });
+
 /** /status: Patroni's {"optime": bytes, "slots": ...} or pgha's earlier {"lsn": bytes}. */
 export const statusSchema = statusValueSchema;
 

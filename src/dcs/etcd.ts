@@ -6,8 +6,8 @@ import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type IKeyValue, type 
 import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
-import type { ClusterView, FailsafeRecord, Lsn, MemberInfo } from '../ha/types.ts';
-import { decode, decodeFailover, decodeFailsafe, historySchema, memberValueSchema, restartSchema, statusSchema, storedConfigSchema, syncSchema } from './codec.ts';
+import type { ClusterView, FailsafeRecord, Lsn, MemberInfo, UnsafeMark } from '../ha/types.ts';
+import { decode, decodeFailover, decodeFailsafe, historySchema, memberValueSchema, restartSchema, statusSchema, storedConfigSchema, syncSchema, unsafeSchema } from './codec.ts';
 import { toPatroniConfig } from './patroni-config.ts';
 import { encodeFailover, encodeFailsafe, encodeHistory, encodeMember, encodeStatus, encodeSync, failoverFromValue } from './patroni.ts';
 import { checkCertificateDates, explainEtcdFailure, readEtcdCredentials, type EtcdCredentials, type EtcdTlsContext } from './etcd-tls.ts';
@@ -183,6 +183,10 @@ export class EtcdDcs implements Dcs {
         const r = decode(restartSchema, value);
         if (r.ok) (view.restarts ??= {})[key.slice(this.keys.restartPrefix.length)] = { ...r.value, revision: kv.mod_revision };
         else this.#o.onWarning?.('ignoring invalid scheduled restart', { key, error: r.error });
+      } else if (key.startsWith(this.keys.unsafePrefix)) {
+        const u = decode(unsafeSchema, value);
+        // An unreadable mark still marks: it was written because the member differed.
+        (view.unsafe ??= {})[key.slice(this.keys.unsafePrefix.length)] = u.ok ? u.value : { at: 0, reason: 'unreadable /unsafe mark' };
       } else if (key === this.keys.failover) {
         if (this.#failoverSeen?.revision !== kv.mod_revision) this.#failoverSeen = { revision: kv.mod_revision, at: Date.now() };
         const f = decodeFailover(value, this.#failoverSeen.at);
@@ -237,6 +241,17 @@ export class EtcdDcs implements Dcs {
   /** Cancel `member`'s scheduled restart. False when there was none. */
   async cancelRestart(member: string): Promise<boolean> {
     const r = await this.#call('cancel restart', () => this.client.delete().key(this.keys.restart(member)).exec());
+    return Number(r.deleted) > 0;
+  }
+
+  /** Mark `member` unsafe (pghactl verify found it different from the leader). */
+  async markUnsafe(member: string, mark: UnsafeMark): Promise<void> {
+    await this.#call('mark unsafe', () => this.client.put(this.keys.unsafe(member)).value(JSON.stringify(mark)).exec());
+  }
+
+  /** Remove `member`'s unsafe mark (a clean re-check, or a fresh clone). False when there was none. */
+  async clearUnsafe(member: string): Promise<boolean> {
+    const r = await this.#call('clear unsafe', () => this.client.delete().key(this.keys.unsafe(member)).exec());
     return Number(r.deleted) > 0;
   }
 

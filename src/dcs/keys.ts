@@ -1,6 +1,6 @@
 // Key layout of one cluster in etcd, under <namespace>/<scope>/ (Patroni's layout, so the
 // shapes are familiar): leader, members/<name>, initialize, config, history, status, failover, sync, failsafe,
-// and pgha's restart/<name> (scheduled restarts).
+// and pgha's restart/<name> (scheduled restarts) and unsafe/<name> (set by pghactl verify).
 
 export interface Keys {
   prefix: string;
@@ -17,6 +17,9 @@ export interface Keys {
   restartPrefix: string;
   /** A member's scheduled restart (no lease: it survives an agent restart). */
   restart(name: string): string;
+  unsafePrefix: string;
+  /** A member pghactl verify found different from the leader: never promoted (no lease). */
+  unsafe(name: string): string;
 }
 
 export function clusterKeys(namespace: string, scope: string): Keys {
@@ -36,5 +39,7 @@ export function clusterKeys(namespace: string, scope: string): Keys {
     failsafe: `${prefix}failsafe`,
     restartPrefix: `${prefix}restart/`,
     restart: (name) => `${prefix}restart/${name}`,
+    unsafePrefix: `${prefix}unsafe/`,
+    unsafe: (name) => `${prefix}unsafe/${name}`,
   };
 }

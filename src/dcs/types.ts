@@ -58,6 +58,8 @@ export interface Dcs {
   writeFailsafe(record: FailsafeRecord | null): Promise<void>;
   /** Delete the /failover request. */
   clearFailover(): Promise<void>;
+  /** Remove `member`'s /unsafe mark (a fresh clone is a faithful copy). True: there was one. */
+  clearUnsafe(member: string): Promise<boolean>;
   /** Remove a due scheduled restart of `member` if still at `revision`. True: it is ours to run. */
   takeRestart(member: string, revision: string): Promise<boolean>;
   /** Record the stepped-down leader's last WAL position in the /failover request. */

@@ -1,6 +1,6 @@
 // Who may take a free leader key. Pure: a candidate is judged only by what members published.
 import type { DynamicConfig, Tags } from '../config/schema.ts';
-import type { Lsn, MemberInfo } from './types.ts';
+import type { ClusterView, Lsn, MemberInfo } from './types.ts';
 
 export interface Candidate {
   name: string;
@@ -12,6 +12,11 @@ export interface Candidate {
 /** Tags that forbid promotion: nofailover, or failover_priority 0 (Patroni's meaning). */
 export function mayEverPromote(tags: Tags): boolean {
   return !tags.nofailover && tags.failover_priority > 0;
+}
+
+/** pghactl verify found this member different from the leader: it must never be promoted. */
+export function markedUnsafe(cluster: Pick<ClusterView, 'unsafe'> | null, name: string): boolean {
+  return cluster?.unsafe?.[name] !== undefined;
 }
 
 /** Bytes this position is behind the last leader position we know; 0 when that is unknown. */

@@ -22,7 +22,7 @@
 // A paused cluster (maintenance mode) never promotes, demotes, restarts or fences on its own.
 import type { DynamicConfig } from '../config/schema.ts';
 import { logicalManaged, physicalPermanentSlots } from './logical.ts';
-import { asCandidate, bestCandidate, lagBehind, mayEverPromote, type Candidate } from './candidates.ts';
+import { asCandidate, bestCandidate, lagBehind, markedUnsafe, mayEverPromote, type Candidate } from './candidates.ts';
 import { failsafeBlocksRace, failsafeConfirmed, failsafeRecordFor, holdActive, sameRecord } from './failsafe.ts';
 import { quorumWitnesses, syncRule } from './quorum.ts';
 import { planSync } from './sync.ts';
@@ -137,7 +137,7 @@ function decideClone(cluster: ClusterView): Plan {
   if (leader === undefined || leader.role !== 'primary' || leader.state !== 'running') {
     return plan('empty data directory: waiting for a running leader to clone from');
   }
-  const source = cluster.members.find((m) => m.tags.clonefrom && m.role === 'standby' && m.state === 'streaming') ?? leader;
+  const source = cluster.members.find((m) => m.tags.clonefrom && m.role === 'standby' && m.state === 'streaming' && !markedUnsafe(cluster, m.name)) ?? leader;
   return plan(`empty data directory: cloning from ${source.name}`, { kind: 'clone', from: source.name });
 }
 
@@ -160,6 +160,7 @@ function decideAsLeader(o: Observation, cfg: DynamicConfig, leaseExpired: boolea
     const hold = holdActive(o);
     if (hold !== null) return plan(`holding the leader key, but we confirmed ${hold.leader} in failsafe mode: not promoting yet`, renew);
     if (!mayEverPromote(o.self.tags)) return plan('holding the key with nofailover: releasing it', { kind: 'release' });
+    if (markedUnsafe(o.cluster, o.self.name)) return plan('holding the key, but marked unsafe by pghactl verify: releasing it', { kind: 'release' });
     return plan('holding the leader key: promoting', renew, promoteFor(o.cluster === null ? null : activeRequest(o, o.cluster)));
   }
   if (local.running) return plan('leader: PostgreSQL is starting, waiting', renew);
@@ -189,7 +190,7 @@ function decideHandover(o: Observation, renew: Action): Plan | null {
   if (activeRequest(o, cluster) === null) return plan('dropping a stale switchover request', renew, { kind: 'clear_failover' });
   const cfg = cluster.config;
   const eligible = cluster.members
-    .filter((m) => m.name !== o.self.name && (r.candidate === null || m.name === r.candidate))
+    .filter((m) => m.name !== o.self.name && (r.candidate === null || m.name === r.candidate) && !markedUnsafe(cluster, m.name))
     .map((m) => asCandidate(m, cluster.lastLeaderLsn, cfg))
     .filter((c): c is Candidate => c !== null);
   if (eligible.length === 0) return plan(`switchover impossible: ${r.candidate ?? 'no standby'} is not a healthy eligible candidate`, renew, { kind: 'clear_failover' });
@@ -269,6 +270,7 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
   if (req !== null && req.leader === o.self.name) return plan(`stepped down for a ${req.kind}: not racing`);
   if (req !== null && req.candidate !== null) return decideAsCandidate(o, req, req.candidate);
   if (!mayEverPromote(o.self.tags)) return plan('leader key is free; this member may not promote (nofailover)');
+  if (markedUnsafe(cluster, o.self.name)) return plan('leader key is free; this member is marked unsafe by pghactl verify (its data differs): not racing');
   const rule = syncRule(cfg, cluster);
   const allowed = rule?.members ?? null;
   if (allowed !== null && !allowed.includes(o.self.name)) {
@@ -287,7 +289,7 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
   }
   const me: Candidate = { name: o.self.name, lsn: local.lsn, timeline: local.timeline, tags: o.self.tags };
   const others = cluster.members
-    .filter((m) => m.name !== o.self.name && m.name !== req?.leader && (allowed === null || allowed.includes(m.name)))
+    .filter((m) => m.name !== o.self.name && m.name !== req?.leader && (allowed === null || allowed.includes(m.name)) && !markedUnsafe(cluster, m.name))
     .map((m) => asCandidate(m, cluster.lastLeaderLsn, cfg))
     .filter((c): c is Candidate => c !== null);
   const best = bestCandidate([me, ...others]);
@@ -311,6 +313,7 @@ function decideAsCandidate(o: Observation, req: FailoverRequest, candidate: stri
   // candidate was checked when it was requested and waits for the old leader's last WAL below;
   // a manual failover is the operator's explicit choice.
   if (!mayEverPromote(o.self.tags)) return plan(`named in a ${req.kind} but tagged nofailover: not racing`);
+  if (markedUnsafe(o.cluster, o.self.name)) return plan(`named in a ${req.kind} but marked unsafe by pghactl verify: not racing`);
   // Without the old leader's last WAL position to wait for, synchronous mode decides who is safe.
   const rule = o.cluster === null ? null : syncRule(o.cluster.config, o.cluster);
   if (req.shutdownLsn === null && rule !== null && !rule.members.includes(o.self.name)) {

@@ -225,6 +225,18 @@ export interface ClusterView {
    * copies to it.
    */
   logicalSlots?: Record<string, Lsn> | null;
+  /**
+   * Members `pghactl verify` found different from the leader (/unsafe/<member>), by name: never
+   * promoted, never a clone source, until a reinit or a clean re-check removes the mark.
+   */
+  unsafe?: Record<string, UnsafeMark>;
+}
+
+/** Why a member is marked unsafe: when verify found it, and what it found. */
+export interface UnsafeMark {
+  /** Epoch ms. */
+  at: number;
+  reason: string;
 }
 
 /** POST /restart with a schedule: the member restarts PostgreSQL once `at` has come. */

@@ -1,6 +1,6 @@
 // Operator requests shared by pghactl and the REST API: validated against the current cluster
 // view (pure), then written to etcd by compare-and-set. A refusal says why, and writes nothing.
-import { asCandidate, bestCandidate, lagBehind, mayEverPromote, type Candidate } from '../ha/candidates.ts';
+import { asCandidate, bestCandidate, lagBehind, markedUnsafe, mayEverPromote, type Candidate } from '../ha/candidates.ts';
 import type { ClusterView, FailoverRequest } from '../ha/types.ts';
 import { PgHaError } from '../errors.ts';
 import { bytes } from '../human.ts';
@@ -31,6 +31,7 @@ export function candidateProblem(view: ClusterView, name: string, checkLag: bool
   if (m === undefined) return `${name} is not a member of this cluster`;
   if (m.name === view.leader?.name) return `${name} is already the leader`;
   if (!mayEverPromote(m.tags)) return `${name} is tagged nofailover (or failover_priority 0)`;
+  if (markedUnsafe(view, name)) return `${name} is marked unsafe: pghactl verify found its data different from the leader's (pghactl verify --repair, or reinit it)`;
   if (m.role !== 'standby' || (m.state !== 'running' && m.state !== 'streaming') || m.lsn === null) return `${name} is not a running standby (state ${m.state})`;
   if (checkLag && asCandidate(m, view.lastLeaderLsn, view.config) === null) {
     return `${name} is ${bytes(lagBehind(m.lsn, view.lastLeaderLsn))} behind the leader (maximum_lag_on_failover ${bytes(view.config.maximum_lag_on_failover)})`;
@@ -54,7 +55,7 @@ export function planHandover(view: ClusterView, input: HandoverInput, wallNow: n
     } else if (input.scheduledAt === undefined) {
       // Name the most advanced eligible standby now: a named candidate takes over at once,
       // while an unnamed race would compare positions published up to a loop ago.
-      const eligible = view.members.filter((m) => m.name !== leader).map((m) => asCandidate(m, view.lastLeaderLsn, view.config)).filter((c): c is Candidate => c !== null);
+      const eligible = view.members.filter((m) => m.name !== leader && !markedUnsafe(view, m.name)).map((m) => asCandidate(m, view.lastLeaderLsn, view.config)).filter((c): c is Candidate => c !== null);
       candidate = bestCandidate(eligible)?.name ?? refuse('no healthy standby is eligible (running, within maximum_lag_on_failover, not nofailover)');
     } else if (!view.members.some((m) => m.name !== leader && candidateProblem(view, m.name, true) === null)) {
       refuse('no healthy standby is eligible (running, within maximum_lag_on_failover, not nofailover)');
