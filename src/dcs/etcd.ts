@@ -7,7 +7,7 @@ import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
 import type { ClusterView, FailsafeRecord, Lsn, MemberInfo } from '../ha/types.ts';
-import { decode, dynamicConfigSchema, failoverSchema, failsafeSchema, historySchema, restartSchema, syncSchema, memberInfoSchema, statusSchema } from './codec.ts';
+import { DecodeCache, decode, dynamicConfigSchema, failoverSchema, failsafeSchema, historySchema, restartSchema, syncSchema, memberInfoSchema, statusSchema } from './codec.ts';
 import { checkCertificateDates, explainEtcdFailure, readEtcdCredentials, type EtcdCredentials, type EtcdTlsContext } from './etcd-tls.ts';
 import { KeepaliveStream } from './keepalive-stream.ts';
 import { clusterKeys, type Keys } from './keys.ts';
@@ -74,6 +74,8 @@ export class EtcdDcs implements Dcs {
   #keepalives: KeepaliveStream;
   #watchers = new Set<() => void>();
   #lastGoodConfig: DynamicConfig | null = null;
+  /** Values of the cluster prefix decoded at their mod_revision (readCluster decodes changed ones only). */
+  readonly #decoded = new DecodeCache();
   #history: { revision: string; entries: HistoryEntry[] } | null = null;
 
   constructor(o: EtcdDcsOptions) {
@@ -158,7 +160,7 @@ export class EtcdDcs implements Dcs {
       if (key === this.keys.leader) view.leader = { name: value, revision: kv.mod_revision, lease: kv.lease };
       else if (key === this.keys.initialize) view.initialize = value;
       else if (key === this.keys.config) {
-        const c = decode(dynamicConfigSchema, value);
+        const c = this.#decoded.decode(dynamicConfigSchema, key, kv.mod_revision, value);
         if (c.ok) view.config = this.#lastGoodConfig = c.value;
         else {
           // Falling back to the node file would silently drop pause, synchronous mode ...: keep
@@ -173,36 +175,37 @@ export class EtcdDcs implements Dcs {
           this.#history = h.ok ? { revision: kv.mod_revision, entries: h.value } : null;
         }
       } else if (key.startsWith(this.keys.restartPrefix)) {
-        const r = decode(restartSchema, value);
+        const r = this.#decoded.decode(restartSchema, key, kv.mod_revision, value);
         if (r.ok) (view.restarts ??= {})[key.slice(this.keys.restartPrefix.length)] = { ...r.value, revision: kv.mod_revision };
         else this.#o.onWarning?.('ignoring invalid scheduled restart', { key, error: r.error });
       } else if (key === this.keys.failover) {
-        const f = decode(failoverSchema, value);
+        const f = this.#decoded.decode(failoverSchema, key, kv.mod_revision, value);
         if (f.ok) view.failover = f.value;
         else this.#o.onWarning?.('ignoring invalid /failover in etcd', { error: f.error });
       } else if (key === this.keys.sync) {
-        const y = decode(syncSchema, value);
+        const y = this.#decoded.decode(syncSchema, key, kv.mod_revision, value);
         if (y.ok) view.sync = y.value;
         else {
           view.syncUnreadable = true; // not "no record": nobody may race on it (decide.ts)
           this.#o.onWarning?.('invalid /sync in etcd: nobody races for the key in synchronous mode until the leader rewrites it', { error: y.error });
         }
       } else if (key === this.keys.failsafe) {
-        const f = decode(failsafeSchema, value);
+        const f = this.#decoded.decode(failsafeSchema, key, kv.mod_revision, value);
         if (f.ok) view.failsafe = f.value;
         else this.#o.onWarning?.('ignoring invalid /failsafe in etcd', { error: f.error });
       } else if (key === this.keys.status) {
-        const s = decode(statusSchema, value);
+        const s = this.#decoded.decode(statusSchema, key, kv.mod_revision, value);
         if (s.ok) {
           view.lastLeaderLsn = s.value.lsn;
           if (s.value.slots !== undefined) view.logicalSlots = s.value.slots;
         }
       } else if (key.startsWith(this.keys.membersPrefix)) {
-        const m = decode(memberInfoSchema, value);
+        const m = this.#decoded.decode(memberInfoSchema, key, kv.mod_revision, value);
         if (m.ok) view.members.push(m.value);
         else this.#o.onWarning?.('ignoring invalid member key', { code: 'PGHA_DCS_BAD_VALUE', key, error: m.error });
       }
     }
+    this.#decoded.sweep();
     view.members.sort((a, b) => (a.name < b.name ? -1 : 1));
     if (!res.kvs.some((kv) => kv.key.toString() === this.keys.history)) this.#history = { revision: '0', entries: [] };
     return view;
