@@ -14,6 +14,7 @@ import type { Logger } from '../log/logger.ts';
 import { CHECK_PATHS, READINESS_MODES, REPLICATION_STATES, clusterBody, healthResponse, statusBody, type Check } from './health.ts';
 import { parseBasicAuth, type Credentials } from './basic-auth.ts';
 import type { Lockout } from './lockout.ts';
+import { fastHealth, type FastHandler } from './fast-health.ts';
 import { METRICS_CONTENT_TYPE } from './metrics.ts';
 import type { ServerTls } from './tls.ts';
 import type { ApiDeps } from './types.ts';
@@ -182,12 +183,18 @@ export const HTTP_LIMITS = {
   maxConnections: 512,
 } as const;
 
-/** The HTTP or HTTPS server behind fastify, with the limits above (serverFactory). */
-function serverFactory(tls: ServerTls | undefined) {
-  return (handler: (req: IncomingMessage, res: ServerResponse) => void): Server => {
+/**
+ * The HTTP or HTTPS server behind fastify, with the limits above (serverFactory). `fast` answers
+ * HAProxy's plain health checks before fastify's pipeline (fast-health.ts); the rest goes to fastify.
+ */
+function serverFactory(tls: ServerTls | undefined, fast: FastHandler) {
+  return (fastifyHandler: (req: IncomingMessage, res: ServerResponse) => void): Server => {
     const limits = {
       requestTimeout: HTTP_LIMITS.requestTimeoutMs, headersTimeout: HTTP_LIMITS.headersTimeoutMs,
       keepAliveTimeout: HTTP_LIMITS.keepAliveTimeoutMs, connectionsCheckingInterval: HTTP_LIMITS.checkIntervalMs,
+    };
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
+      if (!fast(req, res)) fastifyHandler(req, res);
     };
     const server: Server = tls ? https.createServer({ ...tls, ...limits }, handler) : http.createServer(limits, handler);
     server.maxConnections = HTTP_LIMITS.maxConnections;
@@ -212,10 +219,13 @@ export async function jsonWithoutContentType(req: FastifyRequest): Promise<void>
 
 /** The REST API, not listening yet (tests use app.inject; the daemon calls startApi). */
 export function buildApi(o: BuildApiOptions): FastifyInstance {
+  // Closing: fastify answers every request 503 (return503OnClosing), so the fast path steps aside.
+  let closing = false;
+  const fast = fastHealth(() => snapshotInput(o), () => closing);
   const app = Fastify({
     // HTTP or HTTPS (restapi.certfile), with the timeouts and connection cap of HTTP_LIMITS.
     // fastify builds no server of its own then; `https` only makes it name its address https://.
-    serverFactory: serverFactory(o.https ?? undefined),
+    serverFactory: serverFactory(o.https ?? undefined, fast),
     ...(o.https ? ({ https: o.https } as object) : {}),
     bodyLimit: HTTP_LIMITS.bodyLimit,
     loggerInstance: o.logger as FastifyBaseLogger,
@@ -224,6 +234,10 @@ export function buildApi(o: BuildApiOptions): FastifyInstance {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     schemaErrorFormatter: formatSchemaErrors,
+  });
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
   });
   if (o.access) app.addHook('onRequest', o.access);
   app.addHook('onRequest', jsonWithoutContentType);

@@ -104,3 +104,43 @@ export function decode<T>(schema: z.ZodType<T, unknown>, text: string): { ok: tr
   const r = schema.safeParse(raw);
   return r.success ? { ok: true, value: r.data } : { ok: false, error: r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
 }
+
+export type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
+
+/**
+ * `decode`, remembered per etcd key and mod_revision: etcd gives every modification of a key a new
+ * revision, so the same key at the same revision holds the same text, and the loop (which reads
+ * the whole cluster prefix every loop_wait) validates each value once instead of every loop. The
+ * values handed out are frozen (deeply), since later reads share them; a failure is remembered
+ * too, so the caller warns about it as before.
+ */
+export class DecodeCache {
+  readonly #entries = new Map<string, { revision: string; schema: unknown; result: Decoded<unknown> }>();
+  readonly #seen = new Set<string>();
+
+  decode<T>(schema: z.ZodType<T>, key: string, revision: string, text: string): Decoded<T> {
+    this.#seen.add(key);
+    const hit = this.#entries.get(key);
+    if (hit !== undefined && hit.revision === revision && hit.schema === schema) return hit.result as Decoded<T>;
+    const result = decode(schema, text);
+    if (result.ok) deepFreeze(result.value);
+    this.#entries.set(key, { revision, schema, result });
+    return result;
+  }
+
+  /** Forget the keys not decoded since the last sweep (deleted ones): call after each whole read. */
+  sweep(): void {
+    for (const key of this.#entries.keys()) if (!this.#seen.has(key)) this.#entries.delete(key);
+    this.#seen.clear();
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+}
+
+function deepFreeze(v: unknown): void {
+  if (typeof v !== 'object' || v === null || Object.isFrozen(v)) return;
+  Object.freeze(v);
+  for (const x of Object.values(v)) deepFreeze(x);
+}

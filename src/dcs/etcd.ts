@@ -7,7 +7,7 @@ import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
 import type { ClusterView, FailsafeRecord, Lsn, MemberInfo, UnsafeMark } from '../ha/types.ts';
-import { decode, decodeFailover, decodeFailsafe, historySchema, memberValueSchema, restartSchema, statusSchema, storedConfigSchema, syncSchema, unsafeSchema } from './codec.ts';
+import { DecodeCache, decode, decodeFailover, decodeFailsafe, historySchema, memberValueSchema, restartSchema, statusSchema, storedConfigSchema, syncSchema, unsafeSchema } from './codec.ts';
 import { toPatroniConfig } from './patroni-config.ts';
 import { encodeFailover, encodeFailsafe, encodeHistory, encodeMember, encodeStatus, encodeSync, failoverFromValue } from './patroni.ts';
 import { checkCertificateDates, explainEtcdFailure, readEtcdCredentials, type EtcdCredentials, type EtcdTlsContext } from './etcd-tls.ts';
@@ -76,11 +76,21 @@ export class EtcdDcs implements Dcs {
   #keepalives: KeepaliveStream;
   #watchers = new Set<() => void>();
   #lastGoodConfig: DynamicConfig | null = null;
+  /** Values of the cluster prefix decoded at their mod_revision (readCluster decodes changed ones only). */
+  readonly #decoded = new DecodeCache();
   #history: { revision: string; entries: HistoryEntry[] } | null = null;
+  /** One member value schema per member name, so the decode cache recognises it between reads. */
+  readonly #memberSchemas = new Map<string, ReturnType<typeof memberValueSchema>>();
   /** When this client first saw the /failover revision it holds: the request time of a value without one (Patroni's). */
   #failoverSeen: { revision: string; at: number } | null = null;
   /** Patroni's `pause` flag for our member value (set from the last /config read). */
   #paused = false;
+
+  #memberSchema(name: string): ReturnType<typeof memberValueSchema> {
+    let schema = this.#memberSchemas.get(name);
+    if (schema === undefined) this.#memberSchemas.set(name, (schema = memberValueSchema(name)));
+    return schema;
+  }
 
   constructor(o: EtcdDcsOptions) {
     this.#o = o;
@@ -165,7 +175,7 @@ export class EtcdDcs implements Dcs {
       if (key === this.keys.leader) view.leader = { name: value, revision: kv.mod_revision, lease: kv.lease };
       else if (key === this.keys.initialize) view.initialize = value;
       else if (key === this.keys.config) {
-        const c = decode(storedConfigSchema, value);
+        const c = this.#decoded.decode(storedConfigSchema, key, kv.mod_revision, value);
         if (c.ok) view.config = this.#lastGoodConfig = c.value;
         else {
           // Falling back to the node file would silently drop pause, synchronous mode ...: keep
@@ -180,7 +190,7 @@ export class EtcdDcs implements Dcs {
           this.#history = h.ok ? { revision: kv.mod_revision, entries: h.value } : null;
         }
       } else if (key.startsWith(this.keys.restartPrefix)) {
-        const r = decode(restartSchema, value);
+        const r = this.#decoded.decode(restartSchema, key, kv.mod_revision, value);
         if (r.ok) (view.restarts ??= {})[key.slice(this.keys.restartPrefix.length)] = { ...r.value, revision: kv.mod_revision };
         else this.#o.onWarning?.('ignoring invalid scheduled restart', { key, error: r.error });
       } else if (key.startsWith(this.keys.unsafePrefix)) {
@@ -193,7 +203,7 @@ export class EtcdDcs implements Dcs {
         if (f.ok) view.failover = f.value;
         else this.#o.onWarning?.('ignoring invalid /failover in etcd', { error: f.error });
       } else if (key === this.keys.sync) {
-        const y = decode(syncSchema, value);
+        const y = this.#decoded.decode(syncSchema, key, kv.mod_revision, value);
         if (y.ok) view.sync = y.value;
         else {
           view.syncUnreadable = true; // not "no record": nobody may race on it (decide.ts)
@@ -202,17 +212,18 @@ export class EtcdDcs implements Dcs {
       } else if (key === this.keys.failsafe) {
         failsafeText = value; // decoded below: Patroni's value names no leader, the leader key does
       } else if (key === this.keys.status) {
-        const s = decode(statusSchema, value);
+        const s = this.#decoded.decode(statusSchema, key, kv.mod_revision, value);
         if (s.ok) {
           view.lastLeaderLsn = s.value.lsn;
           if (s.value.slots !== undefined) view.logicalSlots = s.value.slots;
         }
       } else if (key.startsWith(this.keys.membersPrefix)) {
-        const m = decode(memberValueSchema(key.slice(this.keys.membersPrefix.length)), value);
+        const m = this.#decoded.decode(this.#memberSchema(key.slice(this.keys.membersPrefix.length)), key, kv.mod_revision, value);
         if (m.ok) view.members.push(m.value);
         else this.#o.onWarning?.('ignoring invalid member key', { code: 'PGHA_DCS_BAD_VALUE', key, error: m.error });
       }
     }
+    this.#decoded.sweep();
     view.members.sort((a, b) => (a.name < b.name ? -1 : 1));
     if (failsafeText !== null) {
       const f = decodeFailsafe(failsafeText, view.leader?.name ?? null);

@@ -153,7 +153,7 @@ describe('monitoring', () => {
   it('the alert rules pass promtool check rules and their unit tests', async () => {
     const check = await run('/usr/bin/promtool', ['check', 'rules', RULES]);
     expect(check.code, check.stdout + check.stderr).toBe(0);
-    expect(check.stdout).toMatch(/SUCCESS: 9 rules found/);
+    expect(check.stdout).toMatch(/SUCCESS: 10 rules found/);
     const tests = await run('/usr/bin/promtool', ['test', 'rules', join(REPO, 'config/prometheus/pgha-alerts.test.yml')]);
     expect(tests.code, tests.stdout + tests.stderr).toBe(0);
   });
