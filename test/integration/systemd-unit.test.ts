@@ -4,20 +4,31 @@
 // the container's power and checks what the unit promises: Type=notify, the watchdog with
 // WatchdogSignal=SIGKILL, KillMode=mixed, Restart=on-failure, and a member's return after a
 // container crash or power-off. `npm run bench:systemd` measures the same faults repeatedly.
-import { readFileSync } from 'node:fs';
+// Every member has a `backup:` section (pgBackRest) whose repository is one host directory
+// bind-mounted at the same path in every container, under the unit's ReadWritePaths: the
+// archiving, the stanza, `pgbackrest check` and a backup all run inside the sandbox.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { httpStatus, sleep, waitFor } from '../support/cluster.ts';
-import { NspawnLab, labLeftovers, type Machine } from '../support/nspawn.ts';
-import { api, freezeAgent, watchdogKills, measureFault, unitProp as prop, waitCluster as converged, waitStandby } from '../support/nspawn-events.ts';
+import { httpStatus, queryOnce, sleep, waitFor } from '../support/cluster.ts';
+import { DATA_DIR, NspawnLab, labLeftovers, type Machine } from '../support/nspawn.ts';
+import { api, client, freezeAgent, watchdogKills, measureFault, unitProp as prop, waitCluster as converged, waitStandby } from '../support/nspawn-events.ts';
 
 const log = (msg: string) => console.log(`[systemd-lab] ${msg}`);
+// The pgBackRest repository: under /var/lib/pgha, which the unit's ReadWritePaths lists, and
+// shared by every member (the lab bind-mounts one host directory there, as an NFS mount would be).
+const REPO_PATH = '/var/lib/pgha/backup-repo';
 const lab = new NspawnLab({
-  nodes: 3, log,
-  // synchronous_mode: an acknowledged write is on a standby too, so "no acknowledged write lost"
-  // is a strict check across every fault here.
-  configure: (_i, cfg) => { cfg.bootstrap.dcs.synchronous_mode = 'on'; },
+  nodes: 3, log, shared: REPO_PATH,
+  configure: (_i, cfg) => {
+    // synchronous_mode: an acknowledged write is on a standby too, so "no acknowledged write
+    // lost" is a strict check across every fault here.
+    cfg.bootstrap.dcs.synchronous_mode = 'on';
+    cfg.backup = { repositories: [{ path: REPO_PATH, retention_full: 2 }] };
+  },
 });
 const [n1] = lab.machines as [Machine, Machine, Machine];
+interface ArchiveStatus { archived_count: number | null; failed_count: number | null; last_archived_wal: string | null; check: { ok: boolean; error: string | null } | null }
 const unitProp = (m: Machine, p: string) => prop(lab, m, p);
 const waitCluster = (ms: number) => converged(lab, ms);
 
@@ -89,6 +100,49 @@ describe('pgha.service under systemd', () => {
     const p = await waitCluster(90_000);
     log(`primary: ${p.name}`);
   }, 240_000);
+
+  it('pgBackRest under the sandbox: stanza, check, archiving and pghactl backup all work', async () => {
+    const p = await waitCluster(60_000);
+    const archive = async (m: Machine) => {
+      const res = await fetch(`http://${m.ip}:8008/status`, { signal: AbortSignal.timeout(2000) });
+      return ((await res.json()) as { archive?: ArchiveStatus | null }).archive ?? null;
+    };
+    // stanza-create and check run in the agent's background right after the bootstrap (seconds);
+    // 60 s covers a loaded machine. A failed check fails at once, with pgBackRest's error.
+    const a0 = await waitFor('the first pgbackrest check on the leader', async () => (await archive(p))?.check ?? null, 60_000, 250);
+    expect(a0.ok, a0.error ?? '').toBe(true);
+    const journal = lab.journal(p);
+    expect(journal).toMatch(/"event":"backup stanza"/);
+    expect(journal).toMatch(/"event":"backup check","ok":true/);
+    // archive_command (pgbackrest archive-push, run by PostgreSQL inside the unit).
+    const [sw] = (await queryOnce(client(p), 'select pg_walfile_name(pg_switch_wal()) as f')).rows as Array<{ f: string }>;
+    // archive-push of one segment: well under a second; pg_stat_archiver is read every 5 s; 30 s
+    // covers a loaded machine.
+    const a1 = await waitFor(`WAL ${sw!.f} archived`, async () => {
+      const a = await archive(p);
+      return a !== null && a.last_archived_wal !== null && a.last_archived_wal >= sw!.f ? a : null;
+    }, 30_000, 250);
+    expect(a1.archived_count).toBeGreaterThan(0);
+    expect(a1.failed_count).toBe(0);
+    // pghactl inside the leader's container, as an operator runs it; the backup itself runs in
+    // the agent, inside the unit's sandbox.
+    const t0 = performance.now();
+    const r = await lab.execAsync(p, ['/opt/pgha/node_modules/.bin/node', '/opt/pgha/bin/pghactl.js', '-c', '/etc/pgha/pgha.yml', 'backup', '--type', 'full', '--format', 'json']);
+    expect(r.code, r.stderr).toBe(0);
+    const b = (JSON.parse(r.stdout) as { member: string; backup: { label: string; type: string; size: number } });
+    log(`pghactl backup: ${b.backup.label} (${b.backup.size} bytes) on ${b.member} in ${Math.round(performance.now() - t0)} ms`);
+    expect(b.member).toBe(p.name);
+    expect(b.backup.type).toBe('full');
+    expect(b.backup.size).toBeGreaterThan(1_000_000);
+    // The repository is the shared one: the backup is on the host's directory, and pgBackRest on
+    // a standby (another container) lists it.
+    expect(existsSync(join(lab.sharedHostDir, 'backup/sdlab', b.backup.label, 'backup.manifest'))).toBe(true);
+    const standby = lab.machines.find((m) => m !== p)!;
+    const info = lab.exec(standby, ['runuser', '-u', 'postgres', '--', '/usr/bin/pgbackrest', `--config=${DATA_DIR}.pgbackrest/pgbackrest.conf`, '--stanza=sdlab', '--output=json', 'info']);
+    const stanzas = JSON.parse(info.stdout) as Array<{ status: { code: number }; backup: Array<{ label: string }> }>;
+    expect(stanzas[0]?.status.code).toBe(0);
+    expect(stanzas[0]?.backup.map((x) => x.label)).toContain(b.backup.label);
+  }, 120_000);
 
   it('reload: systemctl reload re-reads the configuration without a restart', async () => {
     // ExecReload sends SIGHUP; the agent applies live fields (here: tags) and keeps its PID.

@@ -10,8 +10,11 @@ import { join } from 'node:path';
 
 export const CACHE_DIR = '/var/cache/pgha-lab';
 
-/** systemd-sysv: /sbin/init; dbus: systemctl talks to PID 1 through it; iproute2/procps: the tests look inside. */
-export const PACKAGES = ['systemd', 'systemd-sysv', 'dbus', 'iproute2', 'procps', 'postgresql-15'];
+/**
+ * systemd-sysv: /sbin/init; dbus: systemctl talks to PID 1 through it; iproute2/procps: the tests
+ * look inside; pgbackrest: archiving and backups under the unit's sandbox (docs/backup.md).
+ */
+export const PACKAGES = ['systemd', 'systemd-sysv', 'dbus', 'iproute2', 'procps', 'postgresql-15', 'pgbackrest'];
 
 // Services of the image that must not run: pgha manages PostgreSQL itself (the unit's header
 // says so), and the apt/e2scrub timers would only add load and noise to a test.

@@ -132,6 +132,12 @@ export interface LabOptions {
   checkout?: boolean;
   /** The host etcd's client port (its peer port is the next one). Default 2379. */
   etcdPort?: number;
+  /**
+   * A path inside every container where one host directory (`/var/tmp/<prefix>shared`, owned by
+   * the containers' postgres user, mode 0700) is bind-mounted read-write: storage every member
+   * reaches at the same path, as an NFS mount would be (a pgBackRest repository). Default: none.
+   */
+  shared?: string;
   /** Last word on member i's pgha.yml (1-based). */
   configure?: (i: number, cfg: Record<string, any>) => void;
   log?: (msg: string) => void;
@@ -171,9 +177,17 @@ export class NspawnLab {
     run('ip', ['link', 'set', this.bridge, 'up']);
     if (this.#opts.etcd !== false) await this.#startEtcd();
     for (const m of this.machines) this.#prepare(m);
+    if (this.#opts.shared !== undefined) {
+      const ids = this.#postgresIds(this.machines[0]!);
+      mkdirSync(this.sharedHostDir, { mode: 0o700 });
+      chownSync(this.sharedHostDir, ids.uid, ids.gid);
+    }
     for (const m of this.machines) this.boot(m);
     await Promise.all(this.machines.map((m) => this.waitBooted(m)));
   }
+
+  /** The host directory behind `shared` (removed with the lab: it carries the prefix). */
+  get sharedHostDir(): string { return join(WORK, `${this.prefix}shared`); }
 
   async #startEtcd(): Promise<void> {
     const dir = join(WORK, `${this.prefix}etcd`);
@@ -262,6 +276,7 @@ export class NspawnLab {
       const nm = realpathSync(join(REPO, 'node_modules'));
       if (nm !== join(REPO, 'node_modules')) binds.push(`--bind-ro=${nm}:${nm}`);
     }
+    if (this.#opts.shared !== undefined) binds.push(`--bind=${this.sharedHostDir}:${this.#opts.shared}`);
     m.nspawn = spawnInCgroup(`${this.prefix}${m.name}`, ['systemd-nspawn', '-D', join(m.dir, 'root'), `--machine=${this.prefix}${m.name}`,
       '--register=no', '--keep-unit', `--network-bridge=${this.bridge}`, '--console=passive', '--resolv-conf=off',
       '--timezone=off', '--link-journal=no', ...binds, '-b'], join(m.dir, 'nspawn.log'));
