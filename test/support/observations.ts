@@ -1,6 +1,7 @@
 // Builders for HA observations, used by the table tests and the fast-check properties.
 import { fc } from '@fast-check/vitest';
 import { dynamicConfigSchema, type DynamicConfig, type Tags } from '../../src/config/schema.ts';
+import type { AgentSnapshot } from '../../src/api/types.ts';
 import type { ClusterView, FailoverRequest, LocalPostgres, MemberInfo, Observation } from '../../src/ha/types.ts';
 
 export const SYSID = '7300000000000000001';
@@ -21,6 +22,14 @@ export function member(name: string, over: Partial<MemberInfo> = {}): MemberInfo
   return {
     name, role: 'standby', state: 'streaming', timeline: 1, lsn: 1000, apiUrl: `http://127.0.0.1:80/${name}`,
     conn: '127.0.0.1:5432', tags: defaultTags, upstream: 'n1', pendingRestart: false, ...over,
+  };
+}
+
+/** The REST API's view of standby n2 following n1, observed at `observedAt` (monotonic ms). */
+export function agentSnapshot(observedAt: number, over: Partial<AgentSnapshot> = {}, m: Partial<MemberInfo> = {}): AgentSnapshot {
+  return {
+    member: member('n2', m), isLeader: false, cluster: clusterView(), paused: false, lagBytes: 0,
+    observedAt, lastPlan: 'following n1', systemId: SYSID, version: '0.1.0', ...over,
   };
 }
 

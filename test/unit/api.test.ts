@@ -11,18 +11,14 @@ import { buildApi, requireAuth } from '../../src/api/server.ts';
 import { UI_CSP } from '../../src/api/ui.ts';
 import { parseBasicAuth, type Credentials } from '../../src/api/basic-auth.ts';
 import type { AgentSnapshot } from '../../src/api/types.ts';
+import type { MemberInfo } from '../../src/ha/types.ts';
 import { createLogger } from '../../src/log/logger.ts';
-import { clusterView, member } from '../support/observations.ts';
+import { clusterView, agentSnapshot, member } from '../support/observations.ts';
 
 const NOW = 100_000;
 const STALE_AFTER = 3000;
 
-function snap(over: Partial<AgentSnapshot> = {}, m: Parameters<typeof member>[1] = {}): AgentSnapshot {
-  return {
-    member: member('n2', m), isLeader: false, cluster: clusterView(), paused: false, lagBytes: 0,
-    observedAt: NOW - 100, lastPlan: 'following n1', systemId: '1', version: '0.1.0', ...over,
-  };
-}
+const snap = (over: Partial<AgentSnapshot> = {}, m: Partial<MemberInfo> = {}): AgentSnapshot => agentSnapshot(NOW - 100, { systemId: '1', ...over }, m);
 const primary = snap({ isLeader: true, lagBytes: null }, { role: 'primary', state: 'running', upstream: null });
 const replica = snap();
 const stale = snap({ observedAt: NOW - STALE_AFTER - 1 });

@@ -9,18 +9,14 @@ import { fastHealth } from '../../src/api/fast-health.ts';
 import { CHECK_PATHS } from '../../src/api/health.ts';
 import { buildApi } from '../../src/api/server.ts';
 import type { AgentSnapshot } from '../../src/api/types.ts';
+import type { MemberInfo } from '../../src/ha/types.ts';
 import { createLogger } from '../../src/log/logger.ts';
-import { clusterView, member } from '../support/observations.ts';
+import { clusterView, agentSnapshot, member } from '../support/observations.ts';
 
 const NOW = 100_000;
 const STALE_AFTER = 3000;
 
-function snap(over: Partial<AgentSnapshot> = {}, m: Parameters<typeof member>[1] = {}): AgentSnapshot {
-  return {
-    member: member('n2', m), isLeader: false, cluster: clusterView(), paused: false, lagBytes: 0,
-    observedAt: NOW - 100, lastPlan: 'following n1', systemId: '1', version: '0.1.0', ...over,
-  };
-}
+const snap = (over: Partial<AgentSnapshot> = {}, m: Partial<MemberInfo> = {}): AgentSnapshot => agentSnapshot(NOW - 100, { systemId: '1', ...over }, m);
 const SNAPSHOTS: Record<string, AgentSnapshot | null> = {
   'before the first loop': null,
   primary: snap({ isLeader: true, lagBytes: null }, { role: 'primary', state: 'running', upstream: null }),

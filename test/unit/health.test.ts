@@ -6,18 +6,13 @@ import {
 } from '../../src/api/health.ts';
 import type { AgentSnapshot } from '../../src/api/types.ts';
 import type { MemberInfo } from '../../src/ha/types.ts';
-import { clusterView, defaultTags, dyn, member } from '../support/observations.ts';
+import { clusterView, defaultTags, dyn, agentSnapshot, member } from '../support/observations.ts';
 
 const NOW = 100_000;
 const STALE_AFTER = 3000;
 const MB = 1024 ** 2;
 
-function snap(over: Partial<AgentSnapshot> = {}, m: Partial<MemberInfo> = {}): AgentSnapshot {
-  return {
-    member: member('n2', m), isLeader: false, cluster: clusterView(), paused: false, lagBytes: 0,
-    observedAt: NOW - 100, lastPlan: 'following n1', systemId: '7300000000000000001', version: '0.1.0', ...over,
-  };
-}
+const snap = (over: Partial<AgentSnapshot> = {}, m: Partial<MemberInfo> = {}): AgentSnapshot => agentSnapshot(NOW - 100, over, m);
 const asPrimary = { role: 'primary', state: 'running', upstream: null } as const;
 const syncCluster = (syncLeader = 'n1', mode: 'on' | 'off' | 'quorum' = 'on') =>
   clusterView({ config: dyn({ synchronous_mode: mode }), sync: { leader: syncLeader, members: ['n2'] } });

@@ -12,16 +12,11 @@ import type { PostgresControl } from '../../src/postgres/types.ts';
 import type { AgentSnapshot } from '../../src/api/types.ts';
 import type { Dcs } from '../../src/dcs/types.ts';
 import type { MemberInfo, PostgresStats } from '../../src/ha/types.ts';
-import { clusterView, dyn, member } from '../support/observations.ts';
+import { clusterView, dyn, agentSnapshot, member } from '../support/observations.ts';
 
 const NOW = 100_000;
 
-function snap(over: Partial<AgentSnapshot> = {}, m: Partial<MemberInfo> = {}): AgentSnapshot {
-  return {
-    member: member('n2', m), isLeader: false, cluster: clusterView(), paused: false, lagBytes: 0,
-    observedAt: NOW - 250, lastPlan: 'following n1', systemId: '7300000000000000001', version: '0.1.0', ...over,
-  };
-}
+const snap = (over: Partial<AgentSnapshot> = {}, m: Partial<MemberInfo> = {}): AgentSnapshot => agentSnapshot(NOW - 250, over, m);
 const pgStats = (over: Partial<PostgresStats> = {}): PostgresStats => ({
   flushLsn: null, receivedLsn: null, replayedLsn: null, replayedAt: null, replayPaused: false,
   postmasterStart: 1700000000.5, serverVersion: 150014, standbys: [], ...over,
