@@ -116,6 +116,9 @@ describe('live migration Patroni -> pgha -> Patroni under a write probe', () => 
     const to = performance.now();
     phases.push({ name: `switchover ${leader.name} (${leader.agent}) -> ${cand} (${kind})`, from, to, gapMs: 0, bound: SWITCHOVER_BOUND_MS });
     log(`switchover ${leader.name} -> ${cand} took ${Math.round(to - from)} ms`);
+    // The old leader follows the new one before its agent is replaced: Patroni stopped while its
+    // demotion still runs starts PostgreSQL again after it exited (seen here), leaving an orphan.
+    await c.healthy();
   }
 
   /** The standbys, the asynchronous one first (stopping it holds no commit). */
