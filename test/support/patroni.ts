@@ -31,6 +31,8 @@ export interface MixedOptions {
   etcdPort: number; pgPortBase: number; apiPortBase: number;
   /** Patroni's timing and any other bootstrap.dcs keys (synchronous_mode ...). */
   dcs: Record<string, unknown>;
+  /** Tags of member i (1-based), read by both agents. */
+  tags?: (i: number) => Record<string, unknown>;
 }
 
 export class MixedCluster {
@@ -84,6 +86,7 @@ export class MixedCluster {
         pg_hba: ['local all all scram-sha-256', 'host all all 127.0.0.1/32 scram-sha-256', 'host replication replicator 127.0.0.1/32 scram-sha-256'],
         parameters: { unix_socket_directories: n.dir },
       },
+      ...(this.#o.tags === undefined ? {} : { tags: this.#o.tags(Number(n.name.slice(1))) }),
     }), { mode: 0o600 });
     chownSync(n.cfg, this.#user.uid, this.#user.gid);
   }
@@ -270,6 +273,18 @@ export class WriteProbe {
   }
 
   ids(o: Outcome): number[] { return this.attempts.filter((a) => a.outcome === o).map((a) => a.id); }
+
+  /** Longest time (ms) between consecutive acknowledgements that overlaps none of `windows`. */
+  longestGapOutside(windows: Array<{ from: number; to: number }>): number {
+    const acks = this.attempts.filter((a) => a.outcome === 'acknowledged').map((a) => a.end);
+    let gap = 0;
+    for (let k = 1; k < acks.length; k++) {
+      const a = acks[k - 1]!;
+      const b = acks[k]!;
+      if (!windows.some((w) => b >= w.from && a <= w.to)) gap = Math.max(gap, b - a);
+    }
+    return gap;
+  }
 
   /** Longest time (ms) between consecutive acknowledgements whose gap overlaps [from, to]. */
   longestGap(from: number, to: number): number {
