@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { decide } from '../../src/ha/decide.ts';
 import { patroniReleasedLsn } from '../../src/ha/patroni-handover.ts';
+import { eligibleStandbys } from '../../src/ha/quorum.ts';
 import type { MemberInfo } from '../../src/ha/types.ts';
 import { clusterView, member, obs, request } from '../support/observations.ts';
 
@@ -42,5 +43,18 @@ describe('a pgha candidate after a Patroni leader\'s switchover', () => {
     expect(patroniReleasedLsn(c.failover!, { ...c, leader: { name: 'n1', revision: '1', lease: '1' } })).toBeNull();
     expect(patroniReleasedLsn({ ...c.failover!, shutdownLsn: 7000 }, c)).toBeNull();
     expect(patroniReleasedLsn(c.failover!, { ...c, lastLeaderLsn: null })).toBeNull();
+  });
+});
+
+describe('a pgha leader with Patroni standbys in synchronous mode', () => {
+  // Patroni 3.0.2 publishes neither replication_state nor its upstream: its standby's value reads
+  // as `running` with no upstream. It is eligible once our pg_stat_replication shows it streaming.
+  const patroniStandby = member('n2', { state: 'running', upstream: null, agent: 'patroni', patroniRole: 'replica' });
+  it('names a Patroni standby that streams from it, and only then', () => {
+    expect(eligibleStandbys('n1', [patroniStandby], ['n2'])).toEqual(['n2']);
+    expect(eligibleStandbys('n1', [patroniStandby], [])).toEqual([]);
+    // A pgha member still needs its own value to say it streams from us.
+    expect(eligibleStandbys('n1', [member('n3', { state: 'running', upstream: null })], ['n3'])).toEqual([]);
+    expect(eligibleStandbys('n1', [{ ...patroniStandby, tags: { ...patroniStandby.tags, nosync: true } }], ['n2'])).toEqual([]);
   });
 });
