@@ -30,7 +30,7 @@ export function startLeaderMirror(config: NodeConfig, source: string, logger: Lo
     ...(e.username !== undefined && e.password !== undefined ? { auth: { username: e.username, password: e.password } } : {}),
     ...(tls === undefined ? {} : { tls }),
     onChange: (ev) => {
-      if (ev.kind === 'failed') logger.warn({ event: 'v2_mirror', err: { code: 'PGHA_V2_MIRROR_FAILED', message: ev.error } }, `cannot update the v2 copy of the leader key ${key}: ${ev.error}`);
+      if (ev.kind === 'failed') logger.warn({ event: 'v2_mirror', err: { code: 'PGHA_LEADER_COPY_FAILED', message: ev.error } }, `cannot update the v2 copy of the leader key ${key}: ${ev.error}`);
       else logger.info({ event: 'v2_mirror', state: ev.kind }, `v2 copy of the leader key ${key}: ${ev.kind.replace(/_/g, ' ')}`);
     },
   });
