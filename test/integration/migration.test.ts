@@ -198,7 +198,10 @@ describe('a mixed cluster (two Patroni members, one pgha) survives a crash of it
     c.startHaproxy(RW);
     probe.start();
     await waitFor('the probe writing through HAProxy', async () => probe.ids('acknowledged').length > 0, 30_000);
-    await sleep(2000);
+    // The Patroni leader names m3 in /sync once PostgreSQL reports it synchronous (a loop or two
+    // after m3 came back under pgha); until then /sync is empty and any member may race.
+    await waitFor('m3 in /sync', async () => (await syncStandby(c, SCOPE)) === 'm3', 60_000, 250);
+    await sleep(1000);
 
     const at = performance.now();
     const agent = p.agent!;
