@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { REPO, TestCluster, waitFor, type NodeHandle } from '../support/cluster.ts';
 import { makeRepo, withBackup } from '../support/backup.ts';
 
@@ -113,12 +113,13 @@ describe('pghactl restore (whole-cluster point-in-time restore)', () => {
     // Another restore is recorded (claimed create-only): refused, the record untouched.
     const other = JSON.stringify({ id: 'deadbeef0001', target: { type: 'latest' }, member: p.name, set: null, phase: 'claimed', was_paused: false, started: 'x', updated: 'x', timeline_before: 1, lsn_before: null });
     await etcdctl('put', RESTORE_KEY, other);
+    onTestFailed(() => { void etcdctl('del', RESTORE_KEY); });
     const two = await ctl('restore', '--latest', '--force');
     expect(two.code).toBe(1);
     expect(two.stderr).toMatch(/PGHA_RESTORE_IN_PROGRESS: restore deadbeef0001 .* is recorded in etcd/);
     expect((await etcdctl('get', RESTORE_KEY, '--print-value-only')).trim()).toBe(other);
     // The agents refuse its steps while the cluster is not paused.
-    const stop = await fetch(`${cluster.apiBase(p)}/restore/stop`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from('admin:admin-pw').toString('base64')}`, 'content-type': 'application/json' }, body: JSON.stringify({ id: 'deadbeef0001' }) });
+    const stop = await fetch(`${cluster.apiBase(p)}/restore/stop`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from('admin:admin-pw').toString('base64')}`, 'content-type': 'application/json', 'x-pgha-member': p.name }, body: JSON.stringify({ id: 'deadbeef0001' }) });
     expect(stop.status).toBe(409);
     expect(((await stop.json()) as { error: string }).error).toBe('PGHA_RESTORE_STATE');
     const anon = await fetch(`${cluster.apiBase(p)}/restore`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: 'deadbeef0001' }) });
