@@ -13,6 +13,7 @@ import { splitHostPort } from '../config/schema.ts';
 import type { EtcdDcs } from '../dcs/etcd.ts';
 import { PgHaError, describeError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
+import { fatalLines } from '../postgres/datadir.ts';
 import { withSession } from '../postgres/probe.ts';
 import type { PostgresControl } from '../postgres/types.ts';
 import { pgbackrestStreaming, type BackupNodeConfig } from './exec.ts';
@@ -153,7 +154,11 @@ export class RestoreJobs {
     for (;;) {
       const l = await this.#d.pg.observe();
       if (l.running && l.accepting && l.role === 'primary') return;
-      if (!l.running) throw new PgHaError('PGHA_RESTORE_FAILED', `PostgreSQL stopped during recovery (an unknown restore point, or a target the archive does not reach?): see the server log ${this.#d.config.postgresql.data_dir}.log`);
+      if (!l.running) {
+        const log = `${this.#d.config.postgresql.data_dir}.log`;
+        const fatal = fatalLines(log);
+        throw new PgHaError('PGHA_RESTORE_FAILED', `PostgreSQL stopped during recovery (an unknown restore point, or a target the archive does not reach?): ${fatal === '' ? `see the server log ${log}` : fatal}`);
+      }
       if (performance.now() > end) throw new PgHaError('PGHA_RESTORE_FAILED', `recovery did not finish within ${Math.round(timeoutMs / 1000)} s`);
       await new Promise((r) => setTimeout(r, POLL_MS));
     }

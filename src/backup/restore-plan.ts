@@ -52,13 +52,21 @@ export const restoreRecordSchema = z.object({
 });
 export type RestoreRecord = z.infer<typeof restoreRecordSchema>;
 
+/**
+ * A time target as PostgreSQL's recovery_target_time reads it: "2026-11-30 10:41:00.5+00" (its
+ * check refuses the ISO 8601 "T" ... "Z" form that its timestamptz input takes).
+ */
+export function pgTargetTime(iso: string): string {
+  return iso.replace('T', ' ').replace(/Z$/, '+00');
+}
+
 /** The restore options after `pgbackrest restore`: --delta into the stopped member's directory. */
 export function restoreArgs(t: RestoreTarget, set: string | null): string[] {
   const setArg = set === null ? [] : [`--set=${set}`];
   // --latest: recovery replays the whole archive and promotes at its end (pgBackRest refuses
   // --target-action without a target). With a target: stop at it (inclusive) and promote.
   if (t.type === 'latest') return ['--delta', '--type=default', ...setArg];
-  return ['--delta', `--type=${t.type}`, `--target=${t.value}`, '--target-action=promote', ...setArg];
+  return ['--delta', `--type=${t.type}`, `--target=${t.type === 'time' ? pgTargetTime(t.value) : t.value}`, '--target-action=promote', ...setArg];
 }
 
 export interface TargetFacts {

@@ -56,8 +56,9 @@ describe('restore targets', () => {
   });
 
   it('renders the pgbackrest restore options: --delta, the type and target, promote at the target', () => {
-    expect(restoreArgs({ type: 'time', value: '2026-11-30T10:30:00Z' }, 'A')).toEqual(['--delta', '--type=time', '--target=2026-11-30T10:30:00Z', '--target-action=promote', '--set=A']);
+    expect(restoreArgs({ type: 'time', value: '2026-11-30T10:30:00.25Z' }, 'A')).toEqual(['--delta', '--type=time', '--target=2026-11-30 10:30:00.25+00', '--target-action=promote', '--set=A']);
     expect(restoreArgs({ type: 'name', value: 'rp' }, null)).toEqual(['--delta', '--type=name', '--target=rp', '--target-action=promote']);
+    expect(restoreArgs({ type: 'time', value: '2026-11-30T11:30:00+01:00' }, null)[2]).toBe('--target=2026-11-30 11:30:00+01:00');
     expect(restoreArgs({ type: 'latest' }, null)).toEqual(['--delta', '--type=default']);
   });
 
