@@ -85,17 +85,17 @@ const memberOf = (view: ClusterView, name: string): MemberInfo => {
 
 const say = (argv: RestoreOpts, line: string) => { if (argv.format === 'table') process.stderr.write(`${line}\n`); };
 
-/** Every member reports `pause` in its /status (each reads /config once per loop). */
-async function waitPaused(ctx: Ctx): Promise<void> {
+/** Every member reports `pause === want` in its /status (each reads /config once per loop). */
+async function waitPause(ctx: Ctx, want: boolean): Promise<void> {
   const end = performance.now() + PAUSE_WAIT_MS;
   for (;;) {
     const view = await ctx.dcs.readCluster(ctx.fallback);
     const pending = (await Promise.all(view.members.map(async (m) => {
       const s = await apiRequest(`${m.apiUrl}/status`, { tls: ctx.tls, timeoutMs: 2000 }).then(jsonOf, () => null);
-      return s?.pause === true ? null : m.name;
+      return s?.pause === want ? null : m.name;
     }))).filter((x): x is string => x !== null);
     if (pending.length === 0) return;
-    if (performance.now() > end) throw new PgHaError('PGHA_RESTORE_FAILED', `not paused after ${PAUSE_WAIT_MS / 1000} s: ${pending.join(', ')}`);
+    if (performance.now() > end) throw new PgHaError('PGHA_RESTORE_FAILED', `not ${want ? 'paused' : 'resumed'} after ${PAUSE_WAIT_MS / 1000} s: ${pending.join(', ')}`);
     await sleep(250);
   }
 }
@@ -151,7 +151,7 @@ async function drive(ctx: Ctx, rec0: RestoreRecord, argv: RestoreOpts): Promise<
   };
   await step('paused', 'pausing the cluster', async () => {
     await editConfig(ctx.dcs, (c) => ({ ...c, pause: true }), ctx.fallback, 'restore');
-    await waitPaused(ctx);
+    await waitPause(ctx, true);
   });
   await step('stopped', 'stopping PostgreSQL on the other members', async () => {
     const view = await ctx.dcs.readCluster(ctx.fallback);
@@ -162,6 +162,7 @@ async function drive(ctx: Ctx, rec0: RestoreRecord, argv: RestoreOpts): Promise<
   if (!rec.was_paused) {
     say(argv, `restore ${rec.id}: resuming the cluster`);
     await editConfig(ctx.dcs, (c) => ({ ...c, pause: false }), ctx.fallback, 'restore done');
+    await waitPause(ctx, false);
   }
   await ctx.dcs.client.delete().key(restoreKey(ctx.dcs.keys.prefix)).exec();
   return rec;

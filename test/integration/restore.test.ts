@@ -70,6 +70,7 @@ async function restoredCluster(before: number): Promise<{ p: NodeHandle; tl: num
 async function restore(...args: string[]): Promise<Run> {
   const r = await ctl('restore', ...args, '--force');
   expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
+  console.log(`pghactl restore ${args.join(' ')}: ${r.stdout.trim()}`); // the durations reported in docs/backup.md
   return r;
 }
 
@@ -203,6 +204,7 @@ describe('pghactl restore (whole-cluster point-in-time restore)', () => {
     expect(again.stderr).toMatch(/PGHA_RESTORE_IN_PROGRESS/);
     const r = await ctl('restore', '--resume', '--force');
     expect(r.code, r.stderr).toBe(0);
+    console.log(`pghactl restore --resume: ${r.stdout.trim()}`);
     ({ p } = await restoredCluster(before));
     expect((await cluster.query(p, 'select count(*)::int as n, max(id) as m from acked')).rows[0]).toEqual({ n: 50, m: 50 });
   });
