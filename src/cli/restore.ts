@@ -91,6 +91,7 @@ async function waitPause(ctx: Ctx, want: boolean): Promise<void> {
   for (;;) {
     const view = await ctx.dcs.readCluster(ctx.fallback);
     const pending = (await Promise.all(view.members.map(async (m) => {
+      // /status answers from memory: 2 s covers a loaded agent.
       const s = await apiRequest(`${m.apiUrl}/status`, { tls: ctx.tls, timeoutMs: 2000 }).then(jsonOf, () => null);
       return s?.pause === want ? null : m.name;
     }))).filter((x): x is string => x !== null);

@@ -27,6 +27,7 @@ function ctl(...args: string[]): Promise<Run> {
 }
 function etcdctl(...args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
+    // One etcd read or write on localhost: 10 s covers a loaded machine.
     execFile('etcdctl', [`--endpoints=127.0.0.1:${ETCD}`, ...args], { env: { ETCDCTL_API: '3', PATH: '/usr/bin:/bin' }, timeout: 10_000 }, (err, stdout) => (err === null ? resolve(stdout) : reject(err)));
   });
 }
