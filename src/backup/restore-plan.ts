@@ -21,6 +21,9 @@ export const restoreTargetSchema: z.ZodType<RestoreTarget> = z.discriminatedUnio
   z.strictObject({ type: z.literal('latest') }),
 ]);
 
+/** A pgBackRest backup label: 20261130-101502F, with _20261130-111502D (or I) for diff/incr. */
+export const backupLabel = z.string().regex(/^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/, 'a pgBackRest backup label such as 20261130-101502F');
+
 /** How a target reads in messages and in the history ("time 2026-11-30T10:41:00Z"). */
 export function describeTarget(t: RestoreTarget): string {
   return t.type === 'latest' ? 'the end of the archive (--latest)' : `${t.type} ${t.value}`;
@@ -36,7 +39,7 @@ export const restoreRecordSchema = z.object({
   /** The member restored from the repository and promoted (the leader when the restore began). */
   member: z.string().min(1),
   /** The backup set restored (pgbackrest --set), null: pgBackRest's choice (the newest). */
-  set: z.string().nullable(),
+  set: backupLabel.nullable(),
   phase: z.enum(RESTORE_PHASES),
   /** The cluster was paused before the restore: it stays paused afterwards. */
   was_paused: z.boolean(),

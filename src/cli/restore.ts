@@ -10,7 +10,7 @@ import { apiRequest, jsonOf } from '../api/client.ts';
 import type { StanzaInfo } from '../backup/info.ts';
 import type { RestoreJob } from '../backup/restore-job.ts';
 import {
-  advance, checkTarget, describeTarget, lossSummary, reached, restoreKey, restoreRecordSchema, restoreTargetSchema,
+  advance, backupLabel, checkTarget, describeTarget, lossSummary, reached, restoreKey, restoreRecordSchema, restoreTargetSchema,
   type RestorePhase, type RestoreRecord, type RestoreTarget,
 } from '../backup/restore-plan.ts';
 import { PgHaError, describeError, isPgHaError, type ErrorCode } from '../errors.ts';
@@ -158,7 +158,7 @@ async function drive(ctx: Ctx, rec0: RestoreRecord, argv: RestoreOpts): Promise<
     const view = await ctx.dcs.readCluster(ctx.fallback);
     for (const m of view.members.filter((x) => x.name !== rec.member)) await call(ctx, m, '/restore/stop', { id: rec.id });
   });
-  await step('restored', `restoring ${rec.member} to ${describeTarget(rec.target)} (pgbackrest restore --delta, recovery, promotion)`, () => restoreLeader(ctx, rec, argv, deadline));
+  await step('restored', `restoring ${rec.member} to ${describeTarget(rec.target)} (a delta pgbackrest restore, recovery, promotion)`, () => restoreLeader(ctx, rec, argv, deadline));
   await step('rebuilt', `rebuilding the other members from ${rec.member}`, () => rebuild(ctx, rec, argv, deadline));
   if (!rec.was_paused) {
     say(argv, `restore ${rec.id}: resuming the cluster`);
@@ -188,6 +188,7 @@ async function plan(ctx: Ctx, argv: RestoreOpts, target: RestoreTarget): Promise
   if (view.failover !== null) throw new PgHaError('PGHA_RESTORE_HANDOVER_PENDING', `a ${view.failover.kind} request is pending: let it finish or cancel it (pghactl flush --scheduled) before a restore`);
   const leader = view.members.find((m) => m.name === view.leader?.name);
   if (leader === undefined) throw new PgHaError('PGHA_CLI_REFUSED', 'the cluster has no leader: pghactl restore restores the leader (with every node lost, see docs/backup.md "Every node was lost")');
+  if (argv.set !== undefined && !backupLabel.safeParse(argv.set).success) throw new PgHaError('PGHA_CLI_USAGE', `--set ${argv.set}: not a pgBackRest backup label (pghactl backup list shows them)`);
   const stanzas = ((await call(ctx, leader, '/backup/info', undefined, INFO_MS)).stanzas ?? []) as StanzaInfo[];
   const now = Date.now();
   const set = argv.set ?? checkTarget(target, { backups: stanzas.flatMap((s) => s.backups), now, leaderLsn: leader.lsn });

@@ -81,5 +81,9 @@ describe('the /restore record', () => {
     expect(reached(r, 'paused')).toBe(true);
     expect(reached(r, 'restored')).toBe(false);
     expect(restoreRecordSchema.safeParse({ ...rec, phase: 'unknown' }).success).toBe(false);
+    // What reaches pgbackrest's argument list from etcd is validated first.
+    expect(restoreRecordSchema.safeParse({ ...rec, set: '20261130-101502F_20261130-111502I' }).success).toBe(true);
+    expect(restoreRecordSchema.safeParse({ ...rec, set: '--repo=2' }).success).toBe(false);
+    expect(restoreRecordSchema.safeParse({ ...rec, target: { type: 'name', value: 'x --type=immediate' } }).success).toBe(false);
   });
 });
