@@ -120,6 +120,10 @@ describe('pghactl restore (whole-cluster point-in-time restore)', () => {
     expect(two.code).toBe(1);
     expect(two.stderr).toMatch(/PGHA_RESTORE_IN_PROGRESS: restore deadbeef0001 .* is recorded in etcd/);
     expect((await etcdctl('get', RESTORE_KEY, '--print-value-only')).trim()).toBe(other);
+    // Nor may the cluster be resumed under it (the leader would start PostgreSQL mid-restore).
+    const resume = await ctl('resume');
+    expect(resume.code).toBe(1);
+    expect(resume.stderr).toMatch(/PGHA_RESTORE_IN_PROGRESS: a restore is recorded/);
     // The agents refuse its steps while the cluster is not paused.
     const stop = await fetch(`${cluster.apiBase(p)}/restore/stop`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from('admin:admin-pw').toString('base64')}`, 'content-type': 'application/json', 'x-pgha-member': p.name }, body: JSON.stringify({ id: 'deadbeef0001' }) });
     expect(stop.status).toBe(409);
