@@ -470,6 +470,10 @@ export const nodeConfigSchema = z.strictObject({
     // Directory of the Unix socket the agent uses to reach its own PostgreSQL.
     socket_dir: z.string().startsWith('/', 'an absolute path').default('/var/run/postgresql'),
     pgpass: z.string().startsWith('/', 'an absolute path').optional(),
+    // pgha-only: the lease witness (docs/data-safety.md#the-lease-witness): a local synchronous
+    // standby that confirms WAL only while the leader's lease is valid, so a primary frozen and
+    // thawed past its lease acknowledges no commit.
+    lease_witness: z.boolean().default(true),
     // pgha-only: TLS on this server: ssl = on with these files (docs/configuration.md#tls).
     ssl: z
       .strictObject({ cert_file: absolutePath, key_file: absolutePath, ca_file: absolutePath.optional(), crl_file: absolutePath.optional() })
