@@ -152,17 +152,20 @@ export function saslMechanisms(data: Buffer): string[] {
 export class Scram {
   readonly #password: string;
   readonly #nonce: string;
+  readonly #user: string;
   #firstBare = '';
   #serverSignature: Buffer | null = null;
 
-  constructor(password: string, nonce = randomBytes(18).toString('base64')) {
+  /** `user` stays empty for PostgreSQL, which takes the startup message's (RFC 7677's test vector names one). */
+  constructor(password: string, nonce = randomBytes(18).toString('base64'), user = '') {
     this.#password = password;
     this.#nonce = nonce;
+    this.#user = user;
   }
 
-  /** SASLInitialResponse. The user name is left empty: the server takes the startup message's. */
+  /** SASLInitialResponse. */
   initial(): Buffer {
-    this.#firstBare = `n=,r=${this.#nonce}`;
+    this.#firstBare = `n=${this.#user},r=${this.#nonce}`;
     const msg = Buffer.from(`n,,${this.#firstBare}`);
     const len = Buffer.alloc(4);
     len.writeInt32BE(msg.length, 0);
