@@ -18,6 +18,13 @@ import type { ExternalFence } from './fence.ts';
 /** 500 ms before a dead witness is started again: soon (commits wait meanwhile), without a spawn loop. */
 export const RESTART_DELAY_MS = 500;
 
+/**
+ * The witness holds a few buffers at a time: small V8 heaps keep it to a few tens of MB resident
+ * (Node's defaults let an idle heap grow several times that). A witness that ever outgrew them
+ * would die and be restarted, and commits would wait meanwhile.
+ */
+export const NODE_FLAGS = ['--max-semi-space-size=1', '--max-old-space-size=32'];
+
 /** src/witness/main.ts in a checkout, dist/witness/main.js when compiled: beside this module's folder. */
 export function witnessScript(from = import.meta.url): string {
   const ext = from.endsWith('.ts') ? 'ts' : 'js';
@@ -63,7 +70,7 @@ export class WitnessProcess implements ExternalFence {
 
   #spawn(): void {
     const o = this.#o;
-    const child = spawn(o.node ?? process.execPath, [o.script ?? witnessScript()], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(o.node ?? process.execPath, [...NODE_FLAGS, o.script ?? witnessScript()], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.#child = child;
     let out = '';
     child.stdout?.on('data', (d: Buffer) => {

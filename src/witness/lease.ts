@@ -7,7 +7,6 @@
 // The witness confirms WAL (a standby status update with a new flush position) only when
 // mayConfirm() holds for the clock read immediately before the write. Its first line is the
 // connection (WitnessStart), which carries the replication password: never logged.
-import { z } from 'zod';
 
 export type Lease = { mode: 'closed' } | { mode: 'open' } | { mode: 'deadline'; at: number };
 
@@ -28,19 +27,17 @@ export function orphaned(lease: Lease): Lease {
   return lease.mode === 'deadline' ? lease : CLOSED;
 }
 
-const leaseLine = z.discriminatedUnion('lease', [
-  z.strictObject({ lease: z.literal('closed') }),
-  z.strictObject({ lease: z.literal('open') }),
-  z.strictObject({ lease: z.literal('deadline'), at: z.number().finite() }),
-]);
+// The two lines come from the agent over a pipe, not from outside; they are checked by hand
+// rather than with zod, which would add about 20 MB to this small process.
 
 /** One lease line; null for anything else (a garbled line changes nothing). */
 export function parseLease(line: string): Lease | null {
-  let raw: unknown;
-  try { raw = JSON.parse(line); } catch { return null; }
-  const r = leaseLine.safeParse(raw);
-  if (!r.success) return null;
-  return r.data.lease === 'deadline' ? { mode: 'deadline', at: r.data.at } : { mode: r.data.lease };
+  const r = parseObject(line);
+  if (r === null) return null;
+  const keys = Object.keys(r).sort().join(',');
+  if ((r.lease === 'closed' || r.lease === 'open') && keys === 'lease') return { mode: r.lease };
+  if (r.lease === 'deadline' && keys === 'at,lease' && typeof r.at === 'number' && Number.isFinite(r.at)) return { mode: 'deadline', at: r.at };
+  return null;
 }
 
 /** The line the agent writes for `l`. */
@@ -48,22 +45,38 @@ export function formatLease(l: Lease): string {
   return `${JSON.stringify(l.mode === 'deadline' ? { lease: 'deadline', at: l.at } : { lease: l.mode })}\n`;
 }
 
-export const witnessStart = z.strictObject({
-  host: z.string().min(1),
-  port: z.number().int().min(1).max(65535),
-  user: z.string().min(1),
-  password: z.string(),
-  applicationName: z.string().min(1).max(63),
+export interface WitnessStart {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  /** application_name: what synchronous_standby_names lists. */
+  applicationName: string;
   /** Ask for TLS first (postgresql.ssl is set: pg_hba may allow replication only over hostssl). */
-  ssl: z.boolean(),
-});
-export type WitnessStart = z.infer<typeof witnessStart>;
+  ssl: boolean;
+}
 
-/** The first line: the connection. Throws (without echoing the line, which holds the password). */
+const START_KEYS = 'applicationName,host,password,port,ssl,user';
+
+/** The first line: the connection. Throws (naming fields, never echoing values: the line holds the password). */
 export function parseStart(line: string): WitnessStart {
+  const r = parseObject(line);
+  if (r === null) throw new Error('the first line is not a JSON object');
+  const bad = [
+    Object.keys(r).sort().join(',') !== START_KEYS ? 'keys' : '',
+    typeof r.host !== 'string' || r.host === '' ? 'host' : '',
+    typeof r.port !== 'number' || !Number.isInteger(r.port) || r.port < 1 || r.port > 65535 ? 'port' : '',
+    typeof r.user !== 'string' || r.user === '' ? 'user' : '',
+    typeof r.password !== 'string' ? 'password' : '',
+    typeof r.applicationName !== 'string' || r.applicationName === '' || r.applicationName.length > 63 ? 'applicationName' : '',
+    typeof r.ssl !== 'boolean' ? 'ssl' : '',
+  ].filter((x) => x !== '');
+  if (bad.length > 0) throw new Error(`the first line is not a witness start: ${bad.join(', ')}`);
+  return r as unknown as WitnessStart;
+}
+
+function parseObject(line: string): Record<string, unknown> | null {
   let raw: unknown;
-  try { raw = JSON.parse(line); } catch { throw new Error('the first line is not JSON'); }
-  const r = witnessStart.safeParse(raw);
-  if (!r.success) throw new Error(`the first line is not a witness start: ${r.error.issues.map((i) => i.path.join('.')).join(', ')}`);
-  return r.data;
+  try { raw = JSON.parse(line); } catch { return null; }
+  return typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? raw as Record<string, unknown> : null;
 }

@@ -110,6 +110,11 @@ describe('the deadline rule', () => {
     expect(parseLease('{"lease":"deadline"}')).toBeNull();
     expect(parseLease('{"lease":"deadline","at":"soon"}')).toBeNull();
     expect(parseLease('not json')).toBeNull();
+    expect(parseLease('{"lease":"open","at":5}')).toBeNull();
+    expect(parseLease('[1]')).toBeNull();
+    const start = { host: 'h', port: 1, user: 'u', password: '', applicationName: 'a', ssl: true };
+    expect(parseStart(JSON.stringify(start))).toEqual(start);
+    expect(() => parseStart(JSON.stringify({ ...start, port: 0 }))).toThrow(/port/);
   });
 
   it('never echoes the start line, which holds the password', () => {
