@@ -146,3 +146,19 @@ describe('the agent side', () => {
     expect(witnessScript('file:///repo/src/agent/witness-client.ts')).toBe('/repo/src/witness/main.ts');
   });
 });
+
+describe('the fence timer feeds the witness', () => {
+  it('passes the absolute deadline when armed, and holds (open) instead of arming while paused', async () => {
+    const { FenceTimer, combineFences } = await import('../../src/agent/fence.ts');
+    const calls: string[] = [];
+    const rec = { arm: (ms: number, at?: number) => calls.push(`arm ${ms} ${String(at)}`), disarm: () => calls.push('disarm'), hold: () => calls.push('hold') };
+    const plain = { arm: (ms: number) => calls.push(`plain ${ms}`), disarm: () => calls.push('plain disarm') };
+    let paused = false;
+    const t = new FenceTimer({ now: () => 1000, paused: () => paused, fence: async () => undefined, external: combineFences([plain, rec]) });
+    t.arm(2500);
+    paused = true;
+    t.arm(3000);
+    t.disarm();
+    expect(calls).toEqual(['plain disarm', 'disarm', 'plain 1500', 'arm 1500 2500', 'plain disarm', 'disarm', 'plain disarm', 'disarm', 'hold', 'plain disarm', 'disarm']);
+  });
+});
