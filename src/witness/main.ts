@@ -23,6 +23,8 @@ const RETRY_MS = 250;
 /** 10 s for the connection and authentication: a server that accepts but never answers is abandoned. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
+const END_OF_TIMELINE = 'end of timeline';
+
 const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 const report = (o: Record<string, unknown>): void => { process.stdout.write(`${JSON.stringify(o)}\n`); };
 
@@ -97,7 +99,7 @@ class Connection {
       case 'D': return this.#row(m.body);
       case 'W': return this.#streaming();
       case 'd': return this.#copyData(m.body);
-      case 'c': throw new Error('end of timeline');
+      case 'c': throw new Error(END_OF_TIMELINE);
       default: return; // ParameterStatus, BackendKeyData, RowDescription, CommandComplete, notices
     }
   }
@@ -182,18 +184,20 @@ class Connection {
     this.#sock.destroy();
     if (conn === this) conn = null;
     if (why !== lastError) report({ event: 'disconnected', why });
+    // The server ended the timeline (a promotion): the new one is there already, reconnect at once.
+    const wasStreaming = this.#phase === 'streaming' && why === END_OF_TIMELINE;
     lastError = why;
-    schedule();
+    schedule(wasStreaming ? 0 : RETRY_MS);
   }
 }
 
-/** Connect when there is a lease to serve and no connection; retry after RETRY_MS. */
-function schedule(): void {
+/** Connect when there is a lease to serve and no connection, after `delayMs`. */
+function schedule(delayMs = lastError === '' ? 0 : RETRY_MS): void {
   if (retry !== null || conn !== null || start === null || lease.mode === 'closed') return;
   retry = setTimeout(() => {
     retry = null;
     if (conn === null && start !== null && lease.mode !== 'closed') conn = new Connection(start);
-  }, conn === null && lastError === '' ? 0 : RETRY_MS);
+  }, delayMs);
 }
 
 function setLease(l: Lease): void {
