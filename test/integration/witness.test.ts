@@ -14,7 +14,13 @@ import { TestCluster, sleep, superuserClient, waitFor, type NodeHandle } from '.
 
 const TTL_S = 2;
 const FREEZES = 4;
-const cluster = new TestCluster({ etcdPort: 28200, pgPortBase: 6500, apiPortBase: 9500, ttl: TTL_S, fenceMargin: 0.5, retryTimeout: 0.5 });
+// PGHA_TEST_NO_WITNESS=1: the same cluster with postgresql.lease_witness off, the control run that
+// shows what the witness prevents (the tests then fail; docs/data-safety.md has its figures).
+const control = process.env.PGHA_TEST_NO_WITNESS === '1';
+const cluster = new TestCluster({
+  etcdPort: 28200, pgPortBase: 6500, apiPortBase: 9500, ttl: TTL_S, fenceMargin: 0.5, retryTimeout: 0.5,
+  configure: (_i, cfg) => { if (control) cfg.postgresql.lease_witness = false; },
+});
 const clients: pg.Client[] = [];
 
 beforeAll(async () => {
