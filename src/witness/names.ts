@@ -21,3 +21,16 @@ export function witnessedSyncNames(names: string[] | null, count: number, method
   const list = names.length === 0 ? [NO_SYNC_STANDBY] : names;
   return syncStandbyNames([WITNESS_NAME, ...list], Math.min(count, list.length) + 1, method);
 }
+
+/**
+ * The inverse of witnessedSyncNames on a rendered setting: the setting as it would be without the
+ * witness (tests compare settings whatever postgresql.lease_witness is). Anything else is returned unchanged.
+ */
+export function withoutWitness(setting: string): string {
+  const w = `"${WITNESS_NAME}"`;
+  if (setting === `FIRST 1 (${w})`) return '';
+  const m = /^(FIRST|ANY) (\d+) \((.*)\)$/.exec(setting);
+  if (m === null || !m[3]!.startsWith(`${w}, `)) return setting;
+  const rest = m[3]!.slice(w.length + 2);
+  return `${m[1]} ${Number(m[2]) - 1} (${rest})`;
+}

@@ -2,7 +2,8 @@
 // test vector, the deadline rule, the agent's lines, and synchronous_standby_names with the witness.
 import { describe, expect, it } from 'vitest';
 import { CLOSED, formatLease, mayConfirm, orphaned, parseLease, parseStart } from '../../src/witness/lease.ts';
-import { WITNESS_NAME, witnessedSyncNames } from '../../src/witness/names.ts';
+import { WITNESS_NAME, witnessedSyncNames, withoutWitness } from '../../src/witness/names.ts';
+import { syncStandbyNames } from '../../src/ha/quorum.ts';
 import {
   dataRow, errorFields, formatLsn, frontend, parseLsn, Scram, splitMessages, startupMessage, statusUpdate, streamMessage,
 } from '../../src/witness/protocol.ts';
@@ -131,6 +132,13 @@ describe('synchronous_standby_names with the witness', () => {
     expect(witnessedSyncNames(['b'], 3, 'first')).toBe(`FIRST 2 ("${WITNESS_NAME}", "b")`);
     expect(witnessedSyncNames(['b', 'c'], 1, 'any')).toBe(`ANY 2 ("${WITNESS_NAME}", "b", "c")`);
     expect(witnessedSyncNames([], 1, 'first')).toBe(`FIRST 2 ("${WITNESS_NAME}", "pgha_no_sync_standby")`);
+  });
+
+  it('undoes itself: withoutWitness gives the setting src/ha renders', () => {
+    const cases: Array<[string[] | null, number, 'first' | 'any']> = [[null, 0, 'first'], [['b'], 1, 'first'], [['b', 'c'], 1, 'any'], [[], 1, 'first'], [['b', 'c'], 2, 'first']];
+    for (const [names, count, method] of cases) expect(withoutWitness(witnessedSyncNames(names, count, method))).toBe(syncStandbyNames(names, count, method));
+    expect(withoutWitness('FIRST 1 ("b")')).toBe('FIRST 1 ("b")');
+    expect(withoutWitness('')).toBe('');
   });
 });
 
