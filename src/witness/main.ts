@@ -23,8 +23,6 @@ const RETRY_MS = 250;
 /** 10 s for the connection and authentication: a server that accepts but never answers is abandoned. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
-const END_OF_TIMELINE = 'end of timeline';
-
 const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 const report = (o: Record<string, unknown>): void => { process.stdout.write(`${JSON.stringify(o)}\n`); };
 
@@ -99,7 +97,7 @@ class Connection {
       case 'D': return this.#row(m.body);
       case 'W': return this.#streaming();
       case 'd': return this.#copyData(m.body);
-      case 'c': throw new Error(END_OF_TIMELINE);
+      case 'c': throw new Error('end of timeline');
       default: return; // ParameterStatus, BackendKeyData, RowDescription, CommandComplete, notices
     }
   }
@@ -184,8 +182,10 @@ class Connection {
     this.#sock.destroy();
     if (conn === this) conn = null;
     if (why !== lastError) report({ event: 'disconnected', why });
-    // The server ended the timeline (a promotion): the new one is there already, reconnect at once.
-    const wasStreaming = this.#phase === 'streaming' && why === END_OF_TIMELINE;
+    // A stream that ends (a promotion ends the timeline or the cascading walsender; a restart)
+    // is followed at once by one new attempt: commits wait meanwhile. Failed attempts then retry
+    // every RETRY_MS.
+    const wasStreaming = this.#phase === 'streaming';
     lastError = why;
     schedule(wasStreaming ? 0 : RETRY_MS);
   }
