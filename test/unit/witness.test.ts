@@ -149,6 +149,13 @@ describe('the agent side', () => {
     expect(witnessStart(cfg('10.0.0.5:6000'))).toMatchObject({ host: '10.0.0.5', port: 6000 });
   });
 
+  it('keeps the witness name for the witness: no member may carry it', async () => {
+    const { nodeConfigSchema } = await import('../../src/config/schema.ts');
+    const r = nodeConfigSchema.shape.name.safeParse(WITNESS_NAME);
+    expect(r.success).toBe(false);
+    expect(nodeConfigSchema.shape.name.safeParse('node1').success).toBe(true);
+  });
+
   it('finds the witness beside the agent folder, .ts in a checkout and .js when compiled', () => {
     expect(witnessScript('file:///opt/pgha/dist/agent/witness-client.js')).toBe('/opt/pgha/dist/witness/main.js');
     expect(witnessScript('file:///repo/src/agent/witness-client.ts')).toBe('/repo/src/witness/main.ts');
