@@ -65,7 +65,7 @@ async function main(): Promise<void> {
   try {
     psql(`create role repl replication login password '${REPL_PW}'; create table bench_witness(id bigserial primary key, v int)`);
     witness = new WitnessProcess({
-      start: { host: '127.0.0.1', port: PORT, user: 'repl', password: REPL_PW, applicationName: WITNESS_NAME, ssl: false },
+      start: { host: '127.0.0.1', port: PORT, user: 'repl', password: REPL_PW, applicationName: WITNESS_NAME, ssl: false, tls: {} },
       logger, now: () => performance.now(),
     });
     // "open": the lease never runs out during the bench (the rule is the same clock check either way).

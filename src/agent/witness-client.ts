@@ -36,7 +36,9 @@ export function witnessStart(c: Pick<NodeConfig, 'postgresql'>): WitnessStart {
   const { host, port } = splitHostPort(c.postgresql.listen);
   const r = c.postgresql.authentication.replication;
   const local = host === '0.0.0.0' || host === '*' || host === '' ? '127.0.0.1' : host === '::' || host === '[::]' ? '::1' : host.replace(/^\[(.*)\]$/, '$1');
-  return { host: local, port, user: r.username, password: r.password, applicationName: WITNESS_NAME, ssl: c.postgresql.ssl !== undefined };
+  const tls = Object.fromEntries((['sslmode', 'sslrootcert', 'sslcert', 'sslkey'] as const).flatMap((k) => (r[k] === undefined ? [] : [[k, r[k]]])));
+  const wantsTls = r.sslmode === 'require' || r.sslmode === 'verify-ca' || r.sslmode === 'verify-full';
+  return { host: local, port, user: r.username, password: r.password, applicationName: WITNESS_NAME, ssl: c.postgresql.ssl !== undefined || wantsTls, tls };
 }
 
 /** CLOCK_MONOTONIC in ms (process.hrtime), the witness's clock. */

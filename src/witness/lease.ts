@@ -54,9 +54,16 @@ export interface WitnessStart {
   applicationName: string;
   /** Ask for TLS first (postgresql.ssl is set: pg_hba may allow replication only over hostssl). */
   ssl: boolean;
+  /**
+   * The replication role's TLS keys (postgresql.authentication.replication), as libpq reads them:
+   * a client certificate and key (pg_hba clientcert=, cert), and the server check (sslmode
+   * verify-ca / verify-full against sslrootcert). Paths; the witness reads the files.
+   */
+  tls: { sslmode?: string; sslrootcert?: string; sslcert?: string; sslkey?: string };
 }
 
-const START_KEYS = 'applicationName,host,password,port,ssl,user';
+const START_KEYS = 'applicationName,host,password,port,ssl,tls,user';
+const TLS_KEYS = new Set(['sslmode', 'sslrootcert', 'sslcert', 'sslkey']);
 
 /** The first line: the connection. Throws (naming fields, never echoing values: the line holds the password). */
 export function parseStart(line: string): WitnessStart {
@@ -70,9 +77,15 @@ export function parseStart(line: string): WitnessStart {
     typeof r.password !== 'string' ? 'password' : '',
     typeof r.applicationName !== 'string' || r.applicationName === '' || r.applicationName.length > 63 ? 'applicationName' : '',
     typeof r.ssl !== 'boolean' ? 'ssl' : '',
+    !isTls(r.tls) ? 'tls' : '',
   ].filter((x) => x !== '');
   if (bad.length > 0) throw new Error(`the first line is not a witness start: ${bad.join(', ')}`);
   return r as unknown as WitnessStart;
+}
+
+function isTls(t: unknown): boolean {
+  return typeof t === 'object' && t !== null && !Array.isArray(t)
+    && Object.entries(t).every(([k, v]) => TLS_KEYS.has(k) && typeof v === 'string');
 }
 
 function parseObject(line: string): Record<string, unknown> | null {

@@ -11,6 +11,7 @@
 //
 //   node src/witness/main.ts      (the first stdin line is the connection, see lease.ts)
 import { connect as netConnect, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
 import { CLOSED, mayConfirm, orphaned, parseLease, parseStart, type Lease, type WitnessStart } from './lease.ts';
 import {
@@ -64,11 +65,25 @@ class Connection {
   }
 
   #sslAnswer(d: Buffer): void {
+    try { this.#tls(d); } catch (e) { this.close((e as Error).message); }
+  }
+
+  #tls(d: Buffer): void {
     if (d[0] !== 0x53) return this.#startup(); // 'N': no TLS here; pg_hba decides
-    // Our own server over the local address: the certificate is not checked (see docs/configuration.md).
+    // The replication role's TLS keys, as libpq applies them: a client certificate when one is
+    // configured; the server's certificate checked only with sslmode verify-ca (the CA) or
+    // verify-full (the CA and the host), otherwise not (it is this host's own server).
+    const t = this.#s.tls;
+    const verify = t.sslmode === 'verify-ca' || t.sslmode === 'verify-full';
     const plain = this.#sock;
     plain.removeAllListeners('data');
-    this.#sock = tlsConnect({ socket: plain, rejectUnauthorized: false });
+    this.#sock = tlsConnect({
+      socket: plain, host: this.#s.host, rejectUnauthorized: verify,
+      ...(t.sslrootcert === undefined ? {} : { ca: readFileSync(t.sslrootcert) }),
+      ...(t.sslcert === undefined ? {} : { cert: readFileSync(t.sslcert) }),
+      ...(t.sslkey === undefined ? {} : { key: readFileSync(t.sslkey) }),
+      ...(t.sslmode === 'verify-full' ? {} : { checkServerIdentity: () => undefined }),
+    });
     this.#sock.on('error', (e) => this.close(e.message));
     this.#sock.once('secureConnect', () => this.#startup());
   }

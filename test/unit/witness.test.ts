@@ -113,9 +113,10 @@ describe('the deadline rule', () => {
     expect(parseLease('not json')).toBeNull();
     expect(parseLease('{"lease":"open","at":5}')).toBeNull();
     expect(parseLease('[1]')).toBeNull();
-    const start = { host: 'h', port: 1, user: 'u', password: '', applicationName: 'a', ssl: true };
+    const start = { host: 'h', port: 1, user: 'u', password: '', applicationName: 'a', ssl: true, tls: { sslmode: 'verify-full', sslcert: '/c' } };
     expect(parseStart(JSON.stringify(start))).toEqual(start);
     expect(() => parseStart(JSON.stringify({ ...start, port: 0 }))).toThrow(/port/);
+    expect(() => parseStart(JSON.stringify({ ...start, tls: { sslpassword: 'x' } }))).toThrow(/tls/);
   });
 
   it('never echoes the start line, which holds the password', () => {
@@ -146,7 +147,9 @@ describe('the agent side', () => {
   it('connects to loopback when PostgreSQL listens on every address, as the replication role', () => {
     const cfg = (listen: string) => ({ postgresql: { listen, ssl: undefined, authentication: { replication: { username: 'repl', password: 'pw' } } } }) as never;
     expect(witnessStart(cfg('0.0.0.0:5432'))).toMatchObject({ host: '127.0.0.1', port: 5432, user: 'repl', applicationName: WITNESS_NAME, ssl: false });
-    expect(witnessStart(cfg('10.0.0.5:6000'))).toMatchObject({ host: '10.0.0.5', port: 6000 });
+    expect(witnessStart(cfg('10.0.0.5:6000'))).toMatchObject({ host: '10.0.0.5', port: 6000, tls: {} });
+    const tlsCfg = { postgresql: { listen: '127.0.0.1:5432', ssl: undefined, authentication: { replication: { username: 'r', password: 'p', sslmode: 'verify-full', sslrootcert: '/ca', sslcert: '/c', sslkey: '/k', channel_binding: 'require' } } } } as never;
+    expect(witnessStart(tlsCfg)).toMatchObject({ ssl: true, tls: { sslmode: 'verify-full', sslrootcert: '/ca', sslcert: '/c', sslkey: '/k' } });
   });
 
   it('keeps the witness name for the witness: no member may carry it', async () => {
