@@ -25,6 +25,7 @@ import { registerReloadAgentRoute } from '../api/reload-route.ts';
 import { registerPoolerRoute } from '../api/pooler-route.ts';
 import { Poolers } from '../pooler/poolers.ts';
 import { FencerProcess } from './fencer-client.ts';
+import { WitnessProcess, witnessStart } from './witness-client.ts';
 import { HaLoop, type LoopDeps } from './loop.ts';
 import { SystemdNotify } from './sd-notify.ts';
 import { renderMetrics } from '../api/metrics.ts';
@@ -137,7 +138,8 @@ async function main(): Promise<number> {
       void pg.stop('immediate').catch(() => undefined).finally(() => (fatal === null ? process.exit(1) : fatal(err)));
     },
   });
-  const external: ExternalFence = device === null ? fencer : combineFences([fencer, device]);
+  const witness = config.postgresql.lease_witness ? new WitnessProcess({ start: witnessStart(config), logger, now: () => performance.now() }) : null;
+  const external: ExternalFence = combineFences([fencer, ...(device === null ? [] : [device]), ...(witness === null ? [] : [witness])]);
   const su = config.postgresql.authentication.superuser;
   const logical = new LogicalSlots({
     local: { host: config.postgresql.socket_dir, port: splitHostPort(config.postgresql.listen).port, user: su.username, password: su.password },
@@ -234,6 +236,7 @@ async function main(): Promise<number> {
       }
       await apiClosed.catch(() => undefined);
       fencer.close();
+      witness?.close();
       await pg.close().catch(() => undefined);
       await dcs.close().catch(() => undefined);
       logger.info({ event: 'stopped' }, 'pgha agent stopped');

@@ -391,7 +391,9 @@ export const nodeConfigSchema = z.strictObject({
   // PostgreSQL's application_name (synchronous_standby_names matches it) keeps 63 bytes; the
   // member's slot name is the name lower-cased with . and - as _ (two names that map to one slot
   // are refused when the agent starts: src/agent/names.ts).
-  name: z.string().min(1).max(MAX_NAME_BYTES, `at most ${MAX_NAME_BYTES} characters (PostgreSQL's application_name and slot name limit)`).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
+  name: z.string().min(1).max(MAX_NAME_BYTES, `at most ${MAX_NAME_BYTES} characters (PostgreSQL's application_name and slot name limit)`).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only')
+    // The lease witness's application_name (src/witness/names.ts WITNESS_NAME).
+    .refine((n) => n !== 'pgha_lease_witness', 'pgha_lease_witness is the lease witness\'s name in synchronous_standby_names'),
   namespace: z
     .string()
     .regex(/^\/[A-Za-z0-9_./-]*$/, 'an absolute key prefix such as /service')
@@ -473,6 +475,10 @@ export const nodeConfigSchema = z.strictObject({
     // Directory of the Unix socket the agent uses to reach its own PostgreSQL.
     socket_dir: z.string().startsWith('/', 'an absolute path').default('/var/run/postgresql'),
     pgpass: z.string().startsWith('/', 'an absolute path').optional(),
+    // pgha-only: the lease witness (docs/data-safety.md#the-lease-witness): a local synchronous
+    // standby that confirms WAL only while the leader's lease is valid, so a primary frozen and
+    // thawed past its lease acknowledges no commit.
+    lease_witness: z.boolean().default(true),
     // pgha-only: TLS on this server: ssl = on with these files (docs/configuration.md#tls).
     ssl: z
       .strictObject({ cert_file: absolutePath, key_file: absolutePath, ca_file: absolutePath.optional(), crl_file: absolutePath.optional() })

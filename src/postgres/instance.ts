@@ -15,7 +15,8 @@ import type { LocalPostgres, SyncMethod } from '../ha/types.ts';
 import { CURRENT_TIMELINE_SQL, parseLsn } from './lsn.ts';
 import type { Logger } from '../log/logger.ts';
 import { syncStandbyNames } from '../ha/quorum.ts';
-import { defaultHba, peerPgpass, renderHba, renderPghaConf, renderPgpass, sslParameters, syncNamesFromConf, upstreamFromConf, type StandbyConf } from './conf.ts';
+import { WITNESS_NAME, witnessedSyncNames } from '../witness/names.ts';
+import { confValue, defaultHba, peerPgpass, renderHba, renderPghaConf, renderPgpass, sslParameters, syncNamesFromConf, upstreamFromConf, type StandbyConf } from './conf.ts';
 import { readControlData, type ControlData } from './controldata.ts';
 import { adoptPatroniConf } from './patroni-conf.ts';
 import { childPids, ensureDataDir, fatalLines, isInitialized, livePostmaster, pidFromFile, waitForExit, waitForReap, wipeContents, writeAtomic, writeFresh } from './datadir.ts';
@@ -76,6 +77,8 @@ class LocalInstance implements PostgresControl {
   #control: { mtimeNs: bigint; data: ControlData } | null = null;
   /** synchronous_standby_names this primary should run with ('' = asynchronous). */
   #syncNames = '';
+  /** The same without the lease witness, as src/ha renders it (null: not set since the agent started). */
+  #syncPlain: string | null = null;
   /** Primary flush position read just after #syncNames last changed (see LocalPostgres.syncChangedAt). */
   #syncChangedAt: number | null = null;
   /** Standby: the highest timeline its WAL receiver streamed since PostgreSQL started. */
@@ -189,8 +192,11 @@ class LocalInstance implements PostgresControl {
       const timeline = h.inRecovery && this.#streamedTimeline !== null ? Math.max(h.timeline ?? 0, this.#streamedTimeline) : h.timeline;
       return {
         ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: timeline ?? local.timeline, replayTimeline: h.timeline,
-        lsn: h.lsn, streaming: h.streaming, pendingRestart: h.pendingRestart, syncStandbys: h.syncStandbys,
-        syncSetting: h.syncSetting, replicas: h.replicas, syncChangedAt: this.#syncChangedAt, stats: h.stats,
+        lsn: h.lsn, streaming: h.streaming, pendingRestart: h.pendingRestart,
+        // The lease witness is no member: src/ha sees the setting and the standbys without it.
+        syncStandbys: h.syncStandbys.filter((n) => n !== WITNESS_NAME),
+        syncSetting: h.syncSetting === this.#syncNames && this.#syncPlain !== null ? this.#syncPlain : h.syncSetting,
+        replicas: h.replicas.filter((r) => r.name !== WITNESS_NAME), syncChangedAt: this.#syncChangedAt, stats: h.stats,
       };
     } catch {
       return local;
@@ -284,7 +290,9 @@ class LocalInstance implements PostgresControl {
       port: this.#port, listenHost: splitHostPort(pgc.listen).host, socketDir: pgc.socket_dir,
       parameters: [this.#o.dynamic().postgresql.parameters, pgc.parameters, sslParameters(pgc.ssl), this.#o.extraParameters?.() ?? {}],
       standby: standby ? this.#standbyConf(up) : null,
-      syncNames: standby ? '' : this.#syncNames,
+      // With the lease witness a standby keeps the setting too (a standby ignores it): the moment
+      // recovery ends, the promoted server already waits for the witness.
+      syncNames: standby && !this.#witness ? '' : this.#syncNames,
     });
   }
 
@@ -303,7 +311,9 @@ class LocalInstance implements PostgresControl {
   }
 
   async setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<void> {
-    const want = syncStandbyNames(names, count, method);
+    const plain = syncStandbyNames(names, count, method);
+    const want = this.#witness ? witnessedSyncNames(names, count, method) : plain;
+    this.#syncPlain = plain;
     const changed = want !== this.#syncNames || this.#syncChangedAt === null;
     this.#syncNames = want;
     await this.applyConfig(null);
@@ -400,7 +410,21 @@ class LocalInstance implements PostgresControl {
     process.kill(pid, 'SIGHUP');
   }
 
+  get #witness(): boolean {
+    return this.#c.postgresql.lease_witness;
+  }
+
   async promote(): Promise<{ timeline: number; lsn: string }> {
+    if (this.#witness && this.#syncNames === '') {
+      // A standby that never ran as primary under this agent: list the witness before recovery
+      // ends, so no commit of the new primary is acknowledged without it (a reload; a standby ignores it).
+      this.#syncNames = witnessedSyncNames(null, 0);
+      this.#syncPlain = '';
+      const path = this.#path('pgha.conf');
+      const text = readFileSync(path, 'utf8').replace(/^synchronous_standby_names = .*$/m, `synchronous_standby_names = ${confValue(this.#syncNames)}`);
+      await writeAtomic(path, text, this.#runAs);
+      await this.reload();
+    }
     const su = this.#c.postgresql.authentication.superuser;
     const wait = this.#c.postgresql.pg_ctl_timeout;
     // pg_promote(true, wait) returns once recovery has ended (true) or after `wait` s (false);

@@ -66,6 +66,8 @@ export class ChaosCluster implements ChaosBackend {
   #destroyed = false;
   #unitStarts = 0;
   #watchdogs = new Set<ChildProcess>();
+  /** The emulated watchdog of each node's current agent start. */
+  #watchdogOf = new Map<string, ChildProcess>();
   #restarts = new Set<NodeJS.Timeout>();
   readonly watchdogFirings: WatchdogFiring[] = [];
 
@@ -185,6 +187,7 @@ export class ChaosCluster implements ChaosBackend {
   #watchdogFor(n: DbNode, socket: string, pid: number): void {
     const wd = spawn('python3', [WATCHDOG_PY, socket, String(pid), n.host.ns, String(WATCHDOG_MS), String(WATCHDOG_SLACK_MS)], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#watchdogs.add(wd);
+    this.#watchdogOf.set(n.name, wd);
     wd.on('exit', () => this.#watchdogs.delete(wd));
     const log = createWriteStream(join(this.dir, `${n.name}.watchdog.log`), { flags: 'a' });
     wd.stderr?.pipe(log);
@@ -265,6 +268,10 @@ export class ChaosCluster implements ChaosBackend {
   freezeNode(n: DbNode): void { signalHost(n.host, 'SIGSTOP'); }
   thawNode(n: DbNode): void { signalHost(n.host, 'SIGCONT'); }
   freezeAgent(n: DbNode): void { this.signalAgent(n, 'SIGSTOP'); }
+  signalWatchdog(n: DbNode, signal: 'SIGSTOP' | 'SIGCONT'): void {
+    const pid = this.#watchdogOf.get(n.name)?.pid;
+    if (pid !== undefined) { try { process.kill(pid, signal); } catch { /* gone */ } }
+  }
   thawAgent(n: DbNode): void { this.signalAgent(n, 'SIGCONT'); }
 
   partition(n: DbNode, ips: string[], direction: 'both' | 'out'): void { this.lab.partition(n.host, ips, direction); }
