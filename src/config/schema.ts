@@ -477,8 +477,9 @@ export const nodeConfigSchema = z.strictObject({
     pgpass: z.string().startsWith('/', 'an absolute path').optional(),
     // pgha-only: the lease witness (docs/data-safety.md#the-lease-witness): a local synchronous
     // standby that confirms WAL only while the leader's lease is valid, so a primary frozen and
-    // thawed past its lease acknowledges no commit.
-    lease_witness: z.boolean().default(true),
+    // thawed past its lease acknowledges no commit. Off by default: it adds about 0.18 ms to
+    // every commit (docs/benchmarks-witness.md), which is not negligible (issue #14's rule).
+    lease_witness: z.boolean().default(false),
     // pgha-only: TLS on this server: ssl = on with these files (docs/configuration.md#tls).
     ssl: z
       .strictObject({ cert_file: absolutePath, key_file: absolutePath, ca_file: absolutePath.optional(), crl_file: absolutePath.optional() })

@@ -156,6 +156,8 @@ export class ChaosCluster implements ChaosBackend {
           rewind: { username: 'rewinder', password: PASSWORDS.rewind },
         },
         pg_ctl_timeout: 30,
+        // The suite checks pgha's safety with every guard on (freeze-thaw-node relies on it).
+        lease_witness: true,
       },
       tags: { failover_priority: 1 },
     };

@@ -57,7 +57,7 @@ describe('parseConfig', () => {
         data_dir: '/var/lib/pgha/data',
         bin_dir: '/usr/lib/postgresql/15/bin',
         socket_dir: '/var/run/postgresql',
-        lease_witness: true,
+        lease_witness: false,
         authentication: {
           superuser: { username: 'postgres', password: 's3cret-su' },
           replication: { username: 'replicator', password: 's3cret-repl' },
