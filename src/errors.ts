@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   PGHA_BACKUP_COMMAND: 'a pgbackrest command (stanza-create, check, backup, expire, info) failed or timed out',
   PGHA_BACKUP_NOT_CONFIGURED: 'a backup operation was asked of a member without a backup: section',
   PGHA_BACKUP_BUSY: 'a backup is already running on this member',
+  PGHA_BOOTSTRAP_SOURCE: 'bootstrap.method pgbackrest: the source stanza, its backups or the target cannot be restored, or this cluster\'s stanza already exists',
   PGHA_VERIFY_ABORTED: 'pghactl verify stopped: the leader changed, a switchover or reinit started, or the other side stopped replaying',
   PGHA_CLI_USAGE: 'pghactl was called with bad arguments',
   PGHA_CLI_REFUSED: 'pghactl refused an operation, with the reason',
