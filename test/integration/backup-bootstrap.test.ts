@@ -152,7 +152,7 @@ describe('bootstrap.method: pgbackrest', () => {
     const a = await waitFor('staging check passed', async () => { const h = (await staging.status(p))?.archive as ArchiveHealth | undefined; return h?.check?.ok === true ? h : null; }, 60_000, 250);
     expect(a.last_archived_wal).toMatch(/^00000002/);
     const own = await info(p, 'staging');
-    expect(own.status_code).toBe(0);
+    expect(own.status, 'the stanza exists (no backup of its own yet)').toBe('no valid backups');
     expect(own.wal_max).toMatch(/^00000002/);
     // Production's archive got nothing of staging's timeline.
     expect((await info(p1, 'prod')).wal_max).toMatch(/^00000001/);
