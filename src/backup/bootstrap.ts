@@ -48,6 +48,9 @@ const RETRY_AFTER_RESTORE_MS = 5 * 60_000;
 const RECOVERY_OPTIONS = ['restore_command', 'recovery_target', 'recovery_target_name', 'recovery_target_time', 'recovery_target_lsn',
   'recovery_target_xid', 'recovery_target_inclusive', 'recovery_target_action', 'recovery_target_timeline'];
 
+/** A postgresql.auto.conf line setting archiving, which pgha.conf sets for this cluster. */
+const ARCHIVE_SETTING = /^\s*(archive_mode|archive_command|archive_library)\s*=/;
+
 /** What the bootstrap needs of the local PostgreSQL (src/postgres/instance.ts provides it). */
 export interface BootstrapPg {
   dataDir: string;
@@ -110,17 +113,19 @@ export class BackupBootstrap {
       throw new PgHaError('PGHA_BOOTSTRAP', `the restore from stanza ${this.#b.stanza} failed (${this.#failed.message}); the same restore is not tried again before ${again}: fix ${this.#where} and restart the agent`);
     }
     const src = sourceConfig(this.#c);
-    await this.#prepare(src);
-    await this.#check(src);
-    const started = Date.now();
-    this.#log.info({ event: 'bootstrap restore', stanza: this.#b.stanza, target: this.#b.target, set: this.#b.set ?? null }, `restoring stanza ${this.#b.stanza} to bootstrap a new cluster`);
     try {
-      await this.#restore(src);
-      const lsn = await this.#recover(pg);
-      this.#log.info({ event: 'bootstrap restored', stanza: this.#b.stanza, lsn, ms: Date.now() - started }, `restored stanza ${this.#b.stanza} and promoted at ${lsn}`);
-    } catch (err) {
-      this.#failed = { at: this.#now(), message: describeError(err).message };
-      throw err;
+      await this.#prepare(src);
+      await this.#check(src);
+      const started = Date.now();
+      this.#log.info({ event: 'bootstrap restore', stanza: this.#b.stanza, target: this.#b.target, set: this.#b.set ?? null }, `restoring stanza ${this.#b.stanza} to bootstrap a new cluster`);
+      try {
+        await this.#restore(src);
+        const lsn = await this.#recover(pg);
+        this.#log.info({ event: 'bootstrap restored', stanza: this.#b.stanza, lsn, ms: Date.now() - started }, `restored stanza ${this.#b.stanza} and promoted at ${lsn}`);
+      } catch (err) {
+        this.#failed = { at: this.#now(), message: describeError(err).message };
+        throw err;
+      }
     } finally {
       // The source's repository credentials stay only as long as they are needed.
       await unlink(backupPaths(src).conf).catch(() => undefined);
@@ -172,6 +177,14 @@ export class BackupBootstrap {
       await writeAtomic(confPath, `${conf}\n# pgha: its settings, which win over the lines above.\ninclude_if_exists = 'pgha.conf'\n`, pg.runAs);
     }
     if (!existsSync(join(dir, 'pg_ident.conf'))) await writeAtomic(join(dir, 'pg_ident.conf'), '', pg.runAs);
+    // The source's ALTER SYSTEM archiving settings would win over pgha.conf and, from the
+    // promotion on, push this cluster's WAL into the source's archive: removed before the start.
+    const autoPath = join(dir, 'postgresql.auto.conf');
+    if (existsSync(autoPath)) {
+      const auto = readFileSync(autoPath, 'utf8');
+      const kept = auto.split('\n').filter((l) => !ARCHIVE_SETTING.test(l)).join('\n');
+      if (kept !== auto) await writeAtomic(autoPath, kept, pg.runAs);
+    }
     await unlink(join(dir, 'standby.signal')).catch(() => undefined);
     await writeAtomic(join(dir, 'pg_hba.conf'), `# pgha: bootstrap from a backup, recovery only (replaced after the promotion)\nlocal all "${su.username.replace(/"/g, '""')}" trust\n`, pg.runAs);
     await writeAtomic(join(dir, 'pgha.conf'), pg.recoveryConf(), pg.runAs);

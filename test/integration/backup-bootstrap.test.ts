@@ -101,6 +101,8 @@ beforeAll(async () => {
     return ((await prod.status(p1))?.archive as ArchiveHealth | undefined)?.check?.ok === true;
   }, 90_000, 250);
   await prod.query(p1, 'create table t(id int primary key)');
+  // An ALTER SYSTEM archiving setting of the source (harmless here) must not reach the copy.
+  await prod.query(p1, "alter system set archive_library = ''");
   beforeBackup = ((await prod.query(p1, 'select clock_timestamp()::text as t')).rows[0] as { t: string }).t;
 }, 120_000);
 
@@ -143,7 +145,7 @@ describe('bootstrap.method: pgbackrest', () => {
     const sysid = ((await prod.query(p1, 'select system_identifier::text as id from pg_control_system()')).rows[0] as { id: string }).id;
     expect(await initializeKey()).toBe(sysid);
     // The configured passwords work over TCP (the harness connects with them) and recovery's options are gone.
-    expect((await staging.query(p, "select count(*)::int as n from pg_file_settings where sourcefile like '%postgresql.auto.conf' and (name like 'recovery_target%' or name = 'restore_command')")).rows[0]).toEqual({ n: 0 });
+    expect((await staging.query(p, "select count(*)::int as n from pg_file_settings where sourcefile like '%postgresql.auto.conf' and (name like 'recovery_target%' or name in ('restore_command', 'archive_library'))")).rows[0]).toEqual({ n: 0 });
     await staging.query(p, 'insert into t values (1000)');
     for (const n of staging.nodes.filter((x) => x !== p)) {
       await waitFor(`row 1000 on ${n.name}`, async () => (await staging.query(n, 'select 1 from t where id = 1000')).rowCount === 1, 20_000);
