@@ -167,7 +167,7 @@ try {
     `| point-in-time restore, whole cluster: a new three-member cluster with bootstrap.method: pgbackrest to the same time, from starting its agents until the primary runs and both standbys stream (1 run; its restore and promotion: ${restoredLog === null ? '?' : `${(Number(restoredLog[1]) / 1000).toFixed(1)} s`}) | ${(clusterMs / 1000).toFixed(1)} s |`, '',
     'Reading: the RPO is how far the archive lags behind the primary: with a steady load a WAL file is switched every archive_timeout and archived at once, so the age stays below archive_timeout plus the archive-push time. ' +
     'The new replicas from the backup replay the WAL written since the backup from the archive before streaming. ' +
-    'The delta restore reads and checksums every file of the kept directory and copies only those that differ from the backup.', '',
+    'The delta restore reads and checksums every file of the kept directory and copies only those that differ from the backup. All on one host with the database in the page cache: the copies run at memory and loopback speed, so the figures compare the methods rather than predict a networked repository.', '',
     `Not measured: \`pghactl restore\` (a point-in-time restore of the running cluster in place), not on main when this ran; the last row restores into a new cluster instead. Each restore's row count was checked against the rows committed up to the target (${rowsAtT}).`, '');
   writeFileSync(new URL('../docs/benchmarks-backup.md', import.meta.url), out.join('\n'));
   console.log(out.join('\n'));
