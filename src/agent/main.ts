@@ -33,7 +33,10 @@ import { DeviceWatchdog, checkDevice } from './watchdog-device.ts';
 import { BackupAgent } from '../backup/agent.ts';
 import { BackupBootstrap, type BootstrapPg } from '../backup/bootstrap.ts';
 import { registerBackupRoutes } from '../api/backup-routes.ts';
+import { registerRestoreRoute } from '../api/restore-route.ts';
+import { RestoreJobs } from '../backup/restore-job.ts';
 import { longestTimeoutMs, mayPet } from './watchdog-gate.ts';
+import { startLeaderMirror } from './leader-mirror.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -156,6 +159,13 @@ async function main(): Promise<number> {
     ...(backup === null ? {} : { backup }),
   });
   const ha = loop;
+  // vip-manager 1.x reads etcd v2 only: a copy of the leader key there (docs/vip-manager.md).
+  const mirror = startLeaderMirror(config, path, logger, {
+    leaseLeftMs: () => {
+      const d = ha.fence.deadline;
+      return ha.isLeader && d !== null ? d - performance.now() : null;
+    },
+  });
   // /status carries the archive health next to the loop's snapshot.
   const snapshot = () => {
     const s = ha.snapshot();
@@ -181,6 +191,14 @@ async function main(): Promise<number> {
   });
   registerPoolerRoute(app, { member: config.name, poolers });
   registerBackupRoutes(app, { config, backup, isLeader: () => ha.isLeader, view: () => ha.view, logger });
+  // Whole-cluster restore (docs/backup.md#pghactl-restore): its job runs beside the loop, never in it.
+  const restoreJobs = backup === null ? null : new RestoreJobs({
+    config: backup.config, pg, dcs, logger, enqueue: (name, fn) => ha.enqueue(name, fn), promoted: () => backup.promoted(),
+  });
+  registerRestoreRoute(app, {
+    config, dcs, backup, jobs: restoreJobs, isLeader: () => ha.isLeader, paused: () => ha.dynamic.pause,
+    stopPostgres: () => ha.enqueue('restore: stop PostgreSQL', () => pg.stop('fast')),
+  });
   registerReloadAgentRoute(app, { member: config.name, auth: () => config.restapi.authentication, reload: () => reloader.reload('POST /reload-agent') });
   // watchdog.mode required without a usable device made this member nofailover: a reload keeps that.
   const forcedNofailover = config !== loaded;
@@ -211,6 +229,7 @@ async function main(): Promise<number> {
       const apiClosed = app.close();
       stopWatch();
       await ha.shutdown();
+      await mirror?.stop();
       backup?.stop();
       // on_stop was just fired: let it finish (systemd's KillMode=mixed kills what is left once
       // the agent exits). The key is released already, so this delays nobody's failover; at most
