@@ -156,14 +156,21 @@ try {
   staging = null;
 
   // 3c. pghactl restore of the running cluster to the same time, until healthy again.
-  const r0 = performance.now();
-  await ctl('restore', '--time', t, '--force', '--timeout', '1200');
-  const ctlRestoreMs = performance.now() - r0;
-  p = await healthy(cluster);
-  const healthyRestoreMs = performance.now() - r0;
-  const { n: restoredRows } = (await cluster.query(p, 'select count(*)::int as n from ticks')).rows[0] as { n: number };
-  if (restoredRows !== rowsAtT) throw new Error(`pghactl restore: ${restoredRows} rows, ${rowsAtT} expected`);
-  console.log(`pghactl restore: ${Math.round(ctlRestoreMs)} ms, healthy after ${Math.round(healthyRestoreMs)} ms`);
+  // Its failure is reported in the table rather than losing the other figures.
+  let inPlace = '';
+  try {
+    const r0 = performance.now();
+    await ctl('restore', '--time', t, '--force', '--timeout', '1200');
+    const ctlRestoreMs = performance.now() - r0;
+    p = await healthy(cluster);
+    const healthyRestoreMs = performance.now() - r0;
+    const { n: restoredRows } = (await cluster.query(p, 'select count(*)::int as n from ticks')).rows[0] as { n: number };
+    if (restoredRows !== rowsAtT) throw new Error(`${restoredRows} rows, ${rowsAtT} expected`);
+    inPlace = `${(ctlRestoreMs / 1000).toFixed(1)} s; ${(healthyRestoreMs / 1000).toFixed(1)} s`;
+  } catch (err) {
+    inPlace = `failed: ${(err as Error).message.split('\n')[0]!.slice(0, 200)}`;
+  }
+  console.log(`pghactl restore: ${inPlace}`);
 
   const fmt = (ms: number[]) => (ms.length === 0 ? 'n/a' : `${(median(ms) / 1000).toFixed(1)} s (${ms.length} runs: ${ms.map((x) => (x / 1000).toFixed(1)).join(', ')})`);
   out.push('# Benchmarks: backups with pgBackRest', '',
@@ -177,7 +184,7 @@ try {
     `| new replica with pg_basebackup (create_replica_methods: basebackup; same) until streaming | ${fmt(basebackup)} |`,
     `| \`pghactl reinit\` of the member that already has the data (delta restore, ${deltaLogged} of ${RUNS} logged as delta) until streaming | ${fmt(delta)} |`,
     `| point-in-time restore, one member's step: pgbackrest restore --type=time into a fresh directory, recovery to the target, promotion, accepting writes | ${fmt(restoreMs)} |`,
-    `| point-in-time restore, whole cluster in place: \`pghactl restore --time\` of the running cluster (restore --delta on the leader, recovery, promotion, both other members rebuilt: node2 by delta restore, node3 by pg_basebackup), until pghactl returns; until the cluster is healthy (1 run) | ${(ctlRestoreMs / 1000).toFixed(1)} s; ${(healthyRestoreMs / 1000).toFixed(1)} s |`,
+    `| point-in-time restore, whole cluster in place: \`pghactl restore --time\` of the running cluster (restore --delta on the leader, recovery, promotion, both other members rebuilt: node2 by delta restore, node3 by pg_basebackup), until pghactl returns; until the cluster is healthy (1 run) | ${inPlace} |`,
     `| point-in-time restore, whole cluster: a new three-member cluster with bootstrap.method: pgbackrest to the same time, from starting its agents until the primary runs and both standbys stream (1 run; its restore and promotion: ${restoredLog === null ? '?' : `${(Number(restoredLog[1]) / 1000).toFixed(1)} s`}) | ${(clusterMs / 1000).toFixed(1)} s |`, '',
     'Reading: the RPO is how far the archive lags behind the primary: with a steady load a WAL file is switched every archive_timeout and archived at once, so the age stays below archive_timeout plus the archive-push time. ' +
     'The new replicas from the backup replay the WAL written since the backup from the archive before streaming. ' +
