@@ -160,7 +160,8 @@ try {
   let inPlace = '';
   try {
     const r0 = performance.now();
-    await ctl('restore', '--time', t, '--force', '--timeout', '1200');
+    // pghactl restore reads "+00" offsets only as "+00:00" (Date.parse): the same instant.
+    await ctl('restore', '--time', t.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00'), '--force', '--timeout', '1200');
     const ctlRestoreMs = performance.now() - r0;
     p = await healthy(cluster);
     const healthyRestoreMs = performance.now() - r0;
