@@ -32,6 +32,7 @@ import { renderMetrics } from '../api/metrics.ts';
 import { AgentStats, instrumentDcs } from './stats.ts';
 import { DeviceWatchdog, checkDevice } from './watchdog-device.ts';
 import { BackupAgent } from '../backup/agent.ts';
+import { BackupBootstrap, type BootstrapPg } from '../backup/bootstrap.ts';
 import { registerBackupRoutes } from '../api/backup-routes.ts';
 import { registerRestoreRoute } from '../api/restore-route.ts';
 import { RestoreJobs } from '../backup/restore-job.ts';
@@ -117,6 +118,9 @@ async function main(): Promise<number> {
   // archive_command names it.
   const backup = config.backup === undefined ? null : new BackupAgent({ config: { ...config, backup: config.backup }, logger });
   await backup?.prepare();
+  // bootstrap.method: pgbackrest: a new cluster's first member restores instead of initdb.
+  const bootFromBackup = backup === null || config.bootstrap.method !== 'pgbackrest' ? null
+    : new BackupBootstrap({ config: backup.config, logger, configPath: path });
   // Callbacks read the live configuration (a reload changes them): docs/callbacks.md.
   const callbacks = new Callbacks({ config: () => config, logger });
   const pg = new CallbackPostgres(createPostgresControl({
@@ -125,7 +129,8 @@ async function main(): Promise<number> {
     // loop_wait later, so the restart in place (or the failover) starts at once.
     onConnectionLost: () => loop?.wake(),
     ...(backup === null ? {} : { extraParameters: () => backup.parameters() }),
-    ...(backup?.replicaFromBackup === true ? { restoreReplica: () => backup.restoreReplica() } : {}),
+    ...(backup?.replicaFromBackup === true ? { restoreReplica: () => backup.restoreReplica(), deltaRestore: (id: string) => backup.deltaRestore(id) } : {}),
+    ...(bootFromBackup === null ? {} : { bootstrapRestore: (p: BootstrapPg) => bootFromBackup.run(p) }),
   }), callbacks);
   let fatal: ((err: Error) => void) | null = null;
   // The fencing process enforces the lease deadline even when this event loop is frozen. If it

@@ -27,6 +27,7 @@ import { createRoles } from './roles.ts';
 import { ensureSlots } from './slots.ts';
 import { installSlotStates, readSlotStates, readStoppedSlotPositions, type SlotState } from './slot-copy.ts';
 import { slotNameFor, type PostgresControl, type Upstream } from './types.ts';
+import type { BootstrapPg } from '../backup/bootstrap.ts';
 
 export { lookupOsUser, type RunAs } from './exec.ts';
 
@@ -45,6 +46,13 @@ export interface PostgresControlOptions {
    * repository before falling back to pg_basebackup.
    */
   restoreReplica?: () => Promise<void>;
+  /**
+   * Same: a reinit (or a re-clone after a failed rewind) of a data directory of `systemId` keeps
+   * it and restores the backup over it with `pgbackrest restore --delta` (src/backup/agent.ts).
+   */
+  deltaRestore?: (systemId: string) => Promise<void>;
+  /** bootstrap.method: pgbackrest: fills the data directory instead of initdb (src/backup/bootstrap.ts). */
+  bootstrapRestore?: (pg: BootstrapPg) => Promise<void>;
   /** Parameters layered last into pgha.conf (archive_command etc. from the backup: section). */
   extraParameters?: () => Record<string, string | number | boolean>;
 }
@@ -89,6 +97,12 @@ class LocalInstance implements PostgresControl {
    * emptied it. Only then, or when it holds a PostgreSQL data directory, may wipe() empty it.
    */
   #ours = false;
+  /**
+   * `<data_dir>.delta-restore`: a reinit kept this data directory (of the system id written in
+   * it) for a delta restore. While it exists and the server is stopped, observe() reports the
+   * directory empty, so the loop clones, and clone() restores over the kept files.
+   */
+  readonly #deltaMarker: string;
 
   constructor(o: PostgresControlOptions) {
     this.#o = o;
@@ -96,6 +110,7 @@ class LocalInstance implements PostgresControl {
     const pgc = o.config.postgresql;
     this.#passfile = pgc.pgpass ?? `${pgc.data_dir}.pgpass`;
     this.#logfile = `${pgc.data_dir}.log`;
+    this.#deltaMarker = `${pgc.data_dir}.delta-restore`;
     try { this.#syncNames = syncNamesFromConf(readFileSync(this.#path('pgha.conf'), 'utf8')); } catch { /* none yet */ }
     this.#probe = new Probe({
       socketDir: pgc.socket_dir, port: splitHostPort(pgc.listen).port,
@@ -170,6 +185,7 @@ class LocalInstance implements PostgresControl {
   async #observe(): Promise<LocalPostgres> {
     if (!isInitialized(this.#dir)) return this.#foreignEntries().length > 0 ? { ...EMPTY, dataDir: 'foreign' } : EMPTY;
     const running = livePostmaster(this.#dir) !== null;
+    if (!running && this.#deltaPending() !== null) return EMPTY;
     const cd = await this.#controlData(running).catch(() => null);
     const standby = existsSync(this.#path('standby.signal'));
     const local: LocalPostgres = {
@@ -216,6 +232,10 @@ class LocalInstance implements PostgresControl {
     const pwfile = `${this.#dir}.initpw`;
     this.#claimEmptyDir('initdb');
     await ensureDataDir(this.#dir, this.#runAs);
+    if (this.#o.bootstrapRestore !== undefined) {
+      this.#control = null;
+      return this.#o.bootstrapRestore(this.#bootstrapPg());
+    }
     await writeFresh(pwfile, pgc.authentication.superuser.password, this.#runAs);
     const args = ['-D', this.#dir, '--data-checksums', '--auth-local=scram-sha-256', '--auth-host=scram-sha-256',
       `--username=${pgc.authentication.superuser.username}`, `--pwfile=${pwfile}`, ...this.#initdbOptions()];
@@ -227,12 +247,37 @@ class LocalInstance implements PostgresControl {
     }
     const conf = await readFile(this.#path('postgresql.conf'), 'utf8');
     await writeAtomic(this.#path('postgresql.conf'), `${conf}\n# pgha: its settings, which win over the lines above.\ninclude_if_exists = 'pgha.conf'\n`, this.#runAs);
-    const a = pgc.authentication;
-    const hba = this.#c.bootstrap.pg_hba ?? defaultHba({
-      superuser: a.superuser.username, replication: a.replication.username, rewind: a.rewind?.username ?? null, ssl: pgc.ssl !== undefined,
-    });
-    await writeAtomic(this.#path('pg_hba.conf'), renderHba(hba), this.#runAs);
+    await writeAtomic(this.#path('pg_hba.conf'), this.#hbaText(), this.#runAs);
     await this.#writePassfile(null);
+  }
+
+  #hbaText(): string {
+    const pgc = this.#c.postgresql;
+    const a = pgc.authentication;
+    return renderHba(this.#c.bootstrap.pg_hba ?? defaultHba({
+      superuser: a.superuser.username, replication: a.replication.username, rewind: a.rewind?.username ?? null, ssl: pgc.ssl !== undefined,
+    }));
+  }
+
+  /** What bootstrap.method pgbackrest needs of this server (src/backup/bootstrap.ts). */
+  #bootstrapPg(): BootstrapPg {
+    const pgc = this.#c.postgresql;
+    return {
+      dataDir: this.#dir, logfile: this.#logfile, runAs: this.#runAs,
+      // Recovery of another cluster's data: no TCP listener and a socket only the server's OS
+      // user reaches, while pg_hba.conf trusts the local superuser (see bootstrap.ts).
+      recoveryConf: () => renderPghaConf({
+        port: this.#port, listenHost: '', socketDir: pgc.socket_dir, standby: null, syncNames: '',
+        parameters: [this.#o.dynamic().postgresql.parameters, pgc.parameters, this.#o.extraParameters?.() ?? {}, { unix_socket_permissions: '0700' }],
+      }),
+      finalHba: () => this.#hbaText(),
+      startRecovery: async (seconds) => {
+        await this.#touchLog();
+        await this.#exec('pg_ctl', ['start', '-D', this.#dir, '-w', '-t', String(seconds), '-l', this.#logfile], seconds * 1000 + 5000);
+      },
+      stop: (mode) => this.stop(mode),
+      createRoles: async () => { await this.#writePassfile(null); await this.createRoles(); },
+    };
   }
 
   /** Patroni's format: a string is a flag, a map gives `--key=value`. data-checksums is always on. */
@@ -456,6 +501,12 @@ class LocalInstance implements PostgresControl {
 
   async clone(from: Upstream): Promise<void> {
     this.#control = null;
+    const kept = this.#deltaPending();
+    if (kept !== null) {
+      if (await this.#deltaFromBackup(from, kept)) return;
+      await wipeContents(this.#dir, this.#runAs);
+      await unlink(this.#deltaMarker).catch(() => undefined);
+    }
     this.#claimEmptyDir('pg_basebackup');
     if (this.#o.restoreReplica !== undefined && (await this.#restoreFromBackup(from))) return;
     await cloneFrom(this.#replication(), from);
@@ -471,6 +522,31 @@ class LocalInstance implements PostgresControl {
     } catch (err) {
       this.#o.logger.warn({ event: 'replica restore failed', err: { message: (err as Error).message } }, 'restore from the backup repository failed; cloning with pg_basebackup');
       await wipeContents(this.#dir, this.#runAs);
+      return false;
+    }
+  }
+
+  /** The system id a reinit kept the data directory for (the marker), or null. */
+  #deltaPending(): string | null {
+    try {
+      const id = readFileSync(this.#deltaMarker, 'utf8').trim();
+      return /^\d+$/.test(id) && isInitialized(this.#dir) ? id : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** pgbackrest restore --delta over the kept directory, as `from`'s standby; false when that fails. */
+  async #deltaFromBackup(from: Upstream, systemId: string): Promise<boolean> {
+    if (this.#o.deltaRestore === undefined) return false;
+    try {
+      await this.#o.deltaRestore(systemId);
+      await this.#configureStandby(from);
+      await unlink(this.#deltaMarker);
+      this.#ours = true;
+      return true;
+    } catch (err) {
+      this.#o.logger.warn({ event: 'delta restore failed', err: { message: (err as Error).message } }, 'delta restore from the backup repository failed; emptying the data directory and cloning afresh');
       return false;
     }
   }
@@ -492,8 +568,20 @@ class LocalInstance implements PostgresControl {
     return (await this.#controlData(livePostmaster(this.#dir) !== null))?.checkpointLsn ?? null;
   }
 
-  async wipe(): Promise<void> {
+  async wipe(o: { forReclone?: boolean } = {}): Promise<void> {
     if (livePostmaster(this.#dir) !== null) throw new PgHaError('PGHA_PG_COMMAND', 'refusing to wipe the data of a running server');
+    // A clone follows and create_replica_methods starts with pgbackrest: keep a PostgreSQL data
+    // directory for a delta restore (clone() empties it after all if that fails).
+    if (o.forReclone === true && this.#o.deltaRestore !== undefined && isInitialized(this.#dir)) {
+      const id = (await this.#controlData(false).catch(() => null))?.systemId ?? null;
+      if (id !== null) {
+        await writeAtomic(this.#deltaMarker, `${id}\n`, this.#runAs);
+        this.#control = null;
+        this.#o.logger.info({ event: 'delta restore planned', systemId: id }, 'data directory kept for a delta restore from the backup repository');
+        return;
+      }
+    }
+    await unlink(this.#deltaMarker).catch(() => undefined);
     // Only what pgha made: a PostgreSQL data directory, or one pgha found empty and filled.
     const foreign = this.#foreignEntries();
     if (foreign.length > 0 && !this.#ours) throw this.#unsafe(foreign, 'refusing to delete files pgha did not create');
