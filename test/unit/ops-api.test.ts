@@ -10,7 +10,8 @@ import { buildApi } from '../../src/api/server.ts';
 import { nodeConfigSchema, type DynamicConfig } from '../../src/config/schema.ts';
 import type { HistoryEntry } from '../../src/dcs/types.ts';
 import { toPatroniConfig } from '../../src/dcs/patroni-config.ts';
-import type { ClusterView } from '../../src/ha/types.ts';
+import { encodeFailover } from '../../src/dcs/patroni.ts';
+import type { ClusterView, FailoverRequest } from '../../src/ha/types.ts';
 import { createLogger } from '../../src/log/logger.ts';
 import { clusterView, dyn, member } from '../support/observations.ts';
 
@@ -26,10 +27,10 @@ function stubDcs(stored: Record<string, unknown> | undefined, members = 3) {
   const calls: string[] = [];
   const puts: unknown[] = [];
   const dcs = {
-    keys: { config: '/config' },
     readCluster: async () => { calls.push('readCluster'); return clusterView({ members: clusterView().members.slice(0, members) }); },
-    getJson: async () => { calls.push('getJson'); return { value: stored, modRevision: stored === undefined ? '0' : '5' }; },
-    putJsonIfRevision: async (_k: string, v: unknown) => { calls.push('put'); puts.push(v); return true; },
+    readStoredConfig: async () => { calls.push('getJson'); return { value: stored, revision: stored === undefined ? '0' : '5' }; },
+    writeStoredConfig: async (v: unknown) => { calls.push('put'); puts.push(v); return '6'; },
+    writeFailover: async (r: FailoverRequest) => { calls.push('put'); puts.push(encodeFailover(r)); return '6'; },
     readHistory: async () => { calls.push('readHistory'); return []; },
     scheduleRestart: async (_m: string, at: number) => { calls.push(`schedule ${at}`); return true; },
     cancelRestart: async () => { calls.push('cancel'); return true; },
