@@ -15,6 +15,7 @@ import { Lockout } from './lockout.ts';
 import { badRequest, requireAuth } from './server.ts';
 import { requireTargetMember, type PublishedAddresses } from './target-member.ts';
 import { restConnectAddress } from '../config/schema.ts';
+import { memberByName } from '../ha/view.ts';
 
 /**
  * The furthest ahead a restart may be scheduled (ms): 7 days covers "the next maintenance window"
@@ -167,7 +168,7 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
         return reply.code(202).send({ scheduled: new Date(at).toISOString(), member: d.config.name });
       } catch (err) { return fail(reply, err); }
     }
-    if (b?.restart_pending === true && d.view()?.members.find((m) => m.name === d.config.name)?.pendingRestart !== true) {
+    if (b?.restart_pending === true && memberByName(d.view(), d.config.name)?.pendingRestart !== true) {
       return fail(reply, new PgHaError('PGHA_CLI_REFUSED', `${d.config.name} has no pending restart: not restarted (restart_pending)`));
     }
     try { await d.restart(); return reply.send({ ok: true, member: d.config.name }); } catch (err) { return fail(reply, err); }

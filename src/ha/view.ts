@@ -16,14 +16,14 @@ export function absentRevisions(): KeyRevisions {
   return { sync: '0', failsafe: '0', failover: '0', status: '0' };
 }
 
-/** The member named `name`; undefined when it has not published itself (or `name` is null). */
-export function memberByName(view: Pick<ClusterView, 'members'>, name: string | null | undefined): MemberInfo | undefined {
-  return name == null ? undefined : view.members.find((m) => m.name === name);
+/** The member named `name`; undefined when it has not published itself (or there is no view or name). */
+export function memberByName(view: Pick<ClusterView, 'members'> | null | undefined, name: string | null | undefined): MemberInfo | undefined {
+  return view == null || name == null ? undefined : view.members.find((m) => m.name === name);
 }
 
-/** The member that holds the leader key; undefined when nobody holds it or it has not published itself. */
-export function leaderMember(view: Pick<ClusterView, 'leader' | 'members'>): MemberInfo | undefined {
-  return memberByName(view, view.leader?.name);
+/** The member that holds the leader key; undefined when nobody holds it, it has not published itself, or there is no view. */
+export function leaderMember(view: Pick<ClusterView, 'leader' | 'members'> | null | undefined): MemberInfo | undefined {
+  return memberByName(view, view?.leader?.name);
 }
 
 /** The lag rule: bytes `lsn` lies behind `reference`, never negative; null when either is unknown. */
