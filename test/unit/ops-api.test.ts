@@ -11,6 +11,7 @@ import { nodeConfigSchema, type DynamicConfig } from '../../src/config/schema.ts
 import type { HistoryEntry } from '../../src/dcs/types.ts';
 import { toPatroniConfig } from '../../src/dcs/patroni-config.ts';
 import { encodeFailover } from '../../src/dcs/patroni.ts';
+import { PgHaError } from '../../src/errors.ts';
 import type { ClusterView, FailoverRequest } from '../../src/ha/types.ts';
 import { createLogger } from '../../src/log/logger.ts';
 import { clusterView, dyn, member } from '../support/observations.ts';
@@ -221,6 +222,15 @@ describe("Patroni's request bodies (patronictl, issue 20)", () => {
     (two.dcs as unknown as { readCluster: () => Promise<ClusterView> }).readCluster = async () => down;
     expect((await two.app.inject(json('POST', '/failover', { leader: null, member: 'n2' }))).statusCode).toBe(202);
     expect(two.puts).toEqual([expect.objectContaining({ member: 'n2', kind: 'failover' })]);
+  });
+
+  it('POST /switchover that loses the race with another request: 409 with the code, nothing stored', async () => {
+    const { app, dcs, puts } = api();
+    (dcs as unknown as { writeFailover: () => Promise<string> }).writeFailover = async () => { throw new PgHaError('PGHA_DCS_CONFLICT', '/failover changed since it was read'); };
+    const r = await app.inject(json('POST', '/switchover', { leader: 'n1', candidate: 'n2' }));
+    expect(r.statusCode, r.body).toBe(409);
+    expect(r.json()).toMatchObject({ error: 'PGHA_DCS_CONFLICT', message: expect.stringMatching(/requested at the same moment/) });
+    expect(puts).toEqual([]);
   });
 
   it('POST /failover without a candidate, or /restart with a filter pgha lacks: 400, nothing stored', async () => {
