@@ -70,7 +70,7 @@ const statusSchema = {
   properties: {
     name: orNull('string'), scope: { type: 'string' }, role: { type: 'string' }, state: { type: 'string' },
     leader: orNull('string'), timeline: orNull('number'),
-    xlog: { type: 'object', properties: { location: orNull('number') } },
+    xlog: { type: 'object', properties: { location: orNull('number'), received_location: orNull('number'), replayed_location: orNull('number') } },
     replication_state: orNull('string'), lag: orNull('number'), upstream: orNull('string'), tags: tagsSchema,
     pending_restart: { type: 'boolean' }, sync_standby: { type: 'boolean' }, quorum_standby: { type: 'boolean' }, pause: { type: 'boolean' },
     cluster_unlocked: { type: 'boolean' }, database_system_identifier: orNull('string'), last_plan: orNull('string'),

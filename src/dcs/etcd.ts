@@ -8,6 +8,7 @@ import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
 import type { ClusterView, FailoverRequest, FailsafeRecord, Lsn, MemberInfo, SyncRecord, UnsafeMark } from '../ha/types.ts';
 import { DecodeCache, decode, decodeFailover, decodeFailsafe, historySchema, memberValueSchema, restartSchema, statusSchema, storedConfigSchema, syncSchema, unsafeSchema } from './codec.ts';
+import { restoreKey } from '../backup/restore-plan.ts';
 import { toPatroniConfig } from './patroni-config.ts';
 import { encodeFailover, encodeFailsafe, encodeHistory, encodeMember, encodeStatus, encodeSync, failoverFromValue } from './patroni.ts';
 import { checkCertificateDates, explainEtcdFailure, readEtcdCredentials, type EtcdCredentials, type EtcdTlsContext } from './etcd-tls.ts';
@@ -547,6 +548,19 @@ export class EtcdDcs implements Dcs {
 
   async writeFailover(request: FailoverRequest, expected: Revision): Promise<Revision> {
     return this.#putIfRevision('write failover', this.keys.failover, JSON.stringify(encodeFailover(request)), expected);
+  }
+
+  async readRestoreRecord(): Promise<{ value: unknown; revision: Revision }> {
+    const cur = await this.#getJson(restoreKey(this.keys.prefix));
+    return { value: cur.value, revision: cur.modRevision };
+  }
+
+  async writeRestoreRecord(value: unknown, expected: Revision): Promise<boolean> {
+    return this.#putJsonIfRevision(restoreKey(this.keys.prefix), value, expected);
+  }
+
+  async deleteRestoreRecord(): Promise<void> {
+    await this.#call('delete restore', () => this.client.delete().key(restoreKey(this.keys.prefix)).exec());
   }
 
   /** pghactl remove: delete every key under the cluster's prefix; the number deleted. */

@@ -113,6 +113,9 @@ export function memberFromPatroni(name: string, v: z.infer<typeof patroniMemberS
     },
     upstream: v.upstream ?? null,
     pendingRestart: v.pending_restart === true,
+    // A mixed cluster: Patroni writes none of pgha's fields (its `version` is its own release).
+    // pgha's own values leave `agent` out (absent means pgha), so they decode back exactly.
+    ...(v.pgha_state === undefined ? { agent: 'patroni', ...(v.role === undefined ? {} : { patroniRole: v.role.slice(0, 64) }) } : {}),
   };
 }
 

@@ -101,6 +101,13 @@ export interface Dcs {
   /** Remove a due scheduled restart of `member` if still at `revision`. True: it is ours to run. */
   takeRestart(member: string, revision: string): Promise<boolean>;
 
+  /** /restore (pghactl restore's record, src/backup/restore-plan.ts) as stored (undefined: absent) and its revision. */
+  readRestoreRecord(): Promise<{ value: unknown; revision: Revision }>;
+  /** Write /restore if it is still at `expected` ("0": still absent). False: it changed since; nothing written. */
+  writeRestoreRecord(value: unknown, expected: Revision): Promise<boolean>;
+  /** Delete /restore. */
+  deleteRestoreRecord(): Promise<void>;
+
   /** pghactl remove: delete every key of the cluster; the number deleted. */
   deleteCluster(): Promise<number>;
 
