@@ -22,6 +22,7 @@ import { confirm, forceOption } from './confirm.ts';
 import { withCtx, type Ctx, type GlobalOpts } from './context.ts';
 import { printResult } from './format.ts';
 import { waitForMember } from './wait.ts';
+import { leaderMember, memberByName } from '../ha/view.ts';
 
 type RestoreOpts = GlobalOpts & {
   time?: string; lsn?: string; name?: string; latest?: boolean; set?: string;
@@ -78,7 +79,7 @@ async function save(ctx: Ctx, id: string, fn: (r: RestoreRecord) => RestoreRecor
 }
 
 const memberOf = (view: ClusterView, name: string): MemberInfo => {
-  const m = view.members.find((x) => x.name === name);
+  const m = memberByName(view, name);
   if (m === undefined) throw new PgHaError('PGHA_RESTORE_FAILED', `${name} is not in the cluster (its agent is down?): start it, then pghactl restore --resume`);
   return m;
 };
@@ -186,7 +187,7 @@ async function plan(ctx: Ctx, argv: RestoreOpts, target: RestoreTarget): Promise
   }
   const view = await ctx.dcs.readCluster(ctx.fallback);
   if (view.failover !== null) throw new PgHaError('PGHA_RESTORE_HANDOVER_PENDING', `a ${view.failover.kind} request is pending: let it finish or cancel it (pghactl flush --scheduled) before a restore`);
-  const leader = view.members.find((m) => m.name === view.leader?.name);
+  const leader = leaderMember(view);
   if (leader === undefined) throw new PgHaError('PGHA_CLI_REFUSED', 'the cluster has no leader: pghactl restore restores the leader (with every node lost, see docs/backup.md "Every node was lost")');
   if (argv.set !== undefined && !backupLabel.safeParse(argv.set).success) throw new PgHaError('PGHA_CLI_USAGE', `--set ${argv.set}: not a pgBackRest backup label (pghactl backup list shows them)`);
   const stanzas = ((await call(ctx, leader, '/backup/info', undefined, INFO_MS)).stanzas ?? []) as StanzaInfo[];
