@@ -425,7 +425,7 @@ export class Actor {
   async #reclone(from: Upstream): Promise<void> {
     await this.#d.setActivity('cloning');
     await this.#d.pg.stop('immediate').catch(() => undefined); // a failed start may leave a postmaster behind
-    await this.#d.pg.wipe();
+    await this.#d.pg.wipe({ forReclone: true });
     await this.#d.pg.clone(from);
   }
 

@@ -23,6 +23,11 @@ const TO_PATRONI_STATE: Record<MemberState, string> = {
   rewinding: 'stopped', cloning: 'creating replica', bootstrapping: 'initializing new cluster', fenced: 'stopped',
 };
 
+/** A pgha state in Patroni's words (GET /patroni answers these: patronictl reinit --wait polls for "creating replica"). */
+export function toPatroniState(state: MemberState): string {
+  return TO_PATRONI_STATE[state];
+}
+
 /** Patroni's state (and role) -> pgha's, for values a Patroni agent wrote. */
 export function fromPatroniState(state: string, role: MemberInfo['role'], replicationState: string | undefined): MemberState {
   if (state === 'running') return role === 'standby' && replicationState === 'streaming' ? 'streaming' : 'running';

@@ -67,6 +67,8 @@ export interface ChaosBackend {
   killEtcd(e: ChaosEtcd): void;
   startEtcd(e: ChaosEtcd): void;
   signalEtcd(e: ChaosEtcd, signal: NodeJS.Signals): void;
+  /** SIGSTOP / SIGCONT the node's emulated systemd watchdog (freeze-thaw-node); backends with a real systemd have none. */
+  signalWatchdog?(n: ChaosNode, signal: 'SIGSTOP' | 'SIGCONT'): void;
 
   // Faults only some backends have.
   fillDisk?(n: ChaosNode): void;

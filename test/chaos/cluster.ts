@@ -66,6 +66,8 @@ export class ChaosCluster implements ChaosBackend {
   #destroyed = false;
   #unitStarts = 0;
   #watchdogs = new Set<ChildProcess>();
+  /** The emulated watchdog of each node's current agent start. */
+  #watchdogOf = new Map<string, ChildProcess>();
   #restarts = new Set<NodeJS.Timeout>();
   readonly watchdogFirings: WatchdogFiring[] = [];
 
@@ -154,6 +156,8 @@ export class ChaosCluster implements ChaosBackend {
           rewind: { username: 'rewinder', password: PASSWORDS.rewind },
         },
         pg_ctl_timeout: 30,
+        // The suite checks pgha's safety with every guard on (freeze-thaw-node relies on it).
+        lease_witness: true,
       },
       tags: { failover_priority: 1 },
     };
@@ -185,6 +189,7 @@ export class ChaosCluster implements ChaosBackend {
   #watchdogFor(n: DbNode, socket: string, pid: number): void {
     const wd = spawn('python3', [WATCHDOG_PY, socket, String(pid), n.host.ns, String(WATCHDOG_MS), String(WATCHDOG_SLACK_MS)], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#watchdogs.add(wd);
+    this.#watchdogOf.set(n.name, wd);
     wd.on('exit', () => this.#watchdogs.delete(wd));
     const log = createWriteStream(join(this.dir, `${n.name}.watchdog.log`), { flags: 'a' });
     wd.stderr?.pipe(log);
@@ -265,6 +270,10 @@ export class ChaosCluster implements ChaosBackend {
   freezeNode(n: DbNode): void { signalHost(n.host, 'SIGSTOP'); }
   thawNode(n: DbNode): void { signalHost(n.host, 'SIGCONT'); }
   freezeAgent(n: DbNode): void { this.signalAgent(n, 'SIGSTOP'); }
+  signalWatchdog(n: DbNode, signal: 'SIGSTOP' | 'SIGCONT'): void {
+    const pid = this.#watchdogOf.get(n.name)?.pid;
+    if (pid !== undefined) { try { process.kill(pid, signal); } catch { /* gone */ } }
+  }
   thawAgent(n: DbNode): void { this.signalAgent(n, 'SIGCONT'); }
 
   partition(n: DbNode, ips: string[], direction: 'both' | 'out'): void { this.lab.partition(n.host, ips, direction); }
