@@ -37,6 +37,7 @@ import { registerBackupRoutes } from '../api/backup-routes.ts';
 import { registerRestoreRoute } from '../api/restore-route.ts';
 import { RestoreJobs } from '../backup/restore-job.ts';
 import { longestTimeoutMs, mayPet } from './watchdog-gate.ts';
+import { leaderMember } from '../ha/view.ts';
 import { startLeaderMirror } from './leader-mirror.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -153,7 +154,7 @@ async function main(): Promise<number> {
   // The poolers read the live configuration (pgbouncer is applied on reload).
   const poolers = new Poolers({
     config: () => config, logger,
-    leaderConn: () => { const v = loop?.view; return v?.members.find((m) => m.name === v.leader?.name)?.conn ?? null; },
+    leaderConn: () => leaderMember(loop?.view)?.conn ?? null,
   });
   loop = new HaLoop({
     config, dcs, pg, logger, logical, poolers, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, stats, prePromote: () => callbacks.prePromote(), ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger),
