@@ -4,7 +4,6 @@
 import { apiRequest } from '../api/client.ts';
 import type { ClientTls } from '../api/tls.ts';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
-import { isPgHaError } from '../errors.ts';
 import { answerFailsafeCall, liveHold, type FailsafeAnswer } from '../ha/failsafe.ts';
 import type { FailsafeHold, FailsafeRecord, FailsafeRound, LocalPostgres } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
@@ -51,7 +50,6 @@ export interface FailsafeAgentDeps {
   logger: Logger;
   now(): number;
   dynamic(): DynamicConfig;
-  fenceDeadline(): number | null;
   /** /failsafe at the last successful etcd read. */
   record(): FailsafeRecord | null;
   /** Leader key holder at the last successful etcd read. */
@@ -62,10 +60,11 @@ export interface FailsafeAgentDeps {
 
 export class FailsafeAgent {
   readonly #d: FailsafeAgentDeps;
-  /** The last promise this member gave (see answerFailsafeCall). */
+  /**
+   * The last promise this member gave (see answerFailsafeCall). Set by POST /failsafe, which
+   * arrives outside the loop; the loop reads it into each observation.
+   */
   hold: FailsafeHold | null = null;
-  /** The last renewal failed on an unreachable etcd: ask the members before etcd again. */
-  #askFirst = false;
 
   constructor(deps: FailsafeAgentDeps) {
     this.#d = deps;
@@ -75,23 +74,12 @@ export class FailsafeAgent {
     return liveHold(this.hold, this.#d.now());
   }
 
-  renewFailed(err: unknown): void {
-    this.#askFirst = isPgHaError(err) && err.retryable;
-  }
-
-  /** True once after a renewal failed on etcd: the next observation asks the members first. */
-  takeAskFirst(): boolean {
-    const v = this.#askFirst;
-    this.#askFirst = false;
-    return v;
-  }
-
-  /** A round, when this member runs as primary with failsafe_mode, a live deadline and its own record. */
-  async round(local: LocalPostgres): Promise<FailsafeRound | null> {
+  /**
+   * A round, when this member runs as primary with failsafe_mode, a live fence `deadline` and
+   * its own record (the /failsafe of the last etcd read).
+   */
+  async round(local: LocalPostgres, record: FailsafeRecord | null, deadline: number | null, dyn: DynamicConfig): Promise<FailsafeRound | null> {
     const { config, now } = this.#d;
-    const record = this.#d.record();
-    const deadline = this.#d.fenceDeadline();
-    const dyn = this.#d.dynamic();
     if (!dyn.failsafe_mode || record === null || record.leader !== config.name) return null;
     if (!local.running || local.role !== 'primary' || deadline === null || now() >= deadline) return null;
     const round = await failsafeRound({
