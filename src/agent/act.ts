@@ -1,18 +1,21 @@
 // The executor: performs the steps of a plan and reports one Outcome per step it ran. Each
 // method is one action; the order of the effects inside each is part of the safety argument and
-// is written down where it is coded. It keeps nothing between loops: what must be remembered
+// is written down where it is coded. The data-directory steps are in act-data.ts, the leader's
+// upkeep in act-leader.ts. It keeps nothing between loops: what must be remembered
 // (start failures, rewinds, slots seen, a veto) travels back in the outcomes to remember()
 // (src/ha/memory.ts), and decide() makes every choice (a re-clone, the start after a clone).
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError, isPgHaError } from '../errors.ts';
 import { failsafeDeadline, leaseDeadline } from '../ha/lease.ts';
-import type { Action, ClusterView, FailsafeHold, LocalPostgres, Outcome, PromoteReason, PublishedStatus, SyncMethod } from '../ha/types.ts';
+import type { Action, ClusterView, FailsafeHold, LocalPostgres, Outcome, PromoteReason } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Poolers } from '../pooler/poolers.ts';
-import { slotNameFor, type PostgresControl, type Upstream } from '../postgres/types.ts';
+import type { PostgresControl, Upstream } from '../postgres/types.ts';
 import type { LogicalSlots } from '../slots/manager.ts';
 import type { FenceTimer } from './fence.ts';
+import { adopt, bootstrap, clearUnsafe, clone, reclone, rewind } from './act-data.ts';
+import { ensureSlots, publishLeaderLsn, setSyncNames, syncLogical, writeSync } from './act-leader.ts';
 import type { Activity } from './member.ts';
 
 
@@ -57,7 +60,7 @@ export interface ActContext {
 }
 
 /** What a successful step reports besides success (see Outcome). */
-type Facts = Omit<Extract<Outcome, { ok: true }>, 'action' | 'ok'>;
+export type Facts = Omit<Extract<Outcome, { ok: true }>, 'action' | 'ok'>;
 
 export class Actor {
   readonly #d: ActorDeps;
@@ -125,11 +128,11 @@ export class Actor {
   /** One case per action. */
   async #step(a: Action, ctx: ActContext): Promise<Facts> {
     switch (a.kind) {
-      case 'bootstrap': await this.bootstrap(); return {};
-      case 'adopt_cluster': await this.adopt(ctx.local); return {};
-      case 'clone': await this.clone(this.#upstream(ctx, a.from)); return {};
-      case 'reclone': await this.reclone(this.#upstream(ctx, a.from), ctx.local); return {};
-      case 'clear_unsafe': await this.clearUnsafe(); return {};
+      case 'bootstrap': await bootstrap(this.#d); return {};
+      case 'adopt_cluster': await adopt(this.#d, ctx.local); return {};
+      case 'clone': await clone(this.#d, this.#upstream(ctx, a.from)); return {};
+      case 'reclone': await reclone(this.#d, this.#upstream(ctx, a.from), ctx.local); return {};
+      case 'clear_unsafe': await clearUnsafe(this.#d); return {};
       case 'acquire': return { lease: await this.acquire(ctx.keepalive ?? null) };
       case 'renew': return { lease: await this.renew(a.fenceOnFailure) };
       case 'release': await this.release(); return {};
@@ -137,17 +140,17 @@ export class Actor {
       case 'start': await this.start(a.as, a.upstream === null ? null : this.#upstream(ctx, a.upstream)); return {};
       case 'follow': await this.follow(a.upstream === null ? null : this.#upstream(ctx, a.upstream)); return {};
       case 'fence': await this.fenceNow('plan'); return {};
-      case 'rewind': await this.rewind(this.#upstream(ctx, a.from), ctx.local); return {};
-      case 'ensure_slots': await this.ensureSlots(a.members, a.permanent); return {};
-      case 'publish_leader_lsn': return this.publishLeaderLsn(ctx.local, ctx.cluster, a.last);
-      case 'sync_logical': await this.syncLogical(a, ctx); return {};
+      case 'rewind': await rewind(this.#d, this.#upstream(ctx, a.from), ctx.local); return {};
+      case 'ensure_slots': await ensureSlots(this.#d, a.members, a.permanent); return {};
+      case 'publish_leader_lsn': return publishLeaderLsn(this.#d, ctx.local, ctx.cluster, a.last);
+      case 'sync_logical': await syncLogical(this.#d, a, ctx, (name) => this.#upstream(ctx, name)); return {};
       case 'advance_logical': await this.#d.logical?.advanceNow(this.#d.dynamic(), ctx.cluster); return {};
       case 'step_down': await this.stepDown(); return {};
       case 'clear_failover': await this.#d.dcs.clearFailover(); return {};
-      case 'write_sync': await this.writeSync(a.members, a.acks); return {};
+      case 'write_sync': await writeSync(this.#d, a.members, a.acks); return {};
       case 'write_failsafe': await this.#d.dcs.writeFailsafe(a.record); return {};
       case 'failsafe_extend': this.failsafeExtend(a.sentAt); return {};
-      case 'set_sync_names': return this.setSyncNames(a.names, a.count, a.method ?? 'first', ctx.local.syncChangedAt === null);
+      case 'set_sync_names': return setSyncNames(this.#d, a.names, a.count, a.method ?? 'first', ctx.local.syncChangedAt === null);
     }
   }
 
@@ -162,69 +165,9 @@ export class Actor {
     this.#d.fence.arm(leaseDeadline(sentAt, ttlSeconds, this.#d.dynamic()));
   }
 
-  /**
-   * Bootstrap steps, in order: (1) claim /initialize (bound to our lease, so a crash frees it);
-   * (2) initdb; (3) start as primary; (4) create roles; (5) take the leader key; (6) write the
-   * dynamic config; (7) replace the claim by the system id. A failure before (7) stops
-   * PostgreSQL, wipes the data and gives up the claim, so another member can try.
-   */
-  async bootstrap(): Promise<void> {
-    const { dcs, pg, logger, config } = this.#d;
-    if (!(await dcs.claimInitialize())) throw new PgHaError('PGHA_DCS_CONFLICT', 'another member is bootstrapping');
-    logger.info({ event: 'bootstrap' }, 'bootstrapping a new cluster');
-    await this.#d.setActivity('bootstrapping');
-    try {
-      await pg.initdb();
-      await pg.start('primary', null);
-      await pg.createRoles();
-      if (!(await dcs.acquireLeader())) throw new PgHaError('PGHA_BOOTSTRAP', 'leader key taken during bootstrap');
-      // Arm from a keepalive sent now: the loop's last one was sent before initdb, which can take
-      // longer than ttl - fence_margin (the heartbeat kept the lease alive meanwhile, but its
-      // keepalives are not the loop's), and a deadline from it would fence the new primary at once.
-      const ka = await dcs.renewLeader();
-      this.#armFrom(ka.sentAt, ka.ttl);
-      await dcs.writeConfigIfAbsent(config.bootstrap.dcs);
-      const local = await pg.observe();
-      if (local.systemId === null) throw new PgHaError('PGHA_BOOTSTRAP', 'no system identifier after initdb');
-      await dcs.setInitialize(local.systemId);
-      logger.info({ event: 'promoted', timeline: 1, systemId: local.systemId }, 'bootstrapped; running as primary');
-      this.#d.bootstrapped?.();
-    } catch (err) {
-      logger.error({ event: 'bootstrap failed', err: describeError(err) }, 'bootstrap failed; cleaning up');
-      await pg.stop('immediate').catch(() => undefined);
-      await dcs.releaseLeader().catch(() => undefined);
-      this.#d.fence.disarm();
-      await pg.wipe().catch(() => undefined);
-      await dcs.abandonInitialize().catch(() => undefined);
-      throw err;
-    } finally {
-      await this.#d.setActivity(null);
-    }
-  }
-
-  /** Existing data and no /initialize key (etcd was wiped): register our system id. */
-  async adopt(local: LocalPostgres): Promise<void> {
-    if (local.systemId === null) throw new PgHaError('PGHA_BOOTSTRAP', 'cannot adopt: no system identifier');
-    if (!(await this.#d.dcs.claimInitialize())) return;
-    await this.#d.dcs.writeConfigIfAbsent(this.#d.config.bootstrap.dcs);
-    await this.#d.dcs.setInitialize(local.systemId);
-    this.#d.logger.info({ event: 'adopted', systemId: local.systemId }, 'registered existing data as the cluster');
-  }
-
-  /** pg_basebackup into the empty data directory (decide() follows it with a `start`). */
-  async clone(from: Upstream): Promise<void> {
-    this.#d.logger.info({ event: 'clone', from: from.name }, `cloning from ${from.name}`);
-    await this.#d.setActivity('cloning');
-    try {
-      await this.#d.pg.clone(from);
-    } finally {
-      await this.#d.setActivity(null);
-    }
-  }
-
-  /** A fresh copy of the leader is what `pghactl verify` wanted: its unsafe mark goes. */
-  async clearUnsafe(): Promise<void> {
-    if (await this.#d.dcs.clearUnsafe(this.#d.config.name)) this.#d.logger.info({ event: 'unsafe_cleared' }, 'cloned afresh: unsafe mark (pghactl verify) removed');
+  /** The bootstrap step (act-data.ts), callable on its own. */
+  bootstrap(): Promise<void> {
+    return bootstrap(this.#d);
   }
 
   /**
@@ -348,45 +291,6 @@ export class Actor {
   }
 
   /**
-   * Rewind order: (1) stop PostgreSQL cleanly if it runs; (2) pg_rewind from the leader. decide()
-   * follows it with a `start` as the leader's standby; a failed pg_rewind (other than for want of
-   * the leader) or a failed start after it makes the next plan a `reclone` (remember()).
-   */
-  async rewind(from: Upstream, local: LocalPostgres): Promise<void> {
-    const { pg, logger } = this.#d;
-    if (local.running) await pg.stop('fast');
-    await this.#d.setActivity('rewinding');
-    try {
-      logger.info({ event: 'rewind', from: from.name }, `rewinding from ${from.name}`);
-      await pg.rewind(from);
-    } catch (err) {
-      if (!(err instanceof PgHaError && err.retryable)) logger.warn({ event: 'rewind failed', err: describeError(err) }, 'pg_rewind failed; the next loop clones afresh');
-      throw err;
-    } finally {
-      await this.#d.setActivity(null);
-    }
-  }
-
-  /**
-   * Re-clone order: (1) stop PostgreSQL (fast if it runs, then immediate: a failed start may
-   * leave a postmaster behind); (2) wipe the data directory; (3) pg_basebackup from the leader.
-   * decide() follows it with a `start`.
-   */
-  async reclone(from: Upstream, local: LocalPostgres): Promise<void> {
-    const { pg, logger } = this.#d;
-    logger.warn({ event: 'rewind unusable', from: from.name }, `the data directory cannot be used as a standby: cloning afresh from ${from.name}`);
-    if (local.running) await pg.stop('fast');
-    await this.#d.setActivity('cloning');
-    try {
-      await pg.stop('immediate').catch(() => undefined);
-      await pg.wipe();
-      await pg.clone(from);
-    } finally {
-      await this.#d.setActivity(null);
-    }
-  }
-
-  /**
    * Switchover, the leader's part, in order: (1) stop PostgreSQL cleanly: connected standbys
    * receive every WAL record up to the shutdown checkpoint; (2) record that checkpoint's position
    * in the request, so the candidate promotes only once it has it (then this server can follow
@@ -434,53 +338,4 @@ export class Actor {
     }
   }
 
-  async writeSync(members: string[], acks: number | undefined): Promise<void> {
-    await this.#d.dcs.writeSync(this.#d.config.name, members, acks);
-    const what = acks === undefined ? members.join(', ') : `any ${acks} of (${members.join(', ')})`;
-    this.#d.logger.info({ event: 'sync record', members, acks }, `every acknowledged commit is on: ${members.length === 0 ? 'the leader only' : what}`);
-  }
-
-  /**
-   * Set synchronous_standby_names; when it changed (or no position was read since the agent
-   * started: `readFlush`), read the flushed WAL position after the reload: every commit
-   * acknowledged under the former setting lies before it (Memory.syncChangedAt).
-   */
-  async setSyncNames(names: string[] | null, count: number, method: SyncMethod, readFlush: boolean): Promise<Facts> {
-    const changed = await this.#d.pg.setSyncNames(names, count, method);
-    const facts: Facts = changed || readFlush ? { syncChangedAt: await this.#d.pg.flushLsn() } : {};
-    if (!changed) return facts;
-    if (names === null && this.#d.dynamic().synchronous_mode !== 'off') {
-      this.#d.logger.warn({ event: 'sync off' }, 'no synchronous standby available: commits are now asynchronous (synchronous_mode_strict is off)');
-    } else if (names !== null) {
-      const word = method === 'any' ? 'ANY' : 'FIRST';
-      this.#d.logger.info({ event: 'sync names', names, count, method }, `synchronous_standby_names: ${word} ${count} (${names.join(', ') || 'none: commits wait'})`);
-    }
-    return facts;
-  }
-
-  /** Exactly these physical slots (members decide() keeps within member_slots_ttl, and permanent ones). */
-  async ensureSlots(members: string[], permanent: string[]): Promise<void> {
-    const names = new Set([...members.map(slotNameFor), ...permanent]);
-    await this.#d.pg.ensureSlots([...names], true);
-  }
-
-  /**
-   * /status: the WAL position, and the logical slots' confirmed positions once the leader read
-   * them (before that, the ones last published there are kept: a new leader must not erase the
-   * list of slots a removal from the configuration still has to drop).
-   */
-  async publishLeaderLsn(local: LocalPostgres, cluster: ClusterView | null, last: PublishedStatus | null): Promise<Facts> {
-    const slots = this.#d.logical?.published() ?? cluster?.logicalSlots ?? undefined;
-    const status: PublishedStatus | null = local.lsn === null ? null : { lsn: local.lsn, slots: JSON.stringify(slots ?? null) };
-    if (status === null || (status.lsn === last?.lsn && status.slots === last.slots)) return {};
-    await this.#d.dcs.writeLeaderLsn(status.lsn, slots);
-    return { published: status };
-  }
-
-  async syncLogical(a: Extract<Action, { kind: 'sync_logical' }>, ctx: ActContext): Promise<void> {
-    const logical = this.#d.logical;
-    if (logical === undefined) return;
-    if (a.as === 'leader') { logical.kickLeader(this.#d.dynamic(), ctx.cluster); return; }
-    await logical.syncStandby(this.#d.dynamic(), ctx.cluster, this.#upstream(ctx, a.leader), a.mayRestart);
-  }
 }
