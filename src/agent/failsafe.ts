@@ -49,13 +49,18 @@ export interface FailsafeAgentDeps {
   tls?: ClientTls | undefined;
   logger: Logger;
   now(): number;
-  dynamic(): DynamicConfig;
+}
+
+/** What this member knows when a POST /failsafe arrives (the loop's latest state). */
+export interface FailsafeState {
+  /** Dynamic config as last read from etcd. */
+  dyn: DynamicConfig;
   /** /failsafe at the last successful etcd read. */
-  record(): FailsafeRecord | null;
+  record: FailsafeRecord | null;
   /** Leader key holder at the last successful etcd read. */
-  lastLeader(): string | null;
+  lastLeader: string | null;
   /** Running as primary, holding the key, or acquiring it right now. */
-  actsAsLeader(): boolean;
+  actsAsLeader: boolean;
 }
 
 export class FailsafeAgent {
@@ -98,13 +103,13 @@ export class FailsafeAgent {
    * POST /failsafe from `caller`: confirm it (and promise not to race for our ttl) or refuse. A
    * caller asking for longer than our ttl is refused (answerFailsafeCall).
    */
-  answer(caller: string, callerTtl?: number): FailsafeAnswer {
+  answer(caller: string, callerTtl: number | undefined, state: FailsafeState): FailsafeAnswer {
     const { config, now, logger } = this.#d;
-    const dyn = this.#d.dynamic();
+    const { dyn } = state;
     const answer = answerFailsafeCall({
-      caller, self: config.name, failsafeMode: dyn.failsafe_mode, actsAsLeader: this.#d.actsAsLeader(),
-      lastLeader: this.#d.lastLeader(), hold: this.hold, now: now(), ttlMs: dyn.ttl * 1000,
-      callerTtlMs: callerTtl === undefined ? undefined : callerTtl * 1000, recordLeader: this.#d.record()?.leader ?? null,
+      caller, self: config.name, failsafeMode: dyn.failsafe_mode, actsAsLeader: state.actsAsLeader,
+      lastLeader: state.lastLeader, hold: this.hold, now: now(), ttlMs: dyn.ttl * 1000,
+      callerTtlMs: callerTtl === undefined ? undefined : callerTtl * 1000, recordLeader: state.record?.leader ?? null,
     });
     if (!answer.ok) {
       logger.warn({ event: 'failsafe refused', leader: caller, reason: answer.reason }, `failsafe: refused ${caller}: ${answer.reason}`);

@@ -97,18 +97,18 @@ export class HaLoop {
 
   constructor(deps: LoopDeps) {
     this.#d = deps;
-    // The failsafe answers and the fence timer run outside the loop (an HTTP call, a timer), so
-    // they read the loop's latest state when they fire.
-    this.failsafe = new FailsafeAgent({
-      config: deps.config, tls: deps.apiTls, logger: deps.logger, now: deps.now, dynamic: () => this.dynamic,
-      record: () => this.#cluster?.failsafe ?? null,
-      lastLeader: () => this.#cluster?.leader?.name ?? null,
-      actsAsLeader: () => this.#holdsKey || this.actor.acquiring || (this.#local?.running === true && this.#local.role === 'primary'),
-    });
+    // Plain inputs: the failsafe answers get the loop's latest state with each call
+    // (answerFailsafe), its rounds with each observation. The fence timer fires outside the loop,
+    // so it reads pause and calls the executor's fence when it fires.
+    this.failsafe = new FailsafeAgent({ config: deps.config, tls: deps.apiTls, logger: deps.logger, now: deps.now });
     this.fence = new FenceTimer({
       now: deps.now, paused: () => this.dynamic.pause, fence: (why) => this.actor.fenceNow(why),
       ...(deps.external ? { external: deps.external } : {}),
     });
+    // The executor's callbacks are effects that must happen inside a step, not after it: the API
+    // stops answering /primary before a stop, the activity is published while a long step runs,
+    // a failsafe promise given a moment ago blocks an acquire. Facts for the next loop go back in
+    // the outcomes instead.
     this.actor = new Actor({
       config: deps.config, dcs: deps.dcs, pg: deps.pg, logger: deps.logger, fence: this.fence, now: deps.now,
       failsafeHold: () => this.failsafe.activeHold(),
@@ -315,7 +315,10 @@ export class HaLoop {
 
   /** POST /failsafe from `caller`: confirm it (and promise not to race for a TTL) or refuse. */
   answerFailsafe(caller: string, callerTtl?: number): FailsafeAnswer {
-    return this.failsafe.answer(caller, callerTtl);
+    return this.failsafe.answer(caller, callerTtl, {
+      dyn: this.dynamic, record: this.#cluster?.failsafe ?? null, lastLeader: this.#cluster?.leader?.name ?? null,
+      actsAsLeader: this.#holdsKey || this.actor.acquiring || (this.#local?.running === true && this.#local.role === 'primary'),
+    });
   }
 
   async #publish(): Promise<void> {
