@@ -120,7 +120,7 @@ export function remember(m: Memory, o: Observation, outcomes: Outcome[]): Memory
         // The leader could not be reached: keep the data and try again, rather than wipe it and then fail to clone.
         if (!r.ok && !r.retryable) next.rewindUnusable = true;
         break;
-      case 'reclone':
+      case 'clone': case 'reclone': // fresh data: whatever the last rewind left is gone
         if (r.ok) next.rewindUnusable = false;
         break;
       case 'renew':

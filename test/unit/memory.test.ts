@@ -39,6 +39,7 @@ const rows: Row[] = [
   { name: 'and keeps its start', o: { now: 9000, local: { streaming: false } }, memory: { notStreamingSince: 5000 }, expect: { notStreamingSince: 5000 } },
   { name: 'streaming again: the clock stops', o: { local: { streaming: true } }, memory: { notStreamingSince: 5000 }, expect: { notStreamingSince: null } },
   { name: 'no leader to follow: no clock', o: { local: { streaming: false }, cluster: clusterView({ leader: null }) }, memory: { notStreamingSince: 5000 }, expect: { notStreamingSince: null } },
+  { name: 'a clone (after a reinitialize) clears it too', o: { local: down }, memory: { rewindUnusable: true }, outcomes: [ok({ kind: 'clone', from: 'n1' })], expect: { rewindUnusable: false } },
   { name: 'a streaming standby remembers its timeline', o: { local: { streaming: true, timeline: 3 } }, memory: { streamedTimeline: 2 }, expect: { streamedTimeline: 3 } },
   { name: 'the timeline only grows while a standby runs', o: { local: { streaming: false, timeline: 2 } }, memory: { streamedTimeline: 3 }, expect: { streamedTimeline: 3 } },
   { name: 'a stopped server forgets it', o: { local: down }, memory: { streamedTimeline: 3 }, expect: { streamedTimeline: null } },
