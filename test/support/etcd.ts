@@ -16,14 +16,16 @@ export interface EtcdHandle {
 
 const ETCD = '/usr/bin/etcd';
 
-export async function startEtcd(o: { clientPort: number; peerPort: number; name?: string }): Promise<EtcdHandle> {
+/** extraListen: more client URLs (e.g. a veth address a namespace reaches); enableV2: etcd's v2 API. */
+export async function startEtcd(o: { clientPort: number; peerPort: number; name?: string; extraListen?: string[]; enableV2?: boolean }): Promise<EtcdHandle> {
   if (!existsSync(ETCD)) throw new Error(`${ETCD} not found: run apt-get install etcd-server`);
   const dataDir = mkdtempSync(join(tmpdir(), 'pgha-etcd-'));
   const client = `http://127.0.0.1:${o.clientPort}`;
   const peer = `http://127.0.0.1:${o.peerPort}`;
   const name = o.name ?? 'test';
   const child = spawn(ETCD, [
-    '--name', name, '--data-dir', dataDir, '--listen-client-urls', client, '--advertise-client-urls', client,
+    '--name', name, '--data-dir', dataDir, '--listen-client-urls', [client, ...(o.extraListen ?? [])].join(','), '--advertise-client-urls', client,
+    ...(o.enableV2 === true ? ['--enable-v2=true'] : []),
     '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `${name}=${peer}`,
     '--log-level', 'error',
   ], { stdio: 'ignore' });
