@@ -263,7 +263,8 @@ export class CallbackPostgres implements PostgresControl {
     if (this.#pg.installSlotStates === undefined) throw new Error('copying logical slots is not supported here');
     return this.#pg.installSlotStates(states);
   }
-  setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<void> { return this.#pg.setSyncNames(names, count, method); }
+  setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<boolean> { return this.#pg.setSyncNames(names, count, method); }
+  flushLsn(): Promise<number | null> { return this.#pg.flushLsn(); }
   crash(): Promise<void> { return this.#pg.crash(); }
   close(): Promise<void> { return this.#pg.close(); }
 }

@@ -5,7 +5,6 @@ import { apiRequest } from '../api/client.ts';
 import { patroniFailsafeFields } from '../api/failsafe-body.ts';
 import type { ClientTls } from '../api/tls.ts';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
-import { isPgHaError } from '../errors.ts';
 import { answerFailsafeCall, liveHold, type FailsafeAnswer } from '../ha/failsafe.ts';
 import type { FailsafeHold, FailsafeRecord, FailsafeRound, LocalPostgres } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
@@ -55,22 +54,27 @@ export interface FailsafeAgentDeps {
   tls?: ClientTls | undefined;
   logger: Logger;
   now(): number;
-  dynamic(): DynamicConfig;
-  fenceDeadline(): number | null;
+}
+
+/** What this member knows when a POST /failsafe arrives (the loop's latest state). */
+export interface FailsafeState {
+  /** Dynamic config as last read from etcd. */
+  dyn: DynamicConfig;
   /** /failsafe at the last successful etcd read. */
-  record(): FailsafeRecord | null;
+  record: FailsafeRecord | null;
   /** Leader key holder at the last successful etcd read. */
-  lastLeader(): string | null;
+  lastLeader: string | null;
   /** Running as primary, holding the key, or acquiring it right now. */
-  actsAsLeader(): boolean;
+  actsAsLeader: boolean;
 }
 
 export class FailsafeAgent {
   readonly #d: FailsafeAgentDeps;
-  /** The last promise this member gave (see answerFailsafeCall). */
+  /**
+   * The last promise this member gave (see answerFailsafeCall). Set by POST /failsafe, which
+   * arrives outside the loop; the loop reads it into each observation.
+   */
   hold: FailsafeHold | null = null;
-  /** The last renewal failed on an unreachable etcd: ask the members before etcd again. */
-  #askFirst = false;
 
   constructor(deps: FailsafeAgentDeps) {
     this.#d = deps;
@@ -80,23 +84,12 @@ export class FailsafeAgent {
     return liveHold(this.hold, this.#d.now());
   }
 
-  renewFailed(err: unknown): void {
-    this.#askFirst = isPgHaError(err) && err.retryable;
-  }
-
-  /** True once after a renewal failed on etcd: the next observation asks the members first. */
-  takeAskFirst(): boolean {
-    const v = this.#askFirst;
-    this.#askFirst = false;
-    return v;
-  }
-
-  /** A round, when this member runs as primary with failsafe_mode, a live deadline and its own record. */
-  async round(local: LocalPostgres): Promise<FailsafeRound | null> {
+  /**
+   * A round, when this member runs as primary with failsafe_mode, a live fence `deadline` and
+   * its own record (the /failsafe of the last etcd read).
+   */
+  async round(local: LocalPostgres, record: FailsafeRecord | null, deadline: number | null, dyn: DynamicConfig): Promise<FailsafeRound | null> {
     const { config, now } = this.#d;
-    const record = this.#d.record();
-    const deadline = this.#d.fenceDeadline();
-    const dyn = this.#d.dynamic();
     if (!dyn.failsafe_mode || record === null || record.leader !== config.name) return null;
     if (!local.running || local.role !== 'primary' || deadline === null || now() >= deadline) return null;
     const round = await failsafeRound({
@@ -116,13 +109,13 @@ export class FailsafeAgent {
    * POST /failsafe from `caller`: confirm it (and promise not to race for our ttl) or refuse. A
    * caller asking for longer than our ttl is refused (answerFailsafeCall).
    */
-  answer(caller: string, callerTtl?: number): FailsafeAnswer {
+  answer(caller: string, callerTtl: number | undefined, state: FailsafeState): FailsafeAnswer {
     const { config, now, logger } = this.#d;
-    const dyn = this.#d.dynamic();
+    const { dyn } = state;
     const answer = answerFailsafeCall({
-      caller, self: config.name, failsafeMode: dyn.failsafe_mode, actsAsLeader: this.#d.actsAsLeader(),
-      lastLeader: this.#d.lastLeader(), hold: this.hold, now: now(), ttlMs: dyn.ttl * 1000,
-      callerTtlMs: callerTtl === undefined ? undefined : callerTtl * 1000, recordLeader: this.#d.record()?.leader ?? null,
+      caller, self: config.name, failsafeMode: dyn.failsafe_mode, actsAsLeader: state.actsAsLeader,
+      lastLeader: state.lastLeader, hold: this.hold, now: now(), ttlMs: dyn.ttl * 1000,
+      callerTtlMs: callerTtl === undefined ? undefined : callerTtl * 1000, recordLeader: state.record?.leader ?? null,
     });
     if (!answer.ok) {
       logger.warn({ event: 'failsafe refused', leader: caller, reason: answer.reason }, `failsafe: refused ${caller}: ${answer.reason}`);

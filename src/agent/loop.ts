@@ -1,12 +1,22 @@
-// The HA loop: observe (local PostgreSQL, etcd), decide (pure), act, publish. One iteration
-// runs every loop_wait seconds, or at once when the leader key changes.
+// The HA loop. One iteration, every loop_wait seconds or at once when the leader key changes:
+//   1. operator requests queued through the REST API (restart, reinitialize), between iterations;
+//   2. observe: the local PostgreSQL (raw facts, then perceive() adds what Memory knows), a
+//      keepalive of our lease and one read of the cluster in etcd (or a failsafe round);
+//   3. a scheduled restart that is due;
+//   4. decide (pure, src/ha/decide.ts) -> a plan;
+//   5. execute: the Actor runs the plan's steps in order, one Outcome each, up to the first failure;
+//   6. remember (pure, src/ha/memory.ts): observation + outcomes -> the Memory of the next iteration;
+//   7. apply changed dynamic PostgreSQL parameters (after the steps: they render for the upstream
+//      the steps left configured);
+//   8. publish our member key (only when etcd answered this iteration).
 import type { LogicalSlots } from '../slots/manager.ts';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError, isPgHaError } from '../errors.ts';
 import { decide } from '../ha/decide.ts';
 import type { FailsafeAnswer } from '../ha/failsafe.ts';
-import type { ClusterView, FailsafeRound, LocalPostgres, MemberInfo, Observation, Plan } from '../ha/types.ts';
+import { initialMemory, perceive, remember, tagsFor, type Memory } from '../ha/memory.ts';
+import type { ClusterView, FailsafeRound, LocalPostgres, MemberInfo, Observation, Outcome, Plan } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import type { PostgresControl } from '../postgres/types.ts';
 import type { Poolers } from '../pooler/poolers.ts';
@@ -49,6 +59,12 @@ export interface LoopDeps {
   backup?: { bootstrapped(): void; promoted(): void };
 }
 
+/** What an operator request did: its steps' outcomes (for remember()), and its error, if any. */
+export interface OpResult {
+  outcomes: Outcome[];
+  error?: unknown;
+}
+
 export class HaLoop {
   readonly #d: LoopDeps;
   readonly fence: FenceTimer;
@@ -56,15 +72,19 @@ export class HaLoop {
   #cluster: ClusterView | null = null;
   #local: LocalPostgres | null = null;
   #activity: Activity = null;
-  #lastKeepalive: KeepaliveResult | null = null;
-  #notStreamingSince: number | null = null;
+  /** Everything decide() needs from earlier iterations; only remember() makes the next one. */
+  #memory: Memory = initialMemory;
+  /** The keepalive etcd acknowledged in this iteration's observation (null: none). */
+  #keepalive: KeepaliveResult | null = null;
+  /** Set while a pre_promote veto is being published, before remember() records it. */
+  #vetoing = false;
   #lastReason = '';
   #holdsKey = false;
   #snapshot: AgentSnapshot | null = null;
   #stopping = false;
   #wake: (() => void) | null = null;
   #running: Promise<void> | null = null;
-  #ops: Array<{ name: string; run: () => Promise<void>; done: (err: unknown) => void }> = [];
+  #ops: Array<{ name: string; run: () => Promise<OpResult>; done: (err: unknown) => void }> = [];
   readonly failsafe: FailsafeAgent;
   #aliveTimer: NodeJS.Timeout | null = null;
   /** The member names were checked for slot collisions against the first etcd view. */
@@ -77,20 +97,20 @@ export class HaLoop {
 
   constructor(deps: LoopDeps) {
     this.#d = deps;
-    this.failsafe = new FailsafeAgent({
-      config: deps.config, tls: deps.apiTls, logger: deps.logger, now: deps.now, dynamic: () => this.dynamic,
-      fenceDeadline: () => this.fence.deadline, record: () => this.#cluster?.failsafe ?? null,
-      lastLeader: () => this.#cluster?.leader?.name ?? null,
-      actsAsLeader: () => this.#holdsKey || this.actor.acquiring || (this.#local?.running === true && this.#local.role === 'primary'),
-    });
+    // Plain inputs: the failsafe answers get the loop's latest state with each call
+    // (answerFailsafe), its rounds with each observation. The fence timer fires outside the loop,
+    // so it reads pause and calls the executor's fence when it fires.
+    this.failsafe = new FailsafeAgent({ config: deps.config, tls: deps.apiTls, logger: deps.logger, now: deps.now });
     this.fence = new FenceTimer({
       now: deps.now, paused: () => this.dynamic.pause, fence: (why) => this.actor.fenceNow(why),
       ...(deps.external ? { external: deps.external } : {}),
     });
+    // The executor's callbacks are effects that must happen inside a step, not after it: the API
+    // stops answering /primary before a stop, the activity is published while a long step runs,
+    // a failsafe promise given a moment ago blocks an acquire. Facts for the next loop go back in
+    // the outcomes instead.
     this.actor = new Actor({
       config: deps.config, dcs: deps.dcs, pg: deps.pg, logger: deps.logger, fence: this.fence, now: deps.now,
-      lastKeepalive: () => this.#lastKeepalive,
-      renewFailed: (err) => this.failsafe.renewFailed(err),
       failsafeHold: () => this.failsafe.activeHold(),
       dynamic: () => this.dynamic,
       setLeadership: (held) => {
@@ -102,7 +122,10 @@ export class HaLoop {
       fenced: () => this.#d.alive?.beat(this.fence.deadline),
       ...(deps.prePromote ? { prePromote: deps.prePromote } : {}),
       ...(deps.poolers ? { poolers: deps.poolers } : {}),
-      republish: () => this.#publish(),
+      republish: async ({ vetoed }) => {
+        this.#vetoing = vetoed;
+        await this.#publish();
+      },
       fencing: () => this.#d.stats?.fenced(),
       promoted: (reason) => this.#promoted(reason),
       ...(deps.logical ? { logical: deps.logical } : {}),
@@ -181,30 +204,34 @@ export class HaLoop {
    * Run an operator's operation (restart, reinitialize) inside the loop, between two iterations,
    * so it never races the loop's own actions. Resolves when it has run.
    */
-  enqueue(name: string, run: () => Promise<void>): Promise<void> {
+  enqueue(name: string, run: () => Promise<OpResult>): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#ops.push({ name, run, done: (err) => (err === undefined ? resolve() : reject(err)) });
       this.wake();
     });
   }
 
-  async #runOps(): Promise<void> {
+  /** The queued operator requests, in order; their steps' outcomes go to remember() with the plan's. */
+  async #runOps(): Promise<Outcome[]> {
+    const outcomes: Outcome[] = [];
     for (let op = this.#ops.shift(); op !== undefined; op = this.#ops.shift()) {
       this.#d.logger.info({ event: 'operation', op: op.name }, `running operator request: ${op.name}`);
       try {
-        await op.run();
-        op.done(undefined);
+        const r = await op.run();
+        outcomes.push(...r.outcomes);
+        op.done(r.error);
       } catch (err) {
         op.done(err);
       }
     }
+    return outcomes;
   }
 
-  /** One iteration: operator requests, then observe, decide, act, publish. */
+  /** One iteration, in the order written at the top of this file. */
   async runOnce(): Promise<Plan> {
-    await this.#runOps();
+    const outcomes = await this.#runOps();
     const o = await this.observe();
-    await this.#dueRestart(o);
+    outcomes.push(...(await this.#dueRestart(o)));
     const plan = decide(o);
     this.#failsafeActive = plan.actions.some((a) => a.kind === 'failsafe_extend');
     if (plan.reason !== this.#lastReason) {
@@ -212,10 +239,10 @@ export class HaLoop {
       this.#d.logger.info({ event: 'plan', actions: plan.actions.map((a) => a.kind), pg: { running: l.running, role: l.role, control: l.controlState, tl: l.timeline } }, plan.reason);
       this.#lastReason = plan.reason;
     }
-    if (plan.actions.length > 0) {
-      await this.actor.run(plan.actions, { cluster: this.#cluster, local: o.local });
-      this.#local = await this.#d.pg.observe();
-    }
+    if (plan.actions.length > 0) outcomes.push(...(await this.actor.run(plan.actions, { cluster: this.#cluster, local: o.local, keepalive: this.#keepalive })));
+    this.#memory = remember(this.#memory, o, outcomes);
+    this.#vetoing = false;
+    if (plan.actions.length > 0) this.#local = perceive(await this.#d.pg.observe(), this.#memory);
     await this.#applyConfig(this.#local ?? o.local, o.cluster);
     // Publish to etcd only when this loop reached it: with etcd unreachable a put would only wait
     // out its deadline, and a loop that long outlasts a failsafe extension (one TTL).
@@ -242,16 +269,19 @@ export class HaLoop {
 
   async observe(): Promise<Observation> {
     const { dcs, pg, config, now } = this.#d;
-    const local = await pg.observe();
+    const memory = this.#memory;
+    const local = perceive(await pg.observe(), memory);
     this.#local = local;
+    this.#keepalive = null;
     let cluster: ClusterView | null = null;
     let failsafe: FailsafeRound | null = null;
+    const round = () => this.failsafe.round(local, this.#cluster?.failsafe ?? null, this.fence.deadline, this.dynamic);
     // The renewal just failed after a whole etcd call deadline: another one before asking the
     // members could outlast our fence deadline. Ask them now and try etcd again next loop.
-    if (this.failsafe.takeAskFirst()) failsafe = await this.failsafe.round(local);
+    if (memory.askMembersFirst) failsafe = await round();
     if (failsafe === null) {
       try {
-        this.#lastKeepalive = await dcs.keepalive();
+        this.#keepalive = await dcs.keepalive();
         cluster = await dcs.readCluster(config.bootstrap.dcs);
         this.#cluster = cluster;
         this.#holdsKey = cluster.leader?.name === config.name;
@@ -259,7 +289,7 @@ export class HaLoop {
         if (cluster.leader !== null && !this.#holdsKey) this.#otherLeaderSeenAt = now();
       } catch (err) {
         this.#d.logger.warn({ event: 'dcs unreachable', err: describeError(err) }, 'etcd unreachable');
-        failsafe = await this.failsafe.round(local);
+        failsafe = await round();
       }
     }
     // Before this member acts or publishes its key for the first time (see names.ts).
@@ -268,16 +298,12 @@ export class HaLoop {
       this.#namesChecked = true;
     }
     const t = now();
-    if (local.streaming) this.actor.rewindsWithoutStreaming = 0;
-    const followsLeader = local.running && local.role === 'standby' && cluster?.leader != null;
-    if (!followsLeader || local.streaming) this.#notStreamingSince = null;
-    else this.#notStreamingSince ??= t;
     return {
       now: t,
+      memory,
       wallNow: Date.now(),
       self: {
-        name: config.name, tags: this.#tags(), leaseDeadline: this.fence.deadline,
-        startFailures: this.actor.startFailures, notStreamingSince: this.#notStreamingSince,
+        name: config.name, tags: tagsFor(config.tags, memory, t), leaseDeadline: this.fence.deadline,
         failsafeHold: this.failsafe.hold, adoptSystemId: config.bootstrap.adopt_system_id ?? null,
       },
       local,
@@ -289,7 +315,10 @@ export class HaLoop {
 
   /** POST /failsafe from `caller`: confirm it (and promise not to race for a TTL) or refuse. */
   answerFailsafe(caller: string, callerTtl?: number): FailsafeAnswer {
-    return this.failsafe.answer(caller, callerTtl);
+    return this.failsafe.answer(caller, callerTtl, {
+      dyn: this.dynamic, record: this.#cluster?.failsafe ?? null, lastLeader: this.#cluster?.leader?.name ?? null,
+      actsAsLeader: this.#holdsKey || this.actor.acquiring || (this.#local?.running === true && this.#local.role === 'primary'),
+    });
   }
 
   async #publish(): Promise<void> {
@@ -299,8 +328,8 @@ export class HaLoop {
 
   /** Our tags; after a pre_promote veto, nofailover for one ttl so the others race without us. */
   #tags(): NodeConfig['tags'] {
-    const t = this.#d.config.tags;
-    return this.actor.vetoed ? { ...t, nofailover: true } : t;
+    const t = tagsFor(this.#d.config.tags, this.#memory, this.#d.now());
+    return this.#vetoing ? { ...t, nofailover: true } : t;
   }
 
   /** Rebuild what the REST API serves from the latest local observation and leadership. */
@@ -343,12 +372,27 @@ export class HaLoop {
     return this.enqueue('restart', () => this.#restart());
   }
 
-  async #restart(): Promise<void> {
+  /**
+   * Stop (fast), then start in the role this member had. The start is the executor's step, so
+   * its outcome goes to remember() like a plan's (a failed start counts); `error`: what failed.
+   */
+  async #restart(): Promise<{ outcomes: Outcome[]; error?: unknown }> {
     const leader = this.isLeader;
     const upstreamName = this.#cluster?.leader?.name ?? null;
     const up = this.#cluster?.members.find((m) => m.name === upstreamName);
-    await this.#d.pg.stop('fast');
-    await this.actor.start(leader ? 'primary' : 'standby', leader || up === undefined ? null : { name: up.name, conn: up.conn });
+    try {
+      await this.#d.pg.stop('fast');
+    } catch (error) {
+      return { outcomes: [], error };
+    }
+    const upstream = leader || up === undefined ? null : { name: up.name, conn: up.conn };
+    const action = { kind: 'start', as: leader ? 'primary' : 'standby', upstream: upstream?.name ?? null } as const;
+    try {
+      await this.actor.start(action.as, upstream);
+      return { outcomes: [{ action, ok: true }] };
+    } catch (error) {
+      return { outcomes: [{ action, ok: false, error: describeError(error).message, retryable: false }], error };
+    }
   }
 
   /**
@@ -356,19 +400,22 @@ export class HaLoop {
    * has come: removed from etcd first (compare-and-set, so a cancelled or replaced one is not
    * run, and none runs twice), then run. No timer: the loop looks every loop_wait.
    */
-  async #dueRestart(o: Observation): Promise<void> {
+  async #dueRestart(o: Observation): Promise<Outcome[]> {
     const name = this.#d.config.name;
     const r = o.cluster?.restarts?.[name];
-    if (r === undefined || o.wallNow < r.at) return;
+    if (r === undefined || o.wallNow < r.at) return [];
     try {
-      if (!(await this.#d.dcs.takeRestart(name, r.revision))) return;
-      this.#d.logger.info({ event: 'operation', op: 'scheduled restart', at: new Date(r.at).toISOString() }, 'running the scheduled restart');
-      await this.#restart();
-      this.#local = await this.#d.pg.observe();
-      o.local = this.#local;
+      if (!(await this.#d.dcs.takeRestart(name, r.revision))) return [];
     } catch (err) {
       this.#d.logger.warn({ err: describeError(err) }, 'scheduled restart failed');
+      return [];
     }
+    this.#d.logger.info({ event: 'operation', op: 'scheduled restart', at: new Date(r.at).toISOString() }, 'running the scheduled restart');
+    const { outcomes, error } = await this.#restart();
+    if (error !== undefined) this.#d.logger.warn({ err: describeError(error) }, 'scheduled restart failed');
+    this.#local = perceive(await this.#d.pg.observe(), this.#memory);
+    o.local = this.#local;
+    return outcomes;
   }
 
   /** Operator reinit of a standby: stop, wipe; the next iteration clones from the leader. */
@@ -378,6 +425,7 @@ export class HaLoop {
       await this.#d.pg.stop('immediate');
       await this.#d.pg.wipe({ forReclone: true });
       this.#d.logger.warn({ event: 'reinitialize' }, 'data directory wiped (or kept for a delta restore); cloning from the leader');
+      return { outcomes: [] };
     });
   }
 

@@ -196,11 +196,11 @@ async function main(): Promise<number> {
   registerBackupRoutes(app, { config, backup, isLeader: () => ha.isLeader, view: () => ha.view, logger });
   // Whole-cluster restore (docs/backup.md#pghactl-restore): its job runs beside the loop, never in it.
   const restoreJobs = backup === null ? null : new RestoreJobs({
-    config: backup.config, pg, dcs, logger, enqueue: (name, fn) => ha.enqueue(name, fn), promoted: () => backup.promoted(),
+    config: backup.config, pg, dcs, logger, enqueue: (name, fn) => ha.enqueue(name, async () => { await fn(); return { outcomes: [] }; }), promoted: () => backup.promoted(),
   });
   registerRestoreRoute(app, {
     config, dcs, backup, jobs: restoreJobs, isLeader: () => ha.isLeader, paused: () => ha.dynamic.pause,
-    stopPostgres: () => ha.enqueue('restore: stop PostgreSQL', () => pg.stop('fast')),
+    stopPostgres: () => ha.enqueue('restore: stop PostgreSQL', async () => { await pg.stop('fast'); return { outcomes: [] }; }),
   });
   registerReloadAgentRoute(app, { member: config.name, auth: () => config.restapi.authentication, reload: () => reloader.reload('POST /reload-agent') });
   // watchdog.mode required without a usable device made this member nofailover: a reload keeps that.

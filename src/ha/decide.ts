@@ -1,6 +1,8 @@
 // The HA decision: observed state in, a plan of actions out. Pure: no etcd, pg, clock or
-// randomness; `now` and every fact arrive in the Observation. The agent loop (src/agent) observes,
-// calls decide(), then performs the actions in order, stopping at the first that fails.
+// randomness; `now`, every fact and the agent's Memory (src/ha/memory.ts) arrive in the
+// Observation. The agent loop (src/agent/loop.ts) observes, calls decide(), executes the steps in
+// order, stopping at the first that fails, then folds the outcomes into its Memory (remember()).
+// Every step is explicit: a clone, a rewind or a step-down is followed by its own `start`.
 //
 // The rules, in the order they are checked:
 //   A. etcd unreadable: a primary that cannot prove its lease fences; nobody else acts. With
@@ -25,6 +27,7 @@ import type { DynamicConfig } from '../config/schema.ts';
 import { logicalManaged, physicalPermanentSlots } from './logical.ts';
 import { asCandidate, bestCandidate, lagBehind, markedUnsafe, mayEverPromote, type Candidate } from './candidates.ts';
 import { failsafeBlocksRace, failsafeConfirmed, failsafeRecordFor, holdActive, sameRecord } from './failsafe.ts';
+import { MAX_REWINDS_WITHOUT_STREAMING, notStreamingSince, otherMembers, retainSlots, rewindsWithoutStreaming } from './memory.ts';
 import { quorumWitnesses, syncRule } from './quorum.ts';
 import { planSync } from './sync.ts';
 import type { Action, ClusterView, FailoverRequest, LeaderKey, MemberInfo, Observation, Plan, PromoteReason } from './types.ts';
@@ -106,7 +109,7 @@ export function decide(o: Observation): Plan {
   }
 
   // D. An empty member clones.
-  if (local.dataDir === 'empty') return decideClone(cluster);
+  if (local.dataDir === 'empty') return decideClone(o, cluster);
   if (local.systemId !== null && local.systemId !== cluster.initialize) {
     return plan(`system identifier ${local.systemId} is not the cluster's ${cluster.initialize}: refusing to touch this data`);
   }
@@ -133,13 +136,16 @@ function decideAdopt(o: Observation, leading: boolean): Plan {
     'check scope, namespace and etcd.hosts; to make this data the cluster, set bootstrap.adopt_system_id to its identifier on this member only');
 }
 
-function decideClone(cluster: ClusterView): Plan {
+function decideClone(o: Observation, cluster: ClusterView): Plan {
   const leader = cluster.leader === null ? undefined : cluster.members.find((m) => m.name === cluster.leader?.name);
   if (leader === undefined || leader.role !== 'primary' || leader.state !== 'running') {
     return plan('empty data directory: waiting for a running leader to clone from');
   }
   const source = cluster.members.find((m) => m.tags.clonefrom && m.role === 'standby' && m.state === 'streaming' && !markedUnsafe(cluster, m.name)) ?? leader;
-  return plan(`empty data directory: cloning from ${source.name}`, { kind: 'clone', from: source.name });
+  // A fresh copy is what `pghactl verify` wanted: the unsafe mark goes once it runs (a clone from a
+  // standby copies whatever that standby holds, but a marked one is never a source).
+  return plan(`empty data directory: cloning from ${source.name}`, { kind: 'clone', from: source.name },
+    { kind: 'start', as: 'standby', upstream: source.name }, { kind: 'clear_unsafe' });
 }
 
 // E. We hold the leader key.
@@ -149,12 +155,13 @@ function decideAsLeader(o: Observation, cfg: DynamicConfig, leaseExpired: boolea
   if (local.running && local.role === 'primary') {
     const handover = cfg.pause ? null : decideHandover(o, renew);
     if (handover !== null) return handover;
-    const members = (o.cluster?.members ?? []).map((m) => m.name).filter((n) => n !== o.self.name);
+    // A slot per member seen now or within member_slots_ttl (a member away for a while keeps its WAL).
+    const members = Object.keys(retainSlots(o.memory.slotsSeen, otherMembers(o), o.now, cfg.member_slots_ttl * 1000));
     const slots: Action[] = cfg.postgresql.use_slots ? [{ kind: 'ensure_slots', members, permanent: physicalPermanentSlots(cfg) }] : [];
     const sync = o.cluster === null ? [] : planSync(o, cfg, o.cluster);
     // Last: its work runs in the background and never holds the loop (src/slots/manager.ts).
     const logical: Action[] = logicalManaged(cfg, o.cluster) ? [{ kind: 'sync_logical', as: 'leader' }] : [];
-    return plan('leader: running as primary', renew, { kind: 'publish_leader_lsn' }, ...slots, ...sync, ...failsafeRecord(o, cfg), ...logical);
+    return plan('leader: running as primary', renew, { kind: 'publish_leader_lsn', last: o.memory.published }, ...slots, ...sync, ...failsafeRecord(o, cfg), ...logical);
   }
   if (local.running && local.role === 'standby') {
     if (cfg.pause) return plan('leader key held by a standby, but paused: not promoting', renew);
@@ -166,8 +173,8 @@ function decideAsLeader(o: Observation, cfg: DynamicConfig, leaseExpired: boolea
   }
   if (local.running) return plan('leader: PostgreSQL is starting, waiting', renew);
   if (cfg.pause) return plan('leader: PostgreSQL is down, but paused: not restarting', renew);
-  if (o.self.startFailures >= MAX_START_FAILURES) {
-    return plan(`leader: PostgreSQL failed to start ${o.self.startFailures} times: releasing the key`, { kind: 'release' });
+  if (o.memory.startFailures >= MAX_START_FAILURES) {
+    return plan(`leader: PostgreSQL failed to start ${o.memory.startFailures} times: releasing the key`, { kind: 'release' });
   }
   if (local.controlState === 'standby') return plan('leader: starting the standby data to promote it', renew, { kind: 'start', as: 'standby', upstream: null });
   return plan('leader: PostgreSQL is down: restarting it in place', renew, { kind: 'start', as: 'primary', upstream: null });
@@ -195,7 +202,9 @@ function decideHandover(o: Observation, renew: Action): Plan | null {
     .map((m) => asCandidate(m, cluster.lastLeaderLsn, cfg))
     .filter((c): c is Candidate => c !== null);
   if (eligible.length === 0) return plan(`switchover impossible: ${r.candidate ?? 'no standby'} is not a healthy eligible candidate`, renew, { kind: 'clear_failover' });
-  return plan(`${r.kind}: stepping down for ${r.candidate ?? 'the best standby'}`, renew, { kind: 'step_down' });
+  // The new leader is not known yet: the old one restarts as a standby of nobody, and follows the
+  // winner once it holds the key.
+  return plan(`${r.kind}: stepping down for ${r.candidate ?? 'the best standby'}`, renew, { kind: 'step_down' }, { kind: 'start', as: 'standby', upstream: null });
 }
 
 // F. Another member holds the key: we never run as primary.
@@ -208,7 +217,7 @@ function decideAsFollower(o: Observation, cfg: DynamicConfig, leader: LeaderKey)
   }
   if (local.running && local.role === 'standby') {
     if (local.upstream !== leader.name) return plan(`following new leader ${leader.name}`, { kind: 'follow', upstream: leader.name });
-    if (needsRewind(o, cfg, leaderMember)) return plan(`not streaming from ${leader.name} on an older timeline: rewinding`, { kind: 'rewind', from: leader.name });
+    if (needsRewind(o, cfg, leaderMember)) return rewindPlan(o, leader.name, `not streaming from ${leader.name} on an older timeline`);
     // Copies of the leader's logical slots are taken only from the leader we stream from.
     if (local.streaming && logicalManaged(cfg, o.cluster)) {
       return plan(`following ${leader.name}`, { kind: 'sync_logical', as: 'standby', leader: leader.name, mayRestart: !cfg.pause });
@@ -218,22 +227,42 @@ function decideAsFollower(o: Observation, cfg: DynamicConfig, leader: LeaderKey)
   if (local.running) return plan('PostgreSQL is starting: waiting');
   if (cfg.pause) return plan('PostgreSQL is down, but paused: not starting it');
   if (leaderMember === undefined) return plan(`waiting for leader ${leader.name} to publish its address`);
+  // The last rewind left data that cannot be used: pg_rewind failed (not for want of the leader),
+  // or the rewound directory did not start as a standby (its minimum recovery point lies on a
+  // timeline the leader's history lacks: chaos seed 2). Clone afresh.
+  if (o.memory.rewindUnusable) return recloneFrom(leader.name, 'the rewound data directory cannot be used');
   // A former primary, or data whose state could not be read, is rewound: pg_rewind is a no-op
   // when nothing diverged, while starting diverged data as a standby would fail. So is a standby
-  // that keeps failing to start (its data may lie on a timeline the leader's history lacks); the
-  // rewind step clones afresh when the rewound data still does not start.
-  if (o.self.startFailures >= MAX_START_FAILURES && cfg.postgresql.use_pg_rewind) {
-    return plan(`PostgreSQL failed to start ${o.self.startFailures} times as a standby: rewinding from ${leader.name}`, { kind: 'rewind', from: leader.name });
+  // that keeps failing to start (its data may lie on a timeline the leader's history lacks).
+  if (o.memory.startFailures >= MAX_START_FAILURES && cfg.postgresql.use_pg_rewind) {
+    return rewindPlan(o, leader.name, `PostgreSQL failed to start ${o.memory.startFailures} times as a standby`);
   }
   if (local.controlState !== 'standby' && cfg.postgresql.use_pg_rewind) {
-    return plan(`former primary (${local.controlState}): rewinding from ${leader.name}`, { kind: 'rewind', from: leader.name });
+    return rewindPlan(o, leader.name, `former primary (${local.controlState})`);
   }
   return plan(`starting as a standby of ${leader.name}`, { kind: 'start', as: 'standby', upstream: leader.name });
 }
 
+/**
+ * Rewind from the leader, then start as its standby. pg_rewind can find "no rewind required" for
+ * a standby that replayed past the new timeline's fork (its control file does not show how far it
+ * got), and the standby then never streams: the third rewind with no streaming since is a fresh
+ * clone instead (chaos seed 7).
+ */
+function rewindPlan(o: Observation, from: string, why: string): Plan {
+  const n = rewindsWithoutStreaming(o);
+  if (n + 1 >= MAX_REWINDS_WITHOUT_STREAMING) return recloneFrom(from, `${why}; rewound ${n} times without streaming since`);
+  return plan(`${why}: rewinding from ${from}`, { kind: 'rewind', from }, { kind: 'start', as: 'standby', upstream: from });
+}
+
+function recloneFrom(from: string, why: string): Plan {
+  return plan(`${why}: cloning afresh from ${from}`, { kind: 'reclone', from }, { kind: 'start', as: 'standby', upstream: from });
+}
+
 function needsRewind(o: Observation, cfg: DynamicConfig, leader: MemberInfo | undefined): boolean {
   if (!cfg.postgresql.use_pg_rewind || cfg.pause || o.local.streaming) return false;
-  if (o.self.notStreamingSince === null || o.now - o.self.notStreamingSince < REWIND_AFTER_MS) return false;
+  const since = notStreamingSince(o);
+  if (since === null || o.now - since < REWIND_AFTER_MS) return false;
   // The timeline PostgreSQL replays, not the one its WAL receiver once reached: a standby that got
   // the new timeline's history but cannot follow it (it replayed past the fork) must be rewound
   // (chaos seed 7, asynchronous mode).

@@ -1,6 +1,7 @@
 // The vocabulary of the HA core: what the agent observes, and the plan the pure decision returns.
 // Nothing here does I/O; src/ha imports no etcd, pg, clock or randomness.
 import type { DynamicConfig, Tags } from '../config/schema.ts';
+import type { Memory } from './memory.ts';
 
 /** A WAL position in bytes (pg_lsn as a number: exact up to 8 PiB of WAL). */
 export type Lsn = number;
@@ -273,16 +274,16 @@ export interface ScheduledRestart {
   revision: string;
 }
 
-/** Facts the agent remembers between loops (kept by the agent, observed by the decision). */
+/** Who this member is, and the live guards the agent holds outside the loop (the fence timer, a failsafe promise). */
 export interface SelfState {
   name: string;
   tags: Tags;
-  /** Monotonic ms after which this member must not run as primary (last acked renewal + ttl - margin). */
+  /**
+   * Monotonic ms after which this member must not run as primary (last acked renewal + ttl -
+   * margin, src/ha/lease.ts). The fence timer holds it: it must be re-armed inside long steps
+   * too, between two loops.
+   */
   leaseDeadline: number | null;
-  /** Consecutive failed attempts to start PostgreSQL. */
-  startFailures: number;
-  /** Monotonic ms since when a standby following a leader has not been streaming; null if streaming. */
-  notStreamingSince: number | null;
   /** The last failsafe call this member accepted; absent or null: none. */
   failsafeHold?: FailsafeHold | null;
   /** bootstrap.adopt_system_id: existing data with this identifier may become the cluster. */
@@ -291,6 +292,8 @@ export interface SelfState {
 
 export interface Observation {
   now: number;
+  /** What the agent remembers from earlier loops (src/ha/memory.ts). */
+  memory: Memory;
   /** Wall-clock epoch ms, only for scheduled switchovers and request ages. */
   wallNow: number;
   self: SelfState;
@@ -316,7 +319,11 @@ export type PromoteReason = 'switchover' | 'manual failover' | 'failover';
 export type Action =
   | { kind: 'bootstrap' } // claim /initialize, initdb, start as primary, take the key, write config
   | { kind: 'adopt_cluster' } // existing data, no /initialize key: register our system id
-  | { kind: 'clone'; from: string } // pg_basebackup into an empty data directory
+  | { kind: 'clone'; from: string } // pg_basebackup into an empty data directory (a `start` follows)
+  // the data cannot be used (pg_rewind failed, the rewound data did not start, or rewinds keep
+  // leaving it unable to stream): stop it, wipe it, clone afresh (a `start` follows)
+  | { kind: 'reclone'; from: string }
+  | { kind: 'clear_unsafe' } // a fresh clone of the leader: remove our /unsafe mark (pghactl verify)
   | { kind: 'acquire' } // create the leader key if absent (fails when someone else wins)
   // Keepalive the lease and prove the key is still ours. With fenceOnFailure, a failed renewal
   // stops PostgreSQL at once: it runs as primary and its lease deadline has passed or is unknown.
@@ -325,11 +332,12 @@ export type Action =
   | { kind: 'promote'; reason: PromoteReason } // pg_promote, then record history with the reason
   | { kind: 'start'; as: 'primary' | 'standby'; upstream: string | null }
   | { kind: 'follow'; upstream: string | null } // rewrite primary_conninfo and reload
-  | { kind: 'demote' } // stop a primary that does not hold the key (fast mode)
   | { kind: 'fence' } // stop PostgreSQL at once (immediate mode): the lease cannot be proved
-  | { kind: 'rewind'; from: string } // pg_rewind from the leader, then start as its standby
-  | { kind: 'ensure_slots'; members: string[]; permanent: string[] } // leader: a slot per other member, plus permanent_slots
-  | { kind: 'publish_leader_lsn' } // leader: store its WAL position for the lag check
+  | { kind: 'rewind'; from: string } // stop PostgreSQL if it runs, pg_rewind from the leader (a `start` follows)
+  // leader: a slot per member seen within member_slots_ttl (Memory.slotsSeen), plus permanent_slots
+  | { kind: 'ensure_slots'; members: string[]; permanent: string[] }
+  // leader: store its WAL position (and logical slots) for the lag check, unless `last` was published already
+  | { kind: 'publish_leader_lsn'; last: PublishedStatus | null }
   // leader: create/drop logical slots and publications, read the slots' confirmed positions;
   // standby (streaming from `leader`): copy missing logical slots from it (a short restart, only
   // when mayRestart), advance the copies, drop copies no longer configured
@@ -338,7 +346,7 @@ export type Action =
   // a standby about to take the key and promote: advance its logical slot copies to the
   // positions the leader published (after a switchover: its final ones); never fails
   | { kind: 'advance_logical' }
-  | { kind: 'step_down' } // switchover: stop PostgreSQL cleanly, record its last WAL position, release the key
+  | { kind: 'step_down' } // switchover: stop PostgreSQL cleanly, record its last WAL position, release the key (a `start` as standby follows)
   | { kind: 'clear_failover' } // remove the /failover request (done, impossible or stale)
   | { kind: 'write_sync'; members: string[]; acks?: number } // leader: store the /sync record (acks: quorum mode)
   | { kind: 'write_failsafe'; record: FailsafeRecord | null } // leader: store (null: delete) /failsafe
@@ -347,6 +355,38 @@ export type Action =
   // leader: set synchronous_standby_names, FIRST (on) or ANY (quorum) count of names
   // (null: asynchronous; [] in strict mode: block commits)
   | { kind: 'set_sync_names'; names: string[] | null; count: number; method?: SyncMethod };
+
+/** What the leader last wrote to /status: its WAL position and its logical slots (JSON). */
+export interface PublishedStatus {
+  lsn: Lsn;
+  slots: string;
+}
+
+/**
+ * What one executed step reports back (src/agent/act.ts), for remember() (src/ha/memory.ts).
+ * A failed step ends the plan: it is the last outcome of the list.
+ */
+export type Outcome =
+  | {
+    action: Action;
+    ok: true;
+    /** renew, acquire: the keepalive etcd acknowledged, sent at `sentAt` (monotonic ms), lease ttl in s. */
+    lease?: { sentAt: number; ttl: number };
+    /** publish_leader_lsn: what /status holds now. */
+    published?: PublishedStatus;
+    /** set_sync_names: the primary's flushed WAL position read just after the setting changed. */
+    syncChangedAt?: Lsn | null;
+  }
+  | {
+    action: Action;
+    ok: false;
+    /** The error as logged (code: message). */
+    error: string;
+    /** The error is a transient one (etcd or the leader unreachable): nothing was changed. */
+    retryable: boolean;
+    /** promote: pre_promote refused it at this monotonic ms, and the key was released. */
+    vetoedAt?: number;
+  };
 
 /** synchronous_standby_names' method: FIRST n (synchronous_mode on) or ANY n (quorum). */
 export type SyncMethod = 'first' | 'any';

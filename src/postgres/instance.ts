@@ -83,14 +83,10 @@ class LocalInstance implements PostgresControl {
   readonly #passfile: string;
   readonly #logfile: string;
   #control: { mtimeNs: bigint; data: ControlData } | null = null;
-  /** synchronous_standby_names this primary should run with ('' = asynchronous). */
+  /** synchronous_standby_names pgha.conf renders for this primary ('' = asynchronous). */
   #syncNames = '';
   /** The same without the lease witness, as src/ha renders it (null: not set since the agent started). */
   #syncPlain: string | null = null;
-  /** Primary flush position read just after #syncNames last changed (see LocalPostgres.syncChangedAt). */
-  #syncChangedAt: number | null = null;
-  /** Standby: the highest timeline its WAL receiver streamed since PostgreSQL started. */
-  #streamedTimeline: number | null = null;
   /**
    * Every entry of the data directory was made by pgha (or by initdb, pg_basebackup, pg_rewind
    * run by it): the directory was found empty (or missing) before initdb or a clone, or pgha
@@ -196,23 +192,19 @@ class LocalInstance implements PostgresControl {
     };
     if (!running) {
       this.#probe.discard();
-      this.#streamedTimeline = null;
       return local;
     }
+    // Raw facts only: what the agent remembers (a standby's timeline only grows, the position
+    // read when the synchronous setting changed) is added by perceive() (src/ha/memory.ts).
     try {
       const h = await this.#probe.health();
-      // A standby's timeline only grows. Once its WAL receiver is gone (the primary died), SQL only
-      // shows the last restartpoint's timeline, which may be older than the one it streamed.
-      if (!h.inRecovery) this.#streamedTimeline = null;
-      else if (h.streaming && h.timeline !== null) this.#streamedTimeline = Math.max(h.timeline, this.#streamedTimeline ?? 0);
-      const timeline = h.inRecovery && this.#streamedTimeline !== null ? Math.max(h.timeline ?? 0, this.#streamedTimeline) : h.timeline;
       return {
-        ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: timeline ?? local.timeline, replayTimeline: h.timeline,
+        ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: h.timeline ?? local.timeline, replayTimeline: h.timeline,
         lsn: h.lsn, streaming: h.streaming, pendingRestart: h.pendingRestart,
         // The lease witness is no member: src/ha sees the setting and the standbys without it.
         syncStandbys: h.syncStandbys.filter((n) => n !== WITNESS_NAME),
         syncSetting: h.syncSetting === this.#syncNames && this.#syncPlain !== null ? this.#syncPlain : h.syncSetting,
-        replicas: h.replicas.filter((r) => r.name !== WITNESS_NAME), syncChangedAt: this.#syncChangedAt, stats: h.stats,
+        replicas: h.replicas.filter((r) => r.name !== WITNESS_NAME), stats: h.stats,
       };
     } catch {
       return local;
@@ -355,17 +347,19 @@ class LocalInstance implements PostgresControl {
     await writeAtomic(this.#path('standby.signal'), '', this.#runAs);
   }
 
-  async setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<void> {
+  async setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<boolean> {
     const plain = syncStandbyNames(names, count, method);
     const want = this.#witness ? witnessedSyncNames(names, count, method) : plain;
     this.#syncPlain = plain;
-    const changed = want !== this.#syncNames || this.#syncChangedAt === null;
+    const changed = want !== this.#syncNames;
     this.#syncNames = want;
     await this.applyConfig(null);
-    if (!changed) return;
-    // Read after the reload: every commit acknowledged under the former setting lies before it.
+    return changed;
+  }
+
+  async flushLsn(): Promise<number | null> {
     const [r] = await this.#probe.query<{ lsn: string }>('select pg_current_wal_flush_lsn()::text as lsn');
-    this.#syncChangedAt = r === undefined ? null : parseLsn(r.lsn);
+    return r === undefined ? null : parseLsn(r.lsn);
   }
 
   async applyConfig(upstream: Upstream | null): Promise<boolean> {

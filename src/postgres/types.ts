@@ -63,8 +63,13 @@ export interface PostgresControl {
   /** The server must be stopped: each logical slot's confirmed_flush, from its state file. */
   readStoppedSlotPositions?(): Promise<Record<string, number>>;
 
-  /** Primary: set synchronous_standby_names (FIRST|ANY count (names); null: asynchronous) and reload. */
-  setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<void>;
+  /**
+   * Primary: set synchronous_standby_names (FIRST|ANY count (names); null: asynchronous) and
+   * reload. True when the setting differs from the one pgha.conf held.
+   */
+  setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<boolean>;
+  /** Primary: pg_current_wal_flush_lsn(). */
+  flushLsn(): Promise<number | null>;
   /** Drill only: SIGKILL the postmaster and its children, as a crash would. */
   crash(): Promise<void>;
 

@@ -2,6 +2,7 @@
 import { fc } from '@fast-check/vitest';
 import { dynamicConfigSchema, type DynamicConfig, type Tags } from '../../src/config/schema.ts';
 import type { AgentSnapshot } from '../../src/api/types.ts';
+import { initialMemory, type Memory } from '../../src/ha/memory.ts';
 import type { ClusterView, FailoverRequest, LocalPostgres, MemberInfo, Observation } from '../../src/ha/types.ts';
 import { absentRevisions } from '../../src/ha/view.ts';
 
@@ -42,11 +43,12 @@ export function clusterView(over: Partial<ClusterView> = {}): ClusterView {
   };
 }
 
-export function obs(over: { self?: Partial<Observation['self']>; local?: Partial<LocalPostgres>; cluster?: ClusterView | null; now?: number; wallNow?: number } = {}): Observation {
+export function obs(over: { self?: Partial<Observation['self']>; memory?: Partial<Memory>; local?: Partial<LocalPostgres>; cluster?: ClusterView | null; now?: number; wallNow?: number } = {}): Observation {
   return {
     now: over.now ?? 10_000,
     wallNow: over.wallNow ?? WALL,
-    self: { name: 'n2', tags: defaultTags, leaseDeadline: 12_000, startFailures: 0, notStreamingSince: null, ...over.self },
+    memory: { ...initialMemory, ...over.memory },
+    self: { name: 'n2', tags: defaultTags, leaseDeadline: 12_000, ...over.self },
     local: localPg(over.local),
     cluster: over.cluster === undefined ? clusterView() : over.cluster,
     fallbackConfig: dyn(),
@@ -120,14 +122,26 @@ export const clusterArb: fc.Arbitrary<ClusterView> = fc.record({
   }), { nil: null }),
 });
 
+export const memoryArb: fc.Arbitrary<Memory> = fc.record({
+  startFailures: fc.integer({ min: 0, max: 5 }),
+  rewindsWithoutStreaming: fc.integer({ min: 0, max: 4 }),
+  rewindUnusable: fc.boolean(),
+  notStreamingSince: fc.option(fc.integer({ min: 0, max: 100_000 }), { nil: null }),
+  streamedTimeline: fc.option(fc.integer({ min: 1, max: 4 }), { nil: null }),
+  slotsSeen: fc.dictionary(fc.constantFrom('n1', 'n2', 'n3', 'gone'), fc.integer({ min: 0, max: 100_000 })),
+  syncChangedAt: fc.option(lsnArb, { nil: null }),
+  published: fc.option(fc.record({ lsn: lsnArb, slots: fc.constant('null') }), { nil: null }),
+  vetoedUntil: fc.option(fc.integer({ min: 0, max: 100_000 }), { nil: null }),
+  askMembersFirst: fc.boolean(),
+});
+
 export const observationArb: fc.Arbitrary<Observation> = fc.record({
   now: fc.integer({ min: 0, max: 100_000 }),
+  memory: memoryArb,
   wallNow: fc.constant(WALL),
   self: fc.record({
     name: fc.constantFrom(...names), tags: tagsArb,
     leaseDeadline: fc.option(fc.integer({ min: 0, max: 100_000 }), { nil: null }),
-    startFailures: fc.integer({ min: 0, max: 5 }),
-    notStreamingSince: fc.option(fc.integer({ min: 0, max: 100_000 }), { nil: null }),
     failsafeHold: fc.option(fc.record({ leader: fc.constantFrom(...names), until: fc.integer({ min: 0, max: 100_000 }) }), { nil: null }),
   }),
   local: localArb,

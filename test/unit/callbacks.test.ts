@@ -12,7 +12,10 @@ import type { NodeConfig } from '../../src/config/schema.ts';
 import { PgHaError, isPgHaError } from '../../src/errors.ts';
 import type { Logger } from '../../src/log/logger.ts';
 import type { PostgresControl } from '../../src/postgres/types.ts';
-import { clusterView } from '../support/observations.ts';
+import { decide } from '../../src/ha/decide.ts';
+import { remember, tagsFor } from '../../src/ha/memory.ts';
+import type { Action } from '../../src/ha/types.ts';
+import { clusterView, defaultTags, dyn, obs } from '../support/observations.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pgha-cb-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -205,24 +208,23 @@ describe('pre_promote veto in the actor', () => {
         clearFailover: async () => { events.push('clear request'); },
       },
       pg: { promote: async () => { events.push('pg_promote'); return { timeline: 2, lsn: '0/1' }; } } as unknown as PostgresControl,
-      lastKeepalive: () => ({ sentAt: now, ttl: 2 }),
       failsafeHold: () => null,
       setLeadership: (held: boolean) => events.push(`leader ${held}`),
       prePromote: () => cb.prePromote(),
     } as unknown as ActorDeps);
-    await actor.run([{ kind: 'acquire' }, { kind: 'promote', reason: 'failover' }], { cluster: null, local: {} as never });
+    const race: Action[] = [{ kind: 'acquire' }, { kind: 'promote', reason: 'failover' }];
+    const outcomes = await actor.run(race, { cluster: null, local: {} as never, keepalive: { sentAt: now, ttl: 2 } });
     expect(events).toEqual(['acquire', 'leader true', 'leader false', 'release']);
     expect(fence.deadline).toBeNull();
+    expect(outcomes.map((o) => [o.action.kind, o.ok])).toEqual([['acquire', true], ['promote', false]]);
+    expect(outcomes[1]).toMatchObject({ ok: false, vetoedAt: 1000 });
     expect(logs.some((l) => l.fields.event === 'action failed' && (l.fields.err as { code?: string }).code === 'PGHA_PROMOTE_VETOED')).toBe(true);
-    // Within one ttl the member does not take the key again, so another member can.
-    events.length = 0;
-    now += 1000;
-    await actor.run([{ kind: 'acquire' }, { kind: 'promote', reason: 'failover' }], { cluster: null, local: {} as never });
-    expect(events).toEqual([]);
-    now += 1500;
-    await actor.run([{ kind: 'acquire' }], { cluster: null, local: {} as never });
-    expect(events).toEqual(['acquire', 'leader true']);
-    fence.disarm();
+    // Within one ttl the member is nofailover, so decide() does not race and another member can.
+    const o = obs({ now, cluster: clusterView({ leader: null, config: dyn({ ttl: 2 }) }) });
+    const memory = remember(o.memory, o, outcomes);
+    const at = (t: number) => obs({ now: t, memory, self: { tags: tagsFor(defaultTags, memory, t) }, cluster: clusterView({ leader: null, config: dyn({ ttl: 2 }) }) });
+    expect(decide(at(2000)).actions).toEqual([]);
+    expect(decide(at(3500)).actions.map((x) => x.kind)).toEqual(['acquire', 'promote']);
   });
 
   it('a vetoed switchover publishes the member as vetoed and drops its request before releasing the key', async () => {
@@ -236,7 +238,7 @@ describe('pre_promote veto in the actor', () => {
       pg: { promote: async () => { events.push('pg_promote'); return { timeline: 2, lsn: '0/1' }; } } as unknown as PostgresControl,
       setLeadership: (held: boolean) => events.push(`leader ${held}`),
       prePromote: async () => { throw new PgHaError('PGHA_PROMOTE_VETOED', 'no'); },
-      republish: async () => { events.push(`publish, vetoed ${String(actor.vetoed)}`); },
+      republish: async (o: { vetoed: boolean }) => { events.push(`publish, vetoed ${String(o.vetoed)}`); },
     } as unknown as ActorDeps);
     await actor.run([{ kind: 'promote', reason: 'switchover' }, { kind: 'clear_failover' }], { cluster: clusterView(), local: {} as never });
     expect(events).toEqual(['publish, vetoed true', 'clear request', 'leader false', 'release']);

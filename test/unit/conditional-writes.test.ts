@@ -36,7 +36,7 @@ function actor(opts: { loseAt?: string } = {}) {
   const a = new Actor({
     fence, logger: silent, now: () => 0, config: { name: 'n1' }, dcs,
     dynamic: () => ({ ttl: 2, fence_margin: 0.5, loop_wait: 60, synchronous_mode: 'on' }),
-    pg: { setSyncNames: async (names: string[] | null) => { writes.push(`names ${String(names)}`); } } as unknown as PostgresControl,
+    pg: { setSyncNames: async (names: string[] | null) => { writes.push(`names ${String(names)}`); return true; }, flushLsn: async () => 0 } as unknown as PostgresControl,
   } as unknown as ActorDeps);
   return { a, writes };
 }
@@ -66,14 +66,14 @@ describe('the actor writes at the revision of its view', () => {
   it('writes nothing without a view of etcd', async () => {
     const { a, writes } = actor();
     await a.run([{ kind: 'write_failsafe', record: null }], { cluster: null, local: localPg() });
-    await a.publishLeaderLsn(localPg({ role: 'primary', lsn: 500 }), null);
+    await a.run([{ kind: 'publish_leader_lsn', last: null }], { cluster: null, local: localPg({ role: 'primary', lsn: 500 }) });
     expect(writes).toEqual([]);
   });
 
   it('clears the request and publishes /status at the revisions read', async () => {
     const { a, writes } = actor();
     const v = view();
-    await a.run([{ kind: 'publish_leader_lsn' }, { kind: 'write_failsafe', record: null }, { kind: 'clear_failover' }], { cluster: v, local: localPg({ role: 'primary', lsn: 500 }) });
+    await a.run([{ kind: 'publish_leader_lsn', last: null }, { kind: 'write_failsafe', record: null }, { kind: 'clear_failover' }], { cluster: v, local: localPg({ role: 'primary', lsn: 500 }) });
     expect(writes).toEqual(['status 500@5', 'failsafe@0', 'clear failover@9']);
     expect(v.revisions).toEqual({ sync: '7', failsafe: '102', failover: '0', status: '101' });
   });

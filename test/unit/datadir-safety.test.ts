@@ -64,7 +64,7 @@ describe('a data_dir with files pgha did not make', () => {
     } as unknown as Dcs;
     const fence = new FenceTimer({ now: () => performance.now(), paused: () => false, fence: async () => undefined });
     const actor = new Actor({
-      config, dcs, pg, logger, fence, now: () => performance.now(), lastKeepalive: () => null, failsafeHold: () => null,
+      config, dcs, pg, logger, fence, now: () => performance.now(), failsafeHold: () => null,
       dynamic: () => config.bootstrap.dcs, setActivity: async () => undefined, setLeadership: () => undefined,
     } satisfies ActorDeps);
     await expect(actor.bootstrap()).rejects.toMatchObject({ code: 'PGHA_DATA_DIR_UNSAFE' });

@@ -4,18 +4,24 @@
 // etcd received. The fence timer stops a primary at its lease deadline. Invariant: never two
 // running primaries, and every promotion is by the key holder. With failsafe_mode, a leader cut
 // off from etcd asks the members it can reach (POST /failsafe, answered by the same rule as the
-// agent's) and extends its deadline as the Actor does; members can also be cut off from each
-// other, and etcd can be down for everyone.
+// agent's) and extends its deadline by the agent's rule; members can also be cut off from each
+// other, and etcd can be down for everyone. Each modelled agent runs the real loop of the core:
+// decide(observation) -> its steps, one Outcome each -> remember(memory, observation, outcomes),
+// with the deadline arithmetic of src/ha/lease.ts. A `break` makes a member's data refuse to
+// start until it is rewound or cloned afresh (start failures, release, rewind, re-clone).
 import { describe, expect } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
 import { decide } from '../../src/ha/decide.ts';
 import { answerFailsafeCall } from '../../src/ha/failsafe.ts';
-import type { ClusterView, FailsafeHold, FailsafeRecord, FailsafeRound, MemberInfo, Observation } from '../../src/ha/types.ts';
+import { failsafeDeadline, leaseDeadline } from '../../src/ha/lease.ts';
+import { initialMemory, perceive, remember, tagsFor, type Memory } from '../../src/ha/memory.ts';
+import type { Action, ClusterView, FailsafeHold, FailsafeRecord, FailsafeRound, MemberInfo, Observation, Outcome } from '../../src/ha/types.ts';
 import { absentRevisions } from '../../src/ha/view.ts';
 import { defaultTags, dyn, SYSID } from '../support/observations.ts';
 
 const TTL = 3000;
 const MARGIN = 750;
+const LEASE = { ttl: TTL / 1000, fence_margin: MARGIN / 1000 };
 
 interface Node {
   name: string;
@@ -32,6 +38,9 @@ interface Node {
   isolated: boolean;
   hold: FailsafeHold | null;
   lastLeader: string | null;
+  memory: Memory;
+  /** Its data does not start until rewound or cloned afresh. */
+  broken: boolean;
 }
 
 class World {
@@ -45,7 +54,7 @@ class World {
   nodes: Node[] = ['n1', 'n2', 'n3'].map((name, i) => ({
     name, partitioned: false, running: true, role: i === 0 ? 'primary' : 'standby', timeline: 1, lsn: 0,
     upstream: i === 0 ? null : 'n1', leaseRecv: 0, leaseDeadline: TTL - MARGIN, wasPrimary: i === 0,
-    isolated: false, hold: null, lastLeader: 'n1',
+    isolated: false, hold: null, lastLeader: 'n1', memory: initialMemory, broken: false,
   }));
 
   constructor(cfg = dyn()) {
@@ -101,51 +110,64 @@ class World {
     if (!this.cutOff(n)) { sentAt = this.t; n.leaseRecv = this.t; n.lastLeader = this.keyHolder()?.name ?? null; } // the member keepalive of every loop
     const o: Observation = {
       now: this.t,
+      memory: n.memory,
       wallNow: 0,
-      self: { name: n.name, tags: defaultTags, leaseDeadline: n.leaseDeadline, startFailures: 0, notStreamingSince: null, failsafeHold: n.hold },
-      local: {
+      self: { name: n.name, tags: tagsFor(defaultTags, n.memory, this.t), leaseDeadline: n.leaseDeadline, failsafeHold: n.hold },
+      local: perceive({
         dataDir: 'initialized', systemId: SYSID, controlState: n.wasPrimary ? 'primary-crashed' : 'standby', running: n.running, accepting: n.running,
         role: n.running ? n.role : null, timeline: n.timeline, lsn: n.lsn, streaming: n.running && n.role === 'standby', upstream: n.upstream, pendingRestart: false, syncStandbys: [],
         syncSetting: '', replicas: [], syncChangedAt: null,
-      },
+      }, n.memory),
       cluster: this.cutOff(n) ? null : this.view(),
       fallbackConfig: this.cfg,
       failsafe: this.cutOff(n) ? this.round(n) : null,
     };
-    for (const a of decide(o).actions) if (!this.apply(n, a, sentAt)) break;
+    const outcomes: Outcome[] = [];
+    for (const a of decide(o).actions) {
+      const r = this.apply(n, a, sentAt);
+      outcomes.push(r);
+      if (!r.ok) break;
+    }
+    n.memory = remember(n.memory, o, outcomes);
   }
 
-  apply(n: Node, a: ReturnType<typeof decide>['actions'][number], sentAt: number | null): boolean {
+  /** The executor's part: one step, its outcome. */
+  apply(n: Node, a: Action, sentAt: number | null): Outcome {
+    const ok = (facts: Partial<Extract<Outcome, { ok: true }>> = {}): Outcome => ({ action: a, ok: true, ...facts });
+    const failed: Outcome = { action: a, ok: false, error: 'modelled failure', retryable: false };
     const leader = this.keyHolder();
     switch (a.kind) {
-      case 'fence': case 'demote': this.fence(n); return true;
+      case 'fence': this.fence(n); return ok();
       case 'renew':
-        if (sentAt === null || leader?.name !== n.name) { if (a.fenceOnFailure) this.fence(n); return false; }
-        n.leaseDeadline = sentAt + TTL - MARGIN; return true;
+        if (sentAt === null || leader?.name !== n.name) { if (a.fenceOnFailure) this.fence(n); return { ...failed, retryable: true }; }
+        n.leaseDeadline = leaseDeadline(sentAt, LEASE.ttl, LEASE); return ok({ lease: { sentAt, ttl: LEASE.ttl } });
       case 'acquire':
-        if (n.hold !== null && this.t < n.hold.until) return false; // Actor.acquire re-checks the promise
-        if (sentAt === null || leader !== null) return false;
-        this.holder = n.name; n.leaseDeadline = sentAt + TTL - MARGIN; return true;
-      case 'release': if (leader?.name === n.name) this.holder = null; return true;
+        if (n.hold !== null && this.t < n.hold.until) return failed; // the executor re-checks the promise
+        if (sentAt === null || leader !== null) return failed;
+        this.holder = n.name; n.leaseDeadline = leaseDeadline(sentAt, LEASE.ttl, LEASE); return ok({ lease: { sentAt, ttl: LEASE.ttl } });
+      case 'release': if (leader?.name === n.name) this.holder = null; n.leaseDeadline = null; return ok();
       case 'promote':
         expect(this.keyHolder()?.name).toBe(n.name);
-        if (!n.running || n.role !== 'standby') return false;
-        n.role = 'primary'; n.timeline += 1; n.upstream = null; n.wasPrimary = true; this.promotions.push(n.name); return true;
+        if (!n.running || n.role !== 'standby') return failed;
+        n.role = 'primary'; n.timeline += 1; n.upstream = null; n.wasPrimary = true; this.promotions.push(n.name); return ok();
       case 'start':
         if (a.as === 'primary') expect(leader?.name).toBe(n.name);
-        n.running = true; n.role = a.as; n.upstream = a.upstream; if (a.as === 'standby') n.wasPrimary = false; return true;
-      case 'rewind': {
+        if (n.broken) return failed;
+        n.running = true; n.role = a.as; n.upstream = a.upstream; if (a.as === 'standby') n.wasPrimary = false; return ok();
+      case 'rewind': case 'reclone': {
         const src = this.nodes.find((x) => x.name === a.from);
-        if (src === undefined) return false;
-        n.running = true; n.role = 'standby'; n.timeline = src.timeline; n.lsn = Math.min(n.lsn, src.lsn); n.upstream = src.name; n.wasPrimary = false; return true;
+        if (src === undefined) return failed;
+        n.running = false; n.broken = false; n.timeline = src.timeline; n.lsn = Math.min(n.lsn, src.lsn); n.wasPrimary = false; return ok();
       }
-      case 'follow': n.upstream = a.upstream; return true;
-      case 'publish_leader_lsn': this.lastLeaderLsn = n.lsn; return true;
-      case 'write_failsafe': if (sentAt === null) return false; this.record = a.record; return true;
-      case 'failsafe_extend': // as Actor.failsafeExtend
-        if (n.leaseDeadline !== null) n.leaseDeadline = Math.max(n.leaseDeadline, a.sentAt + TTL - MARGIN);
-        return true;
-      default: return true;
+      case 'follow': n.upstream = a.upstream; return ok();
+      case 'publish_leader_lsn': this.lastLeaderLsn = n.lsn; return ok({ published: { lsn: n.lsn, slots: 'null' } });
+      case 'write_failsafe': if (sentAt === null) return failed; this.record = a.record; return ok();
+      case 'failsafe_extend': { // the executor arms the fence at failsafeDeadline
+        const d = failsafeDeadline(n.leaseDeadline, a.sentAt, LEASE);
+        if (d !== null) n.leaseDeadline = d;
+        return ok();
+      }
+      default: return ok();
     }
   }
 
@@ -158,13 +180,14 @@ class World {
 }
 
 type Cmd = { k: 'tick'; i: number } | { k: 'advance'; ms: number } | { k: 'partition'; i: number } | { k: 'heal'; i: number } | { k: 'crash'; i: number } | { k: 'write'; n: number }
-  | { k: 'isolate'; i: number } | { k: 'rejoin'; i: number } | { k: 'etcd'; down: boolean };
+  | { k: 'isolate'; i: number } | { k: 'rejoin'; i: number } | { k: 'etcd'; down: boolean } | { k: 'break'; i: number };
 const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   { arbitrary: fc.record({ k: fc.constant('tick' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 6 },
   { arbitrary: fc.record({ k: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 2500 }) }), weight: 4 },
   { arbitrary: fc.record({ k: fc.constant('partition' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
   { arbitrary: fc.record({ k: fc.constant('heal' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
   { arbitrary: fc.record({ k: fc.constant('crash' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
+  { arbitrary: fc.record({ k: fc.constant('break' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
   { arbitrary: fc.record({ k: fc.constant('write' as const), n: fc.integer({ min: 1, max: 100 }) }), weight: 2 },
 );
 // Shorter clock steps than above, so that a leader often runs a round before its deadline.
@@ -184,6 +207,7 @@ function run(w: World, cmds: Cmd[]): void {
     else if (c.k === 'partition' && node) node.partitioned = true;
     else if (c.k === 'heal' && node) node.partitioned = false;
     else if (c.k === 'crash' && node) node.running = false;
+    else if (c.k === 'break' && node) { node.running = false; node.broken = true; }
     else if (c.k === 'write') w.write(c.n);
     else if (c.k === 'isolate' && node) node.isolated = true;
     else if (c.k === 'rejoin' && node) node.isolated = false;

@@ -1,6 +1,7 @@
 // Table-driven cases of the HA decision: one row per rule in src/ha/decide.ts.
 import { describe, expect, it } from 'vitest';
 import { decide, MAX_START_FAILURES, REWIND_AFTER_MS } from '../../src/ha/decide.ts';
+import { MAX_REWINDS_WITHOUT_STREAMING } from '../../src/ha/memory.ts';
 import type { Action } from '../../src/ha/types.ts';
 import { SYSID, clusterView, defaultTags, dyn, member, obs, request, WALL } from '../support/observations.ts';
 
@@ -24,7 +25,7 @@ const cases: Array<{ name: string; o: ReturnType<typeof obs>; expect: string[] }
   { name: 'foreign files, no initialize key: no bootstrap', o: obs({ local: { dataDir: 'foreign', systemId: null, running: false, role: null }, cluster: noLeader({ initialize: null }) }), expect: [] },
   { name: 'foreign files, running leader: no clone', o: obs({ local: { dataDir: 'foreign', systemId: null, running: false, role: null } }), expect: [] },
   { name: 'claimed initialize: wait', o: obs({ local: { dataDir: 'empty', running: false }, cluster: noLeader({ initialize: 'claim:n1' }) }), expect: [] },
-  { name: 'empty data, running leader: clone', o: obs({ local: { dataDir: 'empty', running: false } }), expect: ['clone'] },
+  { name: 'empty data, running leader: clone, start, clear the unsafe mark', o: obs({ local: { dataDir: 'empty', running: false } }), expect: ['clone', 'start', 'clear_unsafe'] },
   { name: 'empty data, no leader: wait', o: obs({ local: { dataDir: 'empty', running: false }, cluster: noLeader() }), expect: [] },
   { name: 'foreign system id: refuse', o: obs({ local: { systemId: '42' } }), expect: [] },
   { name: 'leader running primary: renew, publish, slots', o: obs({ self: { name: 'n1' }, local: { role: 'primary' } }), expect: ['renew', 'publish_leader_lsn', 'ensure_slots', 'set_sync_names'] },
@@ -32,18 +33,24 @@ const cases: Array<{ name: string; o: ReturnType<typeof obs>; expect: string[] }
   { name: 'leader standby: promote', o: obs({ self: { name: 'n1' } }), expect: ['renew', 'promote'] },
   { name: 'leader standby, paused: renew only', o: obs({ self: { name: 'n1' }, cluster: clusterView({ config: dyn({ pause: true }) }) }), expect: ['renew'] },
   { name: 'leader down: restart in place', o: obs({ self: { name: 'n1' }, local: { running: false, role: null, controlState: 'primary-crashed' } }), expect: ['renew', 'start'] },
-  { name: 'leader down too often: release', o: obs({ self: { name: 'n1', startFailures: MAX_START_FAILURES }, local: { running: false, role: null, controlState: 'primary-crashed' } }), expect: ['release'] },
+  { name: 'leader down too often: release', o: obs({ self: { name: 'n1' }, memory: { startFailures: MAX_START_FAILURES }, local: { running: false, role: null, controlState: 'primary-crashed' } }), expect: ['release'] },
   { name: 'leader down, paused: renew only', o: obs({ self: { name: 'n1' }, local: { running: false, role: null }, cluster: clusterView({ config: dyn({ pause: true }) }) }), expect: ['renew'] },
   { name: 'follower running primary: fence', o: obs({ local: { role: 'primary' } }), expect: ['fence'] },
   { name: 'follower running primary, paused: nothing', o: obs({ local: { role: 'primary' }, cluster: clusterView({ config: dyn({ pause: true }) }) }), expect: [] },
   { name: 'standby following old leader: follow', o: obs({ local: { upstream: 'n3' } }), expect: ['follow'] },
   { name: 'standby streaming: nothing', o: obs(), expect: [] },
-  { name: 'standby stuck on old timeline: rewind', o: obs({ local: { streaming: false }, self: { notStreamingSince: 10_000 - REWIND_AFTER_MS }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running', timeline: 2 })] }) }), expect: ['rewind'] },
-  { name: 'standby that saw the new timeline but replays the old one: rewind', o: obs({ local: { streaming: false, timeline: 2, replayTimeline: 1 }, self: { notStreamingSince: 10_000 - REWIND_AFTER_MS }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running', timeline: 2 })] }) }), expect: ['rewind'] },
-  { name: 'standby briefly not streaming: wait', o: obs({ local: { streaming: false }, self: { notStreamingSince: 9_000 }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running', timeline: 2 })] }) }), expect: [] },
-  { name: 'standby that keeps failing to start: rewind (clone if still unusable)', o: obs({ self: { name: 'n2', startFailures: MAX_START_FAILURES }, local: { running: false, role: null, controlState: 'standby' } }), expect: ['rewind'] },
-  { name: 'standby that failed to start once: start again', o: obs({ self: { name: 'n2', startFailures: 1 }, local: { running: false, role: null, controlState: 'standby' } }), expect: ['start'] },
-  { name: 'down former primary: rewind', o: obs({ local: { running: false, role: null, controlState: 'primary-clean' } }), expect: ['rewind'] },
+  { name: 'standby stuck on old timeline: rewind', o: obs({ local: { streaming: false }, memory: { notStreamingSince: 10_000 - REWIND_AFTER_MS }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running', timeline: 2 })] }) }), expect: ['rewind', 'start'] },
+  { name: 'standby that saw the new timeline but replays the old one: rewind', o: obs({ local: { streaming: false, timeline: 2, replayTimeline: 1 }, memory: { notStreamingSince: 10_000 - REWIND_AFTER_MS }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running', timeline: 2 })] }) }), expect: ['rewind', 'start'] },
+  { name: 'standby briefly not streaming: wait', o: obs({ local: { streaming: false }, memory: { notStreamingSince: 9_000 }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running', timeline: 2 })] }) }), expect: [] },
+  { name: 'standby that keeps failing to start: rewind (clone if still unusable)', o: obs({ memory: { startFailures: MAX_START_FAILURES }, local: { running: false, role: null, controlState: 'standby' } }), expect: ['rewind', 'start'] },
+  { name: 'standby that failed to start once: start again', o: obs({ memory: { startFailures: 1 }, local: { running: false, role: null, controlState: 'standby' } }), expect: ['start'] },
+  { name: 'rewound data that did not start: clone afresh, start', o: obs({ memory: { rewindUnusable: true, startFailures: 1 }, local: { running: false, role: null, controlState: 'standby' } }), expect: ['reclone', 'start'] },
+  { name: 'rewound data that did not start, paused: nothing', o: obs({ memory: { rewindUnusable: true }, local: { running: false, role: null, controlState: 'standby' }, cluster: clusterView({ config: dyn({ pause: true }) }) }), expect: [] },
+  { name: 'third rewind without streaming since: clone afresh instead', o: obs({ memory: { rewindsWithoutStreaming: MAX_REWINDS_WITHOUT_STREAMING - 1 }, local: { running: false, role: null, controlState: 'primary-clean', streaming: false } }), expect: ['reclone', 'start'] },
+  { name: 'second rewind without streaming since: rewind', o: obs({ memory: { rewindsWithoutStreaming: MAX_REWINDS_WITHOUT_STREAMING - 2 }, local: { running: false, role: null, controlState: 'primary-clean', streaming: false } }), expect: ['rewind', 'start'] },
+  { name: 'stuck standby rewound twice already: clone afresh', o: obs({ local: { streaming: false }, memory: { rewindsWithoutStreaming: MAX_REWINDS_WITHOUT_STREAMING - 1, notStreamingSince: 10_000 - REWIND_AFTER_MS }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running', timeline: 2 })] }) }), expect: ['reclone', 'start'] },
+  { name: 'standby that just stopped streaming: the clock starts now', o: obs({ local: { streaming: false }, memory: { notStreamingSince: null }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running', timeline: 2 })] }) }), expect: [] },
+  { name: 'down former primary: rewind', o: obs({ local: { running: false, role: null, controlState: 'primary-clean' } }), expect: ['rewind', 'start'] },
   { name: 'down former primary without rewind: start standby', o: obs({ local: { running: false, role: null, controlState: 'primary-crashed' }, cluster: clusterView({ config: dyn({ postgresql: { use_pg_rewind: false, use_slots: true, parameters: {} } }) }) }), expect: ['start'] },
   { name: 'down standby: start as standby', o: obs({ local: { running: false, role: null } }), expect: ['start'] },
   { name: 'no leader, best standby: acquire and promote', o: obs({ local: { lsn: 2000 }, cluster: noLeader() }), expect: ['acquire', 'promote'] },
@@ -62,12 +69,12 @@ const cases: Array<{ name: string; o: ReturnType<typeof obs>; expect: string[] }
 
 const leaderObs = (over: Parameters<typeof clusterView>[0] = {}) => obs({ self: { name: 'n1' }, local: { role: 'primary' }, cluster: clusterView(over) });
 const switchover: typeof cases = [
-  { name: 'switchover to the best standby: step down', o: leaderObs({ failover: request() }), expect: ['renew', 'step_down'] },
-  { name: 'switchover to a named healthy standby: step down', o: leaderObs({ failover: request({ candidate: 'n3' }) }), expect: ['renew', 'step_down'] },
+  { name: 'switchover to the best standby: step down', o: leaderObs({ failover: request() }), expect: ['renew', 'step_down', 'start'] },
+  { name: 'switchover to a named healthy standby: step down', o: leaderObs({ failover: request({ candidate: 'n3' }) }), expect: ['renew', 'step_down', 'start'] },
   { name: 'switchover to a nofailover standby: drop the request', o: leaderObs({ failover: request({ candidate: 'n3' }), members: [member('n1', { role: 'primary', state: 'running' }), member('n3', { tags: { ...defaultTags, nofailover: true } })] }), expect: ['renew', 'clear_failover'] },
   { name: 'switchover to a lagging standby: drop the request', o: leaderObs({ failover: request({ candidate: 'n3' }), members: [member('n3', { lsn: 0 })], lastLeaderLsn: 10_000_000 }), expect: ['renew', 'clear_failover'] },
   { name: 'scheduled switchover not due: keep leading', o: leaderObs({ failover: request({ scheduledAt: WALL + 60_000 }) }), expect: ['renew', 'publish_leader_lsn', 'ensure_slots', 'set_sync_names'] },
-  { name: 'scheduled switchover due: step down', o: leaderObs({ failover: request({ scheduledAt: WALL - 10 }) }), expect: ['renew', 'step_down'] },
+  { name: 'scheduled switchover due: step down', o: leaderObs({ failover: request({ scheduledAt: WALL - 10 }) }), expect: ['renew', 'step_down', 'start'] },
   { name: 'stale request: drop it', o: leaderObs({ failover: request({ requestedAt: WALL - 120_000 }) }), expect: ['renew', 'clear_failover'] },
   { name: 'request for another leader: drop it', o: leaderObs({ failover: request({ leader: 'n3' }) }), expect: ['renew', 'clear_failover'] },
   { name: 'request while paused: keep leading', o: leaderObs({ failover: request(), config: dyn({ pause: true }) }), expect: ['renew', 'publish_leader_lsn', 'ensure_slots', 'set_sync_names'] },
@@ -144,6 +151,6 @@ describe('decide (table)', () => {
       local: { dataDir: 'empty', running: false },
       cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running' }), member('n3', { tags: { ...defaultTags, clonefrom: true } })] }),
     }));
-    expect(p.actions).toEqual([{ kind: 'clone', from: 'n3' }]);
+    expect(p.actions).toEqual([{ kind: 'clone', from: 'n3' }, { kind: 'start', as: 'standby', upstream: 'n3' }, { kind: 'clear_unsafe' }]);
   });
 });

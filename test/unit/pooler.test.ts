@@ -124,7 +124,8 @@ describe('the actor around a switchover', () => {
     const events: string[] = [];
     const fence = new FenceTimer({ now: () => 0, paused: () => false, fence: async () => undefined });
     fence.arm(60_000);
-    await new Actor(deps(events, fence)).run([{ kind: 'step_down' }], { cluster: null, local: {} as never });
+    // decide() follows step_down with its own start as a standby.
+    await new Actor(deps(events, fence)).run([{ kind: 'step_down' }, { kind: 'start', as: 'standby', upstream: null }], { cluster: null, local: {} as never });
     expect(events).toEqual(['PAUSE', 'leader false', 'stop fast', 'shutdown lsn', 'leader false', 'release', 'resume when writable (not 127.0.0.1:5432)', 'start standby']);
   });
 
@@ -134,7 +135,7 @@ describe('the actor around a switchover', () => {
     fence.arm(60_000);
     const d = deps(events, fence);
     (d.pg as unknown as { stop: () => Promise<void> }).stop = async () => { events.push('stop fails'); throw new Error('pg_ctl stop failed'); };
-    await new Actor(d).run([{ kind: 'step_down' }], { cluster: null, local: {} as never });
+    await new Actor(d).run([{ kind: 'step_down' }, { kind: 'start', as: 'standby', upstream: null }], { cluster: null, local: {} as never });
     expect(events).toEqual(['PAUSE', 'leader false', 'stop fails', 'resume when writable (not 127.0.0.1:5432)']);
     fence.disarm();
   });

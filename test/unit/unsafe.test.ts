@@ -33,7 +33,7 @@ describe('decide with unsafe marks', () => {
 
   it('never clones from a marked clonefrom standby', () => {
     const o = obs({ local: { dataDir: 'empty', running: false }, cluster: clusterView({ members: [member('n1', { role: 'primary', state: 'running' }), member('n3', { tags: { ...defaultTags, clonefrom: true } })], ...unsafe('n3') }) });
-    expect(decide(o).actions).toEqual([{ kind: 'clone', from: 'n1' }]);
+    expect(decide(o).actions).toEqual([{ kind: 'clone', from: 'n1' }, { kind: 'start', as: 'standby', upstream: 'n1' }, { kind: 'clear_unsafe' }]);
   });
 
   // Whatever else is observed, a member whose own mark is in the view never acquires or promotes.
