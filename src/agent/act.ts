@@ -4,6 +4,7 @@
 // upkeep in act-leader.ts. It keeps nothing between loops: what must be remembered
 // (start failures, rewinds, slots seen, a veto) travels back in the outcomes to remember()
 // (src/ha/memory.ts), and decide() makes every choice (a re-clone, the start after a clone).
+import { memberByName } from '../ha/view.ts';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError, isPgHaError } from '../errors.ts';
@@ -166,7 +167,7 @@ export class Actor {
   }
 
   #upstream(ctx: ActContext, name: string): Upstream {
-    const m = ctx.cluster?.members.find((x) => x.name === name);
+    const m = memberByName(ctx.cluster, name);
     if (m === undefined) throw new PgHaError('PGHA_DCS_BAD_VALUE', `member ${name} has not published its address`);
     return { name: m.name, conn: m.conn };
   }

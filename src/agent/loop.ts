@@ -9,6 +9,7 @@
 //   7. apply changed dynamic PostgreSQL parameters (after the steps: they render for the upstream
 //      the steps left configured);
 //   8. publish our member key (only when etcd answered this iteration).
+import { memberByName } from '../ha/view.ts';
 import type { LogicalSlots } from '../slots/manager.ts';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
@@ -256,7 +257,7 @@ export class HaLoop {
   async #applyConfig(local: LocalPostgres, cluster: ClusterView | null): Promise<void> {
     if (!local.accepting || cluster === null) return;
     const upName = local.role === 'standby' ? local.upstream : null;
-    const up = cluster.members.find((m) => m.name === upName);
+    const up = memberByName(cluster, upName);
     if (upName !== null && up === undefined) return; // upstream not visible right now: leave conninfo alone
     try {
       if (await this.#d.pg.applyConfig(up === undefined ? null : { name: up.name, conn: up.conn })) {
@@ -379,7 +380,7 @@ export class HaLoop {
   async #restart(): Promise<{ outcomes: Outcome[]; error?: unknown }> {
     const leader = this.isLeader;
     const upstreamName = this.#cluster?.leader?.name ?? null;
-    const up = this.#cluster?.members.find((m) => m.name === upstreamName);
+    const up = memberByName(this.#cluster, upstreamName);
     try {
       await this.#d.pg.stop('fast');
     } catch (error) {

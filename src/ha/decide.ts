@@ -22,6 +22,7 @@
 //      from /failsafe) never races; nor does anyone while /sync is unreadable in synchronous
 //      mode, or /config is invalid with no earlier valid value known.
 // A paused cluster (maintenance mode) never promotes, demotes, restarts or fences on its own.
+import { leaderMember as leaderOf, memberByName } from './view.ts';
 import { patroniReleasedLsn } from './patroni-handover.ts';
 import type { DynamicConfig } from '../config/schema.ts';
 import { logicalManaged, physicalPermanentSlots } from './logical.ts';
@@ -137,7 +138,7 @@ function decideAdopt(o: Observation, leading: boolean): Plan {
 }
 
 function decideClone(o: Observation, cluster: ClusterView): Plan {
-  const leader = cluster.leader === null ? undefined : cluster.members.find((m) => m.name === cluster.leader?.name);
+  const leader = leaderOf(cluster);
   if (leader === undefined || leader.role !== 'primary' || leader.state !== 'running') {
     return plan('empty data directory: waiting for a running leader to clone from');
   }
@@ -210,7 +211,7 @@ function decideHandover(o: Observation, renew: Action): Plan | null {
 // F. Another member holds the key: we never run as primary.
 function decideAsFollower(o: Observation, cfg: DynamicConfig, leader: LeaderKey): Plan {
   const { local } = o;
-  const leaderMember: MemberInfo | undefined = o.cluster?.members.find((m) => m.name === leader.name);
+  const leaderMember: MemberInfo | undefined = memberByName(o.cluster, leader.name);
   if (local.running && local.role === 'primary') {
     if (cfg.pause) return plan(`paused: ${leader.name} holds the key but we run as primary; not demoting`);
     return plan(`${leader.name} holds the leader key: stopping our primary at once`, { kind: 'fence' });
