@@ -11,8 +11,9 @@ import { execFileSync, execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
-import { REPO, TestCluster, waitFor, type NodeHandle } from '../test/support/cluster.ts';
-import { makeRepo, scratchRestore, withBackup } from '../test/support/backup.ts';
+import { TestCluster, type NodeHandle } from '../lab/loopback.ts';
+import { REPO, waitFor } from '../lab/util.ts';
+import { makeRepo, scratchRestore, withBackup } from '../lab/backup.ts';
 import type { ArchiveHealth } from '../src/backup/health.ts';
 
 const a = parseArgs({ options: {

@@ -17,7 +17,8 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { dynamicConfigSchema } from '../src/config/schema.ts';
 import { childPids } from '../src/postgres/datadir.ts';
-import { REPO, TestCluster, sleep, type NodeHandle } from '../test/support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../lab/loopback.ts';
+import { REPO, sleep } from '../lab/util.ts';
 import { CLK_TCK, cpuTicks, rssMb, stats } from './bench-lib.ts';
 
 const args = parseArgs({ options: {

@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import pg from 'pg';
-import { PASSWORDS, sleep } from '../test/support/cluster.ts';
+import { PASSWORDS, sleep } from '../lab/util.ts';
 
 interface Attempt { id: number; start: number; end: number; ok: boolean }
 

@@ -25,8 +25,8 @@ import pg from 'pg';
 import { stringify } from 'yaml';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
-import { startEtcd, type EtcdHandle } from '../test/support/etcd.ts';
-import { PASSWORDS, REPO, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, waitFor } from '../test/support/cluster.ts';
+import { startEtcd, type EtcdHandle } from '../lab/etcd.ts';
+import { PASSWORDS, REPO, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, waitFor } from '../lab/util.ts';
 import { chartEvents, renderChart, type ChartStats, type PatroniFigures } from './bench-chart.ts';
 import { CLK_TCK, Probe, cpuTicks, processTable, processTree, rssMb, stats, withPatroniBlock } from './bench-lib.ts';
 

@@ -12,9 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Probe, stats } from './bench-lib.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
-import { PASSWORDS, REPO, TestCluster, queryOnce, sleep, superuserClient, waitFor } from '../test/support/cluster.ts';
-import { startPgbouncer } from '../test/support/pgbouncer.ts';
-import { createLoadTable, startLoad } from '../test/support/pooler-load.ts';
+import { TestCluster } from '../lab/loopback.ts';
+import { PASSWORDS, REPO, queryOnce, sleep, superuserClient, waitFor } from '../lab/util.ts';
+import { startPgbouncer } from '../lab/pgbouncer.ts';
+import { createLoadTable, startLoad } from '../lab/pooler-load.ts';
 
 const RUNS = Number(process.env.PGHA_BENCH_RUNS ?? 10);
 const RW = 15921;

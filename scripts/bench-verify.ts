@@ -9,7 +9,8 @@ import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { CLK_TCK, cpuTicks, processTree, stats } from './bench-lib.ts';
-import { PASSWORDS, REPO, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../lab/loopback.ts';
+import { PASSWORDS, REPO, postmasterPid, sleep, waitFor } from '../lab/util.ts';
 
 const args = parseArgs({ options: {
   'size-mb': { type: 'string', default: '1024' }, runs: { type: 'string', default: '3' },

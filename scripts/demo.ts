@@ -18,8 +18,8 @@ import { apiRequest } from '../src/api/client.ts';
 import type { ClientTls } from '../src/api/tls.ts';
 import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
-import { makePki } from './pki.ts';
-import { startPgbouncer } from '../test/support/pgbouncer.ts';
+import { makePki } from '../lab/pki.ts';
+import { startPgbouncer } from '../lab/pgbouncer.ts';
 
 const REPO = new URL('..', import.meta.url).pathname;
 const ETCD_CLIENT = 2479; // not 2379, so a system etcd (Debian's etcd-server service) is left alone

@@ -10,7 +10,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { dynamicConfigSchema } from '../src/config/schema.ts';
 import { createEtcdDcs } from '../src/dcs/etcd.ts';
-import { TestCluster, sleep, waitFor } from '../test/support/cluster.ts';
+import { TestCluster } from '../lab/loopback.ts';
+import { sleep, waitFor } from '../lab/util.ts';
 
 const defaults = dynamicConfigSchema.parse({});
 const a = parseArgs({

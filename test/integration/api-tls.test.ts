@@ -14,8 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { apiRequest, jsonOf } from '../../src/api/client.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
-import { PASSWORDS, REPO, TestCluster, sleep, startWriter, superuserClient, queryOnce, waitFor, type NodeHandle } from '../support/cluster.ts';
-import { makePki } from '../support/tls.ts';
+import { TestCluster, startWriter, type NodeHandle } from '../../lab/loopback.ts';
+import { PASSWORDS, REPO, sleep, superuserClient, queryOnce, waitFor } from '../../lab/util.ts';
+import { makePki } from '../../lab/tls.ts';
 
 const TTL_S = 3;
 const HAPROXY_RW = 15740;

@@ -9,8 +9,9 @@ import { execFile } from 'node:child_process';
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO, TestCluster, waitFor, type NodeHandle } from '../support/cluster.ts';
-import { makeRepo, scratchRestore, withBackup } from '../support/backup.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { REPO, waitFor } from '../../lab/util.ts';
+import { makeRepo, scratchRestore, withBackup } from '../../lab/backup.ts';
 import type { ArchiveHealth } from '../../src/backup/health.ts';
 
 const repo = makeRepo();

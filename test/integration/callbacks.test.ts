@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { execFile, execFileSync } from 'node:child_process';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO, TestCluster, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { REPO, waitFor } from '../../lab/util.ts';
 
 const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
 const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());

@@ -6,7 +6,8 @@ import { execFile, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO, TestCluster, waitFor } from '../support/cluster.ts';
+import { TestCluster } from '../../lab/loopback.ts';
+import { REPO, waitFor } from '../../lab/util.ts';
 
 const cluster = new TestCluster({ etcdPort: 25710, pgPortBase: 5850, apiPortBase: 8850, ttl: 3 });
 const PGHACTL = `${REPO}bin/pghactl.js`;

@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { REPO, postmasterPid, sleep, waitFor } from '../../lab/util.ts';
 
 const TTL_S = 3;
 const cluster = new TestCluster({ etcdPort: 25000, pgPortBase: 5700, apiPortBase: 8700, ttl: TTL_S });

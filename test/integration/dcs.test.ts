@@ -5,7 +5,7 @@ import { dynamicConfigSchema } from '../../src/config/schema.ts';
 import { createEtcdDcs, type EtcdDcs } from '../../src/dcs/etcd.ts';
 import { isPgHaError } from '../../src/errors.ts';
 import type { MemberInfo } from '../../src/ha/types.ts';
-import { startEtcd, type EtcdHandle } from '../support/etcd.ts';
+import { startEtcd, type EtcdHandle } from '../../lab/etcd.ts';
 
 const TTL = 2;
 let etcd: EtcdHandle;

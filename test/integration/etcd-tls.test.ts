@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { startEtcd, type EtcdHandle } from '../support/etcd.ts';
-import { REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
-import { makePki, type Leaf } from '../support/tls.ts';
+import { startEtcd, type EtcdHandle } from '../../lab/etcd.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { REPO, sleep, waitFor } from '../../lab/util.ts';
+import { makePki, type Leaf } from '../../lab/tls.ts';
 
 const ETCD_BASE = 25100; // members on 25100/01, 25102/03, 25104/05
 const PLAIN_ETCD = 25150; // a plain-HTTP etcd for the "https setting, plain etcd" case

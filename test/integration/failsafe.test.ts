@@ -4,7 +4,8 @@
 // promotes. (2) One standby's agent is frozen too: the primary stops acknowledging writes before
 // its lease could have expired, as without failsafe_mode.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { TestCluster, startWriter, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, startWriter, type NodeHandle } from '../../lab/loopback.ts';
+import { sleep, waitFor } from '../../lab/util.ts';
 
 const TTL_S = 3;
 const cluster = new TestCluster({ etcdPort: 24439, pgPortBase: 5510, apiPortBase: 8100, ttl: TTL_S, dcs: { failsafe_mode: true } });

@@ -2,7 +2,8 @@
 // process must stop its PostgreSQL before another member is promoted, and the old primary must
 // not acknowledge a write after that, including when the agent wakes up.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { TestCluster, startWriter, postmasterPid, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, startWriter, type NodeHandle } from '../../lab/loopback.ts';
+import { postmasterPid, sleep, waitFor } from '../../lab/util.ts';
 
 const TTL_S = 3;
 const cluster = new TestCluster({ etcdPort: 24419, pgPortBase: 5490, apiPortBase: 8070, ttl: TTL_S });

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lookupOsUser } from '../../src/postgres/exec.ts';
-import { PASSWORDS, REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { PASSWORDS, REPO, sleep, waitFor } from '../../lab/util.ts';
 import { stopPostmasterIn } from '../support/postgres.ts';
 
 const HAPROXY_RW = 16100;

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { REPO, TestCluster, waitFor } from '../support/cluster.ts';
+import { TestCluster } from '../../lab/loopback.ts';
+import { REPO, waitFor } from '../../lab/util.ts';
 
 const PROM_PORT = 19090;
 const PROM = `http://127.0.0.1:${PROM_PORT}`;

@@ -4,8 +4,9 @@
 // its --format json output is parsed.
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
-import { REPO } from '../support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { postmasterPid, sleep, waitFor } from '../../lab/util.ts';
+import { REPO } from '../../lab/util.ts';
 
 const TTL_S = 3;
 // node3 is tagged nofailover: switchovers to it must be refused.

@@ -8,7 +8,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { TestCluster, postmasterPid, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { postmasterPid, waitFor } from '../../lab/util.ts';
 
 const cluster = new TestCluster({ etcdPort: 27702, pgPortBase: 6210, apiPortBase: 9210, ttl: 3 });
 const ctlConfig = join(cluster.dir, 'patronictl.yml');

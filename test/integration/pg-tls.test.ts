@@ -14,8 +14,9 @@ import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { peerConninfo } from '../../src/postgres/conf.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
-import { PASSWORDS, REPO, TestCluster, waitFor, type NodeHandle } from '../support/cluster.ts';
-import { makePki, privateCopy } from '../support/tls.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { PASSWORDS, REPO, waitFor } from '../../lab/util.ts';
+import { makePki, privateCopy } from '../../lab/tls.ts';
 
 const run = promisify(execFile);
 const PSQL = '/usr/lib/postgresql/15/bin/psql';

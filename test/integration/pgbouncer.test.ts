@@ -10,9 +10,10 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
-import { PASSWORDS, REPO, TestCluster, waitFor } from '../support/cluster.ts';
-import { startPgbouncer, type PgbouncerHandle } from '../support/pgbouncer.ts';
-import { createLoadTable, startLoad } from '../support/pooler-load.ts';
+import { TestCluster } from '../../lab/loopback.ts';
+import { PASSWORDS, REPO, waitFor } from '../../lab/util.ts';
+import { startPgbouncer, type PgbouncerHandle } from '../../lab/pgbouncer.ts';
+import { createLoadTable, startLoad } from '../../lab/pooler-load.ts';
 
 const HAPROXY_RW = 15901;
 const HAPROXY_RO = 15902;

@@ -7,7 +7,8 @@ import { readFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Browser } from '../support/chromium.ts';
-import { REPO, TestCluster, waitFor } from '../support/cluster.ts';
+import { TestCluster } from '../../lab/loopback.ts';
+import { REPO, waitFor } from '../../lab/util.ts';
 
 const cluster = new TestCluster({ etcdPort: 25700, pgPortBase: 5840, apiPortBase: 8840, ttl: 3 });
 let browser: Browser | null = null;

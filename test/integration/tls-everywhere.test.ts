@@ -13,8 +13,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
-import { PASSWORDS, REPO, TestCluster, queryOnce, superuserClient, waitFor, type NodeHandle } from '../support/cluster.ts';
-import { tlsEverywhere } from '../support/tls.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { PASSWORDS, REPO, queryOnce, superuserClient, waitFor } from '../../lab/util.ts';
+import { tlsEverywhere } from '../../lab/tls.ts';
 
 const ETCD_BASE = 26000; // members on 26000/01, 26002/03, 26004/05
 const HAPROXY_RW = 15880;

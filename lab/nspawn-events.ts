@@ -2,7 +2,7 @@
 // (test/integration/systemd-unit.test.ts) and by `npm run bench:systemd`: a writer on the primary,
 // the fault, the first moment another member takes a write, and the acknowledged writes checked
 // on the new primary.
-import { httpStatus, queryOnce, sleep, superuserClient, waitFor } from './cluster.ts';
+import { httpStatus, queryOnce, sleep, superuserClient, waitFor } from './util.ts';
 import type { Machine, NspawnLab } from './nspawn.ts';
 
 export const api = (m: Machine, path: string, timeoutMs = 500) => httpStatus(`http://${m.ip}:8008${path}`, timeoutMs);

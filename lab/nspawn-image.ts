@@ -1,4 +1,4 @@
-// The root file system of the systemd lab's containers (test/support/nspawn.ts): Debian 12 made by
+// The root file system of the systemd lab's containers (lab/nspawn.ts): Debian 12 made by
 // debootstrap from Debian's packages, with systemd as init, PostgreSQL 15 and the few tools the
 // tests call inside. Built once per machine into /var/cache/pgha-lab/debian12-<hash>, where the
 // hash covers the package list and the preparation steps below, so a change to either builds a

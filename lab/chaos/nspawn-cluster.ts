@@ -1,5 +1,5 @@
 // The `systemd` backend of the fault-injection suite (backend.ts): three Debian 12 containers of
-// the systemd lab (test/support/nspawn.ts) booted with systemd as PID 1, each running the shipped
+// the systemd lab (lab/nspawn.ts) booted with systemd as PID 1, each running the shipped
 // systemd/pgha.service unchanged, so the watchdog that kills a frozen agent is systemd's own
 // (WatchdogSec=1000ms, WatchdogSignal=SIGKILL, KillMode=mixed, Restart=on-failure), not an
 // emulation. On the host, on the containers' bridge: three etcd members (their own addresses, so
@@ -14,8 +14,8 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { NspawnLab, labCgroupPids, spawnInCgroup, unifiedCgroupDir, type Machine } from '../support/nspawn.ts';
-import { httpStatus, queryOnce, superuserClient, waitFor } from '../support/cluster.ts';
+import { NspawnLab, labCgroupPids, spawnInCgroup, unifiedCgroupDir, type Machine } from '../nspawn.ts';
+import { httpStatus, queryOnce, superuserClient, waitFor } from '../util.ts';
 import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
 import { healthyPrimary, type ChaosBackend, type ChaosEtcd, type SyncMode } from './backend.ts';
 import { BACKEND_KINDS } from './faults.ts';

@@ -12,6 +12,7 @@
 // Each container boots from an overlay: the cached image (nspawn-image.ts) below, its own upper
 // directory above, so a member's data survives a power-off and the next boot.
 // Everything carries the prefix (default `pghasd-`); destroy() and cleanupStale() remove it all.
+import { PASSWORDS, REPO as LAB_REPO } from './util.ts';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, copyFileSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, realpathSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,8 +24,9 @@ export const SUBNET = '10.213.0';
 export const HOST_IP = `${SUBNET}.1`;
 const WORK = '/var/tmp';
 const CGROUP_TREES = ['/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified'];
-export const REPO = new URL('../..', import.meta.url).pathname.replace(/\/$/, '');
-export const PASSWORDS = { superuser: 'super-secret-pw', replication: 'repl-secret-pw', rewind: 'rewind-secret-pw' };
+/** The repository root, without a trailing slash (bind-mounted at /opt/pgha). */
+export const REPO = LAB_REPO.replace(/\/$/, '');
+export { PASSWORDS };
 export const DATA_DIR = '/var/lib/postgresql/15/pgha';
 
 export interface Machine {

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { lookupOsUser } from '../../src/postgres/instance.ts';
+import { lookupOsUser } from '../src/postgres/instance.ts';
 
 export const PGBOUNCER_BIN = '/usr/sbin/pgbouncer';
 

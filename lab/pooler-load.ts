@@ -2,7 +2,7 @@
 // client keeps one session and runs BEGIN; INSERT; UPDATE; COMMIT in a loop. Every error a client
 // sees is recorded (and the client reconnects); the latency of every transaction is measured
 // from BEGIN sent to COMMIT acknowledged.
-import { sleep, superuserClient } from './cluster.ts';
+import { sleep, superuserClient } from './util.ts';
 
 export interface LoadError { client: number; at: number; message: string }
 

@@ -6,8 +6,9 @@ import { execFile } from 'node:child_process';
 import { appendFileSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { lookupOsUser } from '../../src/postgres/instance.ts';
-import { superuserClient, queryOnce, type NodeHandle } from './cluster.ts';
+import { lookupOsUser } from '../src/postgres/instance.ts';
+import { type NodeHandle } from './loopback.ts';
+import { superuserClient, queryOnce } from './util.ts';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const user = lookupOsUser('postgres');

@@ -5,7 +5,7 @@
 // the server's own clock at the insert).
 import { spawn, type ChildProcess } from 'node:child_process';
 import pg from 'pg';
-import { PASSWORDS, superuserClient } from '../support/cluster.ts';
+import { PASSWORDS, superuserClient } from '../util.ts';
 
 export type Outcome = 'ok' | 'fail' | 'unknown';
 

@@ -14,8 +14,8 @@ import { stringify } from 'yaml';
 import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { pidFromFile } from '../../src/postgres/datadir.ts';
-import { NetLab, SUBNET, signalHost, type Host } from '../support/netlab.ts';
-import { PASSWORDS, REPO, httpStatus, queryOnce, superuserClient, waitFor } from '../support/cluster.ts';
+import { NetLab, SUBNET, signalHost, type Host } from '../netlab.ts';
+import { PASSWORDS, REPO, httpStatus, queryOnce, superuserClient, waitFor } from '../util.ts';
 import { healthyPrimary, type ChaosBackend, type SyncMode } from './backend.ts';
 import { BACKEND_KINDS } from './faults.ts';
 
@@ -32,9 +32,9 @@ export const WATCHDOG_MS = 1000;
 const RESTART_MS = 2000;
 /** sd-event may fire a timer up to 250 ms late (its default accuracy): the lab takes the worst case. */
 const WATCHDOG_SLACK_MS = 250;
-const WATCHDOG_PY = join(REPO, 'test/chaos/systemd-watchdog.py');
+const WATCHDOG_PY = join(REPO, 'lab/chaos/systemd-watchdog.py');
 /** Preloaded into each agent so the fault clock-jump-primary can move its wall clock. */
-const CLOCK_SHIFT = join(REPO, 'test/chaos/clock-shift.mjs');
+const CLOCK_SHIFT = join(REPO, 'lab/chaos/clock-shift.mjs');
 
 /** The emulated systemd watchdog killed a node's unit. */
 export interface WatchdogFiring { node: string; atMs: number; sinceLastPetMs: number }
@@ -51,7 +51,7 @@ export interface DbNode { name: string; ip: string; host: Host; dir: string; dat
 
 export class ChaosCluster implements ChaosBackend {
   readonly backend = 'netns';
-  readonly description = 'every node and etcd member in its own network namespace, the agents started as plain processes, systemd\'s watchdog emulated outside each node by test/chaos/systemd-watchdog.py';
+  readonly description = 'every node and etcd member in its own network namespace, the agents started as plain processes, systemd\'s watchdog emulated outside each node by lab/chaos/systemd-watchdog.py';
   readonly kinds = BACKEND_KINDS.netns;
   readonly haproxyPort = HAPROXY_RW;
   readonly pgPort = PG_PORT;

@@ -1,0 +1,330 @@
+// A real three-node pgha cluster on loopback for integration tests: one etcd (or an etcd cluster,
+// optionally with TLS: etcdMembers/etcdTls), three agents run as the postgres OS user (each
+// managing its own PostgreSQL 15), optionally HAProxy. Everything it starts is stopped and
+// removed by `destroy()`, which tests call from afterAll.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { stringify } from 'yaml';
+import { REPO, PASSWORDS, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, tryKill } from './util.ts';
+import { startEtcd, startEtcdCluster, type EtcdClusterHandle, type EtcdTlsFiles } from './etcd.ts';
+import { lookupOsUser } from '../src/postgres/instance.ts';
+import { childPids } from '../src/postgres/datadir.ts';
+import { apiRequest } from '../src/api/client.ts';
+import type { ClientTls } from '../src/api/tls.ts';
+import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
+
+const PGHA_BIN = join(REPO, 'bin/pgha.js');
+const AGENT_COMPILE_CACHE = join(tmpdir(), 'pgha-test-compile-cache');
+
+export interface NodeHandle {
+  name: string;
+  pgPort: number;
+  apiPort: number;
+  dataDir: string;
+  configPath: string;
+  logPath: string;
+  agent: ChildProcess | null;
+}
+
+export interface ClusterOptions {
+  /** First ports; node i uses base + i. */
+  etcdPort: number;
+  pgPortBase: number;
+  apiPortBase: number;
+  ttl?: number;
+  loopWait?: number;
+  retryTimeout?: number;
+  fenceMargin?: number;
+  /** Extra dynamic settings (bootstrap.dcs). */
+  dcs?: Record<string, unknown>;
+  /** Tags of node i (1-based). */
+  tags?: (i: number) => Record<string, unknown>;
+  /** Extra environment of node i's agent (1-based). */
+  env?: (i: number) => Record<string, string>;
+  /** Last word on node i's YAML (1-based): edit `cfg` in place (TLS files, extra sections). */
+  configure?: (i: number, cfg: Record<string, any>) => void;
+  /**
+   * Run an etcd cluster of this many members (startEtcdCluster: member i on etcdPort + 2i) instead
+   * of the single etcd, with TLS for clients and peers when `etcdTls` is given. Every node's
+   * etcd.hosts lists all members; the TLS client settings are the `configure` hook's to set.
+   */
+  etcdMembers?: number;
+  etcdTls?: EtcdTlsFiles;
+  /**
+   * The agents' REST API is HTTPS (set restapi.certfile through `configure`): status(), probe()
+   * and the node lookups call https://127.0.0.1, verify with `caFile`, and present cert/key when given.
+   */
+  apiTls?: { caFile: string; certFile?: string; keyFile?: string };
+}
+
+export class LoopbackCluster {
+  readonly dir: string;
+  readonly nodes: NodeHandle[];
+  readonly etcdEndpoint: string;
+  /** host:port of every etcd member (just etcdEndpoint without etcdMembers). */
+  readonly etcdEndpoints: string[];
+  #etcd: Awaited<ReturnType<typeof startEtcd>> | null = null;
+  /** The etcd cluster when opts.etcdMembers is set (etcdctl, enableAuth). */
+  etcdCluster: EtcdClusterHandle | null = null;
+  #user = lookupOsUser('postgres');
+  #opts: ClusterOptions;
+  #extraKills: Array<() => void> = [];
+
+  constructor(opts: ClusterOptions) {
+    this.#opts = opts;
+    this.dir = mkdtempSync(join(tmpdir(), 'pgha-cluster-'));
+    mkdirSync(AGENT_COMPILE_CACHE, { recursive: true, mode: 0o700 });
+    chownSync(AGENT_COMPILE_CACHE, this.#user.uid, this.#user.gid);
+    chownSync(this.dir, this.#user.uid, this.#user.gid);
+    this.etcdEndpoint = `127.0.0.1:${opts.etcdPort}`;
+    this.etcdEndpoints = opts.etcdMembers === undefined ? [this.etcdEndpoint]
+      : Array.from({ length: opts.etcdMembers }, (_, i) => `127.0.0.1:${opts.etcdPort + 2 * i}`);
+    this.nodes = [1, 2, 3].map((i) => ({
+      name: `node${i}`, pgPort: opts.pgPortBase + i, apiPort: opts.apiPortBase + i,
+      dataDir: join(this.dir, `node${i}`, 'data'), configPath: join(this.dir, `node${i}.yml`),
+      logPath: join(this.dir, `node${i}.agent.log`), agent: null,
+    }));
+    for (const n of this.nodes) this.#writeConfig(n);
+  }
+
+  #writeConfig(n: NodeHandle): void {
+    const nodeDir = join(this.dir, n.name);
+    mkdirSync(nodeDir, { recursive: true, mode: 0o700 });
+    chownSync(nodeDir, this.#user.uid, this.#user.gid);
+    const cfg = {
+      scope: 'itest', name: n.name, namespace: '/pgha-test',
+      restapi: { listen: `127.0.0.1:${n.apiPort}`, authentication: { username: 'admin', password: 'admin-pw' } },
+      etcd: { hosts: this.etcdEndpoints },
+      bootstrap: {
+        dcs: {
+          ttl: this.#opts.ttl ?? 3, loop_wait: this.#opts.loopWait ?? 0.5,
+          retry_timeout: this.#opts.retryTimeout ?? 1, fence_margin: this.#opts.fenceMargin ?? 0.75,
+          postgresql: { parameters: { shared_buffers: '16MB', max_connections: 30 } },
+          ...this.#opts.dcs,
+        },
+      },
+      postgresql: {
+        listen: `127.0.0.1:${n.pgPort}`, data_dir: n.dataDir, socket_dir: nodeDir,
+        authentication: {
+          superuser: { username: 'postgres', password: PASSWORDS.superuser },
+          replication: { username: 'replicator', password: PASSWORDS.replication },
+          rewind: { username: 'rewinder', password: PASSWORDS.rewind },
+        },
+        pg_ctl_timeout: 30,
+      },
+      tags: { failover_priority: 1, ...this.#opts.tags?.(Number(n.name.slice(4))) },
+    };
+    this.#opts.configure?.(Number(n.name.slice(4)), cfg);
+    writeFileSync(n.configPath, stringify(cfg), { mode: 0o600 });
+    chownSync(n.configPath, this.#user.uid, this.#user.gid);
+  }
+
+  async startEtcd(): Promise<void> {
+    if (this.#opts.etcdMembers !== undefined) {
+      this.etcdCluster = await startEtcdCluster({ basePort: this.#opts.etcdPort, members: this.#opts.etcdMembers, ...(this.#opts.etcdTls ? { tls: this.#opts.etcdTls } : {}) });
+      return;
+    }
+    this.#etcd = await startEtcd({ clientPort: this.#opts.etcdPort, peerPort: this.#opts.etcdPort + 1 });
+  }
+
+  /** SIGSTOP etcd: every call to it hangs until its deadline, as with a frozen or cut-off etcd. */
+  pauseEtcd(): void {
+    this.#etcd?.pause();
+  }
+
+  resumeEtcd(): void {
+    this.#etcd?.resume();
+  }
+
+  /** Start an agent as the postgres OS user; its stdout/stderr go to node.logPath. */
+  startAgent(n: NodeHandle): void {
+    const log = createWriteStream(n.logPath, { flags: 'a' });
+    const child = spawn(process.execPath, [PGHA_BIN, '--config', n.configPath], {
+      uid: this.#user.uid, gid: this.#user.gid, cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8',
+        // The agents' compile cache (bin/pgha.js) outlives the cluster, as it does on a server,
+        // so an agent started by a test or the bench is not the first start after an install.
+        PGHA_COMPILE_CACHE: AGENT_COMPILE_CACHE,
+        ...this.#opts.env?.(Number(n.name.slice(4))),
+        ...(process.env.PGHA_NODE_FLAGS !== undefined ? { PGHA_NODE_FLAGS: process.env.PGHA_NODE_FLAGS } : {}),
+      },
+    });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    n.agent = child;
+    child.on('exit', () => { if (n.agent === child) n.agent = null; });
+  }
+
+  startAll(): void {
+    for (const n of this.nodes) this.startAgent(n);
+  }
+
+  /** SIGKILL the agent and its PostgreSQL together (a process-level host crash). */
+  killNode(n: NodeHandle): void {
+    n.agent?.kill('SIGKILL');
+    n.agent = null;
+    this.killPostmaster(n, 'SIGKILL');
+  }
+
+  /**
+   * SIGSTOP (or SIGCONT) every process of a node: the agent, its fencing process, the postmaster
+   * and its children. A hung host: nothing it runs can act, and no connection is reset.
+   */
+  signalNode(n: NodeHandle, signal: 'SIGSTOP' | 'SIGCONT'): void {
+    const agent = n.agent?.pid;
+    const pids = agent === undefined ? [] : [agent, ...childPids(agent)];
+    const pm = postmasterPid(n.dataDir);
+    if (pm !== null) pids.push(pm, ...childPids(pm));
+    for (const pid of pids) tryKill(pid, signal);
+  }
+
+  /** Signal the postmaster and, for SIGKILL, its children (as a crashed host would lose them). */
+  killPostmaster(n: NodeHandle, signal: NodeJS.Signals): number | null {
+    const pid = postmasterPid(n.dataDir);
+    if (pid === null) return null;
+    if (signal === 'SIGKILL') for (const child of childPids(pid)) tryKill(child, 'SIGKILL');
+    tryKill(pid, signal);
+    return pid;
+  }
+
+  async stopAgent(n: NodeHandle, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 30_000): Promise<void> {
+    const child = n.agent;
+    if (child === null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(signal);
+    await Promise.race([exited, sleep(timeoutMs)]);
+    if (n.agent === child) child.kill('SIGKILL');
+  }
+
+  /**
+   * HAProxy in front of the three nodes, rendered by src/proxy/haproxy.ts (checks every 250 ms,
+   * with check-ssl when `apiTls` is given); killed by destroy().
+   */
+  startHaproxy(o: { readWritePort: number; readOnlyPort: number; apiTls?: { caFile: string; crtFile?: string } }): ChildProcess {
+    const file = join(this.dir, 'haproxy.cfg');
+    writeFileSync(file, renderHaproxyConfig({
+      readWritePort: o.readWritePort, readOnlyPort: o.readOnlyPort, checkIntervalMs: 250,
+      members: this.nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })),
+      ...(o.apiTls === undefined ? {} : { apiTls: o.apiTls }),
+    }));
+    const child = spawn('/usr/sbin/haproxy', ['-db', '-f', file], { stdio: 'ignore' });
+    this.onDestroy(() => child.kill('SIGKILL'));
+    return child;
+  }
+
+  onDestroy(kill: () => void): void {
+    this.#extraKills.push(kill);
+  }
+
+  /** The base URL of n's API as the tests reach it. */
+  apiBase(n: NodeHandle): string {
+    return `${this.#opts.apiTls === undefined ? 'http' : 'https'}://127.0.0.1:${n.apiPort}`;
+  }
+
+  #clientTls(): ClientTls | undefined {
+    const t = this.#opts.apiTls;
+    if (t === undefined) return undefined;
+    return {
+      ca: readFileSync(t.caFile), rejectUnauthorized: true,
+      ...(t.certFile !== undefined && t.keyFile !== undefined ? { cert: readFileSync(t.certFile), key: readFileSync(t.keyFile) } : {}),
+    };
+  }
+
+  async status(n: NodeHandle): Promise<Record<string, unknown> | null> {
+    if (this.#opts.apiTls !== undefined) {
+      return apiRequest(`${this.apiBase(n)}/status`, { tls: this.#clientTls(), timeoutMs: 1000 }).then((r) => JSON.parse(r.text) as Record<string, unknown>, () => null);
+    }
+    try {
+      const r = await fetch(`http://127.0.0.1:${n.apiPort}/status`, { signal: AbortSignal.timeout(1000) });
+      return (await r.json()) as Record<string, unknown>;
+    } catch {
+      return null;
+    }
+  }
+
+  async probe(n: NodeHandle, path: string): Promise<number> {
+    if (this.#opts.apiTls !== undefined) {
+      return apiRequest(`${this.apiBase(n)}${path}`, { tls: this.#clientTls(), timeoutMs: 1000 }).then((r) => r.status, () => 0);
+    }
+    return httpStatus(`http://127.0.0.1:${n.apiPort}${path}`);
+  }
+
+  /** The nodes whose API answers 200 on /primary. */
+  async primaries(): Promise<NodeHandle[]> {
+    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, '/primary')));
+    return this.nodes.filter((_, i) => codes[i] === 200);
+  }
+
+  /** The node whose API answers 200 on /primary, if exactly one does. */
+  async primary(): Promise<NodeHandle | null> {
+    const up = await this.primaries();
+    return up.length === 1 ? (up[0] ?? null) : null;
+  }
+
+  async replicas(streaming = false): Promise<NodeHandle[]> {
+    const path = streaming ? '/replica?replication_state=streaming' : '/replica';
+    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, path)));
+    return this.nodes.filter((_, i) => codes[i] === 200);
+  }
+
+  client(n: NodeHandle, database = 'postgres'): pg.Client {
+    return superuserClient({ host: '127.0.0.1', port: n.pgPort, database, connectMs: 2000, queryMs: 6000, statementMs: 5000 });
+  }
+
+  async query(n: NodeHandle, sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
+    return queryOnce(this.client(n), sql, params);
+  }
+
+  logs(n: NodeHandle): string {
+    return existsSync(n.logPath) ? readFileSync(n.logPath, 'utf8') : '';
+  }
+
+  async destroy(): Promise<void> {
+    for (const n of this.nodes) {
+      n.agent?.kill('SIGKILL');
+      n.agent = null;
+      this.killPostmaster(n, 'SIGKILL');
+    }
+    for (const k of this.#extraKills) k();
+    await this.#etcd?.stop();
+    await this.etcdCluster?.stop();
+    if (process.env.PGHA_KEEP_TEST_DIRS !== '1') rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface Writer {
+  /** Each acknowledged write: its id and the client's clock when the acknowledgement arrived. */
+  acks: Array<{ id: number; at: number }>;
+  /** When the first write failed (the writer stops there); null while none has. */
+  failedAt(): number | null;
+  /** Stop after the write in flight and close the session. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Write ids 1, 2, ... into `table` (created if absent) on one session to `n`'s PostgreSQL, pausing
+ * `pauseMs` between writes, until stopped or a write fails. `queryMs` bounds each write.
+ */
+export function startWriter(n: NodeHandle, table: string, o: { queryMs: number; pauseMs?: number }): Writer {
+  const acks: Writer['acks'] = [];
+  let stop = false;
+  let failedAt: number | null = null;
+  const done = (async () => {
+    const c = superuserClient({ host: '127.0.0.1', port: n.pgPort, connectMs: 1000, queryMs: o.queryMs });
+    await c.connect();
+    await c.query(`create table if not exists ${table} (id int primary key, at timestamptz default clock_timestamp())`);
+    for (let id = 1; !stop; id++) {
+      try { await c.query(`insert into ${table}(id) values ($1)`, [id]); acks.push({ id, at: Date.now() }); } catch { failedAt = Date.now(); break; }
+      if (o.pauseMs !== undefined) await sleep(o.pauseMs);
+    }
+    await c.end().catch(() => undefined);
+  })();
+  return { acks, failedAt: () => failedAt, stop: async () => { stop = true; await done; } };
+}
+
+/** The loopback cluster under its historical name (tests written before lab/ use it). */
+export { LoopbackCluster as TestCluster };
