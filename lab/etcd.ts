@@ -1,8 +1,10 @@
-// A real etcd (Debian's etcd-server) for tests: a child process on loopback with its data in a
-// fresh temporary directory, or an N-member cluster with optional TLS (startEtcdCluster).
-// `stop()` kills the members and removes their directories.
+// The one etcd launcher of the lab: the command line of a member (etcdArgv), the wait for its
+// health, a single loopback member (startEtcd: tests, benchmarks, the demo) and an N-member
+// loopback cluster with optional TLS (startEtcdCluster). The network-namespace and nspawn labs
+// spawn etcdArgv() through their own spawners. `stop()` kills the members and removes the
+// temporary directories.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -16,36 +18,89 @@ export interface EtcdHandle {
 
 const ETCD = '/usr/bin/etcd';
 
-export async function startEtcd(o: { clientPort: number; peerPort: number; name?: string }): Promise<EtcdHandle> {
+/** One member of an etcd cluster as the launcher starts it. */
+export interface EtcdMember {
+  name: string;
+  dataDir: string;
+  /** e.g. http://127.0.0.1:2379 (https:// with TLS). */
+  clientUrl: string;
+  peerUrl: string;
+  /** `name=peerUrl,...` of every member. */
+  initialCluster: string;
+  /** 'existing' when the member restarts on a data directory it already has. */
+  state?: 'new' | 'existing';
+  token?: string;
+  logLevel?: 'error' | 'warn' | 'info';
+  /** TLS flags (tlsArgs()), none for plain HTTP. */
+  tls?: string[];
+}
+
+/**
+ * The command line of one etcd member: every lab (loopback, network namespaces, nspawn) and the
+ * demo start etcd with it, each through its own spawner (a plain child, `ip netns exec`, a cgroup).
+ */
+export function etcdArgv(m: EtcdMember): string[] {
+  return [ETCD, '--name', m.name, '--data-dir', m.dataDir,
+    '--listen-client-urls', m.clientUrl, '--advertise-client-urls', m.clientUrl,
+    '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl, '--initial-cluster', m.initialCluster,
+    ...(m.state === undefined ? [] : ['--initial-cluster-state', m.state]),
+    ...(m.token === undefined ? [] : ['--initial-cluster-token', m.token]),
+    '--log-level', m.logLevel ?? 'error', ...(m.tls ?? [])];
+}
+
+/**
+ * Poll `clientUrl`/health until etcd reports `"health":"true"` (a member with quorum), or throw
+ * after `timeoutMs` or as soon as `dead()` says the process is gone.
+ */
+export async function waitEtcdHealthy(clientUrl: string, timeoutMs: number, dead: () => boolean = () => false): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  for (;;) {
+    const ok = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(1000) })
+      .then(async (r) => r.ok && ((await r.json()) as { health?: unknown }).health === 'true', () => false);
+    if (ok) return;
+    if (performance.now() > end || dead()) throw new Error(`etcd on ${clientUrl} did not become healthy within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * A single-member etcd on loopback. Its data directory is a fresh temporary one removed by stop(),
+ * unless `dataDir` is given (then it is kept, as the demo keeps its data). With `logPath` etcd's
+ * output is appended there, else discarded.
+ */
+export async function startEtcd(o: { clientPort: number; peerPort: number; name?: string; dataDir?: string; logPath?: string; logLevel?: EtcdMember['logLevel'] }): Promise<EtcdHandle> {
   if (!existsSync(ETCD)) throw new Error(`${ETCD} not found: run apt-get install etcd-server`);
-  const dataDir = mkdtempSync(join(tmpdir(), 'pgha-etcd-'));
+  const dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), 'pgha-etcd-'));
   const client = `http://127.0.0.1:${o.clientPort}`;
   const peer = `http://127.0.0.1:${o.peerPort}`;
   const name = o.name ?? 'test';
-  const child = spawn(ETCD, [
-    '--name', name, '--data-dir', dataDir, '--listen-client-urls', client, '--advertise-client-urls', client,
-    '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `${name}=${peer}`,
-    '--log-level', 'error',
-  ], { stdio: 'ignore' });
+  const child = spawn(ETCD, etcdArgv({ name, dataDir, clientUrl: client, peerUrl: peer, initialCluster: `${name}=${peer}`, ...(o.logLevel === undefined ? {} : { logLevel: o.logLevel }) }).slice(1),
+    { stdio: o.logPath === undefined ? 'ignore' : ['ignore', 'pipe', 'pipe'] });
+  if (o.logPath !== undefined) {
+    const log = createWriteStream(o.logPath, { flags: 'a' });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+  }
   const kill = () => { try { child.kill('SIGCONT'); child.kill('SIGKILL'); } catch { /* gone */ } };
   process.once('exit', kill);
   const stop = async () => {
     kill();
     if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r));
-    rmSync(dataDir, { recursive: true, force: true });
+    if (o.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
   };
   // etcd starts in well under a second here; 15 s covers a loaded CI machine.
-  const end = performance.now() + 15_000;
-  for (;;) {
-    const ok = await fetch(`${client}/health`, { signal: AbortSignal.timeout(500) }).then((r) => r.ok, () => false);
-    if (ok) break;
-    if (performance.now() > end || child.exitCode !== null) { await stop(); throw new Error(`etcd on ${client} did not become healthy`); }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitEtcdHealthy(client, 15_000, () => child.exitCode !== null).catch(async (e: unknown) => { await stop(); throw e; });
   return {
     endpoint: `127.0.0.1:${o.clientPort}`, pid: child.pid ?? 0, stop,
     pause: () => child.kill('SIGSTOP'), resume: () => child.kill('SIGCONT'),
   };
+}
+
+/** The TLS flags of a member serving clients and peers with `tls`; `--client-cert-auth` unless turned off. */
+export function tlsArgs(tls: EtcdTlsFiles, clientCertAuth = true): string[] {
+  return ['--trusted-ca-file', tls.caFile, '--cert-file', tls.cert, '--key-file', tls.key,
+    ...(clientCertAuth ? ['--client-cert-auth'] : []),
+    '--peer-trusted-ca-file', tls.caFile, '--peer-cert-file', tls.cert, '--peer-key-file', tls.key, '--peer-client-cert-auth'];
 }
 
 export interface EtcdTlsFiles {
@@ -83,16 +138,10 @@ export async function startEtcdCluster(o: { basePort: number; members?: number; 
     dataDir: mkdtempSync(join(tmpdir(), 'pgha-etcd-')),
   }));
   const initialCluster = members.map((m) => `${m.name}=${m.peer}`).join(',');
-  const tlsArgs = o.tls === undefined ? [] : [
-    '--trusted-ca-file', o.tls.caFile, '--cert-file', o.tls.cert, '--key-file', o.tls.key,
-    ...(o.clientCertAuth === false ? [] : ['--client-cert-auth']),
-    '--peer-trusted-ca-file', o.tls.caFile, '--peer-cert-file', o.tls.cert, '--peer-key-file', o.tls.key, '--peer-client-cert-auth',
-  ];
-  const children = members.map((m) => spawn(ETCD, [
-    '--name', m.name, '--data-dir', m.dataDir, '--listen-client-urls', m.client, '--advertise-client-urls', m.client,
-    '--listen-peer-urls', m.peer, '--initial-advertise-peer-urls', m.peer, '--initial-cluster', initialCluster,
-    '--initial-cluster-state', 'new', '--initial-cluster-token', `pgha-test-${o.basePort}`, '--log-level', 'error', ...tlsArgs,
-  ], { stdio: 'ignore' }));
+  const children = members.map((m) => spawn(ETCD, etcdArgv({
+    name: m.name, dataDir: m.dataDir, clientUrl: m.client, peerUrl: m.peer, initialCluster, state: 'new', token: `pgha-test-${o.basePort}`,
+    ...(o.tls === undefined ? {} : { tls: tlsArgs(o.tls, o.clientCertAuth !== false) }),
+  }).slice(1), { stdio: 'ignore' }));
   const kill = () => { for (const c of children) { try { c.kill('SIGCONT'); c.kill('SIGKILL'); } catch { /* gone */ } } };
   process.once('exit', kill);
   const stop = async () => {

@@ -14,7 +14,7 @@ import { lookupOsUser } from '../src/postgres/instance.ts';
 import { childPids } from '../src/postgres/datadir.ts';
 import { apiRequest } from '../src/api/client.ts';
 import type { ClientTls } from '../src/api/tls.ts';
-import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
+import { startHaproxy } from './haproxy.ts';
 
 const PGHA_BIN = join(REPO, 'bin/pgha.js');
 const AGENT_COMPILE_CACHE = join(tmpdir(), 'pgha-test-compile-cache');
@@ -205,15 +205,13 @@ export class LoopbackCluster {
    * with check-ssl when `apiTls` is given); killed by destroy().
    */
   startHaproxy(o: { readWritePort: number; readOnlyPort: number; apiTls?: { caFile: string; crtFile?: string } }): ChildProcess {
-    const file = join(this.dir, 'haproxy.cfg');
-    writeFileSync(file, renderHaproxyConfig({
-      readWritePort: o.readWritePort, readOnlyPort: o.readOnlyPort, checkIntervalMs: 250,
+    const h = startHaproxy({
+      dir: this.dir, readWritePort: o.readWritePort, readOnlyPort: o.readOnlyPort,
       members: this.nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })),
       ...(o.apiTls === undefined ? {} : { apiTls: o.apiTls }),
-    }));
-    const child = spawn('/usr/sbin/haproxy', ['-db', '-f', file], { stdio: 'ignore' });
-    this.onDestroy(() => child.kill('SIGKILL'));
-    return child;
+    });
+    this.onDestroy(h.kill);
+    return h.child;
   }
 
   onDestroy(kill: () => void): void {

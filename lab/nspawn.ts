@@ -17,6 +17,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, copyFileSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, realpathSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { etcdArgv, waitEtcdHealthy } from './etcd.ts';
 import { ensureImage } from './nspawn-image.ts';
 
 export const PREFIX = 'pghasd-';
@@ -197,15 +198,10 @@ export class NspawnLab {
     const port = this.#opts.etcdPort ?? 2379;
     const client = `http://${this.hostIp}:${port}`;
     const peer = `http://${this.hostIp}:${port + 1}`;
-    this.#etcd = spawnInCgroup(`${this.prefix}etcd`, ['/usr/bin/etcd', '--name', 'lab', '--data-dir', join(dir, 'data'),
-      '--listen-client-urls', client, '--advertise-client-urls', client, '--listen-peer-urls', peer,
-      '--initial-advertise-peer-urls', peer, '--initial-cluster', `lab=${peer}`, '--log-level', 'error'], join(dir, 'etcd.log'));
+    this.#etcd = spawnInCgroup(`${this.prefix}etcd`, etcdArgv({ name: 'lab', dataDir: join(dir, 'data'), clientUrl: client, peerUrl: peer,
+      initialCluster: `lab=${peer}` }), join(dir, 'etcd.log'));
     // etcd is healthy within a second here; 15 s covers a loaded CI machine.
-    const end = performance.now() + 15_000;
-    while (!(await fetch(`${client}/health`, { signal: AbortSignal.timeout(500) }).then((r) => r.ok, () => false))) {
-      if (performance.now() > end) throw new Error('the lab etcd did not become healthy');
-      await sleep(100);
-    }
+    await waitEtcdHealthy(client, 15_000);
   }
 
   configFor(m: Machine): Record<string, any> {

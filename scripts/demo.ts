@@ -16,7 +16,8 @@ import pg from 'pg';
 import { parse, stringify } from 'yaml';
 import { apiRequest } from '../src/api/client.ts';
 import type { ClientTls } from '../src/api/tls.ts';
-import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
+import { startEtcd } from '../lab/etcd.ts';
+import { startHaproxy } from '../lab/haproxy.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
 import { makePki } from '../lab/pki.ts';
 import { startPgbouncer } from '../lab/pgbouncer.ts';
@@ -35,6 +36,8 @@ const isRoot = process.getuid?.() === 0;
 const owner = isRoot ? lookupOsUser('postgres') : null;
 const base = process.env.PGHA_DEMO_DIR ?? (isRoot ? '/var/lib/pgha/demo' : join(homedir(), '.local/share/pgha-demo'));
 const children: ChildProcess[] = [];
+/** Stops of what the demo started through a lab launcher with a stop of its own (etcd). */
+const stops: Array<() => Promise<void>> = [];
 
 function own(path: string): void {
   if (owner !== null) chownSync(path, owner.uid, owner.gid);
@@ -120,6 +123,7 @@ async function shutdown(code: number): Promise<never> {
   // Agents stop PostgreSQL and release the leader key; 30 s covers a fast shutdown of each.
   await Promise.all(agents.map((a) => new Promise((r) => { if (a.exitCode !== null) r(null); else { a.once('exit', r); setTimeout(r, 30_000); } })));
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const s of stops) await s().catch(() => undefined);
   process.stdout.write(`stopped. Data and logs stay in ${base} until the next demo run.\n`);
   process.exit(code);
 }
@@ -131,23 +135,18 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void shutdown(0));
   process.on('SIGTERM', () => void shutdown(0));
 
-  const etcdDir = join(base, 'etcd');
-  spawnLogged('etcd', '/usr/bin/etcd', ['--name', 'demo', '--data-dir', etcdDir,
-    '--listen-client-urls', `http://127.0.0.1:${ETCD_CLIENT}`, '--advertise-client-urls', `http://127.0.0.1:${ETCD_CLIENT}`,
-    '--listen-peer-urls', `http://127.0.0.1:${ETCD_PEER}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${ETCD_PEER}`,
-    '--initial-cluster', `demo=http://127.0.0.1:${ETCD_PEER}`], false);
+  const etcd = await startEtcd({ clientPort: ETCD_CLIENT, peerPort: ETCD_PEER, name: 'demo', dataDir: join(base, 'etcd'), logPath: join(base, 'etcd.log'), logLevel: 'warn' });
+  stops.push(() => etcd.stop());
 
   const pki = tls ? preparePki() : null;
   const nodes = [1, 2, 3].map((i) => prepareNode(i, pki));
   for (const n of nodes) spawnLogged(n.name, process.execPath, [join(REPO, 'bin/pgha.js'), '--config', n.config], true);
 
-  const haCfg = join(base, 'haproxy.cfg');
-  writeFileSync(haCfg, renderHaproxyConfig({
-    readWritePort: RW_PORT, readOnlyPort: RO_PORT, checkIntervalMs: 250,
+  children.push(startHaproxy({
+    dir: base, readWritePort: RW_PORT, readOnlyPort: RO_PORT, logPath: join(base, 'haproxy.log'),
     members: nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })),
     ...(pki === null ? {} : { apiTls: { caFile: pki.caFile, crtFile: pki.haproxyPem } }),
-  }));
-  spawnLogged('haproxy', '/usr/sbin/haproxy', ['-db', '-f', haCfg], false);
+  }).child);
 
   process.stdout.write(`starting etcd (:${ETCD_CLIENT}), 3 agents${pki === null ? '' : ' (REST API over HTTPS)'}, HAProxy and PgBouncer (:${PGBOUNCER_PORT}); logs in ${base}\n`);
   // Bootstrap is initdb + start + clone x2: about 15 s here; 120 s allows a slow first run.

@@ -11,9 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { stringify } from 'yaml';
-import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
+import { startHaproxy } from '../haproxy.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { pidFromFile } from '../../src/postgres/datadir.ts';
+import { etcdArgv, waitEtcdHealthy } from '../etcd.ts';
 import { NetLab, SUBNET, signalHost, type Host } from '../netlab.ts';
 import { PASSWORDS, REPO, httpStatus, queryOnce, superuserClient, waitFor } from '../util.ts';
 import { healthyPrimary, type ChaosBackend, type SyncMode } from './backend.ts';
@@ -24,7 +25,6 @@ export const HAPROXY_RO = 25201;
 export const PG_PORT = 5432;
 export const API_PORT = 8008;
 const PGHA_BIN = join(REPO, 'bin/pgha.js');
-const ETCD = '/usr/bin/etcd';
 /** Each node's tmpfs: PostgreSQL keeps up to wal_keep_size (128 MB) + max_wal_size (64 MB) of WAL, more around promotions and rewinds; 384 MB filled up in a long run (chaos seed 7). */
 const NODE_FS_SIZE = '1g';
 /** systemd/pgha.service: WatchdogSec=1000ms, RestartSec=2. */
@@ -113,11 +113,8 @@ export class ChaosCluster implements ChaosBackend {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const initial = this.etcd.map((e) => `${e.name}=http://${e.ip}:2380`).join(',');
     const log = createWriteStream(join(this.dir, `etcd-${h.name}.log`), { flags: 'a' });
-    const child = this.lab.spawnIn(h, [ETCD, '--name', h.name, '--data-dir', dataDir,
-      '--listen-client-urls', `http://${h.ip}:2379`, '--advertise-client-urls', `http://${h.ip}:2379`,
-      '--listen-peer-urls', `http://${h.ip}:2380`, '--initial-advertise-peer-urls', `http://${h.ip}:2380`,
-      '--initial-cluster', initial, '--initial-cluster-state', fresh ? 'new' : 'existing',
-      '--initial-cluster-token', 'pghac', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = this.lab.spawnIn(h, etcdArgv({ name: h.name, dataDir, clientUrl: `http://${h.ip}:2379`, peerUrl: `http://${h.ip}:2380`,
+      initialCluster: initial, state: fresh ? 'new' : 'existing', token: 'pghac', logLevel: 'warn' }), { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     this.#etcdProcs.set(h.name, child);
@@ -205,22 +202,16 @@ export class ChaosCluster implements ChaosBackend {
   }
 
   #startHaproxy(): void {
-    const cfg = renderHaproxyConfig({
-      readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, checkIntervalMs: 250,
+    this.#haproxy = startHaproxy({
+      dir: this.dir, readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO,
       members: this.nodes.map((n) => ({ name: n.name, pgHost: n.host.ip, pgPort: PG_PORT, apiHost: n.host.ip, apiPort: API_PORT })),
-    });
-    const file = join(this.dir, 'haproxy.cfg');
-    writeFileSync(file, cfg);
-    this.#haproxy = spawn('/usr/sbin/haproxy', ['-db', '-f', file], { stdio: 'ignore' });
+    }).child;
   }
 
   async start(): Promise<void> {
     for (const h of this.etcd) this.startEtcdMember(h);
     // A 3-member etcd elects a leader within a few election timeouts (1 s each); 30 s covers CI.
-    await waitFor('etcd quorum', async () => {
-      const r = await fetch(`http://${this.etcd[0]!.ip}:2379/health`, { signal: AbortSignal.timeout(1000) });
-      return r.ok && ((await r.json()) as { health?: string }).health === 'true';
-    }, 30_000, 200);
+    await waitEtcdHealthy(`http://${this.etcd[0]!.ip}:2379`, 30_000);
     for (const n of this.nodes) this.startAgent(n);
     this.#startHaproxy();
     // Bootstrap (initdb) plus two clones; 90 s covers a busy 2-core machine.

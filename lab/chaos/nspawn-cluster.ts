@@ -16,7 +16,8 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { NspawnLab, labCgroupPids, spawnInCgroup, unifiedCgroupDir, type Machine } from '../nspawn.ts';
 import { httpStatus, queryOnce, superuserClient, waitFor } from '../util.ts';
-import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
+import { etcdArgv, waitEtcdHealthy } from '../etcd.ts';
+import { startHaproxy } from '../haproxy.ts';
 import { healthyPrimary, type ChaosBackend, type ChaosEtcd, type SyncMode } from './backend.ts';
 import { BACKEND_KINDS } from './faults.ts';
 
@@ -109,10 +110,7 @@ export class NspawnChaosCluster implements ChaosBackend {
     for (const e of this.etcd) run('ip', ['addr', 'add', `${e.ip}/24`, 'dev', this.lab.bridge]);
     for (const e of this.etcd) this.startEtcd(e);
     // A 3-member etcd elects a leader within a few election timeouts (1 s each); 30 s covers CI.
-    await waitFor('etcd quorum', async () => {
-      const r = await fetch(`http://${this.etcd[0]!.ip}:${ETCD_CLIENT_PORT}/health`, { signal: AbortSignal.timeout(1000) });
-      return r.ok && ((await r.json()) as { health?: string }).health === 'true';
-    }, 30_000, 200);
+    await waitEtcdHealthy(`http://${this.etcd[0]!.ip}:${ETCD_CLIENT_PORT}`, 30_000);
     // One member at a time, each joined before the next: three agents starting at once on this
     // 2-core machine can starve one past WatchdogSec right after READY=1 (docs/systemd.md).
     for (const m of this.nodes) {
@@ -128,14 +126,12 @@ export class NspawnChaosCluster implements ChaosBackend {
   }
 
   #startHaproxy(): void {
-    const cfg = renderHaproxyConfig({
-      readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, checkIntervalMs: 250,
+    this.#haproxy = startHaproxy({
+      dir: this.dir, readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, logPath: join(this.dir, 'haproxy.log'),
       members: this.nodes.map((n) => ({ name: n.name, pgHost: n.ip, pgPort: PG_PORT, apiHost: n.ip, apiPort: 8008 })),
-    });
-    const file = join(this.dir, 'haproxy.cfg');
-    writeFileSync(file, cfg);
-    // In a lab cgroup, so that a crashed run's HAProxy is found and killed by the next one.
-    this.#haproxy = spawnInCgroup(`${PREFIX}haproxy`, ['/usr/sbin/haproxy', '-db', '-f', file], join(this.dir, 'haproxy.log'));
+      // In a lab cgroup, so that a crashed run's HAProxy is found and killed by the next one.
+      spawner: (argv, log) => spawnInCgroup(`${PREFIX}haproxy`, argv, log!),
+    }).child;
   }
 
   probe(n: Machine, path: string): Promise<number> { return httpStatus(`http://${n.ip}:8008${path}`); }
@@ -284,10 +280,9 @@ export class NspawnChaosCluster implements ChaosBackend {
     this.#etcdStarted.add(e.name);
     const client = `http://${e.ip}:${ETCD_CLIENT_PORT}`;
     const peer = `http://${e.ip}:${ETCD_PEER_PORT}`;
-    spawnInCgroup(`${PREFIX}${e.name}`, ['/usr/bin/etcd', '--name', e.name, '--data-dir', dataDir,
-      '--listen-client-urls', client, '--advertise-client-urls', client, '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
-      '--initial-cluster', this.etcd.map((x) => `${x.name}=http://${x.ip}:${ETCD_PEER_PORT}`).join(','),
-      '--initial-cluster-state', fresh ? 'new' : 'existing', '--initial-cluster-token', 'pghasc', '--log-level', 'warn'], join(this.dir, `etcd-${e.name}.log`));
+    spawnInCgroup(`${PREFIX}${e.name}`, etcdArgv({ name: e.name, dataDir, clientUrl: client, peerUrl: peer,
+      initialCluster: this.etcd.map((x) => `${x.name}=http://${x.ip}:${ETCD_PEER_PORT}`).join(','),
+      state: fresh ? 'new' : 'existing', token: 'pghasc', logLevel: 'warn' }), join(this.dir, `etcd-${e.name}.log`));
   }
 
   killEtcd(e: ChaosEtcd): void { signal(labCgroupPids(`${PREFIX}${e.name}`), 'SIGKILL'); }
