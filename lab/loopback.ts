@@ -15,8 +15,9 @@ import { childPids } from '../src/postgres/datadir.ts';
 import { apiRequest } from '../src/api/client.ts';
 import type { ClientTls } from '../src/api/tls.ts';
 import { startHaproxy } from './haproxy.ts';
+import { spawnAgent } from './agent.ts';
+import { nodeConfig, writeNodeConfig } from './config.ts';
 
-const PGHA_BIN = join(REPO, 'bin/pgha.js');
 const AGENT_COMPILE_CACHE = join(tmpdir(), 'pgha-test-compile-cache');
 
 export interface NodeHandle {
@@ -94,32 +95,19 @@ export class LoopbackCluster {
     const nodeDir = join(this.dir, n.name);
     mkdirSync(nodeDir, { recursive: true, mode: 0o700 });
     chownSync(nodeDir, this.#user.uid, this.#user.gid);
-    const cfg = {
-      scope: 'itest', name: n.name, namespace: '/pgha-test',
-      restapi: { listen: `127.0.0.1:${n.apiPort}`, authentication: { username: 'admin', password: 'admin-pw' } },
-      etcd: { hosts: this.etcdEndpoints },
-      bootstrap: {
-        dcs: {
-          ttl: this.#opts.ttl ?? 3, loop_wait: this.#opts.loopWait ?? 0.5,
-          retry_timeout: this.#opts.retryTimeout ?? 1, fence_margin: this.#opts.fenceMargin ?? 0.75,
-          postgresql: { parameters: { shared_buffers: '16MB', max_connections: 30 } },
-          ...this.#opts.dcs,
-        },
-      },
-      postgresql: {
-        listen: `127.0.0.1:${n.pgPort}`, data_dir: n.dataDir, socket_dir: nodeDir,
-        authentication: {
-          superuser: { username: 'postgres', password: PASSWORDS.superuser },
-          replication: { username: 'replicator', password: PASSWORDS.replication },
-          rewind: { username: 'rewinder', password: PASSWORDS.rewind },
-        },
-        pg_ctl_timeout: 30,
+    const cfg = nodeConfig({
+      scope: 'itest', name: n.name, namespace: '/pgha-test', apiListen: `127.0.0.1:${n.apiPort}`, pgListen: `127.0.0.1:${n.pgPort}`,
+      dataDir: n.dataDir, socketDir: nodeDir, etcdHosts: this.etcdEndpoints, pgCtlTimeout: 30,
+      dcs: {
+        ttl: this.#opts.ttl ?? 3, loop_wait: this.#opts.loopWait ?? 0.5,
+        retry_timeout: this.#opts.retryTimeout ?? 1, fence_margin: this.#opts.fenceMargin ?? 0.75,
       },
       tags: { failover_priority: 1, ...this.#opts.tags?.(Number(n.name.slice(4))) },
-    };
+    });
+    // A test's dcs may replace bootstrap.dcs.postgresql as a whole, as it always could.
+    Object.assign(cfg.bootstrap.dcs, this.#opts.dcs);
     this.#opts.configure?.(Number(n.name.slice(4)), cfg);
-    writeFileSync(n.configPath, stringify(cfg), { mode: 0o600 });
-    chownSync(n.configPath, this.#user.uid, this.#user.gid);
+    writeNodeConfig(n.configPath, cfg, this.#user);
   }
 
   async startEtcd(): Promise<void> {
@@ -141,20 +129,15 @@ export class LoopbackCluster {
 
   /** Start an agent as the postgres OS user; its stdout/stderr go to node.logPath. */
   startAgent(n: NodeHandle): void {
-    const log = createWriteStream(n.logPath, { flags: 'a' });
-    const child = spawn(process.execPath, [PGHA_BIN, '--config', n.configPath], {
-      uid: this.#user.uid, gid: this.#user.gid, cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'],
+    const child = spawnAgent({
+      configPath: n.configPath, logPath: n.logPath, dir: this.dir, user: this.#user,
       env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8',
         // The agents' compile cache (bin/pgha.js) outlives the cluster, as it does on a server,
         // so an agent started by a test or the bench is not the first start after an install.
         PGHA_COMPILE_CACHE: AGENT_COMPILE_CACHE,
         ...this.#opts.env?.(Number(n.name.slice(4))),
-        ...(process.env.PGHA_NODE_FLAGS !== undefined ? { PGHA_NODE_FLAGS: process.env.PGHA_NODE_FLAGS } : {}),
       },
     });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
     n.agent = child;
     child.on('exit', () => { if (n.agent === child) n.agent = null; });
   }

@@ -18,6 +18,7 @@ import { chownSync, copyFileSync, existsSync, mkdirSync, openSync, closeSync, re
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { etcdArgv, waitEtcdHealthy } from './etcd.ts';
+import { nodeConfig } from './config.ts';
 import { ensureImage } from './nspawn-image.ts';
 
 export const PREFIX = 'pghasd-';
@@ -205,31 +206,19 @@ export class NspawnLab {
   }
 
   configFor(m: Machine): Record<string, any> {
-    const cfg: Record<string, any> = {
-      scope: 'sdlab', name: m.name, namespace: '/pgha-sdlab',
-      restapi: { listen: `${m.ip}:8008`, authentication: { username: 'admin', password: 'admin-pw' } },
-      etcd: { hosts: [`${this.hostIp}:${this.#opts.etcdPort ?? 2379}`] },
-      bootstrap: {
-        // ttl, loop_wait, retry_timeout and fence_margin stay at their defaults: the ones the
-        // unit's WatchdogSec=1000ms is computed for.
-        dcs: { postgresql: { parameters: { shared_buffers: '16MB', max_connections: 30 } } },
-        pg_hba: [
-          'local all postgres scram-sha-256',
-          `host all postgres ${this.subnet}.0/24 scram-sha-256`,
-          'host all postgres 127.0.0.1/32 scram-sha-256',
-          'host replication replicator all scram-sha-256',
-          'host all rewinder all scram-sha-256',
-        ],
-      },
-      postgresql: {
-        listen: `${m.ip}:5432`, data_dir: DATA_DIR,
-        authentication: {
-          superuser: { username: 'postgres', password: PASSWORDS.superuser },
-          replication: { username: 'replicator', password: PASSWORDS.replication },
-          rewind: { username: 'rewinder', password: PASSWORDS.rewind },
-        },
-      },
-    };
+    const cfg = nodeConfig({
+      scope: 'sdlab', name: m.name, namespace: '/pgha-sdlab', apiListen: `${m.ip}:8008`, pgListen: `${m.ip}:5432`,
+      dataDir: DATA_DIR, etcdHosts: [`${this.hostIp}:${this.#opts.etcdPort ?? 2379}`],
+      // ttl, loop_wait, retry_timeout and fence_margin stay at their defaults: the ones the
+      // unit's WatchdogSec=1000ms is computed for.
+      pgHba: [
+        'local all postgres scram-sha-256',
+        `host all postgres ${this.subnet}.0/24 scram-sha-256`,
+        'host all postgres 127.0.0.1/32 scram-sha-256',
+        'host replication replicator all scram-sha-256',
+        'host all rewinder all scram-sha-256',
+      ],
+    });
     this.#opts.configure?.(Number(m.name.slice(1)), cfg);
     return cfg;
   }

@@ -7,8 +7,8 @@
 //   --tls     the agents' REST API over HTTPS with client certificates (verify_client: required),
 //             a throw-away CA made with openssl in the demo's directory, HAProxy checking with
 //             check-ssl and its own certificate
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -16,6 +16,7 @@ import pg from 'pg';
 import { parse, stringify } from 'yaml';
 import { apiRequest } from '../src/api/client.ts';
 import type { ClientTls } from '../src/api/tls.ts';
+import { spawnAgent } from '../lab/agent.ts';
 import { startEtcd } from '../lab/etcd.ts';
 import { startHaproxy } from '../lab/haproxy.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
@@ -41,16 +42,6 @@ const stops: Array<() => Promise<void>> = [];
 
 function own(path: string): void {
   if (owner !== null) chownSync(path, owner.uid, owner.gid);
-}
-
-function spawnLogged(name: string, cmd: string, args: string[], asPostgres: boolean): ChildProcess {
-  const log = createWriteStream(join(base, `${name}.log`), { flags: 'a' });
-  const ids = asPostgres && owner !== null ? { uid: owner.uid, gid: owner.gid } : {};
-  const child = spawn(cmd, args, { ...ids, cwd: base, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: base } });
-  child.stdout?.pipe(log);
-  child.stderr?.pipe(log);
-  children.push(child);
-  return child;
 }
 
 interface DemoNode { name: string; config: string; pgPort: number; apiPort: number }
@@ -140,7 +131,7 @@ async function main(): Promise<void> {
 
   const pki = tls ? preparePki() : null;
   const nodes = [1, 2, 3].map((i) => prepareNode(i, pki));
-  for (const n of nodes) spawnLogged(n.name, process.execPath, [join(REPO, 'bin/pgha.js'), '--config', n.config], true);
+  for (const n of nodes) children.push(spawnAgent({ configPath: n.config, logPath: join(base, `${n.name}.log`), dir: base, user: owner }));
 
   children.push(startHaproxy({
     dir: base, readWritePort: RW_PORT, readOnlyPort: RO_PORT, logPath: join(base, 'haproxy.log'),

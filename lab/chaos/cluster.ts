@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { stringify } from 'yaml';
 import { startHaproxy } from '../haproxy.ts';
+import { spawnAgent } from '../agent.ts';
+import { nodeConfig, writeNodeConfig } from '../config.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { pidFromFile } from '../../src/postgres/datadir.ts';
 import { etcdArgv, waitEtcdHealthy } from '../etcd.ts';
@@ -24,7 +26,8 @@ export const HAPROXY_RW = 25200;
 export const HAPROXY_RO = 25201;
 export const PG_PORT = 5432;
 export const API_PORT = 8008;
-const PGHA_BIN = join(REPO, 'bin/pgha.js');
+/** The chaos clusters' PostgreSQL (netns and nspawn alike): small WAL, so a node's tmpfs holds it. */
+export const CHAOS_PARAMETERS = { shared_buffers: '16MB', max_connections: 40, max_wal_size: '64MB', min_wal_size: '32MB' };
 /** Each node's tmpfs: PostgreSQL keeps up to wal_keep_size (128 MB) + max_wal_size (64 MB) of WAL, more around promotions and rewinds; 384 MB filled up in a long run (chaos seed 7). */
 const NODE_FS_SIZE = '1g';
 /** systemd/pgha.service: WatchdogSec=1000ms, RestartSec=2. */
@@ -123,56 +126,36 @@ export class ChaosCluster implements ChaosBackend {
   #writeConfig(n: DbNode): string {
     const path = join(this.dir, `${n.name}.yml`);
     const ip = n.host.ip;
-    const cfg = {
-      scope: 'chaos', name: n.name, namespace: '/pgha-chaos',
-      restapi: { listen: `${ip}:${API_PORT}`, authentication: { username: 'admin', password: 'admin-pw' } },
-      etcd: { hosts: this.etcdEndpoints },
-      bootstrap: {
-        dcs: {
-          // The timing defaults (ttl, loop_wait, retry_timeout, fence_margin) unless a test asks.
-          ...(this.#opts.ttl === undefined ? {} : { ttl: this.#opts.ttl }),
-          synchronous_mode: this.#opts.syncMode, synchronous_mode_strict: this.#opts.strict ?? false,
-          postgresql: { parameters: { shared_buffers: '16MB', max_connections: 40, max_wal_size: '64MB', min_wal_size: '32MB' } },
-        },
-        // The clients run in the root namespace and reach PostgreSQL over the bridge.
-        pg_hba: [
-          'local all postgres scram-sha-256',
-          'host all postgres 127.0.0.1/32 scram-sha-256',
-          `host all postgres ${SUBNET}.0/24 scram-sha-256`,
-          `host replication replicator ${SUBNET}.0/24 scram-sha-256`,
-          `host all rewinder ${SUBNET}.0/24 scram-sha-256`,
-        ],
+    writeNodeConfig(path, nodeConfig({
+      scope: 'chaos', name: n.name, namespace: '/pgha-chaos', apiListen: `${ip}:${API_PORT}`, pgListen: `${ip}:${PG_PORT}`,
+      dataDir: n.dataDir, socketDir: n.dir, etcdHosts: this.etcdEndpoints, pgCtlTimeout: 30, tags: { failover_priority: 1 },
+      dcs: {
+        // The timing defaults (ttl, loop_wait, retry_timeout, fence_margin) unless a test asks.
+        ...(this.#opts.ttl === undefined ? {} : { ttl: this.#opts.ttl }),
+        synchronous_mode: this.#opts.syncMode, synchronous_mode_strict: this.#opts.strict ?? false,
       },
-      postgresql: {
-        listen: `${ip}:${PG_PORT}`, data_dir: n.dataDir, socket_dir: n.dir,
-        authentication: {
-          superuser: { username: 'postgres', password: PASSWORDS.superuser },
-          replication: { username: 'replicator', password: PASSWORDS.replication },
-          rewind: { username: 'rewinder', password: PASSWORDS.rewind },
-        },
-        pg_ctl_timeout: 30,
-      },
-      tags: { failover_priority: 1 },
-    };
-    writeFileSync(path, stringify(cfg), { mode: 0o600 });
-    chownSync(path, this.#user.uid, this.#user.gid);
+      parameters: CHAOS_PARAMETERS,
+      // The clients run in the root namespace and reach PostgreSQL over the bridge.
+      pgHba: [
+        'local all postgres scram-sha-256',
+        'host all postgres 127.0.0.1/32 scram-sha-256',
+        `host all postgres ${SUBNET}.0/24 scram-sha-256`,
+        `host replication replicator ${SUBNET}.0/24 scram-sha-256`,
+        `host all rewinder ${SUBNET}.0/24 scram-sha-256`,
+      ],
+    }), this.#user);
     return path;
   }
 
   startAgent(n: DbNode): void {
     if (n.agent !== null || this.#destroyed) return;
-    const log = createWriteStream(n.logPath, { flags: 'a' });
     // A new socket per start, as systemd gives each start of a unit a fresh watchdog.
     const socket = join(this.dir, `${n.name}.notify.${++this.#unitStarts}`);
-    const child = this.lab.spawnIn(n.host, [process.execPath, PGHA_BIN, '--config', this.#writeConfig(n)], {
-      user: this.#user, cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8', NOTIFY_SOCKET: socket, WATCHDOG_USEC: String(WATCHDOG_MS * 1000),
-        NODE_OPTIONS: `--import=${CLOCK_SHIFT}`, PGHA_TEST_CLOCK_FILE: this.#clockFile(n),
-      },
+    const child = spawnAgent({
+      configPath: this.#writeConfig(n), logPath: n.logPath, dir: this.dir, user: this.#user,
+      env: { NOTIFY_SOCKET: socket, WATCHDOG_USEC: String(WATCHDOG_MS * 1000), NODE_OPTIONS: `--import=${CLOCK_SHIFT}`, PGHA_TEST_CLOCK_FILE: this.#clockFile(n) },
+      spawner: (argv, user, opts) => this.lab.spawnIn(n.host, argv, { ...opts, ...(user === undefined ? {} : { user }), stdio: ['ignore', 'pipe', 'pipe'] }),
     });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
     n.agent = child;
     child.on('exit', () => { if (n.agent === child) n.agent = null; });
     if (child.pid !== undefined) this.#watchdogFor(n, socket, child.pid);

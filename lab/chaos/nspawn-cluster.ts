@@ -20,6 +20,7 @@ import { etcdArgv, waitEtcdHealthy } from '../etcd.ts';
 import { startHaproxy } from '../haproxy.ts';
 import { healthyPrimary, type ChaosBackend, type ChaosEtcd, type SyncMode } from './backend.ts';
 import { BACKEND_KINDS } from './faults.ts';
+import { CHAOS_PARAMETERS } from './cluster.ts';
 
 export const PREFIX = 'pghasc-';
 export const SUBNET = '10.215.0';
@@ -87,7 +88,7 @@ export class NspawnChaosCluster implements ChaosBackend {
         // unit's WatchdogSec=1000ms is computed for.
         cfg.bootstrap.dcs.synchronous_mode = opts.syncMode;
         cfg.bootstrap.dcs.synchronous_mode_strict = false;
-        cfg.bootstrap.dcs.postgresql.parameters = { shared_buffers: '16MB', max_connections: 40, max_wal_size: '64MB', min_wal_size: '32MB' };
+        cfg.bootstrap.dcs.postgresql.parameters = { ...CHAOS_PARAMETERS };
         cfg.postgresql.pg_ctl_timeout = 30;
         cfg.tags = { failover_priority: 1 };
       },
