@@ -2,13 +2,12 @@
 // optionally with TLS: etcdMembers/etcdTls), three agents run as the postgres OS user (each
 // managing its own PostgreSQL 15), optionally HAProxy. Everything it starts is stopped and
 // removed by `destroy()`, which tests call from afterAll.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { stringify } from 'yaml';
-import { REPO, PASSWORDS, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, tryKill } from './util.ts';
+import { httpStatus, postmasterPid, queryOnce, sleep, superuserClient, tryKill } from './util.ts';
 import { startEtcd, startEtcdCluster, type EtcdClusterHandle, type EtcdTlsFiles } from './etcd.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
 import { childPids } from '../src/postgres/datadir.ts';
@@ -16,6 +15,7 @@ import { apiRequest } from '../src/api/client.ts';
 import type { ClientTls } from '../src/api/tls.ts';
 import { startHaproxy } from './haproxy.ts';
 import { spawnAgent } from './agent.ts';
+import { healthy, primaries, waitHealthy, type Cluster, type HealthyOptions } from './cluster.ts';
 import { nodeConfig, writeNodeConfig } from './config.ts';
 
 const AGENT_COMPILE_CACHE = join(tmpdir(), 'pgha-test-compile-cache');
@@ -61,7 +61,7 @@ export interface ClusterOptions {
   apiTls?: { caFile: string; certFile?: string; keyFile?: string };
 }
 
-export class LoopbackCluster {
+export class LoopbackCluster implements Cluster<NodeHandle> {
   readonly dir: string;
   readonly nodes: NodeHandle[];
   readonly etcdEndpoint: string;
@@ -235,10 +235,13 @@ export class LoopbackCluster {
   }
 
   /** The nodes whose API answers 200 on /primary. */
-  async primaries(): Promise<NodeHandle[]> {
-    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, '/primary')));
-    return this.nodes.filter((_, i) => codes[i] === 200);
-  }
+  async primaries(): Promise<NodeHandle[]> { return primaries(this); }
+
+  /** The primary of a healthy cluster (lab/cluster.ts), or null. */
+  async healthy(o: HealthyOptions<NodeHandle> = {}): Promise<NodeHandle | null> { return healthy(this, o); }
+
+  /** Wait for a healthy cluster (lab/cluster.ts); the primary. */
+  async waitHealthy(timeoutMs: number, o: HealthyOptions<NodeHandle> & { intervalMs?: number } = {}): Promise<NodeHandle> { return waitHealthy(this, timeoutMs, o); }
 
   /** The node whose API answers 200 on /primary, if exactly one does. */
   async primary(): Promise<NodeHandle | null> {
@@ -258,6 +261,11 @@ export class LoopbackCluster {
 
   async query(n: NodeHandle, sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
     return queryOnce(this.client(n), sql, params);
+  }
+
+  async rows<T = Record<string, unknown>>(n: NodeHandle, sql: string, timeoutMs = 6000): Promise<T[]> {
+    const c = superuserClient({ host: '127.0.0.1', port: n.pgPort, connectMs: Math.min(2000, timeoutMs), queryMs: timeoutMs });
+    return (await queryOnce(c, sql)).rows as T[];
   }
 
   logs(n: NodeHandle): string {

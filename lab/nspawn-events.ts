@@ -4,6 +4,7 @@
 // on the new primary.
 import { httpStatus, queryOnce, sleep, superuserClient, waitFor } from './util.ts';
 import type { Machine, NspawnLab } from './nspawn.ts';
+import { waitHealthy } from './cluster.ts';
 
 export const api = (m: Machine, path: string, timeoutMs = 500) => httpStatus(`http://${m.ip}:8008${path}`, timeoutMs);
 export const client = (m: Machine) => superuserClient({ host: m.ip, port: 5432, connectMs: 500, queryMs: 1000 });
@@ -16,13 +17,7 @@ export async function primaryOf(ms: Machine[]): Promise<Machine | null> {
 
 /** One primary and every other member a streaming standby; the primary. */
 export async function waitCluster(lab: NspawnLab, timeoutMs: number): Promise<Machine> {
-  return waitFor('one primary and two streaming standbys', async () => {
-    const p = await primaryOf(lab.machines);
-    if (p === null) return null;
-    const others = lab.machines.filter((m) => m !== p);
-    const codes = await Promise.all(others.map((m) => api(m, '/replica?replication_state=streaming')));
-    return codes.every((c) => c === 200) ? p : null;
-  }, timeoutMs, 200);
+  return waitHealthy(lab, timeoutMs);
 }
 
 export function unitProp(lab: NspawnLab, m: Machine, prop: string): string {

@@ -12,7 +12,8 @@
 // Each container boots from an overlay: the cached image (nspawn-image.ts) below, its own upper
 // directory above, so a member's data survives a power-off and the next boot.
 // Everything carries the prefix (default `pghasd-`); destroy() and cleanupStale() remove it all.
-import { PASSWORDS, REPO as LAB_REPO } from './util.ts';
+import { PASSWORDS, REPO as LAB_REPO, httpStatus, queryOnce, superuserClient } from './util.ts';
+import type { Cluster } from './cluster.ts';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, copyFileSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, realpathSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -147,7 +148,7 @@ export interface LabOptions {
   log?: (msg: string) => void;
 }
 
-export class NspawnLab {
+export class NspawnLab implements Cluster<Machine> {
   readonly machines: Machine[];
   readonly prefix: string;
   readonly subnet: string;
@@ -191,6 +192,14 @@ export class NspawnLab {
   }
 
   /** The host directory behind `shared` (removed with the lab: it carries the prefix). */
+  // The Cluster interface of lab/cluster.ts (healthy(), waitHealthy()) over the containers.
+  get nodes(): readonly Machine[] { return this.machines; }
+  /** GET on the member's REST API (:8008, from the host); 0 without an answer within `timeoutMs`. */
+  probe(m: Machine, path: string, timeoutMs = 1000): Promise<number> { return httpStatus(`http://${m.ip}:8008${path}`, timeoutMs); }
+  async rows<T = Record<string, unknown>>(m: Machine, sql: string, timeoutMs = 3000): Promise<T[]> {
+    return (await queryOnce(superuserClient({ host: m.ip, port: 5432, connectMs: timeoutMs, queryMs: timeoutMs }), sql)).rows as T[];
+  }
+
   get sharedHostDir(): string { return join(WORK, `${this.prefix}shared`); }
 
   async #startEtcd(): Promise<void> {

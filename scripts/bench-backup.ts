@@ -40,10 +40,7 @@ const ctl = (...args: string[]) => new Promise<string>((resolve, reject) => {
   // A backup or a rebuild of a few hundred MB: a minute or two; 20 min is a stuck one.
   execFile(process.execPath, [`${REPO}bin/pghactl.js`, '-c', cluster.nodes[0]!.configPath, ...args], { timeout: 1_200_000 }, (err, out, errOut) => (err === null ? resolve(out) : reject(new Error(`${args.join(' ')}: ${errOut}`))));
 });
-const healthy = () => waitFor('a healthy cluster', async () => {
-  const p = await cluster.primary();
-  return p !== null && (await cluster.replicas(true)).length === 2 ? p : null;
-}, 600_000, 250);
+const healthy = () => cluster.waitHealthy(600_000, { intervalMs: 250 });
 
 const out: string[] = [];
 try {

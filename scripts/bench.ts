@@ -64,7 +64,7 @@ async function primary(not?: NodeHandle): Promise<NodeHandle> {
   return waitFor('a primary', async () => { const p = await cluster.primary(); return p !== null && p !== not ? p : null; }, 60_000, 50);
 }
 async function healthy(): Promise<NodeHandle> {
-  return waitFor('healthy cluster', async () => ((await cluster.replicas(true)).length === 2 ? cluster.primary() : null), 90_000, 200);
+  return cluster.waitHealthy(90_000);
 }
 /**
  * Runs `event` RUNS times. `recovered` says when the event is over (by default: a write

@@ -17,6 +17,7 @@ import { parse, stringify } from 'yaml';
 import { apiRequest } from '../src/api/client.ts';
 import type { ClientTls } from '../src/api/tls.ts';
 import { spawnAgent } from '../lab/agent.ts';
+import { waitHealthy, type Cluster } from '../lab/cluster.ts';
 import { startEtcd } from '../lab/etcd.ts';
 import { startHaproxy } from '../lab/haproxy.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
@@ -92,19 +93,19 @@ function prepareNode(i: number, pki: DemoPki | null): DemoNode {
   return { name: cfg.name as string, config: path, pgPort: port(cfg.postgresql.listen), apiPort: port(cfg.restapi.listen) };
 }
 
-async function waitHealthy(nodes: DemoNode[], pki: DemoPki | null, timeoutMs: number): Promise<boolean> {
-  const end = performance.now() + timeoutMs;
+/** The demo's nodes as a lab Cluster: its API over HTTPS with the admin certificate under --tls. */
+function demoCluster(nodes: DemoNode[], pki: DemoPki | null, su: { username: string; password: string }): Cluster<DemoNode> {
   const client: ClientTls | undefined = pki === null ? undefined
     : { ca: readFileSync(pki.caFile), cert: readFileSync(pki.admin.cert), key: readFileSync(pki.admin.key), rejectUnauthorized: true };
-  while (performance.now() < end) {
-    const codes = await Promise.all(nodes.flatMap((n) => ['/primary', '/replica'].map((p) =>
-      apiRequest(`${pki === null ? 'http' : 'https'}://127.0.0.1:${n.apiPort}${p}`, { tls: client, timeoutMs: 1000 }).then((r) => r.status, () => 0))));
-    const primaries = codes.filter((c, i) => i % 2 === 0 && c === 200).length;
-    const replicas = codes.filter((c, i) => i % 2 === 1 && c === 200).length;
-    if (primaries === 1 && replicas === nodes.length - 1) return true;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  return false;
+  return {
+    nodes,
+    probe: (n, path) => apiRequest(`${pki === null ? 'http' : 'https'}://127.0.0.1:${n.apiPort}${path}`, { tls: client, timeoutMs: 1000 }).then((r) => r.status, () => 0),
+    async rows<T>(n: DemoNode, sql: string, timeoutMs = 3000): Promise<T[]> {
+      const c = new pg.Client({ host: '127.0.0.1', port: n.pgPort, user: su.username, password: su.password, database: 'postgres', connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
+      c.on('error', () => undefined);
+      try { await c.connect(); return (await c.query(sql)).rows as T[]; } finally { await c.end().catch(() => undefined); }
+    },
+  };
 }
 
 async function shutdown(code: number): Promise<never> {
@@ -140,13 +141,15 @@ async function main(): Promise<void> {
   }).child);
 
   process.stdout.write(`starting etcd (:${ETCD_CLIENT}), 3 agents${pki === null ? '' : ' (REST API over HTTPS)'}, HAProxy and PgBouncer (:${PGBOUNCER_PORT}); logs in ${base}\n`);
-  // Bootstrap is initdb + start + clone x2: about 15 s here; 120 s allows a slow first run.
-  if (!(await waitHealthy(nodes, pki, 120_000))) {
+  const su = (parse(readFileSync(nodes[0]!.config, 'utf8')) as any).postgresql.authentication.superuser;
+  // Bootstrap is initdb + start + clone x2: about 15 s here; 120 s allows a slow first run. Up
+  // means one primary and every other member a running standby (not necessarily streaming yet).
+  const up = await waitHealthy(demoCluster(nodes, pki, su), 120_000, { streaming: false, intervalMs: 500 }).then(() => true, () => false);
+  if (!up) {
     process.stderr.write(`the cluster did not become healthy within 120 s; see the logs in ${base}\n`);
     await shutdown(1);
   }
   const pgpass = join(base, 'pgpass');
-  const su = (parse(readFileSync(nodes[0]!.config, 'utf8')) as any).postgresql.authentication.superuser;
   // PgBouncer (transaction pooling) in front of HAProxy's read-write port: see docs/pgbouncer.md.
   const bouncer = await startPgbouncer({
     dir: join(base, 'pgbouncer'), port: PGBOUNCER_PORT, server: { host: '127.0.0.1', port: RW_PORT },

@@ -10,7 +10,6 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { stringify } from 'yaml';
 import { startHaproxy } from '../haproxy.ts';
 import { spawnAgent } from '../agent.ts';
 import { nodeConfig, writeNodeConfig } from '../config.ts';
@@ -18,8 +17,9 @@ import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { pidFromFile } from '../../src/postgres/datadir.ts';
 import { etcdArgv, waitEtcdHealthy } from '../etcd.ts';
 import { NetLab, SUBNET, signalHost, type Host } from '../netlab.ts';
-import { PASSWORDS, REPO, httpStatus, queryOnce, superuserClient, waitFor } from '../util.ts';
-import { healthyPrimary, type ChaosBackend, type SyncMode } from './backend.ts';
+import { REPO, httpStatus, queryOnce, superuserClient } from '../util.ts';
+import { type ChaosBackend, type SyncMode } from './backend.ts';
+import { healthy, primaries, waitHealthy } from '../cluster.ts';
 import { BACKEND_KINDS } from './faults.ts';
 
 export const HAPROXY_RW = 25200;
@@ -213,19 +213,16 @@ export class ChaosCluster implements ChaosBackend {
     return (await queryOnce(this.client(n, timeoutMs), sql)).rows as T[];
   }
 
-  /** The nodes whose API answers 200 on /primary. */
-  async primaries(): Promise<DbNode[]> {
-    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, '/primary')));
-    return this.nodes.filter((_, i) => codes[i] === 200);
-  }
+  async rows<T = Record<string, unknown>>(n: DbNode, sql: string, timeoutMs = 3000): Promise<T[]> { return this.query<T>(n, sql, timeoutMs); }
 
-  /** One primary by /primary, the two others streaming from it, all on the primary's timeline. */
-  async healthy(): Promise<DbNode | null> {
-    return await healthyPrimary(this) as DbNode | null;
-  }
+  /** The nodes whose API answers 200 on /primary. */
+  async primaries(): Promise<DbNode[]> { return primaries(this); }
+
+  /** One primary by /primary, the two others streaming from it (and in its pg_stat_replication). */
+  async healthy(): Promise<DbNode | null> { return healthy(this, { primarySeesStandbys: true }); }
 
   async waitHealthy(timeoutMs: number): Promise<DbNode> {
-    return waitFor('a healthy cluster (one primary, two streaming standbys)', () => this.healthy(), timeoutMs, 250);
+    return waitHealthy(this, timeoutMs, { primarySeesStandbys: true, intervalMs: 250 });
   }
 
   /** SIGKILL every process of a node (agent, fencing process, PostgreSQL): a host crash. */

@@ -18,7 +18,8 @@ import { NspawnLab, labCgroupPids, spawnInCgroup, unifiedCgroupDir, type Machine
 import { httpStatus, queryOnce, superuserClient, waitFor } from '../util.ts';
 import { etcdArgv, waitEtcdHealthy } from '../etcd.ts';
 import { startHaproxy } from '../haproxy.ts';
-import { healthyPrimary, type ChaosBackend, type ChaosEtcd, type SyncMode } from './backend.ts';
+import { type ChaosBackend, type ChaosEtcd, type SyncMode } from './backend.ts';
+import { primaries, waitHealthy } from '../cluster.ts';
 import { BACKEND_KINDS } from './faults.ts';
 import { CHAOS_PARAMETERS } from './cluster.ts';
 
@@ -141,13 +142,12 @@ export class NspawnChaosCluster implements ChaosBackend {
     return (await queryOnce(superuserClient({ host: n.ip, port: PG_PORT, connectMs: timeoutMs, queryMs: timeoutMs }), sql)).rows as T[];
   }
 
-  async primaries(): Promise<Machine[]> {
-    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, '/primary')));
-    return this.nodes.filter((_, i) => codes[i] === 200);
-  }
+  async rows<T = Record<string, unknown>>(n: Machine, sql: string, timeoutMs = 3000): Promise<T[]> { return this.query<T>(n, sql, timeoutMs); }
+
+  async primaries(): Promise<Machine[]> { return primaries(this); }
 
   async waitHealthy(timeoutMs: number): Promise<Machine> {
-    return waitFor('a healthy cluster (one primary, two streaming standbys)', async () => await healthyPrimary(this) as Machine | null, timeoutMs, 250);
+    return waitHealthy(this, timeoutMs, { primarySeesStandbys: true, intervalMs: 250 });
   }
 
   /** `Watchdog timeout` lines of pgha.service in the running boot of `m`'s journal. */

@@ -91,10 +91,7 @@ function rawCall(n: NodeHandle, o: { method: string; path: string; body?: unknow
 
 async function healthy(): Promise<NodeHandle> {
   // Bootstrap plus two clones take seconds when idle; 110 s covers a loaded 2-core machine.
-  return waitFor('one primary and two streaming replicas over HTTPS', async () => {
-    const p = await cluster.primary();
-    return p !== null && (await cluster.replicas(true)).length === 2 ? p : null;
-  }, 110_000, 200);
+  return cluster.waitHealthy(110_000);
 }
 
 /** The PostgreSQL port that answers a write through HAProxy's read-write listener. */

@@ -36,10 +36,7 @@ const archive = async (n: NodeHandle) => ((await cluster.status(n))?.archive ?? 
 
 async function healthy(): Promise<NodeHandle> {
   // Bootstrap and two clones: seconds when idle; 110 s covers a loaded 2-core machine.
-  return waitFor('a healthy cluster', async () => {
-    const p = await cluster.primary();
-    return p !== null && (await cluster.replicas(true)).length === 2 ? p : null;
-  }, 110_000, 200);
+  return cluster.waitHealthy(110_000);
 }
 
 /** The primary's current WAL file is switched and archived (pg_stat_archiver shows it). */

@@ -45,10 +45,7 @@ const node = (name: string) => cluster.nodes.find((n) => n.name === name) as Nod
 const recorded = () => readFileSync(record, 'utf8').split('\n').filter(Boolean);
 async function primaryName(): Promise<string | null> { return (await cluster.primary())?.name ?? null; }
 async function streaming(count: number): Promise<string> {
-  return waitFor(`a primary and ${count} streaming standbys`, async () => {
-    const p = await cluster.primary();
-    return p !== null && (await cluster.replicas(true)).length === count ? p.name : null;
-  }, 110_000, 200);
+  return (await cluster.waitHealthy(110_000, { standbys: count })).name;
 }
 function editConfig(n: NodeHandle, edit: (cfg: Record<string, any>) => void): void {
   const cfg = parse(readFileSync(n.configPath, 'utf8')) as Record<string, any>;

@@ -36,9 +36,7 @@ beforeAll(async () => {
   await cluster.startEtcd();
   cluster.startAll();
   // Bootstrap plus two clones: seconds when idle; 110 s (inside the hook timeout) covers a loaded 2-core machine.
-  await waitFor('a leader and two streaming standbys', async () =>
-    (await cluster.primary()) !== null && (await cluster.replicas(true)).length === 2, 110_000, 200);
-  leader = (await cluster.primary())!.name;
+  leader = (await cluster.waitHealthy(110_000)).name;
   replica = (await cluster.replicas(true))[0]!.name;
 });
 afterAll(async () => { await cluster.destroy(); });

@@ -115,8 +115,7 @@ describe('pgha on a 3-member etcd with TLS, --client-cert-auth and authenticatio
 
   it('bootstraps and elects one leader with two streaming replicas', async () => {
     // Bootstrap: initdb, two base backups and the first elections: 60 s covers a loaded machine.
-    primary = await waitFor('a single primary', () => cluster.primary(), 60_000);
-    await waitFor('two streaming replicas', async () => ((await cluster.replicas(true)).length === 2 ? true : null), 60_000);
+    primary = await cluster.waitHealthy(110_000);
     const users = cluster.etcdCluster!.etcdctl(['user', 'list']);
     expect(users).toContain('root'); // auth is really on: etcdctl needed --user to ask
   });

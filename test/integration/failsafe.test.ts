@@ -13,7 +13,7 @@ const cluster = new TestCluster({ etcdPort: 24439, pgPortBase: 5510, apiPortBase
 beforeAll(async () => {
   await cluster.startEtcd();
   cluster.startAll();
-  await waitFor('two streaming replicas', async () => ((await cluster.replicas(true)).length === 2 ? true : null), 90_000);
+  await cluster.waitHealthy(90_000);
 }, 120_000);
 afterAll(async () => {
   for (const n of cluster.nodes) n.agent?.kill('SIGCONT');
@@ -36,8 +36,7 @@ async function primaries(): Promise<string[]> {
 const promotions = (n: NodeHandle) => (cluster.logs(n).match(/"event":"promoted"/g) ?? []).length;
 
 it('keeps the primary writing with etcd frozen while every member confirms it, and nobody promotes', async () => {
-  const leader = await waitFor('a primary', async () => cluster.primary(), 30_000);
-  await waitFor('two streaming replicas', async () => ((await cluster.replicas(true)).length === 2 ? true : null), 30_000);
+  const leader = await cluster.waitHealthy(60_000);
   // The leader writes /failsafe within a loop of seeing all three members; give it a few loops.
   await sleep(2000);
   const before = cluster.nodes.map(promotions);
@@ -64,8 +63,7 @@ it('keeps the primary writing with etcd frozen while every member confirms it, a
 }, 90_000);
 
 it('stops the primary before its lease could expire when one member does not confirm', async () => {
-  const leader = await waitFor('a primary', async () => cluster.primary(), 30_000);
-  await waitFor('two streaming replicas', async () => ((await cluster.replicas(true)).length === 2 ? true : null), 30_000);
+  const leader = await cluster.waitHealthy(60_000);
   const silent = cluster.nodes.find((n) => n !== leader) as NodeHandle;
   const w = writer(leader, 'failsafe_probe2');
   await sleep(500);

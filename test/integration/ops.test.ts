@@ -33,12 +33,14 @@ const node = (name: string) => cluster.nodes.find((n) => n.name === name) as Nod
 // Bootstrap plus two clones take seconds when idle; 110 s (inside the 120 s hook timeout) covers a
 // loaded 2-core CI machine.
 async function healthy(): Promise<string> {
-  return waitFor('a healthy cluster', async () => {
-    const rows = await list();
-    const leader = rows.find((r) => r.role === 'Leader' && r.state === 'running');
-    const streaming = rows.filter((r) => r.role === 'Replica' && r.state === 'streaming');
-    return leader !== undefined && streaming.length === 2 && (await cluster.primary())?.name === leader.member ? leader.member : null;
-  }, 110_000, 200);
+  // Healthy by the agents' checks, and pghactl list agrees.
+  return (await cluster.waitHealthy(110_000, {
+    also: async (p) => {
+      const rows = await list();
+      const leader = rows.find((r) => r.role === 'Leader' && r.state === 'running');
+      return leader?.member === p.name && rows.filter((r) => r.role === 'Replica' && r.state === 'streaming').length === 2;
+    },
+  })).name;
 }
 
 beforeAll(async () => {

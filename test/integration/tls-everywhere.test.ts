@@ -59,10 +59,7 @@ function pghactl(...args: string[]): Promise<{ code: number; stdout: string; std
 
 async function healthy(not?: NodeHandle): Promise<NodeHandle> {
   // Bootstrap plus two clones over TLS take seconds when idle; 110 s covers a loaded 2-core machine.
-  return waitFor('one primary and two streaming replicas', async () => {
-    const p = await cluster.primary();
-    return p !== null && p !== not && (await cluster.replicas(true)).length === 2 ? p : null;
-  }, 110_000, 200);
+  return cluster.waitHealthy(110_000, not === undefined ? {} : { not });
 }
 
 /** The PostgreSQL port that took a write sent to HAProxy's read-write listener. */
