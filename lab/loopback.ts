@@ -17,6 +17,9 @@ import { startHaproxy } from './haproxy.ts';
 import { spawnAgent } from './agent.ts';
 import { healthy, primaries, waitHealthy, type Cluster, type HealthyOptions } from './cluster.ts';
 import { nodeConfig, writeNodeConfig } from './config.ts';
+import { sessionWriter, type Writer } from './probe.ts';
+
+export type { Writer };
 
 const AGENT_COMPILE_CACHE = join(tmpdir(), 'pgha-test-compile-cache');
 
@@ -285,34 +288,12 @@ export class LoopbackCluster implements Cluster<NodeHandle> {
   }
 }
 
-export interface Writer {
-  /** Each acknowledged write: its id and the client's clock when the acknowledgement arrived. */
-  acks: Array<{ id: number; at: number }>;
-  /** When the first write failed (the writer stops there); null while none has. */
-  failedAt(): number | null;
-  /** Stop after the write in flight and close the session. */
-  stop(): Promise<void>;
-}
-
 /**
  * Write ids 1, 2, ... into `table` (created if absent) on one session to `n`'s PostgreSQL, pausing
- * `pauseMs` between writes, until stopped or a write fails. `queryMs` bounds each write.
+ * `pauseMs` between writes, until stopped or a write fails (lab/probe.ts sessionWriter).
  */
 export function startWriter(n: NodeHandle, table: string, o: { queryMs: number; pauseMs?: number }): Writer {
-  const acks: Writer['acks'] = [];
-  let stop = false;
-  let failedAt: number | null = null;
-  const done = (async () => {
-    const c = superuserClient({ host: '127.0.0.1', port: n.pgPort, connectMs: 1000, queryMs: o.queryMs });
-    await c.connect();
-    await c.query(`create table if not exists ${table} (id int primary key, at timestamptz default clock_timestamp())`);
-    for (let id = 1; !stop; id++) {
-      try { await c.query(`insert into ${table}(id) values ($1)`, [id]); acks.push({ id, at: Date.now() }); } catch { failedAt = Date.now(); break; }
-      if (o.pauseMs !== undefined) await sleep(o.pauseMs);
-    }
-    await c.end().catch(() => undefined);
-  })();
-  return { acks, failedAt: () => failedAt, stop: async () => { stop = true; await done; } };
+  return sessionWriter({ port: n.pgPort, table, ...o });
 }
 
 /** The loopback cluster under its historical name (tests written before lab/ use it). */

@@ -2,9 +2,12 @@
 // (test/integration/systemd-unit.test.ts) and by `npm run bench:systemd`: a writer on the primary,
 // the fault, the first moment another member takes a write, and the acknowledged writes checked
 // on the new primary.
-import { httpStatus, queryOnce, sleep, superuserClient, waitFor } from './util.ts';
+import { httpStatus, queryOnce, superuserClient, waitFor } from './util.ts';
 import type { Machine, NspawnLab } from './nspawn.ts';
 import { waitHealthy } from './cluster.ts';
+import { sessionWriter, type Writer } from './probe.ts';
+
+export type { Writer };
 
 export const api = (m: Machine, path: string, timeoutMs = 500) => httpStatus(`http://${m.ip}:8008${path}`, timeoutMs);
 export const client = (m: Machine) => superuserClient({ host: m.ip, port: 5432, connectMs: 500, queryMs: 1000 });
@@ -24,26 +27,9 @@ export function unitProp(lab: NspawnLab, m: Machine, prop: string): string {
   return lab.systemctl(m, 'show', '-p', prop, '--value', 'pgha').stdout.trim();
 }
 
-export interface Writer { acks: Array<{ id: number; at: number }>; stop(): Promise<void> }
-
-/** Write ids 1, 2, ... to one member every 10 ms until it fails or is stopped; each ack with its time. */
+/** A writer on one session to `m` (10 ms apart) that ends at its first failure; acks on the monotonic clock. */
 export function writer(m: Machine, table: string): Writer {
-  const acks: Writer['acks'] = [];
-  let stop = false;
-  const done = (async () => {
-    const c = client(m);
-    try {
-      await c.connect();
-      await c.query(`create table if not exists ${table} (id int primary key)`);
-      for (let id = 1; !stop; id++) {
-        await c.query(`insert into ${table}(id) values ($1)`, [id]);
-        acks.push({ id, at: performance.now() });
-        await sleep(10);
-      }
-    } catch { /* the member went away: the writer ends */ }
-    await c.end().catch(() => undefined);
-  })();
-  return { acks, stop: async () => { stop = true; await done; } };
+  return sessionWriter({ host: m.ip, port: 5432, table, connectMs: 500, queryMs: 1000, pauseMs: 10, clock: 'monotonic' });
 }
 
 /** The first moment one of `ms` takes a write (polled every 50 ms), and which member. */

@@ -28,7 +28,7 @@ import { lookupOsUser } from '../src/postgres/instance.ts';
 import { startEtcd, type EtcdHandle } from '../lab/etcd.ts';
 import { PASSWORDS, REPO, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, waitFor } from '../lab/util.ts';
 import { chartEvents, renderChart, type ChartStats, type PatroniFigures } from './bench-chart.ts';
-import { CLK_TCK, Probe, cpuTicks, processTable, processTree, rssMb, stats, withPatroniBlock } from './bench-lib.ts';
+import { CLK_TCK, type Probe, benchProbe, cpuTicks, processTable, processTree, rssMb, stats, withPatroniBlock } from './bench-lib.ts';
 
 const args = parseArgs({
   options: {
@@ -271,7 +271,7 @@ async function runTiming(t: Timing, runs: number): Promise<TimingResult> {
     const p0 = await c.healthy();
     c.startHaproxy();
     await c.query(p0, 'create table bench_probe (id int primary key, at timestamptz default now())');
-    const probe = new Probe(RW);
+    const probe = benchProbe(RW);
     c.probe = probe;
     probe.start();
     // HAProxy needs one good check of the primary (within 250 ms) after it starts; 30 s is for a loaded machine.

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, chownSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Probe, stats } from './bench-lib.ts';
+import { benchProbe, stats } from './bench-lib.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
 import { TestCluster } from '../lab/loopback.ts';
 import { PASSWORDS, REPO, queryOnce, sleep, superuserClient, waitFor } from '../lab/util.ts';
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   await queryOnce(superuserClient({ host: '127.0.0.1', port: RW, connectMs: 2000, queryMs: 5000 }), 'create table if not exists bench_probe (id int primary key)');
 
   const load = startLoad({ port: POOLER, clients: 8, table: 'bench_pool', pauseMs: 5 });
-  const probe = new Probe(RW);
+  const probe = benchProbe(RW);
   probe.start();
   await sleep(2000);
   const runs: Run[] = [];

@@ -17,7 +17,7 @@ import { tlsEverywhere } from '../lab/tls.ts';
 import { TestCluster, type NodeHandle } from '../lab/loopback.ts';
 import { REPO, postmasterPid, sleep, waitFor } from '../lab/util.ts';
 import { childPids } from '../src/postgres/datadir.ts';
-import { CLK_TCK, Probe, cpuTicks, patroniBlock, rssMb, stats, systemdBlock } from './bench-lib.ts';
+import { CLK_TCK, benchProbe, cpuTicks, patroniBlock, rssMb, stats, systemdBlock } from './bench-lib.ts';
 import { chartEvents, renderChart, type PatroniFigures } from './bench-chart.ts';
 
 if (process.argv[2] === '--suite') {
@@ -146,7 +146,7 @@ function fencerRss(): number[] {
 
 
 const execFileAsync = promisify(execFile);
-const probe = new Probe(RW);
+const probe = benchProbe(RW);
 const events: Array<{ name: string; t: number }> = [];
 
 async function main(): Promise<void> {

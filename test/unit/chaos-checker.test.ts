@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { check, lsnToBigInt, outageAround, parseHistory } from '../../lab/chaos/checker.ts';
 import { FAULT_KINDS, FAULT_KIND_SETS, schedule } from '../../lab/chaos/faults.ts';
-import { classify, type Op } from '../../lab/chaos/workload.ts';
+import { classify } from '../../lab/probe.ts';
+import type { Op } from '../../lab/chaos/workload.ts';
 
 let nextId = 1;
 function ok(server: string, tli: number, lsn: string, serverMs: number, completeMs = serverMs + 2): Op {
