@@ -18,6 +18,7 @@ import { spawnAgent } from './agent.ts';
 import { healthy, primaries, waitHealthy, type Cluster, type HealthyOptions } from './cluster.ts';
 import { nodeConfig, writeNodeConfig } from './config.ts';
 import { sessionWriter, type Writer } from './probe.ts';
+import { allocatePorts } from './ports.ts';
 
 export type { Writer };
 
@@ -34,10 +35,13 @@ export interface NodeHandle {
 }
 
 export interface ClusterOptions {
-  /** First ports; node i uses base + i. */
-  etcdPort: number;
-  pgPortBase: number;
-  apiPortBase: number;
+  /**
+   * First ports; node i uses base + i, etcd etcdPort and etcdPort + 1 (member i of an etcd
+   * cluster etcdPort + 2i and + 2i + 1). Each one left out is allocated (lab/ports.ts).
+   */
+  etcdPort?: number;
+  pgPortBase?: number;
+  apiPortBase?: number;
   ttl?: number;
   loopWait?: number;
   retryTimeout?: number;
@@ -77,17 +81,26 @@ export class LoopbackCluster implements Cluster<NodeHandle> {
   #opts: ClusterOptions;
   #extraKills: Array<() => void> = [];
 
+  /** The ports in use (given or allocated): node i on pgPortBase + i and apiPortBase + i. */
+  readonly ports: { etcd: number; pgBase: number; apiBase: number };
+
   constructor(opts: ClusterOptions) {
     this.#opts = opts;
+    this.ports = {
+      etcd: opts.etcdPort ?? allocatePorts(2 * (opts.etcdMembers ?? 1)),
+      pgBase: opts.pgPortBase ?? allocatePorts(3) - 1,
+      apiBase: opts.apiPortBase ?? allocatePorts(3) - 1,
+    };
     this.dir = mkdtempSync(join(tmpdir(), 'pgha-cluster-'));
     mkdirSync(AGENT_COMPILE_CACHE, { recursive: true, mode: 0o700 });
     chownSync(AGENT_COMPILE_CACHE, this.#user.uid, this.#user.gid);
     chownSync(this.dir, this.#user.uid, this.#user.gid);
-    this.etcdEndpoint = `127.0.0.1:${opts.etcdPort}`;
+    const { etcd, pgBase, apiBase } = this.ports;
+    this.etcdEndpoint = `127.0.0.1:${etcd}`;
     this.etcdEndpoints = opts.etcdMembers === undefined ? [this.etcdEndpoint]
-      : Array.from({ length: opts.etcdMembers }, (_, i) => `127.0.0.1:${opts.etcdPort + 2 * i}`);
+      : Array.from({ length: opts.etcdMembers }, (_, i) => `127.0.0.1:${etcd + 2 * i}`);
     this.nodes = [1, 2, 3].map((i) => ({
-      name: `node${i}`, pgPort: opts.pgPortBase + i, apiPort: opts.apiPortBase + i,
+      name: `node${i}`, pgPort: pgBase + i, apiPort: apiBase + i,
       dataDir: join(this.dir, `node${i}`, 'data'), configPath: join(this.dir, `node${i}.yml`),
       logPath: join(this.dir, `node${i}.agent.log`), agent: null,
     }));
@@ -115,10 +128,10 @@ export class LoopbackCluster implements Cluster<NodeHandle> {
 
   async startEtcd(): Promise<void> {
     if (this.#opts.etcdMembers !== undefined) {
-      this.etcdCluster = await startEtcdCluster({ basePort: this.#opts.etcdPort, members: this.#opts.etcdMembers, ...(this.#opts.etcdTls ? { tls: this.#opts.etcdTls } : {}) });
+      this.etcdCluster = await startEtcdCluster({ basePort: this.ports.etcd, members: this.#opts.etcdMembers, ...(this.#opts.etcdTls ? { tls: this.#opts.etcdTls } : {}) });
       return;
     }
-    this.#etcd = await startEtcd({ clientPort: this.#opts.etcdPort, peerPort: this.#opts.etcdPort + 1 });
+    this.#etcd = await startEtcd({ clientPort: this.ports.etcd, peerPort: this.ports.etcd + 1 });
   }
 
   /** SIGSTOP etcd: every call to it hangs until its deadline, as with a frozen or cut-off etcd. */

@@ -12,10 +12,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
 import { REPO, waitFor } from '../../lab/util.ts';
 import { makeRepo, scratchRestore, withBackup } from '../../lab/backup.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 import type { ArchiveHealth } from '../../src/backup/health.ts';
 
 const repo = makeRepo();
-const cluster = new TestCluster({ etcdPort: 27300, pgPortBase: 6000, apiPortBase: 9000, ttl: 3, configure: withBackup(repo.path, 6000, { create_replica_methods: ['pgbackrest', 'basebackup'] }) });
+// Ports allocated (lab/ports.ts): node i's PostgreSQL on PG + i, which pgBackRest's peers need up front.
+const PG = allocatePorts(3) - 1;
+const cluster = new TestCluster({ pgPortBase: PG, ttl: 3, configure: withBackup(repo.path, PG, { create_replica_methods: ['pgbackrest', 'basebackup'] }) });
 const AUTH = { authorization: `Basic ${Buffer.from('admin:admin-pw').toString('base64')}`, 'content-type': 'application/json' };
 
 interface Run { code: number; stdout: string; stderr: string }
@@ -49,7 +52,8 @@ async function archiveNow(p: NodeHandle): Promise<void> {
   }, 30_000, 200);
 }
 
-let scratchPort = 6090;
+/** The scratch restores' PostgreSQL: one allocated port each (a block larger than the file's restores). */
+let scratchPort = allocatePorts(10);
 
 beforeAll(async () => {
   await cluster.startEtcd();

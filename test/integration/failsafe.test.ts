@@ -8,7 +8,7 @@ import { TestCluster, startWriter, type NodeHandle } from '../../lab/loopback.ts
 import { sleep, waitFor } from '../../lab/util.ts';
 
 const TTL_S = 3;
-const cluster = new TestCluster({ etcdPort: 24439, pgPortBase: 5510, apiPortBase: 8100, ttl: TTL_S, dcs: { failsafe_mode: true } });
+const cluster = new TestCluster({ ttl: TTL_S, dcs: { failsafe_mode: true } }) // ports allocated (lab/ports.ts);
 
 beforeAll(async () => {
   await cluster.startEtcd();

@@ -6,7 +6,7 @@ import { TestCluster, startWriter, type NodeHandle } from '../../lab/loopback.ts
 import { postmasterPid, sleep, waitFor } from '../../lab/util.ts';
 
 const TTL_S = 3;
-const cluster = new TestCluster({ etcdPort: 24419, pgPortBase: 5490, apiPortBase: 8070, ttl: TTL_S });
+const cluster = new TestCluster({ ttl: TTL_S }) // ports allocated (lab/ports.ts);
 
 beforeAll(async () => {
   await cluster.startEtcd();

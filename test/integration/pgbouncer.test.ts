@@ -14,11 +14,13 @@ import { TestCluster } from '../../lab/loopback.ts';
 import { PASSWORDS, REPO, waitFor } from '../../lab/util.ts';
 import { startPgbouncer, type PgbouncerHandle } from '../../lab/pgbouncer.ts';
 import { createLoadTable, startLoad } from '../../lab/pooler-load.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 
-const HAPROXY_RW = 15901;
-const HAPROXY_RO = 15902;
-const POOLER = 16401;
-const HUNG = 16402;
+// HAProxy's two listeners, PgBouncer and the never-answering pooler: allocated (lab/ports.ts).
+const HAPROXY_RW = allocatePorts(2);
+const HAPROXY_RO = HAPROXY_RW + 1;
+const POOLER = allocatePorts(2);
+const HUNG = POOLER + 1;
 const ADMIN = { user: 'pgha_admin', password: 'pooler-admin-secret' };
 const PAUSE_TIMEOUT_S = 1;
 const SWITCHOVERS = 20;
@@ -28,7 +30,6 @@ const SECRETS = mkdtempSync(join(tmpdir(), 'pgha-pooler-'));
 const PASS_FILE = join(SECRETS, 'pooler.pass');
 const pooler = (name: string, port: number) => ({ name, host: '127.0.0.1', port, user: ADMIN.user, password_file: PASS_FILE });
 const cluster = new TestCluster({
-  etcdPort: 27000, pgPortBase: 5900, apiPortBase: 8900,
   configure: (_i, cfg) => {
     cfg['pgbouncer'] = {
       poolers: [pooler('pool1', POOLER)],
