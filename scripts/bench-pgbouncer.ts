@@ -58,7 +58,8 @@ async function main(): Promise<void> {
   const load = startLoad({ port: POOLER, clients: 8, table: 'bench_pool', pauseMs: 5 });
   const probe = benchProbe(RW);
   probe.start();
-  await sleep(2000);
+  // Both the probe and the load commit before the first switchover; 30 s covers a loaded machine.
+  await waitFor('the probe and the load committing', async () => probe.acks().length > 0 && load.now().committed > 0, 30_000, 50);
   const runs: Run[] = [];
   for (let i = 0; i < RUNS; i++) {
     const from = await settled();

@@ -79,7 +79,7 @@ async function measure(
   if (args.only !== undefined && !name.includes(args.only)) return { name, outages };
   for (let i = 0; i < RUNS; i++) {
     const p = await healthy();
-    await sleep(1000);
+    await sleep(1000); // the point: a second of steady acknowledgements before the event
     const t = performance.now();
     events.push({ name, t });
     await event(p);

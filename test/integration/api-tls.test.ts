@@ -206,10 +206,11 @@ describe('failsafe mode over HTTPS', () => {
     // The leader writes /failsafe within a loop of seeing all three members; give it a few loops.
     await sleep(2000);
     const w = startWriter(leader, 'tls_failsafe_probe', { queryMs: 3000, pauseMs: 20 });
-    await sleep(500);
+    // Writing before etcd freezes; 10 s covers a loaded machine.
+    await waitFor('the writer writing', async () => w.acks.length >= 5, 10_000, 20);
     const frozenAt = Date.now();
     cluster.pauseEtcd();
-    await sleep((2 * TTL_S + 1) * 1000);
+    await sleep((2 * TTL_S + 1) * 1000); // the fault itself: etcd frozen for two TTLs and more
     const lastAck = w.acks.at(-1)?.at ?? 0;
     const failedAt = w.failedAt();
     await w.stop();

@@ -155,6 +155,7 @@ describe('WAL archiving and backups with pgBackRest', () => {
     const insert = async (from: number, to: number) => { for (let i = from; i <= to; i++) await cluster.query(p, 'insert into pitr values ($1)', [i]); };
     const now = async () => ((await cluster.query(p, 'select clock_timestamp()::text as t')).rows[0] as { t: string }).t;
     await insert(1, 10);
+    // The point: 300 ms on either side of the restore target time keep rows 10 and 11 apart in time.
     await new Promise((r) => setTimeout(r, 300));
     const t = await now();
     await new Promise((r) => setTimeout(r, 300));

@@ -172,6 +172,7 @@ describe('live reload', () => {
     n.agent!.kill('SIGHUP');
     await waitFor('the error', async () => cluster.logs(n).slice(from).includes(`${n.configPath}: log.level:`), 10_000);
     expect(cluster.logs(n).slice(from)).toContain('configuration not reloaded; the running configuration stays');
+    // The point: a second of loops after the refused reload, the agent is still up and unchanged.
     await new Promise((res) => setTimeout(res, 1000));
     expect(n.agent).not.toBeNull();
     expect(((await cluster.status(n))?.tags as Record<string, unknown>).noloadbalance).toBe(false);

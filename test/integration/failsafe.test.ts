@@ -41,12 +41,13 @@ it('keeps the primary writing with etcd frozen while every member confirms it, a
   await sleep(2000);
   const before = cluster.nodes.map(promotions);
   const w = writer(leader, 'failsafe_probe');
-  await sleep(500);
+  // Writing before etcd freezes; 10 s covers a loaded machine.
+  await waitFor('the writer writing', async () => w.acks.length >= 5, 10_000, 20);
   const frozenAt = Date.now();
   cluster.pauseEtcd();
   let seenOtherPrimary = false;
   const watch = setInterval(() => void primaries().then((p) => { if (p.some((x) => x !== leader.name)) seenOtherPrimary = true; }), 250);
-  await sleep((3 * TTL_S + 2) * 1000);
+  await sleep((3 * TTL_S + 2) * 1000); // the fault itself: etcd frozen for three TTLs and more
   clearInterval(watch);
   const lastAck = w.acks.at(-1)?.at ?? 0;
   const failedAt = w.failedAt();
@@ -66,7 +67,8 @@ it('stops the primary before its lease could expire when one member does not con
   const leader = await cluster.waitHealthy(60_000);
   const silent = cluster.nodes.find((n) => n !== leader) as NodeHandle;
   const w = writer(leader, 'failsafe_probe2');
-  await sleep(500);
+  // Writing before etcd freezes; 10 s covers a loaded machine.
+  await waitFor('the writer writing', async () => w.acks.length >= 5, 10_000, 20);
   // The silent member stays in /failsafe: etcd is frozen right after, before its key can expire.
   const logFrom = cluster.logs(leader).length; // the first test's rounds extended the lease legitimately
   silent.agent?.kill('SIGSTOP');

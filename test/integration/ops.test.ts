@@ -110,13 +110,13 @@ describe('pghactl and the operations API', () => {
     const old = await healthy();
     const at = new Date(Date.now() + 3000).toISOString();
     await ctlJson('switchover', '--scheduled', at, '--force');
-    await sleep(1000);
+    await sleep(1000); // the point: before its time, nothing happens
     expect(await leaderName()).toBe(old);
     await waitFor('the scheduled switchover', async () => { const p = await cluster.primary(); return p !== null && p.name !== old; }, 20_000);
     const leader = await healthy();
     await ctlJson('switchover', '--scheduled', new Date(Date.now() + 4000).toISOString(), '--force');
     expect((await ctlJson<{ cancelled: boolean }>('flush', '--scheduled')).cancelled).toBe(true);
-    await sleep(5000);
+    await sleep(5000); // the point: past the cancelled time, still nothing happens
     expect(await leaderName()).toBe(leader);
   });
 
@@ -125,7 +125,7 @@ describe('pghactl and the operations API', () => {
     await ctlJson('pause', '--wait');
     expect((await ctl('list')).stdout).toContain('Maintenance mode: on');
     cluster.killNode(leader);
-    await sleep((TTL_S + 3) * 1000);
+    await sleep((TTL_S + 3) * 1000); // the point: past the TTL while paused, nobody is promoted
     expect(await cluster.primary()).toBeNull();
     await ctlJson('resume', '--wait');
     const next = await waitFor('failover after resume', async () => cluster.primary(), 20_000);
@@ -199,7 +199,7 @@ describe('pghactl and the operations API', () => {
     const standby = cluster.nodes.find((n) => n.name !== leader) as NodeHandle;
     const pid = postmasterPid(standby.dataDir);
     await ctlJson('restart', standby.name, '--scheduled', new Date(Date.now() + 2500).toISOString(), '--force');
-    await sleep(1000);
+    await sleep(1000); // the point: before its time, the standby is not restarted
     expect(postmasterPid(standby.dataDir)).toBe(pid);
     await waitFor('the scheduled restart', async () => { const p = postmasterPid(standby.dataDir); return p !== null && p !== pid; }, 15_000);
     await healthy();

@@ -153,7 +153,8 @@ describe('PgBouncer around switchovers', () => {
   it('after a failover the new leader RECONNECTs the poolers, and clients go on through them', async () => {
     const from = await settled();
     const load = startLoad({ port: POOLER, clients: 4, table: 'pool_load', pauseMs: 5 });
-    await new Promise((r) => setTimeout(r, 500));
+    // The clients commit through the pooler before the crash; 10 s covers a loaded machine.
+    await waitFor('the load committing', async () => load.now().committed >= 8, 10_000, 20);
     const killedAt = Date.now();
     cluster.killNode(cluster.nodes.find((n) => n.name === from)!);
     const to = await waitFor('a new primary', async () => { const p = await cluster.primary(); return p !== null && p.name !== from ? p : null; }, 30_000);
