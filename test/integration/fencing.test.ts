@@ -3,7 +3,7 @@
 // not acknowledge a write after that, including when the agent wakes up.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { TestCluster, startWriter, type NodeHandle } from '../../lab/loopback.ts';
-import { postmasterPid, sleep, waitFor } from '../../lab/util.ts';
+import { postmasterPid, waitFor } from '../../lab/util.ts';
 
 const TTL_S = 3;
 const cluster = new TestCluster({ ttl: TTL_S }) // ports allocated (lab/ports.ts);
