@@ -22,8 +22,22 @@ const { values } = parseArgs({
     report: { type: 'string' },
     schedule: { type: 'string' },
     backend: { type: 'string', default: 'netns' },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
+
+if (values.help) {
+  console.log(`usage: npm run chaos -- [--backend netns|systemd] [--seed N] [--faults K] [--sync on|off|both]
+                      [--kinds a,b | --kinds v1] [--schedule NAME] [--report FILE]
+  --backend   netns (default): nodes and etcd members in network namespaces; systemd: Debian
+              containers booted with systemd running the shipped unit
+  --faults    how many faults per synchronous mode (default 100)
+  --kinds     fault kinds: ${ALL_FAULT_KINDS.join(', ')}; or a named set: ${Object.keys(FAULT_KIND_SETS).join(', ')}
+  --schedule  a fixed schedule: ${Object.keys(FIXED_SCHEDULES).join(', ')}
+  --report    write the report there (default with --faults >= 50: docs/chaos-report*.md)
+See docs/chaos.md.`);
+  process.exit(0);
+}
 
 function fail(msg: string): never {
   console.error(`chaos: ${msg}`);
