@@ -33,6 +33,10 @@ export interface EtcdMember {
   logLevel?: 'error' | 'warn' | 'info';
   /** TLS flags (tlsArgs()), none for plain HTTP. */
   tls?: string[];
+  /** More client URLs to listen on (e.g. a veth address a namespace reaches). */
+  extraListen?: string[];
+  /** etcd's v2 API (vip-manager reads only that). */
+  enableV2?: boolean;
 }
 
 /**
@@ -41,7 +45,8 @@ export interface EtcdMember {
  */
 export function etcdArgv(m: EtcdMember): string[] {
   return [ETCD, '--name', m.name, '--data-dir', m.dataDir,
-    '--listen-client-urls', m.clientUrl, '--advertise-client-urls', m.clientUrl,
+    '--listen-client-urls', [m.clientUrl, ...(m.extraListen ?? [])].join(','), '--advertise-client-urls', m.clientUrl,
+    ...(m.enableV2 === true ? ['--enable-v2=true'] : []),
     '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl, '--initial-cluster', m.initialCluster,
     ...(m.state === undefined ? [] : ['--initial-cluster-state', m.state]),
     ...(m.token === undefined ? [] : ['--initial-cluster-token', m.token]),
@@ -68,13 +73,16 @@ export async function waitEtcdHealthy(clientUrl: string, timeoutMs: number, dead
  * unless `dataDir` is given (then it is kept, as the demo keeps its data). With `logPath` etcd's
  * output is appended there, else discarded.
  */
-export async function startEtcd(o: { clientPort: number; peerPort: number; name?: string; dataDir?: string; logPath?: string; logLevel?: EtcdMember['logLevel'] }): Promise<EtcdHandle> {
+export async function startEtcd(o: { clientPort: number; peerPort: number; name?: string; dataDir?: string; logPath?: string; logLevel?: EtcdMember['logLevel']; extraListen?: string[]; enableV2?: boolean }): Promise<EtcdHandle> {
   if (!existsSync(ETCD)) throw new Error(`${ETCD} not found: run apt-get install etcd-server`);
   const dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), 'pgha-etcd-'));
   const client = `http://127.0.0.1:${o.clientPort}`;
   const peer = `http://127.0.0.1:${o.peerPort}`;
   const name = o.name ?? 'test';
-  const child = spawn(ETCD, etcdArgv({ name, dataDir, clientUrl: client, peerUrl: peer, initialCluster: `${name}=${peer}`, ...(o.logLevel === undefined ? {} : { logLevel: o.logLevel }) }).slice(1),
+  const child = spawn(ETCD, etcdArgv({
+    name, dataDir, clientUrl: client, peerUrl: peer, initialCluster: `${name}=${peer}`, ...(o.logLevel === undefined ? {} : { logLevel: o.logLevel }),
+    ...(o.extraListen === undefined ? {} : { extraListen: o.extraListen }), ...(o.enableV2 === true ? { enableV2: true } : {}),
+  }).slice(1),
     { stdio: o.logPath === undefined ? 'ignore' : ['ignore', 'pipe', 'pipe'] });
   if (o.logPath !== undefined) {
     const log = createWriteStream(o.logPath, { flags: 'a' });

@@ -66,6 +66,8 @@ export interface ClusterOptions {
    * and the node lookups call https://127.0.0.1, verify with `caFile`, and present cert/key when given.
    */
   apiTls?: { caFile: string; certFile?: string; keyFile?: string };
+  /** The single etcd: more client URLs to listen on, and its v2 API (vip-manager). */
+  etcdExtra?: { extraListen?: string[]; enableV2?: boolean };
 }
 
 export class LoopbackCluster implements Cluster<NodeHandle> {
@@ -131,7 +133,7 @@ export class LoopbackCluster implements Cluster<NodeHandle> {
       this.etcdCluster = await startEtcdCluster({ basePort: this.ports.etcd, members: this.#opts.etcdMembers, ...(this.#opts.etcdTls ? { tls: this.#opts.etcdTls } : {}) });
       return;
     }
-    this.#etcd = await startEtcd({ clientPort: this.ports.etcd, peerPort: this.ports.etcd + 1 });
+    this.#etcd = await startEtcd({ clientPort: this.ports.etcd, peerPort: this.ports.etcd + 1, ...this.#opts.etcdExtra });
   }
 
   /** SIGSTOP etcd: every call to it hangs until its deadline, as with a frozen or cut-off etcd. */

@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   PGHA_API_WRONG_MEMBER: 'a member-scoped REST request named another member than the agent that received it',
   PGHA_FENCER_LOST: 'the fencing process died and could not be restarted: the agent stopped PostgreSQL and exits',
   PGHA_POOLER_FAILED: 'a PgBouncer admin call (PAUSE, RESUME, RECONNECT) failed, was refused or missed its bound',
+  PGHA_LEADER_COPY_FAILED: 'the copy of the leader key in etcd v2 (for vip-manager) could not be written or deleted',
   PGHA_BACKUP_COMMAND: 'a pgbackrest command (stanza-create, check, backup, expire, info) failed or timed out',
   PGHA_BACKUP_NOT_CONFIGURED: 'a backup operation was asked of a member without a backup: section',
   PGHA_BACKUP_BUSY: 'a backup is already running on this member',

@@ -33,6 +33,7 @@ import { DeviceWatchdog, checkDevice } from './watchdog-device.ts';
 import { BackupAgent } from '../backup/agent.ts';
 import { registerBackupRoutes } from '../api/backup-routes.ts';
 import { longestTimeoutMs, mayPet } from './watchdog-gate.ts';
+import { startLeaderMirror } from './leader-mirror.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -151,6 +152,13 @@ async function main(): Promise<number> {
     ...(backup === null ? {} : { backup }),
   });
   const ha = loop;
+  // vip-manager 1.x reads etcd v2 only: a copy of the leader key there (docs/vip-manager.md).
+  const mirror = startLeaderMirror(config, path, logger, {
+    leaseLeftMs: () => {
+      const d = ha.fence.deadline;
+      return ha.isLeader && d !== null ? d - performance.now() : null;
+    },
+  });
   // /status carries the archive health next to the loop's snapshot.
   const snapshot = () => {
     const s = ha.snapshot();
@@ -206,6 +214,7 @@ async function main(): Promise<number> {
       const apiClosed = app.close();
       stopWatch();
       await ha.shutdown();
+      await mirror?.stop();
       backup?.stop();
       // on_stop was just fired: let it finish (systemd's KillMode=mixed kills what is left once
       // the agent exits). The key is released already, so this delays nobody's failover; at most

@@ -301,6 +301,9 @@ export const etcdSchema = z
     cacert: z.string().startsWith('/', 'an absolute path').optional(),
     cert: z.string().startsWith('/', 'an absolute path').optional(),
     key: z.string().startsWith('/', 'an absolute path').optional(),
+    // Also keep a copy of the leader's name in etcd's v2 API at <namespace>/<scope>/leader, for
+    // vip-manager 1.x, which reads v2 only (docs/vip-manager.md). Needs etcd --enable-v2.
+    v2_leader_mirror: z.boolean().default(false),
   })
   .prefault({})
   .superRefine((e, ctx) => {
