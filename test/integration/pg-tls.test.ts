@@ -122,7 +122,7 @@ describe('PostgreSQL with ssl = on on every member', () => {
   it('clones and streams over TLS, verify-full with channel binding and a client certificate', async () => {
     primary = await waitPrimary();
     // Both standbys up and streaming (pg_basebackup's own WAL stream shows in pg_stat_replication too).
-    await waitFor('two streaming standbys', async () => (await cluster.replicas(true)).length === 2, 60_000);
+    await cluster.waitHealthy(60_000);
     const standbys = cluster.nodes.filter((n) => n !== primary).map((n) => n.name);
     const senders = await waitSenders(primary, standbys);
     for (const s of senders) {

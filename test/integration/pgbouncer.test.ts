@@ -52,10 +52,7 @@ function ctl(...args: string[]): Promise<Run> {
 
 /** A leader answering /primary and two streaming standbys: the next switchover has a candidate. */
 async function settled(): Promise<string> {
-  return waitFor('one primary and two streaming standbys', async () => {
-    const [p, r] = await Promise.all([cluster.primary(), cluster.replicas(true)]);
-    return p !== null && r.length === 2 ? p.name : null;
-  }, 60_000, 100);
+  return (await cluster.waitHealthy(60_000, { intervalMs: 100 })).name;
 }
 
 async function switchover(): Promise<{ from: string; to: string; seconds: number; stdout: string }> {

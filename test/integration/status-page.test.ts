@@ -30,8 +30,7 @@ beforeAll(async () => {
   await cluster.startEtcd();
   cluster.startAll();
   // Bootstrap plus two clones: seconds when idle; 110 s (inside the hook timeout) covers a loaded 2-core machine.
-  await waitFor('a leader and two streaming standbys', async () =>
-    (await cluster.primary()) !== null && (await cluster.replicas(true)).length === 2, 110_000, 200);
+  await cluster.waitHealthy(110_000);
   browser = await Browser.launch(1280, 900);
 });
 afterAll(async () => {
