@@ -32,6 +32,8 @@ import { AgentStats, instrumentDcs } from './stats.ts';
 import { DeviceWatchdog, checkDevice } from './watchdog-device.ts';
 import { BackupAgent } from '../backup/agent.ts';
 import { registerBackupRoutes } from '../api/backup-routes.ts';
+import { registerRestoreRoute } from '../api/restore-route.ts';
+import { RestoreJobs } from '../backup/restore-job.ts';
 import { longestTimeoutMs, mayPet } from './watchdog-gate.ts';
 import { startLeaderMirror } from './leader-mirror.ts';
 
@@ -184,6 +186,14 @@ async function main(): Promise<number> {
   });
   registerPoolerRoute(app, { member: config.name, poolers });
   registerBackupRoutes(app, { config, backup, isLeader: () => ha.isLeader, view: () => ha.view, logger });
+  // Whole-cluster restore (docs/backup.md#pghactl-restore): its job runs beside the loop, never in it.
+  const restoreJobs = backup === null ? null : new RestoreJobs({
+    config: backup.config, pg, dcs, logger, enqueue: (name, fn) => ha.enqueue(name, fn), promoted: () => backup.promoted(),
+  });
+  registerRestoreRoute(app, {
+    config, dcs, backup, jobs: restoreJobs, isLeader: () => ha.isLeader, paused: () => ha.dynamic.pause,
+    stopPostgres: () => ha.enqueue('restore: stop PostgreSQL', () => pg.stop('fast')),
+  });
   registerReloadAgentRoute(app, { member: config.name, auth: () => config.restapi.authentication, reload: () => reloader.reload('POST /reload-agent') });
   // watchdog.mode required without a usable device made this member nofailover: a reload keeps that.
   const forcedNofailover = config !== loaded;

@@ -38,6 +38,7 @@ export const COMMANDS: readonly LazyCommand[] = [
   { command: 'remove <cluster>', describe: 'delete every key of the cluster in etcd (asks for its name first; stop the agents before)', load: async () => (await import('./remove.ts')).removeCommand },
   { command: 'backup [action]', describe: 'take a pgBackRest backup (on the leader, or --standby), or list / expire the backups', load: async () => (await import('./backup.ts')).backupCommand },
   { command: 'restore-point <name>', describe: 'create a named restore point on the leader (pg_create_restore_point) and archive it, for a restore to --type=name later', load: async () => (await import('./backup.ts')).restorePointCommand },
+  { command: 'restore', describe: 'whole-cluster point-in-time restore from the pgBackRest repository (--time, --lsn, --name or --latest); --resume / --abort an interrupted one', load: async () => (await import('./restore.ts')).restoreCommand },
   { command: 'convert-config <file>', describe: 'convert a Patroni YAML (patroni.yml) to pgha\'s node configuration; lists every setting it could not carry over', load: async () => (await import('./convert.ts')).convertConfigCommand },
   { command: 'verify', describe: 'compare every table of the standbys (or a logical subscriber) with the leader; exit 3: different, 4: not all checked', load: async () => (await import('./verify.ts')).verifyCommand },
   { command: 'version', describe: 'the pgha version of pghactl, and of every agent that answers', load: async () => (await import('./version.ts')).versionCommand },

@@ -9,7 +9,7 @@ export const FORCE_FLAG = '--force';
 export const FORCE_ALIAS = '--yes';
 
 /** The commands that ask before they act (and accept FORCE_FLAG). */
-export const DISRUPTIVE_COMMANDS = ['switchover', 'failover', 'restart', 'reinit', 'drill', 'remove', 'edit-config', 'verify'] as const;
+export const DISRUPTIVE_COMMANDS = ['switchover', 'failover', 'restart', 'reinit', 'drill', 'remove', 'edit-config', 'verify', 'restore'] as const;
 
 export function forceOption<T>(y: Argv<T>, describe = 'do not ask for confirmation (needed without a terminal)'): Argv<T & { force: boolean | undefined }> {
   return y.option('force', { alias: FORCE_ALIAS.slice(2), type: 'boolean', describe });

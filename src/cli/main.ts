@@ -27,7 +27,7 @@ async function main(): Promise<number> {
       // `pghactl completion >> ~/.bashrc` (or ~/.zshrc): yargs' script, which asks pghactl itself.
       .completion('completion', 'print a bash/zsh completion script: pghactl completion >> ~/.bashrc')
       .demandCommand(1, 'name a command (pghactl --help lists them)')
-      .epilogue('Exit codes: 0 done, 1 refused or failed (reason on stderr), 2 usage error; verify: 3 different, 4 not all checked. Commands that disrupt service (switchover, failover, restart, reinit, drill, remove, edit-config in the editor) ask first; --force (or --yes) skips the question and is needed without a terminal.')
+      .epilogue('Exit codes: 0 done, 1 refused or failed (reason on stderr), 2 usage error; verify: 3 different, 4 not all checked. Commands that disrupt service (switchover, failover, restart, reinit, drill, remove, restore, edit-config in the editor) ask first; --force (or --yes) skips the question and is needed without a terminal.')
       .strict()
       .help()
       .exitProcess(false)

@@ -100,7 +100,7 @@ async function inBatches<T>(jobs: Array<() => Promise<T>>): Promise<T[]> {
 const SAMPLE_ARGS: Record<(typeof DISRUPTIVE_COMMANDS)[number], string[]> = {
   switchover: ['switchover'], failover: ['failover', '--candidate', 'n2'], restart: ['restart', 'n2'], reinit: ['reinit', 'n2'],
   drill: ['drill', '--kind', 'kill-primary'], remove: ['remove', 'x'], 'edit-config': ['edit-config'],
-  verify: ['verify', '--repair'],
+  verify: ['verify', '--repair'], restore: ['restore', '--latest'],
 };
 
 describe('pghactl confirmation flag', () => {
