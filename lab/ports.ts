@@ -9,8 +9,9 @@
 // per port under /tmp/pgha-ports, created with O_EXCL (atomic across processes), holding the pid
 // of the process that owns it. A port is skipped when its file exists with a live owner, or when
 // /proc/net/tcp{,6} shows a socket bound to it (whoever made it). Files of dead owners are taken
-// over; the owner's own files are removed when it exits (and by releasePorts()).
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+// over, and swept by the next process that allocates; the owner's own files are removed when it
+// exits (and by releasePorts()).
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const PORT_RANGE = { first: 29000, last: 32767 } as const;
@@ -108,10 +109,15 @@ export function reservePort(port: number): boolean {
   return !boundPorts().has(port) && reserve(port);
 }
 
+/**
+ * Once per process: release our files at exit, and remove the files of dead owners (a vitest worker
+ * ended by a signal never runs its exit handler; reserve() would take such files over anyway).
+ */
 function hookExit(): void {
   if (hooked) return;
   hooked = true;
   process.once('exit', () => { for (const p of [...mine]) release(p); });
+  for (const f of readdirSync(DIR)) if (/^\d+$/.test(f) && reservable(Number(f))) rmSync(join(DIR, f), { force: true });
 }
 
 /** A reservation file whose owner is dead (so reserve() may take it over). */
