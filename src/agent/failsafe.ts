@@ -2,6 +2,7 @@
 // member listed in the last /failsafe record and report who confirmed (decide() weighs the round,
 // src/ha/failsafe.ts). As member: answer such calls and keep the promise they create.
 import { apiRequest } from '../api/client.ts';
+import { patroniFailsafeFields } from '../api/failsafe-body.ts';
 import type { ClientTls } from '../api/tls.ts';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import { isPgHaError } from '../errors.ts';
@@ -20,6 +21,8 @@ export interface FailsafeCallOptions {
   timeoutMs: number;
   /** Our ttl (seconds), sent along: a member whose own ttl is shorter refuses to confirm. */
   ttl: number;
+  /** Our PostgreSQL host:port, sent in Patroni's fields so that a Patroni member can confirm us. */
+  conn?: string | undefined;
   /** Monotonic clock, ms. */
   now(): number;
 }
@@ -27,7 +30,9 @@ export interface FailsafeCallOptions {
 /** Why a member did not confirm: its HTTP answer, or the network/TLS/timeout error. */
 async function confirms(member: string, url: string, o: FailsafeCallOptions): Promise<string | null> {
   try {
-    const r = await apiRequest(new URL('/failsafe', url), { body: { leader: o.self, ttl: o.ttl }, auth: o.auth, member, tls: o.tls, timeoutMs: o.timeoutMs });
+    // Patroni's fields beside pgha's: a Patroni 3.0.2 member reads name/conn_url/api_url (mixed clusters).
+    const patroni = o.conn === undefined ? {} : patroniFailsafeFields(o.self, o.conn, o.record.members[o.self] ?? '');
+    const r = await apiRequest(new URL('/failsafe', url), { body: { leader: o.self, ttl: o.ttl, ...patroni }, auth: o.auth, member, tls: o.tls, timeoutMs: o.timeoutMs });
     return r.status === 200 ? null : `HTTP ${r.status}`;
   } catch (err) {
     return (err as Error).message; // unreachable, refused, TLS failure, timed out: not a confirmation
@@ -96,6 +101,7 @@ export class FailsafeAgent {
     if (!local.running || local.role !== 'primary' || deadline === null || now() >= deadline) return null;
     const round = await failsafeRound({
       self: config.name, record, auth: config.restapi.authentication, tls: this.#d.tls, now, ttl: dyn.ttl,
+      conn: config.postgresql.connect_address ?? config.postgresql.listen,
       // Each member gets as long as one etcd call (retry_timeout): it answers from memory in
       // milliseconds on a LAN, and the round must end well inside what is left of the deadline.
       timeoutMs: dyn.retry_timeout * 1000,

@@ -200,8 +200,13 @@ export interface StatusBody {
   /** Holder of the leader key in the last etcd read; null: none, or etcd not read yet. */
   leader: string | null;
   timeline: number | null;
-  /** Primary: write position. Standby: the further of received and replayed. Bytes. */
-  xlog: { location: number | null };
+  /**
+   * In Patroni's shape, which a Patroni leader reads from GET /patroni in a mixed cluster
+   * (ha.py _MemberStatus: a `location` means "not in recovery"): primary {location: write
+   * position}; standby {received_location, replayed_location}, both the further of received and
+   * replayed; absent while PostgreSQL is not answering (Patroni then counts the member unreachable).
+   */
+  xlog?: { location: number | null } | { received_location: number | null; replayed_location: number | null };
   /** Standby only: streaming | in archive recovery. */
   replication_state: ReplicationState | null;
   lag: number | null;
@@ -230,9 +235,15 @@ export interface StatusBody {
 
 const ROLE = { primary: 'primary', standby: 'replica', unknown: 'unknown' } as const;
 
+function xlogOf(m: MemberInfo): Pick<StatusBody, 'xlog'> {
+  if (m.role === 'primary') return { xlog: { location: m.lsn } };
+  if (m.role === 'standby') return { xlog: { received_location: m.lsn, replayed_location: m.lsn } };
+  return {};
+}
+
 function pendingBody(scope: string): StatusBody {
   return {
-    name: null, scope, role: 'unknown', state: 'unknown', leader: null, timeline: null, xlog: { location: null },
+    name: null, scope, role: 'unknown', state: 'unknown', leader: null, timeline: null,
     replication_state: null, lag: null, upstream: null, tags: null, pending_restart: false, sync_standby: false,
     quorum_standby: false, pause: false, cluster_unlocked: false, database_system_identifier: null, last_plan: null, age_ms: null,
     stale: true, patroni: { version: null, scope, name: null },
@@ -244,7 +255,7 @@ export function statusBody(s: AgentSnapshot | null, now: number, staleAfterMs: n
   const m = s.member;
   return {
     name: m.name, scope, role: ROLE[m.role], state: m.state, leader: s.cluster?.leader?.name ?? null,
-    timeline: m.timeline, xlog: { location: m.lsn }, replication_state: replicationState(m), lag: s.lagBytes,
+    timeline: m.timeline, ...xlogOf(m), replication_state: replicationState(m), lag: s.lagBytes,
     upstream: m.upstream, tags: m.tags, pending_restart: m.pendingRestart, sync_standby: isSync(s), quorum_standby: isQuorum(s), pause: s.paused,
     cluster_unlocked: s.cluster !== null && s.cluster.leader === null, database_system_identifier: s.systemId,
     last_plan: s.lastPlan, age_ms: Math.round(now - s.observedAt), stale: isStale(s, now, staleAfterMs),

@@ -16,6 +16,7 @@ import { Lockout } from './lockout.ts';
 import { badRequest, requireAuth } from './server.ts';
 import { requireTargetMember, type PublishedAddresses } from './target-member.ts';
 import { restConnectAddress } from '../config/schema.ts';
+import { failsafeBodySchema, failsafeCaller } from './failsafe-body.ts';
 
 /**
  * The furthest ahead a restart may be scheduled (ms): 7 days covers "the next maintenance window"
@@ -187,16 +188,15 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
   memberOp('/reinitialize', d.reinitialize, false);
   // Failsafe mode: answered from memory, never waiting on etcd or PostgreSQL, so the leader's
   // short deadline on this call is met.
-  const failsafeBody = z.strictObject({
-    leader: z.string().min(1).max(256).regex(/^[A-Za-z0-9_.-]+$/, 'a member name'),
-    // The leader's ttl in seconds (the dynamic config's range): the promise lasts at least this.
-    ttl: z.number().min(2).max(3600).optional(),
-  });
+  // Both dialects (src/api/failsafe-body.ts): pgha's JSON answer, or Patroni's text `Accepted`
+  // (200) / the reason (500), which is what a Patroni 3.0.2 leader checks.
   app.post('/failsafe', auth, async (req, reply) => {
-    const b = parse(failsafeBody, req.body, reply);
+    const b = parse(failsafeBodySchema, req.body, reply);
     if (b === undefined) return reply;
-    const a = d.failsafe(b.leader, b.ttl);
-    if (a.ok) return reply.send({ accepted: true, member: d.config.name, leader: b.leader });
+    const { leader, patroni } = failsafeCaller(b);
+    const a = d.failsafe(leader, b.ttl);
+    if (patroni) return a.ok ? reply.type('text/plain').send('Accepted') : reply.code(500).type('text/plain').send(a.reason);
+    if (a.ok) return reply.send({ accepted: true, member: d.config.name, leader });
     return reply.code(409).send({ error: 'PGHA_FAILSAFE_REFUSED', message: a.reason });
   });
 }

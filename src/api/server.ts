@@ -1,6 +1,7 @@
 // The agent's REST API (fastify 5). Health checks answer from the HA loop's cached snapshot,
 // never by querying PostgreSQL per probe; their semantics live in health.ts (pure). Mutating
 // endpoints (ops-routes.ts) are guarded by `requireAuth`, an onRequest hook (before any body). Endpoints: docs/rest-api.md.
+import { toPatroniState } from '../dcs/patroni.ts';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -70,7 +71,7 @@ const statusSchema = {
   properties: {
     name: orNull('string'), scope: { type: 'string' }, role: { type: 'string' }, state: { type: 'string' },
     leader: orNull('string'), timeline: orNull('number'),
-    xlog: { type: 'object', properties: { location: orNull('number') } },
+    xlog: { type: 'object', properties: { location: orNull('number'), received_location: orNull('number'), replayed_location: orNull('number') } },
     replication_state: orNull('string'), lag: orNull('number'), upstream: orNull('string'), tags: tagsSchema,
     pending_restart: { type: 'boolean' }, sync_standby: { type: 'boolean' }, quorum_standby: { type: 'boolean' }, pause: { type: 'boolean' },
     cluster_unlocked: { type: 'boolean' }, database_system_identifier: orNull('string'), last_plan: orNull('string'),
@@ -146,7 +147,12 @@ function registerViews(app: FastifyInstance, o: BuildApiOptions): void {
     return statusBody(i.snapshot, i.now, i.staleAfterMs, i.scope);
   };
   app.get('/status', { schema: { response: { 200: statusSchema } } }, status);
-  app.get('/patroni', { schema: { response: { 200: statusSchema } } }, status);
+  // Patroni's path speaks Patroni's state words ("creating replica", not "cloning"): patronictl
+  // reinit --wait polls it until the state is something else. GET /status keeps pgha's words.
+  app.get('/patroni', { schema: { response: { 200: statusSchema } } }, async () => {
+    const body = await status();
+    return body.state === 'unknown' ? body : { ...body, state: toPatroniState(body.state) };
+  });
   app.get('/cluster', { schema: { response: { 200: clusterSchema } } }, async () => {
     const i = snapshotInput(o);
     return clusterBody(i.snapshot, i.now, i.staleAfterMs, i.scope);

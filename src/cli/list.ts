@@ -5,6 +5,7 @@ import { buildListRows, renderList, renderTopology } from './format.ts';
 import { apiRequest, jsonOf } from '../api/client.ts';
 import { archiveWarning, type ArchiveHealth } from '../backup/health.ts';
 import type { ClusterView } from '../ha/types.ts';
+import { timingAdvice } from './timing-advice.ts';
 import type { ClientTls } from '../api/tls.ts';
 
 /** A /status read for the archive banner: 1.5 s, so one dead member delays the table little. */
@@ -49,7 +50,7 @@ export const listCommand: CommandModule<GlobalOpts, GlobalOpts & { watch?: numbe
       for (;;) {
         const view = await ctx.dcs.readCluster(ctx.fallback);
         const table = renderList(ctx.scope, view, buildListRows(view), argv.format, process.stdout.isTTY === true);
-        const out = argv.format === 'table' ? table + await archiveBanner(view, ctx.tls) : table;
+        const out = argv.format === 'table' ? table + await archiveBanner(view, ctx.tls) + timingAdvice(view) : table;
         // On a terminal the screen is cleared before each table; piped output just appends.
         process.stdout.write(every !== null && process.stdout.isTTY ? `\x1b[2J\x1b[H${out}` : out);
         if (every === null) return;

@@ -24,6 +24,8 @@ export const memberInfoSchema: z.ZodType<MemberInfo> = z.object({
   tags,
   upstream: z.string().nullable(),
   pendingRestart: z.boolean(),
+  agent: z.enum(['patroni', 'pgha']).optional(),
+  patroniRole: z.string().max(64).optional(),
 });
 
 /** A member's REST address: scheme, peer host and port, no credentials, path, query or fragment. */

@@ -23,6 +23,11 @@ const TO_PATRONI_STATE: Record<MemberState, string> = {
   rewinding: 'stopped', cloning: 'creating replica', bootstrapping: 'initializing new cluster', fenced: 'stopped',
 };
 
+/** A pgha state in Patroni's words (GET /patroni answers these: patronictl reinit --wait polls for "creating replica"). */
+export function toPatroniState(state: MemberState): string {
+  return TO_PATRONI_STATE[state];
+}
+
 /** Patroni's state (and role) -> pgha's, for values a Patroni agent wrote. */
 export function fromPatroniState(state: string, role: MemberInfo['role'], replicationState: string | undefined): MemberState {
   if (state === 'running') return role === 'standby' && replicationState === 'streaming' ? 'streaming' : 'running';
@@ -113,6 +118,9 @@ export function memberFromPatroni(name: string, v: z.infer<typeof patroniMemberS
     },
     upstream: v.upstream ?? null,
     pendingRestart: v.pending_restart === true,
+    // A mixed cluster: Patroni writes none of pgha's fields (its `version` is its own release).
+    // pgha's own values leave `agent` out (absent means pgha), so they decode back exactly.
+    ...(v.pgha_state === undefined ? { agent: 'patroni', ...(v.role === undefined ? {} : { patroniRole: v.role.slice(0, 64) }) } : {}),
   };
 }
 

@@ -20,6 +20,7 @@
 //      from /failsafe) never races; nor does anyone while /sync is unreadable in synchronous
 //      mode, or /config is invalid with no earlier valid value known.
 // A paused cluster (maintenance mode) never promotes, demotes, restarts or fences on its own.
+import { patroniReleasedLsn } from './patroni-handover.ts';
 import type { DynamicConfig } from '../config/schema.ts';
 import { logicalManaged, physicalPermanentSlots } from './logical.ts';
 import { asCandidate, bestCandidate, lagBehind, markedUnsafe, mayEverPromote, type Candidate } from './candidates.ts';
@@ -323,10 +324,13 @@ function decideAsCandidate(o: Observation, req: FailoverRequest, candidate: stri
     const seen = o.local.lsn === null || o.local.timeline === null ? [] : quorumWitnesses(rule, o.self.name, o.local.lsn, o.local.timeline, o.cluster.members);
     if (seen.length < rule.need) return plan(`named in a ${req.kind}, but quorum: only ${seen.length} of ${rule.need} members seen at or behind us: not racing`);
   }
-  if (req.shutdownLsn !== null && (o.local.lsn ?? 0) <= req.shutdownLsn) {
-    return { ...plan(`${req.kind}: waiting for WAL beyond ${req.shutdownLsn}`), retryAfterMs: HANDOVER_POLL_MS };
+  // Mixed Patroni/pgha cluster (migration): a Patroni leader's switchover records no shutdown_lsn;
+  // its final /status optime stands in once it has released the key (src/ha/patroni-handover.ts).
+  const shutdownLsn = req.shutdownLsn ?? patroniReleasedLsn(req, o.cluster);
+  if (shutdownLsn !== null && (o.local.lsn ?? 0) <= shutdownLsn) {
+    return { ...plan(`${req.kind}: waiting for WAL beyond ${shutdownLsn}`), retryAfterMs: HANDOVER_POLL_MS };
   }
-  if (req.kind === 'switchover' && req.leader !== null && req.shutdownLsn === null) {
+  if (req.kind === 'switchover' && req.leader !== null && shutdownLsn === null) {
     // The key is free but the old leader has not recorded its last WAL position yet.
     return { ...plan(`${req.kind}: waiting for ${req.leader} to record its last WAL position`), retryAfterMs: HANDOVER_POLL_MS };
   }

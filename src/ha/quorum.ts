@@ -81,13 +81,17 @@ export function meet(a: Guarantee, b: Guarantee): Guarantee {
 }
 
 /** Standbys of ours that may be listed in synchronous_standby_names: streaming from us, not tagged nosync. */
-export function eligibleMembers(me: string, members: MemberInfo[]): MemberInfo[] {
-  return members.filter((m) => m.name !== me && m.role === 'standby' && m.state === 'streaming' && !m.tags.nosync && m.upstream === me);
+export function eligibleMembers(me: string, members: MemberInfo[], streamingHere: readonly string[] = []): MemberInfo[] {
+  return members.filter((m) => m.name !== me && m.role === 'standby' && !m.tags.nosync && (
+    (m.state === 'streaming' && m.upstream === me) ||
+    // A Patroni member (mixed cluster, migration): Patroni 3.0.2 publishes neither its upstream
+    // nor replication_state, so it counts when our own pg_stat_replication shows it streaming.
+    (m.agent === 'patroni' && m.state === 'running' && streamingHere.includes(m.name))));
 }
 
 /** The names of eligibleMembers, sorted. */
-export function eligibleStandbys(me: string, members: MemberInfo[]): string[] {
-  return eligibleMembers(me, members).map((m) => m.name).sort();
+export function eligibleStandbys(me: string, members: MemberInfo[], streamingHere: readonly string[] = []): string[] {
+  return eligibleMembers(me, members, streamingHere).map((m) => m.name).sort();
 }
 
 /** Standbys that have flushed every WAL byte written before synchronous_standby_names last changed. */
@@ -117,7 +121,7 @@ export function planQuorum(o: Observation, cfg: DynamicConfig, cluster: ClusterV
   const mine = cluster.sync !== null && cluster.sync.leader === me;
   // A record written by another leader speaks of its commits, which we hold: start from nothing.
   const record = mine ? guaranteeOf(cluster.sync) : NO_GUARANTEE;
-  const eligible = eligibleStandbys(me, cluster.members);
+  const eligible = eligibleStandbys(me, cluster.members, o.local.replicas.map((r) => r.name));
   const k = Math.min(cfg.synchronous_node_count, eligible.length);
   const desired: Guarantee | 'block' = eligible.length > 0 ? { members: eligible, acks: k } : cfg.synchronous_mode_strict ? 'block' : NO_GUARANTEE;
   const names = desired === 'block' ? [] : eligible.length > 0 ? eligible : null;

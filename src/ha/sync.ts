@@ -14,7 +14,7 @@ export function planSync(o: Observation, cfg: DynamicConfig, cluster: ClusterVie
   // A quorum-mode record (acks below its size) does not say every member holds every commit.
   const own = cluster.sync !== null && cluster.sync.leader === me && namesEveryCommit(cluster.sync);
   const record = own ? (cluster.sync?.members ?? []) : [];
-  const eligible = eligibleMembers(me, cluster.members)
+  const eligible = eligibleMembers(me, cluster.members, o.local.replicas.map((r) => r.name))
     .sort((a, b) => Number(record.includes(b.name)) - Number(record.includes(a.name)) || (b.lsn ?? 0) - (a.lsn ?? 0) || (a.name < b.name ? -1 : 1));
   const desired = eligible.slice(0, cfg.synchronous_node_count).map((m) => m.name);
   const narrowed = record.filter((n) => desired.includes(n));

@@ -128,6 +128,13 @@ export interface MemberInfo {
   /** Member name this standby replicates from, if any. */
   upstream: string | null;
   pendingRestart: boolean;
+  /**
+   * Which agent wrote the value (a mixed Patroni/pgha cluster during a migration): `patroni` when
+   * it carries no pgha field (pgha writes `pgha_state` beside Patroni's fields); absent: pgha.
+   */
+  agent?: 'patroni' | 'pgha' | undefined;
+  /** Patroni's own `role` word as a Patroni agent wrote it (`master`, `replica`, `demoted` ...). */
+  patroniRole?: string | undefined;
 }
 
 export interface LeaderKey {

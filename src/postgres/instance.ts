@@ -17,6 +17,7 @@ import type { Logger } from '../log/logger.ts';
 import { syncStandbyNames } from '../ha/quorum.ts';
 import { defaultHba, peerPgpass, renderHba, renderPghaConf, renderPgpass, sslParameters, syncNamesFromConf, upstreamFromConf, type StandbyConf } from './conf.ts';
 import { readControlData, type ControlData } from './controldata.ts';
+import { adoptPatroniConf } from './patroni-conf.ts';
 import { childPids, ensureDataDir, fatalLines, isInitialized, livePostmaster, pidFromFile, waitForExit, waitForReap, wipeContents, writeAtomic, writeFresh } from './datadir.ts';
 import { run, type RunAs } from './exec.ts';
 import { Probe, withSession } from './probe.ts';
@@ -288,6 +289,10 @@ class LocalInstance implements PostgresControl {
   }
 
   async #renderConf(up: Upstream | null, standby: boolean): Promise<void> {
+    // A data directory Patroni managed (live migration): make postgresql.conf include pgha.conf.
+    if (await adoptPatroniConf(this.#dir, this.#runAs)) {
+      this.#o.logger.warn({ event: 'patroni conf adopted' }, 'postgresql.conf was Patroni\'s: kept as postgresql.conf.patroni, replaced by one that includes pgha.conf');
+    }
     await this.#writePassfile(standby ? up : null);
     await writeAtomic(this.#path('pgha.conf'), this.#confText(up, standby), this.#runAs);
   }

@@ -151,6 +151,26 @@ describe('patronictl 3.0.2 against pgha', () => {
     expect(out).toMatch(new RegExp(`Success: reinitialize for member ${replica.name}`));
     expect(clones()).toBe(before + 1);
     await healthy();
+    // --wait polls GET /patroni every 2 s until the state is no longer "creating replica"
+    // (Patroni's word; pgha's /status says "cloning"): when it returns, the clone is done.
+    const states = new Set<string>();
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        const body = await fetch(`${cluster.apiBase(replica)}/patroni`, { signal: AbortSignal.timeout(1000) }).then((x) => x.json() as Promise<{ state: string }>, () => null);
+        if (body !== null) states.add(body.state);
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    })();
+    const waited = await ok('reinit', 'itest', replica.name, '--force', '--wait');
+    polling = false;
+    await poller;
+    expect(waited).toMatch(new RegExp(`Reinitialize is completed on: ${replica.name}`));
+    expect(states).toContain('creating replica');
+    expect(states).not.toContain('cloning');
+    const st = await cluster.status(replica);
+    expect(st?.state).toBe('streaming');
+    await healthy();
     // patronictl itself offers only replicas (ctl.py get_members with role replica).
     const r = await patronictl('reinit', 'itest', leader, '--force');
     expect(r.code).not.toBe(0);

@@ -44,6 +44,22 @@ describe('POST /failsafe', () => {
     expect(calls).toEqual(['n1', 'n1/30']);
   });
 
+  // Patroni 3.0.2's leader (ha.py check_failsafe_topology / call_failsafe_member) sends
+  // {name, conn_url, api_url, slots} and counts a member only on 200 with the body `Accepted`.
+  it('answers a Patroni leader in Patroni\'s terms', async () => {
+    const patroniBody = { name: 'p1', conn_url: 'postgres://127.0.0.1:5432/postgres', api_url: 'http://127.0.0.1:8008/patroni', slots: { p1: 123 } };
+    const yes = api(() => ({ ok: true, hold: { leader: 'p1', until: 3000 } }));
+    const r = await yes.app.inject(post(patroniBody));
+    expect([r.statusCode, r.body]).toEqual([200, 'Accepted']);
+    expect(yes.calls).toEqual(['p1']);
+    const no = api(() => ({ ok: false, reason: 'etcd last showed n3 holding the leader key' }));
+    const r2 = await no.app.inject(post(patroniBody));
+    expect([r2.statusCode, r2.body]).toEqual([500, 'etcd last showed n3 holding the leader key']);
+    // pgha's own leader sends both dialects' fields: answered in pgha's JSON.
+    const both = await yes.app.inject(post({ leader: 'p1', ttl: 30, name: 'p1', conn_url: 'postgres://127.0.0.1:5432/postgres', api_url: 'http://127.0.0.1:8008/patroni' }));
+    expect(both.json()).toEqual({ accepted: true, member: 'n2', leader: 'p1' });
+  });
+
   it('answers 409 with the reason when the member refuses', async () => {
     const { app } = api(() => ({ ok: false, reason: 'etcd last showed n3 holding the leader key' }));
     const r = await app.inject(post({ leader: 'n1' }));
@@ -55,7 +71,8 @@ describe('POST /failsafe', () => {
     ['no credentials', post({ leader: 'n1' }, null), 401],
     ['wrong credentials', post({ leader: 'n1' }, `Basic ${Buffer.from('admin:nope').toString('base64')}`), 401],
     ['no leader', post({}), 400],
-    ['an unknown key', post({ leader: 'n1', slots: {} }), 400],
+    ['an unknown key', post({ leader: 'n1', extra: {} }), 400],
+    ['a leader and a name that differ', post({ leader: 'n1', name: 'n3' }), 400],
     ['a ttl out of range', post({ leader: 'n1', ttl: 0 }), 400],
     ['a leader that is no member name', post({ leader: 'n1; rm -rf' }), 400],
   ])('refuses %s without asking the member', async (_, req, status) => {

@@ -229,6 +229,14 @@ describe('GET /status body', () => {
     expect(body(S[name])).toMatchObject(want);
   });
 
+  // A Patroni leader reads GET /patroni in a mixed cluster (ha.py _MemberStatus.from_api_response):
+  // an `xlog.location` means "not in recovery", so a standby must give received/replayed instead.
+  it('gives WAL positions in Patroni\'s shape', () => {
+    expect(body(S.replica).xlog).toEqual({ received_location: 1000, replayed_location: 1000 });
+    expect(body(S.primary).xlog).toEqual({ location: 1000 });
+    expect(body(S.stopped)).not.toHaveProperty('xlog');
+  });
+
   it('reports an unlocked cluster and maintenance mode', () => {
     expect(body(snap({ paused: true, cluster: clusterView({ leader: null }) }))).toMatchObject({ cluster_unlocked: true, pause: true, leader: null });
   });

@@ -27,11 +27,12 @@ describe('values Patroni 3.0.2 wrote', () => {
     expect(p2).toEqual({
       name: 'p2', role: 'primary', state: 'running', timeline: 2, lsn: 50332416, apiUrl: 'http://127.0.0.1:9201',
       conn: '127.0.0.1:6201', tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, failover_priority: 1 },
-      upstream: null, pendingRestart: false,
+      upstream: null, pendingRestart: false, agent: 'patroni', patroniRole: 'master',
     });
-    // The old primary while stopping: Patroni's role `demoted`, no position.
+    // The old primary while stopping: Patroni's role `demoted`, no position (what a pgha
+    // candidate reads as "the Patroni leader released the key": src/ha/patroni-handover.ts).
     const p1 = ok(decode(memberValueSchema('p1'), key('after-switchover', 'members/p1')));
-    expect(p1).toMatchObject({ role: 'unknown', state: 'stopped', lsn: null, timeline: null });
+    expect(p1).toMatchObject({ role: 'unknown', state: 'stopped', lsn: null, timeline: null, agent: 'patroni', patroniRole: 'demoted' });
     // A running replica (3.0.2 publishes no replication_state): a running standby, a failover candidate.
     expect(ok(decode(memberValueSchema('p1'), key('paused', 'members/p1')))).toMatchObject({ role: 'standby', state: 'running', lsn: 50332456, timeline: 2 });
     expect(ok(decode(memberValueSchema('p2'), key('scheduled-restart', 'members/p2')))).toMatchObject({ role: 'primary', lsn: 50332512 });

@@ -1,0 +1,300 @@
+// A three-member loopback cluster whose members run Patroni (Debian's /usr/bin/patroni, 3.0.2) or
+// pgha (`pgha --patroni-config`, on the same data directory with the same Patroni YAML), switched
+// member by member: what a live migration from Patroni to pgha (and back) does. One etcd (v3 API),
+// PostgreSQL 15 as the postgres OS user, optionally HAProxy checking /primary on each member's REST
+// port, and a write probe through HAProxy that classifies every write. `teardown()` kills
+// everything it started and removes its directory, whatever state the cluster is in.
+// The Patroni YAML follows scripts/bench-patroni.ts (which runs Patroni-only clusters).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { stringify } from 'yaml';
+import { lookupOsUser } from '../../src/postgres/instance.ts';
+import { childPids } from '../../src/postgres/datadir.ts';
+import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
+import { startEtcd, type EtcdHandle } from './etcd.ts';
+import { PASSWORDS, REPO, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, waitFor } from './cluster.ts';
+
+const PGHA_BIN = join(REPO, 'bin/pgha.js');
+const COMPILE_CACHE = join(tmpdir(), 'pgha-test-compile-cache');
+export const API_AUTH = { username: 'admin', password: 'admin-pw' };
+
+export type Agent = 'patroni' | 'pgha';
+export interface MixedNode {
+  name: string; pgPort: number; apiPort: number; dir: string; dataDir: string; cfg: string; log: string;
+  agent: Agent | null; proc: ChildProcess | null;
+}
+export interface MixedOptions {
+  scope: string;
+  etcdPort: number; pgPortBase: number; apiPortBase: number;
+  /** Patroni's timing and any other bootstrap.dcs keys (synchronous_mode ...). */
+  dcs: Record<string, unknown>;
+  /** Tags of member i (1-based), read by both agents. */
+  tags?: (i: number) => Record<string, unknown>;
+}
+
+export class MixedCluster {
+  readonly dir = mkdtempSync(join(tmpdir(), 'pgha-mixed-'));
+  readonly nodes: MixedNode[];
+  readonly etcdEndpoint: string;
+  etcd: EtcdHandle | null = null;
+  haproxy: ChildProcess | null = null;
+  readonly #user = lookupOsUser('postgres');
+  readonly #o: MixedOptions;
+
+  constructor(o: MixedOptions) {
+    this.#o = o;
+    chownSync(this.dir, this.#user.uid, this.#user.gid);
+    mkdirSync(COMPILE_CACHE, { recursive: true, mode: 0o700 });
+    chownSync(COMPILE_CACHE, this.#user.uid, this.#user.gid);
+    this.etcdEndpoint = `127.0.0.1:${o.etcdPort}`;
+    this.nodes = [1, 2, 3].map((i) => {
+      const dir = join(this.dir, `m${i}`);
+      return {
+        name: `m${i}`, pgPort: o.pgPortBase + i, apiPort: o.apiPortBase + i, dir, dataDir: join(dir, 'data'),
+        cfg: join(this.dir, `m${i}.yml`), log: join(this.dir, `m${i}.log`), agent: null, proc: null,
+      };
+    });
+    for (const n of this.nodes) this.#writeConfig(n);
+  }
+
+  /** One Patroni YAML per member, used by both agents (pgha through --patroni-config). */
+  #writeConfig(n: MixedNode): void {
+    mkdirSync(n.dir, { mode: 0o700 });
+    chownSync(n.dir, this.#user.uid, this.#user.gid);
+    writeFileSync(n.cfg, stringify({
+      scope: this.#o.scope, name: n.name, namespace: '/migration/',
+      restapi: { listen: `127.0.0.1:${n.apiPort}`, connect_address: `127.0.0.1:${n.apiPort}`, authentication: API_AUTH },
+      etcd3: { hosts: [this.etcdEndpoint] },
+      bootstrap: {
+        dcs: {
+          ...this.#o.dcs,
+          postgresql: { use_pg_rewind: true, use_slots: true, parameters: { wal_log_hints: 'on', shared_buffers: '16MB', max_connections: 30 } },
+        },
+        initdb: [{ encoding: 'UTF8' }, 'data-checksums'],
+      },
+      postgresql: {
+        listen: `127.0.0.1:${n.pgPort}`, connect_address: `127.0.0.1:${n.pgPort}`, data_dir: n.dataDir,
+        bin_dir: '/usr/lib/postgresql/15/bin', pgpass: join(n.dir, 'pgpass'),
+        authentication: {
+          superuser: { username: 'postgres', password: PASSWORDS.superuser },
+          replication: { username: 'replicator', password: PASSWORDS.replication },
+          rewind: { username: 'rewinder', password: PASSWORDS.rewind },
+        },
+        pg_hba: ['local all all scram-sha-256', 'host all all 127.0.0.1/32 scram-sha-256', 'host replication replicator 127.0.0.1/32 scram-sha-256'],
+        parameters: { unix_socket_directories: n.dir },
+      },
+      ...(this.#o.tags === undefined ? {} : { tags: this.#o.tags(Number(n.name.slice(1))) }),
+    }), { mode: 0o600 });
+    chownSync(n.cfg, this.#user.uid, this.#user.gid);
+  }
+
+  async startEtcd(): Promise<void> {
+    this.etcd = await startEtcd({ clientPort: this.#o.etcdPort, peerPort: this.#o.etcdPort + 1, name: this.#o.scope });
+  }
+
+  /** Start `agent` on n's data directory, as the postgres OS user; its output goes to n.log. */
+  start(n: MixedNode, agent: Agent): void {
+    if (n.proc !== null) throw new Error(`${n.name} already runs ${n.agent}`);
+    const out = createWriteStream(n.log, { flags: 'a' });
+    out.write(`\n===== ${new Date().toISOString()} starting ${agent} =====\n`);
+    const [cmd, args] = agent === 'patroni' ? ['/usr/bin/patroni', [n.cfg]] : [process.execPath, [PGHA_BIN, '--patroni-config', n.cfg]];
+    const child = spawn(cmd, args, {
+      uid: this.#user.uid, gid: this.#user.gid, cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8', PGHA_COMPILE_CACHE: COMPILE_CACHE },
+    });
+    child.stdout?.pipe(out);
+    child.stderr?.pipe(out);
+    n.proc = child;
+    n.agent = agent;
+    child.on('exit', () => { if (n.proc === child) { n.proc = null; n.agent = null; } });
+  }
+
+  /**
+   * Stop n's agent as an operator would (SIGTERM: `systemctl stop`). Both stop their PostgreSQL
+   * on the way out (Patroni always; pgha for a standby; a pgha leader hands nothing over).
+   */
+  async stop(n: MixedNode): Promise<void> {
+    const child = n.proc;
+    if (child === null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill('SIGTERM');
+    // Patroni stops PostgreSQL (fast) and leaves within seconds; 60 s covers a loaded machine.
+    await Promise.race([exited, sleep(60_000)]);
+    if (n.proc === child) { child.kill('SIGKILL'); await exited; }
+    // Whoever stopped, no postmaster may survive it (the next agent starts its own).
+    await waitFor(`${n.name}'s postmaster gone`, async () => postmasterPid(n.dataDir) === null, 30_000, 100);
+  }
+
+  /** SIGKILL the agent and its postmaster with its children (a process-level host crash). */
+  kill(n: MixedNode): void {
+    n.proc?.kill('SIGKILL');
+    const pm = postmasterPid(n.dataDir);
+    if (pm !== null) { for (const c of childPids(pm)) tryKill(c); tryKill(pm); }
+  }
+
+  startHaproxy(rw: number): void {
+    const file = join(this.dir, 'haproxy.cfg');
+    writeFileSync(file, renderHaproxyConfig({
+      readWritePort: rw, readOnlyPort: rw + 1, checkIntervalMs: 250,
+      members: this.nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })),
+    }));
+    this.haproxy = spawn('/usr/sbin/haproxy', ['-db', '-f', file], { stdio: 'ignore' });
+  }
+
+  async api(n: MixedNode, path: string): Promise<number> {
+    // Both agents answer from memory; 1 s keeps a dead agent from stalling a poll.
+    return httpStatus(`http://127.0.0.1:${n.apiPort}${path}`, 1000);
+  }
+
+  async primaries(): Promise<MixedNode[]> {
+    const codes = await Promise.all(this.nodes.map((n) => this.api(n, '/primary')));
+    return this.nodes.filter((_, i) => codes[i] === 200);
+  }
+
+  async query<R extends pg.QueryResultRow>(n: MixedNode, sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    // A local query; the timeouts only keep a dying server from blocking a poll.
+    return queryOnce(superuserClient({ host: '127.0.0.1', port: n.pgPort, connectMs: 2000, queryMs: 5000 }), sql, params) as Promise<pg.QueryResult<R>>;
+  }
+
+  /** The member holding the leader key in etcd (null: none). */
+  async leaderKey(): Promise<string | null> {
+    const r = await this.etcdGet(`/migration/${this.#o.scope}/leader`);
+    return r;
+  }
+
+  async etcdGet(key: string): Promise<string | null> {
+    const b64 = (s: string) => Buffer.from(s).toString('base64');
+    const r = await fetch(`http://${this.etcdEndpoint}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: b64(key) }), signal: AbortSignal.timeout(2000) });
+    const j = (await r.json()) as { kvs?: Array<{ value?: string }> };
+    const v = j.kvs?.[0]?.value;
+    return v === undefined ? null : Buffer.from(v, 'base64').toString();
+  }
+
+  /**
+   * One primary (its agent answers 200 on /primary), the two others replicas streaming from it
+   * with everything it had written when the wait began replayed. A replica that runs but does not
+   * stream yet would otherwise count (its slot may not exist until the leader's next loop).
+   */
+  async healthy(timeoutMs = 120_000): Promise<MixedNode> {
+    let target: { node: MixedNode; lsn: string } | null = null;
+    return waitFor('one primary and two streaming replicas caught up', async () => {
+      const ps = await this.primaries();
+      if (ps.length !== 1) return null;
+      const p = ps[0]!;
+      const reps = this.nodes.filter((n) => n !== p);
+      if ((await Promise.all(reps.map((n) => this.api(n, '/replica')))).some((c) => c !== 200)) return null;
+      if (target?.node !== p) target = { node: p, lsn: (await this.query<{ lsn: string }>(p, 'select pg_current_wal_lsn()::text as lsn')).rows[0]!.lsn };
+      const r = await this.query<{ n: string }>(p, "select count(*) as n from pg_stat_replication where state = 'streaming' and application_name = any($1) and replay_lsn >= $2::pg_lsn", [reps.map((n) => n.name), target.lsn]);
+      return Number(r.rows[0]?.n) === 2 ? p : null;
+    }, timeoutMs, 250);
+  }
+
+  async teardown(): Promise<void> {
+    for (const n of this.nodes) this.kill(n);
+    this.haproxy?.kill('SIGKILL');
+    // Anything else started under this directory (pg_rewind, pg_basebackup, a detached postmaster).
+    for (const pid of pidsMentioning(this.dir)) tryKill(pid);
+    await this.etcd?.stop();
+    if (process.env.PGHA_KEEP_TEST_DIRS !== '1') rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  logs(n: MixedNode): string {
+    return existsSync(n.log) ? readFileSync(n.log, 'utf8') : '';
+  }
+}
+
+function tryKill(pid: number): void {
+  try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+}
+
+function pidsMentioning(text: string): number[] {
+  const out: number[] = [];
+  for (const d of readdirSafe('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try { if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(text)) out.push(Number(d)); } catch { /* gone */ }
+  }
+  return out;
+}
+function readdirSafe(p: string): string[] {
+  try { return readdirSync(p); } catch { return []; }
+}
+
+export type Outcome = 'acknowledged' | 'failed' | 'unknown';
+export interface Attempt { id: number; start: number; end: number; outcome: Outcome }
+
+/**
+ * Inserts ids 1, 2, ... through HAProxy's read-write port, one at a time, on one session
+ * (reconnecting after any error). Each write is classified: acknowledged (the commit returned),
+ * failed (never sent, or refused by the server before it could commit: no session, read-only,
+ * an SQL error), unknown (sent, then the session broke or timed out: it may have committed).
+ */
+export class WriteProbe {
+  readonly attempts: Attempt[] = [];
+  #stop = false;
+  #done: Promise<void> | null = null;
+  readonly #port: number;
+  constructor(port: number) { this.#port = port; }
+
+  start(): void { this.#done = this.#run(); }
+  async stop(): Promise<void> { this.#stop = true; await this.#done; }
+
+  async #run(): Promise<void> {
+    let c: pg.Client | null = null;
+    for (let id = 1; !this.#stop; id++) {
+      const start = performance.now();
+      let sent = false;
+      let outcome: Outcome;
+      try {
+        if (c === null) {
+          // 1 s: HAProxy answers at once; a longer wait would hide an outage in one attempt.
+          c = new pg.Client({ host: '127.0.0.1', port: this.#port, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 2000 });
+          c.on('error', () => undefined);
+          await c.connect();
+        }
+        sent = true;
+        await c.query('insert into probe(id) values ($1)', [id]);
+        outcome = 'acknowledged';
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        // An error the server raised before commit (class 22, 23, 25 read-only, 42 ...) is a
+        // failure; a broken session (08), a shutdown (57) or a client timeout leaves it unknown.
+        outcome = !sent || (code !== undefined && !/^(08|57|53|58|XX)/.test(code)) ? 'failed' : 'unknown';
+        void c?.end().catch(() => undefined);
+        c = null;
+      }
+      this.attempts.push({ id, start, end: performance.now(), outcome });
+      // 20 ms between writes: ~50 writes a second, enough to time an outage to a few tens of ms.
+      await sleep(20);
+    }
+    await c?.end().catch(() => undefined);
+  }
+
+  ids(o: Outcome): number[] { return this.attempts.filter((a) => a.outcome === o).map((a) => a.id); }
+
+  /** Longest time (ms) between consecutive acknowledgements that overlaps none of `windows`. */
+  longestGapOutside(windows: Array<{ from: number; to: number }>): number {
+    const acks = this.attempts.filter((a) => a.outcome === 'acknowledged').map((a) => a.end);
+    let gap = 0;
+    for (let k = 1; k < acks.length; k++) {
+      const a = acks[k - 1]!;
+      const b = acks[k]!;
+      if (!windows.some((w) => b >= w.from && a <= w.to)) gap = Math.max(gap, b - a);
+    }
+    return gap;
+  }
+
+  /** Longest time (ms) between consecutive acknowledgements whose gap overlaps [from, to]. */
+  longestGap(from: number, to: number): number {
+    const acks = this.attempts.filter((a) => a.outcome === 'acknowledged').map((a) => a.end);
+    let gap = 0;
+    for (let k = 1; k < acks.length; k++) {
+      const a = acks[k - 1]!;
+      const b = acks[k]!;
+      if (b >= from && a <= to) gap = Math.max(gap, b - a);
+    }
+    return gap;
+  }
+}
