@@ -39,6 +39,7 @@ export const ERROR_CODES = {
   PGHA_BACKUP_COMMAND: 'a pgbackrest command (stanza-create, check, backup, expire, info) failed or timed out',
   PGHA_BACKUP_NOT_CONFIGURED: 'a backup operation was asked of a member without a backup: section',
   PGHA_BACKUP_BUSY: 'a backup is already running on this member',
+  PGHA_BOOTSTRAP_SOURCE: 'bootstrap.method pgbackrest: the source stanza, its backups or the target cannot be restored, or this cluster\'s stanza already exists',
   PGHA_RESTORE_TARGET_INVALID: 'a restore target is in the future, before the oldest backup, or an LSN beyond the leader\'s current position',
   PGHA_RESTORE_NO_BACKUP: 'a restore was asked but the repository holds no backup',
   PGHA_RESTORE_IN_PROGRESS: 'a restore is already recorded in etcd (/restore): finish it (--resume) or drop it (--abort) first',

@@ -69,6 +69,8 @@ export interface ChaosBackend extends Cluster<ChaosNode> {
   killEtcd(e: ChaosEtcd): void;
   startEtcd(e: ChaosEtcd): void;
   signalEtcd(e: ChaosEtcd, signal: NodeJS.Signals): void;
+  /** SIGSTOP / SIGCONT the node's emulated systemd watchdog (freeze-thaw-node); backends with a real systemd have none. */
+  signalWatchdog?(n: ChaosNode, signal: 'SIGSTOP' | 'SIGCONT'): void;
 
   // Faults only some backends have.
   fillDisk?(n: ChaosNode): void;

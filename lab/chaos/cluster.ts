@@ -69,6 +69,8 @@ export class ChaosCluster implements ChaosBackend {
   #destroyed = false;
   #unitStarts = 0;
   #watchdogs = new Set<ChildProcess>();
+  /** The emulated watchdog of each node's current agent start. */
+  #watchdogOf = new Map<string, ChildProcess>();
   #restarts = new Set<NodeJS.Timeout>();
   readonly watchdogFirings: WatchdogFiring[] = [];
 
@@ -126,7 +128,7 @@ export class ChaosCluster implements ChaosBackend {
   #writeConfig(n: DbNode): string {
     const path = join(this.dir, `${n.name}.yml`);
     const ip = n.host.ip;
-    writeNodeConfig(path, nodeConfig({
+    const cfg = nodeConfig({
       scope: 'chaos', name: n.name, namespace: '/pgha-chaos', apiListen: `${ip}:${API_PORT}`, pgListen: `${ip}:${PG_PORT}`,
       dataDir: n.dataDir, socketDir: n.dir, etcdHosts: this.etcdEndpoints, pgCtlTimeout: 30, tags: { failover_priority: 1 },
       dcs: {
@@ -143,7 +145,10 @@ export class ChaosCluster implements ChaosBackend {
         `host replication replicator ${SUBNET}.0/24 scram-sha-256`,
         `host all rewinder ${SUBNET}.0/24 scram-sha-256`,
       ],
-    }), this.#user);
+    });
+    // The suite checks pgha's safety with every guard on (freeze-thaw-node relies on it).
+    cfg.postgresql.lease_witness = true;
+    writeNodeConfig(path, cfg, this.#user);
     return path;
   }
 
@@ -165,6 +170,7 @@ export class ChaosCluster implements ChaosBackend {
   #watchdogFor(n: DbNode, socket: string, pid: number): void {
     const wd = spawn('python3', [WATCHDOG_PY, socket, String(pid), n.host.ns, String(WATCHDOG_MS), String(WATCHDOG_SLACK_MS)], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#watchdogs.add(wd);
+    this.#watchdogOf.set(n.name, wd);
     wd.on('exit', () => this.#watchdogs.delete(wd));
     const log = createWriteStream(join(this.dir, `${n.name}.watchdog.log`), { flags: 'a' });
     wd.stderr?.pipe(log);
@@ -236,6 +242,10 @@ export class ChaosCluster implements ChaosBackend {
   freezeNode(n: DbNode): void { signalHost(n.host, 'SIGSTOP'); }
   thawNode(n: DbNode): void { signalHost(n.host, 'SIGCONT'); }
   freezeAgent(n: DbNode): void { this.signalAgent(n, 'SIGSTOP'); }
+  signalWatchdog(n: DbNode, signal: 'SIGSTOP' | 'SIGCONT'): void {
+    const pid = this.#watchdogOf.get(n.name)?.pid;
+    if (pid !== undefined) { try { process.kill(pid, signal); } catch { /* gone */ } }
+  }
   thawAgent(n: DbNode): void { this.signalAgent(n, 'SIGCONT'); }
 
   partition(n: DbNode, ips: string[], direction: 'both' | 'out'): void { this.lab.partition(n.host, ips, direction); }

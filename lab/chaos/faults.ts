@@ -23,6 +23,14 @@ export const FAULT_KINDS = [
 ] as const;
 
 /**
+ * Kinds only the netns backend injects, picked by --kinds or a fixed schedule, never drawn by a
+ * seed (so every seed draws the same schedule as before).
+ */
+export const NETNS_FAULT_KINDS = [
+  'freeze-thaw-node', // freeze-primary-node with the node's emulated watchdog held too: a paused VM, only the lease witness guards
+] as const;
+
+/**
  * Kinds only a backend with a real systemd can inject (the systemd backend): they need the unit
  * around the agent, or a whole machine with its own init. Kept out of FAULT_KINDS so that a seed
  * draws the same schedule on the netns backend as before.
@@ -33,7 +41,7 @@ export const SYSTEMD_FAULT_KINDS = [
   'freeze-primary-container', // every process of the primary's container, its systemd too: a hung VM
 ] as const;
 
-export const ALL_FAULT_KINDS = [...FAULT_KINDS, ...SYSTEMD_FAULT_KINDS] as const;
+export const ALL_FAULT_KINDS = [...FAULT_KINDS, ...SYSTEMD_FAULT_KINDS, ...NETNS_FAULT_KINDS] as const;
 export type FaultKind = (typeof ALL_FAULT_KINDS)[number];
 
 /** The kinds the systemd backend injects: no disk filling and no clock shift (both need the agent's environment changed, and the unit stays unchanged). */
@@ -114,6 +122,22 @@ export async function applyFault(c: ChaosBackend, kind: FaultKind, p: ChaosNode,
     case 'freeze-primary-node':
       c.freezeNode(p);
       return { target: p.name, heal: async () => c.thawNode(p) };
+    case 'freeze-thaw-node': {
+      // The emulated systemd watchdog is held with the node, so nothing outside it acts; it resumes
+      // once the thawed agent checks in again (a member without a lease does at once).
+      const watchdog = need(c, kind, c.signalWatchdog);
+      watchdog.call(c, p, 'SIGSTOP');
+      c.freezeNode(p);
+      return {
+        target: p.name,
+        heal: async () => {
+          c.thawNode(p);
+          // 3 s: the thawed agent learns it lost the lease and checks in again well within it.
+          await new Promise((r) => setTimeout(r, 3000));
+          watchdog.call(c, p, 'SIGCONT');
+        },
+      };
+    }
     case 'freeze-primary-agent':
       c.freezeAgent(p);
       return { target: p.name, heal: async () => c.thawAgent(p) };
@@ -187,14 +211,15 @@ export async function applyFault(c: ChaosBackend, kind: FaultKind, p: ChaosNode,
 export const FIXED_SCHEDULES: Record<string, { syncMode: 'on' | 'off'; faults: FaultSpec[] }> = {
   'quick-sync': {
     syncMode: 'on',
-    faults: FAULT_KINDS.map((kind) => ({ kind, holdMs: kind === 'crash-replica' || kind === 'kill-postmaster' ? 1500 : 5000 })),
+    faults: [...FAULT_KINDS, ...NETNS_FAULT_KINDS].map((kind) => ({ kind, holdMs: kind === 'crash-replica' || kind === 'kill-postmaster' ? 1500 : 5000 })),
   },
   'quick-async': {
     syncMode: 'off',
     // The whole-node freeze is here since the lab emulates systemd's watchdog outside the node
     // (cluster.ts): before, a thawed node's PostgreSQL could commit one write before its fencing
     // process killed it (docs/chaos.md, bug 5).
-    faults: (['freeze-primary-node', 'freeze-primary-agent', 'partition-primary-etcd', 'isolate-primary', 'oneway-primary-etcd', 'crash-primary'] as const)
+    // freeze-thaw-node: the same without any watchdog (a paused VM); the lease witness must hold.
+    faults: (['freeze-primary-node', 'freeze-primary-agent', 'partition-primary-etcd', 'isolate-primary', 'oneway-primary-etcd', 'crash-primary', 'freeze-thaw-node'] as const)
       .map((kind) => ({ kind, holdMs: 5000 })),
   },
   // The short form on the systemd backend (test/integration/chaos-systemd.test.ts): systemd's own

@@ -4,7 +4,7 @@
 // history. Used by `npm run chaos` and by the short forms in test/integration/chaos.test.ts (netns)
 // and test/integration/chaos-systemd.test.ts (systemd).
 import type { BackendName, ChaosBackend, ChaosNode, SyncMode } from './backend.ts';
-import { BACKEND_KINDS, FIXED_SCHEDULES, applyFault, rng, schedule, type FaultKind, type FaultSpec } from './faults.ts';
+import { BACKEND_KINDS, FIXED_SCHEDULES, NETNS_FAULT_KINDS, applyFault, rng, schedule, type FaultKind, type FaultSpec } from './faults.ts';
 import { check, outageAround, parseHistory, type Outage, type Verdict } from './checker.ts';
 import { CREATE_TABLE, TABLE, Workload, type Op } from './workload.ts';
 import { mkdtempSync } from 'node:fs';
@@ -94,7 +94,8 @@ export async function createBackend(backend: BackendName, syncMode: SyncMode): P
 
 /** Kinds of `kinds` that `backend` cannot inject. */
 export function unsupportedKinds(backend: BackendName, kinds: readonly string[]): string[] {
-  return kinds.filter((k) => !(BACKEND_KINDS[backend] as readonly string[]).includes(k));
+  const can: readonly string[] = backend === 'netns' ? [...BACKEND_KINDS.netns, ...NETNS_FAULT_KINDS] : BACKEND_KINDS[backend];
+  return kinds.filter((k) => !can.includes(k));
 }
 
 async function samplePrimaries(c: ChaosBackend, until: () => boolean, seen: Set<string>): Promise<number> {

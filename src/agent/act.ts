@@ -3,7 +3,7 @@
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError } from '../errors.ts';
-import type { Action, ClusterView, FailsafeHold, LocalPostgres, PromoteReason, SyncMethod } from '../ha/types.ts';
+import type { Action, ClusterView, FailsafeHold, FailsafeRecord, KeyRevisions, LocalPostgres, PromoteReason, SyncMethod } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Poolers } from '../pooler/poolers.ts';
 import { slotNameFor, type PostgresControl, type Upstream } from '../postgres/types.ts';
@@ -133,7 +133,7 @@ export class Actor {
       case 'acquire': return this.acquire();
       case 'renew': return this.renew(a.fenceOnFailure);
       case 'release': return this.release();
-      case 'promote': return this.promote(a.reason);
+      case 'promote': return this.promote(a.reason, ctx);
       case 'start': return this.start(a.as, a.upstream === null ? null : this.#upstream(ctx, a.upstream));
       case 'follow': return this.follow(a.upstream === null ? null : this.#upstream(ctx, a.upstream));
       case 'demote': return this.#d.pg.stop('fast');
@@ -143,13 +143,34 @@ export class Actor {
       case 'publish_leader_lsn': return this.publishLeaderLsn(ctx.local, ctx.cluster);
       case 'sync_logical': return this.syncLogical(a, ctx);
       case 'advance_logical': return this.#d.logical?.advanceNow(this.#d.dynamic(), ctx.cluster);
-      case 'step_down': return this.stepDown();
-      case 'clear_failover': return this.#d.dcs.clearFailover();
-      case 'write_sync': return this.writeSync(a.members, a.acks);
-      case 'write_failsafe': return this.#d.dcs.writeFailsafe(a.record);
+      case 'step_down': return this.stepDown(ctx);
+      case 'clear_failover': return this.clearFailover(ctx);
+      case 'write_sync': return this.writeSync(a.members, a.acks, ctx);
+      case 'write_failsafe': return this.writeFailsafe(a.record, ctx);
       case 'failsafe_extend': return this.failsafeExtend(a.sentAt);
       case 'set_sync_names': return this.setSyncNames(a.names, a.count, a.method ?? 'first');
     }
+  }
+
+  /**
+   * The revisions of the view this plan was made from, for the conditional writes (src/dcs/types.ts).
+   * Each successful write moves its key's entry on, so a second write of a key in the same plan
+   * (narrow, then widen /sync) is not taken for a conflict. No view: nothing is written.
+   */
+  #revisions(ctx: Pick<ActContext, 'cluster'>): KeyRevisions {
+    if (ctx.cluster === null) throw new PgHaError('PGHA_DCS_UNAVAILABLE', 'etcd was not read this loop: not writing', { retryable: true });
+    return ctx.cluster.revisions;
+  }
+
+  async clearFailover(ctx: Pick<ActContext, 'cluster'>): Promise<void> {
+    const r = this.#revisions(ctx);
+    await this.#d.dcs.clearFailover(r.failover);
+    r.failover = '0';
+  }
+
+  async writeFailsafe(record: FailsafeRecord | null, ctx: ActContext): Promise<void> {
+    const r = this.#revisions(ctx);
+    r.failsafe = await this.#d.dcs.writeFailsafe(record, r.failsafe);
   }
 
   #upstream(ctx: ActContext, name: string): Upstream {
@@ -290,7 +311,7 @@ export class Actor {
    * (1) the key is ours with a live deadline (the preceding acquire or renew proved it; checked
    * here against the clock, after pre_promote's wait); (2) pg_promote; (3) history entry.
    */
-  async promote(reason: PromoteReason): Promise<void> {
+  async promote(reason: PromoteReason, ctx: Pick<ActContext, 'cluster'> = { cluster: null }): Promise<void> {
     if (this.#d.prePromote !== undefined) {
       try {
         await this.#d.prePromote();
@@ -301,7 +322,7 @@ export class Actor {
         await this.#d.republish?.().catch(() => undefined);
         // A switchover or failover request naming us would keep every other member out of the
         // race until it goes stale: drop it first, then free the key (which wakes the others).
-        if (reason !== 'failover') await this.#d.dcs.clearFailover().catch((e: unknown) => this.#d.logger.warn({ err: describeError(e) }, 'could not clear the request'));
+        if (reason !== 'failover') await this.clearFailover(ctx).catch((e: unknown) => this.#d.logger.warn({ err: describeError(e) }, 'could not clear the request'));
         await this.release();
         throw err;
       }
@@ -404,7 +425,7 @@ export class Actor {
   async #reclone(from: Upstream): Promise<void> {
     await this.#d.setActivity('cloning');
     await this.#d.pg.stop('immediate').catch(() => undefined); // a failed start may leave a postmaster behind
-    await this.#d.pg.wipe();
+    await this.#d.pg.wipe({ forReclone: true });
     await this.#d.pg.clone(from);
   }
 
@@ -418,14 +439,14 @@ export class Actor {
    * pause_timeout; after (3), RESUME them in the background once the new primary is writable
    * (docs/pgbouncer.md).
    */
-  async stepDown(): Promise<void> {
+  async stepDown(ctx: ActContext): Promise<void> {
     const { pg, dcs, logger } = this.#d;
     await this.#d.poolers?.pause();
     try {
       this.#d.setLeadership(false); // /primary answers 503 from here on: HAProxy drains us first
       await pg.stop('fast');
       const lsn = await pg.checkpointLsn();
-      if (lsn !== null) await this.#publishFinalSlots(lsn);
+      if (lsn !== null) await this.#publishFinalSlots(lsn, ctx);
       if (lsn !== null) await dcs.setShutdownLsn(lsn);
       await this.release();
       logger.info({ event: 'demoted', why: 'switchover', shutdownLsn: lsn }, 'stepped down for a switchover');
@@ -442,14 +463,15 @@ export class Actor {
    * key is released, so that the candidate advances its copies to them before it promotes
    * (advance_logical): a consumer then resumes exactly where it stopped.
    */
-  async #publishFinalSlots(lsn: number): Promise<void> {
+  async #publishFinalSlots(lsn: number, ctx: ActContext): Promise<void> {
     const published = this.#d.logical?.published();
     const read = this.#d.pg.readStoppedSlotPositions;
     if (published === undefined || read === undefined) return;
     try {
       const onDisk = await read.call(this.#d.pg);
       const slots = Object.fromEntries(Object.entries(published).map(([n, p]) => [n, Math.max(p, onDisk[n] ?? 0)]));
-      await this.#d.dcs.writeLeaderLsn(lsn, slots);
+      const r = this.#revisions(ctx);
+      r.status = await this.#d.dcs.writeLeaderLsn(lsn, slots, r.status);
       this.#d.logger.info({ event: 'logical slots final', slots }, 'published the logical slots\' final positions for the switchover');
     } catch (err) {
       this.#d.logger.warn({ event: 'logical slots final', err: describeError(err) }, 'could not publish the logical slots\' final positions: consumers may receive the last changes again');
@@ -458,8 +480,9 @@ export class Actor {
 
   #syncNames: string | undefined;
 
-  async writeSync(members: string[], acks: number | undefined): Promise<void> {
-    await this.#d.dcs.writeSync(this.#d.config.name, members, acks);
+  async writeSync(members: string[], acks: number | undefined, ctx: ActContext): Promise<void> {
+    const r = this.#revisions(ctx);
+    r.sync = await this.#d.dcs.writeSync({ leader: this.#d.config.name, members, acks }, r.sync);
     const what = acks === undefined ? members.join(', ') : `any ${acks} of (${members.join(', ')})`;
     this.#d.logger.info({ event: 'sync record', members, acks }, `every acknowledged commit is on: ${members.length === 0 ? 'the leader only' : what}`);
   }
@@ -495,7 +518,8 @@ export class Actor {
     const slots = this.#d.logical?.published() ?? cluster?.logicalSlots ?? undefined;
     const slotsKey = JSON.stringify(slots ?? null);
     if (local.lsn === null || (local.lsn === this.#lastPublishedLsn && slotsKey === this.#lastPublishedSlots)) return;
-    await this.#d.dcs.writeLeaderLsn(local.lsn, slots);
+    if (cluster === null) return; // etcd was not read this loop: published next loop, by compare-and-set
+    cluster.revisions.status = await this.#d.dcs.writeLeaderLsn(local.lsn, slots, cluster.revisions.status);
     this.#lastPublishedLsn = local.lsn;
     this.#lastPublishedSlots = slotsKey;
   }

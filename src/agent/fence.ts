@@ -6,15 +6,19 @@
 
 /** A watchdog outside this process that enforces the same deadline (see bin/pgha-fencer.pl). */
 export interface ExternalFence {
-  arm(msFromNow: number): void;
+  /** `deadline`: the same deadline on the fence timer's clock (FenceDeps.now), for fences that want it absolute. */
+  arm(msFromNow: number, deadline?: number): void;
   disarm(): void;
+  /** Paused: the lease is held without a deadline (only the lease witness cares: it keeps confirming). */
+  hold?(): void;
 }
 
 /** Several external fences (the fencing process, a watchdog device) told the same deadlines. */
 export function combineFences(fences: ExternalFence[]): ExternalFence {
   return {
-    arm: (ms) => { for (const f of fences) f.arm(ms); },
+    arm: (ms, deadline) => { for (const f of fences) f.arm(ms, deadline); },
     disarm: () => { for (const f of fences) f.disarm(); },
+    hold: () => { for (const f of fences) f.hold?.(); },
   };
 }
 
@@ -48,8 +52,10 @@ export class FenceTimer {
     this.#deadline = deadline;
     const delay = Math.max(0, deadline - this.#deps.now());
     this.#timer = setTimeout(() => void this.#fire(deadline), delay);
-    if (this.#deps.paused()) this.#deps.external?.disarm();
-    else this.#deps.external?.arm(delay);
+    if (this.#deps.paused()) {
+      this.#deps.external?.disarm();
+      this.#deps.external?.hold?.();
+    } else this.#deps.external?.arm(delay, deadline);
   }
 
   /** No deadline: this member does not run as leader (after a release or a fence). */

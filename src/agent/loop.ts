@@ -376,8 +376,8 @@ export class HaLoop {
     return this.enqueue('reinitialize', async () => {
       if (this.isLeader) throw new PgHaError('PGHA_CLI_REFUSED', 'refusing to reinitialize the leader');
       await this.#d.pg.stop('immediate');
-      await this.#d.pg.wipe();
-      this.#d.logger.warn({ event: 'reinitialize' }, 'data directory wiped; cloning from the leader');
+      await this.#d.pg.wipe({ forReclone: true });
+      this.#d.logger.warn({ event: 'reinitialize' }, 'data directory wiped (or kept for a delta restore); cloning from the leader');
     });
   }
 

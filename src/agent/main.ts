@@ -25,16 +25,19 @@ import { registerReloadAgentRoute } from '../api/reload-route.ts';
 import { registerPoolerRoute } from '../api/pooler-route.ts';
 import { Poolers } from '../pooler/poolers.ts';
 import { FencerProcess } from './fencer-client.ts';
+import { WitnessProcess, witnessStart } from './witness-client.ts';
 import { HaLoop, type LoopDeps } from './loop.ts';
 import { SystemdNotify } from './sd-notify.ts';
 import { renderMetrics } from '../api/metrics.ts';
 import { AgentStats, instrumentDcs } from './stats.ts';
 import { DeviceWatchdog, checkDevice } from './watchdog-device.ts';
 import { BackupAgent } from '../backup/agent.ts';
+import { BackupBootstrap, type BootstrapPg } from '../backup/bootstrap.ts';
 import { registerBackupRoutes } from '../api/backup-routes.ts';
 import { registerRestoreRoute } from '../api/restore-route.ts';
 import { RestoreJobs } from '../backup/restore-job.ts';
 import { longestTimeoutMs, mayPet } from './watchdog-gate.ts';
+import { leaderMember } from '../ha/view.ts';
 import { startLeaderMirror } from './leader-mirror.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -116,6 +119,9 @@ async function main(): Promise<number> {
   // archive_command names it.
   const backup = config.backup === undefined ? null : new BackupAgent({ config: { ...config, backup: config.backup }, logger });
   await backup?.prepare();
+  // bootstrap.method: pgbackrest: a new cluster's first member restores instead of initdb.
+  const bootFromBackup = backup === null || config.bootstrap.method !== 'pgbackrest' ? null
+    : new BackupBootstrap({ config: backup.config, logger, configPath: path });
   // Callbacks read the live configuration (a reload changes them): docs/callbacks.md.
   const callbacks = new Callbacks({ config: () => config, logger });
   const pg = new CallbackPostgres(createPostgresControl({
@@ -124,7 +130,8 @@ async function main(): Promise<number> {
     // loop_wait later, so the restart in place (or the failover) starts at once.
     onConnectionLost: () => loop?.wake(),
     ...(backup === null ? {} : { extraParameters: () => backup.parameters() }),
-    ...(backup?.replicaFromBackup === true ? { restoreReplica: () => backup.restoreReplica() } : {}),
+    ...(backup?.replicaFromBackup === true ? { restoreReplica: () => backup.restoreReplica(), deltaRestore: (id: string) => backup.deltaRestore(id) } : {}),
+    ...(bootFromBackup === null ? {} : { bootstrapRestore: (p: BootstrapPg) => bootFromBackup.run(p) }),
   }), callbacks);
   let fatal: ((err: Error) => void) | null = null;
   // The fencing process enforces the lease deadline even when this event loop is frozen. If it
@@ -137,7 +144,8 @@ async function main(): Promise<number> {
       void pg.stop('immediate').catch(() => undefined).finally(() => (fatal === null ? process.exit(1) : fatal(err)));
     },
   });
-  const external: ExternalFence = device === null ? fencer : combineFences([fencer, device]);
+  const witness = config.postgresql.lease_witness ? new WitnessProcess({ start: witnessStart(config), logger, now: () => performance.now() }) : null;
+  const external: ExternalFence = combineFences([fencer, ...(device === null ? [] : [device]), ...(witness === null ? [] : [witness])]);
   const su = config.postgresql.authentication.superuser;
   const logical = new LogicalSlots({
     local: { host: config.postgresql.socket_dir, port: splitHostPort(config.postgresql.listen).port, user: su.username, password: su.password },
@@ -146,7 +154,7 @@ async function main(): Promise<number> {
   // The poolers read the live configuration (pgbouncer is applied on reload).
   const poolers = new Poolers({
     config: () => config, logger,
-    leaderConn: () => { const v = loop?.view; return v?.members.find((m) => m.name === v.leader?.name)?.conn ?? null; },
+    leaderConn: () => leaderMember(loop?.view)?.conn ?? null,
   });
   loop = new HaLoop({
     config, dcs, pg, logger, logical, poolers, now: () => performance.now(), version: VERSION, external, apiTls: clientTls, stats, prePromote: () => callbacks.prePromote(), ...watchdogBeat(notify, device, () => loop?.dynamic ?? dyn, logger),
@@ -234,6 +242,7 @@ async function main(): Promise<number> {
       }
       await apiClosed.catch(() => undefined);
       fencer.close();
+      witness?.close();
       await pg.close().catch(() => undefined);
       await dcs.close().catch(() => undefined);
       logger.info({ event: 'stopped' }, 'pgha agent stopped');

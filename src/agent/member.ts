@@ -2,6 +2,7 @@
 import type { NodeConfig } from '../config/schema.ts';
 import { pgConnectAddress, restApiUrl } from '../config/schema.ts';
 import type { LocalPostgres, MemberInfo, MemberState } from '../ha/types.ts';
+import { bytesBehind } from '../ha/view.ts';
 
 /** Long-running work that overrides the state read from PostgreSQL while it lasts. */
 export type Activity = 'cloning' | 'rewinding' | 'bootstrapping' | 'fenced' | null;
@@ -29,8 +30,11 @@ export function buildMemberInfo(config: NodeConfig, local: LocalPostgres, activi
   };
 }
 
-/** Standby lag behind the last position the leader published; null when unknown. */
+/**
+ * This agent's own lag, for GET /replica?lag= and /metrics (see src/ha/view.ts for the other uses
+ * of the lag rule): a standby's bytes behind the position the leader published in /status, as
+ * Patroni measures it; null when not a standby or unknown.
+ */
 export function lagBytes(local: LocalPostgres, lastLeaderLsn: number | null): number | null {
-  if (local.role !== 'standby' || local.lsn === null || lastLeaderLsn === null) return null;
-  return Math.max(0, lastLeaderLsn - local.lsn);
+  return local.role === 'standby' ? bytesBehind(local.lsn, lastLeaderLsn) : null;
 }

@@ -2,6 +2,7 @@
 // fence events, watchdog pets, promotions with the outage this member measured. Plain numbers in
 // memory, updated where the work happens; GET /metrics reads them (src/api/metrics.ts renders).
 import type { Dcs } from '../dcs/types.ts';
+import { isPgHaError } from '../errors.ts';
 
 /** Upper bounds (seconds) of the histogram buckets: a loop or etcd call from 1 ms to 10 s. */
 export const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
@@ -86,7 +87,10 @@ export class AgentStats implements StatsView {
 /** Not timed: the watch lives as long as the agent, close ends it. */
 const UNTIMED: ReadonlySet<string> = new Set(['watchLeader', 'close']);
 
-/** The same Dcs, with every call's duration and failure recorded under its method name. */
+/**
+ * The same Dcs, with every call's duration and failure recorded under its method name. A lost
+ * compare-and-set (PGHA_DCS_CONFLICT) is an answer from etcd, not a failed call.
+ */
 export function instrumentDcs<T extends Dcs>(dcs: T, stats: AgentStats, now: () => number): T {
   return new Proxy(dcs, {
     get(target, prop) {
@@ -98,7 +102,7 @@ export function instrumentDcs<T extends Dcs>(dcs: T, stats: AgentStats, now: () 
         const done = (ok: boolean) => stats.etcdCall(prop, (now() - t0) / 1000, ok);
         const r = fn.apply(target, args);
         if (!(r instanceof Promise)) return r;
-        return r.then((x: unknown) => { done(true); return x; }, (err: unknown) => { done(false); throw err; });
+        return r.then((x: unknown) => { done(true); return x; }, (err: unknown) => { done(isPgHaError(err, 'PGHA_DCS_CONFLICT')); throw err; });
       };
     },
   });

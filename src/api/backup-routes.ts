@@ -14,6 +14,7 @@ import type { Logger } from '../log/logger.ts';
 import { Lockout } from './lockout.ts';
 import { badRequest, requireAuth } from './server.ts';
 import { requireTargetMember } from './target-member.ts';
+import { memberByName } from '../ha/view.ts';
 
 export interface BackupRouteDeps {
   config: NodeConfig;
@@ -50,7 +51,7 @@ export function registerBackupRoutes(app: FastifyInstance, d: BackupRouteDeps): 
       if (!r.data.standby && !leader) throw new PgHaError('PGHA_CLI_REFUSED', `${d.config.name} is not the leader: a backup runs on the leader (or, with standby: true, on a streaming standby)`);
       if (r.data.standby) {
         if (leader) throw new PgHaError('PGHA_CLI_REFUSED', `${d.config.name} is the leader: a standby backup runs on a streaming standby`);
-        const me = d.view()?.members.find((m) => m.name === d.config.name);
+        const me = memberByName(d.view(), d.config.name);
         if (me?.state !== 'streaming') throw new PgHaError('PGHA_CLI_REFUSED', `${d.config.name} is not streaming from the leader (${me?.state ?? 'unknown'}): a standby backup needs a healthy standby`);
         if (Object.keys(b.config.backup.peers).filter((n) => n !== d.config.name).length === 0) {
           throw new PgHaError('PGHA_CLI_REFUSED', `backup.peers is empty on ${d.config.name}: pgBackRest cannot reach the primary for a standby backup`);

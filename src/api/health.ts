@@ -8,6 +8,7 @@ import { recordedStandbys } from '../ha/quorum.ts';
 import type { ClusterView, MemberInfo, MemberState } from '../ha/types.ts';
 import type { AgentSnapshot } from './types.ts';
 import type { ArchiveHealth } from '../backup/health.ts';
+import { memberLag } from '../ha/view.ts';
 
 export type Check =
   | 'primary' | 'replica' | 'read-only' | 'health' | 'liveness' | 'readiness'
@@ -295,13 +296,6 @@ export interface ClusterBody {
   stale: boolean;
 }
 
-/** The leader's WAL position: the furthest of what it published (/status) and its member key. */
-export function leaderPosition(c: ClusterView): number | null {
-  const own = c.members.find((m) => m.name === c.leader?.name && m.role === 'primary')?.lsn ?? null;
-  const known = [c.lastLeaderLsn, own].filter((x): x is number => x !== null);
-  return known.length === 0 ? null : Math.max(...known);
-}
-
 function hostAndPort(conn: string): { host: string | null; port: number | null } {
   const { host, port } = splitHostPort(conn);
   return { host: host === '' ? null : host, port: Number.isInteger(port) && port > 0 ? port : null };
@@ -313,8 +307,8 @@ function clusterRole(c: ClusterView, m: MemberInfo): ClusterMemberBody['role'] {
   return inSyncRecord(c, m.name) ? 'sync_standby' : inQuorumRecord(c, m.name) ? 'quorum_standby' : 'replica';
 }
 
-function memberBody(c: ClusterView, m: MemberInfo, leaderLsn: number | null): ClusterMemberBody {
-  const lag = m.role === 'standby' && m.lsn !== null && leaderLsn !== null ? Math.max(0, leaderLsn - m.lsn) : null;
+function memberBody(c: ClusterView, m: MemberInfo): ClusterMemberBody {
+  const lag = memberLag(c, m);
   return {
     name: m.name, role: clusterRole(c, m), state: m.state, ...hostAndPort(m.conn), api_url: m.apiUrl,
     timeline: m.timeline, lsn: m.lsn, lag, upstream: m.upstream, tags: m.tags, pending_restart: m.pendingRestart,
@@ -333,8 +327,7 @@ export function clusterBody(s: AgentSnapshot | null, now: number, staleAfterMs: 
   const stale = isStale(s, now, staleAfterMs);
   const c = s?.cluster ?? null;
   if (c === null) return { scope, leader: null, pause: null, members: [], scheduled_switchover: null, age_ms: age, stale };
-  const leaderLsn = leaderPosition(c);
-  const members = c.members.map((m) => memberBody(c, m, leaderLsn));
+  const members = c.members.map((m) => memberBody(c, m));
   const scheduled = scheduledSwitchover(c);
   return { scope, leader: c.leader?.name ?? null, pause: c.config.pause, members, scheduled_switchover: scheduled, age_ms: age, stale };
 }

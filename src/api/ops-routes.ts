@@ -5,8 +5,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
-import type { EtcdDcs } from '../dcs/etcd.ts';
-import type { HistoryEntry } from '../dcs/types.ts';
+import type { Dcs, HistoryEntry } from '../dcs/types.ts';
 import type { ClusterView } from '../ha/types.ts';
 import { PgHaError, isPgHaError } from '../errors.ts';
 import type { FailsafeAnswer } from '../ha/failsafe.ts';
@@ -16,6 +15,7 @@ import { Lockout } from './lockout.ts';
 import { badRequest, requireAuth } from './server.ts';
 import { requireTargetMember, type PublishedAddresses } from './target-member.ts';
 import { restConnectAddress } from '../config/schema.ts';
+import { memberByName } from '../ha/view.ts';
 import { failsafeBodySchema, failsafeCaller } from './failsafe-body.ts';
 
 /**
@@ -26,7 +26,7 @@ export const MAX_RESTART_AHEAD_MS = 7 * 86_400_000;
 
 export interface OpsDeps {
   config: NodeConfig;
-  dcs: EtcdDcs;
+  dcs: Dcs;
   /** The HA loop's last successful read of the cluster (null before the first). */
   view: () => ClusterView | null;
   /** /history as of that read (null: not read yet or invalid). */
@@ -58,9 +58,9 @@ const memberOpBody = z.strictObject({ force: z.boolean().optional() }).optional(
 // parameter needs it. Patroni's other filters (postgres_version, role, timeout) are refused: 400.
 const restartBody = z.strictObject({ force: z.boolean().optional(), schedule: z.iso.datetime({ offset: true }).optional(), restart_pending: z.boolean().optional() }).optional();
 
-/** Refusals answered 400 (a bad value) or 412 (not now), with the code and the reason. */
-const REFUSALS: Record<string, 400 | 412> = {
-  PGHA_CLI_REFUSED: 412, PGHA_CONFIG_INVALID: 400, PGHA_CONFIG_UNSAFE: 400,
+/** Refusals answered 400 (a bad value), 409 (lost a race with another request) or 412 (not now), with the code and the reason. */
+const REFUSALS: Record<string, 400 | 409 | 412> = {
+  PGHA_CLI_REFUSED: 412, PGHA_DCS_CONFLICT: 409, PGHA_CONFIG_INVALID: 400, PGHA_CONFIG_UNSAFE: 400,
   PGHA_SLOT_NAME_CLASH: 400, PGHA_LOGICAL_PLUGIN_UNKNOWN: 400, PGHA_LOGICAL_DATABASE_UNKNOWN: 400, PGHA_LOGICAL_UNCHECKED: 412,
 };
 
@@ -102,7 +102,7 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
     } catch (err) { return fail(reply, err); }
   });
   app.delete('/switchover', auth, async (_req, reply) => {
-    try { return reply.send({ cancelled: await cancelHandover(d.dcs) }); } catch (err) { return fail(reply, err); }
+    try { return reply.send({ cancelled: await cancelHandover(d.dcs, d.fallback()) }); } catch (err) { return fail(reply, err); }
   });
   app.post('/failover', auth, async (req, reply) => {
     const b = parse(failoverBody, req.body, reply);
@@ -169,7 +169,7 @@ export function registerOpsRoutes(app: FastifyInstance, d: OpsDeps): void {
         return reply.code(202).send({ scheduled: new Date(at).toISOString(), member: d.config.name });
       } catch (err) { return fail(reply, err); }
     }
-    if (b?.restart_pending === true && d.view()?.members.find((m) => m.name === d.config.name)?.pendingRestart !== true) {
+    if (b?.restart_pending === true && memberByName(d.view(), d.config.name)?.pendingRestart !== true) {
       return fail(reply, new PgHaError('PGHA_CLI_REFUSED', `${d.config.name} has no pending restart: not restarted (restart_pending)`));
     }
     try { await d.restart(); return reply.send({ ok: true, member: d.config.name }); } catch (err) { return fail(reply, err); }

@@ -10,9 +10,9 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { BackupAgent } from '../backup/agent.ts';
 import type { RestoreJobs } from '../backup/restore-job.ts';
-import { restoreKey, restoreRecordSchema, type RestoreRecord } from '../backup/restore-plan.ts';
+import { restoreRecordSchema, type RestoreRecord } from '../backup/restore-plan.ts';
 import type { NodeConfig } from '../config/schema.ts';
-import type { EtcdDcs } from '../dcs/etcd.ts';
+import type { Dcs } from '../dcs/types.ts';
 import { PgHaError, describeError, isPgHaError } from '../errors.ts';
 import { Lockout } from './lockout.ts';
 import { badRequest, requireAuth } from './server.ts';
@@ -20,7 +20,7 @@ import { requireTargetMember } from './target-member.ts';
 
 export interface RestoreRouteDeps {
   config: NodeConfig;
-  dcs: EtcdDcs;
+  dcs: Dcs;
   backup: BackupAgent | null;
   jobs: RestoreJobs | null;
   isLeader: () => boolean;
@@ -46,7 +46,7 @@ export function registerRestoreRoute(app: FastifyInstance, d: RestoreRouteDeps):
   const record = async (id: string): Promise<RestoreRecord> => {
     if (d.jobs === null || d.backup === null) throw new PgHaError('PGHA_BACKUP_NOT_CONFIGURED', `${d.config.name} has no backup: section in its configuration`);
     if (!d.paused()) throw new PgHaError('PGHA_RESTORE_STATE', `the cluster is not paused (as ${d.config.name} last read it): a restore step runs only in a paused cluster`);
-    const cur = await d.dcs.getJson(restoreKey(d.dcs.keys.prefix));
+    const cur = await d.dcs.readRestoreRecord();
     const r = restoreRecordSchema.safeParse(cur.value);
     if (!r.success) throw new PgHaError('PGHA_RESTORE_STATE', 'no restore is recorded in etcd (/restore): start one with pghactl restore');
     if (r.data.id !== id) throw new PgHaError('PGHA_RESTORE_STATE', `/restore holds restore ${r.data.id}, not ${id}`);

@@ -7,7 +7,8 @@
 import { existsSync } from 'node:fs';
 import { mkdir, chmod } from 'node:fs/promises';
 import { splitHostPort } from '../config/schema.ts';
-import { describeError } from '../errors.ts';
+import { PgHaError, describeError } from '../errors.ts';
+import { parseInfo } from './info.ts';
 import type { Logger } from '../log/logger.ts';
 import { writeAtomic } from '../postgres/datadir.ts';
 import { withSession } from '../postgres/probe.ts';
@@ -135,6 +136,22 @@ export class BackupAgent {
   }
 
   /**
+   * Restore the newest backup over a kept data directory of `systemId` (pgbackrest restore
+   * --delta --type=standby: only files whose checksum differs from the backup's are copied,
+   * files the backup lacks are removed). Refused when the repository's stanza belongs to another
+   * system id, or has no backup: the caller then empties the directory and clones afresh.
+   */
+  async deltaRestore(systemId: string): Promise<void> {
+    const started = Date.now();
+    const info = await pgbackrest(this.#c, 'info', ['--output=json'], CHECK_TIMEOUT_MS(this.#c));
+    const ids = stanzaSystemIds(info.stdout);
+    if (!ids.includes(systemId)) throw new PgHaError('PGHA_BACKUP_COMMAND', `delta restore: the repository's stanza holds system ${ids.join(', ') || 'none'}, the data directory ${systemId}`);
+    if (parseInfo(info.stdout).every((s) => s.backups.length === 0)) throw new PgHaError('PGHA_BACKUP_COMMAND', 'delta restore: the stanza has no backup yet');
+    await pgbackrest(this.#c, 'restore', ['--type=standby', '--delta'], RESTORE_TIMEOUT_MS(this.#c));
+    this.#log.info({ event: 'replica restored', delta: true, ms: Date.now() - started }, 'delta-restored the data directory from the pgBackRest repository');
+  }
+
+  /**
    * pg_create_restore_point(name) on this (primary) PostgreSQL, then a WAL switch so the record
    * reaches the archive now rather than at the next segment end: a restore to `name` needs it.
    */
@@ -191,6 +208,14 @@ export class BackupAgent {
   health(now = Date.now()): ArchiveHealth | null {
     return parseArchiver(this.#archiver, this.#check, now);
   }
+}
+
+/**
+ * The system ids of the stanza's databases in `pgbackrest info --output=json`, as digit strings
+ * (they exceed 2^53: JSON.parse would round them).
+ */
+export function stanzaSystemIds(json: string): string[] {
+  return [...new Set([...json.matchAll(/"system-id"\s*:\s*(\d+)/g)].map((m) => m[1]!))];
 }
 
 const ARCHIVER_SQL = `select archived_count::int as archived_count, last_archived_wal, last_archived_time::text as last_archived_time,

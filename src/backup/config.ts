@@ -21,7 +21,7 @@ const TYPED_REPO_OPTIONS = new Set(['type', 'path', 'retention-full', 'retention
 
 export const REPO_TYPES = ['posix', 's3', 'gcs', 'azure'] as const;
 
-const repositorySchema = z.strictObject({
+export const repositorySchema = z.strictObject({
   // posix: a directory every member reaches at the same path (shared storage: NFS, a mount).
   // s3, gcs, azure: object storage; its options (bucket, endpoint, region, key ...) go in `options`.
   type: z.enum(REPO_TYPES).default('posix'),

@@ -10,14 +10,14 @@
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { splitHostPort } from '../config/schema.ts';
-import type { EtcdDcs } from '../dcs/etcd.ts';
+import type { Dcs } from '../dcs/types.ts';
 import { PgHaError, describeError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { fatalLines } from '../postgres/datadir.ts';
 import { withSession } from '../postgres/probe.ts';
 import type { PostgresControl } from '../postgres/types.ts';
 import { pgbackrestStreaming, type BackupNodeConfig } from './exec.ts';
-import { advance, describeTarget, restoreArgs, restoreKey, restoreRecordSchema, type RestoreRecord } from './restore-plan.ts';
+import { advance, describeTarget, restoreArgs, restoreRecordSchema, type RestoreRecord } from './restore-plan.ts';
 
 export interface RestoreJob {
   id: string;
@@ -35,7 +35,7 @@ export interface RestoreJob {
 export interface RestoreJobDeps {
   config: BackupNodeConfig;
   pg: PostgresControl;
-  dcs: EtcdDcs;
+  dcs: Dcs;
   logger: Logger;
   /** Run `fn` inside the HA loop, between two iterations (HaLoop.enqueue). */
   enqueue: (name: string, fn: () => Promise<void>) => Promise<void>;
@@ -166,12 +166,11 @@ export class RestoreJobs {
 
   /** Compare-and-set on /restore, only while it still holds restore `id`. */
   async #saveRecord(id: string, fn: (r: RestoreRecord) => RestoreRecord): Promise<void> {
-    const key = restoreKey(this.#d.dcs.keys.prefix);
     for (let i = 0; i < 5; i++) {
-      const cur = await this.#d.dcs.getJson(key);
+      const cur = await this.#d.dcs.readRestoreRecord();
       const r = restoreRecordSchema.safeParse(cur.value);
       if (!r.success || r.data.id !== id) throw new PgHaError('PGHA_RESTORE_STATE', `/restore no longer holds restore ${id}`);
-      if (await this.#d.dcs.putJsonIfRevision(key, fn(r.data), cur.modRevision)) return;
+      if (await this.#d.dcs.writeRestoreRecord(fn(r.data), cur.revision)) return;
     }
     throw new PgHaError('PGHA_DCS_CONFLICT', '/restore kept changing under us');
   }

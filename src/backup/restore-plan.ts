@@ -83,6 +83,15 @@ export interface TargetFacts {
 
 /** A backup can serve as the start of recovery for a target at or after the end of it. */
 const usable = (b: BackupSummary) => !b.error;
+
+/**
+ * A time target as epoch ms. The schema takes PostgreSQL's forms too ("2026-11-30 10:41:00+00",
+ * "+0530"), which Date.parse refuses: the offset is written out as +HH:MM first.
+ */
+export function targetTimeMs(value: string): number {
+  const iso = value.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00').replace(/([+-]\d\d)(\d\d)$/, '$1:$2');
+  return Date.parse(iso);
+}
 /** pgBackRest's stop time has whole seconds: the backup really ended up to 1 s later. */
 const stopMs = (b: BackupSummary) => Date.parse(b.stopped) + 1000;
 
@@ -96,7 +105,7 @@ export function checkTarget(t: RestoreTarget, f: TargetFacts): string | null {
   const oldest = backups[0];
   if (oldest === undefined) throw new PgHaError('PGHA_RESTORE_NO_BACKUP', 'the repository holds no backup: nothing to restore from (take one with pghactl backup)');
   if (t.type === 'time') {
-    const at = Date.parse(t.value.replace(' ', 'T'));
+    const at = targetTimeMs(t.value);
     if (Number.isNaN(at)) throw new PgHaError('PGHA_RESTORE_TARGET_INVALID', `--time ${t.value} is not a time`);
     if (at > f.now) throw new PgHaError('PGHA_RESTORE_TARGET_INVALID', `--time ${t.value} is in the future (now ${new Date(f.now).toISOString()})`);
     if (at < stopMs(oldest)) {
@@ -124,7 +133,7 @@ export function lossSummary(t: RestoreTarget, o: { timeline: number | null; lead
   const where = `the cluster runs on timeline ${o.timeline ?? '?'} at ${o.leaderLsn === null ? '?' : formatLsn(o.leaderLsn)}`;
   const after = (() => {
     if (t.type === 'time') {
-      const s = Math.max(0, (o.now - Date.parse(t.value.replace(' ', 'T'))) / 1000);
+      const s = Math.max(0, (o.now - targetTimeMs(t.value)) / 1000);
       return `every transaction committed after ${t.value} (the last ${s < 120 ? `${s.toFixed(1)} s` : `${(s / 60).toFixed(1)} min`}) is LOST`;
     }
     if (t.type === 'lsn') {

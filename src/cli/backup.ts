@@ -14,6 +14,7 @@ import type { BackupJob } from '../backup/jobs.ts';
 import type { BackupSummary, StanzaInfo } from '../backup/info.ts';
 import { stringify } from 'yaml';
 import { restorePointName } from '../backup/config.ts';
+import { leaderMember } from '../ha/view.ts';
 
 /** One REST call to an agent: a start or a progress read answers at once; `info`/`expire` run pgbackrest (its own 60 s and 10 min limits). */
 async function call(ctx: Ctx, m: MemberInfo, path: string, o: { body?: unknown; timeoutMs: number }): Promise<Record<string, unknown>> {
@@ -30,7 +31,7 @@ async function call(ctx: Ctx, m: MemberInfo, path: string, o: { body?: unknown; 
 
 /** The member a backup runs on: the leader, or (standby) the streaming standby closest to it. */
 export function backupMember(view: ClusterView, standby: boolean): MemberInfo {
-  const leader = view.members.find((m) => m.name === view.leader?.name);
+  const leader = leaderMember(view);
   if (!standby) {
     if (leader === undefined) throw new PgHaError('PGHA_CLI_REFUSED', 'the cluster has no leader: no backup can start');
     return leader;

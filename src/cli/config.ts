@@ -8,7 +8,6 @@ import type { CommandModule } from 'yargs';
 import { parse as parseYaml, stringify } from 'yaml';
 import { apiRequest, jsonOf } from '../api/client.ts';
 import { PgHaError } from '../errors.ts';
-import { restoreKey } from '../backup/restore-plan.ts';
 import { loadConfig, parseDynamicConfig } from '../config/load.ts';
 import type { DynamicConfig } from '../config/schema.ts';
 import { editConfig, mergePatch, parseAssignment, setPath, type ConfigEdit } from '../ops/store.ts';
@@ -41,7 +40,7 @@ function pauseCommand(pause: boolean): CommandModule<GlobalOpts, GlobalOpts & { 
     handler: async (argv) => {
       await withCtx(argv, async (ctx) => {
         // Unpaused, the leader would start PostgreSQL over a restore in progress (docs/backup.md).
-        if (!pause && (await ctx.dcs.getJson(restoreKey(ctx.dcs.keys.prefix))).value !== undefined) {
+        if (!pause && (await ctx.dcs.readRestoreRecord()).value !== undefined) {
           throw new PgHaError('PGHA_RESTORE_IN_PROGRESS', 'a restore is recorded in etcd (/restore): finish it (pghactl restore --resume) or drop it (pghactl restore --abort) before resuming');
         }
         await editConfig(ctx.dcs, (c) => ({ ...c, pause }), ctx.fallback, pause ? 'pause' : 'resume');

@@ -5,7 +5,8 @@ import { existsSync } from 'node:fs';
 import { dynamicConfigSchema, etcdSchema, type DynamicConfig } from '../config/schema.ts';
 import { loadClientTls, type ClientTls } from '../api/tls.ts';
 import { formatZodIssues, loadConfig } from '../config/load.ts';
-import { createEtcdDcs, etcdConnection, type EtcdDcs } from '../dcs/etcd.ts';
+import { createEtcdDcs, etcdConnection } from '../dcs/etcd.ts';
+import type { Dcs } from '../dcs/types.ts';
 import { PgHaError } from '../errors.ts';
 import type { Format } from './format.ts';
 
@@ -14,7 +15,7 @@ export interface GlobalOpts {
   etcdCacert?: string; etcdCert?: string; etcdKey?: string;
 }
 
-export interface Ctx { dcs: EtcdDcs; scope: string; fallback: DynamicConfig; auth?: { username: string; password: string }; readonly tls?: ClientTls }
+export interface Ctx { dcs: Dcs; scope: string; fallback: DynamicConfig; auth?: { username: string; password: string }; readonly tls?: ClientTls }
 
 /** A CLI call may wait 3 s for etcd: long enough for a loaded etcd, short for a person. */
 const CLI_CALL_MS = 3000;

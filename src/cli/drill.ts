@@ -11,6 +11,7 @@ import type { ClusterView, MemberInfo } from '../ha/types.ts';
 import { requestHandover } from '../ops/store.ts';
 import { confirm, forceOption } from './confirm.ts';
 import { configPath, withCtx, type Ctx, type GlobalOpts } from './context.ts';
+import { leaderMember } from '../ha/view.ts';
 
 type Kind = 'switchover' | 'kill-primary' | 'stop-primary';
 type Opts = GlobalOpts & { kind: Kind; count: number; force?: boolean };
@@ -20,7 +21,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function healthyProblem(v: ClusterView): string | null {
   if (v.config.pause) return 'the cluster is paused';
-  const leader = v.members.find((m) => m.name === v.leader?.name);
+  const leader = leaderMember(v);
   if (leader === undefined || leader.role !== 'primary' || leader.state !== 'running') return 'there is no running leader';
   const bad = v.members.filter((m) => m !== leader && m.state !== 'streaming');
   if (bad.length > 0) return `not every standby is streaming (${bad.map((m) => `${m.name}: ${m.state}`).join(', ')})`;
@@ -100,7 +101,7 @@ class DrillProbe {
 
 async function onPrimary(ctx: Ctx, creds: Creds, sql: string): Promise<pg.QueryResult> {
   const v = await ctx.dcs.readCluster(ctx.fallback);
-  const leader = v.members.find((m) => m.name === v.leader?.name);
+  const leader = leaderMember(v);
   if (leader === undefined) throw new PgHaError('PGHA_CLI_REFUSED', 'no leader');
   const i = leader.conn.lastIndexOf(':');
   const c = new pg.Client({ host: leader.conn.slice(0, i), port: Number(leader.conn.slice(i + 1)), ...creds, database: 'postgres', connectionTimeoutMillis: 3000 });
@@ -112,7 +113,7 @@ async function onPrimary(ctx: Ctx, creds: Creds, sql: string): Promise<pg.QueryR
 async function perform(ctx: Ctx, kind: Kind): Promise<void> {
   if (kind === 'switchover') { await requestHandover(ctx.dcs, { kind: 'switchover' }, ctx.fallback); return; }
   const v = await ctx.dcs.readCluster(ctx.fallback);
-  const leader = v.members.find((m) => m.name === v.leader?.name);
+  const leader = leaderMember(v);
   if (leader === undefined) throw new PgHaError('PGHA_CLI_REFUSED', 'no leader');
   const r = await apiRequest(`${leader.apiUrl}/drill`, { body: { kind: kind === 'kill-primary' ? 'kill' : 'stop' }, auth: ctx.auth, member: leader.name, tls: ctx.tls, timeoutMs: 10_000 });
   if (r.status !== 200) throw new PgHaError('PGHA_CLI_REFUSED', `${leader.name}: HTTP ${r.status}`);

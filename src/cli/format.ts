@@ -5,6 +5,7 @@ import { currentSync, guaranteeOf, recordedStandbys } from '../ha/quorum.ts';
 import type { ClusterView } from '../ha/types.ts';
 
 import type { Format } from './formats.ts';
+import { memberLag } from '../ha/view.ts';
 export { FORMATS, type Format } from './formats.ts';
 
 const TSV_ESCAPES: Readonly<Record<string, string>> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
@@ -50,9 +51,10 @@ function compactTags(t: ClusterView['members'][number]['tags']): string {
   return parts.join(',');
 }
 
+const mbOrNull = (bytes: number | null) => (bytes === null ? null : bytes / MB);
+
 export function buildListRows(c: ClusterView): ListRow[] {
   const leader = c.leader?.name ?? null;
-  const leaderLsn = c.lastLeaderLsn ?? c.members.find((m) => m.name === leader)?.lsn ?? null;
   const syncNames = recordedStandbys(c);
   const standbyRole = c.config.synchronous_mode === 'quorum' ? 'Quorum Standby' : 'Sync Standby';
   const rows = c.members.map((m): ListRow => ({
@@ -61,7 +63,7 @@ export function buildListRows(c: ClusterView): ListRow[] {
     role: m.name === leader ? 'Leader' : m.role !== 'standby' ? 'Unknown' : syncNames.includes(m.name) ? standbyRole : 'Replica',
     state: m.state,
     tl: m.timeline,
-    lag_mb: m.name === leader || m.lsn === null || leaderLsn === null ? null : Math.max(0, leaderLsn - m.lsn) / MB,
+    lag_mb: m.name === leader ? null : mbOrNull(memberLag(c, m)),
     tags: [compactTags(m.tags), c.unsafe?.[m.name] !== undefined ? 'UNSAFE(verify)' : ''].filter(Boolean).join(','),
     pending_restart: m.pendingRestart,
   }));

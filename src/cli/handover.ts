@@ -101,7 +101,7 @@ export const flushCommand: CommandModule<GlobalOpts, FlushOpts> = {
         printResult(argv.format, { cancelled }, cancelled.length > 0 ? `scheduled restart cancelled: ${cancelled.join(', ')}` : 'no scheduled restart');
         return;
       }
-      const had = await cancelHandover(ctx.dcs);
+      const had = await cancelHandover(ctx.dcs, ctx.fallback);
       printResult(argv.format, { cancelled: had }, had ? 'pending switchover cancelled' : 'no pending switchover');
     });
   },

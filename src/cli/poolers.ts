@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { apiRequest, jsonOf } from '../api/client.ts';
 import type { ClientTls } from '../api/tls.ts';
 import type { Ctx } from './context.ts';
+import { memberByName } from '../ha/view.ts';
 
 const outcome = z.object({ pooler: z.string(), command: z.string(), ok: z.boolean(), ms: z.number(), error: z.string().optional() });
 const report = z.object({ step: z.enum(['pause', 'resume']), at: z.string(), waitedMs: z.number().nullable().optional(), outcomes: z.array(outcome) });
@@ -33,7 +34,7 @@ export async function fetchPauseReport(ctx: Ctx, oldLeader: string | null, since
   if (oldLeader === null) return null;
   try {
     const view = await ctx.dcs.readCluster(ctx.fallback);
-    const m = view.members.find((x) => x.name === oldLeader);
+    const m = memberByName(view, oldLeader);
     if (m === undefined) return null;
     // The agent answers from memory: 2 s allows for a loaded host that has just restarted PostgreSQL.
     const r = await apiRequest(`${m.apiUrl}/poolers`, { tls, timeoutMs: 2000 });

@@ -12,6 +12,7 @@ import { PgHaError } from '../errors.ts';
 import type { ClusterView, MemberInfo } from '../ha/types.ts';
 import { configPath, withCtx, type GlobalOpts } from './context.ts';
 import { renderTsv, type Format } from './format.ts';
+import { leaderMember, memberByName } from '../ha/view.ts';
 
 type QueryOpts = GlobalOpts & { sql?: string; file?: string; member?: string; role: 'leader' | 'replica' | 'any'; dbname: string; username?: string };
 
@@ -19,13 +20,13 @@ type QueryOpts = GlobalOpts & { sql?: string; file?: string; member?: string; ro
 export function pickMember(view: ClusterView, member: string | undefined, role: QueryOpts['role']): MemberInfo {
   const leader = view.leader?.name ?? null;
   if (member !== undefined) {
-    const m = view.members.find((x) => x.name === member);
+    const m = memberByName(view, member);
     if (m === undefined) throw new PgHaError('PGHA_CLI_REFUSED', `${member} is not a member (members: ${view.members.map((x) => x.name).join(', ') || 'none'})`);
     return m;
   }
   const standbys = view.members.filter((m) => m.name !== leader && m.role === 'standby').sort((a, b) => (a.state === 'streaming' ? 0 : 1) - (b.state === 'streaming' ? 0 : 1) || a.name.localeCompare(b.name));
-  const m = role === 'leader' ? view.members.find((x) => x.name === leader)
-    : role === 'replica' ? standbys[0] : (view.members.find((x) => x.name === leader) ?? standbys[0]);
+  const m = role === 'leader' ? leaderMember(view)
+    : role === 'replica' ? standbys[0] : (leaderMember(view) ?? standbys[0]);
   if (m === undefined) throw new PgHaError('PGHA_CLI_REFUSED', role === 'leader' ? 'the cluster has no leader now: name a member with --member' : `no member for role ${role}`);
   return m;
 }

@@ -10,7 +10,7 @@ import { apiRequest, jsonOf } from '../api/client.ts';
 import type { StanzaInfo } from '../backup/info.ts';
 import type { RestoreJob } from '../backup/restore-job.ts';
 import {
-  advance, backupLabel, checkTarget, describeTarget, lossSummary, reached, restoreKey, restoreRecordSchema, restoreTargetSchema,
+  advance, backupLabel, checkTarget, describeTarget, lossSummary, reached, restoreRecordSchema, restoreTargetSchema,
   type RestorePhase, type RestoreRecord, type RestoreTarget,
 } from '../backup/restore-plan.ts';
 import { PgHaError, describeError, isPgHaError, type ErrorCode } from '../errors.ts';
@@ -22,6 +22,7 @@ import { confirm, forceOption } from './confirm.ts';
 import { withCtx, type Ctx, type GlobalOpts } from './context.ts';
 import { printResult } from './format.ts';
 import { waitForMember } from './wait.ts';
+import { leaderMember, memberByName } from '../ha/view.ts';
 
 type RestoreOpts = GlobalOpts & {
   time?: string; lsn?: string; name?: string; latest?: boolean; set?: string;
@@ -61,9 +62,9 @@ async function call(ctx: Ctx, m: MemberInfo, path: string, body?: unknown, timeo
 }
 
 async function readRecord(ctx: Ctx): Promise<{ rec: RestoreRecord | null; raw: unknown; rev: string }> {
-  const cur = await ctx.dcs.getJson(restoreKey(ctx.dcs.keys.prefix));
+  const cur = await ctx.dcs.readRestoreRecord();
   const r = restoreRecordSchema.safeParse(cur.value);
-  return { rec: r.success ? r.data : null, raw: cur.value, rev: cur.modRevision };
+  return { rec: r.success ? r.data : null, raw: cur.value, rev: cur.revision };
 }
 
 /** Compare-and-set of the record, only while it still holds `id`. */
@@ -72,13 +73,13 @@ async function save(ctx: Ctx, id: string, fn: (r: RestoreRecord) => RestoreRecor
     const { rec, rev } = await readRecord(ctx);
     if (rec === null || rec.id !== id) throw new PgHaError('PGHA_RESTORE_STATE', `/restore no longer holds restore ${id} (dropped with --abort?)`);
     const next = fn(rec);
-    if (await ctx.dcs.putJsonIfRevision(restoreKey(ctx.dcs.keys.prefix), next, rev)) return next;
+    if (await ctx.dcs.writeRestoreRecord(next, rev)) return next;
   }
   throw new PgHaError('PGHA_DCS_CONFLICT', '/restore kept changing under us');
 }
 
 const memberOf = (view: ClusterView, name: string): MemberInfo => {
-  const m = view.members.find((x) => x.name === name);
+  const m = memberByName(view, name);
   if (m === undefined) throw new PgHaError('PGHA_RESTORE_FAILED', `${name} is not in the cluster (its agent is down?): start it, then pghactl restore --resume`);
   return m;
 };
@@ -165,7 +166,7 @@ async function drive(ctx: Ctx, rec0: RestoreRecord, argv: RestoreOpts): Promise<
     await editConfig(ctx.dcs, (c) => ({ ...c, pause: false }), ctx.fallback, 'restore done');
     await waitPause(ctx, false);
   }
-  await ctx.dcs.client.delete().key(restoreKey(ctx.dcs.keys.prefix)).exec();
+  await ctx.dcs.deleteRestoreRecord();
   return rec;
 }
 
@@ -186,7 +187,7 @@ async function plan(ctx: Ctx, argv: RestoreOpts, target: RestoreTarget): Promise
   }
   const view = await ctx.dcs.readCluster(ctx.fallback);
   if (view.failover !== null) throw new PgHaError('PGHA_RESTORE_HANDOVER_PENDING', `a ${view.failover.kind} request is pending: let it finish or cancel it (pghactl flush --scheduled) before a restore`);
-  const leader = view.members.find((m) => m.name === view.leader?.name);
+  const leader = leaderMember(view);
   if (leader === undefined) throw new PgHaError('PGHA_CLI_REFUSED', 'the cluster has no leader: pghactl restore restores the leader (with every node lost, see docs/backup.md "Every node was lost")');
   if (argv.set !== undefined && !backupLabel.safeParse(argv.set).success) throw new PgHaError('PGHA_CLI_USAGE', `--set ${argv.set}: not a pgBackRest backup label (pghactl backup list shows them)`);
   const stanzas = ((await call(ctx, leader, '/backup/info', undefined, INFO_MS)).stanzas ?? []) as StanzaInfo[];
@@ -232,7 +233,7 @@ export const restoreCommand: CommandModule<GlobalOpts, RestoreOpts> = {
         if (raw === undefined) throw new PgHaError('PGHA_CLI_REFUSED', 'no restore is recorded in etcd: nothing to resume or abort');
         if (argv.abort === true) {
           await confirm(`Drop ${cur === null ? 'the unreadable restore record' : `restore ${cur.id} (phase ${cur.phase})`}? The cluster stays paused and nothing is undone.`, argv.force);
-          await ctx.dcs.client.delete().key(restoreKey(ctx.dcs.keys.prefix)).exec();
+          await ctx.dcs.deleteRestoreRecord();
           printResult(argv.format, { aborted: cur?.id ?? null }, `restore record dropped${cur === null ? '' : ` (${cur.id}, phase ${cur.phase})`}; the cluster is ${cur?.phase === 'claimed' ? 'unchanged' : 'paused: pghactl resume when it is in the state you want'}`);
           return;
         }
@@ -241,7 +242,7 @@ export const restoreCommand: CommandModule<GlobalOpts, RestoreOpts> = {
         say(argv, `resuming restore ${rec.id} to ${describeTarget(rec.target)} from phase ${rec.phase}`);
       } else {
         rec = await plan(ctx, argv, target);
-        if (!(await ctx.dcs.putJsonIfRevision(restoreKey(ctx.dcs.keys.prefix), rec, '0'))) {
+        if (!(await ctx.dcs.writeRestoreRecord(rec, '0'))) {
           throw new PgHaError('PGHA_RESTORE_IN_PROGRESS', 'another restore was recorded in etcd at the same moment');
         }
       }

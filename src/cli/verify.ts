@@ -18,6 +18,7 @@ import { confirm, forceOption } from './confirm.ts';
 import { configPath, withCtx, type Ctx, type GlobalOpts } from './context.ts';
 import { postToMember } from './members.ts';
 import { waitForMember } from './wait.ts';
+import { leaderMember, memberByName } from '../ha/view.ts';
 
 type VerifyOpts = GlobalOpts & {
   member?: string[]; subscriber?: string; subscription?: string; dbname?: string[]; table?: string[]; schema?: string[];
@@ -29,7 +30,7 @@ type VerifyOpts = GlobalOpts & {
 export function busyProblem(view: ClusterView, leader: string | null): string | null {
   if (view.leader === null) return 'the cluster has no leader';
   if (leader !== null && view.leader.name !== leader) return `the leader changed (${leader} -> ${view.leader.name})`;
-  const lm = view.members.find((m) => m.name === view.leader?.name);
+  const lm = leaderMember(view);
   if (lm === undefined || lm.role !== 'primary' || lm.state !== 'running') return `the leader ${view.leader.name} is not a running primary`;
   if (view.failover !== null) return `a ${view.failover.kind} is pending (pghactl flush --scheduled cancels it)`;
   const busy = view.members.find((m) => m.state === 'cloning' || m.state === 'rewinding' || m.state === 'bootstrapping');
@@ -41,7 +42,7 @@ export function busyProblem(view: ClusterView, leader: string | null): string | 
 export function targetStandbys(view: ClusterView, names: string[]): MemberInfo[] {
   const leader = view.leader?.name;
   for (const n of names) {
-    const m = view.members.find((x) => x.name === n);
+    const m = memberByName(view, n);
     if (m === undefined) throw new PgHaError('PGHA_CLI_REFUSED', `${n} is not a member`);
     if (n === leader) throw new PgHaError('PGHA_CLI_REFUSED', `${n} is the leader: name a standby`);
   }
@@ -147,7 +148,7 @@ export const verifyCommand: CommandModule<GlobalOpts, VerifyOpts> = {
       const view = await ctx.dcs.readCluster(ctx.fallback);
       const busy = busyProblem(view, null);
       if (busy !== null) throw new PgHaError('PGHA_CLI_REFUSED', `not verifying now: ${busy}`);
-      const leader = view.members.find((m) => m.name === view.leader?.name) as MemberInfo;
+      const leader = leaderMember(view) as MemberInfo;
       const standbys = argv.subscriber === undefined ? targetStandbys(view, argv.member ?? []) : [];
       const tty = process.stderr.isTTY === true && argv.format === 'table';
       let rows = 0; let bytesDone = 0; let est = 0; let current = '';
@@ -210,7 +211,7 @@ export const verifyCommand: CommandModule<GlobalOpts, VerifyOpts> = {
       let code = exitCode(reports, summary);
       if (argv.repair && differ.length > 0) {
         for (const name of differ) {
-          const m = view.members.find((x) => x.name === name) as MemberInfo;
+          const m = memberByName(view, name) as MemberInfo;
           await confirm(`${name} differs from the leader: reinit it (its data directory is wiped and cloned afresh)?`, argv.force);
           const t0 = performance.now();
           await postToMember(ctx, m, '/reinitialize');

@@ -9,6 +9,7 @@ import { REQUEST_TTL_MS } from '../ha/decide.ts';
 import type { MemberInfo } from '../ha/types.ts';
 import { PgHaError } from '../errors.ts';
 import type { Ctx } from './context.ts';
+import { leaderMember } from '../ha/view.ts';
 
 /** Poll pace: a handover takes about a second, so 100 ms keeps the measured time honest. */
 const POLL_MS = 100;
@@ -74,7 +75,7 @@ export async function waitForHandover(ctx: Ctx, kind: string, from: string | nul
     // An etcd call that fails now and then does not decide the outcome: poll again until the deadline.
     const view = await ctx.dcs.readCluster(ctx.fallback).catch(() => null);
     if (view === null) { await sleep(POLL_MS); continue; }
-    const holder = view.members.find((m) => m.name === view.leader?.name);
+    const holder = leaderMember(view);
     last = { leader: view.leader?.name ?? null, primaryOk: holder !== undefined && (await answers(`${holder.apiUrl}/primary`, ctx.tls)) === 200, pending: view.failover !== null };
     const v = judgeHandover(from, to, last);
     if (v !== null && v.done) return { leader: v.leader, previous: from, seconds: (performance.now() - startedAt) / 1000 };

@@ -56,7 +56,7 @@ const WHY: Record<string, string> = {
   'log.file_num': 'pgha logs to stdout', 'log.file_size': 'pgha logs to stdout', 'log.format': 'pgha logs JSON lines',
   'log.dateformat': 'pgha logs JSON lines', 'log.traceback_level': 'not configurable in pgha', 'log.loggers': 'not configurable in pgha',
   'log.max_queue_size': 'not configurable in pgha',
-  'bootstrap.method': 'pgha bootstraps with initdb only',
+  'bootstrap.method': 'Patroni runs a custom command; pgha bootstraps with initdb, or restores a stanza with bootstrap.method: pgbackrest (set it by hand: docs/backup.md)',
   'bootstrap.post_bootstrap': 'pgha has no post-bootstrap script; create users with bootstrap.users',
   'bootstrap.post_init': 'pgha has no post-bootstrap script; create users with bootstrap.users',
 };
@@ -152,7 +152,7 @@ function convertBootstrap(v: unknown, drop: (path: string, why: string) => void)
     else if (k === 'initdb' || k === 'pg_hba') b[k] = x;
     else if (k === 'users' && isObject(x)) {
       b['users'] = Object.fromEntries(Object.entries(x).map(([u, d]) => [u, isObject(d) ? { password: d['password'], ...(Array.isArray(d['options']) ? { options: d['options'] } : {}) } : d]));
-    } else drop(`bootstrap.${k}`, WHY[`bootstrap.${k}`] ?? (isObject(x) ? 'a custom bootstrap method: pgha bootstraps with initdb only' : 'pgha has no such setting'));
+    } else drop(`bootstrap.${k}`, WHY[`bootstrap.${k}`] ?? (isObject(x) ? 'a custom bootstrap method: pgha bootstraps with initdb or bootstrap.method: pgbackrest (set it by hand)' : 'pgha has no such setting'));
   }
   return b;
 }

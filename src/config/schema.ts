@@ -5,6 +5,7 @@ import { isIP, isIPv4 } from 'node:net';
 import { z } from 'zod';
 import { MAX_NAME_BYTES, dataDirProblem, isLoopbackHost, isWildcardHost } from './safety.ts';
 import { SHELL_SAFE_PATH, backupSchema } from '../backup/config.ts';
+import { bootstrapPgbackrestSchema, sharedRepositories } from '../backup/bootstrap-config.ts';
 
 /** "host:port" with a numeric port. */
 export const hostPort = z
@@ -391,7 +392,9 @@ export const nodeConfigSchema = z.strictObject({
   // PostgreSQL's application_name (synchronous_standby_names matches it) keeps 63 bytes; the
   // member's slot name is the name lower-cased with . and - as _ (two names that map to one slot
   // are refused when the agent starts: src/agent/names.ts).
-  name: z.string().min(1).max(MAX_NAME_BYTES, `at most ${MAX_NAME_BYTES} characters (PostgreSQL's application_name and slot name limit)`).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
+  name: z.string().min(1).max(MAX_NAME_BYTES, `at most ${MAX_NAME_BYTES} characters (PostgreSQL's application_name and slot name limit)`).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only')
+    // The lease witness's application_name (src/witness/names.ts WITNESS_NAME).
+    .refine((n) => n !== 'pgha_lease_witness', 'pgha_lease_witness is the lease witness\'s name in synchronous_standby_names'),
   namespace: z
     .string()
     .regex(/^\/[A-Za-z0-9_./-]*$/, 'an absolute key prefix such as /service')
@@ -447,6 +450,10 @@ export const nodeConfigSchema = z.strictObject({
   bootstrap: z
     .strictObject({
       dcs: dynamicConfigSchema.prefault({}),
+      // How the first member of a new cluster gets its data: initdb, or pgbackrest (restored from
+      // a stanza, possibly another cluster's, to bootstrap.pgbackrest.target: docs/backup.md).
+      method: z.enum(['initdb', 'pgbackrest']).default('initdb'),
+      pgbackrest: bootstrapPgbackrestSchema.optional(),
       initdb: z.array(initdbOption).default([{ encoding: 'UTF8' }, 'data-checksums']),
       pg_hba: z.array(z.string().min(1)).optional(),
       // pgha-only: the database system identifier of existing data this member may register as
@@ -473,6 +480,11 @@ export const nodeConfigSchema = z.strictObject({
     // Directory of the Unix socket the agent uses to reach its own PostgreSQL.
     socket_dir: z.string().startsWith('/', 'an absolute path').default('/var/run/postgresql'),
     pgpass: z.string().startsWith('/', 'an absolute path').optional(),
+    // pgha-only: the lease witness (docs/data-safety.md#the-lease-witness): a local synchronous
+    // standby that confirms WAL only while the leader's lease is valid, so a primary frozen and
+    // thawed past its lease acknowledges no commit. Off by default: it adds about 0.18 ms to
+    // every commit (docs/benchmarks-witness.md), which is not negligible (issue #14's rule).
+    lease_witness: z.boolean().default(false),
     // pgha-only: TLS on this server: ssl = on with these files (docs/configuration.md#tls).
     ssl: z
       .strictObject({ cert_file: absolutePath, key_file: absolutePath, ca_file: absolutePath.optional(), crl_file: absolutePath.optional() })
@@ -520,6 +532,7 @@ export const nodeConfigSchema = z.strictObject({
   if (c.backup !== undefined && c.backup.dir === undefined && !SHELL_SAFE_PATH.test(`${c.postgresql.data_dir}.pgbackrest`)) {
     ctx.addIssue({ code: 'custom', path: ['backup', 'dir'], message: `postgresql.data_dir has characters archive_command cannot carry unquoted: set backup.dir to a plain path` });
   }
+  bootstrapMethodProblems(c).forEach((i) => ctx.addIssue({ code: 'custom', ...i }));
   // The addresses published in the member key are what the other members, HAProxy and pghactl
   // connect to. Other members refuse a key whose addresses are not peer addresses
   // (src/dcs/codec.ts); a wildcard would send them to their own host, and so would a loopback
@@ -541,6 +554,24 @@ export const nodeConfigSchema = z.strictObject({
     }
   }
 });
+
+/**
+ * bootstrap.method: pgbackrest needs bootstrap.pgbackrest and the backup: section (the new
+ * cluster archives to its own stanza), and that stanza must not be the source's in a repository
+ * both use: the copy would write its new timeline into production's archive.
+ */
+function bootstrapMethodProblems(c: { scope: string; bootstrap: { method: string; pgbackrest?: z.infer<typeof bootstrapPgbackrestSchema> | undefined }; backup?: z.infer<typeof backupSchema> | undefined }): Array<{ path: string[]; message: string }> {
+  const b = c.bootstrap;
+  if (b.method !== 'pgbackrest') return b.pgbackrest === undefined ? [] : [{ path: ['bootstrap', 'method'], message: 'bootstrap.pgbackrest is set: set method: pgbackrest too (or remove it)' }];
+  if (b.pgbackrest === undefined) return [{ path: ['bootstrap', 'pgbackrest'], message: 'method: pgbackrest needs bootstrap.pgbackrest (stanza, target)' }];
+  if (c.backup === undefined) return [{ path: ['backup'], message: 'bootstrap.method: pgbackrest needs the backup: section (pgbackrest itself, and the stanza the new cluster archives to)' }];
+  const own = c.backup.stanza ?? c.scope;
+  const shared = sharedRepositories(b.pgbackrest.repositories ?? c.backup.repositories, c.backup.repositories);
+  if (own === b.pgbackrest.stanza && shared.length > 0) {
+    return [{ path: ['backup', 'stanza'], message: `the new cluster's stanza ${own}${c.backup.stanza === undefined ? ' (the scope)' : ''} is the source's (bootstrap.pgbackrest.stanza) in the shared repository ${shared[0]!.path}: set backup.stanza to a name of its own` }];
+  }
+  return [];
+}
 
 export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
 export type NodeConfig = z.infer<typeof nodeConfigSchema>;

@@ -6,14 +6,15 @@ import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type IKeyValue, type 
 import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
-import type { ClusterView, FailsafeRecord, Lsn, MemberInfo, UnsafeMark } from '../ha/types.ts';
+import type { ClusterView, FailoverRequest, FailsafeRecord, Lsn, MemberInfo, SyncRecord, UnsafeMark } from '../ha/types.ts';
 import { DecodeCache, decode, decodeFailover, decodeFailsafe, historySchema, memberValueSchema, restartSchema, statusSchema, storedConfigSchema, syncSchema, unsafeSchema } from './codec.ts';
+import { restoreKey } from '../backup/restore-plan.ts';
 import { toPatroniConfig } from './patroni-config.ts';
 import { encodeFailover, encodeFailsafe, encodeHistory, encodeMember, encodeStatus, encodeSync, failoverFromValue } from './patroni.ts';
 import { checkCertificateDates, explainEtcdFailure, readEtcdCredentials, type EtcdCredentials, type EtcdTlsContext } from './etcd-tls.ts';
 import { KeepaliveStream } from './keepalive-stream.ts';
 import { clusterKeys, type Keys } from './keys.ts';
-import type { Dcs, HistoryEntry, KeepaliveResult } from './types.ts';
+import type { Dcs, HistoryEntry, KeepaliveResult, Revision } from './types.ts';
 
 export interface EtcdDcsOptions {
   hosts: string[];
@@ -64,6 +65,13 @@ export function dcsError(err: unknown, what: string): PgHaError {
   const msg = err instanceof Error ? err.message : String(err);
   if (name === 'GRPCDeadlineExceededError') return new PgHaError('PGHA_DCS_TIMEOUT', `${what}: etcd did not answer in time`, { cause: err, retryable: true });
   return new PgHaError('PGHA_DCS_UNAVAILABLE', `${what}: ${msg}`, { cause: err, retryable: true });
+}
+
+/** A conditional write found `key` moved on since `expected` was read. */
+function conflict(what: string, key: string, expected: Revision, cur: IKeyValue | undefined): PgHaError {
+  const now = cur === undefined ? 'now absent' : `now at revision ${cur.mod_revision}`;
+  const was = expected === '0' ? 'absent' : `at revision ${expected}`;
+  return new PgHaError('PGHA_DCS_CONFLICT', `${what}: ${key} changed since it was read (was ${was}, ${now}); nothing written`);
 }
 
 export class EtcdDcs implements Dcs {
@@ -168,7 +176,10 @@ export class EtcdDcs implements Dcs {
   async readCluster(fallback: DynamicConfig): Promise<ClusterView> {
     const res = await this.#call('read cluster', () => this.client.getAll().prefix(this.keys.prefix).exec());
     let failsafeText: string | null = null;
-    const view: ClusterView = { leader: null, members: [], initialize: null, config: fallback, lastLeaderLsn: null, failover: null, sync: null, failsafe: null };
+    const view: ClusterView = {
+      leader: null, members: [], initialize: null, config: fallback, lastLeaderLsn: null, failover: null, sync: null, failsafe: null,
+      revisions: { sync: '0', failsafe: '0', failover: '0', status: '0' },
+    };
     for (const kv of res.kvs) {
       const key = kv.key.toString();
       const value = kv.value.toString();
@@ -198,11 +209,16 @@ export class EtcdDcs implements Dcs {
         // An unreadable mark still marks: it was written because the member differed.
         (view.unsafe ??= {})[key.slice(this.keys.unsafePrefix.length)] = u.ok ? u.value : { at: 0, reason: 'unreadable /unsafe mark' };
       } else if (key === this.keys.failover) {
+        view.revisions.failover = kv.mod_revision;
         if (this.#failoverSeen?.revision !== kv.mod_revision) this.#failoverSeen = { revision: kv.mod_revision, at: Date.now() };
         const f = decodeFailover(value, this.#failoverSeen.at);
         if (f.ok) view.failover = f.value;
-        else this.#o.onWarning?.('ignoring invalid /failover in etcd', { error: f.error });
+        else {
+          view.failoverUnreadable = true;
+          this.#o.onWarning?.('ignoring invalid /failover in etcd', { error: f.error });
+        }
       } else if (key === this.keys.sync) {
+        view.revisions.sync = kv.mod_revision;
         const y = this.#decoded.decode(syncSchema, key, kv.mod_revision, value);
         if (y.ok) view.sync = y.value;
         else {
@@ -210,8 +226,10 @@ export class EtcdDcs implements Dcs {
           this.#o.onWarning?.('invalid /sync in etcd: nobody races for the key in synchronous mode until the leader rewrites it', { error: y.error });
         }
       } else if (key === this.keys.failsafe) {
+        view.revisions.failsafe = kv.mod_revision;
         failsafeText = value; // decoded below: Patroni's value names no leader, the leader key does
       } else if (key === this.keys.status) {
+        view.revisions.status = kv.mod_revision;
         const s = this.#decoded.decode(statusSchema, key, kv.mod_revision, value);
         if (s.ok) {
           view.lastLeaderLsn = s.value.lsn;
@@ -449,12 +467,48 @@ export class EtcdDcs implements Dcs {
       this.client.if(this.keys.config, 'Version', '==', 0).then(this.client.put(this.keys.config).value(JSON.stringify(toPatroniConfig(config, undefined)))).commit());
   }
 
-  async writeLeaderLsn(lsn: Lsn, slots?: Record<string, Lsn>): Promise<void> {
-    await this.#call('write status', () => this.client.put(this.keys.status).value(JSON.stringify(encodeStatus(lsn, slots))).exec());
+  async writeLeaderLsn(lsn: Lsn, slots: Record<string, Lsn> | undefined, expected: Revision): Promise<Revision> {
+    return this.#putIfRevision('write status', this.keys.status, JSON.stringify(encodeStatus(lsn, slots)), expected);
+  }
+
+  async readStoredConfig(): Promise<{ value: unknown; revision: Revision }> {
+    const cur = await this.#getJson(this.keys.config);
+    return { value: cur.value, revision: cur.modRevision };
+  }
+
+  async writeStoredConfig(value: unknown, expected: Revision): Promise<Revision> {
+    return this.#putIfRevision('write config', this.keys.config, JSON.stringify(value), expected);
+  }
+
+  /**
+   * Put `value` if `key` is still at `expected` ("0": still absent), in one transaction that
+   * otherwise reads the key back. Lost: PGHA_DCS_CONFLICT, except when the key already holds
+   * exactly `value` (a retried call whose first attempt landed). The key's new revision.
+   */
+  async #putIfRevision(what: string, key: string, value: string, expected: Revision): Promise<Revision> {
+    const r = await this.#call(what, () =>
+      this.#ifAt(key, expected).then(this.client.put(key).value(value)).else(this.client.get(key)).commit());
+    if (r.succeeded) return r.header.revision;
+    const cur = r.responses[0]?.response_range?.kvs[0];
+    if (cur !== undefined && cur.value.toString() === value) return cur.mod_revision;
+    throw conflict(what, key, expected, cur);
+  }
+
+  /** Delete `key` if it is still at `expected`; a key already gone counts as deleted. */
+  async #deleteIfRevision(what: string, key: string, expected: Revision): Promise<void> {
+    const r = await this.#call(what, () =>
+      this.#ifAt(key, expected).then(this.client.delete().key(key)).else(this.client.get(key)).commit());
+    const cur = r.responses[0]?.response_range?.kvs[0];
+    if (!r.succeeded && cur !== undefined) throw conflict(what, key, expected, cur);
+  }
+
+  /** The compare "`key` is at `revision`": absent for "0" (etcd's version 0), else its mod_revision. */
+  #ifAt(key: string, revision: Revision): ReturnType<Etcd3['if']> {
+    return revision === '0' ? this.client.if(key, 'Version', '==', 0) : this.client.if(key, 'Mod', '==', revision);
   }
 
   /** Read a JSON key with its mod revision ("0" when absent). */
-  async getJson(key: string): Promise<{ value: unknown; modRevision: string }> {
+  async #getJson(key: string): Promise<{ value: unknown; modRevision: string }> {
     const r = await this.#call(`read ${key}`, () => this.client.get(key).exec());
     const kv = r.kvs[0];
     if (kv === undefined) return { value: undefined, modRevision: '0' };
@@ -466,29 +520,47 @@ export class EtcdDcs implements Dcs {
   }
 
   /** Put `value` only if the key is still at `modRevision` ("0": only if absent). */
-  async putJsonIfRevision(key: string, value: unknown, modRevision: string): Promise<boolean> {
-    const cmp = modRevision === '0' ? this.client.if(key, 'Version', '==', 0) : this.client.if(key, 'Mod', '==', modRevision);
-    const r = await this.#call(`write ${key}`, () => cmp.then(this.client.put(key).value(JSON.stringify(value))).commit());
+  async #putJsonIfRevision(key: string, value: unknown, modRevision: string): Promise<boolean> {
+    const r = await this.#call(`write ${key}`, () => this.#ifAt(key, modRevision).then(this.client.put(key).value(JSON.stringify(value))).commit());
     return r.succeeded;
   }
 
   async appendHistory(entry: HistoryEntry): Promise<void> {
     for (let attempt = 0; attempt < 5; attempt++) {
-      const cur = await this.getJson(this.keys.history);
+      const cur = await this.#getJson(this.keys.history);
       const list = cur.value === undefined ? [] : historySchema.parse(cur.value);
-      if (await this.putJsonIfRevision(this.keys.history, encodeHistory([...list, entry]), cur.modRevision)) return;
+      if (await this.#putJsonIfRevision(this.keys.history, encodeHistory([...list, entry]), cur.modRevision)) return;
     }
     throw new PgHaError('PGHA_DCS_CONFLICT', 'history kept changing under us');
   }
 
-  async writeSync(leader: string, members: string[], acks?: number): Promise<void> {
-    const record = encodeSync(acks === undefined ? { leader, members } : { leader, members, acks });
-    await this.#call('write sync', () => this.client.put(this.keys.sync).value(JSON.stringify(record)).exec());
+  async writeSync(record: SyncRecord, expected: Revision): Promise<Revision> {
+    const { leader, members, acks } = record;
+    const value = encodeSync(acks === undefined ? { leader, members } : { leader, members, acks });
+    return this.#putIfRevision('write sync', this.keys.sync, JSON.stringify(value), expected);
   }
 
-  async writeFailsafe(record: FailsafeRecord | null): Promise<void> {
-    if (record === null) await this.#call('delete failsafe', () => this.client.delete().key(this.keys.failsafe).exec());
-    else await this.#call('write failsafe', () => this.client.put(this.keys.failsafe).value(JSON.stringify(encodeFailsafe(record))).exec());
+  async writeFailsafe(record: FailsafeRecord | null, expected: Revision): Promise<Revision> {
+    if (record !== null) return this.#putIfRevision('write failsafe', this.keys.failsafe, JSON.stringify(encodeFailsafe(record)), expected);
+    await this.#deleteIfRevision('delete failsafe', this.keys.failsafe, expected);
+    return '0';
+  }
+
+  async writeFailover(request: FailoverRequest, expected: Revision): Promise<Revision> {
+    return this.#putIfRevision('write failover', this.keys.failover, JSON.stringify(encodeFailover(request)), expected);
+  }
+
+  async readRestoreRecord(): Promise<{ value: unknown; revision: Revision }> {
+    const cur = await this.#getJson(restoreKey(this.keys.prefix));
+    return { value: cur.value, revision: cur.modRevision };
+  }
+
+  async writeRestoreRecord(value: unknown, expected: Revision): Promise<boolean> {
+    return this.#putJsonIfRevision(restoreKey(this.keys.prefix), value, expected);
+  }
+
+  async deleteRestoreRecord(): Promise<void> {
+    await this.#call('delete restore', () => this.client.delete().key(restoreKey(this.keys.prefix)).exec());
   }
 
   /** pghactl remove: delete every key under the cluster's prefix; the number deleted. */
@@ -497,21 +569,21 @@ export class EtcdDcs implements Dcs {
     return Number(r.deleted);
   }
 
-  async clearFailover(): Promise<void> {
-    await this.#call('clear failover', () => this.client.delete().key(this.keys.failover).exec());
+  async clearFailover(expected: Revision): Promise<void> {
+    await this.#deleteIfRevision('clear failover', this.keys.failover, expected);
   }
 
   /** The stepping-down leader records its last WAL position in the request, if it is still there. */
   async setShutdownLsn(lsn: Lsn): Promise<void> {
-    const cur = await this.getJson(this.keys.failover);
+    const cur = await this.#getJson(this.keys.failover);
     if (cur.value === undefined) return;
     const r = failoverFromValue(cur.value, Date.now());
     if (!r.ok || r.value === null) return;
-    await this.putJsonIfRevision(this.keys.failover, encodeFailover({ ...r.value, shutdownLsn: lsn }), cur.modRevision);
+    await this.#putJsonIfRevision(this.keys.failover, encodeFailover({ ...r.value, shutdownLsn: lsn }), cur.modRevision);
   }
 
   async readHistory(): Promise<HistoryEntry[]> {
-    const cur = await this.getJson(this.keys.history);
+    const cur = await this.#getJson(this.keys.history);
     return cur.value === undefined ? [] : historySchema.parse(cur.value);
   }
 

@@ -1,6 +1,7 @@
 // Who may take a free leader key. Pure: a candidate is judged only by what members published.
 import type { DynamicConfig, Tags } from '../config/schema.ts';
 import type { ClusterView, Lsn, MemberInfo } from './types.ts';
+import { bytesBehind } from './view.ts';
 
 export interface Candidate {
   name: string;
@@ -19,9 +20,13 @@ export function markedUnsafe(cluster: Pick<ClusterView, 'unsafe'> | null, name: 
   return cluster?.unsafe?.[name] !== undefined;
 }
 
-/** Bytes this position is behind the last leader position we know; 0 when that is unknown. */
+/**
+ * Failover lag (see view.ts for the other two uses of the lag rule): bytes this position is behind
+ * the position the last leader published in /status, which outlives its member key; 0 when none
+ * was published (that must not bar every candidate).
+ */
 export function lagBehind(lsn: Lsn, lastLeaderLsn: Lsn | null): number {
-  return lastLeaderLsn === null ? 0 : Math.max(0, lastLeaderLsn - lsn);
+  return bytesBehind(lsn, lastLeaderLsn) ?? 0;
 }
 
 /** A standby that could be promoted: running, in recovery, allowed by tags, within the lag bound. */

@@ -9,6 +9,7 @@
 // the named candidate may take over once it has WAL beyond it, as after pgha's own handover.
 // (Patroni's own candidate takes over without any such check: ha.py manual_failover_process_no_leader.)
 import type { ClusterView, FailoverRequest, Lsn } from './types.ts';
+import { memberByName } from './view.ts';
 
 const PRIMARY_ROLES = new Set(['master', 'primary', 'standby_leader']);
 
@@ -20,7 +21,7 @@ const PRIMARY_ROLES = new Set(['master', 'primary', 'standby_leader']);
 export function patroniReleasedLsn(req: FailoverRequest, cluster: ClusterView | null): Lsn | null {
   if (cluster === null || req.kind !== 'switchover' || req.leader === null || req.shutdownLsn !== null) return null;
   if (cluster.leader !== null) return null;
-  const old = cluster.members.find((m) => m.name === req.leader);
+  const old = memberByName(cluster, req.leader);
   if (old === undefined || old.agent !== 'patroni') return null;
   if (old.patroniRole === undefined || PRIMARY_ROLES.has(old.patroniRole)) return null;
   return cluster.lastLeaderLsn;

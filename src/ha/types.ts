@@ -199,6 +199,20 @@ export interface FailsafeHold {
   until: number;
 }
 
+/**
+ * The etcd mod revision of each key the agents and pghactl write by compare-and-set, as the view
+ * read it ("0": the key was absent). A write passes the revision back and lands only if the key
+ * is still at it ("0": only if still absent); otherwise someone wrote in between, the write is
+ * dropped (PGHA_DCS_CONFLICT) and the next loop reads and decides again.
+ */
+export interface KeyRevisions {
+  sync: string;
+  failsafe: string;
+  failover: string;
+  /** /status: the leader's WAL position (and its logical slots'). */
+  status: string;
+}
+
 export interface ClusterView {
   /** null: nobody holds the leader key. */
   leader: LeaderKey | null;
@@ -210,6 +224,8 @@ export interface ClusterView {
   lastLeaderLsn: Lsn | null;
   /** A pending switchover or manual failover. */
   failover: FailoverRequest | null;
+  /** /failover exists but cannot be read (`failover` is then null): it counts as pending for pghactl. */
+  failoverUnreadable?: boolean;
   /** Synchronous replication record (synchronous_mode on). */
   sync: SyncRecord | null;
   /** The /failsafe record; absent or null: none. */
@@ -237,6 +253,8 @@ export interface ClusterView {
    * promoted, never a clone source, until a reinit or a clean re-check removes the mark.
    */
   unsafe?: Record<string, UnsafeMark>;
+  /** Mod revisions of /sync, /failsafe, /failover and /status as read, for the conditional writes. */
+  revisions: KeyRevisions;
 }
 
 /** Why a member is marked unsafe: when verify found it, and what it found. */

@@ -4,6 +4,7 @@ import { asCandidate, bestCandidate, lagBehind, markedUnsafe, mayEverPromote, ty
 import type { ClusterView, FailoverRequest } from '../ha/types.ts';
 import { PgHaError } from '../errors.ts';
 import { bytes } from '../human.ts';
+import { leaderMember, memberByName } from '../ha/view.ts';
 
 export interface HandoverInput {
   kind: 'switchover' | 'failover';
@@ -20,14 +21,13 @@ const refuse = (msg: string): never => {
 };
 
 function healthyLeader(view: ClusterView): string | null {
-  const name = view.leader?.name;
-  const m = view.members.find((x) => x.name === name);
+  const m = leaderMember(view);
   return m !== undefined && m.role === 'primary' && m.state === 'running' ? m.name : null;
 }
 
 /** Why `name` cannot take over, or null when it can. */
 export function candidateProblem(view: ClusterView, name: string, checkLag: boolean): string | null {
-  const m = view.members.find((x) => x.name === name);
+  const m = memberByName(view, name);
   if (m === undefined) return `${name} is not a member of this cluster`;
   if (m.name === view.leader?.name) return `${name} is already the leader`;
   if (!mayEverPromote(m.tags)) return `${name} is tagged nofailover (or failover_priority 0)`;

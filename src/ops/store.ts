@@ -1,42 +1,44 @@
 // Writes of operator requests to etcd, shared by pghactl and the REST API. A switchover or
-// failover request is created only if none is pending; a config edit is a compare-and-set on the
-// revision it was computed from (a lost race re-reads); a cancel deletes whatever is pending.
+// failover request is written only if /failover is still at the revision of the view it was
+// validated against, so of two concurrent requests one lands and the other gets
+// PGHA_DCS_CONFLICT (HTTP 409); a cancel deletes only the request it read; a config edit is a
+// compare-and-set on the revision it was computed from (a lost race re-reads).
 import { parse as parseYaml } from 'yaml';
 import { dynamicConfigSchema, replicationCapacityProblem, type DynamicConfig } from '../config/schema.ts';
 import { parseDynamicConfig } from '../config/load.ts';
-import type { EtcdDcs } from '../dcs/etcd.ts';
 import { fromPatroniConfig, toPatroniConfig } from '../dcs/patroni-config.ts';
-import { encodeFailover, failoverFromValue } from '../dcs/patroni.ts';
-import { PgHaError } from '../errors.ts';
+import type { Dcs } from '../dcs/types.ts';
+import { PgHaError, isPgHaError } from '../errors.ts';
 import type { FailoverRequest } from '../ha/types.ts';
 import { checkSlotNames, logicalChanged, type LogicalCheck } from '../slots/check.ts';
 import { planHandover, type HandoverInput } from './requests.ts';
 
-export async function requestHandover(dcs: EtcdDcs, input: HandoverInput, fallback: DynamicConfig): Promise<FailoverRequest> {
+export async function requestHandover(dcs: Dcs, input: HandoverInput, fallback: DynamicConfig): Promise<FailoverRequest> {
   const view = await dcs.readCluster(fallback);
   const req = planHandover(view, input, Date.now());
-  // Patroni leaves `{}` behind after a switchover: a value asking for nothing is replaced (by
-  // compare-and-set on its revision); a pending request is not.
-  const cur = await dcs.getJson(dcs.keys.failover);
-  const pending = cur.value !== undefined && !isEmptyRequest(cur.value);
-  if (pending || !(await dcs.putJsonIfRevision(dcs.keys.failover, encodeFailover(req), cur.modRevision))) {
-    throw new PgHaError('PGHA_CLI_REFUSED', 'another switchover or failover was requested at the same moment');
+  // planHandover refused a pending request. Patroni leaves `{}` behind after a switchover: a value
+  // asking for nothing is replaced; one that cannot be read is not (flush removes it).
+  if (view.failoverUnreadable === true) throw new PgHaError('PGHA_CLI_REFUSED', '/failover holds a value pgha cannot read: remove it first (pghactl flush --scheduled)');
+  try {
+    await dcs.writeFailover(req, view.revisions.failover);
+  } catch (err) {
+    if (!isPgHaError(err, 'PGHA_DCS_CONFLICT')) throw err;
+    throw new PgHaError('PGHA_DCS_CONFLICT', 'another switchover or failover was requested at the same moment: nothing written; pghactl list shows the pending one', { cause: err });
   }
   return req;
 }
 
 /** Cancel a pending (scheduled) switchover. False when there was none. */
-export async function cancelHandover(dcs: EtcdDcs): Promise<boolean> {
-  const cur = await dcs.getJson(dcs.keys.failover);
-  if (cur.value === undefined) return false;
-  await dcs.clearFailover();
-  return !isEmptyRequest(cur.value);
-}
-
-/** A /failover value that asks for nothing (Patroni's `{}` after a switchover). */
-function isEmptyRequest(raw: unknown): boolean {
-  const r = failoverFromValue(raw, 0);
-  return r.ok && r.value === null;
+export async function cancelHandover(dcs: Dcs, fallback: DynamicConfig): Promise<boolean> {
+  const view = await dcs.readCluster(fallback);
+  if (view.revisions.failover === '0') return false;
+  try {
+    await dcs.clearFailover(view.revisions.failover);
+  } catch (err) {
+    if (!isPgHaError(err, 'PGHA_DCS_CONFLICT')) throw err;
+    throw new PgHaError('PGHA_DCS_CONFLICT', 'the pending request changed while cancelling it: nothing removed; look again (pghactl list)', { cause: err });
+  }
+  return view.failover !== null || view.failoverUnreadable === true;
 }
 
 /** A change to the dynamic configuration, applied to the current value. */
@@ -95,11 +97,11 @@ export function missingForPut(doc: Record<string, unknown>): string[] {
  * or logical.publications is also checked against the members' slot names and, with `check`,
  * on the leader's PostgreSQL (src/slots/check.ts).
  */
-export async function editConfig(dcs: EtcdDcs, edit: ConfigEdit, fallback: DynamicConfig, source: string, replace = false, check?: LogicalCheck): Promise<{ before: DynamicConfig; after: DynamicConfig }> {
+export async function editConfig(dcs: Dcs, edit: ConfigEdit, fallback: DynamicConfig, source: string, replace = false, check?: LogicalCheck): Promise<{ before: DynamicConfig; after: DynamicConfig }> {
   const view = await dcs.readCluster(fallback);
   const members = view.members.length;
   for (let attempt = 0; attempt < 10; attempt++) {
-    const cur = await dcs.getJson(dcs.keys.config);
+    const cur = await dcs.readStoredConfig();
     let before = fallback;
     try {
       if (cur.value !== undefined) before = parseDynamicConfig(fromPatroniConfig(cur.value), 'etcd /config');
@@ -114,7 +116,12 @@ export async function editConfig(dcs: EtcdDcs, edit: ConfigEdit, fallback: Dynam
       await check?.(after, view);
     }
     // Written in Patroni's format over the stored value: settings only Patroni knows stay.
-    if (await dcs.putJsonIfRevision(dcs.keys.config, toPatroniConfig(after, cur.value), cur.modRevision)) return { before, after };
+    try {
+      await dcs.writeStoredConfig(toPatroniConfig(after, cur.value), cur.revision);
+      return { before, after };
+    } catch (err) {
+      if (!isPgHaError(err, 'PGHA_DCS_CONFLICT')) throw err; // another editor won: apply the edit to theirs
+    }
   }
   throw new PgHaError('PGHA_DCS_CONFLICT', '/config kept changing; try again');
 }

@@ -15,7 +15,8 @@ import type { LocalPostgres, SyncMethod } from '../ha/types.ts';
 import { CURRENT_TIMELINE_SQL, parseLsn } from './lsn.ts';
 import type { Logger } from '../log/logger.ts';
 import { syncStandbyNames } from '../ha/quorum.ts';
-import { defaultHba, peerPgpass, renderHba, renderPghaConf, renderPgpass, sslParameters, syncNamesFromConf, upstreamFromConf, type StandbyConf } from './conf.ts';
+import { WITNESS_NAME, witnessedSyncNames } from '../witness/names.ts';
+import { confValue, defaultHba, peerPgpass, renderHba, renderPghaConf, renderPgpass, sslParameters, syncNamesFromConf, upstreamFromConf, type StandbyConf } from './conf.ts';
 import { readControlData, type ControlData } from './controldata.ts';
 import { adoptPatroniConf } from './patroni-conf.ts';
 import { childPids, ensureDataDir, fatalLines, isInitialized, livePostmaster, pidFromFile, waitForExit, waitForReap, wipeContents, writeAtomic, writeFresh } from './datadir.ts';
@@ -26,6 +27,7 @@ import { createRoles } from './roles.ts';
 import { ensureSlots } from './slots.ts';
 import { installSlotStates, readSlotStates, readStoppedSlotPositions, type SlotState } from './slot-copy.ts';
 import { slotNameFor, type PostgresControl, type Upstream } from './types.ts';
+import type { BootstrapPg } from '../backup/bootstrap.ts';
 
 export { lookupOsUser, type RunAs } from './exec.ts';
 
@@ -44,6 +46,13 @@ export interface PostgresControlOptions {
    * repository before falling back to pg_basebackup.
    */
   restoreReplica?: () => Promise<void>;
+  /**
+   * Same: a reinit (or a re-clone after a failed rewind) of a data directory of `systemId` keeps
+   * it and restores the backup over it with `pgbackrest restore --delta` (src/backup/agent.ts).
+   */
+  deltaRestore?: (systemId: string) => Promise<void>;
+  /** bootstrap.method: pgbackrest: fills the data directory instead of initdb (src/backup/bootstrap.ts). */
+  bootstrapRestore?: (pg: BootstrapPg) => Promise<void>;
   /** Parameters layered last into pgha.conf (archive_command etc. from the backup: section). */
   extraParameters?: () => Record<string, string | number | boolean>;
 }
@@ -76,6 +85,8 @@ class LocalInstance implements PostgresControl {
   #control: { mtimeNs: bigint; data: ControlData } | null = null;
   /** synchronous_standby_names this primary should run with ('' = asynchronous). */
   #syncNames = '';
+  /** The same without the lease witness, as src/ha renders it (null: not set since the agent started). */
+  #syncPlain: string | null = null;
   /** Primary flush position read just after #syncNames last changed (see LocalPostgres.syncChangedAt). */
   #syncChangedAt: number | null = null;
   /** Standby: the highest timeline its WAL receiver streamed since PostgreSQL started. */
@@ -86,6 +97,12 @@ class LocalInstance implements PostgresControl {
    * emptied it. Only then, or when it holds a PostgreSQL data directory, may wipe() empty it.
    */
   #ours = false;
+  /**
+   * `<data_dir>.delta-restore`: a reinit kept this data directory (of the system id written in
+   * it) for a delta restore. While it exists and the server is stopped, observe() reports the
+   * directory empty, so the loop clones, and clone() restores over the kept files.
+   */
+  readonly #deltaMarker: string;
 
   constructor(o: PostgresControlOptions) {
     this.#o = o;
@@ -93,6 +110,7 @@ class LocalInstance implements PostgresControl {
     const pgc = o.config.postgresql;
     this.#passfile = pgc.pgpass ?? `${pgc.data_dir}.pgpass`;
     this.#logfile = `${pgc.data_dir}.log`;
+    this.#deltaMarker = `${pgc.data_dir}.delta-restore`;
     try { this.#syncNames = syncNamesFromConf(readFileSync(this.#path('pgha.conf'), 'utf8')); } catch { /* none yet */ }
     this.#probe = new Probe({
       socketDir: pgc.socket_dir, port: splitHostPort(pgc.listen).port,
@@ -167,6 +185,7 @@ class LocalInstance implements PostgresControl {
   async #observe(): Promise<LocalPostgres> {
     if (!isInitialized(this.#dir)) return this.#foreignEntries().length > 0 ? { ...EMPTY, dataDir: 'foreign' } : EMPTY;
     const running = livePostmaster(this.#dir) !== null;
+    if (!running && this.#deltaPending() !== null) return EMPTY;
     const cd = await this.#controlData(running).catch(() => null);
     const standby = existsSync(this.#path('standby.signal'));
     const local: LocalPostgres = {
@@ -189,8 +208,11 @@ class LocalInstance implements PostgresControl {
       const timeline = h.inRecovery && this.#streamedTimeline !== null ? Math.max(h.timeline ?? 0, this.#streamedTimeline) : h.timeline;
       return {
         ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: timeline ?? local.timeline, replayTimeline: h.timeline,
-        lsn: h.lsn, streaming: h.streaming, pendingRestart: h.pendingRestart, syncStandbys: h.syncStandbys,
-        syncSetting: h.syncSetting, replicas: h.replicas, syncChangedAt: this.#syncChangedAt, stats: h.stats,
+        lsn: h.lsn, streaming: h.streaming, pendingRestart: h.pendingRestart,
+        // The lease witness is no member: src/ha sees the setting and the standbys without it.
+        syncStandbys: h.syncStandbys.filter((n) => n !== WITNESS_NAME),
+        syncSetting: h.syncSetting === this.#syncNames && this.#syncPlain !== null ? this.#syncPlain : h.syncSetting,
+        replicas: h.replicas.filter((r) => r.name !== WITNESS_NAME), syncChangedAt: this.#syncChangedAt, stats: h.stats,
       };
     } catch {
       return local;
@@ -210,6 +232,10 @@ class LocalInstance implements PostgresControl {
     const pwfile = `${this.#dir}.initpw`;
     this.#claimEmptyDir('initdb');
     await ensureDataDir(this.#dir, this.#runAs);
+    if (this.#o.bootstrapRestore !== undefined) {
+      this.#control = null;
+      return this.#o.bootstrapRestore(this.#bootstrapPg());
+    }
     await writeFresh(pwfile, pgc.authentication.superuser.password, this.#runAs);
     const args = ['-D', this.#dir, '--data-checksums', '--auth-local=scram-sha-256', '--auth-host=scram-sha-256',
       `--username=${pgc.authentication.superuser.username}`, `--pwfile=${pwfile}`, ...this.#initdbOptions()];
@@ -221,12 +247,37 @@ class LocalInstance implements PostgresControl {
     }
     const conf = await readFile(this.#path('postgresql.conf'), 'utf8');
     await writeAtomic(this.#path('postgresql.conf'), `${conf}\n# pgha: its settings, which win over the lines above.\ninclude_if_exists = 'pgha.conf'\n`, this.#runAs);
-    const a = pgc.authentication;
-    const hba = this.#c.bootstrap.pg_hba ?? defaultHba({
-      superuser: a.superuser.username, replication: a.replication.username, rewind: a.rewind?.username ?? null, ssl: pgc.ssl !== undefined,
-    });
-    await writeAtomic(this.#path('pg_hba.conf'), renderHba(hba), this.#runAs);
+    await writeAtomic(this.#path('pg_hba.conf'), this.#hbaText(), this.#runAs);
     await this.#writePassfile(null);
+  }
+
+  #hbaText(): string {
+    const pgc = this.#c.postgresql;
+    const a = pgc.authentication;
+    return renderHba(this.#c.bootstrap.pg_hba ?? defaultHba({
+      superuser: a.superuser.username, replication: a.replication.username, rewind: a.rewind?.username ?? null, ssl: pgc.ssl !== undefined,
+    }));
+  }
+
+  /** What bootstrap.method pgbackrest needs of this server (src/backup/bootstrap.ts). */
+  #bootstrapPg(): BootstrapPg {
+    const pgc = this.#c.postgresql;
+    return {
+      dataDir: this.#dir, logfile: this.#logfile, runAs: this.#runAs,
+      // Recovery of another cluster's data: no TCP listener and a socket only the server's OS
+      // user reaches, while pg_hba.conf trusts the local superuser (see bootstrap.ts).
+      recoveryConf: () => renderPghaConf({
+        port: this.#port, listenHost: '', socketDir: pgc.socket_dir, standby: null, syncNames: '',
+        parameters: [this.#o.dynamic().postgresql.parameters, pgc.parameters, this.#o.extraParameters?.() ?? {}, { unix_socket_permissions: '0700' }],
+      }),
+      finalHba: () => this.#hbaText(),
+      startRecovery: async (seconds) => {
+        await this.#touchLog();
+        await this.#exec('pg_ctl', ['start', '-D', this.#dir, '-w', '-t', String(seconds), '-l', this.#logfile], seconds * 1000 + 5000);
+      },
+      stop: (mode) => this.stop(mode),
+      createRoles: async () => { await this.#writePassfile(null); await this.createRoles(); },
+    };
   }
 
   /** Patroni's format: a string is a flag, a map gives `--key=value`. data-checksums is always on. */
@@ -284,7 +335,9 @@ class LocalInstance implements PostgresControl {
       port: this.#port, listenHost: splitHostPort(pgc.listen).host, socketDir: pgc.socket_dir,
       parameters: [this.#o.dynamic().postgresql.parameters, pgc.parameters, sslParameters(pgc.ssl), this.#o.extraParameters?.() ?? {}],
       standby: standby ? this.#standbyConf(up) : null,
-      syncNames: standby ? '' : this.#syncNames,
+      // With the lease witness a standby keeps the setting too (a standby ignores it): the moment
+      // recovery ends, the promoted server already waits for the witness.
+      syncNames: standby && !this.#witness ? '' : this.#syncNames,
     });
   }
 
@@ -303,7 +356,9 @@ class LocalInstance implements PostgresControl {
   }
 
   async setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<void> {
-    const want = syncStandbyNames(names, count, method);
+    const plain = syncStandbyNames(names, count, method);
+    const want = this.#witness ? witnessedSyncNames(names, count, method) : plain;
+    this.#syncPlain = plain;
     const changed = want !== this.#syncNames || this.#syncChangedAt === null;
     this.#syncNames = want;
     await this.applyConfig(null);
@@ -400,7 +455,21 @@ class LocalInstance implements PostgresControl {
     process.kill(pid, 'SIGHUP');
   }
 
+  get #witness(): boolean {
+    return this.#c.postgresql.lease_witness;
+  }
+
   async promote(): Promise<{ timeline: number; lsn: string }> {
+    if (this.#witness && this.#syncNames === '') {
+      // A standby that never ran as primary under this agent: list the witness before recovery
+      // ends, so no commit of the new primary is acknowledged without it (a reload; a standby ignores it).
+      this.#syncNames = witnessedSyncNames(null, 0);
+      this.#syncPlain = '';
+      const path = this.#path('pgha.conf');
+      const text = readFileSync(path, 'utf8').replace(/^synchronous_standby_names = .*$/m, `synchronous_standby_names = ${confValue(this.#syncNames)}`);
+      await writeAtomic(path, text, this.#runAs);
+      await this.reload();
+    }
     const su = this.#c.postgresql.authentication.superuser;
     const wait = this.#c.postgresql.pg_ctl_timeout;
     // pg_promote(true, wait) returns once recovery has ended (true) or after `wait` s (false);
@@ -432,6 +501,12 @@ class LocalInstance implements PostgresControl {
 
   async clone(from: Upstream): Promise<void> {
     this.#control = null;
+    const kept = this.#deltaPending();
+    if (kept !== null) {
+      if (await this.#deltaFromBackup(from, kept)) return;
+      await wipeContents(this.#dir, this.#runAs);
+      await unlink(this.#deltaMarker).catch(() => undefined);
+    }
     this.#claimEmptyDir('pg_basebackup');
     if (this.#o.restoreReplica !== undefined && (await this.#restoreFromBackup(from))) return;
     await cloneFrom(this.#replication(), from);
@@ -447,6 +522,31 @@ class LocalInstance implements PostgresControl {
     } catch (err) {
       this.#o.logger.warn({ event: 'replica restore failed', err: { message: (err as Error).message } }, 'restore from the backup repository failed; cloning with pg_basebackup');
       await wipeContents(this.#dir, this.#runAs);
+      return false;
+    }
+  }
+
+  /** The system id a reinit kept the data directory for (the marker), or null. */
+  #deltaPending(): string | null {
+    try {
+      const id = readFileSync(this.#deltaMarker, 'utf8').trim();
+      return /^\d+$/.test(id) && isInitialized(this.#dir) ? id : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** pgbackrest restore --delta over the kept directory, as `from`'s standby; false when that fails. */
+  async #deltaFromBackup(from: Upstream, systemId: string): Promise<boolean> {
+    if (this.#o.deltaRestore === undefined) return false;
+    try {
+      await this.#o.deltaRestore(systemId);
+      await this.#configureStandby(from);
+      await unlink(this.#deltaMarker);
+      this.#ours = true;
+      return true;
+    } catch (err) {
+      this.#o.logger.warn({ event: 'delta restore failed', err: { message: (err as Error).message } }, 'delta restore from the backup repository failed; emptying the data directory and cloning afresh');
       return false;
     }
   }
@@ -468,8 +568,20 @@ class LocalInstance implements PostgresControl {
     return (await this.#controlData(livePostmaster(this.#dir) !== null))?.checkpointLsn ?? null;
   }
 
-  async wipe(): Promise<void> {
+  async wipe(o: { forReclone?: boolean } = {}): Promise<void> {
     if (livePostmaster(this.#dir) !== null) throw new PgHaError('PGHA_PG_COMMAND', 'refusing to wipe the data of a running server');
+    // A clone follows and create_replica_methods starts with pgbackrest: keep a PostgreSQL data
+    // directory for a delta restore (clone() empties it after all if that fails).
+    if (o.forReclone === true && this.#o.deltaRestore !== undefined && isInitialized(this.#dir)) {
+      const id = (await this.#controlData(false).catch(() => null))?.systemId ?? null;
+      if (id !== null) {
+        await writeAtomic(this.#deltaMarker, `${id}\n`, this.#runAs);
+        this.#control = null;
+        this.#o.logger.info({ event: 'delta restore planned', systemId: id }, 'data directory kept for a delta restore from the backup repository');
+        return;
+      }
+    }
+    await unlink(this.#deltaMarker).catch(() => undefined);
     // Only what pgha made: a PostgreSQL data directory, or one pgha found empty and filled.
     const foreign = this.#foreignEntries();
     if (foreign.length > 0 && !this.#ours) throw this.#unsafe(foreign, 'refusing to delete files pgha did not create');

@@ -48,8 +48,11 @@ export interface PostgresControl {
   rewind(from: Upstream): Promise<void>;
   /** pg_controldata's latest checkpoint position (after a clean stop: the shutdown checkpoint). */
   checkpointLsn(): Promise<number | null>;
-  /** Remove the data directory's contents (for reinit or a failed rewind). */
-  wipe(): Promise<void>;
+  /**
+   * Remove the data directory's contents (for reinit or a failed rewind). `forReclone`: a clone
+   * follows, which may restore over the kept files instead (delta restore from the backup).
+   */
+  wipe(o?: { forReclone?: boolean }): Promise<void>;
 
   /** Leader only: make the set of pgha-managed physical slots equal `slotNames` (others are kept). */
   ensureSlots(slotNames: string[], dropAbsent: boolean): Promise<void>;

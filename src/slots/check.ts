@@ -11,6 +11,7 @@ import { splitHostPort } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
 import type { ClusterView } from '../ha/types.ts';
 import { logicalSlotSpecs, memberSlotClashes, publicationSpecs } from './plan.ts';
+import { leaderMember } from '../ha/view.ts';
 
 /** Checks an edited configuration against the running cluster; throws a PgHaError to refuse. */
 export type LogicalCheck = (after: DynamicConfig, view: ClusterView) => Promise<void>;
@@ -70,7 +71,7 @@ function tlsOptions(c: PgCredentials): pg.ClientConfig['ssl'] {
 /** Ask the leader's PostgreSQL (from the view) for the facts, as `superuser`. */
 export function leaderCheck(superuser: PgCredentials): LogicalCheck {
   return async (after, view) => {
-    const leader = view.members.find((m) => m.name === view.leader?.name);
+    const leader = leaderMember(view);
     if (leader === undefined) throw new PgHaError('PGHA_LOGICAL_UNCHECKED', 'the cluster has no leader now: logical slots and publications are checked on the leader before they are stored; try again');
     const { host, port } = splitHostPort(leader.conn);
     // 5 s: a healthy leader answers these catalog reads in milliseconds, even across a LAN.

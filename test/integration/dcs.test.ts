@@ -1,10 +1,13 @@
 // The etcd layer against a real etcd: races for the leader key and /initialize, lease expiry,
-// compare-and-set history, the watch, and call deadlines while etcd is frozen.
+// compare-and-set history, conditional writes of /sync, /failsafe, /failover and /status (and
+// two operators racing for a switchover), the watch, and call deadlines while etcd is frozen.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dynamicConfigSchema } from '../../src/config/schema.ts';
 import { createEtcdDcs, type EtcdDcs } from '../../src/dcs/etcd.ts';
 import { isPgHaError } from '../../src/errors.ts';
-import type { MemberInfo } from '../../src/ha/types.ts';
+import type { Dcs } from '../../src/dcs/types.ts';
+import type { FailoverRequest, MemberInfo } from '../../src/ha/types.ts';
+import { requestHandover } from '../../src/ops/store.ts';
 import { startEtcd, type EtcdHandle } from '../../lab/etcd.ts';
 
 const TTL = 2;
@@ -140,6 +143,82 @@ describe('etcd DCS', () => {
     const entry = (tl: number, leader: string) => ({ timeline: tl, lsn: '0/1', reason: 'test', time: new Date().toISOString(), leader });
     await Promise.all([a.appendHistory(entry(2, 'a')), b.appendHistory(entry(3, 'b')), a.appendHistory(entry(4, 'a'))]);
     expect((await a.readHistory()).map((h) => h.timeline).sort()).toEqual([2, 3, 4]);
+  });
+
+  it('writes /sync, /failsafe and /status only at the revision read, and reads the revisions back', async () => {
+    const scope = `cas${scopeN++}`;
+    const [a, b] = await Promise.all([dcs('a', scope), dcs('b', scope)]);
+    let view = await a.readCluster(fallback);
+    expect(view.revisions).toEqual({ sync: '0', failsafe: '0', failover: '0', status: '0' });
+    const conflict = (p: Promise<unknown>) => expect(p).rejects.toSatisfy((e: unknown) => isPgHaError(e, 'PGHA_DCS_CONFLICT'));
+    // "0" creates only if absent: the second writer with the same (stale) read loses.
+    const rev = await a.writeSync({ leader: 'a', members: ['b'] }, '0');
+    await conflict(b.writeSync({ leader: 'b', members: [] }, '0'));
+    view = await a.readCluster(fallback);
+    expect(view.revisions.sync).toBe(rev);
+    expect(view.sync).toEqual({ leader: 'a', members: ['b'] });
+    // A retried write whose first attempt landed (same value, same expected revision) counts as done.
+    expect(await a.writeSync({ leader: 'a', members: ['b'] }, '0')).toBe(rev);
+    const rev2 = await a.writeSync({ leader: 'a', members: [] }, rev);
+    await conflict(b.writeSync({ leader: 'b', members: ['a'] }, rev)); // read before a's second write
+    expect((await b.readCluster(fallback)).sync).toEqual({ leader: 'a', members: [] });
+    expect(Number(rev2)).toBeGreaterThan(Number(rev));
+
+    const fs = await a.writeFailsafe({ leader: 'a', members: { a: 'http://a:8008' } }, '0');
+    await conflict(a.writeFailsafe(null, '0')); // a delete on a stale read leaves the record
+    expect((await a.readCluster(fallback)).revisions.failsafe).toBe(fs);
+    expect(await a.writeFailsafe(null, fs)).toBe('0');
+    expect((await a.readCluster(fallback)).revisions.failsafe).toBe('0');
+
+    const st = await a.writeLeaderLsn(100, undefined, '0');
+    await conflict(b.writeLeaderLsn(50, undefined, '0'));
+    view = await b.readCluster(fallback);
+    expect([view.lastLeaderLsn, view.revisions.status]).toEqual([100, st]);
+  });
+
+  it('clears /failover only if it is still the request read', async () => {
+    const scope = `fo${scopeN++}`;
+    const a = await dcs(undefined, scope);
+    const req = (candidate: string): FailoverRequest => ({ kind: 'switchover', leader: 'a', candidate, scheduledAt: null, requestedAt: Date.now(), shutdownLsn: null });
+    const first = await a.writeFailover(req('b'), '0');
+    // An operator replaces it (flush, then a new request) after the leader read the first one.
+    await a.clearFailover(first);
+    await a.writeFailover(req('c'), '0');
+    await expect(a.clearFailover(first)).rejects.toSatisfy((e: unknown) => isPgHaError(e, 'PGHA_DCS_CONFLICT'));
+    const view = await a.readCluster(fallback);
+    expect(view.failover?.candidate).toBe('c');
+    await a.clearFailover(view.revisions.failover);
+    await a.clearFailover(view.revisions.failover); // already gone: done
+    expect((await a.readCluster(fallback)).failover).toBeNull();
+  });
+
+  it('of two switchovers requested at the same moment, one is stored and the other gets PGHA_DCS_CONFLICT', async () => {
+    const scope = `ops${scopeN++}`;
+    const [a, b] = await Promise.all([dcs('a', scope), dcs('b', scope)]);
+    await a.keepalive(); await b.keepalive();
+    expect(await a.acquireLeader()).toBe(true);
+    await a.publishMember({ ...info('a'), role: 'primary', state: 'running' });
+    await b.publishMember(info('b'));
+    // Both operators read the cluster before either writes: readCluster returns once both have read.
+    const ops = await Promise.all([dcs(undefined, scope), dcs(undefined, scope)]);
+    let arrived = 0;
+    let release = (): void => undefined;
+    const bothRead = new Promise<void>((r) => { release = r; });
+    const synced = ops.map((d): Dcs => new Proxy(d, {
+      get(t, p) {
+        if (p === 'readCluster') return async (f: typeof fallback) => { const v = await t.readCluster(f); if (++arrived === 2) release(); await bothRead; return v; };
+        const v: unknown = Reflect.get(t, p);
+        return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
+      },
+    }));
+    // Different times, so the two values differ (an identical value found stored counts as written).
+    const at = Date.now() + 600_000;
+    const results = await Promise.allSettled(synced.map((d, i) => requestHandover(d, { kind: 'switchover', candidate: 'b', scheduledAt: at + i * 1000 }, fallback)));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const lost = results.find((r) => r.status === 'rejected');
+    expect(isPgHaError(lost?.reason, 'PGHA_DCS_CONFLICT')).toBe(true);
+    expect((lost?.reason as Error).message).toMatch(/requested at the same moment/);
+    expect((await a.readCluster(fallback)).failover).toMatchObject({ kind: 'switchover', leader: 'a', candidate: 'b' });
   });
 
   it('tells a watcher of the key deletion within moments', async () => {

@@ -48,7 +48,7 @@ describe('the Debian package', () => {
     const r = inside(['dpkg', '-i', '/var/tmp/pgha.deb']);
     expect(r.code, r.stderr).toBe(0);
     // The wrappers, the unit where the package manager's units go, the example conffile.
-    for (const f of ['/usr/bin/pgha', '/usr/bin/pghactl', '/lib/systemd/system/pgha.service', '/etc/pgha/pgha.yml.example', '/opt/pgha/dist/agent/main.js', '/opt/pgha/bin/pgha-fencer.pl', '/opt/pgha/bin/notify-socket.pl', '/opt/pgha/dist/api/ui/index.html']) {
+    for (const f of ['/usr/bin/pgha', '/usr/bin/pghactl', '/lib/systemd/system/pgha.service', '/etc/pgha/pgha.yml.example', '/opt/pgha/dist/agent/main.js', '/opt/pgha/dist/witness/main.js', '/opt/pgha/bin/pgha-fencer.pl', '/opt/pgha/bin/notify-socket.pl', '/opt/pgha/dist/api/ui/index.html']) {
       expect(existsSync(join(n1.dir, 'root', f)), f).toBe(true);
     }
     // Compiled code only, and no build or test tooling.

@@ -65,7 +65,7 @@ async function waitPrimary(not?: NodeHandle): Promise<NodeHandle> {
 /** The WAL senders of `n`, joined with pg_stat_ssl: who streams from it, and how. */
 async function walSenders(n: NodeHandle): Promise<Array<{ name: string; ssl: boolean; version: string | null; client_dn: string | null }>> {
   const r = await cluster.query(n, `select r.application_name as name, s.ssl, s.version, s.client_dn
-    from pg_stat_replication r join pg_stat_ssl s using (pid) where r.state = 'streaming' order by 1`);
+    from pg_stat_replication r join pg_stat_ssl s using (pid) where r.state = 'streaming' and r.application_name <> 'pgha_lease_witness' order by 1`);
   return r.rows as Array<{ name: string; ssl: boolean; version: string | null; client_dn: string | null }>;
 }
 

@@ -3,6 +3,7 @@ import { fc } from '@fast-check/vitest';
 import { dynamicConfigSchema, type DynamicConfig, type Tags } from '../../src/config/schema.ts';
 import type { AgentSnapshot } from '../../src/api/types.ts';
 import type { ClusterView, FailoverRequest, LocalPostgres, MemberInfo, Observation } from '../../src/ha/types.ts';
+import { absentRevisions } from '../../src/ha/view.ts';
 
 export const SYSID = '7300000000000000001';
 /** Wall-clock time of the generated observations (epoch ms). */
@@ -37,7 +38,7 @@ export function clusterView(over: Partial<ClusterView> = {}): ClusterView {
   return {
     leader: { name: 'n1', revision: '10', lease: '1' },
     members: [member('n1', { role: 'primary', state: 'running', upstream: null }), member('n2'), member('n3')],
-    initialize: SYSID, config: dyn(), lastLeaderLsn: 1000, failover: null, sync: null, ...over,
+    initialize: SYSID, config: dyn(), lastLeaderLsn: 1000, failover: null, sync: null, revisions: absentRevisions(), ...over,
   };
 }
 
@@ -101,6 +102,7 @@ export const clusterArb: fc.Arbitrary<ClusterView> = fc.record({
   initialize: fc.constantFrom(SYSID, SYSID, SYSID, null, '', 'claim:n3'),
   config: dynArb,
   lastLeaderLsn: fc.option(lsnArb, { nil: null }),
+  revisions: fc.constant(null).map(() => absentRevisions()),
   failover: fc.option(fc.record({
     kind: fc.constantFrom('switchover', 'failover'),
     leader: fc.option(fc.constantFrom(...names), { nil: null }),

@@ -12,6 +12,7 @@ import type { NodeConfig } from '../../src/config/schema.ts';
 import { PgHaError, isPgHaError } from '../../src/errors.ts';
 import type { Logger } from '../../src/log/logger.ts';
 import type { PostgresControl } from '../../src/postgres/types.ts';
+import { clusterView } from '../support/observations.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pgha-cb-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -237,7 +238,7 @@ describe('pre_promote veto in the actor', () => {
       prePromote: async () => { throw new PgHaError('PGHA_PROMOTE_VETOED', 'no'); },
       republish: async () => { events.push(`publish, vetoed ${String(actor.vetoed)}`); },
     } as unknown as ActorDeps);
-    await actor.run([{ kind: 'promote', reason: 'switchover' }, { kind: 'clear_failover' }], { cluster: null, local: {} as never });
+    await actor.run([{ kind: 'promote', reason: 'switchover' }, { kind: 'clear_failover' }], { cluster: clusterView(), local: {} as never });
     expect(events).toEqual(['publish, vetoed true', 'clear request', 'leader false', 'release']);
     expect(fence.deadline).toBeNull();
   });

@@ -19,6 +19,7 @@ function recorder(backend: 'netns' | 'systemd', optional: boolean): { b: ChaosBa
     freezeNode: rec('freezeNode'), thawNode: rec('thawNode'), freezeAgent: rec('freezeAgent'), thawAgent: rec('thawAgent'),
     killPostmaster: rec('killPostmaster'), partition: rec('partition'), isolate: rec('isolate'), lossy: rec('lossy'), healNetwork: rec('healNetwork'),
     killEtcd: rec('killEtcd'), startEtcd: rec('startEtcd'), signalEtcd: rec('signalEtcd'),
+    ...(backend === 'netns' ? { signalWatchdog: rec('signalWatchdog') } : {}),
     ...(optional ? {
       killAgent: rec('killAgent'), powerOff: async (n: ChaosNode) => rec('powerOff')(n),
       freezeMachine: rec('freezeMachine'), thawMachine: rec('thawMachine'),
@@ -76,6 +77,9 @@ describe('faults through the backend interface', () => {
     expect(await faultCalls('kill-primary-agent')).toEqual(['killAgent(n1)', '--']);
     expect(await faultCalls('poweroff-primary')).toEqual(['powerOff(n1)', '--', 'restartNode(n1)']);
     expect(await faultCalls('freeze-primary-container')).toEqual(['freezeMachine(n1)', '--', 'thawMachine(n1)']);
+    expect(await faultCalls('freeze-thaw-node', 'netns')).toEqual(['signalWatchdog(n1, "SIGSTOP")', 'freezeNode(n1)', '--', 'thawNode(n1)', 'signalWatchdog(n1, "SIGCONT")']);
+    expect(unsupportedKinds('netns', ['freeze-thaw-node'])).toEqual([]);
+    expect(unsupportedKinds('systemd', ['freeze-thaw-node'])).toEqual(['freeze-thaw-node']);
     expect(await faultCalls('etcd-quorum-loss')).toEqual(['signalEtcd(e1, "SIGSTOP")', 'signalEtcd(e2, "SIGSTOP")', '--', 'signalEtcd(e1, "SIGCONT")', 'signalEtcd(e2, "SIGCONT")']);
   });
 

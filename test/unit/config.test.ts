@@ -48,6 +48,7 @@ describe('parseConfig', () => {
           ttl: 2, loop_wait: 0.5, retry_timeout: 0.75, fence_margin: 0.5, maximum_lag_on_failover: 1048576, pause: false, failsafe_mode: false, synchronous_mode: 'off', synchronous_node_count: 1, synchronous_mode_strict: false, member_slots_ttl: 1800, permanent_slots: {}, logical: { publications: {} },
           postgresql: { use_pg_rewind: true, use_slots: true, parameters: {} },
         },
+        method: 'initdb',
         initdb: [{ encoding: 'UTF8' }, 'data-checksums'],
         users: {},
       },
@@ -57,6 +58,7 @@ describe('parseConfig', () => {
         data_dir: '/var/lib/pgha/data',
         bin_dir: '/usr/lib/postgresql/15/bin',
         socket_dir: '/var/run/postgresql',
+        lease_witness: false,
         authentication: {
           superuser: { username: 'postgres', password: 's3cret-su' },
           replication: { username: 'replicator', password: 's3cret-repl' },

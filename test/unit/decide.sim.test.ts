@@ -11,6 +11,7 @@ import { fc, test } from '@fast-check/vitest';
 import { decide } from '../../src/ha/decide.ts';
 import { answerFailsafeCall } from '../../src/ha/failsafe.ts';
 import type { ClusterView, FailsafeHold, FailsafeRecord, FailsafeRound, MemberInfo, Observation } from '../../src/ha/types.ts';
+import { absentRevisions } from '../../src/ha/view.ts';
 import { defaultTags, dyn, SYSID } from '../support/observations.ts';
 
 const TTL = 3000;
@@ -92,7 +93,7 @@ class World {
       name: n.name, role: n.running ? n.role : 'unknown', state: n.running ? 'running' : 'stopped', timeline: n.timeline, lsn: n.lsn,
       apiUrl: '', conn: '', tags: defaultTags, upstream: n.upstream, pendingRestart: false,
     }));
-    return { leader: holder === null ? null : { name: holder.name, revision: '1', lease: '1' }, members, initialize: SYSID, config: this.cfg, lastLeaderLsn: this.lastLeaderLsn, failover: null, sync: null, failsafe: this.record };
+    return { leader: holder === null ? null : { name: holder.name, revision: '1', lease: '1' }, members, initialize: SYSID, config: this.cfg, lastLeaderLsn: this.lastLeaderLsn, failover: null, sync: null, failsafe: this.record, revisions: absentRevisions() };
   }
 
   tick(n: Node) {

@@ -2,7 +2,7 @@
 // Pure functions only; the HTTP layer is covered by api.test.ts.
 import { describe, expect, it } from 'vitest';
 import {
-  clusterBody, healthResponse, isStale, leaderPosition, parseLag, parseQuery, statusBody, type Check,
+  clusterBody, healthResponse, isStale, parseLag, parseQuery, statusBody, type Check,
 } from '../../src/api/health.ts';
 import type { AgentSnapshot } from '../../src/api/types.ts';
 import type { MemberInfo } from '../../src/ha/types.ts';
@@ -266,16 +266,6 @@ describe('GET /cluster body', () => {
     expect(b.members[1]).toMatchObject({ host: 'db2.example', port: 5433, api_url: 'http://127.0.0.1:80/n2', lag: 5000 });
     expect(b.members.map((m) => m.lag)).toEqual([null, 5000, null]);
     expect(b).toMatchObject({ scope: 'demo', leader: 'n1', pause: false, stale: false, age_ms: 100 });
-  });
-
-  it.each([
-    ['published further than the leader key', { lastLeaderLsn: 7000 }, 7000],
-    ['published only (the key expired)', { lastLeaderLsn: 700, leader: null }, 700],
-    ['leader key only', { lastLeaderLsn: null }, 1000],
-    ['leader key further', { lastLeaderLsn: 10 }, 1000],
-    ['no leader, nothing published', { lastLeaderLsn: null, leader: null }, null],
-  ] as const)('leader position: %s', (_, over, want) => {
-    expect(leaderPosition(clusterView(over))).toBe(want);
   });
 
   it.each([

@@ -11,6 +11,7 @@ import type { Logger } from '../../src/log/logger.ts';
 import type { PostgresControl } from '../../src/postgres/types.ts';
 import type { AgentSnapshot } from '../../src/api/types.ts';
 import type { Dcs } from '../../src/dcs/types.ts';
+import { PgHaError } from '../../src/errors.ts';
 import type { MemberInfo, PostgresStats } from '../../src/ha/types.ts';
 import { clusterView, dyn, agentSnapshot, member } from '../support/observations.ts';
 
@@ -207,13 +208,17 @@ describe('instrumentDcs', () => {
       secret: 42,
       async keepalive() { t += 20; return { sentAt: 1, ttl: 2 }; },
       async readCluster() { t += 5; throw new Error('etcd down'); },
+      async writeSync() { t += 3; throw new PgHaError('PGHA_DCS_CONFLICT', '/sync changed since it was read'); },
       watchLeader: async () => () => undefined,
     } as unknown as Dcs & { secret: number };
     const dcs = instrumentDcs(fake, stats, () => t);
     await expect(dcs.keepalive()).resolves.toEqual({ sentAt: 1, ttl: 2 });
     await expect(dcs.readCluster(dyn())).rejects.toThrow('etcd down');
+    await expect(dcs.writeSync({ leader: 'n1', members: [] }, '0')).rejects.toThrow('changed since');
     await dcs.watchLeader(() => undefined);
     expect(dcs.secret).toBe(42);
+    expect(stats.etcd.get('writeSync')).toMatchObject({ count: 1 });
+    expect(stats.etcdErrors.has('writeSync')).toBe(false); // a lost compare-and-set: etcd answered
     expect(stats.etcd.get('keepalive')).toMatchObject({ count: 1, sum: 0.02 });
     expect(stats.etcd.get('readCluster')).toMatchObject({ count: 1, sum: 0.005 });
     expect(stats.etcdErrors.get('readCluster')).toBe(1);

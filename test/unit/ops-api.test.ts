@@ -10,7 +10,9 @@ import { buildApi } from '../../src/api/server.ts';
 import { nodeConfigSchema, type DynamicConfig } from '../../src/config/schema.ts';
 import type { HistoryEntry } from '../../src/dcs/types.ts';
 import { toPatroniConfig } from '../../src/dcs/patroni-config.ts';
-import type { ClusterView } from '../../src/ha/types.ts';
+import { encodeFailover } from '../../src/dcs/patroni.ts';
+import { PgHaError } from '../../src/errors.ts';
+import type { ClusterView, FailoverRequest } from '../../src/ha/types.ts';
 import { createLogger } from '../../src/log/logger.ts';
 import { clusterView, dyn, member } from '../support/observations.ts';
 
@@ -26,10 +28,10 @@ function stubDcs(stored: Record<string, unknown> | undefined, members = 3) {
   const calls: string[] = [];
   const puts: unknown[] = [];
   const dcs = {
-    keys: { config: '/config' },
     readCluster: async () => { calls.push('readCluster'); return clusterView({ members: clusterView().members.slice(0, members) }); },
-    getJson: async () => { calls.push('getJson'); return { value: stored, modRevision: stored === undefined ? '0' : '5' }; },
-    putJsonIfRevision: async (_k: string, v: unknown) => { calls.push('put'); puts.push(v); return true; },
+    readStoredConfig: async () => { calls.push('getJson'); return { value: stored, revision: stored === undefined ? '0' : '5' }; },
+    writeStoredConfig: async (v: unknown) => { calls.push('put'); puts.push(v); return '6'; },
+    writeFailover: async (r: FailoverRequest) => { calls.push('put'); puts.push(encodeFailover(r)); return '6'; },
     readHistory: async () => { calls.push('readHistory'); return []; },
     scheduleRestart: async (_m: string, at: number) => { calls.push(`schedule ${at}`); return true; },
     cancelRestart: async () => { calls.push('cancel'); return true; },
@@ -220,6 +222,15 @@ describe("Patroni's request bodies (patronictl, issue 20)", () => {
     (two.dcs as unknown as { readCluster: () => Promise<ClusterView> }).readCluster = async () => down;
     expect((await two.app.inject(json('POST', '/failover', { leader: null, member: 'n2' }))).statusCode).toBe(202);
     expect(two.puts).toEqual([expect.objectContaining({ member: 'n2', kind: 'failover' })]);
+  });
+
+  it('POST /switchover that loses the race with another request: 409 with the code, nothing stored', async () => {
+    const { app, dcs, puts } = api();
+    (dcs as unknown as { writeFailover: () => Promise<string> }).writeFailover = async () => { throw new PgHaError('PGHA_DCS_CONFLICT', '/failover changed since it was read'); };
+    const r = await app.inject(json('POST', '/switchover', { leader: 'n1', candidate: 'n2' }));
+    expect(r.statusCode, r.body).toBe(409);
+    expect(r.json()).toMatchObject({ error: 'PGHA_DCS_CONFLICT', message: expect.stringMatching(/requested at the same moment/) });
+    expect(puts).toEqual([]);
   });
 
   it('POST /failover without a candidate, or /restart with a filter pgha lacks: 400, nothing stored', async () => {

@@ -3,7 +3,7 @@
 // the record's phases. The restore itself runs in test/integration/restore.test.ts.
 import { describe, expect, it } from 'vitest';
 import type { BackupSummary } from '../../src/backup/info.ts';
-import { advance, checkTarget, lossSummary, reached, restoreArgs, restoreRecordSchema, type RestoreRecord } from '../../src/backup/restore-plan.ts';
+import { advance, checkTarget, targetTimeMs, lossSummary, reached, restoreArgs, restoreRecordSchema, type RestoreRecord } from '../../src/backup/restore-plan.ts';
 import { targetOf } from '../../src/cli/restore.ts';
 import { PgHaError } from '../../src/errors.ts';
 import { parseLsn } from '../../src/postgres/lsn.ts';
@@ -21,6 +21,14 @@ const codeOf = (fn: () => unknown): string => {
 };
 
 describe('restore targets', () => {
+  it('reads every offset form the schema takes (PostgreSQL writes +00)', () => {
+    const ms = Date.UTC(2026, 10, 30, 10, 41, 0);
+    for (const v of ['2026-11-30T10:41:00Z', '2026-11-30 10:41:00+00', '2026-11-30T10:41:00+00:00', '2026-11-30 12:11:00+0130', '2026-11-30T05:41:00-05']) {
+      expect(targetTimeMs(v), v).toBe(ms);
+    }
+    expect(targetTimeMs('2026-11-30T10:41:00.5Z')).toBe(ms + 500);
+  });
+
   it('takes exactly one of --time, --lsn, --name, --latest, each validated', () => {
     expect(targetOf({ time: '2026-11-30T10:41:00.123456Z' })).toEqual({ type: 'time', value: '2026-11-30T10:41:00.123456Z' });
     expect(targetOf({ lsn: '0/5000028' })).toEqual({ type: 'lsn', value: '0/5000028' });
