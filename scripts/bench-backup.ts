@@ -20,8 +20,9 @@ import { execFile, execFileSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
-import { PASSWORDS, REPO, TestCluster, waitFor, type NodeHandle } from '../test/support/cluster.ts';
-import { makeRepo, scratchRestore, withBackup } from '../test/support/backup.ts';
+import { TestCluster, type NodeHandle } from '../lab/loopback.ts';
+import { PASSWORDS, REPO, waitFor } from '../lab/util.ts';
+import { makeRepo, scratchRestore, withBackup } from '../lab/backup.ts';
 
 const a = parseArgs({ options: {
   scale: { type: 'string', default: '70' }, runs: { type: 'string', default: '2' },
@@ -50,10 +51,7 @@ const ctl = (...args: string[]) => new Promise<string>((resolve, reject) => {
   // A backup or a rebuild of a gigabyte: a minute or two; 20 min is a stuck one.
   execFile(process.execPath, [`${REPO}bin/pghactl.js`, '-c', cluster.nodes[0]!.configPath, ...args], { timeout: 1_200_000 }, (err, out, errOut) => (err === null ? resolve(out) : reject(new Error(`${args.join(' ')}: ${errOut}`))));
 });
-const healthy = (c: TestCluster) => waitFor('a healthy cluster', async () => {
-  const p = await c.primary();
-  return p !== null && (await c.replicas(true)).length === 2 ? p : null;
-}, 900_000, 250);
+const healthy = (c: TestCluster) => c.waitHealthy(900_000, { intervalMs: 250 });
 const streaming = (c: TestCluster, n: NodeHandle) => waitFor(`${n.name} streaming`, async () => (await c.probe(n, '/replica?replication_state=streaming')) === 200, 900_000, 250);
 
 const out: string[] = [];

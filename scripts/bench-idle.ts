@@ -17,7 +17,8 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { dynamicConfigSchema } from '../src/config/schema.ts';
 import { childPids } from '../src/postgres/datadir.ts';
-import { REPO, TestCluster, sleep, type NodeHandle } from '../test/support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../lab/loopback.ts';
+import { REPO, sleep } from '../lab/util.ts';
 import { CLK_TCK, cpuTicks, rssMb, stats } from './bench-lib.ts';
 
 const args = parseArgs({ options: {
@@ -107,7 +108,7 @@ async function oneRun(loopWait: number, run: number): Promise<Sample[]> {
     // Bootstrap (initdb, two clones) takes 10-30 s on this machine; 120 s means it failed. An
     // agent that exited (a refused configuration) ends the wait at once.
     const end = performance.now() + 120_000;
-    while ((await cluster.replicas(true)).length !== 2 || (await cluster.primary()) === null) {
+    while ((await cluster.healthy()) === null) {
       const dead = cluster.nodes.find((n) => n.agent === null);
       if (dead !== undefined) throw new Error(`the agent of ${dead.name} exited: ${cluster.logs(dead).trim().split('\n').slice(-2).join('\n')}`);
       if (performance.now() > end) throw new Error('timed out after 120 s waiting for a primary and two streaming replicas');

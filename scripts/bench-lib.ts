@@ -1,86 +1,15 @@
-// Shared by the benchmarks: the write probe and the statistics.
+// Shared by the benchmarks: the write probe's settings and the statistics.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
-import pg from 'pg';
-import { PASSWORDS, sleep } from '../test/support/cluster.ts';
+import { WriteProbe } from '../lab/probe.ts';
 
-interface Attempt { id: number; start: number; end: number; ok: boolean }
+/** The benchmarks' write probe (lab/probe.ts): one row every 15 ms through HAProxy, reconnecting after any error. */
+export type Probe = WriteProbe;
 
-/** Commits one row every 15 ms through HAProxy, reconnecting after any error. */
-export class Probe {
-  readonly #port: number;
-  constructor(port: number) {
-    this.#port = port;
-  }
-  attempts: Attempt[] = [];
-  #stop = false;
-  #id = 0;
-  #done: Promise<void> | null = null;
-  start(): void { this.#done = this.#run(); }
-  async stop(): Promise<void> { this.#stop = true; await this.#done; }
-  async #client(): Promise<pg.Client> {
-    const c = new pg.Client({ host: '127.0.0.1', port: this.#port, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 1000 });
-    c.on('error', () => undefined);
-    await c.connect();
-    return c;
-  }
-  async #run(): Promise<void> {
-    let c: pg.Client | null = null;
-    while (!this.#stop) {
-      const id = ++this.#id;
-      const start = performance.now();
-      try {
-        c ??= await this.#client();
-        await c.query('insert into bench_probe(id) values ($1)', [id]);
-        this.attempts.push({ id, start, end: performance.now(), ok: true });
-      } catch {
-        this.attempts.push({ id, start, end: performance.now(), ok: false });
-        void c?.end().catch(() => undefined);
-        c = null;
-      }
-      await sleep(15);
-    }
-    await c?.end().catch(() => undefined);
-  }
-  /**
-   * Outage of an event that started at t and was over at `until`: the longest time between two
-   * consecutive acknowledged writes, from the last acknowledgement before t to `until` (ms).
-   */
-  outage(t: number, until: number): number {
-    const acks = this.attempts.filter((a) => a.ok && a.end <= until).map((a) => a.end);
-    const first = acks.findLastIndex((e) => e <= t);
-    if (first < 0 || first === acks.length - 1) return Number.NaN;
-    let gap = 0;
-    for (let k = first + 1; k < acks.length; k++) gap = Math.max(gap, (acks[k] ?? 0) - (acks[k - 1] ?? 0));
-    return gap;
-  }
-  /**
-   * The outage from `from` up to the acknowledgement of the first write started at or after `to`
-   * (ms). For an event that stops writes at once (a crash) `to` is when it began; for one that
-   * stops them a little later (a switchover that first sends a request and waits for the answer
-   * while writes still succeed) it is when the event was over.
-   */
-  longestGap(from: number, to: number): number {
-    const end = this.attempts.find((a) => a.ok && a.start >= to)?.end;
-    return end === undefined ? Number.NaN : this.outage(from, end);
-  }
-  acked(): number[] { return this.attempts.filter((a) => a.ok).map((a) => a.id); }
-
-  /**
-   * Acknowledged ids missing from `have` (the final primary's rows), each charged to the last
-   * event that started before its acknowledgement or up to 5 s after it (a write acknowledged
-   * just before a crash is lost by that crash).
-   */
-  lostByEvent(have: ReadonlySet<number>, events: ReadonlyArray<{ name: string; t: number }>): { lost: number[]; byEvent: Map<string, number> } {
-    const lost = this.acked().filter((id) => !have.has(id));
-    const byEvent = new Map<string, number>();
-    for (const id of lost) {
-      const end = this.attempts.find((a) => a.id === id)?.end ?? 0;
-      const ev = events.filter((e) => e.t <= end + 5000).at(-1)?.name ?? 'before any event';
-      byEvent.set(ev, (byEvent.get(ev) ?? 0) + 1);
-    }
-    return { lost, byEvent };
-  }
+export function benchProbe(port: number): Probe {
+  // 1 s to connect and per insert: a healthy loopback commit takes milliseconds, so a second is a
+  // write the cluster could not take (counted in the outage).
+  return new WriteProbe({ port, table: 'bench_probe', connectMs: 1000, queryMs: 1000, pauseMs: 15 });
 }
 
 export function stats(xs: number[]): { min: number; median: number; p90: number; max: number; n: number } {

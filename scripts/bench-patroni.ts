@@ -23,12 +23,12 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { stringify } from 'yaml';
-import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
+import { startHaproxy } from '../lab/haproxy.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
-import { startEtcd, type EtcdHandle } from '../test/support/etcd.ts';
-import { PASSWORDS, REPO, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, waitFor } from '../test/support/cluster.ts';
+import { startEtcd, type EtcdHandle } from '../lab/etcd.ts';
+import { PASSWORDS, REPO, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, waitFor } from '../lab/util.ts';
 import { chartEvents, renderChart, type ChartStats, type PatroniFigures } from './bench-chart.ts';
-import { CLK_TCK, Probe, cpuTicks, processTable, processTree, rssMb, stats, withPatroniBlock } from './bench-lib.ts';
+import { CLK_TCK, type Probe, benchProbe, cpuTicks, processTable, processTree, rssMb, stats, withPatroniBlock } from './bench-lib.ts';
 
 const args = parseArgs({
   options: {
@@ -152,12 +152,10 @@ class PatroniCluster {
   }
 
   startHaproxy(): void {
-    const file = join(this.base, 'haproxy.cfg');
-    writeFileSync(file, renderHaproxyConfig({ readWritePort: RW, readOnlyPort: RW + 1, checkIntervalMs: 250, members: this.nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })) }));
-    const out = createWriteStream(join(this.base, 'haproxy.log'));
-    this.haproxy = spawn('/usr/sbin/haproxy', ['-db', '-f', file], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.haproxy.stdout?.pipe(out);
-    this.haproxy.stderr?.pipe(out);
+    this.haproxy = startHaproxy({
+      dir: this.base, readWritePort: RW, readOnlyPort: RW + 1, logPath: join(this.base, 'haproxy.log'), detached: true,
+      members: this.nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })),
+    }).child;
   }
 
   async api(n: PNode, path: string): Promise<number> {
@@ -273,7 +271,7 @@ async function runTiming(t: Timing, runs: number): Promise<TimingResult> {
     const p0 = await c.healthy();
     c.startHaproxy();
     await c.query(p0, 'create table bench_probe (id int primary key, at timestamptz default now())');
-    const probe = new Probe(RW);
+    const probe = benchProbe(RW);
     c.probe = probe;
     probe.start();
     // HAProxy needs one good check of the primary (within 250 ms) after it starts; 30 s is for a loaded machine.

@@ -10,11 +10,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, chownSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Probe, stats } from './bench-lib.ts';
+import { benchProbe, stats } from './bench-lib.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
-import { PASSWORDS, REPO, TestCluster, queryOnce, sleep, superuserClient, waitFor } from '../test/support/cluster.ts';
-import { startPgbouncer } from '../test/support/pgbouncer.ts';
-import { createLoadTable, startLoad } from '../test/support/pooler-load.ts';
+import { TestCluster } from '../lab/loopback.ts';
+import { PASSWORDS, REPO, queryOnce, sleep, superuserClient, waitFor } from '../lab/util.ts';
+import { startPgbouncer } from '../lab/pgbouncer.ts';
+import { createLoadTable, startLoad } from '../lab/pooler-load.ts';
 
 const RUNS = Number(process.env.PGHA_BENCH_RUNS ?? 10);
 const RW = 15921;
@@ -37,10 +38,7 @@ const cluster = new TestCluster({
 });
 
 async function settled(): Promise<string> {
-  return waitFor('one primary and two streaming standbys', async () => {
-    const [p, r] = await Promise.all([cluster.primary(), cluster.replicas(true)]);
-    return p !== null && r.length === 2 ? p.name : null;
-  }, 60_000, 100);
+  return (await cluster.waitHealthy(60_000, { intervalMs: 100 })).name;
 }
 
 async function main(): Promise<void> {
@@ -58,9 +56,10 @@ async function main(): Promise<void> {
   await queryOnce(superuserClient({ host: '127.0.0.1', port: RW, connectMs: 2000, queryMs: 5000 }), 'create table if not exists bench_probe (id int primary key)');
 
   const load = startLoad({ port: POOLER, clients: 8, table: 'bench_pool', pauseMs: 5 });
-  const probe = new Probe(RW);
+  const probe = benchProbe(RW);
   probe.start();
-  await sleep(2000);
+  // Both the probe and the load commit before the first switchover; 30 s covers a loaded machine.
+  await waitFor('the probe and the load committing', async () => probe.acks().length > 0 && load.now().committed > 0, 30_000, 50);
   const runs: Run[] = [];
   for (let i = 0; i < RUNS; i++) {
     const from = await settled();

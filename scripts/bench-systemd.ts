@@ -1,5 +1,5 @@
 // npm run bench:systemd -- [--runs N] [--md docs/benchmarks.md]
-// Failover under a real systemd (the lab of test/support/nspawn.ts: three Debian 12 containers,
+// Failover under a real systemd (the lab of lab/nspawn.ts: three Debian 12 containers,
 // pgha from the shipped unit file): a container killed outright, a container powered off by its
 // systemd, and the watchdog killing a leader whose agent was SIGSTOPped. Each event N times against
 // the primary of the moment, a writer on it; the time until another member takes a write.
@@ -9,9 +9,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stats, withSystemdBlock } from './bench-lib.ts';
-import { NspawnLab, REPO, type Machine } from '../test/support/nspawn.ts';
-import { waitFor } from '../test/support/cluster.ts';
-import { api, freezeAgent, measureFault, watchdogContext, watchdogKills, waitCluster, waitStandby, type FaultResult } from '../test/support/nspawn-events.ts';
+import { NspawnLab, REPO, type Machine } from '../lab/nspawn.ts';
+import { waitFor } from '../lab/util.ts';
+import { api, freezeAgent, measureFault, watchdogContext, watchdogKills, waitCluster, waitStandby, type FaultResult } from '../lab/nspawn-events.ts';
 
 const args = parseArgs({ options: { runs: { type: 'string', default: '5' }, md: { type: 'string', default: 'docs/benchmarks.md' } } }).values;
 const RUNS = Number(args.runs);

@@ -9,7 +9,8 @@ import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { CLK_TCK, cpuTicks, processTree, stats } from './bench-lib.ts';
-import { PASSWORDS, REPO, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../lab/loopback.ts';
+import { PASSWORDS, REPO, postmasterPid, sleep, waitFor } from '../lab/util.ts';
 
 const args = parseArgs({ options: {
   'size-mb': { type: 'string', default: '1024' }, runs: { type: 'string', default: '3' },
@@ -51,10 +52,7 @@ try {
   await cluster.startEtcd();
   cluster.startAll();
   // Bootstrap and two clones: seconds when idle, 120 s on a loaded machine.
-  const leader = await waitFor('a leader and two streaming standbys', async () => {
-    const p = await cluster.primary();
-    return p !== null && (await cluster.replicas(true)).length === 2 ? p : null;
-  }, 120_000, 500);
+  const leader = await cluster.waitHealthy(120_000, { intervalMs: 500 });
   const standby = cluster.nodes.find((n) => n.name !== leader.name)!;
   // Rows of about 1 KB stored inline (960 characters of hex: below the TOAST threshold).
   const rows = Math.round((SIZE_MB * 1024 * 1024) / 1070);

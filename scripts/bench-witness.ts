@@ -14,7 +14,7 @@ import { pino } from 'pino';
 import { WitnessProcess } from '../src/agent/witness-client.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
 import { WITNESS_NAME } from '../src/witness/names.ts';
-import { REPO, sleep } from '../test/support/cluster.ts';
+import { REPO, sleep } from '../lab/util.ts';
 
 const BIN = '/usr/lib/postgresql/15/bin';
 const PORT = 6538;

@@ -13,10 +13,11 @@ import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { dynamicConfigSchema } from '../src/config/schema.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
-import { tlsEverywhere } from '../test/support/tls.ts';
-import { REPO, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../test/support/cluster.ts';
+import { tlsEverywhere } from '../lab/tls.ts';
+import { TestCluster, type NodeHandle } from '../lab/loopback.ts';
+import { REPO, postmasterPid, sleep, waitFor } from '../lab/util.ts';
 import { childPids } from '../src/postgres/datadir.ts';
-import { CLK_TCK, Probe, cpuTicks, patroniBlock, rssMb, stats, systemdBlock } from './bench-lib.ts';
+import { CLK_TCK, benchProbe, cpuTicks, patroniBlock, rssMb, stats, systemdBlock } from './bench-lib.ts';
 import { chartEvents, renderChart, type PatroniFigures } from './bench-chart.ts';
 
 if (process.argv[2] === '--suite') {
@@ -63,7 +64,7 @@ async function primary(not?: NodeHandle): Promise<NodeHandle> {
   return waitFor('a primary', async () => { const p = await cluster.primary(); return p !== null && p !== not ? p : null; }, 60_000, 50);
 }
 async function healthy(): Promise<NodeHandle> {
-  return waitFor('healthy cluster', async () => ((await cluster.replicas(true)).length === 2 ? cluster.primary() : null), 90_000, 200);
+  return cluster.waitHealthy(90_000);
 }
 /**
  * Runs `event` RUNS times. `recovered` says when the event is over (by default: a write
@@ -78,7 +79,7 @@ async function measure(
   if (args.only !== undefined && !name.includes(args.only)) return { name, outages };
   for (let i = 0; i < RUNS; i++) {
     const p = await healthy();
-    await sleep(1000);
+    await sleep(1000); // the point: a second of steady acknowledgements before the event
     const t = performance.now();
     events.push({ name, t });
     await event(p);
@@ -145,7 +146,7 @@ function fencerRss(): number[] {
 
 
 const execFileAsync = promisify(execFile);
-const probe = new Probe(RW);
+const probe = benchProbe(RW);
 const events: Array<{ name: string; t: number }> = [];
 
 async function main(): Promise<void> {

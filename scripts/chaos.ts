@@ -1,5 +1,5 @@
 // npm run chaos -- [--backend netns|systemd] [--seed N] [--faults K] [--sync on|off|both] [--kinds a,b | --kinds v1] [--schedule NAME] [--report FILE]
-// Runs the fault-injection suite (test/chaos/) against a fresh cluster, in network namespaces
+// Runs the fault-injection suite (lab/chaos/) against a fresh cluster, in network namespaces
 // (--backend netns, the default) or in Debian containers booted with systemd running the shipped
 // unit (--backend systemd), and prints the verdict; with --report (default docs/chaos-report.md,
 // docs/chaos-report-systemd.md for the systemd backend, when --faults >= 50) writes the report
@@ -7,11 +7,11 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { parseArgs } from 'node:util';
-import { hasNetnsSupport } from '../test/support/netlab.ts';
-import { ALL_FAULT_KINDS, BACKEND_KINDS, FAULT_KIND_SETS, FIXED_SCHEDULES, type FaultKind } from '../test/chaos/faults.ts';
-import { explain, runChaos, unsupportedKinds, violations, type RunResult } from '../test/chaos/runner.ts';
-import { BACKENDS, type BackendName, type SyncMode } from '../test/chaos/backend.ts';
-import { renderReport } from '../test/chaos/report.ts';
+import { hasNetnsSupport } from '../lab/netlab.ts';
+import { ALL_FAULT_KINDS, BACKEND_KINDS, FAULT_KIND_SETS, FIXED_SCHEDULES, type FaultKind } from '../lab/chaos/faults.ts';
+import { explain, runChaos, unsupportedKinds, violations, type RunResult } from '../lab/chaos/runner.ts';
+import { BACKENDS, type BackendName, type SyncMode } from '../lab/chaos/backend.ts';
+import { renderReport } from '../lab/chaos/report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -22,8 +22,22 @@ const { values } = parseArgs({
     report: { type: 'string' },
     schedule: { type: 'string' },
     backend: { type: 'string', default: 'netns' },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
+
+if (values.help) {
+  console.log(`usage: npm run chaos -- [--backend netns|systemd] [--seed N] [--faults K] [--sync on|off|both]
+                      [--kinds a,b | --kinds v1] [--schedule NAME] [--report FILE]
+  --backend   netns (default): nodes and etcd members in network namespaces; systemd: Debian
+              containers booted with systemd running the shipped unit
+  --faults    how many faults per synchronous mode (default 100)
+  --kinds     fault kinds: ${ALL_FAULT_KINDS.join(', ')}; or a named set: ${Object.keys(FAULT_KIND_SETS).join(', ')}
+  --schedule  a fixed schedule: ${Object.keys(FIXED_SCHEDULES).join(', ')}
+  --report    write the report there (default with --faults >= 50: docs/chaos-report*.md)
+See docs/chaos.md.`);
+  process.exit(0);
+}
 
 function fail(msg: string): never {
   console.error(`chaos: ${msg}`);

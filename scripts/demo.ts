@@ -7,8 +7,8 @@
 //   --tls     the agents' REST API over HTTPS with client certificates (verify_client: required),
 //             a throw-away CA made with openssl in the demo's directory, HAProxy checking with
 //             check-ssl and its own certificate
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -16,10 +16,13 @@ import pg from 'pg';
 import { parse, stringify } from 'yaml';
 import { apiRequest } from '../src/api/client.ts';
 import type { ClientTls } from '../src/api/tls.ts';
-import { renderHaproxyConfig } from '../src/proxy/haproxy.ts';
+import { spawnAgent } from '../lab/agent.ts';
+import { waitHealthy, type Cluster } from '../lab/cluster.ts';
+import { startEtcd } from '../lab/etcd.ts';
+import { startHaproxy } from '../lab/haproxy.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
-import { makePki } from './pki.ts';
-import { startPgbouncer } from '../test/support/pgbouncer.ts';
+import { makePki } from '../lab/pki.ts';
+import { startPgbouncer } from '../lab/pgbouncer.ts';
 
 const REPO = new URL('..', import.meta.url).pathname;
 const ETCD_CLIENT = 2479; // not 2379, so a system etcd (Debian's etcd-server service) is left alone
@@ -35,19 +38,11 @@ const isRoot = process.getuid?.() === 0;
 const owner = isRoot ? lookupOsUser('postgres') : null;
 const base = process.env.PGHA_DEMO_DIR ?? (isRoot ? '/var/lib/pgha/demo' : join(homedir(), '.local/share/pgha-demo'));
 const children: ChildProcess[] = [];
+/** Stops of what the demo started through a lab launcher with a stop of its own (etcd). */
+const stops: Array<() => Promise<void>> = [];
 
 function own(path: string): void {
   if (owner !== null) chownSync(path, owner.uid, owner.gid);
-}
-
-function spawnLogged(name: string, cmd: string, args: string[], asPostgres: boolean): ChildProcess {
-  const log = createWriteStream(join(base, `${name}.log`), { flags: 'a' });
-  const ids = asPostgres && owner !== null ? { uid: owner.uid, gid: owner.gid } : {};
-  const child = spawn(cmd, args, { ...ids, cwd: base, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: base } });
-  child.stdout?.pipe(log);
-  child.stderr?.pipe(log);
-  children.push(child);
-  return child;
 }
 
 interface DemoNode { name: string; config: string; pgPort: number; apiPort: number }
@@ -98,19 +93,19 @@ function prepareNode(i: number, pki: DemoPki | null): DemoNode {
   return { name: cfg.name as string, config: path, pgPort: port(cfg.postgresql.listen), apiPort: port(cfg.restapi.listen) };
 }
 
-async function waitHealthy(nodes: DemoNode[], pki: DemoPki | null, timeoutMs: number): Promise<boolean> {
-  const end = performance.now() + timeoutMs;
+/** The demo's nodes as a lab Cluster: its API over HTTPS with the admin certificate under --tls. */
+function demoCluster(nodes: DemoNode[], pki: DemoPki | null, su: { username: string; password: string }): Cluster<DemoNode> {
   const client: ClientTls | undefined = pki === null ? undefined
     : { ca: readFileSync(pki.caFile), cert: readFileSync(pki.admin.cert), key: readFileSync(pki.admin.key), rejectUnauthorized: true };
-  while (performance.now() < end) {
-    const codes = await Promise.all(nodes.flatMap((n) => ['/primary', '/replica'].map((p) =>
-      apiRequest(`${pki === null ? 'http' : 'https'}://127.0.0.1:${n.apiPort}${p}`, { tls: client, timeoutMs: 1000 }).then((r) => r.status, () => 0))));
-    const primaries = codes.filter((c, i) => i % 2 === 0 && c === 200).length;
-    const replicas = codes.filter((c, i) => i % 2 === 1 && c === 200).length;
-    if (primaries === 1 && replicas === nodes.length - 1) return true;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  return false;
+  return {
+    nodes,
+    probe: (n, path) => apiRequest(`${pki === null ? 'http' : 'https'}://127.0.0.1:${n.apiPort}${path}`, { tls: client, timeoutMs: 1000 }).then((r) => r.status, () => 0),
+    async rows<T>(n: DemoNode, sql: string, timeoutMs = 3000): Promise<T[]> {
+      const c = new pg.Client({ host: '127.0.0.1', port: n.pgPort, user: su.username, password: su.password, database: 'postgres', connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
+      c.on('error', () => undefined);
+      try { await c.connect(); return (await c.query(sql)).rows as T[]; } finally { await c.end().catch(() => undefined); }
+    },
+  };
 }
 
 async function shutdown(code: number): Promise<never> {
@@ -120,6 +115,7 @@ async function shutdown(code: number): Promise<never> {
   // Agents stop PostgreSQL and release the leader key; 30 s covers a fast shutdown of each.
   await Promise.all(agents.map((a) => new Promise((r) => { if (a.exitCode !== null) r(null); else { a.once('exit', r); setTimeout(r, 30_000); } })));
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const s of stops) await s().catch(() => undefined);
   process.stdout.write(`stopped. Data and logs stay in ${base} until the next demo run.\n`);
   process.exit(code);
 }
@@ -131,32 +127,29 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void shutdown(0));
   process.on('SIGTERM', () => void shutdown(0));
 
-  const etcdDir = join(base, 'etcd');
-  spawnLogged('etcd', '/usr/bin/etcd', ['--name', 'demo', '--data-dir', etcdDir,
-    '--listen-client-urls', `http://127.0.0.1:${ETCD_CLIENT}`, '--advertise-client-urls', `http://127.0.0.1:${ETCD_CLIENT}`,
-    '--listen-peer-urls', `http://127.0.0.1:${ETCD_PEER}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${ETCD_PEER}`,
-    '--initial-cluster', `demo=http://127.0.0.1:${ETCD_PEER}`], false);
+  const etcd = await startEtcd({ clientPort: ETCD_CLIENT, peerPort: ETCD_PEER, name: 'demo', dataDir: join(base, 'etcd'), logPath: join(base, 'etcd.log'), logLevel: 'warn' });
+  stops.push(() => etcd.stop());
 
   const pki = tls ? preparePki() : null;
   const nodes = [1, 2, 3].map((i) => prepareNode(i, pki));
-  for (const n of nodes) spawnLogged(n.name, process.execPath, [join(REPO, 'bin/pgha.js'), '--config', n.config], true);
+  for (const n of nodes) children.push(spawnAgent({ configPath: n.config, logPath: join(base, `${n.name}.log`), dir: base, user: owner }));
 
-  const haCfg = join(base, 'haproxy.cfg');
-  writeFileSync(haCfg, renderHaproxyConfig({
-    readWritePort: RW_PORT, readOnlyPort: RO_PORT, checkIntervalMs: 250,
+  children.push(startHaproxy({
+    dir: base, readWritePort: RW_PORT, readOnlyPort: RO_PORT, logPath: join(base, 'haproxy.log'),
     members: nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })),
     ...(pki === null ? {} : { apiTls: { caFile: pki.caFile, crtFile: pki.haproxyPem } }),
-  }));
-  spawnLogged('haproxy', '/usr/sbin/haproxy', ['-db', '-f', haCfg], false);
+  }).child);
 
   process.stdout.write(`starting etcd (:${ETCD_CLIENT}), 3 agents${pki === null ? '' : ' (REST API over HTTPS)'}, HAProxy and PgBouncer (:${PGBOUNCER_PORT}); logs in ${base}\n`);
-  // Bootstrap is initdb + start + clone x2: about 15 s here; 120 s allows a slow first run.
-  if (!(await waitHealthy(nodes, pki, 120_000))) {
+  const su = (parse(readFileSync(nodes[0]!.config, 'utf8')) as any).postgresql.authentication.superuser;
+  // Bootstrap is initdb + start + clone x2: about 15 s here; 120 s allows a slow first run. Up
+  // means one primary and every other member a running standby (not necessarily streaming yet).
+  const up = await waitHealthy(demoCluster(nodes, pki, su), 120_000, { streaming: false, intervalMs: 500 }).then(() => true, () => false);
+  if (!up) {
     process.stderr.write(`the cluster did not become healthy within 120 s; see the logs in ${base}\n`);
     await shutdown(1);
   }
   const pgpass = join(base, 'pgpass');
-  const su = (parse(readFileSync(nodes[0]!.config, 'utf8')) as any).postgresql.authentication.superuser;
   // PgBouncer (transaction pooling) in front of HAProxy's read-write port: see docs/pgbouncer.md.
   const bouncer = await startPgbouncer({
     dir: join(base, 'pgbouncer'), port: PGBOUNCER_PORT, server: { host: '127.0.0.1', port: RW_PORT },

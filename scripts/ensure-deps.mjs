@@ -26,9 +26,9 @@ function ensureNodeModules() {
 const PACKAGES = {
   // python3 and systemd (its /usr/bin/systemd-notify): the tests stand in for systemd's notify
   // socket and watchdog with small python listeners, and the agent notifies through systemd-notify.
-  // openssl: the TLS tests and `npm run demo -- --tls` make a throw-away CA (scripts/pki.ts).
+  // openssl: the TLS tests and `npm run demo -- --tls` make a throw-away CA (lab/pki.ts).
   // chromium: the status page (GET /ui) is tested in a real headless browser.
-  // debootstrap and systemd-container (systemd-nspawn): the systemd lab (test/support/nspawn.ts)
+  // debootstrap and systemd-container (systemd-nspawn): the systemd lab (lab/nspawn.ts)
   // builds a Debian 12 image once and boots containers with systemd as PID 1 from it.
   // prometheus: the monitoring test scrapes the agents with it and checks the alert rules with promtool.
   // pgbackrest: WAL archiving, backups and point-in-time recovery (test/integration/backup*.test.ts).

@@ -10,7 +10,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { dynamicConfigSchema } from '../src/config/schema.ts';
 import { createEtcdDcs } from '../src/dcs/etcd.ts';
-import { TestCluster, sleep, waitFor } from '../test/support/cluster.ts';
+import { TestCluster } from '../lab/loopback.ts';
+import { sleep } from '../lab/util.ts';
 
 const defaults = dynamicConfigSchema.parse({});
 const a = parseArgs({
@@ -39,7 +40,7 @@ async function main(): Promise<void> {
   await cluster.startEtcd();
   cluster.startAll();
   // Bootstrap plus two clones: seconds here; 90 s covers a busy machine.
-  const first = await waitFor('healthy cluster', async () => ((await cluster.replicas(true)).length === 2 ? cluster.primary() : null), 90_000, 200);
+  const first = await cluster.waitHealthy(90_000);
   const dcs = await createEtcdDcs({ hosts: [cluster.etcdEndpoint], namespace: '/pgha-test', scope: 'itest', ttl: timing.ttl, callTimeoutMs: 2000 });
   const historyBefore = (await dcs.readHistory()).length;
   process.stdout.write(`soak: ${MINUTES} min, ${BURNERS} CPU burners, ttl ${timing.ttl} / loop_wait ${timing.loop_wait} / retry_timeout ${timing.retry_timeout} / fence_margin ${timing.fence_margin}; leader ${first.name}\n`);

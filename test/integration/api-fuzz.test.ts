@@ -12,7 +12,8 @@ import net from 'node:net';
 import { Etcd3 } from 'etcd3';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO, TestCluster, postmasterPid, sleep, waitFor } from '../support/cluster.ts';
+import { TestCluster } from '../../lab/loopback.ts';
+import { REPO, postmasterPid, sleep, waitFor } from '../../lab/util.ts';
 
 const cluster = new TestCluster({ etcdPort: 25400, pgPortBase: 5780, apiPortBase: 8780, ttl: 3 });
 const n1 = cluster.nodes[0]!;

@@ -14,8 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { apiRequest, jsonOf } from '../../src/api/client.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
-import { PASSWORDS, REPO, TestCluster, sleep, startWriter, superuserClient, queryOnce, waitFor, type NodeHandle } from '../support/cluster.ts';
-import { makePki } from '../support/tls.ts';
+import { TestCluster, startWriter, type NodeHandle } from '../../lab/loopback.ts';
+import { PASSWORDS, REPO, sleep, superuserClient, queryOnce, waitFor } from '../../lab/util.ts';
+import { makePki } from '../../lab/tls.ts';
 
 const TTL_S = 3;
 const HAPROXY_RW = 15740;
@@ -90,10 +91,7 @@ function rawCall(n: NodeHandle, o: { method: string; path: string; body?: unknow
 
 async function healthy(): Promise<NodeHandle> {
   // Bootstrap plus two clones take seconds when idle; 110 s covers a loaded 2-core machine.
-  return waitFor('one primary and two streaming replicas over HTTPS', async () => {
-    const p = await cluster.primary();
-    return p !== null && (await cluster.replicas(true)).length === 2 ? p : null;
-  }, 110_000, 200);
+  return cluster.waitHealthy(110_000);
 }
 
 /** The PostgreSQL port that answers a write through HAProxy's read-write listener. */
@@ -208,10 +206,11 @@ describe('failsafe mode over HTTPS', () => {
     // The leader writes /failsafe within a loop of seeing all three members; give it a few loops.
     await sleep(2000);
     const w = startWriter(leader, 'tls_failsafe_probe', { queryMs: 3000, pauseMs: 20 });
-    await sleep(500);
+    // Writing before etcd freezes; 10 s covers a loaded machine.
+    await waitFor('the writer writing', async () => w.acks.length >= 5, 10_000, 20);
     const frozenAt = Date.now();
     cluster.pauseEtcd();
-    await sleep((2 * TTL_S + 1) * 1000);
+    await sleep((2 * TTL_S + 1) * 1000); // the fault itself: etcd frozen for two TTLs and more
     const lastAck = w.acks.at(-1)?.at ?? 0;
     const failedAt = w.failedAt();
     await w.stop();

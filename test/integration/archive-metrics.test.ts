@@ -8,7 +8,7 @@ import { renderMetrics } from '../../src/api/metrics.ts';
 import type { AgentSnapshot } from '../../src/api/types.ts';
 import { createPostgresControl } from '../../src/postgres/instance.ts';
 import type { PostgresControl } from '../../src/postgres/types.ts';
-import { waitFor } from '../support/cluster.ts';
+import { waitFor } from '../../lab/util.ts';
 import { member } from '../support/observations.ts';
 import { destroyTempDir, makeTempDataDir, nodeConfigFor, postgresOsUser, queryAt, silentLogger, testDynamicConfig } from '../support/postgres.ts';
 

@@ -9,12 +9,16 @@ import { execFile } from 'node:child_process';
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO, TestCluster, waitFor, type NodeHandle } from '../support/cluster.ts';
-import { makeRepo, scratchRestore, withBackup } from '../support/backup.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { REPO, waitFor } from '../../lab/util.ts';
+import { makeRepo, scratchRestore, withBackup } from '../../lab/backup.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 import type { ArchiveHealth } from '../../src/backup/health.ts';
 
 const repo = makeRepo();
-const cluster = new TestCluster({ etcdPort: 27300, pgPortBase: 6000, apiPortBase: 9000, ttl: 3, configure: withBackup(repo.path, 6000, { create_replica_methods: ['pgbackrest', 'basebackup'] }) });
+// Ports allocated (lab/ports.ts): node i's PostgreSQL on PG + i, which pgBackRest's peers need up front.
+const PG = allocatePorts(3) - 1;
+const cluster = new TestCluster({ pgPortBase: PG, ttl: 3, configure: withBackup(repo.path, PG, { create_replica_methods: ['pgbackrest', 'basebackup'] }) });
 const AUTH = { authorization: `Basic ${Buffer.from('admin:admin-pw').toString('base64')}`, 'content-type': 'application/json' };
 
 interface Run { code: number; stdout: string; stderr: string }
@@ -35,10 +39,7 @@ const archive = async (n: NodeHandle) => ((await cluster.status(n))?.archive ?? 
 
 async function healthy(): Promise<NodeHandle> {
   // Bootstrap and two clones: seconds when idle; 110 s covers a loaded 2-core machine.
-  return waitFor('a healthy cluster', async () => {
-    const p = await cluster.primary();
-    return p !== null && (await cluster.replicas(true)).length === 2 ? p : null;
-  }, 110_000, 200);
+  return cluster.waitHealthy(110_000);
 }
 
 /** The primary's current WAL file is switched and archived (pg_stat_archiver shows it). */
@@ -51,7 +52,8 @@ async function archiveNow(p: NodeHandle): Promise<void> {
   }, 30_000, 200);
 }
 
-let scratchPort = 6090;
+/** The scratch restores' PostgreSQL: one allocated port each (a block larger than the file's restores). */
+let scratchPort = allocatePorts(10);
 
 beforeAll(async () => {
   await cluster.startEtcd();
@@ -153,6 +155,7 @@ describe('WAL archiving and backups with pgBackRest', () => {
     const insert = async (from: number, to: number) => { for (let i = from; i <= to; i++) await cluster.query(p, 'insert into pitr values ($1)', [i]); };
     const now = async () => ((await cluster.query(p, 'select clock_timestamp()::text as t')).rows[0] as { t: string }).t;
     await insert(1, 10);
+    // The point: 300 ms on either side of the restore target time keep rows 10 and 11 apart in time.
     await new Promise((r) => setTimeout(r, 300));
     const t = await now();
     await new Promise((r) => setTimeout(r, 300));

@@ -1,16 +1,16 @@
 // The short form of the fault-injection suite on the systemd backend (the long one is
 // `npm run chaos -- --backend systemd`): three Debian containers with systemd as PID 1 running the
-// shipped unit (test/chaos/nspawn-cluster.ts), clients writing through HAProxy all along, and the
+// shipped unit (lab/chaos/nspawn-cluster.ts), clients writing through HAProxy all along, and the
 // fixed schedule quick-systemd: a frozen primary's unit killed by systemd's own watchdog, the
 // primary's agent killed alone, the primary cut off from etcd. It fails on any acknowledged write
 // lost (synchronous mode), on split brain, when the cluster does not converge after a fault, and
 // when the lab leaves anything behind.
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { hasNetnsSupport } from '../support/netlab.ts';
-import { labLeftovers } from '../support/nspawn.ts';
-import { PREFIX } from '../chaos/nspawn-cluster.ts';
-import { explain, runChaos, violations } from '../chaos/runner.ts';
+import { hasNetnsSupport } from '../../lab/netlab.ts';
+import { labLeftovers } from '../../lab/nspawn.ts';
+import { PREFIX } from '../../lab/chaos/nspawn-cluster.ts';
+import { explain, runChaos, violations } from '../../lab/chaos/runner.ts';
 
 const why = hasNetnsSupport() ?? (existsSync('/usr/bin/systemd-nspawn') ? null : 'systemd-nspawn is missing');
 

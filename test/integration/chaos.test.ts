@@ -1,11 +1,11 @@
 // The short form of the fault-injection suite (the long one is `npm run chaos`): the fixed
-// schedules of test/chaos/faults.ts against a cluster whose nodes and etcd members each live in a
+// schedules of lab/chaos/faults.ts against a cluster whose nodes and etcd members each live in a
 // network namespace, with clients writing through HAProxy all along. It fails on any acknowledged
 // write lost in synchronous mode, on split brain in any mode, and when the cluster does not
 // converge after a fault; the message carries the schedule and the command that replays it.
 import { describe, expect, it } from 'vitest';
-import { hasNetnsSupport } from '../support/netlab.ts';
-import { explain, runChaos, violations } from '../chaos/runner.ts';
+import { hasNetnsSupport } from '../../lab/netlab.ts';
+import { explain, runChaos, violations } from '../../lab/chaos/runner.ts';
 
 const why = hasNetnsSupport();
 

@@ -3,7 +3,8 @@
 // replicate, standby crash, primary crash and failover, rejoin by pg_rewind, clean handover.
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PASSWORDS, TestCluster, superuserClient, postmasterPid, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { PASSWORDS, superuserClient, postmasterPid, sleep, waitFor } from '../../lab/util.ts';
 
 const TTL_S = 3;
 const HAPROXY_RW = 25000;

@@ -6,7 +6,8 @@ import { execFile, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO, TestCluster, waitFor } from '../support/cluster.ts';
+import { TestCluster } from '../../lab/loopback.ts';
+import { REPO, waitFor } from '../../lab/util.ts';
 
 const cluster = new TestCluster({ etcdPort: 25710, pgPortBase: 5850, apiPortBase: 8850, ttl: 3 });
 const PGHACTL = `${REPO}bin/pghactl.js`;
@@ -35,9 +36,7 @@ beforeAll(async () => {
   await cluster.startEtcd();
   cluster.startAll();
   // Bootstrap plus two clones: seconds when idle; 110 s (inside the hook timeout) covers a loaded 2-core machine.
-  await waitFor('a leader and two streaming standbys', async () =>
-    (await cluster.primary()) !== null && (await cluster.replicas(true)).length === 2, 110_000, 200);
-  leader = (await cluster.primary())!.name;
+  leader = (await cluster.waitHealthy(110_000)).name;
   replica = (await cluster.replicas(true))[0]!.name;
 });
 afterAll(async () => { await cluster.destroy(); });

@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO, TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { REPO, postmasterPid, sleep, waitFor } from '../../lab/util.ts';
 
 const TTL_S = 3;
 const cluster = new TestCluster({ etcdPort: 25000, pgPortBase: 5700, apiPortBase: 8700, ttl: TTL_S });
@@ -44,12 +45,14 @@ const list = () => ctlJson<Row[]>('list');
 const node = (name: string) => cluster.nodes.find((n) => n.name === name) as NodeHandle;
 // Bootstrap plus two clones take seconds when idle; 110 s covers a loaded 2-core CI machine.
 async function healthy(): Promise<string> {
-  return waitFor('a healthy cluster', async () => {
-    const rows = await list();
-    const leader = rows.find((r) => r.role === 'Leader' && r.state === 'running');
-    const streaming = rows.filter((r) => r.role !== 'Leader' && r.state === 'streaming');
-    return leader !== undefined && streaming.length === 2 && (await cluster.primary())?.name === leader.member ? leader.member : null;
-  }, 110_000, 200);
+  // Healthy by the agents' checks, and pghactl list agrees.
+  return (await cluster.waitHealthy(110_000, {
+    also: async (p) => {
+      const rows = await list();
+      const leader = rows.find((r) => r.role === 'Leader' && r.state === 'running');
+      return leader?.member === p.name && rows.filter((r) => r.role !== 'Leader' && r.state === 'streaming').length === 2;
+    },
+  })).name;
 }
 /** A promoted member publishes pending_restart with each loop (0.5 s): 3 s is six loops. */
 async function nothingPendingAfterPromotion(leader: string): Promise<void> {

@@ -8,7 +8,7 @@ import { isPgHaError } from '../../src/errors.ts';
 import type { Dcs } from '../../src/dcs/types.ts';
 import type { FailoverRequest, MemberInfo } from '../../src/ha/types.ts';
 import { requestHandover } from '../../src/ops/store.ts';
-import { startEtcd, type EtcdHandle } from '../support/etcd.ts';
+import { startEtcd, type EtcdHandle } from '../../lab/etcd.ts';
 
 const TTL = 2;
 let etcd: EtcdHandle;

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, chownSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { REPO, postmasterPid } from '../support/cluster.ts';
+import { REPO, postmasterPid } from '../../lab/util.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pgha-demo-'));

@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { startEtcd, type EtcdHandle } from '../support/etcd.ts';
-import { REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
-import { makePki, type Leaf } from '../support/tls.ts';
+import { startEtcd, type EtcdHandle } from '../../lab/etcd.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { REPO, sleep, waitFor } from '../../lab/util.ts';
+import { makePki, type Leaf } from '../../lab/tls.ts';
 
 const ETCD_BASE = 25100; // members on 25100/01, 25102/03, 25104/05
 const PLAIN_ETCD = 25150; // a plain-HTTP etcd for the "https setting, plain etcd" case
@@ -114,8 +115,7 @@ describe('pgha on a 3-member etcd with TLS, --client-cert-auth and authenticatio
 
   it('bootstraps and elects one leader with two streaming replicas', async () => {
     // Bootstrap: initdb, two base backups and the first elections: 60 s covers a loaded machine.
-    primary = await waitFor('a single primary', () => cluster.primary(), 60_000);
-    await waitFor('two streaming replicas', async () => ((await cluster.replicas(true)).length === 2 ? true : null), 60_000);
+    primary = await cluster.waitHealthy(110_000);
     const users = cluster.etcdCluster!.etcdctl(['user', 'list']);
     expect(users).toContain('root'); // auth is really on: etcdctl needed --user to ask
   });

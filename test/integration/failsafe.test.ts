@@ -4,15 +4,16 @@
 // promotes. (2) One standby's agent is frozen too: the primary stops acknowledging writes before
 // its lease could have expired, as without failsafe_mode.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { TestCluster, startWriter, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, startWriter, type NodeHandle } from '../../lab/loopback.ts';
+import { sleep, waitFor } from '../../lab/util.ts';
 
 const TTL_S = 3;
-const cluster = new TestCluster({ etcdPort: 24439, pgPortBase: 5510, apiPortBase: 8100, ttl: TTL_S, dcs: { failsafe_mode: true } });
+const cluster = new TestCluster({ ttl: TTL_S, dcs: { failsafe_mode: true } }) // ports allocated (lab/ports.ts);
 
 beforeAll(async () => {
   await cluster.startEtcd();
   cluster.startAll();
-  await waitFor('two streaming replicas', async () => ((await cluster.replicas(true)).length === 2 ? true : null), 90_000);
+  await cluster.waitHealthy(90_000);
 }, 120_000);
 afterAll(async () => {
   for (const n of cluster.nodes) n.agent?.kill('SIGCONT');
@@ -35,18 +36,18 @@ async function primaries(): Promise<string[]> {
 const promotions = (n: NodeHandle) => (cluster.logs(n).match(/"event":"promoted"/g) ?? []).length;
 
 it('keeps the primary writing with etcd frozen while every member confirms it, and nobody promotes', async () => {
-  const leader = await waitFor('a primary', async () => cluster.primary(), 30_000);
-  await waitFor('two streaming replicas', async () => ((await cluster.replicas(true)).length === 2 ? true : null), 30_000);
+  const leader = await cluster.waitHealthy(60_000);
   // The leader writes /failsafe within a loop of seeing all three members; give it a few loops.
   await sleep(2000);
   const before = cluster.nodes.map(promotions);
   const w = writer(leader, 'failsafe_probe');
-  await sleep(500);
+  // Writing before etcd freezes; 10 s covers a loaded machine.
+  await waitFor('the writer writing', async () => w.acks.length >= 5, 10_000, 20);
   const frozenAt = Date.now();
   cluster.pauseEtcd();
   let seenOtherPrimary = false;
   const watch = setInterval(() => void primaries().then((p) => { if (p.some((x) => x !== leader.name)) seenOtherPrimary = true; }), 250);
-  await sleep((3 * TTL_S + 2) * 1000);
+  await sleep((3 * TTL_S + 2) * 1000); // the fault itself: etcd frozen for three TTLs and more
   clearInterval(watch);
   const lastAck = w.acks.at(-1)?.at ?? 0;
   const failedAt = w.failedAt();
@@ -63,11 +64,11 @@ it('keeps the primary writing with etcd frozen while every member confirms it, a
 }, 90_000);
 
 it('stops the primary before its lease could expire when one member does not confirm', async () => {
-  const leader = await waitFor('a primary', async () => cluster.primary(), 30_000);
-  await waitFor('two streaming replicas', async () => ((await cluster.replicas(true)).length === 2 ? true : null), 30_000);
+  const leader = await cluster.waitHealthy(60_000);
   const silent = cluster.nodes.find((n) => n !== leader) as NodeHandle;
   const w = writer(leader, 'failsafe_probe2');
-  await sleep(500);
+  // Writing before etcd freezes; 10 s covers a loaded machine.
+  await waitFor('the writer writing', async () => w.acks.length >= 5, 10_000, 20);
   // The silent member stays in /failsafe: etcd is frozen right after, before its key can expire.
   const logFrom = cluster.logs(leader).length; // the first test's rounds extended the lease legitimately
   silent.agent?.kill('SIGSTOP');

@@ -2,10 +2,11 @@
 // process must stop its PostgreSQL before another member is promoted, and the old primary must
 // not acknowledge a write after that, including when the agent wakes up.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { TestCluster, startWriter, postmasterPid, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, startWriter, type NodeHandle } from '../../lab/loopback.ts';
+import { postmasterPid, waitFor } from '../../lab/util.ts';
 
 const TTL_S = 3;
-const cluster = new TestCluster({ etcdPort: 24419, pgPortBase: 5490, apiPortBase: 8070, ttl: TTL_S });
+const cluster = new TestCluster({ ttl: TTL_S }) // ports allocated (lab/ports.ts);
 
 beforeAll(async () => {
   await cluster.startEtcd();
@@ -20,7 +21,8 @@ afterAll(async () => {
 it('stops the PostgreSQL of a frozen leader before anyone else is promoted', async () => {
   const old = await waitFor('a primary', async () => cluster.primary(), 30_000) as NodeHandle;
   const writer = startWriter(old, 'fence_probe', { queryMs: 1000, pauseMs: 10 });
-  await sleep(500);
+  // The writer is writing (a few acknowledgements) before the leader freezes; 10 s covers a loaded machine.
+  await waitFor('the writer writing', async () => writer.acks.length >= 5, 10_000, 20);
   const pidBefore = postmasterPid(old.dataDir);
   old.agent?.kill('SIGSTOP'); // frozen: no renewals, no in-process timer
   const next = await waitFor('a new primary', async () => { const p = await cluster.primary(); return p !== null && p !== old ? p : null; }, (TTL_S + 10) * 1000);

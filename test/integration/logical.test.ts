@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lookupOsUser } from '../../src/postgres/exec.ts';
-import { PASSWORDS, REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { PASSWORDS, REPO, sleep, waitFor } from '../../lab/util.ts';
 import { stopPostmasterIn } from '../support/postgres.ts';
 
 const HAPROXY_RW = 16100;
@@ -160,7 +161,7 @@ describe('logical replication across failover', () => {
 
   it('creates the slots and the publication on the leader and copies the slots to both standbys', async () => {
     primary = await waitPrimary();
-    await waitFor('two streaming replicas', async () => ((await cluster.replicas(true)).length === 2 ? true : null), 60_000);
+    await cluster.waitHealthy(60_000);
     await on(primary, 'postgres', 'create database app');
     await on(primary, 'app', 'create table items (id int primary key, v text not null)');
     await waitFor('the publication', async () => (await on(primary, 'app', "select 1 from pg_publication where pubname = 'app_pub'")).length === 1, 30_000);
@@ -209,7 +210,7 @@ describe('logical replication across failover', () => {
   });
 
   it('a switchover: the same, and the old primary keeps a copy again', async () => {
-    await waitFor('two streaming replicas', async () => ((await cluster.replicas(true)).length === 2 ? true : null), 90_000);
+    await cluster.waitHealthy(90_000);
     const standbys = cluster.nodes.filter((n) => n !== primary);
     for (const n of standbys) await waitFor(`three slots on ${n.name}`, async () => ((await logicalSlots(n)).length === 3 ? true : null), 60_000);
     await waitConfirmedEverywhere(primary, standbys);

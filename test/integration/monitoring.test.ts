@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { REPO, TestCluster, waitFor } from '../support/cluster.ts';
+import { TestCluster } from '../../lab/loopback.ts';
+import { REPO, waitFor } from '../../lab/util.ts';
 
 const PROM_PORT = 19090;
 const PROM = `http://127.0.0.1:${PROM_PORT}`;
@@ -59,15 +60,10 @@ function startPrometheus(): ChildProcess {
   return child;
 }
 
-/** The leader by the agents' own /status, once all three run and two stream. */
+/** The leader, once all three run and two stream (lab/cluster.ts healthy()). */
 async function healthy(): Promise<string> {
   // Bootstrap plus two clones take seconds when idle; 110 s (inside the hook timeout) covers a loaded CI machine.
-  return waitFor('a healthy cluster', async () => {
-    const st = await Promise.all(cluster.nodes.map((n) => cluster.status(n)));
-    const leader = st.find((s) => s?.['role'] === 'primary' && s['leader'] === s['name']);
-    const streaming = st.filter((s) => s?.['replication_state'] === 'streaming');
-    return leader != null && streaming.length === 2 ? String(leader['name']) : null;
-  }, 110_000, 200);
+  return (await cluster.waitHealthy(110_000)).name;
 }
 
 beforeAll(async () => {

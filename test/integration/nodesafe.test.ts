@@ -6,10 +6,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { childPids } from '../../src/postgres/datadir.ts';
-import { TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { postmasterPid, sleep, waitFor } from '../../lab/util.ts';
 
 const TTL_S = 3;
-const cluster = new TestCluster({ etcdPort: 25500, pgPortBase: 5800, apiPortBase: 8800, ttl: TTL_S });
+const cluster = new TestCluster({ ttl: TTL_S }) // ports allocated (lab/ports.ts);
 const [node1, node2] = cluster.nodes as [NodeHandle, NodeHandle, NodeHandle];
 
 /** The agent's fencing process: its child running bin/pgha-fencer.pl. */

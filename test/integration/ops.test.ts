@@ -4,8 +4,9 @@
 // its --format json output is parsed.
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, postmasterPid, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
-import { REPO } from '../support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { postmasterPid, sleep, waitFor } from '../../lab/util.ts';
+import { REPO } from '../../lab/util.ts';
 
 const TTL_S = 3;
 // node3 is tagged nofailover: switchovers to it must be refused.
@@ -32,12 +33,14 @@ const node = (name: string) => cluster.nodes.find((n) => n.name === name) as Nod
 // Bootstrap plus two clones take seconds when idle; 110 s (inside the 120 s hook timeout) covers a
 // loaded 2-core CI machine.
 async function healthy(): Promise<string> {
-  return waitFor('a healthy cluster', async () => {
-    const rows = await list();
-    const leader = rows.find((r) => r.role === 'Leader' && r.state === 'running');
-    const streaming = rows.filter((r) => r.role === 'Replica' && r.state === 'streaming');
-    return leader !== undefined && streaming.length === 2 && (await cluster.primary())?.name === leader.member ? leader.member : null;
-  }, 110_000, 200);
+  // Healthy by the agents' checks, and pghactl list agrees.
+  return (await cluster.waitHealthy(110_000, {
+    also: async (p) => {
+      const rows = await list();
+      const leader = rows.find((r) => r.role === 'Leader' && r.state === 'running');
+      return leader?.member === p.name && rows.filter((r) => r.role === 'Replica' && r.state === 'streaming').length === 2;
+    },
+  })).name;
 }
 
 beforeAll(async () => {
@@ -107,13 +110,13 @@ describe('pghactl and the operations API', () => {
     const old = await healthy();
     const at = new Date(Date.now() + 3000).toISOString();
     await ctlJson('switchover', '--scheduled', at, '--force');
-    await sleep(1000);
+    await sleep(1000); // the point: before its time, nothing happens
     expect(await leaderName()).toBe(old);
     await waitFor('the scheduled switchover', async () => { const p = await cluster.primary(); return p !== null && p.name !== old; }, 20_000);
     const leader = await healthy();
     await ctlJson('switchover', '--scheduled', new Date(Date.now() + 4000).toISOString(), '--force');
     expect((await ctlJson<{ cancelled: boolean }>('flush', '--scheduled')).cancelled).toBe(true);
-    await sleep(5000);
+    await sleep(5000); // the point: past the cancelled time, still nothing happens
     expect(await leaderName()).toBe(leader);
   });
 
@@ -122,7 +125,7 @@ describe('pghactl and the operations API', () => {
     await ctlJson('pause', '--wait');
     expect((await ctl('list')).stdout).toContain('Maintenance mode: on');
     cluster.killNode(leader);
-    await sleep((TTL_S + 3) * 1000);
+    await sleep((TTL_S + 3) * 1000); // the point: past the TTL while paused, nobody is promoted
     expect(await cluster.primary()).toBeNull();
     await ctlJson('resume', '--wait');
     const next = await waitFor('failover after resume', async () => cluster.primary(), 20_000);
@@ -196,7 +199,7 @@ describe('pghactl and the operations API', () => {
     const standby = cluster.nodes.find((n) => n.name !== leader) as NodeHandle;
     const pid = postmasterPid(standby.dataDir);
     await ctlJson('restart', standby.name, '--scheduled', new Date(Date.now() + 2500).toISOString(), '--force');
-    await sleep(1000);
+    await sleep(1000); // the point: before its time, the standby is not restarted
     expect(postmasterPid(standby.dataDir)).toBe(pid);
     await waitFor('the scheduled restart', async () => { const p = postmasterPid(standby.dataDir); return p !== null && p !== pid; }, 15_000);
     await healthy();

@@ -1,6 +1,6 @@
 // The Debian package (`npm run package`, scripts/package.ts), built from this checkout and
 // installed with dpkg into a Debian 12 container booted with systemd (the lab of
-// test/support/nspawn.ts, with no checkout mounted): a clean host that has PostgreSQL 15 and
+// lab/nspawn.ts, with no checkout mounted): a clean host that has PostgreSQL 15 and
 // systemd but no Node, npm or npx at all, so anything pgha needs that the package lacks fails here.
 // The installed unit (/lib/systemd/system/pgha.service) runs a 1-member cluster against an etcd
 // on the host; pghactl runs from /usr/bin; then dpkg --purge removes it all again.
@@ -8,8 +8,8 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'nod
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePackage, hostArch } from '../../scripts/package.ts';
-import { httpStatus, sleep } from '../support/cluster.ts';
-import { NspawnLab, labLeftovers, type Machine } from '../support/nspawn.ts';
+import { httpStatus, sleep } from '../../lab/util.ts';
+import { NspawnLab, labLeftovers, type Machine } from '../../lab/nspawn.ts';
 
 const log = (msg: string) => console.log(`[package] ${msg}`);
 // Ports of this test: the host's etcd on the lab bridge (27200, peer 27201). The member's REST API

@@ -8,7 +8,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { TestCluster, postmasterPid, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { postmasterPid, waitFor } from '../../lab/util.ts';
 
 const cluster = new TestCluster({ etcdPort: 27702, pgPortBase: 6210, apiPortBase: 9210, ttl: 3 });
 const ctlConfig = join(cluster.dir, 'patronictl.yml');
@@ -37,12 +38,15 @@ async function dynamicConfig(n: NodeHandle): Promise<Record<string, unknown>> {
 /** One leader (per patronictl and per the /primary checks), two replicas streaming with a known lag. */
 async function healthy(): Promise<string> {
   // Bootstrap plus two clones take seconds when idle; 110 s covers a loaded 2-core machine.
-  return waitFor('a healthy cluster in patronictl list', async () => {
-    const rows = await list();
-    const leader = rows.find((r) => r.Role === 'Leader' && r.State === 'running');
-    const replicas = rows.filter((r) => r.Role !== 'Leader' && r.State === 'running' && typeof r['Lag in MB'] === 'number');
-    return leader !== undefined && replicas.length === 2 && (await cluster.primary())?.name === leader.Member ? leader.Member : null;
-  }, 110_000, 300);
+  return (await cluster.waitHealthy(110_000, {
+    intervalMs: 300,
+    // patronictl list agrees: the same leader running, two replicas running with a known lag.
+    also: async (p) => {
+      const rows = await list();
+      const leader = rows.find((r) => r.Role === 'Leader' && r.State === 'running');
+      return leader?.Member === p.name && rows.filter((r) => r.Role !== 'Leader' && r.State === 'running' && typeof r['Lag in MB'] === 'number').length === 2;
+    },
+  })).name;
 }
 
 beforeAll(async () => {

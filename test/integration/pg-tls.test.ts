@@ -14,8 +14,9 @@ import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { peerConninfo } from '../../src/postgres/conf.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
-import { PASSWORDS, REPO, TestCluster, waitFor, type NodeHandle } from '../support/cluster.ts';
-import { makePki, privateCopy } from '../support/tls.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { PASSWORDS, REPO, waitFor } from '../../lab/util.ts';
+import { makePki, privateCopy } from '../../lab/tls.ts';
 
 const run = promisify(execFile);
 const PSQL = '/usr/lib/postgresql/15/bin/psql';
@@ -121,7 +122,7 @@ describe('PostgreSQL with ssl = on on every member', () => {
   it('clones and streams over TLS, verify-full with channel binding and a client certificate', async () => {
     primary = await waitPrimary();
     // Both standbys up and streaming (pg_basebackup's own WAL stream shows in pg_stat_replication too).
-    await waitFor('two streaming standbys', async () => (await cluster.replicas(true)).length === 2, 60_000);
+    await cluster.waitHealthy(60_000);
     const standbys = cluster.nodes.filter((n) => n !== primary).map((n) => n.name);
     const senders = await waitSenders(primary, standbys);
     for (const s of senders) {

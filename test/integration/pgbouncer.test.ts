@@ -10,14 +10,17 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
-import { PASSWORDS, REPO, TestCluster, waitFor } from '../support/cluster.ts';
-import { startPgbouncer, type PgbouncerHandle } from '../support/pgbouncer.ts';
-import { createLoadTable, startLoad } from '../support/pooler-load.ts';
+import { TestCluster } from '../../lab/loopback.ts';
+import { PASSWORDS, REPO, waitFor } from '../../lab/util.ts';
+import { startPgbouncer, type PgbouncerHandle } from '../../lab/pgbouncer.ts';
+import { createLoadTable, startLoad } from '../../lab/pooler-load.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 
-const HAPROXY_RW = 15901;
-const HAPROXY_RO = 15902;
-const POOLER = 16401;
-const HUNG = 16402;
+// HAProxy's two listeners, PgBouncer and the never-answering pooler: allocated (lab/ports.ts).
+const HAPROXY_RW = allocatePorts(2);
+const HAPROXY_RO = HAPROXY_RW + 1;
+const POOLER = allocatePorts(2);
+const HUNG = POOLER + 1;
 const ADMIN = { user: 'pgha_admin', password: 'pooler-admin-secret' };
 const PAUSE_TIMEOUT_S = 1;
 const SWITCHOVERS = 20;
@@ -27,7 +30,6 @@ const SECRETS = mkdtempSync(join(tmpdir(), 'pgha-pooler-'));
 const PASS_FILE = join(SECRETS, 'pooler.pass');
 const pooler = (name: string, port: number) => ({ name, host: '127.0.0.1', port, user: ADMIN.user, password_file: PASS_FILE });
 const cluster = new TestCluster({
-  etcdPort: 27000, pgPortBase: 5900, apiPortBase: 8900,
   configure: (_i, cfg) => {
     cfg['pgbouncer'] = {
       poolers: [pooler('pool1', POOLER)],
@@ -50,10 +52,7 @@ function ctl(...args: string[]): Promise<Run> {
 
 /** A leader answering /primary and two streaming standbys: the next switchover has a candidate. */
 async function settled(): Promise<string> {
-  return waitFor('one primary and two streaming standbys', async () => {
-    const [p, r] = await Promise.all([cluster.primary(), cluster.replicas(true)]);
-    return p !== null && r.length === 2 ? p.name : null;
-  }, 60_000, 100);
+  return (await cluster.waitHealthy(60_000, { intervalMs: 100 })).name;
 }
 
 async function switchover(): Promise<{ from: string; to: string; seconds: number; stdout: string }> {
@@ -151,7 +150,8 @@ describe('PgBouncer around switchovers', () => {
   it('after a failover the new leader RECONNECTs the poolers, and clients go on through them', async () => {
     const from = await settled();
     const load = startLoad({ port: POOLER, clients: 4, table: 'pool_load', pauseMs: 5 });
-    await new Promise((r) => setTimeout(r, 500));
+    // The clients commit through the pooler before the crash; 10 s covers a loaded machine.
+    await waitFor('the load committing', async () => load.now().committed >= 8, 10_000, 20);
     const killedAt = Date.now();
     cluster.killNode(cluster.nodes.find((n) => n.name === from)!);
     const to = await waitFor('a new primary', async () => { const p = await cluster.primary(); return p !== null && p.name !== from ? p : null; }, 30_000);

@@ -11,7 +11,7 @@ import { pidFromFile } from '../../src/postgres/datadir.ts';
 import {
   PG_PASSWORDS, destroyTempDir, makeTempDataDir, nodeConfigFor, postgresOsUser, queryAt, silentLogger, testDynamicConfig,
 } from '../support/postgres.ts';
-import { waitFor } from '../support/cluster.ts';
+import { waitFor } from '../../lab/util.ts';
 
 const ALPHA_PORT = 5621;
 const BETA_PORT = 5622;

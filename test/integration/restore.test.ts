@@ -7,8 +7,9 @@ import { execFile } from 'node:child_process';
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { REPO, TestCluster, waitFor, type NodeHandle } from '../support/cluster.ts';
-import { makeRepo, withBackup } from '../support/backup.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { REPO, waitFor } from '../../lab/util.ts';
+import { makeRepo, withBackup } from '../../lab/backup.ts';
 
 const ETCD = 28000;
 const repo = makeRepo();
@@ -34,10 +35,7 @@ function etcdctl(...args: string[]): Promise<string> {
 
 async function healthy(): Promise<NodeHandle> {
   // Bootstrap and two clones: seconds when idle; 110 s covers a loaded 2-core machine.
-  return waitFor('a healthy cluster', async () => {
-    const p = await cluster.primary();
-    return p !== null && (await cluster.replicas(true)).length === 2 ? p : null;
-  }, 110_000, 200);
+  return cluster.waitHealthy(110_000);
 }
 
 const timeline = async (n: NodeHandle) => ((await cluster.status(n))?.timeline ?? null) as number | null;

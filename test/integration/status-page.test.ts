@@ -7,7 +7,8 @@ import { readFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Browser } from '../support/chromium.ts';
-import { REPO, TestCluster, waitFor } from '../support/cluster.ts';
+import { TestCluster } from '../../lab/loopback.ts';
+import { REPO, waitFor } from '../../lab/util.ts';
 
 const cluster = new TestCluster({ etcdPort: 25700, pgPortBase: 5840, apiPortBase: 8840, ttl: 3 });
 let browser: Browser | null = null;
@@ -29,8 +30,7 @@ beforeAll(async () => {
   await cluster.startEtcd();
   cluster.startAll();
   // Bootstrap plus two clones: seconds when idle; 110 s (inside the hook timeout) covers a loaded 2-core machine.
-  await waitFor('a leader and two streaming standbys', async () =>
-    (await cluster.primary()) !== null && (await cluster.replicas(true)).length === 2, 110_000, 200);
+  await cluster.waitHealthy(110_000);
   browser = await Browser.launch(1280, 900);
 });
 afterAll(async () => {

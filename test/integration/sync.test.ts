@@ -5,7 +5,8 @@
 // cluster (same ports, after the first is gone) bootstraps with synchronous_mode quorum: ANY 1
 // (both standbys), /quorum on both, and a crash of the leader under writes loses no acknowledged write.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO, TestCluster, sleep, startWriter, superuserClient, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, startWriter, type NodeHandle } from '../../lab/loopback.ts';
+import { REPO, sleep, superuserClient, waitFor } from '../../lab/util.ts';
 import { execFile } from 'node:child_process';
 // The lease witness (on by default) is listed first; these checks are about the members.
 import { withoutWitness } from '../../src/witness/names.ts';

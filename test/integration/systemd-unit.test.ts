@@ -1,5 +1,5 @@
 // The shipped systemd/pgha.service under a real systemd: three Debian 12 containers booted with
-// systemd-nspawn (test/support/nspawn.ts), pgha installed from this checkout with the unit file
+// systemd-nspawn (lab/nspawn.ts), pgha installed from this checkout with the unit file
 // copied unchanged, and `systemctl enable --now pgha`. Each test acts through systemctl, signals or
 // the container's power and checks what the unit promises: Type=notify, the watchdog with
 // WatchdogSignal=SIGKILL, KillMode=mixed, Restart=on-failure, and a member's return after a
@@ -10,9 +10,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { httpStatus, queryOnce, sleep, waitFor } from '../support/cluster.ts';
-import { DATA_DIR, NspawnLab, labLeftovers, type Machine } from '../support/nspawn.ts';
-import { api, client, freezeAgent, watchdogKills, measureFault, unitProp as prop, waitCluster as converged, waitStandby } from '../support/nspawn-events.ts';
+import { httpStatus, queryOnce, sleep, waitFor } from '../../lab/util.ts';
+import { DATA_DIR, NspawnLab, labLeftovers, type Machine } from '../../lab/nspawn.ts';
+import { api, client, freezeAgent, watchdogKills, measureFault, unitProp as prop, waitCluster as converged, waitStandby } from '../../lab/nspawn-events.ts';
 
 const log = (msg: string) => console.log(`[systemd-lab] ${msg}`);
 // The pgBackRest repository: under /var/lib/pgha, which the unit's ReadWritePaths lists, and

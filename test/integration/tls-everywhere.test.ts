@@ -13,8 +13,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
-import { PASSWORDS, REPO, TestCluster, queryOnce, superuserClient, waitFor, type NodeHandle } from '../support/cluster.ts';
-import { tlsEverywhere } from '../support/tls.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { PASSWORDS, REPO, queryOnce, superuserClient, waitFor } from '../../lab/util.ts';
+import { tlsEverywhere } from '../../lab/tls.ts';
 
 const ETCD_BASE = 26000; // members on 26000/01, 26002/03, 26004/05
 const HAPROXY_RW = 15880;
@@ -58,10 +59,7 @@ function pghactl(...args: string[]): Promise<{ code: number; stdout: string; std
 
 async function healthy(not?: NodeHandle): Promise<NodeHandle> {
   // Bootstrap plus two clones over TLS take seconds when idle; 110 s covers a loaded 2-core machine.
-  return waitFor('one primary and two streaming replicas', async () => {
-    const p = await cluster.primary();
-    return p !== null && p !== not && (await cluster.replicas(true)).length === 2 ? p : null;
-  }, 110_000, 200);
+  return cluster.waitHealthy(110_000, not === undefined ? {} : { not });
 }
 
 /** The PostgreSQL port that took a write sent to HAProxy's read-write listener. */

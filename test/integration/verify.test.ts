@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lookupOsUser } from '../../src/postgres/exec.ts';
-import { PASSWORDS, REPO, TestCluster, sleep, waitFor, type NodeHandle } from '../support/cluster.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { PASSWORDS, REPO, sleep, waitFor } from '../../lab/util.ts';
 import { editTuple, fixChecksums } from '../support/heap-edit.ts';
 
 const SUB_PORT = 6110;

@@ -6,8 +6,9 @@
 // switchover and a crash failover. Everything is removed in afterAll, also after a failure.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, waitFor, type NodeHandle } from '../support/cluster.ts';
-import { hasNetnsSupport } from '../support/netlab.ts';
+import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
+import { waitFor } from '../../lab/util.ts';
+import { hasNetnsSupport } from '../../lab/netlab.ts';
 
 const PREFIX = 'pghav-';
 const ETCD_PORT = 28900;
@@ -66,10 +67,7 @@ async function v2Leader(): Promise<string | null> {
 
 // Bootstrap plus two clones take seconds when idle; 110 s covers a loaded 2-core CI machine.
 async function leader(): Promise<NodeHandle> {
-  return waitFor('one primary', async () => {
-    const p = await cluster.primaries();
-    return p.length === 1 && (await cluster.replicas(true)).length === 2 ? p[0] : null;
-  }, 110_000, 200);
+  return cluster.waitHealthy(110_000);
 }
 
 /** The VIP sits in the namespace of `name` and nowhere else (vip-manager polls every 500 ms). */

@@ -8,7 +8,8 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { TestCluster, sleep, waitFor } from '../support/cluster.ts';
+import { TestCluster } from '../../lab/loopback.ts';
+import { sleep, waitFor } from '../../lab/util.ts';
 
 // The test hands the agent WATCHDOG_USEC itself: 1500 ms here, looser than the unit's
 // WatchdogSec=1000ms so that a loaded CI machine does not miss a beat; the rule tested is the same.

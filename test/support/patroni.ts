@@ -13,7 +13,7 @@ import pg from 'pg';
 import { stringify } from 'yaml';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { childPids } from '../../src/postgres/datadir.ts';
-import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
+import { startHaproxy } from '../../lab/haproxy.ts';
 import { startEtcd, type EtcdHandle } from './etcd.ts';
 import { PASSWORDS, REPO, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, waitFor } from './cluster.ts';
 
@@ -136,12 +136,10 @@ export class MixedCluster {
   }
 
   startHaproxy(rw: number): void {
-    const file = join(this.dir, 'haproxy.cfg');
-    writeFileSync(file, renderHaproxyConfig({
-      readWritePort: rw, readOnlyPort: rw + 1, checkIntervalMs: 250,
+    this.haproxy = startHaproxy({
+      dir: this.dir, readWritePort: rw, readOnlyPort: rw + 1,
       members: this.nodes.map((n) => ({ name: n.name, pgHost: '127.0.0.1', pgPort: n.pgPort, apiHost: '127.0.0.1', apiPort: n.apiPort })),
-    }));
-    this.haproxy = spawn('/usr/sbin/haproxy', ['-db', '-f', file], { stdio: 'ignore' });
+    }).child;
   }
 
   async api(n: MixedNode, path: string): Promise<number> {

@@ -14,7 +14,7 @@ import { loadServerTls, type ClientTls } from '../../src/api/tls.ts';
 import { failsafeRound } from '../../src/agent/failsafe.ts';
 import { nodeConfigSchema } from '../../src/config/schema.ts';
 import { createLogger } from '../../src/log/logger.ts';
-import { makePki } from '../support/tls.ts';
+import { makePki } from '../../lab/tls.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pgha-api-client-'));
 const pki = makePki(join(dir, 'ca'));

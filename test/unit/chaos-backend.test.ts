@@ -1,11 +1,11 @@
-// The pure parts of the fault-injection suite's two backends (test/chaos/backend.ts): which kinds
+// The pure parts of the fault-injection suite's two backends (lab/chaos/backend.ts): which kinds
 // each injects, how a fault maps onto a backend's primitives (the same for both), and that the
 // command and the report name the backend.
 import { describe, expect, it } from 'vitest';
-import type { ChaosBackend, ChaosEtcd, ChaosNode } from '../chaos/backend.ts';
-import { ALL_FAULT_KINDS, BACKEND_KINDS, FAULT_KINDS, FAULT_KIND_SETS, SYSTEMD_FAULT_KINDS, applyFault, schedule, type FaultKind } from '../chaos/faults.ts';
-import { reproduceCommand, unsupportedKinds, type RunResult } from '../chaos/runner.ts';
-import { renderReport } from '../chaos/report.ts';
+import type { ChaosBackend, ChaosEtcd, ChaosNode } from '../../lab/chaos/backend.ts';
+import { ALL_FAULT_KINDS, BACKEND_KINDS, FAULT_KINDS, FAULT_KIND_SETS, SYSTEMD_FAULT_KINDS, applyFault, schedule, type FaultKind } from '../../lab/chaos/faults.ts';
+import { reproduceCommand, unsupportedKinds, type RunResult } from '../../lab/chaos/runner.ts';
+import { renderReport } from '../../lab/chaos/report.ts';
 
 /** A backend that only records which primitive a fault called, with what. */
 function recorder(backend: 'netns' | 'systemd', optional: boolean): { b: ChaosBackend; calls: string[] } {

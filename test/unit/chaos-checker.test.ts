@@ -1,9 +1,10 @@
 // The fault-injection suite's history checker and schedule: hand-made histories with a known
 // verdict (a checker that cannot fail proves nothing).
 import { describe, expect, it } from 'vitest';
-import { check, lsnToBigInt, outageAround, parseHistory } from '../chaos/checker.ts';
-import { FAULT_KINDS, FAULT_KIND_SETS, schedule } from '../chaos/faults.ts';
-import { classify, type Op } from '../chaos/workload.ts';
+import { check, lsnToBigInt, outageAround, parseHistory } from '../../lab/chaos/checker.ts';
+import { FAULT_KINDS, FAULT_KIND_SETS, schedule } from '../../lab/chaos/faults.ts';
+import { classify } from '../../lab/probe.ts';
+import type { Op } from '../../lab/chaos/workload.ts';
 
 let nextId = 1;
 function ok(server: string, tli: number, lsn: string, serverMs: number, completeMs = serverMs + 2): Op {
@@ -105,7 +106,7 @@ describe('fault schedule', () => {
 
 describe('promotion during etcd quorum loss', () => {
   it('is seen when a newer timeline accepted a write while the fault was held, and not otherwise', async () => {
-    const { newTimelineDuring } = await import('../chaos/runner.ts');
+    const { newTimelineDuring } = await import('../../lab/chaos/runner.ts');
     const ops = [ok('a', 1, '0/1', 100), ok('a', 1, '0/2', 300), ok('b', 2, '0/3', 900)];
     expect(newTimelineDuring(ops, 200, 1000)).toBe(true);
     expect(newTimelineDuring(ops, 200, 800)).toBe(false);

@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig, parseConfig } from '../../src/config/load.ts';
 import { checkCertificateDates, explainEtcdFailure, readEtcdCredentials, type EtcdTlsContext } from '../../src/dcs/etcd-tls.ts';
 import { PgHaError } from '../../src/errors.ts';
-import { makePki } from '../support/tls.ts';
+import { makePki } from '../../lab/tls.ts';
 
 const FILE = '/etc/pgha/node1.yml';
 const minimal = `

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { renderHaproxyConfig, renderTemplate, type HaproxyInput } from '../../src/proxy/haproxy.ts';
-import { makePki } from '../support/tls.ts';
+import { makePki } from '../../lab/tls.ts';
 
 const HAPROXY = '/usr/sbin/haproxy';
 

@@ -11,7 +11,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { buildApi } from '../../src/api/server.ts';
 import { loadServerTls } from '../../src/api/tls.ts';
 import { createLogger, type Logger } from '../../src/log/logger.ts';
-import { makePki } from '../support/tls.ts';
+import { makePki } from '../../lab/tls.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pgha-reload-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

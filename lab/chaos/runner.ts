@@ -10,7 +10,7 @@ import { CREATE_TABLE, TABLE, Workload, type Op } from './workload.ts';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sleep } from '../support/cluster.ts';
+import { sleep } from '../util.ts';
 import { dynamicConfigSchema } from '../../src/config/schema.ts';
 
 export interface RunOptions {

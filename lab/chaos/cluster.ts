@@ -10,21 +10,24 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { stringify } from 'yaml';
-import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
+import { startHaproxy } from '../haproxy.ts';
+import { spawnAgent } from '../agent.ts';
+import { nodeConfig, writeNodeConfig } from '../config.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { pidFromFile } from '../../src/postgres/datadir.ts';
-import { NetLab, SUBNET, signalHost, type Host } from '../support/netlab.ts';
-import { PASSWORDS, REPO, httpStatus, queryOnce, superuserClient, waitFor } from '../support/cluster.ts';
-import { healthyPrimary, type ChaosBackend, type SyncMode } from './backend.ts';
+import { etcdArgv, waitEtcdHealthy } from '../etcd.ts';
+import { NetLab, SUBNET, signalHost, type Host } from '../netlab.ts';
+import { REPO, httpStatus, queryOnce, superuserClient } from '../util.ts';
+import { type ChaosBackend, type SyncMode } from './backend.ts';
+import { healthy, primaries, waitHealthy } from '../cluster.ts';
 import { BACKEND_KINDS } from './faults.ts';
 
 export const HAPROXY_RW = 25200;
 export const HAPROXY_RO = 25201;
 export const PG_PORT = 5432;
 export const API_PORT = 8008;
-const PGHA_BIN = join(REPO, 'bin/pgha.js');
-const ETCD = '/usr/bin/etcd';
+/** The chaos clusters' PostgreSQL (netns and nspawn alike): small WAL, so a node's tmpfs holds it. */
+export const CHAOS_PARAMETERS = { shared_buffers: '16MB', max_connections: 40, max_wal_size: '64MB', min_wal_size: '32MB' };
 /** Each node's tmpfs: PostgreSQL keeps up to wal_keep_size (128 MB) + max_wal_size (64 MB) of WAL, more around promotions and rewinds; 384 MB filled up in a long run (chaos seed 7). */
 const NODE_FS_SIZE = '1g';
 /** systemd/pgha.service: WatchdogSec=1000ms, RestartSec=2. */
@@ -32,9 +35,9 @@ export const WATCHDOG_MS = 1000;
 const RESTART_MS = 2000;
 /** sd-event may fire a timer up to 250 ms late (its default accuracy): the lab takes the worst case. */
 const WATCHDOG_SLACK_MS = 250;
-const WATCHDOG_PY = join(REPO, 'test/chaos/systemd-watchdog.py');
+const WATCHDOG_PY = join(REPO, 'lab/chaos/systemd-watchdog.py');
 /** Preloaded into each agent so the fault clock-jump-primary can move its wall clock. */
-const CLOCK_SHIFT = join(REPO, 'test/chaos/clock-shift.mjs');
+const CLOCK_SHIFT = join(REPO, 'lab/chaos/clock-shift.mjs');
 
 /** The emulated systemd watchdog killed a node's unit. */
 export interface WatchdogFiring { node: string; atMs: number; sinceLastPetMs: number }
@@ -51,7 +54,7 @@ export interface DbNode { name: string; ip: string; host: Host; dir: string; dat
 
 export class ChaosCluster implements ChaosBackend {
   readonly backend = 'netns';
-  readonly description = 'every node and etcd member in its own network namespace, the agents started as plain processes, systemd\'s watchdog emulated outside each node by test/chaos/systemd-watchdog.py';
+  readonly description = 'every node and etcd member in its own network namespace, the agents started as plain processes, systemd\'s watchdog emulated outside each node by lab/chaos/systemd-watchdog.py';
   readonly kinds = BACKEND_KINDS.netns;
   readonly haproxyPort = HAPROXY_RW;
   readonly pgPort = PG_PORT;
@@ -115,11 +118,8 @@ export class ChaosCluster implements ChaosBackend {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const initial = this.etcd.map((e) => `${e.name}=http://${e.ip}:2380`).join(',');
     const log = createWriteStream(join(this.dir, `etcd-${h.name}.log`), { flags: 'a' });
-    const child = this.lab.spawnIn(h, [ETCD, '--name', h.name, '--data-dir', dataDir,
-      '--listen-client-urls', `http://${h.ip}:2379`, '--advertise-client-urls', `http://${h.ip}:2379`,
-      '--listen-peer-urls', `http://${h.ip}:2380`, '--initial-advertise-peer-urls', `http://${h.ip}:2380`,
-      '--initial-cluster', initial, '--initial-cluster-state', fresh ? 'new' : 'existing',
-      '--initial-cluster-token', 'pghac', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = this.lab.spawnIn(h, etcdArgv({ name: h.name, dataDir, clientUrl: `http://${h.ip}:2379`, peerUrl: `http://${h.ip}:2380`,
+      initialCluster: initial, state: fresh ? 'new' : 'existing', token: 'pghac', logLevel: 'warn' }), { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     this.#etcdProcs.set(h.name, child);
@@ -128,58 +128,39 @@ export class ChaosCluster implements ChaosBackend {
   #writeConfig(n: DbNode): string {
     const path = join(this.dir, `${n.name}.yml`);
     const ip = n.host.ip;
-    const cfg = {
-      scope: 'chaos', name: n.name, namespace: '/pgha-chaos',
-      restapi: { listen: `${ip}:${API_PORT}`, authentication: { username: 'admin', password: 'admin-pw' } },
-      etcd: { hosts: this.etcdEndpoints },
-      bootstrap: {
-        dcs: {
-          // The timing defaults (ttl, loop_wait, retry_timeout, fence_margin) unless a test asks.
-          ...(this.#opts.ttl === undefined ? {} : { ttl: this.#opts.ttl }),
-          synchronous_mode: this.#opts.syncMode, synchronous_mode_strict: this.#opts.strict ?? false,
-          postgresql: { parameters: { shared_buffers: '16MB', max_connections: 40, max_wal_size: '64MB', min_wal_size: '32MB' } },
-        },
-        // The clients run in the root namespace and reach PostgreSQL over the bridge.
-        pg_hba: [
-          'local all postgres scram-sha-256',
-          'host all postgres 127.0.0.1/32 scram-sha-256',
-          `host all postgres ${SUBNET}.0/24 scram-sha-256`,
-          `host replication replicator ${SUBNET}.0/24 scram-sha-256`,
-          `host all rewinder ${SUBNET}.0/24 scram-sha-256`,
-        ],
+    const cfg = nodeConfig({
+      scope: 'chaos', name: n.name, namespace: '/pgha-chaos', apiListen: `${ip}:${API_PORT}`, pgListen: `${ip}:${PG_PORT}`,
+      dataDir: n.dataDir, socketDir: n.dir, etcdHosts: this.etcdEndpoints, pgCtlTimeout: 30, tags: { failover_priority: 1 },
+      dcs: {
+        // The timing defaults (ttl, loop_wait, retry_timeout, fence_margin) unless a test asks.
+        ...(this.#opts.ttl === undefined ? {} : { ttl: this.#opts.ttl }),
+        synchronous_mode: this.#opts.syncMode, synchronous_mode_strict: this.#opts.strict ?? false,
       },
-      postgresql: {
-        listen: `${ip}:${PG_PORT}`, data_dir: n.dataDir, socket_dir: n.dir,
-        authentication: {
-          superuser: { username: 'postgres', password: PASSWORDS.superuser },
-          replication: { username: 'replicator', password: PASSWORDS.replication },
-          rewind: { username: 'rewinder', password: PASSWORDS.rewind },
-        },
-        pg_ctl_timeout: 30,
-        // The suite checks pgha's safety with every guard on (freeze-thaw-node relies on it).
-        lease_witness: true,
-      },
-      tags: { failover_priority: 1 },
-    };
-    writeFileSync(path, stringify(cfg), { mode: 0o600 });
-    chownSync(path, this.#user.uid, this.#user.gid);
+      parameters: CHAOS_PARAMETERS,
+      // The clients run in the root namespace and reach PostgreSQL over the bridge.
+      pgHba: [
+        'local all postgres scram-sha-256',
+        'host all postgres 127.0.0.1/32 scram-sha-256',
+        `host all postgres ${SUBNET}.0/24 scram-sha-256`,
+        `host replication replicator ${SUBNET}.0/24 scram-sha-256`,
+        `host all rewinder ${SUBNET}.0/24 scram-sha-256`,
+      ],
+    });
+    // The suite checks pgha's safety with every guard on (freeze-thaw-node relies on it).
+    cfg.postgresql.lease_witness = true;
+    writeNodeConfig(path, cfg, this.#user);
     return path;
   }
 
   startAgent(n: DbNode): void {
     if (n.agent !== null || this.#destroyed) return;
-    const log = createWriteStream(n.logPath, { flags: 'a' });
     // A new socket per start, as systemd gives each start of a unit a fresh watchdog.
     const socket = join(this.dir, `${n.name}.notify.${++this.#unitStarts}`);
-    const child = this.lab.spawnIn(n.host, [process.execPath, PGHA_BIN, '--config', this.#writeConfig(n)], {
-      user: this.#user, cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, LANG: 'C.UTF-8', NOTIFY_SOCKET: socket, WATCHDOG_USEC: String(WATCHDOG_MS * 1000),
-        NODE_OPTIONS: `--import=${CLOCK_SHIFT}`, PGHA_TEST_CLOCK_FILE: this.#clockFile(n),
-      },
+    const child = spawnAgent({
+      configPath: this.#writeConfig(n), logPath: n.logPath, dir: this.dir, user: this.#user,
+      env: { NOTIFY_SOCKET: socket, WATCHDOG_USEC: String(WATCHDOG_MS * 1000), NODE_OPTIONS: `--import=${CLOCK_SHIFT}`, PGHA_TEST_CLOCK_FILE: this.#clockFile(n) },
+      spawner: (argv, user, opts) => this.lab.spawnIn(n.host, argv, { ...opts, ...(user === undefined ? {} : { user }), stdio: ['ignore', 'pipe', 'pipe'] }),
     });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
     n.agent = child;
     child.on('exit', () => { if (n.agent === child) n.agent = null; });
     if (child.pid !== undefined) this.#watchdogFor(n, socket, child.pid);
@@ -210,22 +191,16 @@ export class ChaosCluster implements ChaosBackend {
   }
 
   #startHaproxy(): void {
-    const cfg = renderHaproxyConfig({
-      readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, checkIntervalMs: 250,
+    this.#haproxy = startHaproxy({
+      dir: this.dir, readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO,
       members: this.nodes.map((n) => ({ name: n.name, pgHost: n.host.ip, pgPort: PG_PORT, apiHost: n.host.ip, apiPort: API_PORT })),
-    });
-    const file = join(this.dir, 'haproxy.cfg');
-    writeFileSync(file, cfg);
-    this.#haproxy = spawn('/usr/sbin/haproxy', ['-db', '-f', file], { stdio: 'ignore' });
+    }).child;
   }
 
   async start(): Promise<void> {
     for (const h of this.etcd) this.startEtcdMember(h);
     // A 3-member etcd elects a leader within a few election timeouts (1 s each); 30 s covers CI.
-    await waitFor('etcd quorum', async () => {
-      const r = await fetch(`http://${this.etcd[0]!.ip}:2379/health`, { signal: AbortSignal.timeout(1000) });
-      return r.ok && ((await r.json()) as { health?: string }).health === 'true';
-    }, 30_000, 200);
+    await waitEtcdHealthy(`http://${this.etcd[0]!.ip}:2379`, 30_000);
     for (const n of this.nodes) this.startAgent(n);
     this.#startHaproxy();
     // Bootstrap (initdb) plus two clones; 90 s covers a busy 2-core machine.
@@ -244,19 +219,16 @@ export class ChaosCluster implements ChaosBackend {
     return (await queryOnce(this.client(n, timeoutMs), sql)).rows as T[];
   }
 
-  /** The nodes whose API answers 200 on /primary. */
-  async primaries(): Promise<DbNode[]> {
-    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, '/primary')));
-    return this.nodes.filter((_, i) => codes[i] === 200);
-  }
+  async rows<T = Record<string, unknown>>(n: DbNode, sql: string, timeoutMs = 3000): Promise<T[]> { return this.query<T>(n, sql, timeoutMs); }
 
-  /** One primary by /primary, the two others streaming from it, all on the primary's timeline. */
-  async healthy(): Promise<DbNode | null> {
-    return await healthyPrimary(this) as DbNode | null;
-  }
+  /** The nodes whose API answers 200 on /primary. */
+  async primaries(): Promise<DbNode[]> { return primaries(this); }
+
+  /** One primary by /primary, the two others streaming from it (and in its pg_stat_replication). */
+  async healthy(): Promise<DbNode | null> { return healthy(this, { primarySeesStandbys: true }); }
 
   async waitHealthy(timeoutMs: number): Promise<DbNode> {
-    return waitFor('a healthy cluster (one primary, two streaming standbys)', () => this.healthy(), timeoutMs, 250);
+    return waitHealthy(this, timeoutMs, { primarySeesStandbys: true, intervalMs: 250 });
   }
 
   /** SIGKILL every process of a node (agent, fencing process, PostgreSQL): a host crash. */

@@ -8,6 +8,8 @@
 // A backend says which fault kinds it can inject (`kinds`); the primitives behind the others are
 // optional and faults.ts refuses a kind whose primitive is missing.
 
+import type { Cluster } from '../cluster.ts';
+
 export const BACKENDS = ['netns', 'systemd'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
@@ -18,7 +20,7 @@ export interface ChaosNode { name: string; ip: string }
 /** An etcd member. */
 export interface ChaosEtcd { name: string; ip: string }
 
-export interface ChaosBackend {
+export interface ChaosBackend extends Cluster<ChaosNode> {
   readonly backend: BackendName;
   /** One sentence for the report: what the nodes are and who plays systemd's watchdog. */
   readonly description: string;
@@ -36,7 +38,7 @@ export interface ChaosBackend {
   destroy(): Promise<void>;
   /** The nodes whose API answers 200 on /primary. */
   primaries(): Promise<ChaosNode[]>;
-  /** One primary by /primary, the two others streaming from it, all on the primary's timeline. */
+  /** healthy() of lab/cluster.ts with primarySeesStandbys: one primary, the others streaming from it. */
   waitHealthy(timeoutMs: number): Promise<ChaosNode>;
   query<T = Record<string, unknown>>(n: ChaosNode, sql: string, timeoutMs?: number): Promise<T[]>;
   /** Every watchdog firing so far, as the name of the node whose unit it killed (in order). */
@@ -84,22 +86,4 @@ export interface ChaosBackend {
   /** Freeze every process of the node, its systemd included (a hung virtual machine). */
   freezeMachine?(n: ChaosNode): void;
   thawMachine?(n: ChaosNode): void;
-}
-
-export interface Prober {
-  readonly nodes: readonly ChaosNode[];
-  primaries(): Promise<ChaosNode[]>;
-  probe(n: ChaosNode, path: string): Promise<number>;
-  query<T = Record<string, unknown>>(n: ChaosNode, sql: string, timeoutMs?: number): Promise<T[]>;
-}
-
-/** One primary by /primary, the others streaming from it (pg_stat_replication and /replica); or null. */
-export async function healthyPrimary(b: Prober): Promise<ChaosNode | null> {
-  const primaries = await b.primaries();
-  if (primaries.length !== 1) return null;
-  const p = primaries[0]!;
-  const rows = await b.query<{ n: number }>(p, "select count(*)::int as n from pg_stat_replication where state = 'streaming'");
-  if ((rows[0]?.n ?? 0) < b.nodes.length - 1) return null;
-  const reps = await Promise.all(b.nodes.filter((n) => n !== p).map((n) => b.probe(n, '/replica?replication_state=streaming')));
-  return reps.every((c) => c === 200) ? p : null;
 }

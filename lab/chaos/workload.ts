@@ -4,10 +4,10 @@
 // acknowledged write, which server took it (address, system identifier, timeline, WAL position,
 // the server's own clock at the insert).
 import { spawn, type ChildProcess } from 'node:child_process';
-import pg from 'pg';
-import { PASSWORDS, superuserClient } from '../support/cluster.ts';
+import { PASSWORDS } from '../util.ts';
+import { WriteProbe, classify, type Outcome } from '../probe.ts';
 
-export type Outcome = 'ok' | 'fail' | 'unknown';
+export { classify, type Outcome };
 
 export interface Op {
   client: number;
@@ -34,19 +34,6 @@ const INSERT = `insert into ${TABLE}(id, client) values ($1, $2) returning
   pg_current_wal_insert_lsn()::text as lsn,
   (extract(epoch from clock_timestamp()) * 1000)::float8 as server_ms`;
 
-/**
- * An error that proves the statement did not commit: the server answered with an SQLSTATE of a
- * class that rejects the statement (read-only transaction, disk full, ...). Connection loss,
- * timeouts and administrator shutdowns leave the outcome unknown: the commit may have happened.
- */
-export function classify(err: unknown, sent: boolean): Outcome {
-  if (!sent) return 'fail';
-  const code = (err as { code?: unknown }).code;
-  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return 'unknown';
-  if (code.startsWith('08') || code.startsWith('57') || code.startsWith('58') || code === 'XX000') return 'unknown';
-  return 'fail';
-}
-
 interface InsertRow { server: string; sysid: string; walfile: string; lsn: string; server_ms: number }
 
 export interface WorkloadOptions {
@@ -62,8 +49,7 @@ export interface WorkloadOptions {
 
 export class Workload {
   readonly ops: Op[] = [];
-  #running = false;
-  #loops: Promise<void>[] = [];
+  #probes: WriteProbe<InsertRow>[] = [];
 
   readonly o: WorkloadOptions;
   #libpq: LibpqClient | null = null;
@@ -71,8 +57,7 @@ export class Workload {
   constructor(o: WorkloadOptions) { this.o = o; }
 
   start(): void {
-    this.#running = true;
-    for (let c = 1; c <= this.o.clients; c++) this.#loops.push(this.#client(c));
+    for (let c = 1; c <= this.o.clients; c++) this.#probes.push(this.#client(c).start());
     if (this.o.libpqHosts !== undefined) {
       this.#libpq = new LibpqClient({ hosts: this.o.libpqHosts, port: this.o.libpqPort ?? 5432, client: this.o.clients + 1, intervalMs: this.o.intervalMs, ops: this.ops });
       this.#libpq.start();
@@ -80,44 +65,31 @@ export class Workload {
   }
 
   async stop(): Promise<void> {
-    this.#running = false;
-    await Promise.all([...this.#loops, this.#libpq?.stop()]);
+    await Promise.all([...this.#probes.map((p) => p.stop()), this.#libpq?.stop()]);
   }
 
-  #connect(): pg.Client {
-    // Connect within 1 s (HAProxy answers at once; a dead backend is redispatched); a write waits
-    // at most 4 s, longer than a synchronous commit takes while a standby is healthy, so a
-    // timeout means the cluster could not acknowledge it.
-    return superuserClient({ host: this.o.host ?? '127.0.0.1', port: this.o.port, connectMs: 1000, queryMs: 4000 });
-  }
-
-  async #client(client: number): Promise<void> {
-    let seq = 0;
-    let conn: pg.Client | null = null;
-    while (this.#running) {
-      const id = client * 10_000_000 + ++seq;
-      const op: Op = { client, id, invokeMs: Date.now(), completeMs: 0, outcome: 'fail' };
-      let sent = false;
-      try {
-        if (conn === null) { conn = this.#connect(); await conn.connect(); }
-        sent = true;
-        const r = await conn.query<InsertRow>(INSERT, [id, client]);
-        const row = r.rows[0];
-        if (row === undefined) throw new Error('insert returned no row');
-        Object.assign(op, { outcome: 'ok', server: row.server.replace(/\/32$/, ''), sysid: row.sysid,
-          tli: parseInt(row.walfile.slice(0, 8), 16), lsn: row.lsn, serverMs: row.server_ms });
-      } catch (e) {
-        op.outcome = classify(e, sent);
-        op.error = (e as Error).message.slice(0, 120);
-        const dead: pg.Client | null = conn;
-        conn = null;
-        void dead?.end().catch(() => undefined);
-      }
-      op.completeMs = Date.now();
-      this.ops.push(op);
-      await new Promise((r) => setTimeout(r, op.outcome === 'ok' ? this.o.intervalMs : 50));
-    }
-    await conn?.end().catch(() => undefined);
+  /** Client `client`: the lab's write probe with ids client * 10^7 + 1, 2, ..., each attempt an Op. */
+  #client(client: number): WriteProbe<InsertRow> {
+    return new WriteProbe<InsertRow>({
+      host: this.o.host ?? '127.0.0.1', port: this.o.port, firstId: client * 10_000_000 + 1,
+      statement: (id) => ({ text: INSERT, values: [id, client] }),
+      // Connect within 1 s (HAProxy answers at once; a dead backend is redispatched); a write waits
+      // at most 4 s, longer than a synchronous commit takes while a standby is healthy, so a
+      // timeout means the cluster could not acknowledge it.
+      connectMs: 1000, queryMs: 4000,
+      // After a failure, retry soon: the outage is measured between acknowledgements.
+      pauseMs: this.o.intervalMs, failPauseMs: 50,
+      onAttempt: (a) => {
+        const op: Op = { client, id: a.id, invokeMs: a.invokeMs, completeMs: a.completeMs, outcome: a.outcome };
+        const row = a.row;
+        if (a.ok && row !== undefined) {
+          Object.assign(op, { server: row.server.replace(/\/32$/, ''), sysid: row.sysid,
+            tli: parseInt(row.walfile.slice(0, 8), 16), lsn: row.lsn, serverMs: row.server_ms });
+        }
+        if (a.error !== undefined) op.error = a.error;
+        this.ops.push(op);
+      },
+    });
   }
 }
 

@@ -1,5 +1,5 @@
 // A throw-away certificate authority for tests and `npm run demo -- --tls`, made with Debian's
-// openssl when needed: no key is ever committed (test/support/tls.ts re-exports it).
+// openssl when needed: no key is ever committed (lab/tls.ts re-exports it).
 // `makePki(dir)` writes a CA; `issue()` signs leaf certificates for servers and clients (both
 // usages, SANs for loopback by default). Files are 0644 keys included, owned by the caller: the
 // caller chowns the directory to the postgres user when agents must read them

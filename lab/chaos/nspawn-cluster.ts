@@ -1,5 +1,5 @@
 // The `systemd` backend of the fault-injection suite (backend.ts): three Debian 12 containers of
-// the systemd lab (test/support/nspawn.ts) booted with systemd as PID 1, each running the shipped
+// the systemd lab (lab/nspawn.ts) booted with systemd as PID 1, each running the shipped
 // systemd/pgha.service unchanged, so the watchdog that kills a frozen agent is systemd's own
 // (WatchdogSec=1000ms, WatchdogSignal=SIGKILL, KillMode=mixed, Restart=on-failure), not an
 // emulation. On the host, on the containers' bridge: three etcd members (their own addresses, so
@@ -14,11 +14,14 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { NspawnLab, labCgroupPids, spawnInCgroup, unifiedCgroupDir, type Machine } from '../support/nspawn.ts';
-import { httpStatus, queryOnce, superuserClient, waitFor } from '../support/cluster.ts';
-import { renderHaproxyConfig } from '../../src/proxy/haproxy.ts';
-import { healthyPrimary, type ChaosBackend, type ChaosEtcd, type SyncMode } from './backend.ts';
+import { NspawnLab, labCgroupPids, spawnInCgroup, unifiedCgroupDir, type Machine } from '../nspawn.ts';
+import { httpStatus, queryOnce, superuserClient, waitFor } from '../util.ts';
+import { etcdArgv, waitEtcdHealthy } from '../etcd.ts';
+import { startHaproxy } from '../haproxy.ts';
+import { type ChaosBackend, type ChaosEtcd, type SyncMode } from './backend.ts';
+import { primaries, waitHealthy } from '../cluster.ts';
 import { BACKEND_KINDS } from './faults.ts';
+import { CHAOS_PARAMETERS } from './cluster.ts';
 
 export const PREFIX = 'pghasc-';
 export const SUBNET = '10.215.0';
@@ -86,7 +89,7 @@ export class NspawnChaosCluster implements ChaosBackend {
         // unit's WatchdogSec=1000ms is computed for.
         cfg.bootstrap.dcs.synchronous_mode = opts.syncMode;
         cfg.bootstrap.dcs.synchronous_mode_strict = false;
-        cfg.bootstrap.dcs.postgresql.parameters = { shared_buffers: '16MB', max_connections: 40, max_wal_size: '64MB', min_wal_size: '32MB' };
+        cfg.bootstrap.dcs.postgresql.parameters = { ...CHAOS_PARAMETERS };
         cfg.postgresql.pg_ctl_timeout = 30;
         cfg.tags = { failover_priority: 1 };
       },
@@ -109,10 +112,7 @@ export class NspawnChaosCluster implements ChaosBackend {
     for (const e of this.etcd) run('ip', ['addr', 'add', `${e.ip}/24`, 'dev', this.lab.bridge]);
     for (const e of this.etcd) this.startEtcd(e);
     // A 3-member etcd elects a leader within a few election timeouts (1 s each); 30 s covers CI.
-    await waitFor('etcd quorum', async () => {
-      const r = await fetch(`http://${this.etcd[0]!.ip}:${ETCD_CLIENT_PORT}/health`, { signal: AbortSignal.timeout(1000) });
-      return r.ok && ((await r.json()) as { health?: string }).health === 'true';
-    }, 30_000, 200);
+    await waitEtcdHealthy(`http://${this.etcd[0]!.ip}:${ETCD_CLIENT_PORT}`, 30_000);
     // One member at a time, each joined before the next: three agents starting at once on this
     // 2-core machine can starve one past WatchdogSec right after READY=1 (docs/systemd.md).
     for (const m of this.nodes) {
@@ -128,14 +128,12 @@ export class NspawnChaosCluster implements ChaosBackend {
   }
 
   #startHaproxy(): void {
-    const cfg = renderHaproxyConfig({
-      readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, checkIntervalMs: 250,
+    this.#haproxy = startHaproxy({
+      dir: this.dir, readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, logPath: join(this.dir, 'haproxy.log'),
       members: this.nodes.map((n) => ({ name: n.name, pgHost: n.ip, pgPort: PG_PORT, apiHost: n.ip, apiPort: 8008 })),
-    });
-    const file = join(this.dir, 'haproxy.cfg');
-    writeFileSync(file, cfg);
-    // In a lab cgroup, so that a crashed run's HAProxy is found and killed by the next one.
-    this.#haproxy = spawnInCgroup(`${PREFIX}haproxy`, ['/usr/sbin/haproxy', '-db', '-f', file], join(this.dir, 'haproxy.log'));
+      // In a lab cgroup, so that a crashed run's HAProxy is found and killed by the next one.
+      spawner: (argv, log) => spawnInCgroup(`${PREFIX}haproxy`, argv, log!),
+    }).child;
   }
 
   probe(n: Machine, path: string): Promise<number> { return httpStatus(`http://${n.ip}:8008${path}`); }
@@ -144,13 +142,12 @@ export class NspawnChaosCluster implements ChaosBackend {
     return (await queryOnce(superuserClient({ host: n.ip, port: PG_PORT, connectMs: timeoutMs, queryMs: timeoutMs }), sql)).rows as T[];
   }
 
-  async primaries(): Promise<Machine[]> {
-    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, '/primary')));
-    return this.nodes.filter((_, i) => codes[i] === 200);
-  }
+  async rows<T = Record<string, unknown>>(n: Machine, sql: string, timeoutMs = 3000): Promise<T[]> { return this.query<T>(n, sql, timeoutMs); }
+
+  async primaries(): Promise<Machine[]> { return primaries(this); }
 
   async waitHealthy(timeoutMs: number): Promise<Machine> {
-    return waitFor('a healthy cluster (one primary, two streaming standbys)', async () => await healthyPrimary(this) as Machine | null, timeoutMs, 250);
+    return waitHealthy(this, timeoutMs, { primarySeesStandbys: true, intervalMs: 250 });
   }
 
   /** `Watchdog timeout` lines of pgha.service in the running boot of `m`'s journal. */
@@ -284,10 +281,9 @@ export class NspawnChaosCluster implements ChaosBackend {
     this.#etcdStarted.add(e.name);
     const client = `http://${e.ip}:${ETCD_CLIENT_PORT}`;
     const peer = `http://${e.ip}:${ETCD_PEER_PORT}`;
-    spawnInCgroup(`${PREFIX}${e.name}`, ['/usr/bin/etcd', '--name', e.name, '--data-dir', dataDir,
-      '--listen-client-urls', client, '--advertise-client-urls', client, '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
-      '--initial-cluster', this.etcd.map((x) => `${x.name}=http://${x.ip}:${ETCD_PEER_PORT}`).join(','),
-      '--initial-cluster-state', fresh ? 'new' : 'existing', '--initial-cluster-token', 'pghasc', '--log-level', 'warn'], join(this.dir, `etcd-${e.name}.log`));
+    spawnInCgroup(`${PREFIX}${e.name}`, etcdArgv({ name: e.name, dataDir, clientUrl: client, peerUrl: peer,
+      initialCluster: this.etcd.map((x) => `${x.name}=http://${x.ip}:${ETCD_PEER_PORT}`).join(','),
+      state: fresh ? 'new' : 'existing', token: 'pghasc', logLevel: 'warn' }), join(this.dir, `etcd-${e.name}.log`));
   }
 
   killEtcd(e: ChaosEtcd): void { signal(labCgroupPids(`${PREFIX}${e.name}`), 'SIGKILL'); }
