@@ -24,6 +24,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { stringify } from 'yaml';
 import { startHaproxy } from '../lab/haproxy.ts';
+import { patroniConfig } from '../lab/patroni-config.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
 import { startEtcd, type EtcdHandle } from '../lab/etcd.ts';
 import { PASSWORDS, REPO, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, waitFor } from '../lab/util.ts';
@@ -110,31 +111,11 @@ class PatroniCluster {
     for (const n of this.nodes) {
       mkdirSync(n.dir, { mode: 0o700 });
       chownSync(n.dir, user.uid, user.gid);
-      writeFileSync(n.cfg, stringify({
-        scope: 'pbench', name: n.name, namespace: '/patroni-bench/',
-        restapi: { listen: `127.0.0.1:${n.apiPort}`, connect_address: `127.0.0.1:${n.apiPort}` },
-        etcd3: { hosts: [`127.0.0.1:${ETCD_CLIENT}`] },
-        bootstrap: {
-          // Only the timing differs from Patroni's defaults. pg_rewind on (pgha rewinds too), which
-          // needs wal_log_hints or data checksums: both are on. Replication slots: Patroni's default (on).
-          dcs: {
-            ttl: t.ttl, loop_wait: t.loop_wait, retry_timeout: t.retry_timeout,
-            postgresql: { use_pg_rewind: true, use_slots: true, parameters: { wal_log_hints: 'on', shared_buffers: '16MB', max_connections: 30 } },
-          },
-          initdb: [{ encoding: 'UTF8' }, 'data-checksums'],
-        },
-        postgresql: {
-          listen: `127.0.0.1:${n.pgPort}`, connect_address: `127.0.0.1:${n.pgPort}`, data_dir: n.dataDir,
-          bin_dir: '/usr/lib/postgresql/15/bin', pgpass: join(n.dir, 'pgpass'),
-          authentication: {
-            superuser: { username: 'postgres', password: PASSWORDS.superuser },
-            replication: { username: 'replicator', password: PASSWORDS.replication },
-            rewind: { username: 'rewinder', password: PASSWORDS.rewind },
-          },
-          pg_hba: ['local all all scram-sha-256', 'host all all 127.0.0.1/32 scram-sha-256', 'host replication replicator 127.0.0.1/32 scram-sha-256'],
-          parameters: { unix_socket_directories: n.dir },
-        },
-      }), { mode: 0o600 });
+      // Only the timing differs from Patroni's defaults.
+      writeFileSync(n.cfg, stringify(patroniConfig(n, {
+        scope: 'pbench', namespace: '/patroni-bench/', etcdHosts: [`127.0.0.1:${ETCD_CLIENT}`],
+        dcs: { ttl: t.ttl, loop_wait: t.loop_wait, retry_timeout: t.retry_timeout },
+      })), { mode: 0o600 });
       chownSync(n.cfg, user.uid, user.gid);
     }
   }

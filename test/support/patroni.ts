@@ -14,6 +14,7 @@ import { stringify } from 'yaml';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { childPids } from '../../src/postgres/datadir.ts';
 import { startHaproxy } from '../../lab/haproxy.ts';
+import { patroniConfig } from '../../lab/patroni-config.ts';
 import { startEtcd, type EtcdHandle } from './etcd.ts';
 import { PASSWORDS, REPO, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, waitFor } from './cluster.ts';
 
@@ -64,30 +65,11 @@ export class MixedCluster {
   #writeConfig(n: MixedNode): void {
     mkdirSync(n.dir, { mode: 0o700 });
     chownSync(n.dir, this.#user.uid, this.#user.gid);
-    writeFileSync(n.cfg, stringify({
-      scope: this.#o.scope, name: n.name, namespace: '/migration/',
-      restapi: { listen: `127.0.0.1:${n.apiPort}`, connect_address: `127.0.0.1:${n.apiPort}`, authentication: API_AUTH },
-      etcd3: { hosts: [this.etcdEndpoint] },
-      bootstrap: {
-        dcs: {
-          ...this.#o.dcs,
-          postgresql: { use_pg_rewind: true, use_slots: true, parameters: { wal_log_hints: 'on', shared_buffers: '16MB', max_connections: 30 } },
-        },
-        initdb: [{ encoding: 'UTF8' }, 'data-checksums'],
-      },
-      postgresql: {
-        listen: `127.0.0.1:${n.pgPort}`, connect_address: `127.0.0.1:${n.pgPort}`, data_dir: n.dataDir,
-        bin_dir: '/usr/lib/postgresql/15/bin', pgpass: join(n.dir, 'pgpass'),
-        authentication: {
-          superuser: { username: 'postgres', password: PASSWORDS.superuser },
-          replication: { username: 'replicator', password: PASSWORDS.replication },
-          rewind: { username: 'rewinder', password: PASSWORDS.rewind },
-        },
-        pg_hba: ['local all all scram-sha-256', 'host all all 127.0.0.1/32 scram-sha-256', 'host replication replicator 127.0.0.1/32 scram-sha-256'],
-        parameters: { unix_socket_directories: n.dir },
-      },
-      ...(this.#o.tags === undefined ? {} : { tags: this.#o.tags(Number(n.name.slice(1))) }),
-    }), { mode: 0o600 });
+    const tags = this.#o.tags?.(Number(n.name.slice(1)));
+    writeFileSync(n.cfg, stringify(patroniConfig(n, {
+      scope: this.#o.scope, namespace: '/migration/', etcdHosts: [this.etcdEndpoint], dcs: this.#o.dcs, auth: API_AUTH,
+      ...(tags === undefined ? {} : { tags }),
+    })), { mode: 0o600 });
     chownSync(n.cfg, this.#user.uid, this.#user.gid);
   }
 
