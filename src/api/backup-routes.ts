@@ -8,11 +8,11 @@ import { z } from 'zod';
 import type { BackupAgent } from '../backup/agent.ts';
 import { restorePointName } from '../backup/config.ts';
 import type { NodeConfig } from '../config/schema.ts';
-import { PgHaError, describeError, isPgHaError } from '../errors.ts';
+import { PgHaError, isPgHaError } from '../errors.ts';
 import type { ClusterView } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import { Lockout } from './lockout.ts';
-import { badRequest, requireAuth } from './server.ts';
+import { badRequest, replyFailure, requireAuth } from './server.ts';
 import { requireTargetMember } from './target-member.ts';
 import { memberByName } from '../ha/view.ts';
 
@@ -29,10 +29,7 @@ const backupBody = z.strictObject({ type: z.enum(['full', 'diff', 'incr']).defau
 
 const STATUS: Partial<Record<string, number>> = { PGHA_BACKUP_NOT_CONFIGURED: 412, PGHA_CLI_REFUSED: 412, PGHA_BACKUP_BUSY: 409 };
 
-function fail(reply: FastifyReply, err: unknown) {
-  if (isPgHaError(err)) return reply.code(STATUS[err.code] ?? 503).send({ error: err.code, message: err.message });
-  return reply.code(500).send({ error: 'PGHA_BACKUP_COMMAND', message: describeError(err).message });
-}
+const fail = (reply: FastifyReply, err: unknown) => replyFailure(reply, err, STATUS, 'PGHA_BACKUP_COMMAND');
 
 export function registerBackupRoutes(app: FastifyInstance, d: BackupRouteDeps): void {
   const authenticated = requireAuth(() => d.config.restapi.authentication, new Lockout());

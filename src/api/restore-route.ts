@@ -13,9 +13,9 @@ import type { RestoreJobs } from '../backup/restore-job.ts';
 import { restoreRecordSchema, type RestoreRecord } from '../backup/restore-plan.ts';
 import type { NodeConfig } from '../config/schema.ts';
 import type { Dcs } from '../dcs/types.ts';
-import { PgHaError, describeError, isPgHaError } from '../errors.ts';
+import { PgHaError } from '../errors.ts';
 import { Lockout } from './lockout.ts';
-import { badRequest, requireAuth } from './server.ts';
+import { badRequest, replyFailure, requireAuth } from './server.ts';
 import { requireTargetMember } from './target-member.ts';
 
 export interface RestoreRouteDeps {
@@ -33,10 +33,7 @@ export interface RestoreRouteDeps {
 const body = z.strictObject({ id: z.string().min(8).max(64) });
 const STATUS: Partial<Record<string, number>> = { PGHA_BACKUP_NOT_CONFIGURED: 412, PGHA_RESTORE_STATE: 409 };
 
-function fail(reply: FastifyReply, err: unknown) {
-  if (isPgHaError(err)) return reply.code(STATUS[err.code] ?? 503).send({ error: err.code, message: err.message });
-  return reply.code(500).send({ error: 'PGHA_RESTORE_FAILED', message: describeError(err).message });
-}
+const fail = (reply: FastifyReply, err: unknown) => replyFailure(reply, err, STATUS, 'PGHA_RESTORE_FAILED');
 
 export function registerRestoreRoute(app: FastifyInstance, d: RestoreRouteDeps): void {
   const authenticated = requireAuth(() => d.config.restapi.authentication, new Lockout());

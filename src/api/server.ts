@@ -2,6 +2,7 @@
 // never by querying PostgreSQL per probe; their semantics live in health.ts (pure). Mutating
 // endpoints (ops-routes.ts) are guarded by `requireAuth`, an onRequest hook (before any body). Endpoints: docs/rest-api.md.
 import { toPatroniState } from '../dcs/patroni.ts';
+import { describeError, isPgHaError } from '../errors.ts';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -48,6 +49,15 @@ class ProbeQuietLogController extends LogController {
 
 export function badRequest(reply: FastifyReply, message: string) {
   return reply.code(400).send({ error: 'PGHA_API_BAD_REQUEST', message });
+}
+
+/**
+ * A failed request: a PgHaError with the status `statuses` gives its code (503 otherwise: the
+ * member cannot do it now), anything else 500 under `fallback`, with its message.
+ */
+export function replyFailure(reply: FastifyReply, err: unknown, statuses: Partial<Record<string, number>>, fallback: string) {
+  if (isPgHaError(err)) return reply.code(statuses[err.code] ?? 503).send({ error: err.code, message: err.message });
+  return reply.code(500).send({ error: fallback, message: describeError(err).message });
 }
 
 // ---- schemas: query validation, and response shapes (which also fix the serialized fields) ----
