@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster } from '../../lab/loopback.ts';
 import { REPO, postmasterPid, sleep, waitFor } from '../../lab/util.ts';
 
-const cluster = new TestCluster({ etcdPort: 25400, pgPortBase: 5780, apiPortBase: 8780, ttl: 3 });
+const cluster = new TestCluster({ ttl: 3 });
 const n1 = cluster.nodes[0]!;
 const PREFIX = '/pgha-test/itest/';
 const AUTH = `Basic ${Buffer.from('admin:admin-pw').toString('base64')}`;

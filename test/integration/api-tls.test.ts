@@ -17,10 +17,11 @@ import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { TestCluster, startWriter, type NodeHandle } from '../../lab/loopback.ts';
 import { PASSWORDS, REPO, sleep, superuserClient, queryOnce, waitFor } from '../../lab/util.ts';
 import { makePki } from '../../lab/tls.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 
 const TTL_S = 3;
-const HAPROXY_RW = 15740;
-const HAPROXY_RO = 15741;
+const HAPROXY_RW = allocatePorts(2);
+const HAPROXY_RO = HAPROXY_RW + 1;
 const pgUser = lookupOsUser('postgres');
 const pkiDir = mkdtempSync(join(tmpdir(), 'pgha-apitls-'));
 chownSync(pkiDir, pgUser.uid, pgUser.gid); // the agents (postgres) read their certificates here
@@ -33,7 +34,7 @@ const haproxyPem = join(pkiDir, 'haproxy.pem');
 writeFileSync(haproxyPem, readFileSync(leaves.haproxy!.cert, 'utf8') + readFileSync(leaves.haproxy!.key, 'utf8'));
 
 const cluster = new TestCluster({
-  etcdPort: 25200, pgPortBase: 5740, apiPortBase: 8740, ttl: TTL_S, dcs: { failsafe_mode: true },
+  ttl: TTL_S, dcs: { failsafe_mode: true },
   apiTls: { caFile: pki.caFile, certFile: leaves.admin!.cert, keyFile: leaves.admin!.key },
   configure: (i, cfg) => {
     const leaf = leaves[`node${i}`]!;
@@ -50,6 +51,7 @@ function ctlConfig(name: string, ctl: Record<string, unknown>): string {
   const path = join(cluster.dir, `${name}.yml`);
   writeFileSync(path, stringify({
     scope: 'itest', name, namespace: '/pgha-test', etcd: { hosts: [cluster.etcdEndpoint] },
+    // pghactl never listens: restapi.listen is only a required field of the file.
     restapi: { listen: '127.0.0.1:8008', authentication: { username: 'admin', password: 'admin-pw' } },
     postgresql: { data_dir: '/var/lib/pgha/unused', authentication: { superuser: { username: 'postgres', password: PASSWORDS.superuser }, replication: { username: 'replicator', password: PASSWORDS.replication } } },
     ctl,
@@ -177,7 +179,7 @@ describe('pghactl over HTTPS with its ctl section', () => {
   it('refuses agents whose certificate its CA did not sign, unless ctl.insecure (with a warning)', async () => {
     const wrong = await pghactl(ctlConfig('ctl-wrong-ca', { ...CTL, cacert: otherCa.caFile }), 'reload', 'node1');
     expect(wrong.code).toBe(1);
-    expect(wrong.stderr).toMatch(/node1: https:\/\/127\.0\.0\.1:8741: .*(certificate|self.signed)/i);
+    expect(wrong.stderr).toMatch(new RegExp(`node1: https://127\\.0\\.0\\.1:${cluster.nodes[0]!.apiPort}: .*(certificate|self.signed)`, 'i'));
     const insecure = await pghactl(ctlConfig('ctl-insecure', { ...CTL, cacert: otherCa.caFile, insecure: true }), 'reload', 'node1');
     expect(insecure.code, insecure.stderr).toBe(0);
     expect(insecure.stderr).toContain('warning: ctl.insecure is set');
@@ -186,7 +188,7 @@ describe('pghactl over HTTPS with its ctl section', () => {
   it('is refused by verify_client: required without a client certificate', async () => {
     const r = await pghactl(ctlConfig('ctl-nocert', { cacert: pki.caFile }), 'reload', 'node1');
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/PGHA_CLI_REFUSED: node1: https:\/\/127\.0\.0\.1:8741: /);
+    expect(r.stderr).toMatch(new RegExp(`PGHA_CLI_REFUSED: node1: https://127\\.0\\.0\\.1:${cluster.nodes[0]!.apiPort}: `));
   });
 
   it('switches over; HAProxy follows the new primary', async () => {

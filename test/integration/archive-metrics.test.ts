@@ -9,16 +9,18 @@ import type { AgentSnapshot } from '../../src/api/types.ts';
 import { createPostgresControl } from '../../src/postgres/instance.ts';
 import type { PostgresControl } from '../../src/postgres/types.ts';
 import { waitFor } from '../../lab/util.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 import { member } from '../support/observations.ts';
 import { destroyTempDir, makeTempDataDir, nodeConfigFor, postgresOsUser, queryAt, silentLogger, testDynamicConfig } from '../support/postgres.ts';
 
-const PORT = 5910;
+// PostgreSQL's port, and the API port nodeConfigFor() needs (no agent runs: nothing listens there).
+const PORT = allocatePorts(2);
 let dir = '';
 let pg: PostgresControl;
 
 beforeAll(async () => {
   dir = makeTempDataDir();
-  const config = nodeConfigFor({ name: 'arch', pgPort: PORT, apiPort: 8910, dataDir: join(dir, 'data'), socketDir: dir });
+  const config = nodeConfigFor({ name: 'arch', pgPort: PORT, apiPort: PORT + 1, dataDir: join(dir, 'data'), socketDir: dir });
   const dynamic = testDynamicConfig({ postgresql: { parameters: { fsync: 'off', archive_mode: 'on', archive_command: '/bin/true' } } });
   pg = createPostgresControl({ config, dynamic: () => dynamic, logger: silentLogger(), runAs: postgresOsUser() });
   await pg.initdb();

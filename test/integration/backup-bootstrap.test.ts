@@ -15,14 +15,18 @@ import type { ArchiveHealth } from '../../src/backup/health.ts';
 import { parseInfo, type StanzaInfo } from '../../src/backup/info.ts';
 import { REPO, TestCluster, waitFor, type NodeHandle } from '../support/cluster.ts';
 import { asPostgres, makeRepo, withBackup } from '../support/backup.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 
 const repo = makeRepo();
 const user = lookupOsUser('postgres');
-const prod = new TestCluster({ etcdPort: 28100, pgPortBase: 6400, apiPortBase: 9400, ttl: 3, configure: withBackup(repo.path, 6400, { stanza: 'prod' }) });
+// The PostgreSQL ports are allocated here: each node's backup.peers section names them.
+const PROD_PG = allocatePorts(3) - 1;
+const STAGING_PG = allocatePorts(3) - 1;
+const prod = new TestCluster({ pgPortBase: PROD_PG, ttl: 3, configure: withBackup(repo.path, PROD_PG, { stanza: 'prod' }) });
 const staging = new TestCluster({
-  etcdPort: 28110, pgPortBase: 6410, apiPortBase: 9410, ttl: 3,
+  pgPortBase: STAGING_PG, ttl: 3,
   configure: (i, cfg) => {
-    withBackup(repo.path, 6410, { stanza: 'staging', create_replica_methods: ['pgbackrest', 'basebackup'] })(i, cfg);
+    withBackup(repo.path, STAGING_PG, { stanza: 'staging', create_replica_methods: ['pgbackrest', 'basebackup'] })(i, cfg);
     cfg.bootstrap.method = 'pgbackrest';
     cfg.bootstrap.pgbackrest = { stanza: 'prod' };
   },

@@ -32,7 +32,7 @@ const ACTIONS = ['on_start', 'on_stop', 'on_restart', 'on_reload', 'on_role_chan
 
 const AUTH = `Basic ${Buffer.from('admin:admin-pw').toString('base64')}`;
 const cluster = new TestCluster({
-  etcdPort: 25800, pgPortBase: 5860, apiPortBase: 8860, ttl: 3,
+  ttl: 3,
   tags: (i) => (i === 3 ? { failover_priority: 2 } : {}),
   configure: (i, cfg) => {
     cfg.postgresql.callbacks = Object.fromEntries(ACTIONS.map((a) => [a, [ok, `node${i}`]]));

@@ -5,12 +5,13 @@ import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
 import { PASSWORDS, superuserClient, postmasterPid, sleep, waitFor } from '../../lab/util.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 
 const TTL_S = 3;
-const HAPROXY_RW = 25000;
-const HAPROXY_RO = 25001;
+const HAPROXY_RW = allocatePorts(2);
+const HAPROXY_RO = HAPROXY_RW + 1;
 
-const cluster = new TestCluster({ etcdPort: 24379, pgPortBase: 5450, apiPortBase: 8030, ttl: TTL_S });
+const cluster = new TestCluster({ ttl: TTL_S });
 let haproxy: ChildProcess | null = null;
 
 async function waitPrimary(timeoutMs: number, not?: NodeHandle): Promise<NodeHandle> {

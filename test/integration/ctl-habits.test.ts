@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster } from '../../lab/loopback.ts';
 import { REPO, waitFor } from '../../lab/util.ts';
 
-const cluster = new TestCluster({ etcdPort: 25710, pgPortBase: 5850, apiPortBase: 8850, ttl: 3 });
+const cluster = new TestCluster({ ttl: 3 });
 const PGHACTL = `${REPO}bin/pghactl.js`;
 const pkgVersion = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 

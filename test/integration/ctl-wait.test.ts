@@ -12,7 +12,7 @@ import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
 import { REPO, postmasterPid, sleep, waitFor } from '../../lab/util.ts';
 
 const TTL_S = 3;
-const cluster = new TestCluster({ etcdPort: 25000, pgPortBase: 5700, apiPortBase: 8700, ttl: TTL_S });
+const cluster = new TestCluster({ ttl: TTL_S });
 const tmp = mkdtempSync(join(tmpdir(), 'pgha-ctl-wait-'));
 
 interface Run { code: number; stdout: string; stderr: string; ms: number }

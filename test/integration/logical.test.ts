@@ -15,11 +15,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lookupOsUser } from '../../src/postgres/exec.ts';
 import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
 import { PASSWORDS, REPO, sleep, waitFor } from '../../lab/util.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 import { stopPostmasterIn } from '../support/postgres.ts';
 
-const HAPROXY_RW = 16100;
-const HAPROXY_RO = 16101;
-const SUB_PORT = 6160;
+const HAPROXY_RW = allocatePorts(3);
+const HAPROXY_RO = HAPROXY_RW + 1;
+const SUB_PORT = HAPROXY_RW + 2; // the subscribers' PostgreSQL
 const BIN = '/usr/lib/postgresql/15/bin';
 const LOGICAL_PARAMS = { wal_level: 'logical', hot_standby_feedback: 'on', shared_buffers: '16MB', max_connections: 30 };
 const SLOTS = {
@@ -29,7 +30,7 @@ const SLOTS = {
 };
 
 const cluster = new TestCluster({
-  etcdPort: 27500, pgPortBase: 6150, apiPortBase: 9150, ttl: 3,
+  ttl: 3,
   dcs: { postgresql: { parameters: LOGICAL_PARAMS }, permanent_slots: SLOTS, logical: { publications: { app_pub: { database: 'app', tables: ['items'] } } } },
 });
 const postgresUser = lookupOsUser('postgres');

@@ -11,12 +11,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { TestCluster } from '../../lab/loopback.ts';
 import { REPO, waitFor } from '../../lab/util.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 
-const PROM_PORT = 19090;
+const PROM_PORT = allocatePorts(1);
 const PROM = `http://127.0.0.1:${PROM_PORT}`;
 const RULES = join(REPO, 'config/prometheus/pgha-alerts.yml');
 const cluster = new TestCluster({
-  etcdPort: 25600, pgPortBase: 5820, apiPortBase: 8820, ttl: 3,
+  ttl: 3,
   configure: (i, cfg) => { if (i === 3) cfg['log'] = { ...(cfg['log'] as object), journald_prefix: true }; },
 });
 const promDir = mkdtempSync(join(tmpdir(), 'pgha-prometheus-'));

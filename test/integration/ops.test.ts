@@ -10,7 +10,7 @@ import { REPO } from '../../lab/util.ts';
 
 const TTL_S = 3;
 // node3 is tagged nofailover: switchovers to it must be refused.
-const cluster = new TestCluster({ etcdPort: 24389, pgPortBase: 5460, apiPortBase: 8040, ttl: TTL_S, tags: (i) => (i === 3 ? { nofailover: true } : {}) });
+const cluster = new TestCluster({ ttl: TTL_S, tags: (i) => (i === 3 ? { nofailover: true } : {}) });
 const AUTH = `Basic ${Buffer.from('admin:admin-pw').toString('base64')}`;
 
 interface Run { code: number; stdout: string; stderr: string }

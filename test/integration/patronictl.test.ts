@@ -11,7 +11,7 @@ import { stringify } from 'yaml';
 import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
 import { postmasterPid, waitFor } from '../../lab/util.ts';
 
-const cluster = new TestCluster({ etcdPort: 27702, pgPortBase: 6210, apiPortBase: 9210, ttl: 3 });
+const cluster = new TestCluster({ ttl: 3 });
 const ctlConfig = join(cluster.dir, 'patronictl.yml');
 
 interface Run { code: number; stdout: string; stderr: string }

@@ -32,7 +32,7 @@ const replicatorKey = privateCopy(replicatorCert.key, join(pkiDir, 'replicator.p
 const peerTls = { sslmode: 'verify-full', sslrootcert: pki.caFile, channel_binding: 'require' };
 
 const cluster = new TestCluster({
-  etcdPort: 25300, pgPortBase: 5760, apiPortBase: 8760, ttl: TTL_S,
+  ttl: TTL_S,
   configure: (i, cfg) => {
     // Only IP:127.0.0.1 in the SAN: the address in every member's connect address.
     const leaf = pki.issue(`node${i}`, { sans: ['IP:127.0.0.1'] });

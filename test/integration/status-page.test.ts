@@ -10,7 +10,7 @@ import { Browser } from '../support/chromium.ts';
 import { TestCluster } from '../../lab/loopback.ts';
 import { REPO, waitFor } from '../../lab/util.ts';
 
-const cluster = new TestCluster({ etcdPort: 25700, pgPortBase: 5840, apiPortBase: 8840, ttl: 3 });
+const cluster = new TestCluster({ ttl: 3 });
 let browser: Browser | null = null;
 
 function ctl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

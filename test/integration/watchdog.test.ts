@@ -18,7 +18,7 @@ const sockDir = mkdtempSync(join(tmpdir(), 'pgha-notify-'));
 chmodSync(sockDir, 0o755); // the agent runs as postgres
 const SOCKET = join(sockDir, 'notify.sock');
 const cluster = new TestCluster({
-  etcdPort: 24439, pgPortBase: 5510, apiPortBase: 8100, ttl: 3,
+  ttl: 3,
   env: () => ({ NOTIFY_SOCKET: SOCKET, WATCHDOG_USEC: String(WATCHDOG_MS * 1000) }),
 });
 const node = cluster.nodes[0]!;
