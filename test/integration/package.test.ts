@@ -10,11 +10,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePackage, hostArch } from '../../scripts/package.ts';
 import { httpStatus, sleep } from '../../lab/util.ts';
 import { NspawnLab, labLeftovers, type Machine } from '../../lab/nspawn.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 
 const log = (msg: string) => console.log(`[package] ${msg}`);
-// Ports of this test: the host's etcd on the lab bridge (27200, peer 27201). The member's REST API
-// (8008) and PostgreSQL (5432) listen inside the container's own network namespace.
-const lab = new NspawnLab({ nodes: 1, checkout: false, etcdPort: 27200, log });
+// Ports of this test: the host's etcd on the lab bridge (allocated: client, peer). The member's
+// REST API (8008) and PostgreSQL (5432) are the installed package's defaults, part of what is
+// tested; they listen inside the container's own network namespace.
+const lab = new NspawnLab({ nodes: 1, checkout: false, etcdPort: allocatePorts(2), log });
 const [n1] = lab.machines as [Machine];
 const out = mkdtempSync('/var/tmp/pgha-package-test-');
 /** A login-less environment: PATH as on a Debian host, nothing inherited from npm or vitest. */

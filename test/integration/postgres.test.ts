@@ -1,7 +1,7 @@
 // PostgresControl against real PostgreSQL 15 run as the postgres OS user: bootstrap a primary,
 // clone a standby, move it between upstreams without a restart, promote it, rewind the old
 // primary onto the new timeline, and the edges (immediate stop, empty or stopped data, slots,
-// pg_hba). Ports 5621-5629; everything lives under one temp dir removed in afterAll.
+// pg_hba). Ports from allocatePorts(); everything lives under one temp dir removed in afterAll.
 import { statSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,10 +12,13 @@ import {
   PG_PASSWORDS, destroyTempDir, makeTempDataDir, nodeConfigFor, postgresOsUser, queryAt, silentLogger, testDynamicConfig,
 } from '../support/postgres.ts';
 import { waitFor } from '../../lab/util.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 
-const ALPHA_PORT = 5621;
-const BETA_PORT = 5622;
-const NOBODY_PORT = 5629; // nothing listens here
+// alpha, beta, a reserved port nothing listens on, then the two API ports nodeConfigFor() needs
+// (no agent runs: nothing listens there either).
+const ALPHA_PORT = allocatePorts(5);
+const BETA_PORT = ALPHA_PORT + 1;
+const NOBODY_PORT = ALPHA_PORT + 2; // nothing listens here
 const ALPHA: Upstream = { name: 'alpha', conn: `127.0.0.1:${ALPHA_PORT}` };
 const BETA: Upstream = { name: 'beta', conn: `127.0.0.1:${BETA_PORT}` };
 
@@ -26,7 +29,7 @@ let alphaData = '';
 let betaData = '';
 
 function control(name: string, port: number, dataDir: string, pgpass?: string): PostgresControl {
-  const config = nodeConfigFor({ name, pgPort: port, apiPort: 8600 + port - 5600, dataDir, socketDir: dir, ...(pgpass === undefined ? {} : { pgpass }) });
+  const config = nodeConfigFor({ name, pgPort: port, apiPort: port + 3, dataDir, socketDir: dir, ...(pgpass === undefined ? {} : { pgpass }) });
   const dynamic = testDynamicConfig();
   return createPostgresControl({ config, dynamic: () => dynamic, logger: silentLogger(), runAs: postgresOsUser() });
 }

@@ -2,7 +2,7 @@
 // a crash of the leader under continuous writes promotes the synchronous standby with no
 // acknowledged write lost, and with no standby left the leader goes asynchronous (non-strict)
 // or makes commits wait (strict); that cluster then switches to quorum on the fly. A second
-// cluster (same ports, after the first is gone) bootstraps with synchronous_mode quorum: ANY 1
+// cluster (its own ports, after the first is gone) bootstraps with synchronous_mode quorum: ANY 1
 // (both standbys), /quorum on both, and a crash of the leader under writes loses no acknowledged write.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, startWriter, type NodeHandle } from '../../lab/loopback.ts';
@@ -11,8 +11,7 @@ import { execFile } from 'node:child_process';
 // The lease witness (on by default) is listed first; these checks are about the members.
 import { withoutWitness } from '../../src/witness/names.ts';
 
-const PORTS = { etcdPort: 24409, pgPortBase: 5480, apiPortBase: 8060 };
-let cluster = new TestCluster({ ...PORTS, dcs: { synchronous_mode: 'on' } });
+let cluster = new TestCluster({ dcs: { synchronous_mode: 'on' } });
 
 interface Row { member: string; role: string; state: string }
 function ctl(...args: string[]): Promise<string> {
@@ -110,7 +109,7 @@ async function quorumState(): Promise<{ leader: string; standbys: string[] }> {
 /** Write for 1.5 s, crash `n`'s node (agent and PostgreSQL), and return the acknowledged ids. */
 async function writeUntilKilled(n: NodeHandle, table: string): Promise<number[]> {
   const writer = startWriter(n, table, { queryMs: 2000 });
-  await sleep(1500);
+  await sleep(1500); // the point: a load of writes before the crash
   cluster.killNode(n);
   await writer.stop();
   return writer.acks.map((a) => a.id);
@@ -118,9 +117,8 @@ async function writeUntilKilled(n: NodeHandle, table: string): Promise<number[]>
 
 describe('synchronous_mode quorum, from bootstrap', () => {
   beforeAll(async () => {
-    // The first cluster's processes were SIGKILLed: give the kernel a moment to free their ports.
-    await sleep(1000);
-    cluster = new TestCluster({ ...PORTS, dcs: { synchronous_mode: 'quorum', synchronous_node_count: 1 } });
+    // Its own allocated ports: nothing waits for the first cluster's ports to be freed.
+    cluster = new TestCluster({ dcs: { synchronous_mode: 'quorum', synchronous_node_count: 1 } });
     await cluster.startEtcd();
     cluster.startAll();
   });

@@ -12,13 +12,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lookupOsUser } from '../../src/postgres/exec.ts';
 import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
 import { PASSWORDS, REPO, sleep, waitFor } from '../../lab/util.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 import { editTuple, fixChecksums } from '../support/heap-edit.ts';
 
-const SUB_PORT = 6110;
+const SUB_PORT = allocatePorts(1); // the subscriber's PostgreSQL
 /** Seconds of concurrent writes (the issue asks for 2 minutes). */
 const WRITE_SECONDS = Number(process.env.PGHA_VERIFY_WRITE_SECONDS ?? 120);
 const cluster = new TestCluster({
-  etcdPort: 27400, pgPortBase: 6100, apiPortBase: 9100,
   dcs: { postgresql: { parameters: { shared_buffers: '16MB', max_connections: 40, wal_level: 'logical' } } },
 });
 const BIN = '/usr/lib/postgresql/15/bin';

@@ -8,10 +8,12 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
 import { waitFor } from '../../lab/util.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 import { hasNetnsSupport } from '../../lab/netlab.ts';
 
 const PREFIX = 'pghav-';
-const ETCD_PORT = 28900;
+// etcd's client and peer port, allocated here: its extra listen URLs and vip-manager name it.
+const ETCD_PORT = allocatePorts(2);
 const VIP = '10.218.100.10';
 const VIP_MANAGER = '/usr/bin/vip-manager';
 const skip = hasNetnsSupport() ?? (execFileSync('sh', ['-c', `test -x ${VIP_MANAGER} && echo ok || true`], { encoding: 'utf8' }).trim() === 'ok' ? null : `${VIP_MANAGER} missing (apt-get install vip-manager)`);
@@ -51,7 +53,7 @@ function holders(): number[] {
 }
 
 const cluster = new TestCluster({
-  etcdPort: ETCD_PORT, pgPortBase: 6960, apiPortBase: 9960, ttl: 3,
+  etcdPort: ETCD_PORT, ttl: 3,
   etcdExtra: { enableV2: true, extraListen: [1, 2, 3].map((i) => `http://10.218.${i}.1:${ETCD_PORT}`) },
   configure: (_i, cfg) => { cfg.etcd.v2_leader_mirror = true; },
 });

@@ -18,7 +18,7 @@ const FREEZES = 4;
 // shows what the witness prevents (the tests then fail; docs/data-safety.md has its figures).
 const control = process.env.PGHA_TEST_NO_WITNESS === '1';
 const cluster = new TestCluster({
-  etcdPort: 28200, pgPortBase: 6500, apiPortBase: 9500, ttl: TTL_S, fenceMargin: 0.5, retryTimeout: 0.5,
+  ttl: TTL_S, fenceMargin: 0.5, retryTimeout: 0.5,
   configure: (_i, cfg) => { cfg.postgresql.lease_witness = !control; },
 });
 const clients: pg.Client[] = [];
