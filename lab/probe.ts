@@ -150,6 +150,23 @@ export class WriteProbe<Row = Record<string, unknown>> {
   }
 
   /**
+   * The longest time between two consecutive acknowledgements whose interval overlaps [from, to]
+   * and none of `except` (ms; 0 when there is no such interval). A phase's write gap measured by
+   * the gaps that touch it, and, with (-Infinity, Infinity) and the phases as `except`, the
+   * longest gap elsewhere (the migration test bounds both).
+   */
+  longestGapWithin(from: number, to: number, except: ReadonlyArray<{ from: number; to: number }> = []): number {
+    const acks = this.acks().map((a) => a.end);
+    let gap = 0;
+    for (let k = 1; k < acks.length; k++) {
+      const a = acks[k - 1] ?? 0;
+      const b = acks[k] ?? 0;
+      if (b >= from && a <= to && !except.some((w) => b >= w.from && a <= w.to)) gap = Math.max(gap, b - a);
+    }
+    return gap;
+  }
+
+  /**
    * Acknowledged ids missing from `have` (the final primary's rows), each charged to the last
    * event that started before its acknowledgement or up to 5 s after it (a write acknowledged
    * just before a crash is lost by that crash).

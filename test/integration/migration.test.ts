@@ -20,7 +20,9 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO, sleep, waitFor } from '../support/cluster.ts';
-import { API_AUTH, MixedCluster, WriteProbe, type Agent, type MixedNode } from '../support/patroni.ts';
+import { API_AUTH, MixedCluster, type Agent, type MixedNode } from '../support/patroni.ts';
+import { WriteProbe, type Outcome } from '../../lab/probe.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 
 const TIMING = { ttl: 10, loop_wait: 2, retry_timeout: 3 };
 const SWITCHOVER_BOUND_MS = 15_000;
@@ -34,6 +36,17 @@ function pghactl(c: MixedCluster, scope: string, ...args: string[]): Promise<str
       { timeout: 30_000, env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8', HOME: c.dir } }, (err, stdout, stderr) => (err === null ? resolve(stdout) : reject(new Error(`pghactl ${args.join(' ')}: ${err.message} ${stdout} ${stderr}`))));
   });
 }
+
+/**
+ * Lab's write probe through HAProxy's read-write port: ids 1, 2, ... into table probe, one at a
+ * time on one session (reconnecting after any error), each write classified (lab/probe.ts).
+ */
+function writeProbe(port: number): WriteProbe {
+  // 1 s to connect: HAProxy answers at once, a longer wait would hide an outage in one attempt;
+  // 2 s per write; 20 ms between writes: ~50 a second, enough to time an outage to a few tens of ms.
+  return new WriteProbe({ port, table: 'probe', connectMs: 1000, queryMs: 2000, pauseMs: 20 });
+}
+const ids = (p: WriteProbe, o: Outcome): number[] => p.attempts.filter((a) => a.outcome === o).map((a) => a.id);
 
 const basic = `Basic ${Buffer.from(`${API_AUTH.username}:${API_AUTH.password}`).toString('base64')}`;
 
@@ -61,9 +74,9 @@ interface Phase { name: string; from: number; to: number; gapMs: number; bound: 
 
 describe('live migration Patroni -> pgha -> Patroni under a write probe', () => {
   const SCOPE = 'mig';
-  const RW = 16800;
-  const c = new MixedCluster({ scope: SCOPE, etcdPort: 28500, pgPortBase: 6800, apiPortBase: 9800, dcs: { ...TIMING, synchronous_mode: true } });
-  const probe = new WriteProbe(RW);
+  const RW = allocatePorts(2); // HAProxy's read-write port, and its read-only one
+  const c = new MixedCluster({ scope: SCOPE, dcs: { ...TIMING, synchronous_mode: true } });
+  const probe = writeProbe(RW);
   const phases: Phase[] = [];
 
   beforeAll(async () => {
@@ -79,7 +92,7 @@ describe('live migration Patroni -> pgha -> Patroni under a write probe', () => 
     c.startHaproxy(RW);
     probe.start();
     // HAProxy needs one good check (250 ms) after it starts; 30 s is for a loaded machine.
-    await waitFor('the probe writing through HAProxy', async () => probe.ids('acknowledged').length > 0, 30_000);
+    await waitFor('the probe writing through HAProxy', async () => probe.acked().length > 0, 30_000);
   }, 180_000);
 
   afterAll(async () => {
@@ -112,7 +125,7 @@ describe('live migration Patroni -> pgha -> Patroni under a write probe', () => 
     // The new leader's /primary answers 200 once it has promoted: HAProxy follows within 250 ms.
     await waitFor(`${cand} primary`, async () => { const ps = await c.primaries(); return ps.length === 1 && ps[0] === target ? true : null; }, 60_000, 50);
     const promoted = performance.now();
-    await waitFor('a write after the switchover', async () => probe.attempts.some((a) => a.outcome === 'acknowledged' && a.start > promoted), 30_000, 20);
+    await waitFor('a write after the switchover', async () => probe.attempts.some((a) => a.ok && a.start > promoted), 30_000, 20);
     const to = performance.now();
     phases.push({ name: `switchover ${leader.name} (${leader.agent}) -> ${cand} (${kind})`, from, to, gapMs: 0, bound: SWITCHOVER_BOUND_MS });
     log(`switchover ${leader.name} -> ${cand} took ${Math.round(to - from)} ms`);
@@ -153,15 +166,15 @@ describe('live migration Patroni -> pgha -> Patroni under a write probe', () => 
     await sleep(1000);
     await probe.stop();
     const have = new Set((await c.query<{ id: number }>(final, 'select id from probe')).rows.map((r) => r.id));
-    const acked = probe.ids('acknowledged');
+    const acked = probe.acked();
     const lost = acked.filter((id) => !have.has(id));
-    const failedPresent = probe.ids('failed').filter((id) => have.has(id));
-    for (const p of phases) p.gapMs = probe.longestGap(p.from, p.to);
+    const failedPresent = ids(probe, 'fail').filter((id) => have.has(id));
+    for (const p of phases) p.gapMs = probe.longestGapWithin(p.from, p.to);
     // Every other gap (between phases, while waiting for health) must be ordinary.
-    const elsewhere = probe.longestGapOutside(phases);
+    const elsewhere = probe.longestGapWithin(-Infinity, Infinity, phases);
     const report = phases.map((p) => `  ${p.name}: longest write gap ${(p.gapMs / 1000).toFixed(2)} s (bound ${p.bound / 1000} s)`).join('\n') +
       `\n  outside these steps: longest write gap ${(elsewhere / 1000).toFixed(2)} s (bound ${REPLACE_BOUND_MS / 1000} s)`;
-    log(`writes: ${acked.length} acknowledged, ${probe.ids('failed').length} failed, ${probe.ids('unknown').length} unknown; ` +
+    log(`writes: ${acked.length} acknowledged, ${ids(probe, 'fail').length} failed, ${ids(probe, 'unknown').length} unknown; ` +
       `acknowledged lost: ${lost.length}; failed yet present: ${failedPresent.length}\n${report}`);
     expect(lost).toEqual([]);
     for (const p of phases) expect(p.gapMs, p.name).toBeLessThan(p.bound);
@@ -171,11 +184,11 @@ describe('live migration Patroni -> pgha -> Patroni under a write probe', () => 
 
 describe('a mixed cluster (two Patroni members, one pgha) survives a crash of its Patroni leader', () => {
   const SCOPE = 'mixcrash';
-  const RW = 16810;
+  const RW = allocatePorts(2); // HAProxy's read-write port, and its read-only one
   // m2 (Patroni) is tagged nosync, so the Patroni leader names m3 (pgha) its synchronous standby:
   // after the crash only m3 may promote, and the other Patroni member must respect its key.
-  const c = new MixedCluster({ scope: SCOPE, etcdPort: 28510, pgPortBase: 6820, apiPortBase: 9850, dcs: { ...TIMING, synchronous_mode: true }, tags: (i) => (i === 2 ? { nosync: true } : {}) });
-  const probe = new WriteProbe(RW);
+  const c = new MixedCluster({ scope: SCOPE, dcs: { ...TIMING, synchronous_mode: true }, tags: (i) => (i === 2 ? { nosync: true } : {}) });
+  const probe = writeProbe(RW);
 
   afterAll(async () => {
     await Promise.race([probe.stop(), sleep(5000)]);
@@ -197,7 +210,7 @@ describe('a mixed cluster (two Patroni members, one pgha) survives a crash of it
     p = await c.healthy();
     c.startHaproxy(RW);
     probe.start();
-    await waitFor('the probe writing through HAProxy', async () => probe.ids('acknowledged').length > 0, 30_000);
+    await waitFor('the probe writing through HAProxy', async () => probe.acked().length > 0, 30_000);
     // The Patroni leader names m3 in /sync once PostgreSQL reports it synchronous (a loop or two
     // after m3 came back under pgha); until then /sync is empty and any member may race.
     await waitFor('m3 in /sync', async () => (await syncStandby(c, SCOPE)) === 'm3', 60_000, 250);
@@ -220,14 +233,14 @@ describe('a mixed cluster (two Patroni members, one pgha) survives a crash of it
       expect(c.nodes.filter((_, k) => writable[k]).map((n) => n.name)).toEqual([next.name]);
       await sleep(300);
     }
-    await waitFor('a write after the failover', async () => probe.attempts.some((a) => a.outcome === 'acknowledged' && a.start > at), 30_000, 50);
+    await waitFor('a write after the failover', async () => probe.attempts.some((a) => a.ok && a.start > at), 30_000, 50);
     await sleep(1000);
     await probe.stop();
     const have = new Set((await c.query<{ id: number }>(next, 'select id from probe')).rows.map((r) => r.id));
-    const acked = probe.ids('acknowledged');
+    const acked = probe.acked();
     const lost = acked.filter((id) => !have.has(id));
-    log(`crash of ${p.name} (${agent}): new leader ${next.name} (${next.agent}), write gap ${(probe.longestGap(at, performance.now()) / 1000).toFixed(2)} s; ` +
-      `${acked.length} acknowledged, ${probe.ids('unknown').length} unknown, acknowledged lost: ${lost.length}`);
+    log(`crash of ${p.name} (${agent}): new leader ${next.name} (${next.agent}), write gap ${(probe.longestGapWithin(at, performance.now()) / 1000).toFixed(2)} s; ` +
+      `${acked.length} acknowledged, ${ids(probe, 'unknown').length} unknown, acknowledged lost: ${lost.length}`);
     expect(lost).toEqual([]);
     // The old leader comes back under its agent and follows (rewinding if needed).
     await waitFor(`${p.name}'s agent gone`, async () => p.proc === null, 10_000, 50);

@@ -2,8 +2,9 @@
 // pgha (`pgha --patroni-config`, on the same data directory with the same Patroni YAML), switched
 // member by member: what a live migration from Patroni to pgha (and back) does. One etcd (v3 API),
 // PostgreSQL 15 as the postgres OS user, optionally HAProxy checking /primary on each member's REST
-// port, and a write probe through HAProxy that classifies every write. `teardown()` kills
-// everything it started and removes its directory, whatever state the cluster is in.
+// port. It is a lab Cluster (lab/cluster.ts): its health is lab's healthy() plus a caught-up check,
+// and the tests' write probe through HAProxy is lab's WriteProbe (lab/probe.ts). `teardown()`
+// kills everything it started and removes its directory, whatever state the cluster is in.
 // The Patroni YAML follows scripts/bench-patroni.ts (which runs Patroni-only clusters).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,8 +16,10 @@ import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { childPids } from '../../src/postgres/datadir.ts';
 import { startHaproxy } from '../../lab/haproxy.ts';
 import { patroniConfig } from '../../lab/patroni-config.ts';
+import { waitHealthy, type Cluster } from '../../lab/cluster.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 import { startEtcd, type EtcdHandle } from './etcd.ts';
-import { PASSWORDS, REPO, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, waitFor } from './cluster.ts';
+import { REPO, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, waitFor } from './cluster.ts';
 
 const PGHA_BIN = join(REPO, 'bin/pgha.js');
 const COMPILE_CACHE = join(tmpdir(), 'pgha-test-compile-cache');
@@ -29,14 +32,15 @@ export interface MixedNode {
 }
 export interface MixedOptions {
   scope: string;
-  etcdPort: number; pgPortBase: number; apiPortBase: number;
+  /** First ports (member i on base + i; etcd on etcdPort and etcdPort + 1); each one left out is allocated (lab/ports.ts). */
+  etcdPort?: number; pgPortBase?: number; apiPortBase?: number;
   /** Patroni's timing and any other bootstrap.dcs keys (synchronous_mode ...). */
   dcs: Record<string, unknown>;
   /** Tags of member i (1-based), read by both agents. */
   tags?: (i: number) => Record<string, unknown>;
 }
 
-export class MixedCluster {
+export class MixedCluster implements Cluster<MixedNode> {
   readonly dir = mkdtempSync(join(tmpdir(), 'pgha-mixed-'));
   readonly nodes: MixedNode[];
   readonly etcdEndpoint: string;
@@ -44,17 +48,21 @@ export class MixedCluster {
   haproxy: ChildProcess | null = null;
   readonly #user = lookupOsUser('postgres');
   readonly #o: MixedOptions;
+  readonly #etcdPort: number;
 
   constructor(o: MixedOptions) {
     this.#o = o;
+    this.#etcdPort = o.etcdPort ?? allocatePorts(2);
+    const pgBase = o.pgPortBase ?? allocatePorts(3) - 1;
+    const apiBase = o.apiPortBase ?? allocatePorts(3) - 1;
     chownSync(this.dir, this.#user.uid, this.#user.gid);
     mkdirSync(COMPILE_CACHE, { recursive: true, mode: 0o700 });
     chownSync(COMPILE_CACHE, this.#user.uid, this.#user.gid);
-    this.etcdEndpoint = `127.0.0.1:${o.etcdPort}`;
+    this.etcdEndpoint = `127.0.0.1:${this.#etcdPort}`;
     this.nodes = [1, 2, 3].map((i) => {
       const dir = join(this.dir, `m${i}`);
       return {
-        name: `m${i}`, pgPort: o.pgPortBase + i, apiPort: o.apiPortBase + i, dir, dataDir: join(dir, 'data'),
+        name: `m${i}`, pgPort: pgBase + i, apiPort: apiBase + i, dir, dataDir: join(dir, 'data'),
         cfg: join(this.dir, `m${i}.yml`), log: join(this.dir, `m${i}.log`), agent: null, proc: null,
       };
     });
@@ -74,7 +82,7 @@ export class MixedCluster {
   }
 
   async startEtcd(): Promise<void> {
-    this.etcd = await startEtcd({ clientPort: this.#o.etcdPort, peerPort: this.#o.etcdPort + 1, name: this.#o.scope });
+    this.etcd = await startEtcd({ clientPort: this.#etcdPort, peerPort: this.#etcdPort + 1, name: this.#o.scope });
   }
 
   /** Start `agent` on n's data directory, as the postgres OS user; its output goes to n.log. */
@@ -124,13 +132,18 @@ export class MixedCluster {
     }).child;
   }
 
-  async api(n: MixedNode, path: string): Promise<number> {
+  async probe(n: MixedNode, path: string): Promise<number> {
     // Both agents answer from memory; 1 s keeps a dead agent from stalling a poll.
     return httpStatus(`http://127.0.0.1:${n.apiPort}${path}`, 1000);
   }
 
+  async rows<T = Record<string, unknown>>(n: MixedNode, sql: string, timeoutMs = 5000): Promise<T[]> {
+    // A local query; the timeouts only keep a dying server from blocking a poll.
+    return (await queryOnce(superuserClient({ host: '127.0.0.1', port: n.pgPort, connectMs: 2000, queryMs: timeoutMs }), sql)).rows as T[];
+  }
+
   async primaries(): Promise<MixedNode[]> {
-    const codes = await Promise.all(this.nodes.map((n) => this.api(n, '/primary')));
+    const codes = await Promise.all(this.nodes.map((n) => this.probe(n, '/primary')));
     return this.nodes.filter((_, i) => codes[i] === 200);
   }
 
@@ -154,22 +167,22 @@ export class MixedCluster {
   }
 
   /**
-   * One primary (its agent answers 200 on /primary), the two others replicas streaming from it
-   * with everything it had written when the wait began replayed. A replica that runs but does not
-   * stream yet would otherwise count (its slot may not exist until the leader's next loop).
+   * lab/cluster.ts's healthy cluster (one member answers 200 on /primary, the two others on
+   * /replica?replication_state=streaming: pgha checks its WAL receiver, Patroni 3.0.2 ignores the
+   * parameter and answers for any running replica), and the primary's pg_stat_replication shows
+   * both streaming with everything it had written when the wait began replayed: a Patroni replica
+   * that runs but does not stream yet would otherwise count (its slot may not exist until the
+   * leader's next loop).
    */
   async healthy(timeoutMs = 120_000): Promise<MixedNode> {
     let target: { node: MixedNode; lsn: string } | null = null;
-    return waitFor('one primary and two streaming replicas caught up', async () => {
-      const ps = await this.primaries();
-      if (ps.length !== 1) return null;
-      const p = ps[0]!;
+    const caughtUp = async (p: MixedNode): Promise<boolean> => {
       const reps = this.nodes.filter((n) => n !== p);
-      if ((await Promise.all(reps.map((n) => this.api(n, '/replica')))).some((c) => c !== 200)) return null;
       if (target?.node !== p) target = { node: p, lsn: (await this.query<{ lsn: string }>(p, 'select pg_current_wal_lsn()::text as lsn')).rows[0]!.lsn };
       const r = await this.query<{ n: string }>(p, "select count(*) as n from pg_stat_replication where state = 'streaming' and application_name = any($1) and replay_lsn >= $2::pg_lsn", [reps.map((n) => n.name), target.lsn]);
-      return Number(r.rows[0]?.n) === 2 ? p : null;
-    }, timeoutMs, 250);
+      return Number(r.rows[0]?.n) === 2;
+    };
+    return waitHealthy(this, timeoutMs, { also: caughtUp, intervalMs: 250 });
   }
 
   async teardown(): Promise<void> {
@@ -200,81 +213,4 @@ function pidsMentioning(text: string): number[] {
 }
 function readdirSafe(p: string): string[] {
   try { return readdirSync(p); } catch { return []; }
-}
-
-export type Outcome = 'acknowledged' | 'failed' | 'unknown';
-export interface Attempt { id: number; start: number; end: number; outcome: Outcome }
-
-/**
- * Inserts ids 1, 2, ... through HAProxy's read-write port, one at a time, on one session
- * (reconnecting after any error). Each write is classified: acknowledged (the commit returned),
- * failed (never sent, or refused by the server before it could commit: no session, read-only,
- * an SQL error), unknown (sent, then the session broke or timed out: it may have committed).
- */
-export class WriteProbe {
-  readonly attempts: Attempt[] = [];
-  #stop = false;
-  #done: Promise<void> | null = null;
-  readonly #port: number;
-  constructor(port: number) { this.#port = port; }
-
-  start(): void { this.#done = this.#run(); }
-  async stop(): Promise<void> { this.#stop = true; await this.#done; }
-
-  async #run(): Promise<void> {
-    let c: pg.Client | null = null;
-    for (let id = 1; !this.#stop; id++) {
-      const start = performance.now();
-      let sent = false;
-      let outcome: Outcome;
-      try {
-        if (c === null) {
-          // 1 s: HAProxy answers at once; a longer wait would hide an outage in one attempt.
-          c = new pg.Client({ host: '127.0.0.1', port: this.#port, user: 'postgres', password: PASSWORDS.superuser, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 2000 });
-          c.on('error', () => undefined);
-          await c.connect();
-        }
-        sent = true;
-        await c.query('insert into probe(id) values ($1)', [id]);
-        outcome = 'acknowledged';
-      } catch (err) {
-        const code = (err as { code?: string }).code;
-        // An error the server raised before commit (class 22, 23, 25 read-only, 42 ...) is a
-        // failure; a broken session (08), a shutdown (57) or a client timeout leaves it unknown.
-        outcome = !sent || (code !== undefined && !/^(08|57|53|58|XX)/.test(code)) ? 'failed' : 'unknown';
-        void c?.end().catch(() => undefined);
-        c = null;
-      }
-      this.attempts.push({ id, start, end: performance.now(), outcome });
-      // 20 ms between writes: ~50 writes a second, enough to time an outage to a few tens of ms.
-      await sleep(20);
-    }
-    await c?.end().catch(() => undefined);
-  }
-
-  ids(o: Outcome): number[] { return this.attempts.filter((a) => a.outcome === o).map((a) => a.id); }
-
-  /** Longest time (ms) between consecutive acknowledgements that overlaps none of `windows`. */
-  longestGapOutside(windows: Array<{ from: number; to: number }>): number {
-    const acks = this.attempts.filter((a) => a.outcome === 'acknowledged').map((a) => a.end);
-    let gap = 0;
-    for (let k = 1; k < acks.length; k++) {
-      const a = acks[k - 1]!;
-      const b = acks[k]!;
-      if (!windows.some((w) => b >= w.from && a <= w.to)) gap = Math.max(gap, b - a);
-    }
-    return gap;
-  }
-
-  /** Longest time (ms) between consecutive acknowledgements whose gap overlaps [from, to]. */
-  longestGap(from: number, to: number): number {
-    const acks = this.attempts.filter((a) => a.outcome === 'acknowledged').map((a) => a.end);
-    let gap = 0;
-    for (let k = 1; k < acks.length; k++) {
-      const a = acks[k - 1]!;
-      const b = acks[k]!;
-      if (b >= from && a <= to) gap = Math.max(gap, b - a);
-    }
-    return gap;
-  }
 }

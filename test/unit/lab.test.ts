@@ -70,6 +70,13 @@ describe('WriteProbe outage arithmetic', () => {
     expect(lost).toEqual([2]);
     expect(byEvent.get('crash')).toBe(1);
   });
+  it('longestGapWithin: gaps touching [from, to], outside the given windows', () => {
+    expect(probe.longestGapWithin(250, 260)).toBe(700); // the gap 200-900 overlaps it
+    expect(probe.longestGapWithin(950, 1000)).toBe(100);
+    expect(probe.longestGapWithin(1100, 1200)).toBe(0);
+    expect(probe.longestGapWithin(-Infinity, Infinity)).toBe(700);
+    expect(probe.longestGapWithin(-Infinity, Infinity, [{ from: 400, to: 500 }])).toBe(100);
+  });
 });
 
 describe('allocatePorts', () => {
