@@ -73,6 +73,18 @@ export async function waitEtcdHealthy(clientUrl: string, timeoutMs: number, dead
  * unless `dataDir` is given (then it is kept, as the demo keeps its data). With `logPath` etcd's
  * output is appended there, else discarded.
  */
+/**
+ * One key's value through a plain-HTTP etcd's v3 JSON gateway (`host:port`), null when absent.
+ * `timeoutMs` bounds the call (a frozen etcd never answers).
+ */
+export async function etcdGet(endpoint: string, key: string, timeoutMs = 2000): Promise<string | null> {
+  const b64 = (t: string) => Buffer.from(t).toString('base64');
+  const r = await fetch(`http://${endpoint}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: b64(key) }), signal: AbortSignal.timeout(timeoutMs) });
+  const j = (await r.json()) as { kvs?: Array<{ value?: string }> };
+  const v = j.kvs?.[0]?.value;
+  return v === undefined ? null : Buffer.from(v, 'base64').toString();
+}
+
 export async function startEtcd(o: { clientPort: number; peerPort: number; name?: string; dataDir?: string; logPath?: string; logLevel?: EtcdMember['logLevel']; extraListen?: string[]; enableV2?: boolean }): Promise<EtcdHandle> {
   if (!existsSync(ETCD)) throw new Error(`${ETCD} not found: run apt-get install etcd-server`);
   const dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), 'pgha-etcd-'));

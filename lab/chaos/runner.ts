@@ -10,7 +10,7 @@ import { CREATE_TABLE, TABLE, Workload, type Op } from './workload.ts';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sleep } from '../util.ts';
+import { sleep, waitFor } from '../util.ts';
 import { dynamicConfigSchema } from '../../src/config/schema.ts';
 
 export interface RunOptions {
@@ -104,9 +104,20 @@ async function samplePrimaries(c: ChaosBackend, until: () => boolean, seen: Set<
     const up = await c.primaries();
     for (const n of up) seen.add(n.name);
     if (up.length > 1) doubles++;
-    await sleep(250);
+    await sleep(250); // the sampling interval: four looks a second for a second primary
   }
   return doubles;
+}
+
+/**
+ * Wait until `clients` distinct clients of the workload (default all: the HAProxy clients and
+ * the libpq one) each had a write acknowledged that it started at or after `sinceMs`
+ * (Date.now()). A healthy cluster acknowledges within a second (HAProxy checks every 250 ms, a
+ * libpq client reconnects at once); 30 s means the clients cannot write on it: the wait throws.
+ */
+async function writesAcknowledged(wl: Workload, sinceMs: number, clients = wl.o.clients + (wl.o.libpqHosts === undefined ? 0 : 1)): Promise<void> {
+  await waitFor(`writes acknowledged from ${clients} client(s)`, async () =>
+    new Set(wl.ops.filter((o) => o.outcome === 'ok' && o.invokeMs >= sinceMs).map((o) => o.client)).size >= clients, 30_000, 50);
 }
 
 async function runFault(c: ChaosBackend, spec: FaultSpec, index: number, pick: () => number, wl: Workload, log: (l: string) => void, prev: string | null): Promise<FaultEvent> {
@@ -120,7 +131,7 @@ async function runFault(c: ChaosBackend, spec: FaultSpec, index: number, pick: (
   let holding = true;
   const seen = new Set<string>();
   const sampler = samplePrimaries(c, () => !holding, seen);
-  await sleep(spec.holdMs);
+  await sleep(spec.holdMs); // the point: the fault's duration
   await applied.heal();
   let convergedMs: number | null = null;
   let primaryAfter: string | null = null;
@@ -132,8 +143,10 @@ async function runFault(c: ChaosBackend, spec: FaultSpec, index: number, pick: (
     holding = false;
   }
   const doublePrimarySamples = await sampler;
-  // Let the clients write on the healed cluster before measuring the outage of this fault.
-  await sleep(500);
+  // The outage of this fault ends with the first write acknowledged on the healed cluster: wait
+  // for it. Without one within 30 s the outage is reported unknown ('?') and the run goes on.
+  const healedMs = Date.now();
+  await writesAcknowledged(wl, healedMs, 1).catch((e: Error) => log(`  ${e.message}`));
   const outage = outageAround(wl.ops, atMs, Date.now());
   const watchdogKills = (await c.watchdogKills()).slice(firings);
   const kills = watchdogKills.length === 0 ? '' : `, watchdog killed ${watchdogKills.join(', ')}`;
@@ -184,13 +197,15 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
     const p = await c.waitHealthy(CONVERGE_MS);
     await c.query(p, CREATE_TABLE);
     wl.start();
-    await sleep(1000);
+    // Every client writing before the first fault (each outage is measured from an acknowledgement).
+    await writesAcknowledged(wl, 0);
     for (const [i, spec] of specs.entries()) {
       current = `fault ${i + 1} (${spec.kind}, hold ${spec.holdMs} ms)`;
       events.push(await runFault(c, spec, i, pick, wl, log, events.at(-1)?.primaryAfter ?? null));
     }
     current = 'the final check';
-    await sleep(1000);
+    // Every client writes on the final cluster before the history is checked.
+    await writesAcknowledged(wl, Date.now());
     await wl.stop();
     const fin = await finalState(c);
     converged = true;

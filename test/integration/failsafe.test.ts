@@ -6,9 +6,10 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { TestCluster, startWriter, type NodeHandle } from '../../lab/loopback.ts';
 import { sleep, waitFor } from '../../lab/util.ts';
+import { etcdGet } from '../../lab/etcd.ts';
 
 const TTL_S = 3;
-const cluster = new TestCluster({ ttl: TTL_S, dcs: { failsafe_mode: true } }) // ports allocated (lab/ports.ts);
+const cluster = new TestCluster({ ttl: TTL_S, dcs: { failsafe_mode: true } }); // ports allocated (lab/ports.ts)
 
 beforeAll(async () => {
   await cluster.startEtcd();
@@ -37,8 +38,13 @@ const promotions = (n: NodeHandle) => (cluster.logs(n).match(/"event":"promoted"
 
 it('keeps the primary writing with etcd frozen while every member confirms it, and nobody promotes', async () => {
   const leader = await cluster.waitHealthy(60_000);
-  // The leader writes /failsafe within a loop of seeing all three members; give it a few loops.
-  await sleep(2000);
+  // The leader writes /failsafe (every member's name and REST URL) within a loop of seeing all
+  // three members; the test needs it before etcd freezes. 10 s covers a loaded machine.
+  await waitFor('/failsafe naming every member', async () => {
+    const v = await etcdGet(cluster.etcdEndpoint, '/pgha-test/itest/failsafe');
+    const names = v === null ? [] : Object.keys(JSON.parse(v) as Record<string, unknown>);
+    return cluster.nodes.every((n) => names.includes(n.name));
+  }, 10_000);
   const before = cluster.nodes.map(promotions);
   const w = writer(leader, 'failsafe_probe');
   // Writing before etcd freezes; 10 s covers a loaded machine.

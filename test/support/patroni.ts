@@ -18,6 +18,7 @@ import { startHaproxy } from '../../lab/haproxy.ts';
 import { patroniConfig } from '../../lab/patroni-config.ts';
 import { waitHealthy, type Cluster } from '../../lab/cluster.ts';
 import { allocatePorts } from '../../lab/ports.ts';
+import { etcdGet } from '../../lab/etcd.ts';
 import { startEtcd, type EtcdHandle } from './etcd.ts';
 import { REPO, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, waitFor } from './cluster.ts';
 
@@ -159,11 +160,8 @@ export class MixedCluster implements Cluster<MixedNode> {
   }
 
   async etcdGet(key: string): Promise<string | null> {
-    const b64 = (s: string) => Buffer.from(s).toString('base64');
-    const r = await fetch(`http://${this.etcdEndpoint}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: b64(key) }), signal: AbortSignal.timeout(2000) });
-    const j = (await r.json()) as { kvs?: Array<{ value?: string }> };
-    const v = j.kvs?.[0]?.value;
-    return v === undefined ? null : Buffer.from(v, 'base64').toString();
+    // etcd answers a read at once; 2 s means it is stuck.
+    return etcdGet(this.etcdEndpoint, key, 2000);
   }
 
   /**
