@@ -69,6 +69,8 @@ export interface ChaosBackend extends Cluster<ChaosNode> {
   killEtcd(e: ChaosEtcd): void;
   startEtcd(e: ChaosEtcd): void;
   signalEtcd(e: ChaosEtcd, signal: NodeJS.Signals): void;
+  /** The etcd member that reports itself the leader now (Maintenance Status), or null (kill-etcd-leader, freeze-etcd-and-node). */
+  etcdLeader?(): Promise<ChaosEtcd | null>;
   /** SIGSTOP / SIGCONT the node's emulated systemd watchdog (freeze-thaw-node); backends with a real systemd have none. */
   signalWatchdog?(n: ChaosNode, signal: 'SIGSTOP' | 'SIGCONT'): void;
 

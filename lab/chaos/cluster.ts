@@ -15,7 +15,7 @@ import { spawnAgent } from '../agent.ts';
 import { nodeConfig, writeNodeConfig } from '../config.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { pidFromFile } from '../../src/postgres/datadir.ts';
-import { etcdArgv, waitEtcdHealthy } from '../etcd.ts';
+import { etcdArgv, etcdLeaderIndex, waitEtcdHealthy } from '../etcd.ts';
 import { NetLab, SUBNET, signalHost, type Host } from '../netlab.ts';
 import { REPO, httpStatus, queryOnce, superuserClient } from '../util.ts';
 import { type ChaosBackend, type SyncMode } from './backend.ts';
@@ -282,6 +282,12 @@ export class ChaosCluster implements ChaosBackend {
   }
 
   startEtcd(h: Host): void { this.startEtcdMember(h); }
+
+  async etcdLeader(): Promise<Host | null> {
+    // 1 s per member: a live member answers its status in milliseconds, a dead or frozen one never.
+    const i = await etcdLeaderIndex(this.etcdEndpoints, 1000);
+    return i === null ? null : (this.etcd[i] ?? null);
+  }
 
   /** Fill the node's filesystem, leaving `leaveBytes` free. Returns the filler's path. */
   fillDisk(n: DbNode, leaveBytes = 0): string {

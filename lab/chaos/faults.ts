@@ -28,6 +28,8 @@ export const FAULT_KINDS = [
  */
 export const NETNS_FAULT_KINDS = [
   'freeze-thaw-node', // freeze-primary-node with the node's emulated watchdog held too: a paused VM, only the lease witness guards
+  'kill-etcd-leader', // SIGKILL the etcd member that is the leader now: etcd renews no lease until it has elected another
+  'freeze-etcd-and-node', // SIGSTOP the etcd leader and every process of the primary's node together: one host hosting both hangs
 ] as const;
 
 /**
@@ -106,6 +108,13 @@ function need<T>(c: ChaosBackend, kind: FaultKind, f: T | undefined): T {
   return f;
 }
 
+/** The etcd leader of the moment; a kind that targets it fails when the backend cannot tell or etcd has none. */
+async function etcdLeaderOf(c: ChaosBackend, kind: FaultKind): Promise<ChaosBackend['etcd'][number]> {
+  const e = await need(c, kind, c.etcdLeader).call(c);
+  if (e === null) throw new Error(`${kind}: no etcd member reports itself the leader`);
+  return e;
+}
+
 /** Apply a fault to the cluster whose current primary is `p`; returns how to heal it. */
 export async function applyFault(c: ChaosBackend, kind: FaultKind, p: ChaosNode, pick: () => number): Promise<Applied> {
   const etcdIps = c.etcd.map((h) => h.ip);
@@ -160,6 +169,20 @@ export async function applyFault(c: ChaosBackend, kind: FaultKind, p: ChaosNode,
       const e = c.etcd[Math.floor(pick() * 3)]!;
       c.killEtcd(e);
       return { target: e.name, heal: async () => c.startEtcd(e) };
+    }
+    case 'kill-etcd-leader': {
+      const e = await etcdLeaderOf(c, kind);
+      c.killEtcd(e);
+      return { target: e.name, heal: async () => c.startEtcd(e) };
+    }
+    case 'freeze-etcd-and-node': {
+      // The etcd leader and the primary's node freeze together (a host running both hangs): the
+      // primary must be replaced while etcd first elects a new leader, whose promotion extends the
+      // frozen primary's lease by a whole TTL. The emulated watchdog outside the node is not frozen.
+      const e = await etcdLeaderOf(c, kind);
+      c.signalEtcd(e, 'SIGSTOP');
+      c.freezeNode(p);
+      return { target: `${e.name}+${p.name}`, heal: async () => { c.thawNode(p); c.signalEtcd(e, 'SIGCONT'); } };
     }
     case 'etcd-quorum-loss': {
       const first = Math.floor(pick() * 3);

@@ -200,7 +200,7 @@ export const dynamicConfigSchema = z
     pause: z.boolean().default(false),
     // Patroni's DCS failsafe mode: with etcd unreachable, a leader that every member listed in
     // /failsafe confirms over the REST API keeps running as primary (docs/data-safety.md).
-    failsafe_mode: z.boolean().default(false),
+    failsafe_mode: z.boolean().default(true),
     // Synchronous replication managed by the leader: off | on (FIRST n) | quorum (ANY n).
     synchronous_mode: z.enum(['off', 'on', 'quorum']).default('off'),
     // Standbys that must confirm each commit (`on`: the first n listed; `quorum`: any n listed).

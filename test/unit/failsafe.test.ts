@@ -23,7 +23,7 @@ describe('decide with failsafe_mode', () => {
     { name: 'etcd down, one missing, live deadline: wait for the fence', o: cutOff({ failsafe: round(['n2']) }), expect: [] },
     { name: 'etcd down, one missing, deadline passed: fence', o: cutOff({ now: 12_500, failsafe: round(['n2']) }), expect: ['fence'] },
     { name: 'etcd down, nobody answered, deadline passed: fence', o: cutOff({ now: 12_500, failsafe: round([]) }), expect: ['fence'] },
-    { name: 'etcd down, all confirmed, but failsafe_mode off: no extension', o: cutOff({ failsafe: round(['n2', 'n3']) }, dyn()), expect: [] },
+    { name: 'etcd down, all confirmed, but failsafe_mode off: no extension', o: cutOff({ failsafe: round(['n2', 'n3']) }, dyn({ failsafe_mode: false })), expect: [] },
     { name: 'etcd down, round sent after the deadline: fence', o: cutOff({ now: 12_500, failsafe: round(['n2', 'n3'], 12_100) }), expect: ['fence'] },
     { name: 'etcd down, all confirmed, paused: nothing', o: cutOff({ failsafe: round(['n2', 'n3']) }, dyn({ failsafe_mode: true, pause: true })), expect: [] },
     { name: 'etcd down, standby with a round: nothing', o: { ...cutOff({ failsafe: round(['n2', 'n3']) }), local: obs().local }, expect: [] },
@@ -59,7 +59,7 @@ describe('decide with failsafe_mode', () => {
     expect(write).toEqual({ kind: 'write_failsafe', record: failsafeRecordFor('n1', cluster) });
     const current = obs({ self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster: { ...cluster, failsafe: failsafeRecordFor('n1', cluster) } });
     expect(kinds(decide(current).actions)).not.toContain('write_failsafe');
-    const off = obs({ self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster: clusterView({ failsafe: record }) });
+    const off = obs({ self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster: clusterView({ config: dyn({ failsafe_mode: false }), failsafe: record }) });
     expect(decide(off).actions.find((a) => a.kind === 'write_failsafe')).toEqual({ kind: 'write_failsafe', record: null });
     const joined = { ...cluster, members: [...cluster.members, member('n4')], failsafe: failsafeRecordFor('n1', cluster) };
     expect(kinds(decide(obs({ self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster: joined })).actions)).toContain('write_failsafe');
