@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
 import { decide } from '../../src/ha/decide.ts';
 import { answerFailsafeCall, failsafeRecordFor } from '../../src/ha/failsafe.ts';
+import { failsafeDeadline, leaseDeadline } from '../../src/ha/lease.ts';
+import { dynamicConfigSchema } from '../../src/config/schema.ts';
 import type { Action, FailsafeRecord, Observation } from '../../src/ha/types.ts';
 import { clusterView, dyn, member, obs, observationArb } from '../support/observations.ts';
 
@@ -89,7 +91,35 @@ describe('answer to POST /failsafe', () => {
   });
 });
 
+describe('failsafe and an etcd leader election at the defaults', () => {
+  it('is on by default, and the defaults leave room for a round between a failed renewal and the fence', () => {
+    const d = dynamicConfigSchema.parse({});
+    expect(d.failsafe_mode).toBe(true);
+    // Last acknowledged keepalive sent at 0: the next is sent within loop_wait and fails after at
+    // most retry_timeout (no etcd leader answers); the round follows at once and must be answered
+    // before the deadline. At the defaults: 1.25 s against 1.5 s, 250 ms for the members' answers.
+    const deadline = leaseDeadline(0, d.ttl, d);
+    const roundSent = (d.loop_wait + d.retry_timeout) * 1000;
+    expect(deadline - roundSent).toBeGreaterThanOrEqual(250);
+    // The round moves the deadline to one ttl after it was sent, less fence_margin: past the 1 to
+    // 2.5 s etcd needs to elect a leader at its default timing, and the next round comes a loop later.
+    expect(failsafeDeadline(deadline, roundSent, d)).toBe(roundSent + (d.ttl - d.fence_margin) * 1000);
+  });
+});
+
 describe('failsafe (properties)', () => {
+  test.prop([fc.option(fc.integer({ min: 0, max: 100_000 }), { nil: null }), fc.integer({ min: 0, max: 100_000 }), fc.integer({ min: 2, max: 30 }), fc.double({ min: 0.3, max: 1.9, noNaN: true })])(
+    'an extension only moves a live deadline later, and never past one ttl after the round, less fence_margin',
+    (current, sentAt, ttl, margin) => {
+      const d = failsafeDeadline(current, sentAt, { ttl, fence_margin: margin });
+      if (current === null) expect(d).toBeNull();
+      if (d !== null) {
+        expect(d).toBeGreaterThan(current ?? Infinity);
+        expect(d).toBeLessThanOrEqual(sentAt + ttl * 1000 - margin * 1000 + 1e-6); // floating point only
+      }
+    },
+  );
+
   const TTL = 3000;
   const MARGIN = 750;
   // A leader cut off from etcd gets a round sent at `sentAt`; each member receives it `latency`
