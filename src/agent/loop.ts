@@ -24,7 +24,8 @@ import type { Poolers } from '../pooler/poolers.ts';
 import type { AgentSnapshot } from '../api/types.ts';
 import { Actor } from './act.ts';
 import type { ClientTls } from '../api/tls.ts';
-import { FailsafeAgent } from './failsafe.ts';
+import { FailsafeAgent, withinBudget } from './failsafe.ts';
+import { etcdBudget } from '../ha/lease.ts';
 import { FenceTimer, type ExternalFence } from './fence.ts';
 import { buildMemberInfo, lagBytes, type Activity } from './member.ts';
 import { assertNoSlotCollision } from './names.ts';
@@ -191,7 +192,8 @@ export class HaLoop {
       });
       this.#d.stats?.loopDone((this.#d.now() - started) / 1000);
       if (this.#stopping) break;
-      const pace = Math.min(this.dynamic.loop_wait * 1000, plan?.retryAfterMs ?? Infinity);
+      // A renewal that failed asks the members at once: a loop_wait of sleep could outlast the deadline.
+      const pace = this.#memory.askMembersFirst ? 0 : Math.min(this.dynamic.loop_wait * 1000, plan?.retryAfterMs ?? Infinity);
       const wait = Math.max(0, pace - (this.#d.now() - started));
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, wait); // sleeps loop_wait minus the time this iteration took
@@ -282,8 +284,13 @@ export class HaLoop {
     if (memory.askMembersFirst) failsafe = await round();
     if (failsafe === null) {
       try {
-        this.#keepalive = await dcs.keepalive();
-        cluster = await dcs.readCluster(config.bootstrap.dcs);
+        // A leader that could still be saved by a failsafe round gives etcd only until that round
+        // is due (src/ha/lease.ts etcdBudget); side effects wait for the answer.
+        const budget = etcdBudget(this.fence.deadline, now(), this.dynamic.failsafe_mode, local.running && local.role === 'primary');
+        if (budget !== null && budget <= 0) throw new PgHaError('PGHA_DCS_TIMEOUT', 'no time left for etcd before the fence deadline', { retryable: true });
+        const r = await withinBudget((async () => ({ ka: await dcs.keepalive(), view: await dcs.readCluster(config.bootstrap.dcs) }))(), budget, 'keepalive and read');
+        this.#keepalive = r.ka;
+        cluster = r.view;
         this.#cluster = cluster;
         this.#holdsKey = cluster.leader?.name === config.name;
         this.#dcsLastSeen = Date.now();

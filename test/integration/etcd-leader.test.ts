@@ -109,6 +109,7 @@ it('keeps the primary cut off from etcd only writing, with nobody promoted besid
   await sleep(1000);
   await Promise.all(probes.map((p) => p.stop()));
   expect(wp.longestGapWithin(t, performance.now())).toBeLessThan(1000);
+  expect(wp.acks().at(-1)!.end).toBeGreaterThan(cutEnd); // and it was still writing when etcd came back
   for (const n of others) expect(probes[cluster.nodes.indexOf(n)]!.acks().filter((a) => a.end >= t)).toEqual([]);
   expect(cluster.logs(primary)).toMatch(/failsafe: all 2 members confirmed us/);
   expect(cutEnd - t).toBeGreaterThan(8000);

@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
 import { decide } from '../../src/ha/decide.ts';
 import { answerFailsafeCall, failsafeRecordFor } from '../../src/ha/failsafe.ts';
-import { failsafeDeadline, leaseDeadline } from '../../src/ha/lease.ts';
+import { FAILSAFE_ROUND_RESERVE_MS, etcdBudget, failsafeDeadline, leaseDeadline } from '../../src/ha/lease.ts';
+import { withinBudget } from '../../src/agent/failsafe.ts';
 import { dynamicConfigSchema } from '../../src/config/schema.ts';
 import type { Action, FailsafeRecord, Observation } from '../../src/ha/types.ts';
 import { clusterView, dyn, member, obs, observationArb } from '../support/observations.ts';
@@ -104,6 +105,27 @@ describe('failsafe and an etcd leader election at the defaults', () => {
     // The round moves the deadline to one ttl after it was sent, less fence_margin: past the 1 to
     // 2.5 s etcd needs to elect a leader at its default timing, and the next round comes a loop later.
     expect(failsafeDeadline(deadline, roundSent, d)).toBe(roundSent + (d.ttl - d.fence_margin) * 1000);
+  });
+});
+
+describe('etcd calls of a leader that a failsafe round could save', () => {
+  it('get only until the round is due, and only a running primary with failsafe_mode and a deadline is bounded', () => {
+    expect(etcdBudget(10_000, 9_000, true, true)).toBe(1_000 - FAILSAFE_ROUND_RESERVE_MS);
+    expect(etcdBudget(10_000, 9_900, true, true)).toBeLessThan(0); // ask the members now
+    expect(etcdBudget(null, 9_000, true, true)).toBeNull();
+    expect(etcdBudget(10_000, 9_000, false, true)).toBeNull();
+    expect(etcdBudget(10_000, 9_000, true, false)).toBeNull();
+    // At the defaults a keepalive sent loop_wait after the last renewal keeps its whole retry_timeout.
+    const d = dynamicConfigSchema.parse({});
+    expect(etcdBudget(leaseDeadline(0, d.ttl, d), d.loop_wait * 1000, true, true)).toBe(d.retry_timeout * 1000);
+  });
+
+  it('gives up on a call that outlasts its budget with PGHA_DCS_TIMEOUT, and passes through one that does not', async () => {
+    const slow = new Promise<string>((r) => setTimeout(() => r('late'), 200));
+    await expect(withinBudget(slow, 20, 'read')).rejects.toMatchObject({ code: 'PGHA_DCS_TIMEOUT' });
+    await expect(withinBudget(Promise.resolve('ok'), 20, 'read')).resolves.toBe('ok');
+    await expect(withinBudget(Promise.resolve('ok'), null, 'read')).resolves.toBe('ok');
+    await expect(withinBudget(new Promise<string>((r) => setTimeout(() => r('x'), 50)), -5, 'read')).rejects.toMatchObject({ code: 'PGHA_DCS_TIMEOUT' });
   });
 });
 
