@@ -9,6 +9,8 @@ import { failoverFromValue, failsafeFromValue, historyListSchema, memberFromPatr
 const tags = z.object({
   nofailover: z.boolean(), noloadbalance: z.boolean(), clonefrom: z.boolean(), nosync: z.boolean(),
   failover_priority: z.number().int().min(0),
+  nostream: z.boolean().default(false),
+  replicatefrom: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),
 });
 
 export const memberInfoSchema: z.ZodType<MemberInfo> = z.object({
