@@ -25,6 +25,8 @@ export const memberInfoSchema: z.ZodType<MemberInfo> = z.object({
   conn: z.string().refine(isPeerAddress, 'expected host:port with an IPv4 address or a DNS name'),
   tags,
   upstream: z.string().nullable(),
+  // Only shown by pghactl topology, never connected to.
+  receivingFrom: z.string().max(300).optional(),
   pendingRestart: z.boolean(),
   agent: z.enum(['patroni', 'pgha']).optional(),
   patroniRole: z.string().max(64).optional(),

@@ -68,6 +68,7 @@ export function encodeMember(m: MemberInfo, paused = false): Record<string, unkn
   // pgha's own fields: its exact state (Patroni's vocabulary is coarser) and upstream member.
   v['pgha_state'] = m.state;
   v['upstream'] = m.upstream;
+  if (m.receivingFrom !== undefined) v['receiving_from'] = m.receivingFrom;
   return v;
 }
 
@@ -101,6 +102,7 @@ export const patroniMemberSchema = z.looseObject({
   pending_restart: z.boolean().optional(),
   pgha_state: z.enum(['running', 'streaming', 'starting', 'stopped', 'crashed', 'rewinding', 'cloning', 'bootstrapping', 'fenced']).optional(),
   upstream: z.string().regex(NAME).nullable().optional(),
+  receiving_from: z.string().max(300).optional(),
 });
 
 /** MemberInfo of a Patroni-format value, before the address checks of memberInfoSchema. */
@@ -121,6 +123,7 @@ export function memberFromPatroni(name: string, v: z.infer<typeof patroniMemberS
       ...(t.replicatefrom === undefined ? {} : { replicatefrom: t.replicatefrom }),
     },
     upstream: v.upstream ?? null,
+    ...(v.receiving_from === undefined ? {} : { receivingFrom: v.receiving_from }),
     pendingRestart: v.pending_restart === true,
     // A mixed cluster: Patroni writes none of pgha's fields (its `version` is its own release).
     // pgha's own values leave `agent` out (absent means pgha), so they decode back exactly.
