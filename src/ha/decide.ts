@@ -146,8 +146,9 @@ function decideClone(o: Observation, cluster: ClusterView): Plan {
   const source = cluster.members.find((m) => m.tags.clonefrom && m.role === 'standby' && m.state === 'streaming' && !markedUnsafe(cluster, m.name)) ?? leader;
   // A fresh copy is what `pghactl verify` wanted: the unsafe mark goes once it runs (a clone from a
   // standby copies whatever that standby holds, but a marked one is never a source).
+  // A nostream member starts with no upstream: it replays the archive only.
   return plan(`empty data directory: cloning from ${source.name}`, { kind: 'clone', from: source.name },
-    { kind: 'start', as: 'standby', upstream: source.name }, { kind: 'clear_unsafe' });
+    { kind: 'start', as: 'standby', upstream: o.self.tags.nostream ? null : source.name }, { kind: 'clear_unsafe' });
 }
 
 // E. We hold the leader key.
