@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { LoopbackCluster, type NodeHandle } from '../../lab/loopback.ts';
 import { CutProxy } from '../../lab/cut-proxy.ts';
-import { etcdLeaderIndex, etcdStatus } from '../../lab/etcd.ts';
+import { etcdGet, etcdLeaderIndex, etcdStatus } from '../../lab/etcd.ts';
 import { allocatePorts } from '../../lab/ports.ts';
 import { WriteProbe } from '../../lab/probe.ts';
 import { sleep, waitFor } from '../../lab/util.ts';
@@ -69,7 +69,15 @@ async function etcdSettled(): Promise<void> {
 it('rides out three etcd leader losses without a fence or a failover', async () => {
   const etcd = cluster.etcdCluster!;
   const primary = await cluster.waitHealthy(60_000);
+  // The leader writes /failsafe (every member's REST URL) within a loop of seeing all three; a
+  // round needs it. 10 s covers a loaded machine.
+  await waitFor('/failsafe naming every member', async () => {
+    const v = await etcdGet(cluster.etcdEndpoints[0]!, '/pgha-test/itest/failsafe').catch(() => null);
+    const names = v === null ? [] : Object.keys(JSON.parse(v) as Record<string, unknown>);
+    return cluster.nodes.every((n) => names.includes(n.name));
+  }, 10_000);
   const before = cluster.nodes.map((n) => [fences(n), promotions(n)]);
+  const logFrom = cluster.logs(primary).length;
   const w = probe(primary);
   await waitFor('the probe writing', async () => w.acks().length >= 5, 10_000, 20);
   const gaps: number[] = [];
@@ -87,6 +95,8 @@ it('rides out three etcd leader losses without a fence or a failover', async () 
   }
   await w.stop();
   console.log(`etcd leader kills: longest write gaps ${gaps.map((g) => Math.round(g)).join(', ')} ms`);
+  // What the primary did meanwhile (failsafe rounds, etcd failures, a fence), for a failure's diagnosis.
+  console.log(cluster.logs(primary).slice(logFrom).split('\n').filter((l) => /"event":"(failsafe|demoted|dcs unreachable|lease lost)"/.test(l)).map((l) => l.slice(0, 260)).join('\n'));
   expect(w.failedAt()).toBeNull();
   expect(cluster.nodes.map((n) => [fences(n), promotions(n)])).toEqual(before);
   expect((await cluster.primary())?.name).toBe(primary.name);
