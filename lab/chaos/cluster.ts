@@ -40,6 +40,12 @@ const WATCHDOG_PY = join(REPO, 'lab/chaos/systemd-watchdog.py');
 /** Preloaded into each agent so the fault clock-jump-primary can move its wall clock. */
 const CLOCK_SHIFT = join(REPO, 'lab/chaos/clock-shift.mjs');
 
+/**
+ * PGHA_CHAOS_DIRECT=1: no delay proxies (the agents reach etcd and each other directly, as before
+ * they existed), to measure that the proxies at delay 0 change nothing; the delay faults then fail.
+ */
+const PROXIED = process.env.PGHA_CHAOS_DIRECT !== '1';
+
 /** The emulated systemd watchdog killed a node's unit. */
 export interface WatchdogFiring { node: string; atMs: number; sinceLastPetMs: number }
 
@@ -115,7 +121,12 @@ export class ChaosCluster implements ChaosBackend {
   }
 
   /** The agents reach etcd through each member's delay proxy. */
-  get etcdEndpoints(): string[] { return this.etcd.map((h) => `${h.ip}:${ETCD_PROXY_PORT}`); }
+  get etcdEndpoints(): string[] { return this.etcd.map((h) => `${h.ip}:${PROXIED ? ETCD_PROXY_PORT : 2379}`); }
+
+  /** Start the host's delay proxy unless it runs (delay-links.ts). */
+  #ensureProxy(h: Host, kind: 'etcd' | 'node'): void {
+    if (PROXIED) this.links.ensure(h, DelayLinks.routes(h, kind, { pg: PG_PORT, api: API_PORT }));
+  }
 
   startEtcdMember(h: Host): void {
     const dataDir = join(this.dir, `etcd-${h.name}`);
@@ -128,7 +139,7 @@ export class ChaosCluster implements ChaosBackend {
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     this.#etcdProcs.set(h.name, child);
-    this.links.ensure(h, DelayLinks.routes(h, 'etcd', { pg: PG_PORT, api: API_PORT }));
+    this.#ensureProxy(h, 'etcd');
   }
 
   #writeConfig(n: DbNode): string {
@@ -153,8 +164,10 @@ export class ChaosCluster implements ChaosBackend {
       ],
     });
     // Peers reach this node's PostgreSQL and REST API through its delay proxy; HAProxy and the clients keep the direct ports.
-    cfg.postgresql.connect_address = `${ip}:${PG_PROXY_PORT}`;
-    cfg.restapi.connect_address = `${ip}:${API_PROXY_PORT}`;
+    if (PROXIED) {
+      cfg.postgresql.connect_address = `${ip}:${PG_PROXY_PORT}`;
+      cfg.restapi.connect_address = `${ip}:${API_PROXY_PORT}`;
+    }
     // The suite checks pgha's safety with every guard on (freeze-thaw-node relies on it).
     cfg.postgresql.lease_witness = true;
     writeNodeConfig(path, cfg, this.#user);
@@ -163,7 +176,7 @@ export class ChaosCluster implements ChaosBackend {
 
   startAgent(n: DbNode): void {
     if (n.agent !== null || this.#destroyed) return;
-    this.links.ensure(n.host, DelayLinks.routes(n.host, 'node', { pg: PG_PORT, api: API_PORT }));
+    this.#ensureProxy(n.host, 'node');
     // A new socket per start, as systemd gives each start of a unit a fresh watchdog.
     const socket = join(this.dir, `${n.name}.notify.${++this.#unitStarts}`);
     const child = spawnAgent({
@@ -211,7 +224,7 @@ export class ChaosCluster implements ChaosBackend {
     for (const h of this.etcd) this.startEtcdMember(h);
     // A 3-member etcd elects a leader within a few election timeouts (1 s each); 30 s covers CI.
     await waitEtcdHealthy(`http://${this.etcd[0]!.ip}:2379`, 30_000);
-    for (const n of this.nodes) this.links.ensure(n.host, DelayLinks.routes(n.host, 'node', { pg: PG_PORT, api: API_PORT }));
+    for (const n of this.nodes) this.#ensureProxy(n.host, 'node');
     await this.links.ready();
     for (const n of this.nodes) this.startAgent(n);
     this.#startHaproxy();
@@ -264,7 +277,10 @@ export class ChaosCluster implements ChaosBackend {
   isolate(n: DbNode): void { this.lab.isolate(n.host); }
   lossy(n: DbNode, p: number): void { this.lab.lossy(n.host, p); }
   healNetwork(n: DbNode): void { this.lab.heal(n.host); }
-  delayLink(n: DbNode, link: DelayLink, ms: number): void { this.links.delay(n.host, link, ms, this.etcd, this.nodes.map((x) => x.host)); }
+  delayLink(n: DbNode, link: DelayLink, ms: number): void {
+    if (!PROXIED) throw new Error('PGHA_CHAOS_DIRECT=1: no delay proxies to delay through');
+    this.links.delay(n.host, link, ms, this.etcd, this.nodes.map((x) => x.host));
+  }
 
   /** The agent process alone (not its fencing process, not PostgreSQL). */
   signalAgent(n: DbNode, signal: NodeJS.Signals): void {
