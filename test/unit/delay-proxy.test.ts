@@ -63,9 +63,9 @@ describe('DelayProxy', () => {
     const { port: pp } = await proxyTo(port, 100);
     const s = await dial(pp);
     const rtt = await roundTrip(s, 'ping');
-    // 100 ms each way: at least 200 ms, and the proxy adds little beyond (loaded CI: 150 ms slack).
+    // 100 ms each way: at least 200 ms, and the proxy adds little beyond (a loaded 2-core machine: 300 ms slack).
     expect(rtt).toBeGreaterThanOrEqual(199);
-    expect(rtt).toBeLessThan(350);
+    expect(rtt).toBeLessThan(500);
   });
 
   it('adds next to nothing at delay 0', async () => {
@@ -76,7 +76,7 @@ describe('DelayProxy', () => {
     const rtts: number[] = [];
     for (let i = 0; i < 20; i++) rtts.push(await roundTrip(s, 'ping'));
     rtts.sort((a, b) => a - b);
-    expect(rtts[10]!).toBeLessThan(20);
+    expect(rtts[10]!).toBeLessThan(50); // the median; on loopback well under 1 ms when idle
   });
 
   it('changes the delay at run time and keeps the order when it drops', async () => {
