@@ -11,8 +11,10 @@ import type { ActorDeps } from './act.ts';
 /**
  * Bootstrap steps, in order: (1) claim /initialize (bound to our lease, so a crash frees it);
  * (2) initdb; (3) start as primary; (4) create roles; (5) take the leader key; (6) write the
- * dynamic config; (7) replace the claim by the system id. A failure before (7) stops
- * PostgreSQL, wipes the data and gives up the claim, so another member can try.
+ * dynamic config; (7) replace the claim by the system id; (8) drop the `<data_dir>.unfinished`
+ * marker initdb (or the restore) wrote. A failure before (7) stops PostgreSQL, wipes the data and
+ * gives up the claim, so another member can try. An agent killed before (8) finds the marker on
+ * its next start: wipeUnfinished() below, unless (7) was done.
  */
 export async function bootstrap(d: ActorDeps): Promise<void> {
   const { dcs, pg, logger, config } = d;
@@ -33,6 +35,8 @@ export async function bootstrap(d: ActorDeps): Promise<void> {
     const local = await pg.observe();
     if (local.systemId === null) throw new PgHaError('PGHA_BOOTSTRAP', 'no system identifier after initdb');
     await dcs.setInitialize(local.systemId);
+    // Complete now: a restart from here on keeps this data (decide(): /initialize holds its id).
+    await pg.settle();
     logger.info({ event: 'promoted', timeline: 1, systemId: local.systemId }, 'bootstrapped; running as primary');
     d.bootstrapped?.();
   } catch (err) {
@@ -46,6 +50,19 @@ export async function bootstrap(d: ActorDeps): Promise<void> {
   } finally {
     await d.setActivity(null);
   }
+}
+
+/**
+ * The data directory holds a bootstrap, clone or wipe of ours that never finished (the agent was
+ * killed in it; decide() rule U): (1) stop a PostgreSQL that runs on it (an unfinished bootstrap
+ * may have started one, and a postmaster outlives its agent); (2) empty the directory, which the
+ * marker allows even without PG_VERSION; the marker goes last. The next loop bootstraps or clones.
+ */
+export async function wipeUnfinished(d: ActorDeps, step: string, local: LocalPostgres): Promise<void> {
+  d.logger.warn({ event: 'unfinished data dir', step, systemId: local.systemId, dataDir: local.dataDir },
+    `the data directory holds our unfinished ${step} (the agent died in it): emptying it to start over`);
+  await d.pg.stop('immediate');
+  await d.pg.wipe();
 }
 
 /** Existing data and no /initialize key (etcd was wiped): register our system id. */

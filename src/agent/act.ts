@@ -16,7 +16,7 @@ import type { Poolers } from '../pooler/poolers.ts';
 import type { PostgresControl, Upstream } from '../postgres/types.ts';
 import type { LogicalSlots } from '../slots/manager.ts';
 import type { FenceTimer } from './fence.ts';
-import { adopt, bootstrap, clearUnsafe, clone, reclone, rewind } from './act-data.ts';
+import { adopt, bootstrap, clearUnsafe, clone, reclone, rewind, wipeUnfinished } from './act-data.ts';
 import { ensureSlots, publishLeaderLsn, setSyncNames, syncLogical, writeSync } from './act-leader.ts';
 import type { Activity } from './member.ts';
 
@@ -132,6 +132,8 @@ export class Actor {
     switch (a.kind) {
       case 'bootstrap': await bootstrap(this.#d); return {};
       case 'adopt_cluster': await adopt(this.#d, ctx.local); return {};
+      case 'wipe_unfinished': await wipeUnfinished(this.#d, a.step, ctx.local); return {};
+      case 'settle_data': await this.#d.pg.settle(); return {};
       case 'clone': await clone(this.#d, this.#upstream(ctx, a.from)); return {};
       case 'reclone': await reclone(this.#d, this.#upstream(ctx, a.from), ctx.local); return {};
       case 'clear_unsafe': await clearUnsafe(this.#d); return {};
