@@ -162,7 +162,11 @@ class LocalInstance implements PostgresControl {
       local = { ...EMPTY, dataDir: isInitialized(this.#dir) ? 'initialized' : this.#foreignEntries().length > 0 ? 'foreign' : 'empty' };
     }
     const unfinished = this.#unfinished();
-    return unfinished === null ? local : { ...local, unfinished };
+    if (unfinished === null) return local;
+    // A bootstrap is kept when /initialize holds its system id: a pg_control that exists but could
+    // not be read this time must not pass for a half-made directory (decide() would empty it).
+    if (unfinished === 'bootstrap' && local.dataDir === 'initialized' && local.systemId === null && existsSync(this.#path('global/pg_control'))) return local;
+    return { ...local, unfinished };
   }
 
   /** The step the `<data_dir>.unfinished` marker names, or null (no marker, or not one of ours). */
