@@ -121,8 +121,9 @@ export class Actor {
 
   async #one(a: Action, ctx: ActContext): Promise<Facts> {
     // step_down: before_stop (up to before_stop_timeout) runs before the clean stop, with the key held.
-    // A standby's sync_logical may stop and start PostgreSQL to copy a slot.
-    const long = a.kind === 'bootstrap' || a.kind === 'clone' || a.kind === 'reclone' || a.kind === 'rewind' || a.kind === 'start' || a.kind === 'promote'
+    // A standby's sync_logical may stop and start PostgreSQL to copy a slot; emptying a half-made
+    // copy of a large cluster (wipe_unfinished) deletes many files.
+    const long = a.kind === 'bootstrap' || a.kind === 'clone' || a.kind === 'reclone' || a.kind === 'wipe_unfinished' || a.kind === 'rewind' || a.kind === 'start' || a.kind === 'promote'
       || a.kind === 'step_down' || (a.kind === 'sync_logical' && a.as === 'standby');
     return long ? this.#withHeartbeat(() => this.#step(a, ctx)) : this.#step(a, ctx);
   }

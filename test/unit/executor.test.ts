@@ -13,10 +13,10 @@ import { clusterView, localPg, obs } from '../support/observations.ts';
 
 const silent = createLogger({ destination: new Writable({ write(_c, _e, cb) { cb(); } }) });
 
-function actor(events: string[], pg: Partial<PostgresControl>, dcs: Record<string, unknown> = {}): { actor: Actor; fence: FenceTimer } {
+function actor(events: string[], pg: Partial<PostgresControl>, dcs: Record<string, unknown> = {}, config: Record<string, unknown> = { name: 'n2' }): { actor: Actor; fence: FenceTimer } {
   const fence = new FenceTimer({ now: () => 0, paused: () => false, fence: async () => undefined });
   const a = new Actor({
-    fence, logger: silent, now: () => 0, config: { name: 'n2' },
+    fence, logger: silent, now: () => 0, config,
     dynamic: () => ({ ttl: 2, fence_margin: 0.5, loop_wait: 60, synchronous_mode: 'on' }),
     dcs, pg: pg as PostgresControl, failsafeHold: () => null,
     setActivity: async (x: string | null) => { events.push(`activity ${x ?? '-'}`); },
@@ -65,6 +65,45 @@ describe('the executor', () => {
     const outs = await a.run([{ kind: 'reclone', from: 'n1' }, { kind: 'start', as: 'standby', upstream: 'n1' }], { cluster, local: localPg({ running: false }) });
     expect(brief(outs)).toEqual(['reclone ok', 'start ok']);
     expect(events).toEqual(['activity cloning', 'stop immediate', 'wipe', 'pg_basebackup', 'activity -', 'start standby']);
+  });
+
+  it('an unfinished data directory (rule U): stop a server running on it at once, then wipe; settle_data only drops the marker', async () => {
+    const events: string[] = [];
+    const { actor: a } = actor(events, {
+      stop: async (m) => { events.push(`stop ${m}`); },
+      wipe: async () => { events.push('wipe'); },
+      settle: async () => { events.push('settle'); },
+    });
+    const outs = await a.run([{ kind: 'wipe_unfinished', step: 'bootstrap' }], { cluster, local: localPg({ running: true, role: 'primary', unfinished: 'bootstrap' }) });
+    expect(brief(outs)).toEqual(['wipe_unfinished ok']);
+    expect(events).toEqual(['stop immediate', 'wipe']);
+    events.length = 0;
+    expect(brief(await a.run([{ kind: 'settle_data' }], { cluster, local: localPg({ unfinished: 'bootstrap' }) }))).toEqual(['settle_data ok']);
+    expect(events).toEqual(['settle']);
+  });
+
+  it('a bootstrap drops its unfinished marker only after /initialize holds the system id', async () => {
+    const events: string[] = [];
+    const { actor: a } = actor(events, {
+      initdb: async () => { events.push('initdb'); },
+      start: async (as) => { events.push(`start ${as}`); },
+      createRoles: async () => { events.push('roles'); },
+      observe: async () => localPg({ role: 'primary' }),
+      settle: async () => { events.push('settle'); },
+      stop: async (m) => { events.push(`stop ${m}`); },
+      wipe: async () => { events.push('wipe'); },
+    }, {
+      releaseLeader: async () => undefined,
+      abandonInitialize: async () => undefined,
+      claimInitialize: async () => { events.push('claim'); return true; },
+      acquireLeader: async () => { events.push('acquire'); return true; },
+      renewLeader: async () => ({ sentAt: 0, ttl: 2 }),
+      writeConfigIfAbsent: async () => { events.push('config'); },
+      setInitialize: async () => { events.push('initialize'); },
+    }, { name: 'n2', bootstrap: { dcs: {} } });
+    const outs = await a.run([{ kind: 'bootstrap' }], { cluster: clusterView({ initialize: null, leader: null }), local: localPg({ dataDir: 'empty', running: false }) });
+    expect(outs[0]?.ok, String(outs[0]?.error)).toBe(true);
+    expect(events.filter((e) => !e.startsWith('activity'))).toEqual(['claim', 'initdb', 'start primary', 'roles', 'acquire', 'config', 'initialize', 'settle']);
   });
 
   it('set_sync_names reports the flushed position when the setting changed, or none was read yet', async () => {
