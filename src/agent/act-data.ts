@@ -36,7 +36,8 @@ export async function bootstrap(d: ActorDeps): Promise<void> {
     if (local.systemId === null) throw new PgHaError('PGHA_BOOTSTRAP', 'no system identifier after initdb');
     await dcs.setInitialize(local.systemId);
     // Complete now: a restart from here on keeps this data (decide(): /initialize holds its id).
-    await pg.settle();
+    // Never a reason to undo the bootstrap below: a marker left behind is dropped by the next loop.
+    await pg.settle().catch((err: unknown) => logger.warn({ event: 'marker not removed', err: describeError(err) }, 'could not remove <data_dir>.unfinished; the next loop retries'));
     logger.info({ event: 'promoted', timeline: 1, systemId: local.systemId }, 'bootstrapped; running as primary');
     d.bootstrapped?.();
   } catch (err) {

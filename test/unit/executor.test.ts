@@ -104,6 +104,18 @@ describe('the executor', () => {
     const outs = await a.run([{ kind: 'bootstrap' }], { cluster: clusterView({ initialize: null, leader: null }), local: localPg({ dataDir: 'empty', running: false }) });
     expect(brief(outs)).toEqual(['bootstrap ok']);
     expect(events.filter((e) => !e.startsWith('activity'))).toEqual(['claim', 'initdb', 'start primary', 'roles', 'acquire', 'config', 'initialize', 'settle']);
+    // A marker that cannot be removed never undoes a registered bootstrap (no stop, no wipe): decide() drops it later.
+    events.length = 0;
+    const { actor: b } = actor(events, {
+      initdb: async () => undefined, start: async () => undefined, createRoles: async () => undefined, observe: async () => localPg({ role: 'primary' }),
+      settle: async () => { throw new Error('EACCES'); },
+      stop: async (m) => { events.push(`stop ${m}`); }, wipe: async () => { events.push('wipe'); },
+    }, {
+      claimInitialize: async () => true, acquireLeader: async () => true, renewLeader: async () => ({ sentAt: 0, ttl: 2 }),
+      writeConfigIfAbsent: async () => undefined, setInitialize: async () => undefined, releaseLeader: async () => undefined, abandonInitialize: async () => undefined,
+    }, { name: 'n2', bootstrap: { dcs: {} } });
+    expect(brief(await b.run([{ kind: 'bootstrap' }], { cluster: clusterView({ initialize: null, leader: null }), local: localPg({ dataDir: 'empty', running: false }) }))).toEqual(['bootstrap ok']);
+    expect(events.filter((e) => !e.startsWith('activity'))).toEqual([]);
   });
 
   it('set_sync_names reports the flushed position when the setting changed, or none was read yet', async () => {
