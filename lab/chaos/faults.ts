@@ -61,6 +61,8 @@ export const FAULT_KIND_SETS: Record<string, readonly FaultKind[]> = {
   /** What the systemd backend is for: freezes, crashes, partitions and the watchdog. */
   'systemd-core': ['freeze-primary-node', 'freeze-primary-agent', 'freeze-primary-container', 'kill-primary-agent', 'kill-postmaster',
     'crash-primary', 'poweroff-primary', 'partition-primary-etcd', 'partition-primary-peers', 'isolate-primary'],
+  /** Every kind the netns backend injects, the ones never drawn by default too: the long report's set. */
+  'netns-all': [...FAULT_KINDS, ...NETNS_FAULT_KINDS],
 };
 
 /** The share of packets lossy-primary-link drops. */
