@@ -15,6 +15,7 @@ import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError, isPgHaError } from '../errors.ts';
 import { decide } from '../ha/decide.ts';
+import { chooseUpstream } from '../ha/upstream.ts';
 import type { FailsafeAnswer } from '../ha/failsafe.ts';
 import { initialMemory, perceive, remember, tagsFor, type Memory } from '../ha/memory.ts';
 import type { ClusterView, FailsafeRound, LocalPostgres, MemberInfo, Observation, Outcome, Plan } from '../ha/types.ts';
@@ -379,7 +380,8 @@ export class HaLoop {
    */
   async #restart(): Promise<{ outcomes: Outcome[]; error?: unknown }> {
     const leader = this.isLeader;
-    const upstreamName = this.#cluster?.leader?.name ?? null;
+    // The member decide() has this standby follow: the leader, a replicatefrom member, or none (nostream).
+    const upstreamName = chooseUpstream(this.#d.config.name, this.#d.config.tags, this.#cluster).upstream;
     const up = memberByName(this.#cluster, upstreamName);
     try {
       await this.#d.pg.stop('fast');

@@ -106,6 +106,9 @@ async function main(): Promise<number> {
   }), stats, () => performance.now());
   // First contact: a TLS or auth misconfiguration ends the agent here (exit 1, the message names
   // the setting and the file) instead of an endless retry; an unreachable etcd is retried by the loop.
+  if (config.tags.replicatefrom === config.name) {
+    logger.warn({ event: 'replicatefrom_self' }, `${path}: tags.replicatefrom names this member itself: ignored, it streams from the leader`);
+  }
   logger.info({ event: 'etcd_check', hosts: config.etcd.hosts, protocol: config.etcd.protocol }, 'checking access to etcd');
   try {
     if (await dcs.checkAccess() === 'unavailable') logger.warn({ event: 'etcd_unavailable' }, 'etcd is unreachable at startup; the HA loop keeps trying');

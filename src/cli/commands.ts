@@ -18,7 +18,7 @@ export interface LazyCommand {
 
 export const COMMANDS: readonly LazyCommand[] = [
   { command: 'list', describe: 'members with role, state, timeline and lag', load: async () => (await import('./list.ts')).listCommand },
-  { command: 'topology', describe: 'the members as a tree (standbys under their upstream)', load: async () => (await import('./list.ts')).topologyCommand },
+  { command: 'topology', describe: 'the replication tree as observed (each standby under the member it streams from)', load: async () => (await import('./list.ts')).topologyCommand },
   { command: 'switchover', describe: 'planned handover to a healthy standby; waits until the new leader answers', load: async () => (await import('./handover.ts')).switchoverCommand },
   { command: 'failover', describe: 'promote a named standby when there is no healthy leader; waits until it answers', load: async () => (await import('./handover.ts')).failoverCommand },
   { command: 'flush [target] [members..]', describe: 'cancel a scheduled switchover (flush --scheduled) or scheduled restarts (flush restart [members..])', load: async () => (await import('./handover.ts')).flushCommand },

@@ -25,7 +25,7 @@ async function dcs(member: string | undefined, scope: string): Promise<EtcdDcs> 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const info = (name: string): MemberInfo => ({
   name, role: 'standby', state: 'streaming', timeline: 1, lsn: 5, apiUrl: 'http://x:8008', conn: 'x:1',
-  tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, failover_priority: 1 }, upstream: null, pendingRestart: false,
+  tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, nostream: false, failover_priority: 1 }, upstream: null, pendingRestart: false,
 });
 
 const ETCD_PORT = allocatePorts(2); // etcd's client and peer port

@@ -70,7 +70,7 @@ describe('parseConfig', () => {
         pre_promote_timeout: 10,
         before_stop_timeout: 10,
       },
-      tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, failover_priority: 1 },
+      tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, nostream: false, failover_priority: 1 },
       watchdog: { mode: 'automatic', device: '/dev/watchdog', safety_margin: 0.5 },
       pgbouncer: { poolers: [], pause_timeout: 2, call_timeout: 1, resume_timeout: 15 },
     });
