@@ -322,6 +322,8 @@ export interface SourceState {
   lsn: Lsn | null;
   /** The server reached accepts writes (not in recovery). */
   writable: boolean | null;
+  /** pg_postmaster_start_time() of the server reached, epoch seconds (tells one server from another). */
+  startedAt?: number;
 }
 
 /**

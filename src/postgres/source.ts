@@ -52,14 +52,16 @@ export function sourceRecovery(sc: NonNullable<Upstream['source']>): Record<stri
 export const SOURCE_STATE_SQL = `select (select system_identifier from pg_control_system())::text || '|' || pg_is_in_recovery()::text || '|' ||
   (case when pg_is_in_recovery() then coalesce((select received_tli from pg_stat_wal_receiver), (select timeline_id from pg_control_checkpoint()))
    else ${CURRENT_TIMELINE_SQL} end)::text || '|' ||
-  coalesce((case when pg_is_in_recovery() then greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) else pg_current_wal_lsn() end)::text, '')`;
+  coalesce((case when pg_is_in_recovery() then greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) else pg_current_wal_lsn() end)::text, '') || '|' ||
+  extract(epoch from pg_postmaster_start_time())::float8::text`;
 
 /** Parse SOURCE_STATE_SQL's row (pure). */
 export function parseSourceState(row: string): SourceState {
-  const [sysid = '', rec = '', tli = '', lsn = ''] = row.trim().split('|');
+  const [sysid = '', rec = '', tli = '', lsn = '', started = ''] = row.trim().split('|');
   if (!/^\d+$/.test(sysid)) throw new Error(`unexpected answer from the source: ${JSON.stringify(row.slice(0, 80))}`);
   return {
     reachable: true, error: null, systemId: sysid, writable: rec === 'f',
     timeline: /^\d+$/.test(tli) ? Number(tli) : null, lsn: lsn === '' ? null : parseLsn(lsn),
+    ...(started !== '' && Number.isFinite(Number(started)) ? { startedAt: Number(started) } : {}),
   };
 }
