@@ -60,7 +60,7 @@ export function parseSourceState(row: string): SourceState {
   const [sysid = '', rec = '', tli = '', lsn = '', started = ''] = row.trim().split('|');
   if (!/^\d+$/.test(sysid)) throw new Error(`unexpected answer from the source: ${JSON.stringify(row.slice(0, 80))}`);
   return {
-    reachable: true, error: null, systemId: sysid, writable: rec === 'f',
+    reachable: true, error: null, systemId: sysid, writable: rec === 'false' || rec === 'f',
     timeline: /^\d+$/.test(tli) ? Number(tli) : null, lsn: lsn === '' ? null : parseLsn(lsn),
     ...(started !== '' && Number.isFinite(Number(started)) ? { startedAt: Number(started) } : {}),
   };
