@@ -85,6 +85,25 @@ export async function etcdGet(endpoint: string, key: string, timeoutMs = 2000): 
   return v === undefined ? null : Buffer.from(v, 'base64').toString();
 }
 
+/** One member's Maintenance Status through the v3 JSON gateway (plain HTTP `host:port`); null when it does not answer. */
+export interface EtcdStatus { memberId: string; leader: string; raftTerm: number }
+export async function etcdStatus(endpoint: string, timeoutMs = 1000): Promise<EtcdStatus | null> {
+  try {
+    const r = await fetch(`http://${endpoint}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(timeoutMs) });
+    const j = (await r.json()) as { header?: { member_id?: string }; leader?: string; raftTerm?: string };
+    return { memberId: j.header?.member_id ?? '', leader: j.leader ?? '0', raftTerm: Number(j.raftTerm ?? 0) };
+  } catch {
+    return null;
+  }
+}
+
+/** The index in `endpoints` of the member that reports itself the leader, or null (none answers so). */
+export async function etcdLeaderIndex(endpoints: string[], timeoutMs = 1000): Promise<number | null> {
+  const all = await Promise.all(endpoints.map((e) => etcdStatus(e, timeoutMs)));
+  const i = all.findIndex((s) => s !== null && s.memberId !== '' && s.memberId === s.leader);
+  return i < 0 ? null : i;
+}
+
 export async function startEtcd(o: { clientPort: number; peerPort: number; name?: string; dataDir?: string; logPath?: string; logLevel?: EtcdMember['logLevel']; extraListen?: string[]; enableV2?: boolean }): Promise<EtcdHandle> {
   if (!existsSync(ETCD)) throw new Error(`${ETCD} not found: run apt-get install etcd-server`);
   const dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), 'pgha-etcd-'));
@@ -140,6 +159,12 @@ export interface EtcdClusterHandle {
   etcdctl(args: string[], input?: string): string;
   /** Add user `root` with `password`, grant it the root role and turn etcd authentication on. */
   enableAuth(password: string): void;
+  /** SIGKILL member i (0-based); its data directory stays for restart(). */
+  kill(i: number): Promise<void>;
+  /** Start member i again on its data directory (`--initial-cluster-state existing`). */
+  restart(i: number): void;
+  /** SIGSTOP / SIGCONT member i. */
+  signal(i: number, sig: 'SIGSTOP' | 'SIGCONT'): void;
 }
 
 /**
@@ -158,10 +183,11 @@ export async function startEtcdCluster(o: { basePort: number; members?: number; 
     dataDir: mkdtempSync(join(tmpdir(), 'pgha-etcd-')),
   }));
   const initialCluster = members.map((m) => `${m.name}=${m.peer}`).join(',');
-  const children = members.map((m) => spawn(ETCD, etcdArgv({
-    name: m.name, dataDir: m.dataDir, clientUrl: m.client, peerUrl: m.peer, initialCluster, state: 'new', token: `pgha-test-${o.basePort}`,
+  const spawnMember = (m: (typeof members)[number], state: 'new' | 'existing') => spawn(ETCD, etcdArgv({
+    name: m.name, dataDir: m.dataDir, clientUrl: m.client, peerUrl: m.peer, initialCluster, state, token: `pgha-test-${o.basePort}`,
     ...(o.tls === undefined ? {} : { tls: tlsArgs(o.tls, o.clientCertAuth !== false) }),
-  }).slice(1), { stdio: 'ignore' }));
+  }).slice(1), { stdio: 'ignore' });
+  const children = members.map((m) => spawnMember(m, 'new'));
   const kill = () => { for (const c of children) { try { c.kill('SIGCONT'); c.kill('SIGKILL'); } catch { /* gone */ } } };
   process.once('exit', kill);
   const stop = async () => {
@@ -191,6 +217,21 @@ export async function startEtcdCluster(o: { basePort: number; members?: number; 
   }
   return {
     endpoints, protocol: scheme, stop, etcdctl,
+    async kill(i) {
+      const c = children[i];
+      if (c === undefined || c.exitCode !== null || c.signalCode !== null) return;
+      const exited = new Promise((r) => c.once('exit', r));
+      try { c.kill('SIGCONT'); c.kill('SIGKILL'); } catch { /* gone */ }
+      await exited;
+    },
+    restart(i) {
+      const m = members[i];
+      if (m === undefined) throw new Error(`no etcd member ${i}`);
+      children[i] = spawnMember(m, 'existing');
+    },
+    signal(i, sig) {
+      try { children[i]?.kill(sig); } catch { /* gone */ }
+    },
     enableAuth(password) {
       // --interactive=false reads the password from the argument, not a terminal; it is a test password.
       etcdctl(['user', 'add', `root:${password}`, '--interactive=false']);

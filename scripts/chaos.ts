@@ -1,4 +1,4 @@
-// npm run chaos -- [--backend netns|systemd] [--seed N] [--faults K] [--sync on|off|both] [--kinds a,b | --kinds v1] [--schedule NAME] [--report FILE]
+// npm run chaos -- [--backend netns|systemd] [--seed N[,N...]] [--faults K] [--sync on|off|both] [--kinds a,b | --kinds v1] [--schedule NAME] [--report FILE]
 // Runs the fault-injection suite (lab/chaos/) against a fresh cluster, in network namespaces
 // (--backend netns, the default) or in Debian containers booted with systemd running the shipped
 // unit (--backend systemd), and prints the verdict; with --report (default docs/chaos-report.md,
@@ -27,11 +27,12 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  console.log(`usage: npm run chaos -- [--backend netns|systemd] [--seed N] [--faults K] [--sync on|off|both]
+  console.log(`usage: npm run chaos -- [--backend netns|systemd] [--seed N[,N...]] [--faults K] [--sync on|off|both]
                       [--kinds a,b | --kinds v1] [--schedule NAME] [--report FILE]
   --backend   netns (default): nodes and etcd members in network namespaces; systemd: Debian
               containers booted with systemd running the shipped unit
-  --faults    how many faults per synchronous mode (default 100)
+  --seed      one seed, or several separated by commas (each runs the whole --faults)
+  --faults    how many faults per seed, split between the synchronous modes (default 100)
   --kinds     fault kinds: ${ALL_FAULT_KINDS.join(', ')}; or a named set: ${Object.keys(FAULT_KIND_SETS).join(', ')}
   --schedule  a fixed schedule: ${Object.keys(FIXED_SCHEDULES).join(', ')}
   --report    write the report there (default with --faults >= 50: docs/chaos-report*.md)
@@ -45,9 +46,9 @@ function fail(msg: string): never {
 }
 
 const backend = (BACKENDS as readonly string[]).includes(values.backend) ? values.backend as BackendName : fail(`--backend must be ${BACKENDS.join(' or ')}, got ${values.backend}`);
-const seed = Number(values.seed);
+const seeds = values.seed.split(',').map((s) => Number(s.trim()));
 const faults = Number(values.faults);
-if (!Number.isInteger(seed) || seed < 0) fail(`--seed must be a non-negative integer, got ${values.seed}`);
+if (seeds.some((s) => !Number.isInteger(s) || s < 0)) fail(`--seed must be non-negative integers separated by commas, got ${values.seed}`);
 if (!Number.isInteger(faults) || faults < 1) fail(`--faults must be a positive integer, got ${values.faults}`);
 const modes: SyncMode[] = values.sync === 'both' ? ['on', 'off'] : values.sync === 'on' || values.sync === 'off' ? [values.sync] : fail(`--sync must be on, off or both, got ${values.sync}`);
 // A named set (FAULT_KIND_SETS, e.g. v1) or a comma-separated list of kinds.
@@ -63,7 +64,7 @@ const runs: RunResult[] = [];
 const fixed = values.schedule === undefined ? undefined : FIXED_SCHEDULES[values.schedule] ?? fail(`unknown --schedule ${values.schedule}; known: ${Object.keys(FIXED_SCHEDULES).join(', ')}`);
 const fixedUnsupported = fixed === undefined ? [] : [...new Set(unsupportedKinds(backend, fixed.faults.map((f) => f.kind)))];
 if (fixedUnsupported.length > 0) fail(`the ${backend} backend cannot inject ${fixedUnsupported.join(', ')} of --schedule ${values.schedule}`);
-for (const syncMode of fixed === undefined ? modes : [fixed.syncMode]) {
+for (const seed of seeds) for (const syncMode of fixed === undefined ? modes : [fixed.syncMode]) {
   // Split the faults between the modes; synchronous mode gets at least as many.
   const n = modes.length === 1 ? faults : syncMode === 'on' ? Math.ceil(faults / 2) : Math.floor(faults / 2);
   const r = await runChaos({ backend, seed, faults: n, syncMode, kinds: values.kinds === undefined ? undefined : kinds as FaultKind[],

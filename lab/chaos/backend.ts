@@ -15,6 +15,9 @@ export type BackendName = (typeof BACKENDS)[number];
 
 export type SyncMode = 'off' | 'on';
 
+/** A link of a node the delay proxies can slow (lab/delay-proxy.ts): its agent's etcd traffic, or its connections with the other nodes. */
+export type DelayLink = 'etcd' | 'peers';
+
 /** A database member: its name in logs and reports, its address (PostgreSQL :pgPort, REST API :8008). */
 export interface ChaosNode { name: string; ip: string }
 /** An etcd member. */
@@ -69,6 +72,8 @@ export interface ChaosBackend extends Cluster<ChaosNode> {
   killEtcd(e: ChaosEtcd): void;
   startEtcd(e: ChaosEtcd): void;
   signalEtcd(e: ChaosEtcd, signal: NodeJS.Signals): void;
+  /** The etcd member that reports itself the leader now (Maintenance Status), or null (kill-etcd-leader, freeze-etcd-and-node). */
+  etcdLeader?(): Promise<ChaosEtcd | null>;
   /** SIGSTOP / SIGCONT the node's emulated systemd watchdog (freeze-thaw-node); backends with a real systemd have none. */
   signalWatchdog?(n: ChaosNode, signal: 'SIGSTOP' | 'SIGCONT'): void;
 
@@ -86,4 +91,6 @@ export interface ChaosBackend extends Cluster<ChaosNode> {
   /** Freeze every process of the node, its systemd included (a hung virtual machine). */
   freezeMachine?(n: ChaosNode): void;
   thawMachine?(n: ChaosNode): void;
+  /** Hold every chunk on `n`'s `link` for `ms` each way (0: no delay). */
+  delayLink?(n: ChaosNode, link: DelayLink, ms: number): void;
 }

@@ -15,15 +15,15 @@ import { spawnAgent } from '../agent.ts';
 import { nodeConfig, writeNodeConfig } from '../config.ts';
 import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { pidFromFile } from '../../src/postgres/datadir.ts';
-import { etcdArgv, waitEtcdHealthy } from '../etcd.ts';
+import { etcdArgv, etcdLeaderIndex, waitEtcdHealthy } from '../etcd.ts';
 import { NetLab, SUBNET, signalHost, type Host } from '../netlab.ts';
 import { REPO, httpStatus, queryOnce, superuserClient } from '../util.ts';
-import { type ChaosBackend, type SyncMode } from './backend.ts';
+import { type ChaosBackend, type DelayLink, type SyncMode } from './backend.ts';
+import { API_PROXY_PORT, DelayLinks, ETCD_PROXY_PORT, PG_PROXY_PORT } from './delay-links.ts';
 import { healthy, primaries, waitHealthy } from '../cluster.ts';
 import { BACKEND_KINDS } from './faults.ts';
+import { allocatePorts } from '../ports.ts';
 
-export const HAPROXY_RW = 25200;
-export const HAPROXY_RO = 25201;
 export const PG_PORT = 5432;
 export const API_PORT = 8008;
 /** The chaos clusters' PostgreSQL (netns and nspawn alike): small WAL, so a node's tmpfs holds it. */
@@ -38,6 +38,12 @@ const WATCHDOG_SLACK_MS = 250;
 const WATCHDOG_PY = join(REPO, 'lab/chaos/systemd-watchdog.py');
 /** Preloaded into each agent so the fault clock-jump-primary can move its wall clock. */
 const CLOCK_SHIFT = join(REPO, 'lab/chaos/clock-shift.mjs');
+
+/**
+ * PGHA_CHAOS_DIRECT=1: no delay proxies (the agents reach etcd and each other directly, as before
+ * they existed), to measure that the proxies at delay 0 change nothing; the delay faults then fail.
+ */
+const PROXIED = process.env.PGHA_CHAOS_DIRECT !== '1';
 
 /** The emulated systemd watchdog killed a node's unit. */
 export interface WatchdogFiring { node: string; atMs: number; sinceLastPetMs: number }
@@ -56,7 +62,8 @@ export class ChaosCluster implements ChaosBackend {
   readonly backend = 'netns';
   readonly description = 'every node and etcd member in its own network namespace, the agents started as plain processes, systemd\'s watchdog emulated outside each node by lab/chaos/systemd-watchdog.py';
   readonly kinds = BACKEND_KINDS.netns;
-  readonly haproxyPort = HAPROXY_RW;
+  /** HAProxy's read-write port in the root namespace (allocated; read-only on the next one). */
+  readonly haproxyPort = allocatePorts(2);
   readonly pgPort = PG_PORT;
   readonly dir: string;
   readonly lab: NetLab;
@@ -73,12 +80,15 @@ export class ChaosCluster implements ChaosBackend {
   #watchdogOf = new Map<string, ChildProcess>();
   #restarts = new Set<NodeJS.Timeout>();
   readonly watchdogFirings: WatchdogFiring[] = [];
+  /** The delay proxies on the agents' etcd traffic and between the nodes (delay-links.ts). */
+  readonly links: DelayLinks;
 
   constructor(opts: ChaosOptions) {
     this.#opts = opts;
     this.dir = mkdtempSync(join(tmpdir(), 'pgha-chaos-'));
     chownSync(this.dir, this.#user.uid, this.#user.gid);
     this.lab = new NetLab();
+    this.links = new DelayLinks(this.lab, this.dir, this.#user);
     this.etcd = [1, 2, 3].map((i) => this.lab.addHost(`e${i}`, 20 + i));
     this.nodes = [1, 2, 3].map((i) => {
       const host = this.lab.addHost(`n${i}`, 10 + i);
@@ -110,7 +120,13 @@ export class ChaosCluster implements ChaosBackend {
     if (!keep) rmSync(this.dir, { recursive: true, force: true });
   }
 
-  get etcdEndpoints(): string[] { return this.etcd.map((h) => `${h.ip}:2379`); }
+  /** The agents reach etcd through each member's delay proxy. */
+  get etcdEndpoints(): string[] { return this.etcd.map((h) => `${h.ip}:${PROXIED ? ETCD_PROXY_PORT : 2379}`); }
+
+  /** Start the host's delay proxy unless it runs (delay-links.ts). */
+  #ensureProxy(h: Host, kind: 'etcd' | 'node'): void {
+    if (PROXIED) this.links.ensure(h, DelayLinks.routes(h, kind, { pg: PG_PORT, api: API_PORT }));
+  }
 
   startEtcdMember(h: Host): void {
     const dataDir = join(this.dir, `etcd-${h.name}`);
@@ -123,6 +139,7 @@ export class ChaosCluster implements ChaosBackend {
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     this.#etcdProcs.set(h.name, child);
+    this.#ensureProxy(h, 'etcd');
   }
 
   #writeConfig(n: DbNode): string {
@@ -146,6 +163,11 @@ export class ChaosCluster implements ChaosBackend {
         `host all rewinder ${SUBNET}.0/24 scram-sha-256`,
       ],
     });
+    // Peers reach this node's PostgreSQL and REST API through its delay proxy; HAProxy and the clients keep the direct ports.
+    if (PROXIED) {
+      cfg.postgresql.connect_address = `${ip}:${PG_PROXY_PORT}`;
+      cfg.restapi.connect_address = `${ip}:${API_PROXY_PORT}`;
+    }
     // The suite checks pgha's safety with every guard on (freeze-thaw-node relies on it).
     cfg.postgresql.lease_witness = true;
     writeNodeConfig(path, cfg, this.#user);
@@ -154,6 +176,7 @@ export class ChaosCluster implements ChaosBackend {
 
   startAgent(n: DbNode): void {
     if (n.agent !== null || this.#destroyed) return;
+    this.#ensureProxy(n.host, 'node');
     // A new socket per start, as systemd gives each start of a unit a fresh watchdog.
     const socket = join(this.dir, `${n.name}.notify.${++this.#unitStarts}`);
     const child = spawnAgent({
@@ -192,7 +215,7 @@ export class ChaosCluster implements ChaosBackend {
 
   #startHaproxy(): void {
     this.#haproxy = startHaproxy({
-      dir: this.dir, readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO,
+      dir: this.dir, readWritePort: this.haproxyPort, readOnlyPort: this.haproxyPort + 1,
       members: this.nodes.map((n) => ({ name: n.name, pgHost: n.host.ip, pgPort: PG_PORT, apiHost: n.host.ip, apiPort: API_PORT })),
     }).child;
   }
@@ -201,6 +224,8 @@ export class ChaosCluster implements ChaosBackend {
     for (const h of this.etcd) this.startEtcdMember(h);
     // A 3-member etcd elects a leader within a few election timeouts (1 s each); 30 s covers CI.
     await waitEtcdHealthy(`http://${this.etcd[0]!.ip}:2379`, 30_000);
+    for (const n of this.nodes) this.#ensureProxy(n.host, 'node');
+    await this.links.ready();
     for (const n of this.nodes) this.startAgent(n);
     this.#startHaproxy();
     // Bootstrap (initdb) plus two clones; 90 s covers a busy 2-core machine.
@@ -252,6 +277,10 @@ export class ChaosCluster implements ChaosBackend {
   isolate(n: DbNode): void { this.lab.isolate(n.host); }
   lossy(n: DbNode, p: number): void { this.lab.lossy(n.host, p); }
   healNetwork(n: DbNode): void { this.lab.heal(n.host); }
+  delayLink(n: DbNode, link: DelayLink, ms: number): void {
+    if (!PROXIED) throw new Error('PGHA_CHAOS_DIRECT=1: no delay proxies to delay through');
+    this.links.delay(n.host, link, ms, this.etcd, this.nodes.map((x) => x.host));
+  }
 
   /** The agent process alone (not its fencing process, not PostgreSQL). */
   signalAgent(n: DbNode, signal: NodeJS.Signals): void {
@@ -282,6 +311,12 @@ export class ChaosCluster implements ChaosBackend {
   }
 
   startEtcd(h: Host): void { this.startEtcdMember(h); }
+
+  async etcdLeader(): Promise<Host | null> {
+    // 1 s per member: a live member answers its status in milliseconds, a dead or frozen one never.
+    const i = await etcdLeaderIndex(this.etcdEndpoints, 1000);
+    return i === null ? null : (this.etcd[i] ?? null);
+  }
 
   /** Fill the node's filesystem, leaving `leaveBytes` free. Returns the filler's path. */
   fillDisk(n: DbNode, leaveBytes = 0): string {

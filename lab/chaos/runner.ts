@@ -4,7 +4,7 @@
 // history. Used by `npm run chaos` and by the short forms in test/integration/chaos.test.ts (netns)
 // and test/integration/chaos-systemd.test.ts (systemd).
 import type { BackendName, ChaosBackend, ChaosNode, SyncMode } from './backend.ts';
-import { BACKEND_KINDS, FIXED_SCHEDULES, NETNS_FAULT_KINDS, applyFault, rng, schedule, type FaultKind, type FaultSpec } from './faults.ts';
+import { BACKEND_KINDS, FIXED_SCHEDULES, NETNS_FAULT_KINDS, applyFault, delayToleranceMs, rng, schedule, type FaultKind, type FaultSpec } from './faults.ts';
 import { check, outageAround, parseHistory, type Outage, type Verdict } from './checker.ts';
 import { CREATE_TABLE, TABLE, Workload, type Op } from './workload.ts';
 import { mkdtempSync } from 'node:fs';
@@ -44,6 +44,13 @@ export interface FaultEvent extends FaultSpec {
   watchdogKills: string[];
   /** etcd-quorum-loss only: a write was acknowledged on a newer timeline while etcd had no quorum. */
   promotedWithoutQuorum?: boolean;
+  /** A delay fault: the link, the delay each way, and the largest delay at which no failover may happen (delayToleranceMs). */
+  delay?: { link: 'etcd' | 'peers'; ms: number; toleranceMs: number };
+}
+
+/** A delay fault at or below its tolerance that moved the primary: a false failover. */
+export function falseFailover(e: Pick<FaultEvent, 'delay' | 'primaryBefore' | 'primaryAfter'>): boolean {
+  return e.delay !== undefined && e.delay.ms <= e.delay.toleranceMs && e.primaryAfter !== e.primaryBefore;
 }
 
 /** A write acknowledged on a timeline newer than any before the fault, executed while it was held. */
@@ -69,7 +76,8 @@ export interface RunResult {
 }
 
 /** The default ttl: the chaos cluster runs at the default timing, and hold times scale with it. */
-const TTL_S = dynamicConfigSchema.parse({}).ttl;
+const DYNAMIC = dynamicConfigSchema.parse({});
+const TTL_S = DYNAMIC.ttl;
 // After a heal the cluster must be healthy again (one primary, both standbys streaming) within
 // 90 s: a failover takes a few seconds, a pg_rewind or a fresh clone of this small database
 // seconds more; 90 s leaves room for a busy 2-core machine and an etcd member catching up.
@@ -151,7 +159,8 @@ async function runFault(c: ChaosBackend, spec: FaultSpec, index: number, pick: (
   const watchdogKills = (await c.watchdogKills()).slice(firings);
   const kills = watchdogKills.length === 0 ? '' : `, watchdog killed ${watchdogKills.join(', ')}`;
   log(`  converged after ${convergedMs} ms, primary ${primaryAfter}, write outage ${outage?.ms ?? '?'} ms${kills}`);
-  return { ...spec, index, target: applied.target, primaryBefore: p.name, primaryAfter, atMs, convergedMs, outage, doublePrimarySamples, unprovokedHandover, watchdogKills };
+  const delay = applied.delay === undefined ? {} : { delay: { ...applied.delay, toleranceMs: delayToleranceMs(applied.delay.link, DYNAMIC) } };
+  return { ...spec, index, target: applied.target, primaryBefore: p.name, primaryAfter, atMs, convergedMs, outage, doublePrimarySamples, unprovokedHandover, watchdogKills, ...delay };
 }
 
 async function finalState(c: ChaosBackend): Promise<{ ids: Set<number>; forks: ReturnType<typeof parseHistory>; tli: number }> {
@@ -235,6 +244,9 @@ export function violations(r: RunResult): string[] {
   if (r.failure !== null) v.push(`run failed: ${r.failure}`);
   if (r.verdict === null) return v;
   for (const e of r.events) if (e.promotedWithoutQuorum === true) v.push(`fault ${e.index + 1}: a member was promoted while etcd had no quorum`);
+  for (const e of r.events) {
+    if (falseFailover(e)) v.push(`fault ${e.index + 1}: ${e.kind} (${e.delay!.ms} ms each way, tolerance ${e.delay!.toleranceMs} ms) moved the primary from ${e.primaryBefore} to ${e.primaryAfter ?? '?'}: a false failover`);
+  }
   if (r.verdict.splitBrain.length > 0) v.push(`split brain: ${JSON.stringify(r.verdict.splitBrain)}`);
   if (r.syncMode !== 'off' && r.verdict.lost.length > 0) v.push(`${r.verdict.lost.length} acknowledged writes lost in synchronous mode: ${r.verdict.lost.slice(0, 5).map((x) => x.id).join(', ')}`);
   return v;

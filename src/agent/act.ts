@@ -8,7 +8,8 @@ import { memberByName } from '../ha/view.ts';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError, isPgHaError } from '../errors.ts';
-import { failsafeDeadline, leaseDeadline } from '../ha/lease.ts';
+import { etcdBudget, failsafeDeadline, leaseDeadline } from '../ha/lease.ts';
+import { withinBudget } from './failsafe.ts';
 import type { Action, ClusterView, FailsafeHold, FailsafeRecord, KeyRevisions, LocalPostgres, Outcome, PromoteReason } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Poolers } from '../pooler/poolers.ts';
@@ -138,7 +139,7 @@ export class Actor {
       case 'reclone': await reclone(this.#d, this.#upstream(ctx, a.from), ctx.local); return {};
       case 'clear_unsafe': await clearUnsafe(this.#d); return {};
       case 'acquire': return { lease: await this.acquire(ctx.keepalive ?? null) };
-      case 'renew': return { lease: await this.renew(a.fenceOnFailure) };
+      case 'renew': return { lease: await this.renew(a.fenceOnFailure, ctx.local.running && ctx.local.role === 'primary') };
       case 'release': await this.release(); return {};
       case 'promote': await this.promote(a.reason, ctx); return {};
       case 'start': await this.start(a.as, a.upstream === null ? null : this.#upstream(ctx, a.upstream)); return {};
@@ -221,9 +222,12 @@ export class Actor {
     if (deadline !== null) this.#d.fence.arm(deadline);
   }
 
-  async renew(fenceOnFailure: boolean): Promise<KeepaliveResult> {
+  async renew(fenceOnFailure: boolean, runningPrimary = false): Promise<KeepaliveResult> {
     try {
-      const r = await this.#d.dcs.renewLeader();
+      // A running primary with failsafe_mode waits for etcd only until a failsafe round is due
+      // (src/ha/lease.ts etcdBudget); the failed renewal makes the next loop ask the members at once.
+      const budget = etcdBudget(this.#d.fence.deadline, this.#d.now(), this.#d.dynamic().failsafe_mode, runningPrimary);
+      const r = await withinBudget(this.#d.dcs.renewLeader(), budget, 'renew');
       this.#armFrom(r.sentAt, r.ttl);
       return r;
     } catch (err) {

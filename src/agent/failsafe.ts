@@ -8,6 +8,7 @@ import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import { answerFailsafeCall, liveHold, type FailsafeAnswer } from '../ha/failsafe.ts';
 import type { FailsafeHold, FailsafeRecord, FailsafeRound, LocalPostgres } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
+import { PgHaError } from '../errors.ts';
 
 export interface FailsafeCallOptions {
   self: string;
@@ -46,6 +47,26 @@ export async function failsafeRound(o: FailsafeCallOptions): Promise<FailsafeRou
   const why: Record<string, string> = {};
   asked.forEach((n, i) => { if (answers[i] !== null) why[n] = answers[i] ?? ''; });
   return { sentAt, asked, confirmed: asked.filter((_, i) => answers[i] === null), why };
+}
+
+/**
+ * `p`, or PGHA_DCS_TIMEOUT once `budgetMs` has passed (null: no bound but p's own). The abandoned
+ * call runs on and its result is dropped: a keepalive etcd acknowledges late only lengthens the
+ * lease, and nothing is armed from it.
+ */
+export async function withinBudget<T>(p: Promise<T>, budgetMs: number | null, what: string): Promise<T> {
+  if (budgetMs === null) return p;
+  p.catch(() => undefined); // abandoned on timeout: its failure is nobody's
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    // The time left before a failsafe round is due (src/ha/lease.ts etcdBudget).
+    timer = setTimeout(() => reject(new PgHaError('PGHA_DCS_TIMEOUT', `${what}: no answer from etcd before the failsafe round was due`, { retryable: true })), Math.max(0, budgetMs));
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export interface FailsafeAgentDeps {

@@ -15,6 +15,7 @@ import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError, isPgHaError } from '../errors.ts';
 import { decide } from '../ha/decide.ts';
+import { chooseUpstream } from '../ha/upstream.ts';
 import type { FailsafeAnswer } from '../ha/failsafe.ts';
 import { initialMemory, perceive, remember, tagsFor, type Memory } from '../ha/memory.ts';
 import type { ClusterView, FailsafeRound, LocalPostgres, MemberInfo, Observation, Outcome, Plan, SourceState } from '../ha/types.ts';
@@ -26,7 +27,8 @@ import { Actor } from './act.ts';
 import { SourceWatch, sourceUpstream } from './source-watch.ts';
 import { SOURCE_UPSTREAM } from '../ha/standby.ts';
 import type { ClientTls } from '../api/tls.ts';
-import { FailsafeAgent } from './failsafe.ts';
+import { FailsafeAgent, withinBudget } from './failsafe.ts';
+import { etcdBudget } from '../ha/lease.ts';
 import { FenceTimer, type ExternalFence } from './fence.ts';
 import { buildMemberInfo, lagBytes, type Activity } from './member.ts';
 import { assertNoSlotCollision } from './names.ts';
@@ -198,7 +200,8 @@ export class HaLoop {
       });
       this.#d.stats?.loopDone((this.#d.now() - started) / 1000);
       if (this.#stopping) break;
-      const pace = Math.min(this.dynamic.loop_wait * 1000, plan?.retryAfterMs ?? Infinity);
+      // A renewal that failed asks the members at once: a loop_wait of sleep could outlast the deadline.
+      const pace = this.#memory.askMembersFirst ? 0 : Math.min(this.dynamic.loop_wait * 1000, plan?.retryAfterMs ?? Infinity);
       const wait = Math.max(0, pace - (this.#d.now() - started));
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, wait); // sleeps loop_wait minus the time this iteration took
@@ -290,8 +293,13 @@ export class HaLoop {
     if (memory.askMembersFirst) failsafe = await round();
     if (failsafe === null) {
       try {
-        this.#keepalive = await dcs.keepalive();
-        cluster = await dcs.readCluster(config.bootstrap.dcs);
+        // A leader that could still be saved by a failsafe round gives etcd only until that round
+        // is due (src/ha/lease.ts etcdBudget); side effects wait for the answer.
+        const budget = etcdBudget(this.fence.deadline, now(), this.dynamic.failsafe_mode, local.running && local.role === 'primary');
+        if (budget !== null && budget <= 0) throw new PgHaError('PGHA_DCS_TIMEOUT', 'no time left for etcd before the fence deadline', { retryable: true });
+        const r = await withinBudget((async () => ({ ka: await dcs.keepalive(), view: await dcs.readCluster(config.bootstrap.dcs) }))(), budget, 'keepalive and read');
+        this.#keepalive = r.ka;
+        cluster = r.view;
         this.#cluster = cluster;
         this.#holdsKey = cluster.leader?.name === config.name;
         this.#dcsLastSeen = Date.now();
@@ -406,7 +414,8 @@ export class HaLoop {
     const sc = this.#cluster?.config.standby_cluster ?? null;
     // The standby leader of a standby cluster restarts as a standby of the source.
     const leader = this.isLeader && sc === null;
-    const upstreamName = this.#cluster?.leader?.name ?? null;
+    // The member decide() has this standby follow: the leader, a replicatefrom member, or none (nostream).
+    const upstreamName = chooseUpstream(this.#d.config.name, this.#d.config.tags, this.#cluster).upstream;
     const up = this.isLeader && sc !== null ? sourceUpstream(sc) : memberByName(this.#cluster, upstreamName);
     try {
       await this.#d.pg.stop('fast');

@@ -98,6 +98,11 @@ async function main(): Promise<number> {
     logger.warn({ event: 'sd_notify', via: 'systemd-notify' }, 'NOTIFY_SOCKET without PGHA_NOTIFY_FD: notifications come from systemd-notify children, which only NotifyAccess=all accepts; start the agent through bin/notify-socket.pl (systemd/pgha.service)');
   }
   const dyn = config.bootstrap.dcs;
+  if (dyn.failsafe_mode && config.restapi.authentication === undefined) {
+    // Members refuse every unauthenticated POST, /failsafe included: the leader cannot ride out
+    // an etcd leader election or outage and fences at its lease deadline, as with failsafe_mode off.
+    logger.warn({ event: 'failsafe', reason: 'no restapi.authentication' }, 'failsafe_mode is on but restapi.authentication is not set: members refuse POST /failsafe, so a leader that loses etcd (even during an etcd leader election) stops PostgreSQL at its lease deadline; set the same restapi.authentication on every member');
+  }
   const dcs = instrumentDcs(await createEtcdDcs({
     ...etcdConnection(config.etcd, path),
     namespace: config.namespace, scope: config.scope, member: config.name,
@@ -108,6 +113,9 @@ async function main(): Promise<number> {
   }), stats, () => performance.now());
   // First contact: a TLS or auth misconfiguration ends the agent here (exit 1, the message names
   // the setting and the file) instead of an endless retry; an unreachable etcd is retried by the loop.
+  if (config.tags.replicatefrom === config.name) {
+    logger.warn({ event: 'replicatefrom_self' }, `${path}: tags.replicatefrom names this member itself: ignored, it streams from the leader`);
+  }
   logger.info({ event: 'etcd_check', hosts: config.etcd.hosts, protocol: config.etcd.protocol }, 'checking access to etcd');
   try {
     if (await dcs.checkAccess() === 'unavailable') logger.warn({ event: 'etcd_unavailable' }, 'etcd is unreachable at startup; the HA loop keeps trying');

@@ -26,6 +26,7 @@ export function buildMemberInfo(config: NodeConfig, local: LocalPostgres, activi
     conn: pgConnectAddress(config),
     tags: config.tags,
     upstream: local.role === 'standby' ? local.upstream : null,
+    ...(local.role === 'standby' && local.receivingFrom != null ? { receivingFrom: local.receivingFrom } : {}),
     pendingRestart: local.pendingRestart,
   };
 }

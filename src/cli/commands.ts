@@ -18,7 +18,7 @@ export interface LazyCommand {
 
 export const COMMANDS: readonly LazyCommand[] = [
   { command: 'list', describe: 'members with role, state, timeline and lag', load: async () => (await import('./list.ts')).listCommand },
-  { command: 'topology', describe: 'the members as a tree (standbys under their upstream)', load: async () => (await import('./list.ts')).topologyCommand },
+  { command: 'topology', describe: 'the replication tree as observed (each standby under the member it streams from)', load: async () => (await import('./list.ts')).topologyCommand },
   { command: 'switchover', describe: 'planned handover to a healthy standby; waits until the new leader answers', load: async () => (await import('./handover.ts')).switchoverCommand },
   { command: 'promote-cluster', describe: 'make a standby cluster a normal one: its standby leader promotes; waits until it takes writes', load: async () => (await import('./standby.ts')).promoteClusterCommand },
   { command: 'demote-cluster', describe: 'make this cluster a standby cluster of another (--host/--port: its HAProxy or primaries); waits for the standby leader', load: async () => (await import('./standby.ts')).demoteClusterCommand },

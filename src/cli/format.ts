@@ -48,6 +48,8 @@ function compactTags(t: ClusterView['members'][number]['tags']): string {
   if (t.noloadbalance) parts.push('noloadbalance');
   if (t.clonefrom) parts.push('clonefrom');
   if (t.nosync) parts.push('nosync');
+  if (t.nostream) parts.push('nostream');
+  if (t.replicatefrom !== undefined) parts.push(`replicatefrom=${t.replicatefrom}`);
   if (t.failover_priority !== 1) parts.push(`priority=${t.failover_priority}`);
   return parts.join(',');
 }
@@ -105,24 +107,3 @@ export function pendingLine(c: ClusterView): string {
   return ` ${r.kind === 'switchover' ? 'Switchover' : 'Failover'} ${when}: ${r.leader ?? 'any leader'} -> ${r.candidate ?? 'best standby'} (cancel: pghactl flush --scheduled)\n`;
 }
 
-/** The members as a tree: each standby under the member it replicates from. */
-export function renderTopology(scope: string, c: ClusterView): string {
-  const rows = buildListRows(c);
-  const byName = new Map(c.members.map((m) => [m.name, m]));
-  const children = (parent: string | null) => rows.filter((r) => {
-    const up = byName.get(r.member)?.upstream ?? null;
-    if (parent === null) return r.role === 'Leader' || up === null || !byName.has(up);
-    return r.role !== 'Leader' && up === parent;
-  });
-  const lines = [`+ Cluster: ${scope}`];
-  const walk = (parent: string | null, depth: number, seen: Set<string>) => {
-    for (const r of children(parent)) {
-      if (seen.has(r.member)) continue;
-      seen.add(r.member);
-      lines.push(`${'    '.repeat(depth)}${depth > 0 ? '+ ' : ''}${r.member} (${r.role}, ${r.state}, TL ${r.tl ?? '?'}${r.lag_mb !== null ? `, lag ${lagText(r.lag_mb)} MB` : ''}) ${r.host}`);
-      walk(r.member, depth + 1, seen);
-    }
-  };
-  walk(null, 0, new Set());
-  return `${lines.join('\n')}\n`;
-}

@@ -1,7 +1,8 @@
-// pghactl list [-W | --watch SECONDS] / topology
+// pghactl list [-W | --watch SECONDS] / topology (src/cli/topology.ts)
 import type { CommandModule } from 'yargs';
 import { withCtx, type GlobalOpts } from './context.ts';
-import { buildListRows, renderList, renderTopology } from './format.ts';
+import { buildListRows, renderList } from './format.ts';
+import { buildTopology, renderTopology } from './topology.ts';
 import { apiRequest, jsonOf } from '../api/client.ts';
 import { archiveWarning, type ArchiveHealth } from '../backup/health.ts';
 import type { ClusterView } from '../ha/types.ts';
@@ -62,11 +63,11 @@ export const listCommand: CommandModule<GlobalOpts, GlobalOpts & { watch?: numbe
 
 export const topologyCommand: CommandModule<GlobalOpts, GlobalOpts> = {
   command: 'topology',
-  describe: 'the members as a tree (standbys under their upstream)',
+  describe: 'the replication tree as observed (each standby under the member it streams from)',
   handler: async (argv) => {
     await withCtx(argv, async (ctx) => {
       const view = await ctx.dcs.readCluster(ctx.fallback);
-      process.stdout.write(argv.format === 'table' ? renderTopology(ctx.scope, view) : renderList(ctx.scope, view, buildListRows(view), argv.format, false));
+      process.stdout.write(renderTopology(buildTopology(ctx.scope, view), argv.format, process.stdout.isTTY === true));
     });
   },
 };

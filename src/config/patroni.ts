@@ -24,7 +24,7 @@ const SAME: Record<string, readonly string[]> = {
   restapi: ['listen', 'connect_address', 'certfile', 'keyfile', 'cafile', 'verify_client', 'allowlist', 'allowlist_include_members'],
   ctl: ['certfile', 'keyfile', 'cacert', 'insecure'],
   watchdog: ['mode', 'device', 'safety_margin'],
-  tags: ['nofailover', 'noloadbalance', 'clonefrom', 'nosync', 'failover_priority'],
+  tags: ['nofailover', 'noloadbalance', 'clonefrom', 'nosync', 'failover_priority', 'replicatefrom', 'nostream'],
   etcd: ['protocol', 'username', 'password', 'cacert', 'cert', 'key'],
   postgresql: ['listen', 'connect_address', 'data_dir', 'bin_dir', 'pgpass', 'parameters', 'pg_ctl_timeout'],
 };
@@ -39,8 +39,6 @@ const WHY: Record<string, string> = {
   'ctl.keyfile_password': 'pgha reads unencrypted keys only',
   'ctl.auth': 'pghactl uses restapi.authentication',
   'ctl.authentication': 'pghactl uses restapi.authentication',
-  'tags.replicatefrom': 'pgha has no cascading replication: every standby follows the leader',
-  'tags.nostream': 'pgha has no archive-only standbys',
   'postgresql.use_unix_socket': 'pgha always reaches its own server over the Unix socket (postgresql.socket_dir)',
   'postgresql.use_unix_socket_repl': 'pgha replicates over TCP',
   'postgresql.config_dir': 'pgha keeps postgresql.conf in the data directory',

@@ -245,7 +245,7 @@ export const dynamicConfigSchema = z
     pause: z.boolean().default(false),
     // Patroni's DCS failsafe mode: with etcd unreachable, a leader that every member listed in
     // /failsafe confirms over the REST API keeps running as primary (docs/data-safety.md).
-    failsafe_mode: z.boolean().default(false),
+    failsafe_mode: z.boolean().default(true),
     // Synchronous replication managed by the leader: off | on (FIRST n) | quorum (ANY n).
     synchronous_mode: z.enum(['off', 'on', 'quorum']).default('off'),
     // Standbys that must confirm each commit (`on`: the first n listed; `quorum`: any n listed).
@@ -315,6 +315,11 @@ const tagsSchema = z
     noloadbalance: z.boolean().default(false),
     clonefrom: z.boolean().default(false),
     nosync: z.boolean().default(false),
+    // Patroni's cascading replication: stream from this member instead of the leader (it falls
+    // back to the leader while that member is gone or not streaming: src/ha/upstream.ts).
+    replicatefrom: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'a member name').optional(),
+    // Patroni's archive-only standby: no streaming at all, WAL from restore_command only (needs backup:).
+    nostream: z.boolean().default(false),
     // Higher wins a tie between equally advanced candidates; 0 means never promote (like nofailover).
     failover_priority: z.number().int().min(0).default(1),
   })
@@ -581,6 +586,13 @@ export const nodeConfigSchema = z.strictObject({
     ctx.addIssue({ code: 'custom', path: ['backup', 'dir'], message: `postgresql.data_dir has characters archive_command cannot carry unquoted: set backup.dir to a plain path` });
   }
   bootstrapMethodProblems(c).forEach((i) => ctx.addIssue({ code: 'custom', ...i }));
+  // An archive-only standby reads WAL through restore_command, which only the backup: section sets.
+  if (c.tags.nostream && c.backup === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['tags', 'nostream'], message: 'an archive-only standby needs a WAL archive to read from: configure the backup: section (docs/backup.md) or remove tags.nostream' });
+  }
+  if (c.tags.nostream && c.tags.replicatefrom !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['tags', 'replicatefrom'], message: 'tags.nostream streams from nobody: remove tags.replicatefrom or tags.nostream' });
+  }
   // The addresses published in the member key are what the other members, HAProxy and pghactl
   // connect to. Other members refuse a key whose addresses are not peer addresses
   // (src/dcs/codec.ts); a wildcard would send them to their own host, and so would a loopback

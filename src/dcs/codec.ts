@@ -9,6 +9,8 @@ import { failoverFromValue, failsafeFromValue, historyListSchema, memberFromPatr
 const tags = z.object({
   nofailover: z.boolean(), noloadbalance: z.boolean(), clonefrom: z.boolean(), nosync: z.boolean(),
   failover_priority: z.number().int().min(0),
+  nostream: z.boolean().default(false),
+  replicatefrom: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),
 });
 
 export const memberInfoSchema: z.ZodType<MemberInfo> = z.object({
@@ -23,6 +25,8 @@ export const memberInfoSchema: z.ZodType<MemberInfo> = z.object({
   conn: z.string().refine(isPeerAddress, 'expected host:port with an IPv4 address or a DNS name'),
   tags,
   upstream: z.string().nullable(),
+  // Only shown by pghactl topology, never connected to.
+  receivingFrom: z.string().max(300).optional(),
   pendingRestart: z.boolean(),
   agent: z.enum(['patroni', 'pgha']).optional(),
   patroniRole: z.string().max(64).optional(),

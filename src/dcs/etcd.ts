@@ -91,6 +91,8 @@ export class EtcdDcs implements Dcs {
   readonly #memberSchemas = new Map<string, ReturnType<typeof memberValueSchema>>();
   /** When this client first saw the /failover revision it holds: the request time of a value without one (Patroni's). */
   #failoverSeen: { revision: string; at: number } | null = null;
+  /** The leader key's holder at the last read of /failsafe beside it, and that /failsafe revision. */
+  #failsafeWriter: { revision: string; leader: string } | null = null;
   /** Patroni's `pause` flag for our member value (set from the last /config read). */
   #paused = false;
 
@@ -244,7 +246,14 @@ export class EtcdDcs implements Dcs {
     this.#decoded.sweep();
     view.members.sort((a, b) => (a.name < b.name ? -1 : 1));
     if (failsafeText !== null) {
-      const f = decodeFailsafe(failsafeText, view.leader?.name ?? null);
+      // Patroni's value names no writer: the holder of the leader key read with it wrote it. Once
+      // that key expires (the leader cut off from etcd alone, living on failsafe), the same
+      // revision of /failsafe still comes from the last holder seen beside it; without this the
+      // members refused the very leader they protect as soon as its key expired, and it fenced.
+      const rev = view.revisions.failsafe;
+      if (view.leader !== null) this.#failsafeWriter = { revision: rev, leader: view.leader.name };
+      const writer = view.leader?.name ?? (this.#failsafeWriter?.revision === rev ? this.#failsafeWriter.leader : null);
+      const f = decodeFailsafe(failsafeText, writer);
       if (f.ok) view.failsafe = f.value;
       else this.#o.onWarning?.('ignoring invalid /failsafe in etcd', { error: f.error });
     }

@@ -60,13 +60,16 @@ export function encodeMember(m: MemberInfo, paused = false): Record<string, unkn
   if (m.timeline !== null) v['timeline'] = m.timeline;
   // As Patroni (its `tags` property): a boolean tag only when true; failover_priority only off its default.
   const tags: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(m.tags)) if (k === 'failover_priority' ? x !== 1 : x === true) tags[k] = x;
+  for (const [k, x] of Object.entries(m.tags)) {
+    if (k === 'failover_priority' ? x !== 1 : k === 'replicatefrom' ? x !== undefined : x === true) tags[k] = x;
+  }
   if (Object.keys(tags).length > 0) v['tags'] = tags;
   if (m.pendingRestart) v['pending_restart'] = true;
   if (paused) v['pause'] = true;
   // pgha's own fields: its exact state (Patroni's vocabulary is coarser) and upstream member.
   v['pgha_state'] = m.state;
   v['upstream'] = m.upstream;
+  if (m.receivingFrom !== undefined) v['receiving_from'] = m.receivingFrom;
   return v;
 }
 
@@ -84,6 +87,7 @@ export function apiBaseFromUrl(url: string): string {
 const patroniTags = z.looseObject({
   nofailover: z.boolean().optional(), noloadbalance: z.boolean().optional(), clonefrom: z.boolean().optional(),
   nosync: z.boolean().optional(), failover_priority: z.number().int().min(0).optional(),
+  nostream: z.boolean().optional(), replicatefrom: z.string().regex(NAME).optional(),
 }).optional();
 
 /** A Patroni-format member value (as Patroni or pgha wrote it); the name comes from the key. */
@@ -100,6 +104,7 @@ export const patroniMemberSchema = z.looseObject({
   pgha_state: z.enum(['running', 'streaming', 'starting', 'stopped', 'crashed', 'rewinding', 'cloning', 'bootstrapping', 'fenced']).optional(),
   // A member name, or '@source': a standby leader follows its source cluster (src/ha/standby.ts).
   upstream: z.union([z.string().regex(NAME), z.literal('@source')]).nullable().optional(),
+  receiving_from: z.string().max(300).optional(),
 });
 
 /** MemberInfo of a Patroni-format value, before the address checks of memberInfoSchema. */
@@ -116,9 +121,11 @@ export function memberFromPatroni(name: string, v: z.infer<typeof patroniMemberS
     conn: connFromUrl(v.conn_url) ?? v.conn_url,
     tags: {
       nofailover: t.nofailover ?? false, noloadbalance: t.noloadbalance ?? false, clonefrom: t.clonefrom ?? false,
-      nosync: t.nosync ?? false, failover_priority: t.failover_priority ?? 1,
+      nosync: t.nosync ?? false, failover_priority: t.failover_priority ?? 1, nostream: t.nostream ?? false,
+      ...(t.replicatefrom === undefined ? {} : { replicatefrom: t.replicatefrom }),
     },
     upstream: v.upstream ?? null,
+    ...(v.receiving_from === undefined ? {} : { receivingFrom: v.receiving_from }),
     pendingRestart: v.pending_restart === true,
     // A mixed cluster: Patroni writes none of pgha's fields (its `version` is its own release).
     // pgha's own values leave `agent` out (absent means pgha), so they decode back exactly.

@@ -37,6 +37,7 @@ import { MAX_REWINDS_WITHOUT_STREAMING, notStreamingSince, otherMembers, retainS
 import { quorumWitnesses, syncRule } from './quorum.ts';
 import { planSync } from './sync.ts';
 import { decideAsStandbyLeader, decideStandbyBootstrap, sourceProblem, standbyClusterOf, takeOver } from './standby.ts';
+import { chooseUpstream } from './upstream.ts';
 import type { Action, ClusterView, FailoverRequest, LeaderKey, MemberInfo, Observation, Plan, PromoteReason } from './types.ts';
 
 /** Failed starts after which a leader gives its key up so that a standby can take over. */
@@ -159,8 +160,9 @@ function decideClone(o: Observation, cluster: ClusterView): Plan {
   const source = cluster.members.find((m) => m.tags.clonefrom && m.role === 'standby' && m.state === 'streaming' && !markedUnsafe(cluster, m.name)) ?? leader;
   // A fresh copy is what `pghactl verify` wanted: the unsafe mark goes once it runs (a clone from a
   // standby copies whatever that standby holds, but a marked one is never a source).
+  // A nostream member starts with no upstream: it replays the archive only.
   return plan(`empty data directory: cloning from ${source.name}`, { kind: 'clone', from: source.name },
-    { kind: 'start', as: 'standby', upstream: source.name }, { kind: 'clear_unsafe' });
+    { kind: 'start', as: 'standby', upstream: o.self.tags.nostream ? null : source.name }, { kind: 'clear_unsafe' });
 }
 
 // E. We hold the leader key.
@@ -238,14 +240,20 @@ function decideAsFollower(o: Observation, cfg: DynamicConfig, leader: LeaderKey)
     if (cfg.pause) return plan(`paused: ${leader.name} holds the key but we run as primary; not demoting`);
     return plan(`${leader.name} holds the leader key: stopping our primary at once`, { kind: 'fence' });
   }
+  // Whom to stream from: the leader, a replicatefrom member, or nobody (nostream): src/ha/upstream.ts.
+  const choice = chooseUpstream(o.self.name, o.self.tags, o.cluster);
+  const want = choice.upstream;
+  const source = want === null ? 'the archive' : want;
+  const why = choice.note === null ? '' : ` (${choice.note})`;
   if (local.running && local.role === 'standby') {
-    if (local.upstream !== leader.name) return plan(`following new leader ${leader.name}`, { kind: 'follow', upstream: leader.name });
-    if (needsRewind(o, cfg, leaderMember)) return rewindPlan(o, leader.name, `not streaming from ${leader.name} on an older timeline`);
+    const slots = downstreamSlots(o, cfg);
+    if (local.upstream !== want) return plan(`following ${source}${want === leader.name ? `, leader ${leader.name}` : ''}${why}`, { kind: 'follow', upstream: want }, ...slots);
+    if (needsRewind(o, cfg, leaderMember)) return rewindPlan(o, leader.name, `not streaming from ${source} on an older timeline than leader ${leader.name}`);
     // Copies of the leader's logical slots are taken only from the leader we stream from.
-    if (local.streaming && logicalManaged(cfg, o.cluster)) {
-      return plan(`following ${leader.name}`, { kind: 'sync_logical', as: 'standby', leader: leader.name, mayRestart: !cfg.pause });
+    if (local.streaming && want === leader.name && logicalManaged(cfg, o.cluster)) {
+      return plan(`following ${leader.name}`, ...slots, { kind: 'sync_logical', as: 'standby', leader: leader.name, mayRestart: !cfg.pause });
     }
-    return plan(`following ${leader.name}`);
+    return plan(`following ${source}${why}`, ...slots);
   }
   if (local.running) return plan('PostgreSQL is starting: waiting');
   if (cfg.pause) return plan('PostgreSQL is down, but paused: not starting it');
@@ -263,7 +271,19 @@ function decideAsFollower(o: Observation, cfg: DynamicConfig, leader: LeaderKey)
   if (local.controlState !== 'standby' && cfg.postgresql.use_pg_rewind) {
     return rewindPlan(o, leader.name, `former primary (${local.controlState})`);
   }
-  return plan(`starting as a standby of ${leader.name}`, { kind: 'start', as: 'standby', upstream: leader.name });
+  return plan(`starting as a standby of ${source}${why}`, { kind: 'start', as: 'standby', upstream: want });
+}
+
+/**
+ * A standby that others stream from (replicatefrom) keeps a physical slot for each of them, seen
+ * now or within member_slots_ttl, like the leader. A standby nobody cascades from, now or within
+ * the ttl, touches no slot.
+ */
+function downstreamSlots(o: Observation, cfg: DynamicConfig): Action[] {
+  if (!cfg.postgresql.use_slots) return [];
+  const members = Object.keys(retainSlots(o.memory.slotsSeen, otherMembers(o), o.now, cfg.member_slots_ttl * 1000));
+  if (members.length === 0 && Object.keys(o.memory.slotsSeen).length === 0) return [];
+  return [{ kind: 'ensure_slots', members, permanent: [] }];
 }
 
 /**

@@ -4,6 +4,7 @@
 // outcomes into the Memory of the next loop. Pure: no etcd, pg, clock or randomness (`now` comes
 // in the Observation); the agent keeps the value, nothing else keeps state between loops.
 import type { Tags } from '../config/schema.ts';
+import { slotMembers } from './upstream.ts';
 import type { LocalPostgres, Lsn, Observation, Outcome, PublishedStatus } from './types.ts';
 
 export interface Memory {
@@ -21,7 +22,7 @@ export interface Memory {
    * last restartpoint's timeline, which may be older (see perceive()).
    */
   streamedTimeline: number | null;
-  /** Leader: when each member was last seen, for member_slots_ttl (monotonic ms, by member name). */
+  /** Leader, or a standby others cascade from: when each member it keeps a slot for was last seen, for member_slots_ttl (monotonic ms, by member name). */
   slotsSeen: Record<string, number>;
   /**
    * Primary: its flushed WAL position read just after pgha last changed synchronous_standby_names
@@ -87,9 +88,13 @@ export function retainSlots(seen: Record<string, number>, current: string[], now
   return next;
 }
 
-/** The other members in the cluster view, in its order. */
+/**
+ * The other members this one keeps a physical slot for, in the view's order: on the leader every
+ * member but those cascading from a standby or tagged nostream; on a standby its downstreams
+ * (replicatefrom: src/ha/upstream.ts).
+ */
 export function otherMembers(o: Observation): string[] {
-  return (o.cluster?.members ?? []).map((m) => m.name).filter((n) => n !== o.self.name);
+  return slotMembers(o.self.name, o.cluster);
 }
 
 /** The Memory of the next loop: this one's observation, then the outcomes of its steps in order. */

@@ -82,7 +82,9 @@ export function meet(a: Guarantee, b: Guarantee): Guarantee {
 
 /** Standbys of ours that may be listed in synchronous_standby_names: streaming from us, not tagged nosync. */
 export function eligibleMembers(me: string, members: MemberInfo[], streamingHere: readonly string[] = []): MemberInfo[] {
-  return members.filter((m) => m.name !== me && m.role === 'standby' && !m.tags.nosync && (
+  // A member cascading from another standby is not streaming from us (m.upstream), and a nostream
+  // member streams from nobody: neither is ever a synchronous standby, as in Patroni.
+  return members.filter((m) => m.name !== me && m.role === 'standby' && !m.tags.nosync && !m.tags.nostream && (
     (m.state === 'streaming' && m.upstream === me) ||
     // A Patroni member (mixed cluster, migration): Patroni 3.0.2 publishes neither its upstream
     // nor replication_state, so it counts when our own pg_stat_replication shows it streaming.

@@ -42,6 +42,8 @@ export interface LocalPostgres {
   streaming: boolean;
   /** Member name the configured primary_conninfo points at (null: none configured). */
   upstream: string | null;
+  /** Standby: host:port its WAL receiver streams from now (pg_stat_wal_receiver); for pghactl topology only. */
+  receivingFrom?: string | null;
   /** Some changed parameter needs a restart (pg_settings.pending_restart). */
   pendingRestart: boolean;
   /** Primary only: application names pg_stat_replication shows streaming with sync_state 'sync'. */
@@ -126,8 +128,10 @@ export interface MemberInfo {
   /** host:port of this member's PostgreSQL for clients and for replication. */
   conn: string;
   tags: Tags;
-  /** Member name this standby replicates from, if any. */
+  /** Member name this standby replicates from, if any (its configured primary_conninfo). */
   upstream: string | null;
+  /** host:port its WAL receiver streams from, as PostgreSQL reports it (absent: not streaming, or an older agent). */
+  receivingFrom?: string | undefined;
   pendingRestart: boolean;
   /**
    * Which agent wrote the value (a mixed Patroni/pgha cluster during a migration): `patroni` when

@@ -203,7 +203,7 @@ class LocalInstance implements PostgresControl {
       const h = await this.#probe.health();
       return {
         ...local, accepting: true, role: h.inRecovery ? 'standby' : 'primary', timeline: h.timeline ?? local.timeline, replayTimeline: h.timeline,
-        lsn: h.lsn, streaming: h.streaming, pendingRestart: h.pendingRestart,
+        lsn: h.lsn, streaming: h.streaming, receivingFrom: h.sender, pendingRestart: h.pendingRestart,
         // The lease witness is no member: src/ha sees the setting and the standbys without it.
         syncStandbys: h.syncStandbys.filter((n) => n !== WITNESS_NAME),
         syncSetting: h.syncSetting === this.#syncNames && this.#syncPlain !== null ? this.#syncPlain : h.syncSetting,

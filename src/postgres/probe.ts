@@ -12,6 +12,8 @@ export interface ProbeResult {
   timeline: number | null;
   lsn: number | null;
   streaming: boolean;
+  /** Standby: host:port its WAL receiver streams from right now (pg_stat_wal_receiver); null when not streaming. */
+  sender: string | null;
   pendingRestart: boolean;
   syncStandbys: string[];
   syncSetting: string;
@@ -49,6 +51,7 @@ select pg_is_in_recovery() as in_recovery,
     else ${CURRENT_TIMELINE_SQL} end as primary_tli,
   (select received_tli from pg_stat_wal_receiver limit 1) as receiver_tli,
   (select status = 'streaming' from pg_stat_wal_receiver limit 1) as streaming,
+  (select sender_host || ':' || sender_port from pg_stat_wal_receiver where status = 'streaming' limit 1) as sender,
   greatest((select timeline_id from pg_control_checkpoint()),
     (select nullif(min_recovery_end_timeline, 0) from pg_control_recovery())) as fallback_tli,
   exists (select 1 from pg_settings where pending_restart) as pending_restart,
@@ -81,6 +84,7 @@ interface HealthRow {
   primary_tli: number | null;
   receiver_tli: number | null;
   streaming: boolean | null;
+  sender?: string | null;
   fallback_tli: number | null;
   pending_restart: boolean;
   sync_setting: string;
@@ -141,6 +145,7 @@ export function healthFromRow(r: HealthRow): ProbeResult {
     timeline: r.in_recovery ? (r.receiver_tli ?? r.fallback_tli) : (r.primary_tli ?? r.fallback_tli),
     lsn: lsns.length === 0 ? null : Math.max(...lsns),
     streaming: r.in_recovery && r.streaming === true,
+    sender: r.in_recovery && r.streaming === true ? (r.sender ?? null) : null,
     pendingRestart: r.pending_restart,
     // Streaming standbys, and those PostgreSQL counts as synchronous (sync_state 'sync').
     syncStandbys: r.in_recovery ? [] : streamingStandbys(r).filter((x) => x.sync_state === 'sync').map((x) => x.name),

@@ -9,7 +9,7 @@ import { absentRevisions } from '../../src/ha/view.ts';
 export const SYSID = '7300000000000000001';
 /** Wall-clock time of the generated observations (epoch ms). */
 export const WALL = 1_800_000_000_000;
-export const defaultTags: Tags = { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, failover_priority: 1 };
+export const defaultTags: Tags = { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, nostream: false, failover_priority: 1 };
 export const dyn = (over: Partial<DynamicConfig> = {}): DynamicConfig => ({ ...dynamicConfigSchema.parse({}), ...over });
 
 export function localPg(over: Partial<LocalPostgres> = {}): LocalPostgres {
@@ -58,7 +58,7 @@ export function obs(over: { self?: Partial<Observation['self']>; memory?: Partia
 // ---- arbitraries ----
 const names = ['n1', 'n2', 'n3'] as const;
 const tagsArb: fc.Arbitrary<Tags> = fc.record({
-  nofailover: fc.boolean(), noloadbalance: fc.boolean(), clonefrom: fc.boolean(), nosync: fc.boolean(),
+  nofailover: fc.boolean(), noloadbalance: fc.boolean(), clonefrom: fc.boolean(), nosync: fc.boolean(), nostream: fc.constant(false),
   failover_priority: fc.integer({ min: 0, max: 3 }),
 });
 const lsnArb = fc.integer({ min: 0, max: 5_000_000 });

@@ -19,7 +19,7 @@ function recorder(backend: 'netns' | 'systemd', optional: boolean): { b: ChaosBa
     freezeNode: rec('freezeNode'), thawNode: rec('thawNode'), freezeAgent: rec('freezeAgent'), thawAgent: rec('thawAgent'),
     killPostmaster: rec('killPostmaster'), partition: rec('partition'), isolate: rec('isolate'), lossy: rec('lossy'), healNetwork: rec('healNetwork'),
     killEtcd: rec('killEtcd'), startEtcd: rec('startEtcd'), signalEtcd: rec('signalEtcd'),
-    ...(backend === 'netns' ? { signalWatchdog: rec('signalWatchdog') } : {}),
+    ...(backend === 'netns' ? { signalWatchdog: rec('signalWatchdog'), etcdLeader: async () => etcd[1] } : {}),
     ...(optional ? {
       killAgent: rec('killAgent'), powerOff: async (n: ChaosNode) => rec('powerOff')(n),
       freezeMachine: rec('freezeMachine'), thawMachine: rec('thawMachine'),
@@ -81,6 +81,14 @@ describe('faults through the backend interface', () => {
     expect(unsupportedKinds('netns', ['freeze-thaw-node'])).toEqual([]);
     expect(unsupportedKinds('systemd', ['freeze-thaw-node'])).toEqual(['freeze-thaw-node']);
     expect(await faultCalls('etcd-quorum-loss')).toEqual(['signalEtcd(e1, "SIGSTOP")', 'signalEtcd(e2, "SIGSTOP")', '--', 'signalEtcd(e1, "SIGCONT")', 'signalEtcd(e2, "SIGCONT")']);
+  });
+
+  it('kills or freezes the etcd member that is the leader now, the node with it', async () => {
+    expect(await faultCalls('kill-etcd-leader', 'netns')).toEqual(['killEtcd(e2)', '--', 'startEtcd(e2)']);
+    expect(await faultCalls('freeze-etcd-and-node', 'netns')).toEqual(['signalEtcd(e2, "SIGSTOP")', 'freezeNode(n1)', '--', 'thawNode(n1)', 'signalEtcd(e2, "SIGCONT")']);
+    expect(unsupportedKinds('netns', ['kill-etcd-leader', 'freeze-etcd-and-node'])).toEqual([]);
+    expect(unsupportedKinds('systemd', ['kill-etcd-leader', 'freeze-etcd-and-node'])).toEqual(['kill-etcd-leader', 'freeze-etcd-and-node']);
+    await expect(faultCalls('kill-etcd-leader', 'systemd')).rejects.toThrow('the systemd backend cannot inject kill-etcd-leader');
   });
 
   it('refuses a kind whose primitive the backend lacks, before touching anything', async () => {

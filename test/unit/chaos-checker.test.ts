@@ -95,6 +95,13 @@ describe('fault schedule', () => {
     for (const f of s) expect(f.holdMs).toBeGreaterThanOrEqual(1500), expect(f.holdMs).toBeLessThanOrEqual(9000);
     expect(new Set(s.map((f) => f.kind))).toEqual(new Set(FAULT_KINDS));
   });
+  it('holds a whole-node freeze-thaw between one and four TTLs, and leaves the other kinds\' draws as they were', () => {
+    const s = schedule(3, 200, 2, ['freeze-thaw-node']);
+    for (const f of s) expect(f.holdMs).toBeGreaterThanOrEqual(2000), expect(f.holdMs).toBeLessThanOrEqual(8000);
+    expect(Math.max(...s.map((f) => f.holdMs))).toBeGreaterThan(7000);
+    // Seed 7's first fault of the report (docs/chaos-report.md): crash-primary held 1310 ms at ttl 2.
+    expect(schedule(7, 1, 2)[0]).toEqual({ kind: 'crash-primary', holdMs: 1310 });
+  });
   // The bug table's seeds were drawn from these twelve, in this order: `--kinds v1` replays them.
   it('keeps the v1 kind set as the bug table\'s seeds were drawn from it', () => {
     expect(FAULT_KIND_SETS.v1).toEqual(['crash-primary', 'crash-replica', 'freeze-primary-node', 'freeze-primary-agent', 'kill-postmaster',

@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { confirm, DISRUPTIVE_COMMANDS, FORCE_FLAG } from '../../src/cli/confirm.ts';
-import { buildListRows, renderList, renderTopology } from '../../src/cli/format.ts';
+import { buildListRows, renderList } from '../../src/cli/format.ts';
 import { handoverSentence } from '../../src/cli/handover.ts';
 import { backInService, handoverTimeoutMs, judgeHandover } from '../../src/cli/wait.ts';
 import { mergeReports, summaryLine } from '../../scripts/summary.mjs';
@@ -51,11 +51,7 @@ function pghactl(args: string[]): Promise<{ code: number; stderr: string; stdout
   });
 }
 
-describe('pghactl topology and pending requests', () => {
-  it('draws standbys under their upstream', () => {
-    const cascade = clusterView({ members: [member('n1', { role: 'primary', state: 'running', upstream: null }), member('n2', { upstream: 'n1' }), member('n3', { upstream: 'n2' })] });
-    expect(renderTopology('demo', cascade)).toBe('+ Cluster: demo\nn1 (Leader, running, TL 1) 127.0.0.1:5432\n    + n2 (Replica, streaming, TL 1, lag 0 MB) 127.0.0.1:5432\n        + n3 (Replica, streaming, TL 1, lag 0 MB) 127.0.0.1:5432\n');
-  });
+describe('pghactl pending requests (topology: upstream.test.ts)', () => {
   it('shows a scheduled switchover in list', () => {
     const v = clusterView({ failover: request({ candidate: 'n2', scheduledAt: WALL }) });
     expect(renderList('demo', v, buildListRows(v), 'table', false)).toContain(`Switchover scheduled at ${new Date(WALL).toISOString()}: n1 -> n2`);
@@ -161,6 +157,10 @@ describe('pghactl --help', () => {
     const r = await pghactl(['switchover', '--candiate', 'n2']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('Run pghactl switchover --help for the options.');
+    // The value of -c is no command (seen in the demo: "Run pghactl /var/lib/.../node1.yml --help").
+    const c = await pghactl(['-c', '/nonexistent/node1.yml', 'reload', 'node3', '--forse']);
+    expect(c.code).toBe(2);
+    expect(c.stderr).toContain('Run pghactl reload --help for the options.');
   });
 });
 

@@ -45,7 +45,7 @@ describe('parseConfig', () => {
       etcd: { hosts: ['127.0.0.1:2379'], protocol: 'http', v2_leader_mirror: false },
       bootstrap: {
         dcs: {
-          ttl: 2, loop_wait: 0.5, retry_timeout: 0.75, fence_margin: 0.5, maximum_lag_on_failover: 1048576, pause: false, failsafe_mode: false, synchronous_mode: 'off', synchronous_node_count: 1, synchronous_mode_strict: false, member_slots_ttl: 1800, permanent_slots: {}, logical: { publications: {} },
+          ttl: 2, loop_wait: 0.5, retry_timeout: 0.75, fence_margin: 0.5, maximum_lag_on_failover: 1048576, pause: false, failsafe_mode: true, synchronous_mode: 'off', synchronous_node_count: 1, synchronous_mode_strict: false, member_slots_ttl: 1800, permanent_slots: {}, logical: { publications: {} },
           postgresql: { use_pg_rewind: true, use_slots: true, parameters: {} },
         },
         method: 'initdb',
@@ -70,7 +70,7 @@ describe('parseConfig', () => {
         pre_promote_timeout: 10,
         before_stop_timeout: 10,
       },
-      tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, failover_priority: 1 },
+      tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, nostream: false, failover_priority: 1 },
       watchdog: { mode: 'automatic', device: '/dev/watchdog', safety_margin: 0.5 },
       pgbouncer: { poolers: [], pause_timeout: 2, call_timeout: 1, resume_timeout: 15 },
     });

@@ -22,6 +22,7 @@ import { defaultTags, dyn, SYSID } from '../support/observations.ts';
 const TTL = 3000;
 const MARGIN = 750;
 const LEASE = { ttl: TTL / 1000, fence_margin: MARGIN / 1000 };
+const ETCD_ELECTION_TIMEOUT = 1000;
 
 interface Node {
   name: string;
@@ -49,6 +50,12 @@ class World {
   lastLeaderLsn = 0;
   promotions: string[] = [];
   etcdDown = false;
+  /**
+   * etcd electing a new leader since this time (null: not electing): nobody reaches it, and no
+   * lease expires meanwhile; when it ends, the new etcd leader extends every lease that was alive
+   * at the start by its election timeout plus the TTL from then (etcd 3.4's lessor Promote).
+   */
+  electingSince: number | null = null;
   record: FailsafeRecord | null = null;
   readonly cfg: ReturnType<typeof dyn>;
   nodes: Node[] = ['n1', 'n2', 'n3'].map((name, i) => ({
@@ -61,7 +68,15 @@ class World {
     this.cfg = cfg;
   }
 
-  cutOff(n: Node) { return n.partitioned || this.etcdDown; }
+  cutOff(n: Node) { return n.partitioned || this.etcdDown || this.electingSince !== null; }
+
+  /** The etcd election ends: Promote extends each lease alive at its start (election timeout 1 s). */
+  elected() {
+    const since = this.electingSince;
+    if (since === null) return;
+    for (const n of this.nodes) if (since < n.leaseRecv + TTL) n.leaseRecv = Math.max(n.leaseRecv, this.t + ETCD_ELECTION_TIMEOUT);
+    this.electingSince = null;
+  }
 
   /** The leader's POST /failsafe round, answered at once by every reachable member. */
   round(n: Node): FailsafeRound | null {
@@ -82,7 +97,7 @@ class World {
     return { sentAt: this.t, asked, confirmed };
   }
 
-  leaseAlive(n: Node) { return this.t < n.leaseRecv + TTL; }
+  leaseAlive(n: Node) { return this.t < n.leaseRecv + TTL || (this.electingSince !== null && this.electingSince < n.leaseRecv + TTL); }
   keyHolder(): Node | null {
     const h = this.nodes.find((n) => n.name === this.holder);
     return h !== undefined && this.leaseAlive(h) ? h : null;
@@ -180,7 +195,7 @@ class World {
 }
 
 type Cmd = { k: 'tick'; i: number } | { k: 'advance'; ms: number } | { k: 'partition'; i: number } | { k: 'heal'; i: number } | { k: 'crash'; i: number } | { k: 'write'; n: number }
-  | { k: 'isolate'; i: number } | { k: 'rejoin'; i: number } | { k: 'etcd'; down: boolean } | { k: 'break'; i: number };
+  | { k: 'isolate'; i: number } | { k: 'rejoin'; i: number } | { k: 'etcd'; down: boolean } | { k: 'break'; i: number } | { k: 'election'; on: boolean };
 const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   { arbitrary: fc.record({ k: fc.constant('tick' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 6 },
   { arbitrary: fc.record({ k: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 2500 }) }), weight: 4 },
@@ -197,6 +212,7 @@ const failsafeCmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   { arbitrary: fc.record({ k: fc.constantFrom('partition' as const, 'heal' as const, 'crash' as const, 'isolate' as const, 'rejoin' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 3 },
   { arbitrary: fc.record({ k: fc.constant('write' as const), n: fc.integer({ min: 1, max: 100 }) }), weight: 1 },
   { arbitrary: fc.record({ k: fc.constant('etcd' as const), down: fc.boolean() }), weight: 2 },
+  { arbitrary: fc.record({ k: fc.constant('election' as const), on: fc.boolean() }), weight: 2 },
 );
 
 function run(w: World, cmds: Cmd[]): void {
@@ -212,17 +228,18 @@ function run(w: World, cmds: Cmd[]): void {
     else if (c.k === 'isolate' && node) node.isolated = true;
     else if (c.k === 'rejoin' && node) node.isolated = false;
     else if (c.k === 'etcd') w.etcdDown = c.down;
+    else if (c.k === 'election') { if (c.on) w.electingSince ??= w.t; else w.elected(); }
     expect(w.primaries().length, `t=${w.t} after ${JSON.stringify(c)}`).toBeLessThanOrEqual(1);
   }
 }
 
 describe('three agents over a shared leader key (model)', () => {
-  test.prop([fc.array(cmdArb, { minLength: 10, maxLength: 200 })], { numRuns: 400 })('never two running primaries', (cmds) => {
-    run(new World(), cmds);
+  test.prop([fc.array(cmdArb, { minLength: 10, maxLength: 200 })], { numRuns: 400 })('never two running primaries (failsafe_mode off)', (cmds) => {
+    run(new World(dyn({ failsafe_mode: false })), cmds);
   });
 
   test.prop([fc.array(failsafeCmdArb, { minLength: 10, maxLength: 300 })], { numRuns: 600 })(
-    'failsafe_mode: never two running primaries, whatever etcd and the members can reach',
+    'failsafe_mode: never two running primaries, whatever etcd (down, or electing a leader) and the members can reach',
     (cmds) => run(new World(dyn({ failsafe_mode: true })), cmds),
   );
 
@@ -238,6 +255,26 @@ describe('three agents over a shared leader key (model)', () => {
     for (let i = 0; i < 6; i++) { w.tick(n1); w.tick(n2); w.tick(n3); w.advance(500); }
     expect(w.primaries()).toEqual([]);
     expect(w.promotions).toEqual([]);
+  });
+
+  test('failsafe_mode (the default): an etcd leader election of 2.5 s neither fences the leader nor promotes anyone', () => {
+    const w = new World();
+    expect(w.cfg.failsafe_mode).toBe(true);
+    const [n1, n2, n3] = w.nodes as [Node, Node, Node];
+    for (let i = 0; i < 3; i++) { w.tick(n1); w.tick(n2); w.tick(n3); w.advance(500); }
+    w.electingSince = w.t;
+    for (let i = 0; i < 5; i++) { w.tick(n1); w.tick(n2); w.tick(n3); w.advance(500); }
+    w.elected();
+    for (let i = 0; i < 6; i++) { w.tick(n1); w.tick(n2); w.tick(n3); w.advance(500); }
+    expect(w.primaries().map((n) => n.name)).toEqual(['n1']);
+    expect(w.promotions).toEqual([]);
+    // The same election with failsafe_mode off: the leader stops at its deadline.
+    const off = new World(dyn({ failsafe_mode: false }));
+    const [m1, m2, m3] = off.nodes as [Node, Node, Node];
+    for (let i = 0; i < 3; i++) { off.tick(m1); off.tick(m2); off.tick(m3); off.advance(500); }
+    off.electingSince = off.t;
+    for (let i = 0; i < 5; i++) { off.tick(m1); off.tick(m2); off.tick(m3); off.advance(500); }
+    expect(off.primaries()).toEqual([]);
   });
 
   test('a crashed primary is replaced once its lease expires, and the old one rejoins as standby', () => {

@@ -5,6 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
 import { decide } from '../../src/ha/decide.ts';
 import { answerFailsafeCall, failsafeRecordFor } from '../../src/ha/failsafe.ts';
+import { FAILSAFE_ROUND_RESERVE_MS, etcdBudget, failsafeDeadline, leaseDeadline } from '../../src/ha/lease.ts';
+import { withinBudget } from '../../src/agent/failsafe.ts';
+import { dynamicConfigSchema } from '../../src/config/schema.ts';
 import type { Action, FailsafeRecord, Observation } from '../../src/ha/types.ts';
 import { clusterView, dyn, member, obs, observationArb } from '../support/observations.ts';
 
@@ -23,7 +26,7 @@ describe('decide with failsafe_mode', () => {
     { name: 'etcd down, one missing, live deadline: wait for the fence', o: cutOff({ failsafe: round(['n2']) }), expect: [] },
     { name: 'etcd down, one missing, deadline passed: fence', o: cutOff({ now: 12_500, failsafe: round(['n2']) }), expect: ['fence'] },
     { name: 'etcd down, nobody answered, deadline passed: fence', o: cutOff({ now: 12_500, failsafe: round([]) }), expect: ['fence'] },
-    { name: 'etcd down, all confirmed, but failsafe_mode off: no extension', o: cutOff({ failsafe: round(['n2', 'n3']) }, dyn()), expect: [] },
+    { name: 'etcd down, all confirmed, but failsafe_mode off: no extension', o: cutOff({ failsafe: round(['n2', 'n3']) }, dyn({ failsafe_mode: false })), expect: [] },
     { name: 'etcd down, round sent after the deadline: fence', o: cutOff({ now: 12_500, failsafe: round(['n2', 'n3'], 12_100) }), expect: ['fence'] },
     { name: 'etcd down, all confirmed, paused: nothing', o: cutOff({ failsafe: round(['n2', 'n3']) }, dyn({ failsafe_mode: true, pause: true })), expect: [] },
     { name: 'etcd down, standby with a round: nothing', o: { ...cutOff({ failsafe: round(['n2', 'n3']) }), local: obs().local }, expect: [] },
@@ -59,7 +62,7 @@ describe('decide with failsafe_mode', () => {
     expect(write).toEqual({ kind: 'write_failsafe', record: failsafeRecordFor('n1', cluster) });
     const current = obs({ self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster: { ...cluster, failsafe: failsafeRecordFor('n1', cluster) } });
     expect(kinds(decide(current).actions)).not.toContain('write_failsafe');
-    const off = obs({ self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster: clusterView({ failsafe: record }) });
+    const off = obs({ self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster: clusterView({ config: dyn({ failsafe_mode: false }), failsafe: record }) });
     expect(decide(off).actions.find((a) => a.kind === 'write_failsafe')).toEqual({ kind: 'write_failsafe', record: null });
     const joined = { ...cluster, members: [...cluster.members, member('n4')], failsafe: failsafeRecordFor('n1', cluster) };
     expect(kinds(decide(obs({ self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster: joined })).actions)).toContain('write_failsafe');
@@ -89,7 +92,56 @@ describe('answer to POST /failsafe', () => {
   });
 });
 
+describe('failsafe and an etcd leader election at the defaults', () => {
+  it('is on by default, and the defaults leave room for a round between a failed renewal and the fence', () => {
+    const d = dynamicConfigSchema.parse({});
+    expect(d.failsafe_mode).toBe(true);
+    // Last acknowledged keepalive sent at 0: the next is sent within loop_wait and fails after at
+    // most retry_timeout (no etcd leader answers); the round follows at once and must be answered
+    // before the deadline. At the defaults: 1.25 s against 1.5 s, 250 ms for the members' answers.
+    const deadline = leaseDeadline(0, d.ttl, d);
+    const roundSent = (d.loop_wait + d.retry_timeout) * 1000;
+    expect(deadline - roundSent).toBeGreaterThanOrEqual(250);
+    // The round moves the deadline to one ttl after it was sent, less fence_margin: past the 1 to
+    // 2.5 s etcd needs to elect a leader at its default timing, and the next round comes a loop later.
+    expect(failsafeDeadline(deadline, roundSent, d)).toBe(roundSent + (d.ttl - d.fence_margin) * 1000);
+  });
+});
+
+describe('etcd calls of a leader that a failsafe round could save', () => {
+  it('get only until the round is due, and only a running primary with failsafe_mode and a deadline is bounded', () => {
+    expect(etcdBudget(10_000, 9_000, true, true)).toBe(1_000 - FAILSAFE_ROUND_RESERVE_MS);
+    expect(etcdBudget(10_000, 9_900, true, true)).toBeLessThan(0); // ask the members now
+    expect(etcdBudget(null, 9_000, true, true)).toBeNull();
+    expect(etcdBudget(10_000, 9_000, false, true)).toBeNull();
+    expect(etcdBudget(10_000, 9_000, true, false)).toBeNull();
+    // At the defaults a keepalive sent loop_wait after the last renewal keeps its whole retry_timeout.
+    const d = dynamicConfigSchema.parse({});
+    expect(etcdBudget(leaseDeadline(0, d.ttl, d), d.loop_wait * 1000, true, true)).toBe(d.retry_timeout * 1000);
+  });
+
+  it('gives up on a call that outlasts its budget with PGHA_DCS_TIMEOUT, and passes through one that does not', async () => {
+    const slow = new Promise<string>((r) => setTimeout(() => r('late'), 200));
+    await expect(withinBudget(slow, 20, 'read')).rejects.toMatchObject({ code: 'PGHA_DCS_TIMEOUT' });
+    await expect(withinBudget(Promise.resolve('ok'), 20, 'read')).resolves.toBe('ok');
+    await expect(withinBudget(Promise.resolve('ok'), null, 'read')).resolves.toBe('ok');
+    await expect(withinBudget(new Promise<string>((r) => setTimeout(() => r('x'), 50)), -5, 'read')).rejects.toMatchObject({ code: 'PGHA_DCS_TIMEOUT' });
+  });
+});
+
 describe('failsafe (properties)', () => {
+  test.prop([fc.option(fc.integer({ min: 0, max: 100_000 }), { nil: null }), fc.integer({ min: 0, max: 100_000 }), fc.integer({ min: 2, max: 30 }), fc.double({ min: 0.3, max: 1.9, noNaN: true })])(
+    'an extension only moves a live deadline later, and never past one ttl after the round, less fence_margin',
+    (current, sentAt, ttl, margin) => {
+      const d = failsafeDeadline(current, sentAt, { ttl, fence_margin: margin });
+      if (current === null) expect(d).toBeNull();
+      if (d !== null) {
+        expect(d).toBeGreaterThan(current ?? Infinity);
+        expect(d).toBeLessThanOrEqual(sentAt + ttl * 1000 - margin * 1000 + 1e-6); // floating point only
+      }
+    },
+  );
+
   const TTL = 3000;
   const MARGIN = 750;
   // A leader cut off from etcd gets a round sent at `sentAt`; each member receives it `latency`

@@ -34,7 +34,7 @@ describe('a Patroni YAML as pgha configuration', () => {
     });
     expect(c.postgresql.callbacks.on_role_change).toEqual(['/usr/local/bin/pg-role-change.sh']);
     expect(c.watchdog).toMatchObject({ mode: 'automatic', safety_margin: 5 });
-    expect(c.tags).toMatchObject({ nofailover: false, nosync: false });
+    expect(c.tags).toMatchObject({ nofailover: false, nosync: false, replicatefrom: 'db2' });
   });
 
   it('lists every setting it could not carry, with the reason', () => {
@@ -42,11 +42,10 @@ describe('a Patroni YAML as pgha configuration', () => {
     expect(paths).toEqual([
       'bootstrap.dcs.check_timeline', 'bootstrap.dcs.master_start_timeout', 'bootstrap.dcs.postgresql.recovery_conf', 'bootstrap.post_init',
       'log.dir', 'log.file_size', 'postgresql.basebackup', 'postgresql.callbacks.on_start', 'postgresql.config_dir',
-      'postgresql.create_replica_methods', 'postgresql.pg_hba', 'restapi.request_queue_size', 'tags.replicatefrom',
+      'postgresql.create_replica_methods', 'postgresql.pg_hba', 'restapi.request_queue_size',
     ]);
     for (const n of notCarried) expect(n.why.length).toBeGreaterThan(10);
     expect(notCarried.find((n) => n.path === 'postgresql.callbacks.on_start')?.why).toMatch(/argument list/);
-    expect(notCarried.find((n) => n.path === 'tags.replicatefrom')?.why).toMatch(/cascading/);
   });
 
   it('names other DCS and etcd v2 as what they are', () => {
@@ -72,7 +71,7 @@ describe('pghactl convert-config and pgha --patroni-config', () => {
       const out = join(dir, 'pgha.yml');
       const r = await run('pghactl.js', ['convert-config', fixture, '-o', out]);
       expect(r.code, r.stderr).toBe(0);
-      expect(r.stderr).toMatch(/not carried over \(13\):\n {2}log\.dir: /);
+      expect(r.stderr).toMatch(/not carried over \(12\):\n {2}log\.dir: /);
       expect(statSync(out).mode & 0o777).toBe(0o600);
       expect(nodeConfigSchema.safeParse(parse(readFileSync(out, 'utf8'))).success).toBe(true);
       const again = await run('pghactl.js', ['convert-config', fixture, '-o', out]);

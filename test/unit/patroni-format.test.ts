@@ -26,7 +26,7 @@ describe('values Patroni 3.0.2 wrote', () => {
     const p2 = ok(decode(memberValueSchema('p2'), key('after-switchover', 'members/p2')));
     expect(p2).toEqual({
       name: 'p2', role: 'primary', state: 'running', timeline: 2, lsn: 50332416, apiUrl: 'http://127.0.0.1:9201',
-      conn: '127.0.0.1:6201', tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, failover_priority: 1 },
+      conn: '127.0.0.1:6201', tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, nostream: false, failover_priority: 1 },
       upstream: null, pendingRestart: false, agent: 'patroni', patroniRole: 'master',
     });
     // The old primary while stopping: Patroni's role `demoted`, no position (what a pgha
@@ -101,7 +101,7 @@ describe('values Patroni 3.0.2 wrote', () => {
 
 const member: MemberInfo = {
   name: 'n2', role: 'standby', state: 'streaming', timeline: 3, lsn: 83886240, apiUrl: 'https://db2.example.com:8008', conn: 'db2.example.com:5432',
-  tags: { nofailover: false, noloadbalance: true, clonefrom: false, nosync: false, failover_priority: 2 }, upstream: 'n1', pendingRestart: true,
+  tags: { nofailover: false, noloadbalance: true, clonefrom: false, nosync: false, nostream: false, failover_priority: 2 }, upstream: 'n1', pendingRestart: true,
 };
 
 describe('what pgha writes', () => {
@@ -119,7 +119,7 @@ describe('what pgha writes', () => {
     expect(primary).not.toHaveProperty('pending_restart');
     expect(primary).not.toHaveProperty('pause');
     // Default tags are left out, as Patroni leaves out false ones (patronictl then shows no Tags column).
-    expect(encodeMember({ ...member, tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, failover_priority: 1 } })).not.toHaveProperty('tags');
+    expect(encodeMember({ ...member, tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, nostream: false, failover_priority: 1 } })).not.toHaveProperty('tags');
     expect(encodeMember({ ...member, state: 'cloning', lsn: null, timeline: null })).toMatchObject({ state: 'creating replica' });
   });
 

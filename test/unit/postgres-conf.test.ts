@@ -244,7 +244,7 @@ describe('probe', () => {
   };
   it('reads a primary from its current WAL file, not its last checkpoint; replicas and sync standbys only when streaming', () => {
     expect(healthFromRow(row)).toEqual({
-      inRecovery: false, timeline: 2, lsn: 0x3000060, streaming: false, pendingRestart: false, syncStandbys: ['b'],
+      inRecovery: false, timeline: 2, lsn: 0x3000060, streaming: false, sender: null, pendingRestart: false, syncStandbys: ['b'],
       syncSetting: 'ANY 1 ("b", "c")', replicas: [{ name: 'b', flushLsn: 0x3000000 }, { name: 'c', flushLsn: null }],
       stats: {
         flushLsn: 0x3000050, receivedLsn: null, replayedLsn: null, replayedAt: null, replayPaused: false, postmasterStart: 1700000000.25, serverVersion: 150014,
@@ -267,6 +267,9 @@ describe('probe', () => {
   it('reads a standby: the furthest of receive and replay, the receiver timeline first', () => {
     const s = { ...row, in_recovery: true, current_lsn: null, receive_lsn: '0/5000000', replay_lsn: '0/4000000', primary_tli: null, receiver_tli: 3, streaming: true };
     expect(healthFromRow(s)).toMatchObject({ inRecovery: true, timeline: 3, lsn: 0x5000000, streaming: true, syncStandbys: [] });
+    // The WAL receiver's sender (pghactl topology), only while it streams.
+    expect(healthFromRow({ ...s, sender: '10.0.0.2:5432' }).sender).toBe('10.0.0.2:5432');
+    expect(healthFromRow({ ...s, sender: '10.0.0.2:5432', streaming: false }).sender).toBeNull();
     expect(healthFromRow({ ...s, receiver_tli: null, streaming: null, fallback_tli: 2 })).toMatchObject({ timeline: 2, streaming: false });
   });
 });
