@@ -112,14 +112,20 @@ export async function adopt(d: ActorDeps, local: LocalPostgres): Promise<void> {
   d.logger.info({ event: 'adopted', systemId: local.systemId }, 'registered existing data as the cluster');
 }
 
-/** pg_basebackup into the empty data directory (decide() follows it with a `start`). */
+/**
+ * pg_basebackup into the empty data directory (decide() follows it with a `start`). The member
+ * stays "cloning" until that start is done and the loop has observed PostgreSQL again (HaLoop
+ * clears the activity after each plan): in between, it would read "stopped", and `patronictl
+ * reinit --wait` stops waiting at the first state that is not "creating replica".
+ */
 export async function clone(d: ActorDeps, from: Upstream): Promise<void> {
   d.logger.info({ event: 'clone', from: from.name }, `cloning from ${from.name}`);
   await d.setActivity('cloning');
   try {
     await d.pg.clone(from);
-  } finally {
+  } catch (err) {
     await d.setActivity(null);
+    throw err;
   }
 }
 
@@ -142,10 +148,10 @@ export async function rewind(d: ActorDeps, from: Upstream, local: LocalPostgres)
     await pg.rewind(from);
   } catch (err) {
     if (!(err instanceof PgHaError && err.retryable)) logger.warn({ event: 'rewind failed', err: describeError(err) }, 'pg_rewind failed; the next loop clones afresh');
-    throw err;
-  } finally {
     await d.setActivity(null);
+    throw err;
   }
+  // On success the activity stays until the plan's `start` is done (the loop clears it).
 }
 
 /**
@@ -162,7 +168,9 @@ export async function reclone(d: ActorDeps, from: Upstream, local: LocalPostgres
     await pg.stop('immediate').catch(() => undefined);
     await pg.wipe({ forReclone: true });
     await pg.clone(from);
-  } finally {
+  } catch (err) {
     await d.setActivity(null);
+    throw err;
   }
+  // On success the activity stays until the plan's `start` is done (the loop clears it).
 }

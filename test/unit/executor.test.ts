@@ -39,7 +39,8 @@ describe('the executor', () => {
     const plan: Action[] = [{ kind: 'rewind', from: 'n1' }, { kind: 'start', as: 'standby', upstream: 'n1' }, { kind: 'follow', upstream: 'n1' }];
     const local = localPg({ running: true });
     const outs = await a.run(plan, { cluster, local });
-    expect(events).toEqual(['stop fast', 'activity rewinding', 'pg_rewind', 'activity -', 'start']);
+    // The activity lasts through the start: the loop clears it once it has observed again.
+    expect(events).toEqual(['stop fast', 'activity rewinding', 'pg_rewind', 'start']);
     expect(brief(outs)).toEqual(['rewind ok', 'start failed']);
     // The next loop clones afresh: decided from the memory, not by the executor.
     const o = obs({ local: { running: false, role: null, streaming: false } });
@@ -48,9 +49,12 @@ describe('the executor', () => {
   });
 
   it('a pg_rewind that could not reach the leader is transient: the data is kept', async () => {
-    const { actor: a } = actor([], { rewind: async () => { throw new PgHaError('PGHA_PG_COMMAND', 'rewind source n1 unreachable', { retryable: true }); } });
+    const events: string[] = [];
+    const { actor: a } = actor(events, { rewind: async () => { throw new PgHaError('PGHA_PG_COMMAND', 'rewind source n1 unreachable', { retryable: true }); } });
     const outs = await a.run([{ kind: 'rewind', from: 'n1' }, { kind: 'start', as: 'standby', upstream: 'n1' }], { cluster, local: localPg({ running: false }) });
     expect(brief(outs)).toEqual(['rewind failed (retryable)']);
+    // A failed step ends its activity at once: the member does not read "rewinding" meanwhile.
+    expect(events).toEqual(['activity rewinding', 'activity -']);
     expect(remember(initialMemory, obs(), outs).rewindUnusable).toBe(false);
   });
 
@@ -64,7 +68,7 @@ describe('the executor', () => {
     });
     const outs = await a.run([{ kind: 'reclone', from: 'n1' }, { kind: 'start', as: 'standby', upstream: 'n1' }], { cluster, local: localPg({ running: false }) });
     expect(brief(outs)).toEqual(['reclone ok', 'start ok']);
-    expect(events).toEqual(['activity cloning', 'stop immediate', 'wipe', 'pg_basebackup', 'activity -', 'start standby']);
+    expect(events).toEqual(['activity cloning', 'stop immediate', 'wipe', 'pg_basebackup', 'start standby']);
   });
 
   it('an unfinished data directory (rule U): stop a server running on it at once, then wipe; settle_data only drops the marker', async () => {
