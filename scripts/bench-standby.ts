@@ -19,7 +19,7 @@ import type { LoopbackCluster, NodeHandle } from '../lab/loopback.ts';
 import { WriteProbe } from '../lab/probe.ts';
 import { ctl, standbyLeader, twoSites, type TwoSites } from '../lab/two-sites.ts';
 import { REPO, sleep, superuserClient, waitFor } from '../lab/util.ts';
-import { stats } from './bench-lib.ts';
+import { gitHead, stats } from './bench-lib.ts';
 
 const { values: args } = parseArgs({ options: { runs: { type: 'string', default: '3' }, seconds: { type: 'string', default: '20' } } });
 const RUNS = Number(args.runs);
@@ -197,14 +197,6 @@ function write(delay: Delay, ps: Promotion[]): void {
   ].join('\n');
   writeFileSync(DOC, text);
   console.log(`first write median ${ms(first.median)} ms; wrote ${DOC}`);
-}
-
-function gitHead(): string {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO }).toString().trim();
-  } catch {
-    return 'unknown';
-  }
 }
 
 main().catch((err: unknown) => {
