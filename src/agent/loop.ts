@@ -262,7 +262,9 @@ export class HaLoop {
     await this.#applyConfig(this.#local ?? o.local, o.cluster);
     // Publish to etcd only when this loop reached it: with etcd unreachable a put would only wait
     // out its deadline, and a loop that long outlasts a failsafe extension (one TTL).
-    if (o.cluster === null) this.#refreshSnapshot();
+    // Nor after a renewal that failed this loop: the next etcd call would hang like it did, and the
+    // failsafe round the next loop starts with (askMembersFirst) must come before the fence deadline.
+    if (o.cluster === null || this.#memory.askMembersFirst) this.#refreshSnapshot();
     else await this.#publish().catch((err: unknown) => this.#d.logger.warn({ err: describeError(err) }, 'could not publish member state'));
     this.#d.alive?.beat(this.fence.deadline);
     return plan;
