@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 import { TestCluster, type NodeHandle } from '../lab/loopback.ts';
 import { PASSWORDS, REPO, waitFor } from '../lab/util.ts';
 import { makeRepo, scratchRestore, withBackup } from '../lab/backup.ts';
+import { allocatePorts } from '../lab/ports.ts';
 
 const a = parseArgs({ options: {
   scale: { type: 'string', default: '70' }, runs: { type: 'string', default: '2' },
@@ -39,10 +40,14 @@ for (const [k, v] of Object.entries({ scale: SCALE, runs: RUNS, 'rpo-seconds': R
 const median = (xs: number[]) => { const s = [...xs].sort((x, y) => x - y); const m = Math.floor(s.length / 2); return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 const repo = makeRepo();
 const dcs = { postgresql: { parameters: { shared_buffers: '64MB', max_connections: 30, archive_timeout: ARCHIVE_TIMEOUT } } };
+// Ports allocated (lab/ports.ts): node i's PostgreSQL on PG + i, which pgBackRest's peers need up
+// front; the scratch restores' PostgreSQL on SCRATCH_PG.
+const PG = allocatePorts(3) - 1;
+const SCRATCH_PG = allocatePorts(1);
 // node1 leads; node2 rebuilds from the repository, node3 with pg_basebackup.
 const cluster = new TestCluster({
-  etcdPort: 27320, pgPortBase: 6040, apiPortBase: 9040, ttl: 3, dcs,
-  configure: (i, cfg) => withBackup(repo.path, 6040, { create_replica_methods: i === 3 ? ['basebackup'] : ['pgbackrest', 'basebackup'] })(i, cfg),
+  pgPortBase: PG, ttl: 3, dcs,
+  configure: (i, cfg) => withBackup(repo.path, PG, { create_replica_methods: i === 3 ? ['basebackup'] : ['pgbackrest', 'basebackup'] })(i, cfg),
 });
 // 3b: a new cluster restored from the first one's stanza (itest) into its own (staging).
 let staging: TestCluster | null = null;
@@ -124,7 +129,7 @@ try {
   const restoreMs: number[] = [];
   for (let k = 0; k < RUNS; k++) {
     const s0 = performance.now();
-    const s = await scratchRestore(p, cluster.dir, 6090, ['--type=time', `--target=${t}`, '--target-action=promote']);
+    const s = await scratchRestore(p, cluster.dir, SCRATCH_PG, ['--type=time', `--target=${t}`, '--target-action=promote']);
     restoreMs.push(performance.now() - s0);
     const got = ((await s.query('select count(*)::int as n from ticks'))[0] as { n: number }).n;
     await s.stop();
@@ -133,10 +138,11 @@ try {
   }
 
   // 3b. A new cluster bootstrapped from the stanza to the same time, until healthy.
+  const stagingPg = allocatePorts(3) - 1;
   staging = new TestCluster({
-    etcdPort: 28114, pgPortBase: 6420, apiPortBase: 9420, ttl: 3, dcs,
+    pgPortBase: stagingPg, ttl: 3, dcs,
     configure: (i, cfg) => {
-      withBackup(repo.path, 6420, { stanza: 'staging' })(i, cfg);
+      withBackup(repo.path, stagingPg, { stanza: 'staging' })(i, cfg);
       cfg.bootstrap.method = 'pgbackrest';
       cfg.bootstrap.pgbackrest = { stanza: 'itest', target: { time: t } };
     },

@@ -19,6 +19,7 @@ import { dynamicConfigSchema } from '../src/config/schema.ts';
 import { childPids } from '../src/postgres/datadir.ts';
 import { TestCluster, type NodeHandle } from '../lab/loopback.ts';
 import { REPO, sleep } from '../lab/util.ts';
+import { allocatePorts } from '../lab/ports.ts';
 import { CLK_TCK, cpuTicks, rssMb, stats } from './bench-lib.ts';
 
 const args = parseArgs({ options: {
@@ -32,8 +33,9 @@ const LOOP_WAITS = (args['loop-waits'] ?? '0.5,1').split(',').map(Number);
 const DEFAULTS = dynamicConfigSchema.parse({});
 /** systemd/pgha.service: WatchdogSec=1000ms. */
 const WATCHDOG_USEC = 1_000_000;
-// Ports of this bench (issue 16): etcd 27100-27101, PostgreSQL 5941-5943, REST API 8941-8943, HAProxy 15940-15941.
-const PORTS = { etcdPort: 27100, pgPortBase: 5940, apiPortBase: 8940, rw: 15940 };
+// Ports of this bench: allocated (lab/ports.ts); TestCluster allocates each run's etcd, PostgreSQL
+// and REST API ports; HAProxy's read-write port here (read-only the next one).
+const HAPROXY_RW = allocatePorts(2);
 
 // A stand-in for systemd's notify socket: binds it, lets the agent (user postgres) write to it,
 // counts READY=1 and WATCHDOG=1 (SIGUSR1 restarts the WATCHDOG=1 count: the window begins), and
@@ -93,7 +95,7 @@ async function oneRun(loopWait: number, run: number): Promise<Sample[]> {
   const sockets = mkdtempSync(join(tmpdir(), 'pgha-idle-notify-'));
   chmodSync(sockets, 0o755);
   const cluster = new TestCluster({
-    ...PORTS, ttl: ttlFor(loopWait), loopWait, retryTimeout: DEFAULTS.retry_timeout, fenceMargin: DEFAULTS.fence_margin,
+    ttl: ttlFor(loopWait), loopWait, retryTimeout: DEFAULTS.retry_timeout, fenceMargin: DEFAULTS.fence_margin,
     env: (i) => ({ NOTIFY_SOCKET: join(sockets, `node${i}.notify`), WATCHDOG_USEC: String(WATCHDOG_USEC) }),
   });
   try {
@@ -114,7 +116,7 @@ async function oneRun(loopWait: number, run: number): Promise<Sample[]> {
       if (performance.now() > end) throw new Error('timed out after 120 s waiting for a primary and two streaming replicas');
       await sleep(250);
     }
-    cluster.startHaproxy({ readWritePort: PORTS.rw, readOnlyPort: PORTS.rw + 1 });
+    cluster.startHaproxy({ readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RW + 1 });
     const agents = cluster.nodes.map((n) => ({ n, pid: n.agent?.pid ?? 0 }));
     await sleep((IDLE_S - WINDOW_S) * 1000);
     const fencers = agents.map((a) => fencerPid(a.pid));

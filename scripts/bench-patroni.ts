@@ -27,6 +27,7 @@ import { startHaproxy } from '../lab/haproxy.ts';
 import { patroniConfig } from '../lab/patroni-config.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
 import { startEtcd, type EtcdHandle } from '../lab/etcd.ts';
+import { allocatePorts } from '../lab/ports.ts';
 import { PASSWORDS, REPO, httpStatus, postmasterPid, queryOnce, sleep, superuserClient, waitFor } from '../lab/util.ts';
 import { chartEvents, renderChart, type ChartStats, type PatroniFigures } from './bench-chart.ts';
 import { CLK_TCK, type Probe, benchProbe, cpuTicks, processTable, processTree, rssMb, stats, withPatroniBlock } from './bench-lib.ts';
@@ -45,12 +46,14 @@ const args = parseArgs({
 }).values;
 const IDLE_S = Number(args.idle);
 
-// Ports of this benchmark only (other benchmarks and tests use other ranges on this machine).
-const PG_PORT = (i: number) => 5600 + i; // 5601-5603
-const API_PORT = (i: number) => 8200 + i; // 8201-8203 (Patroni REST API)
-const RW = 25300; // HAProxy read-write; 25301 read-only
-const ETCD_CLIENT = 24459;
-const ETCD_PEER = 24460;
+// Ports of this benchmark, allocated (lab/ports.ts) once and kept for every timing it runs.
+const PG_BASE = allocatePorts(3) - 1;
+const API_BASE = allocatePorts(3) - 1;
+const PG_PORT = (i: number) => PG_BASE + i;
+const API_PORT = (i: number) => API_BASE + i; // Patroni REST API
+const RW = allocatePorts(2); // HAProxy read-write; read-only the next one
+const ETCD_CLIENT = allocatePorts(2);
+const ETCD_PEER = ETCD_CLIENT + 1;
 const ALL_PORTS = [1, 2, 3].flatMap((i) => [PG_PORT(i), API_PORT(i)]).concat([RW, RW + 1, ETCD_CLIENT, ETCD_PEER]);
 
 interface Timing { name: string; ttl: number; loop_wait: number; retry_timeout: number }

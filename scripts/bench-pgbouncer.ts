@@ -16,10 +16,12 @@ import { TestCluster } from '../lab/loopback.ts';
 import { PASSWORDS, REPO, queryOnce, sleep, superuserClient, waitFor } from '../lab/util.ts';
 import { startPgbouncer } from '../lab/pgbouncer.ts';
 import { createLoadTable, startLoad } from '../lab/pooler-load.ts';
+import { allocatePorts } from '../lab/ports.ts';
 
 const RUNS = Number(process.env.PGHA_BENCH_RUNS ?? 10);
-const RW = 15921;
-const POOLER = 16421;
+// Ports allocated (lab/ports.ts): HAProxy read-write (read-only the next one), then PgBouncer.
+const RW = allocatePorts(3);
+const POOLER = RW + 2;
 const ADMIN = { user: 'pgha_admin', password: 'bench-pooler-admin' };
 const AUTH = `Basic ${Buffer.from('admin:admin-pw').toString('base64')}`;
 
@@ -28,7 +30,6 @@ interface Run { errors: number; longestMs: number; haproxyOutageMs: number; hapr
 const secrets = mkdtempSync(join(tmpdir(), 'pgha-bench-pooler-'));
 const passFile = join(secrets, 'admin.pass');
 const cluster = new TestCluster({
-  etcdPort: 27010, pgPortBase: 5920, apiPortBase: 8920,
   configure: (_i, cfg) => {
     cfg['pgbouncer'] = {
       poolers: [{ name: 'bench', host: '127.0.0.1', port: POOLER, user: ADMIN.user, password_file: passFile }],

@@ -21,7 +21,6 @@ const RUNS = Number(args.runs);
 if (!(SIZE_MB > 0) || !Number.isInteger(RUNS) || RUNS < 1) throw new Error('--size-mb: a positive number; --runs: a positive integer');
 
 const cluster = new TestCluster({
-  etcdPort: 27410, pgPortBase: 6120, apiPortBase: 9120,
   dcs: { postgresql: { parameters: { shared_buffers: '128MB', max_connections: 30, max_wal_size: '2GB' } } },
 });
 

@@ -15,9 +15,10 @@ import { WitnessProcess } from '../src/agent/witness-client.ts';
 import { lookupOsUser } from '../src/postgres/instance.ts';
 import { WITNESS_NAME } from '../src/witness/names.ts';
 import { REPO, sleep } from '../lab/util.ts';
+import { allocatePorts } from '../lab/ports.ts';
 
 const BIN = '/usr/lib/postgresql/15/bin';
-const PORT = 6538;
+const PORT = allocatePorts(1); // the primary's PostgreSQL
 const ROUNDS = Number(process.env.PGHA_BENCH_ROUNDS ?? 8);
 const SECONDS = Number(process.env.PGHA_BENCH_SECONDS ?? 8);
 const REPL_PW = 'bench-witness-pw';

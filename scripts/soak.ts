@@ -29,9 +29,8 @@ dynamicConfigSchema.parse(timing); // refuse an unsafe combination before starti
 const MINUTES = Number(a.minutes);
 const BURNERS = Number(a.burners);
 
-// Ports of its own, used by no test (243x-244x, 545x-551x, 803x-810x) nor the bench (24399, 547x, 805x, 25100).
+// Ports allocated by TestCluster (lab/ports.ts).
 const cluster = new TestCluster({
-  etcdPort: 24349, pgPortBase: 5420, apiPortBase: 7990,
   ttl: timing.ttl, loopWait: timing.loop_wait, retryTimeout: timing.retry_timeout, fenceMargin: timing.fence_margin,
 });
 const burners: ChildProcess[] = [];

@@ -22,9 +22,8 @@ import { type ChaosBackend, type DelayLink, type SyncMode } from './backend.ts';
 import { API_PROXY_PORT, DelayLinks, ETCD_PROXY_PORT, PG_PROXY_PORT } from './delay-links.ts';
 import { healthy, primaries, waitHealthy } from '../cluster.ts';
 import { BACKEND_KINDS } from './faults.ts';
+import { allocatePorts } from '../ports.ts';
 
-export const HAPROXY_RW = 25200;
-export const HAPROXY_RO = 25201;
 export const PG_PORT = 5432;
 export const API_PORT = 8008;
 /** The chaos clusters' PostgreSQL (netns and nspawn alike): small WAL, so a node's tmpfs holds it. */
@@ -63,7 +62,8 @@ export class ChaosCluster implements ChaosBackend {
   readonly backend = 'netns';
   readonly description = 'every node and etcd member in its own network namespace, the agents started as plain processes, systemd\'s watchdog emulated outside each node by lab/chaos/systemd-watchdog.py';
   readonly kinds = BACKEND_KINDS.netns;
-  readonly haproxyPort = HAPROXY_RW;
+  /** HAProxy's read-write port in the root namespace (allocated; read-only on the next one). */
+  readonly haproxyPort = allocatePorts(2);
   readonly pgPort = PG_PORT;
   readonly dir: string;
   readonly lab: NetLab;
@@ -215,7 +215,7 @@ export class ChaosCluster implements ChaosBackend {
 
   #startHaproxy(): void {
     this.#haproxy = startHaproxy({
-      dir: this.dir, readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO,
+      dir: this.dir, readWritePort: this.haproxyPort, readOnlyPort: this.haproxyPort + 1,
       members: this.nodes.map((n) => ({ name: n.name, pgHost: n.host.ip, pgPort: PG_PORT, apiHost: n.host.ip, apiPort: API_PORT })),
     }).child;
   }

@@ -6,7 +6,7 @@
 // a partition can cut a container off from etcd alone) and HAProxy in front of the members.
 //
 // Network: 10.215.0.0/24 on bridge pghasc-br0; host 10.215.0.1 (HAProxy's checks and the clients
-// come from there), etcd e1..e3 at 10.215.0.21-23 (ports 27600 client, 27601 peer), members
+// come from there), etcd e1..e3 at 10.215.0.21-23 (allocated client and peer ports), members
 // n1..n3 at 10.215.0.11-13. Partitions are iptables rules in a container's network namespace, set
 // by the host's iptables through nsenter -n (the image has none). Everything is named `pghasc-`,
 // so the systemd-unit test's lab (pghasd-, 10.213.0.0/24) is never touched; destroy() removes it
@@ -22,13 +22,10 @@ import { type ChaosBackend, type ChaosEtcd, type SyncMode } from './backend.ts';
 import { primaries, waitHealthy } from '../cluster.ts';
 import { BACKEND_KINDS } from './faults.ts';
 import { CHAOS_PARAMETERS } from './cluster.ts';
+import { allocatePorts } from '../ports.ts';
 
 export const PREFIX = 'pghasc-';
 export const SUBNET = '10.215.0';
-const ETCD_CLIENT_PORT = 27600;
-const ETCD_PEER_PORT = 27601;
-export const HAPROXY_RW = 27602;
-const HAPROXY_RO = 27603;
 const PG_PORT = 5432;
 const DATA_DIR = '/var/lib/postgresql/15/pgha';
 /** The work directory: under /var/tmp with the lab's prefix, so the lab's cleanup removes it too. */
@@ -62,7 +59,10 @@ export class NspawnChaosCluster implements ChaosBackend {
     + 'systemd/pgha.service unchanged, so the watchdog, KillMode=mixed and Restart=on-failure are systemd\'s own; '
     + 'the etcd members and HAProxy on the host, on the containers\' bridge';
   readonly kinds = BACKEND_KINDS.systemd;
-  readonly haproxyPort = HAPROXY_RW;
+  /** HAProxy's read-write port on the host (allocated; read-only on the next one). */
+  readonly haproxyPort = allocatePorts(2);
+  /** The etcd members' client port (allocated; peer port on the next one). */
+  readonly #etcdPort = allocatePorts(2);
   readonly pgPort = PG_PORT;
   readonly dir = RUN_DIR;
   readonly lab: NspawnLab;
@@ -78,7 +78,7 @@ export class NspawnChaosCluster implements ChaosBackend {
   #destroyed = false;
 
   constructor(opts: { syncMode: SyncMode }) {
-    const etcdHosts = this.etcd.map((e) => `${e.ip}:${ETCD_CLIENT_PORT}`);
+    const etcdHosts = this.etcd.map((e) => `${e.ip}:${this.#etcdPort}`);
     this.lab = new NspawnLab({
       nodes: 3, prefix: PREFIX, subnet: SUBNET, etcd: false, log: (m) => console.log(`[systemd backend] ${m}`),
       configure: (_i, cfg) => {
@@ -112,7 +112,7 @@ export class NspawnChaosCluster implements ChaosBackend {
     for (const e of this.etcd) run('ip', ['addr', 'add', `${e.ip}/24`, 'dev', this.lab.bridge]);
     for (const e of this.etcd) this.startEtcd(e);
     // A 3-member etcd elects a leader within a few election timeouts (1 s each); 30 s covers CI.
-    await waitEtcdHealthy(`http://${this.etcd[0]!.ip}:${ETCD_CLIENT_PORT}`, 30_000);
+    await waitEtcdHealthy(`http://${this.etcd[0]!.ip}:${this.#etcdPort}`, 30_000);
     // One member at a time, each joined before the next: three agents starting at once on this
     // 2-core machine can starve one past WatchdogSec right after READY=1 (docs/systemd.md).
     for (const m of this.nodes) {
@@ -129,7 +129,7 @@ export class NspawnChaosCluster implements ChaosBackend {
 
   #startHaproxy(): void {
     this.#haproxy = startHaproxy({
-      dir: this.dir, readWritePort: HAPROXY_RW, readOnlyPort: HAPROXY_RO, logPath: join(this.dir, 'haproxy.log'),
+      dir: this.dir, readWritePort: this.haproxyPort, readOnlyPort: this.haproxyPort + 1, logPath: join(this.dir, 'haproxy.log'),
       members: this.nodes.map((n) => ({ name: n.name, pgHost: n.ip, pgPort: PG_PORT, apiHost: n.ip, apiPort: 8008 })),
       // In a lab cgroup, so that a crashed run's HAProxy is found and killed by the next one.
       spawner: (argv, log) => spawnInCgroup(`${PREFIX}haproxy`, argv, log!),
@@ -279,10 +279,10 @@ export class NspawnChaosCluster implements ChaosBackend {
     const dataDir = join(this.dir, `etcd-${e.name}`);
     const fresh = !this.#etcdStarted.has(e.name);
     this.#etcdStarted.add(e.name);
-    const client = `http://${e.ip}:${ETCD_CLIENT_PORT}`;
-    const peer = `http://${e.ip}:${ETCD_PEER_PORT}`;
+    const client = `http://${e.ip}:${this.#etcdPort}`;
+    const peer = `http://${e.ip}:${this.#etcdPort + 1}`;
     spawnInCgroup(`${PREFIX}${e.name}`, etcdArgv({ name: e.name, dataDir, clientUrl: client, peerUrl: peer,
-      initialCluster: this.etcd.map((x) => `${x.name}=http://${x.ip}:${ETCD_PEER_PORT}`).join(','),
+      initialCluster: this.etcd.map((x) => `${x.name}=http://${x.ip}:${this.#etcdPort + 1}`).join(','),
       state: fresh ? 'new' : 'existing', token: 'pghasc', logLevel: 'warn' }), join(this.dir, `etcd-${e.name}.log`));
   }
 

@@ -48,6 +48,43 @@ export async function bootstrap(d: ActorDeps): Promise<void> {
   }
 }
 
+/**
+ * The first member of a standby cluster (standby_cluster set, nobody initialised it): (1) claim
+ * /initialize; (2) pg_basebackup from the source cluster; (3) start as its standby; (4) take the
+ * leader key (the standby leader); (5) write the dynamic config; (6) record the system id, the
+ * source's. A failure before (6) stops PostgreSQL, wipes the copy and gives up the claim.
+ */
+export async function bootstrapStandby(d: ActorDeps, source: Upstream): Promise<void> {
+  const { dcs, pg, logger, config } = d;
+  if (!(await dcs.claimInitialize())) throw new PgHaError('PGHA_DCS_CONFLICT', 'another member is bootstrapping');
+  logger.info({ event: 'bootstrap standby', from: source.conn }, 'bootstrapping a standby cluster from its source');
+  await d.setActivity('cloning');
+  try {
+    await pg.clone(source);
+    await pg.start('standby', source);
+    if (!(await dcs.acquireLeader())) throw new PgHaError('PGHA_BOOTSTRAP', 'leader key taken during bootstrap');
+    const ka = await dcs.renewLeader();
+    d.fence.arm(leaseDeadline(ka.sentAt, ka.ttl, d.dynamic()));
+    d.setLeadership(true);
+    await dcs.writeConfigIfAbsent(config.bootstrap.dcs);
+    const local = await pg.observe();
+    if (local.systemId === null) throw new PgHaError('PGHA_BOOTSTRAP', 'no system identifier after the base backup');
+    await dcs.setInitialize(local.systemId);
+    logger.info({ event: 'standby leader', systemId: local.systemId }, 'bootstrapped a standby cluster; running as its standby leader');
+  } catch (err) {
+    logger.error({ event: 'bootstrap failed', err: describeError(err) }, 'standby cluster bootstrap failed; cleaning up');
+    await pg.stop('immediate').catch(() => undefined);
+    await dcs.releaseLeader().catch(() => undefined);
+    d.fence.disarm();
+    d.setLeadership(false);
+    await pg.wipe().catch(() => undefined);
+    await dcs.abandonInitialize().catch(() => undefined);
+    throw err;
+  } finally {
+    await d.setActivity(null);
+  }
+}
+
 /** Existing data and no /initialize key (etcd was wiped): register our system id. */
 export async function adopt(d: ActorDeps, local: LocalPostgres): Promise<void> {
   if (local.systemId === null) throw new PgHaError('PGHA_BOOTSTRAP', 'cannot adopt: no system identifier');

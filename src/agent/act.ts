@@ -16,7 +16,9 @@ import type { Poolers } from '../pooler/poolers.ts';
 import type { PostgresControl, Upstream } from '../postgres/types.ts';
 import type { LogicalSlots } from '../slots/manager.ts';
 import type { FenceTimer } from './fence.ts';
-import { adopt, bootstrap, clearUnsafe, clone, reclone, rewind } from './act-data.ts';
+import { SOURCE_UPSTREAM } from '../ha/standby.ts';
+import { sourceHosts } from '../config/schema.ts';
+import { adopt, bootstrap, bootstrapStandby, clearUnsafe, clone, reclone, rewind } from './act-data.ts';
 import { ensureSlots, publishLeaderLsn, setSyncNames, syncLogical, writeSync } from './act-leader.ts';
 import type { Activity } from './member.ts';
 
@@ -122,7 +124,7 @@ export class Actor {
   async #one(a: Action, ctx: ActContext): Promise<Facts> {
     // step_down: before_stop (up to before_stop_timeout) runs before the clean stop, with the key held.
     // A standby's sync_logical may stop and start PostgreSQL to copy a slot.
-    const long = a.kind === 'bootstrap' || a.kind === 'clone' || a.kind === 'reclone' || a.kind === 'rewind' || a.kind === 'start' || a.kind === 'promote'
+    const long = a.kind === 'bootstrap' || a.kind === 'bootstrap_standby' || a.kind === 'clone' || a.kind === 'reclone' || a.kind === 'rewind' || a.kind === 'start' || a.kind === 'promote'
       || a.kind === 'step_down' || (a.kind === 'sync_logical' && a.as === 'standby');
     return long ? this.#withHeartbeat(() => this.#step(a, ctx)) : this.#step(a, ctx);
   }
@@ -131,6 +133,7 @@ export class Actor {
   async #step(a: Action, ctx: ActContext): Promise<Facts> {
     switch (a.kind) {
       case 'bootstrap': await bootstrap(this.#d); return {};
+      case 'bootstrap_standby': await bootstrapStandby(this.#d, this.#upstream(ctx, SOURCE_UPSTREAM)); return {};
       case 'adopt_cluster': await adopt(this.#d, ctx.local); return {};
       case 'clone': await clone(this.#d, this.#upstream(ctx, a.from)); return {};
       case 'reclone': await reclone(this.#d, this.#upstream(ctx, a.from), ctx.local); return {};
@@ -168,6 +171,12 @@ export class Actor {
   }
 
   #upstream(ctx: ActContext, name: string): Upstream {
+    if (name === SOURCE_UPSTREAM) {
+      const sc = (ctx.cluster?.config ?? this.#d.dynamic()).standby_cluster;
+      if (sc == null) throw new PgHaError('PGHA_STANDBY_SOURCE_INVALID', 'no standby_cluster in the dynamic configuration');
+      const first = sourceHosts(sc)[0];
+      return { name: SOURCE_UPSTREAM, conn: `${first?.host}:${first?.port}`, source: sc };
+    }
     const m = memberByName(ctx.cluster, name);
     if (m === undefined) throw new PgHaError('PGHA_DCS_BAD_VALUE', `member ${name} has not published its address`);
     return { name: m.name, conn: m.conn };

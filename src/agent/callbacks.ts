@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { CALLBACK_ACTIONS, type NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
-import type { LocalPostgres, SyncMethod } from '../ha/types.ts';
+import type { LocalPostgres, SyncMethod, SourceState } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import type { SlotState } from '../postgres/slot-copy.ts';
 import type { PostgresControl, Upstream } from '../postgres/types.ts';
@@ -266,5 +266,9 @@ export class CallbackPostgres implements PostgresControl {
   setSyncNames(names: string[] | null, count: number, method: SyncMethod): Promise<boolean> { return this.#pg.setSyncNames(names, count, method); }
   flushLsn(): Promise<number | null> { return this.#pg.flushLsn(); }
   crash(): Promise<void> { return this.#pg.crash(); }
+  async readSource(source: Upstream): Promise<SourceState> {
+    if (this.#pg.readSource === undefined) return { reachable: false, error: 'reading a source cluster is not supported here', systemId: null, timeline: null, lsn: null, writable: null };
+    return this.#pg.readSource(source);
+  }
   close(): Promise<void> { return this.#pg.close(); }
 }

@@ -18,12 +18,14 @@ import { decide } from '../ha/decide.ts';
 import { chooseUpstream } from '../ha/upstream.ts';
 import type { FailsafeAnswer } from '../ha/failsafe.ts';
 import { initialMemory, perceive, remember, tagsFor, type Memory } from '../ha/memory.ts';
-import type { ClusterView, FailsafeRound, LocalPostgres, MemberInfo, Observation, Outcome, Plan } from '../ha/types.ts';
+import type { ClusterView, FailsafeRound, LocalPostgres, MemberInfo, Observation, Outcome, Plan, SourceState } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import type { PostgresControl } from '../postgres/types.ts';
 import type { Poolers } from '../pooler/poolers.ts';
 import type { AgentSnapshot } from '../api/types.ts';
 import { Actor } from './act.ts';
+import { SourceWatch, sourceUpstream } from './source-watch.ts';
+import { SOURCE_UPSTREAM } from '../ha/standby.ts';
 import type { ClientTls } from '../api/tls.ts';
 import { FailsafeAgent, withinBudget } from './failsafe.ts';
 import { etcdBudget } from '../ha/lease.ts';
@@ -103,10 +105,15 @@ export class HaLoop {
    * Any promise this process gives after it is kept in FailsafeAgent.hold.
    */
   readonly #startedAt: number;
+  /** standby_cluster: the source cluster, read in the background (source-watch.ts). */
+  readonly sourceWatch: SourceWatch | null;
+  #source: SourceState | null = null;
 
   constructor(deps: LoopDeps) {
     this.#d = deps;
     this.#startedAt = deps.now();
+    const readSource = deps.pg.readSource?.bind(deps.pg);
+    this.sourceWatch = readSource === undefined ? null : new SourceWatch(readSource, deps.now);
     // Plain inputs: the failsafe answers get the loop's latest state with each call
     // (answerFailsafe), its rounds with each observation. The fence timer fires outside the loop,
     // so it reads pause and calls the executor's fence when it fires.
@@ -267,10 +274,11 @@ export class HaLoop {
   async #applyConfig(local: LocalPostgres, cluster: ClusterView | null): Promise<void> {
     if (!local.accepting || cluster === null) return;
     const upName = local.role === 'standby' ? local.upstream : null;
-    const up = memberByName(cluster, upName);
+    const sc = cluster.config.standby_cluster;
+    const up = upName === SOURCE_UPSTREAM ? (sc == null ? undefined : sourceUpstream(sc)) : memberByName(cluster, upName);
     if (upName !== null && up === undefined) return; // upstream not visible right now: leave conninfo alone
     try {
-      if (await this.#d.pg.applyConfig(up === undefined ? null : { name: up.name, conn: up.conn })) {
+      if (await this.#d.pg.applyConfig(up === undefined ? null : up.name === SOURCE_UPSTREAM ? up : { name: up.name, conn: up.conn })) {
         this.#d.logger.info({ event: 'reloaded' }, 'PostgreSQL configuration changed: reloaded');
       }
     } catch (err) {
@@ -313,8 +321,10 @@ export class HaLoop {
       assertNoSlotCollision(config.name, cluster.members.map((m) => m.name));
       this.#namesChecked = true;
     }
+    this.#source = this.#readSource(cluster);
     const t = now();
     return {
+      source: this.#source,
       now: t,
       memory,
       wallNow: Date.now(),
@@ -328,6 +338,20 @@ export class HaLoop {
       failsafe,
     };
   }
+
+  /**
+   * The source cluster, when this member may act on it: standby_cluster set, and we hold the key,
+   * nobody does, or nobody initialised the cluster. Followers never read it.
+   */
+  #readSource(cluster: ClusterView | null): SourceState | null {
+    const sc = (cluster?.config ?? this.#cluster?.config ?? this.#d.config.bootstrap.dcs).standby_cluster;
+    if (sc == null || this.sourceWatch === null) return null;
+    if (cluster !== null && cluster.initialize !== null && cluster.leader !== null && !this.#holdsKey) return null;
+    return this.sourceWatch.current(sc);
+  }
+
+  /** The source as last read (GET /status); null: not read. */
+  get source(): SourceState | null { return this.#source; }
 
   /** POST /failsafe from `caller`: confirm it (and promise not to race for a TTL) or refuse. */
   answerFailsafe(caller: string, callerTtl?: number): FailsafeAnswer {
@@ -359,6 +383,7 @@ export class HaLoop {
       isLeader: this.isLeader,
       cluster,
       paused: this.dynamic.pause,
+      source: this.#source,
       lagBytes: lagBytes(local, cluster?.lastLeaderLsn ?? null),
       observedAt: this.#d.now(),
       lastPlan: this.#lastReason,
@@ -393,16 +418,18 @@ export class HaLoop {
    * its outcome goes to remember() like a plan's (a failed start counts); `error`: what failed.
    */
   async #restart(): Promise<{ outcomes: Outcome[]; error?: unknown }> {
-    const leader = this.isLeader;
+    const sc = this.#cluster?.config.standby_cluster ?? null;
+    // The standby leader of a standby cluster restarts as a standby of the source.
+    const leader = this.isLeader && sc === null;
     // The member decide() has this standby follow: the leader, a replicatefrom member, or none (nostream).
     const upstreamName = chooseUpstream(this.#d.config.name, this.#d.config.tags, this.#cluster).upstream;
-    const up = memberByName(this.#cluster, upstreamName);
+    const up = this.isLeader && sc !== null ? sourceUpstream(sc) : memberByName(this.#cluster, upstreamName);
     try {
       await this.#d.pg.stop('fast');
     } catch (error) {
       return { outcomes: [], error };
     }
-    const upstream = leader || up === undefined ? null : { name: up.name, conn: up.conn };
+    const upstream = leader || up === undefined ? null : up.name === SOURCE_UPSTREAM ? up : { name: up.name, conn: up.conn };
     const action = { kind: 'start', as: leader ? 'primary' : 'standby', upstream: upstream?.name ?? null } as const;
     try {
       await this.actor.start(action.as, upstream);

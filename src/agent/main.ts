@@ -6,6 +6,8 @@ import { flushCompileCache } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { registerOpsRoutes } from '../api/ops-routes.ts';
+import { registerStandbyRoutes } from '../api/standby-routes.ts';
+import { sourceUpstream } from './source-watch.ts';
 import { accessGuard } from '../api/access.ts';
 import { buildApi, startApi } from '../api/server.ts';
 import { loadClientTls, loadServerTls } from '../api/tls.ts';
@@ -199,6 +201,11 @@ async function main(): Promise<number> {
       drill: (kind) => (kind === 'kill' ? pg.crash() : pg.stop('immediate')),
       failsafe: (leader, ttl) => ha.answerFailsafe(leader, ttl),
     }),
+  });
+  registerStandbyRoutes(app, {
+    config, dcs, fallback: () => ha.dynamic, view: () => ha.view,
+    readSource: (sc) => pg.readSource(sourceUpstream(sc)),
+    local: () => ({ startedAt: ha.snapshot()?.postgres?.postmasterStart ?? null, systemId: ha.snapshot()?.systemId ?? null }),
   });
   registerPoolerRoute(app, { member: config.name, poolers });
   registerBackupRoutes(app, { config, backup, isLeader: () => ha.isLeader, view: () => ha.view, logger });

@@ -5,7 +5,8 @@
 import type { LogicalSlotStatus } from '../slots/types.ts';
 import { splitHostPort } from '../config/schema.ts';
 import { recordedStandbys } from '../ha/quorum.ts';
-import type { ClusterView, MemberInfo, MemberState } from '../ha/types.ts';
+import type { ClusterView, MemberInfo, MemberState, SourceState } from '../ha/types.ts';
+import { describeSource } from '../ha/standby.ts';
 import type { AgentSnapshot } from './types.ts';
 import type { ArchiveHealth } from '../backup/health.ts';
 import { memberLag } from '../ha/view.ts';
@@ -112,6 +113,8 @@ export function isStale(s: AgentSnapshot | null, now: number, staleAfterMs: numb
 const isRunning = (s: AgentSnapshot) => s.member.state === 'running' || s.member.state === 'streaming';
 const isPrimary = (s: AgentSnapshot) => s.isLeader && s.member.role === 'primary' && isRunning(s);
 const isStandby = (s: AgentSnapshot) => s.member.role === 'standby' && isRunning(s);
+/** The leader of a standby cluster (standby_cluster set): holds the key, runs as a standby of the source. */
+const isStandbyLeader = (s: AgentSnapshot) => s.isLeader && s.cluster?.config.standby_cluster != null && isStandby(s);
 
 function replicationState(m: MemberInfo): ReplicationState | null {
   if (m.role !== 'standby') return null;
@@ -121,7 +124,8 @@ function replicationState(m: MemberInfo): ReplicationState | null {
 
 /** Patroni's replica check: a running standby open to load balancing, within ?lag and ?replication_state. */
 function isReplica(s: AgentSnapshot, c: Criteria): boolean {
-  if (!isStandby(s) || s.member.tags.noloadbalance) return false;
+  // Patroni: the standby leader's role is standby_leader, not replica.
+  if (!isStandby(s) || isStandbyLeader(s) || s.member.tags.noloadbalance) return false;
   if (c.replicationState !== undefined && replicationState(s.member) !== c.replicationState) return false;
   // Unknown lag (the leader has not published a position) fails a ?lag check: fail closed.
   return c.maxLag === undefined || (s.lagBytes !== null && s.lagBytes <= c.maxLag);
@@ -159,7 +163,7 @@ function baseCheck(check: Check, s: AgentSnapshot, c: Criteria): boolean {
   switch (check) {
     case 'primary': return isPrimary(s);
     case 'replica': return isReplica(s, c);
-    case 'read-only': return isPrimary(s) || isReplica(s, c);
+    case 'read-only': return isPrimary(s) || isStandbyLeader(s) || isReplica(s, c);
     case 'health': return isRunning(s);
     case 'liveness': return true; // the staleness gate is the whole check
     case 'readiness': return isReady(s, c);
@@ -168,8 +172,7 @@ function baseCheck(check: Check, s: AgentSnapshot, c: Criteria): boolean {
     case 'read-only-sync': return isPrimary(s) || (isReplica(s, c) && isSync(s));
     case 'quorum': return isReplica(s, c) && isQuorum(s);
     case 'read-only-quorum': return isPrimary(s) || (isReplica(s, c) && isQuorum(s));
-    // pgha runs no standby clusters: like Patroni in a cluster that is not one, never 200.
-    case 'standby-leader': return false;
+    case 'standby-leader': return isStandbyLeader(s);
   }
 }
 
@@ -195,8 +198,8 @@ export function healthResponse(check: Check, i: HealthInput): HealthResponse {
 export interface StatusBody {
   name: string | null;
   scope: string;
-  /** primary | replica (a standby) | unknown (PostgreSQL not running or not answering). */
-  role: 'primary' | 'replica' | 'unknown';
+  /** primary | replica (a standby) | standby_leader (a standby cluster's leader) | unknown (PostgreSQL not running or not answering). */
+  role: 'primary' | 'replica' | 'standby_leader' | 'unknown';
   state: MemberState | 'unknown';
   /** Holder of the leader key in the last etcd read; null: none, or etcd not read yet. */
   leader: string | null;
@@ -232,6 +235,11 @@ export interface StatusBody {
   logical_slots?: LogicalSlotStatus[];
   /** pgha-only, with a backup: section: WAL archiving health (docs/backup.md). */
   archive?: ArchiveHealth | null;
+  /**
+   * A standby cluster (standby_cluster set): the source as configured, and on the member that
+   * reads it (the standby leader) what it last found there (null: not read by this member).
+   */
+  standby_cluster?: { source: string; source_state: SourceState | null };
 }
 
 const ROLE = { primary: 'primary', standby: 'replica', unknown: 'unknown' } as const;
@@ -255,7 +263,7 @@ export function statusBody(s: AgentSnapshot | null, now: number, staleAfterMs: n
   if (s === null) return pendingBody(scope);
   const m = s.member;
   return {
-    name: m.name, scope, role: ROLE[m.role], state: m.state, leader: s.cluster?.leader?.name ?? null,
+    name: m.name, scope, role: isStandbyLeader(s) ? 'standby_leader' : ROLE[m.role], state: m.state, leader: s.cluster?.leader?.name ?? null,
     timeline: m.timeline, ...xlogOf(m), replication_state: replicationState(m), lag: s.lagBytes,
     upstream: m.upstream, tags: m.tags, pending_restart: m.pendingRestart, sync_standby: isSync(s), quorum_standby: isQuorum(s), pause: s.paused,
     cluster_unlocked: s.cluster !== null && s.cluster.leader === null, database_system_identifier: s.systemId,
@@ -263,14 +271,20 @@ export function statusBody(s: AgentSnapshot | null, now: number, staleAfterMs: n
     patroni: { version: s.version, scope, name: m.name },
     ...(s.logical == null ? {} : { logical_slots: s.logical.slots }),
     ...(s.archive === undefined ? {} : { archive: s.archive }),
+    ...standbyClusterField(s.cluster, s.source ?? null),
   };
+}
+
+function standbyClusterField(c: ClusterView | null, state: SourceState | null): Pick<StatusBody, 'standby_cluster'> {
+  const sc = c?.config.standby_cluster;
+  return sc == null ? {} : { standby_cluster: { source: describeSource(sc), source_state: state } };
 }
 
 /** One member in GET /cluster. */
 export interface ClusterMemberBody {
   name: string;
   /** leader (holds the key) | sync_standby | quorum_standby | replica (a standby) | primary (running as primary without the key) | unknown */
-  role: 'leader' | 'sync_standby' | 'quorum_standby' | 'replica' | 'primary' | 'unknown';
+  role: 'leader' | 'standby_leader' | 'sync_standby' | 'quorum_standby' | 'replica' | 'primary' | 'unknown';
   state: MemberState;
   host: string | null;
   port: number | null;
@@ -292,6 +306,8 @@ export interface ClusterBody {
   members: ClusterMemberBody[];
   /** A pending switchover with a start time (Patroni's field); null otherwise. */
   scheduled_switchover: { at: string; from: string | null; to: string | null } | null;
+  /** A standby cluster: the source it replicates from ("host:port,..."); absent otherwise. */
+  standby_cluster?: { source: string };
   age_ms: number | null;
   stale: boolean;
 }
@@ -302,7 +318,7 @@ function hostAndPort(conn: string): { host: string | null; port: number | null }
 }
 
 function clusterRole(c: ClusterView, m: MemberInfo): ClusterMemberBody['role'] {
-  if (c.leader?.name === m.name) return 'leader';
+  if (c.leader?.name === m.name) return c.config.standby_cluster != null ? 'standby_leader' : 'leader';
   if (m.role !== 'standby') return m.role;
   return inSyncRecord(c, m.name) ? 'sync_standby' : inQuorumRecord(c, m.name) ? 'quorum_standby' : 'replica';
 }
@@ -329,5 +345,9 @@ export function clusterBody(s: AgentSnapshot | null, now: number, staleAfterMs: 
   if (c === null) return { scope, leader: null, pause: null, members: [], scheduled_switchover: null, age_ms: age, stale };
   const members = c.members.map((m) => memberBody(c, m));
   const scheduled = scheduledSwitchover(c);
-  return { scope, leader: c.leader?.name ?? null, pause: c.config.pause, members, scheduled_switchover: scheduled, age_ms: age, stale };
+  const sc = c.config.standby_cluster;
+  return {
+    scope, leader: c.leader?.name ?? null, pause: c.config.pause, members, scheduled_switchover: scheduled,
+    ...(sc == null ? {} : { standby_cluster: { source: describeSource(sc) } }), age_ms: age, stale,
+  };
 }

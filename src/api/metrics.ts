@@ -112,7 +112,7 @@ function patroniMetrics(w: Writer, i: MetricsInput): void {
   w.one('patroni_postmaster_start_time', 'gauge', 'Epoch seconds since Postgres started.', pg?.postmasterStart ?? 0);
   w.one('patroni_primary', 'gauge', 'Value is 1 if this node is the leader, 0 otherwise.', b(primary));
   w.one('patroni_xlog_location', 'counter', 'Current location of the Postgres transaction log, 0 if this node is not the leader.', primary ? (pg?.flushLsn ?? (st.xlog !== undefined && 'location' in st.xlog ? st.xlog.location : null) ?? 0) : 0);
-  w.one('patroni_standby_leader', 'gauge', 'Value is 1 if this node is the standby_leader, 0 otherwise.', 0);
+  w.one('patroni_standby_leader', 'gauge', 'Value is 1 if this node is the standby_leader, 0 otherwise.', b(st.role === 'standby_leader'));
   w.one('patroni_replica', 'gauge', 'Value is 1 if this node is a replica, 0 otherwise.', b(replica));
   w.one('patroni_sync_standby', 'gauge', 'Value is 1 if this node is a sync standby, 0 otherwise.', b(st.sync_standby));
   w.one('patroni_quorum_standby', 'gauge', 'Value is 1 if this node is a quorum standby, 0 otherwise.', b(st.quorum_standby));

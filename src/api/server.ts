@@ -98,6 +98,7 @@ const statusSchema = {
       },
     },
     archive: { type: ['object', 'null'], additionalProperties: true },
+    standby_cluster: { type: 'object', additionalProperties: true },
   },
 };
 
@@ -118,6 +119,7 @@ const clusterSchema = {
     scheduled_switchover: {
       type: ['object', 'null'], properties: { at: { type: 'string' }, from: orNull('string'), to: orNull('string') },
     },
+    standby_cluster: { type: 'object', properties: { source: { type: 'string' } } },
   },
 };
 

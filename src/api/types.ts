@@ -1,6 +1,6 @@
 // What the REST API serves: the HA loop's cached view, never a live query per probe.
 import type { LogicalSnapshot } from '../slots/types.ts';
-import type { ClusterView, MemberInfo, PostgresStats } from '../ha/types.ts';
+import type { ClusterView, MemberInfo, PostgresStats, SourceState } from '../ha/types.ts';
 import type { ArchiveHealth } from '../backup/health.ts';
 
 export interface AgentSnapshot {
@@ -32,6 +32,8 @@ export interface AgentSnapshot {
   logical?: LogicalSnapshot | null;
   /** WAL archiving to pgBackRest (backup: configured); null: not read yet. */
   archive?: ArchiveHealth | null;
+  /** standby_cluster: the source as this member last read it (null: not read here). */
+  source?: SourceState | null;
 }
 
 export interface ApiDeps {

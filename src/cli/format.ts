@@ -3,6 +3,7 @@ import Table from 'cli-table3';
 import { stringify } from 'yaml';
 import { currentSync, guaranteeOf, recordedStandbys } from '../ha/quorum.ts';
 import type { ClusterView } from '../ha/types.ts';
+import { describeSource } from '../ha/standby.ts';
 
 import type { Format } from './formats.ts';
 import { memberLag } from '../ha/view.ts';
@@ -28,7 +29,7 @@ export function renderTsv(head: readonly string[], rows: readonly (readonly unkn
 export interface ListRow {
   member: string;
   host: string;
-  role: 'Leader' | 'Sync Standby' | 'Quorum Standby' | 'Replica' | 'Unknown';
+  role: 'Leader' | 'Standby Leader' | 'Sync Standby' | 'Quorum Standby' | 'Replica' | 'Unknown';
   state: string;
   tl: number | null;
   lag_mb: number | null;
@@ -62,14 +63,15 @@ export function buildListRows(c: ClusterView): ListRow[] {
   const rows = c.members.map((m): ListRow => ({
     member: m.name,
     host: m.conn,
-    role: m.name === leader ? 'Leader' : m.role !== 'standby' ? 'Unknown' : syncNames.includes(m.name) ? standbyRole : 'Replica',
+    role: m.name === leader ? (c.config.standby_cluster != null ? 'Standby Leader' : 'Leader') : m.role !== 'standby' ? 'Unknown' : syncNames.includes(m.name) ? standbyRole : 'Replica',
     state: m.state,
     tl: m.timeline,
     lag_mb: m.name === leader ? null : mbOrNull(memberLag(c, m)),
     tags: [compactTags(m.tags), c.unsafe?.[m.name] !== undefined ? 'UNSAFE(verify)' : ''].filter(Boolean).join(','),
     pending_restart: m.pendingRestart,
   }));
-  return rows.sort((a, b) => (a.role === 'Leader' ? -1 : b.role === 'Leader' ? 1 : a.member.localeCompare(b.member)));
+  const first = (r: ListRow) => r.role === 'Leader' || r.role === 'Standby Leader';
+  return rows.sort((a, b) => (first(a) ? -1 : first(b) ? 1 : a.member.localeCompare(b.member)));
 }
 
 const LIST_HEAD = ['Member', 'Host', 'Role', 'State', 'TL', 'Lag in MB', 'Tags', 'Pending restart'];
@@ -85,7 +87,8 @@ export function renderList(scope: string, c: ClusterView, rows: ListRow[], forma
     ? ' Synchronous mode: no synchronous standby, replication is asynchronous\n' : '';
   const quorum = c.config.synchronous_mode === 'quorum' && g.acks > 0
     ? ` Quorum: every acknowledged commit is on at least ${g.acks} of ${g.members.join(', ')}\n` : '';
-  const banner = (c.config.pause ? '\n Maintenance mode: on\n' : '') + pendingLine(c) + asyncFallback + quorum;
+  const standby = c.config.standby_cluster == null ? '' : ` Standby cluster: following ${describeSource(c.config.standby_cluster)}\n`;
+  const banner = (c.config.pause ? '\n Maintenance mode: on\n' : '') + standby + pendingLine(c) + asyncFallback + quorum;
   return `+ Cluster: ${scope} (${c.initialize ?? 'uninitialized'})\n${t.toString()}\n${banner}`;
 }
 

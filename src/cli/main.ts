@@ -10,7 +10,8 @@ class UsageError extends Error {}
 
 /** Where to read the options after a usage error: the command's --help. */
 function helpHint(): string {
-  const cmd = hideBin(process.argv).find((a) => !a.startsWith('-'));
+  // The command as the parser sees it: the first word that is no option's value (`-c FILE list`).
+  const cmd = commandOf(hideBin(process.argv)).name;
   return `Run pghactl ${cmd === undefined ? '' : `${cmd} `}--help for the options.\n`;
 }
 

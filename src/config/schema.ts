@@ -178,6 +178,51 @@ function dynamicParameter(params: Record<string, ParamValue>, name: string): Par
 
 export const CALLBACK_ACTIONS = ['on_start', 'on_stop', 'on_restart', 'on_reload', 'on_role_change'] as const;
 
+/** A port as Patroni's YAML may hold it: a number or a numeric string. */
+const sourcePort = z.union([z.number().int(), z.string().regex(/^\d{1,5}$/).transform(Number)]).pipe(z.number().int().min(1).max(65535));
+
+/**
+ * Patroni's standby_cluster: this whole cluster replicates from another one (docs/disaster-recovery.md).
+ * `host` is one host (the source's HAProxy, or its primary) or a libpq multi-host list "h1,h2,h3";
+ * `port` one port for every host, or a comma list with one port per host. The standby leader
+ * connects with target_session_attrs=read-write when several hosts are given, so it streams from
+ * the source's primary and follows it across the source's failovers.
+ */
+export const standbyClusterSchema = z
+  .strictObject({
+    host: z.string().min(1).regex(/^[A-Za-z0-9_.:\[\]-]+(,[A-Za-z0-9_.:\[\]-]+)*$/, 'a host name or address, or a comma-separated list of them'),
+    port: z.union([sourcePort, z.string().regex(/^\d{1,5}(,\d{1,5})+$/, 'a port, or a comma-separated list with one port per host')]).default(5432),
+    // A physical slot on the source the standby leader streams through (create it there as a permanent slot).
+    primary_slot_name: z.string().regex(/^[a-z0-9_]{1,63}$/, 'a slot name: a-z, 0-9, _').nullish(),
+    // Run by the standby leader only (Patroni's keys); the source's archive, for a leader far behind.
+    restore_command: z.string().min(1).nullish(),
+    archive_cleanup_command: z.string().min(1).nullish(),
+    // Patroni's: a delayed standby site. Milliseconds, or a string with a unit ('5min').
+    recovery_min_apply_delay: z.union([z.number().int().min(0), z.string().regex(/^\d+\s*(ms|s|min|h|d)?$/)]).nullish(),
+    // Patroni's list of replica methods for the first standby leader; pgha clones with basebackup.
+    create_replica_methods: z.array(z.string()).nullish(),
+  })
+  .superRefine((c, ctx) => {
+    const hosts = c.host.split(',');
+    if (typeof c.port === 'string' && c.port.split(',').length !== hosts.length) {
+      ctx.addIssue({ code: 'custom', path: ['port'], message: `${c.port.split(',').length} ports for ${hosts.length} hosts: give one port, or one per host` });
+    }
+    for (const p of typeof c.port === 'string' ? c.port.split(',').map(Number) : []) {
+      if (p < 1 || p > 65535) ctx.addIssue({ code: 'custom', path: ['port'], message: `port ${p} is not between 1 and 65535` });
+    }
+    const methods = c.create_replica_methods ?? ['basebackup'];
+    if (!methods.includes('basebackup')) ctx.addIssue({ code: 'custom', path: ['create_replica_methods'], message: 'pgha builds the first standby leader with basebackup only: list basebackup' });
+  });
+
+export type StandbyClusterConfig = z.infer<typeof standbyClusterSchema>;
+
+/** The source's addresses: one {host, port} per host of the standby_cluster entry. */
+export function sourceHosts(c: StandbyClusterConfig): Array<{ host: string; port: number }> {
+  const hosts = c.host.split(',');
+  const ports = typeof c.port === 'string' ? c.port.split(',').map(Number) : [c.port];
+  return hosts.map((host, i) => ({ host, port: ports[ports.length === 1 ? 0 : i] ?? 5432 }));
+}
+
 /** Dynamic, cluster-wide settings. All of them live in etcd under /<namespace>/<scope>/config. */
 export const dynamicConfigSchema = z
   .strictObject({
@@ -219,6 +264,9 @@ export const dynamicConfigSchema = z
         publications: z.record(slotName, publicationSchema).default({}),
       })
       .prefault({}),
+    // Patroni's standby cluster: replicate the whole cluster from another (null or absent: a
+    // normal cluster). The leader is then a standby leader and nobody promotes.
+    standby_cluster: standbyClusterSchema.nullish(),
     postgresql: z
       .strictObject({
         use_pg_rewind: z.boolean().default(true),

@@ -1,8 +1,9 @@
 // /config in Patroni's format (checked against Patroni 3.0.2: config.py __DEFAULT_CONFIG, ctl.py
 // edit-config/pause, dcs/__init__.py Cluster.check_mode). Patroni writes synchronous_mode as a
 // boolean, `pause` only while paused (patronictl resume sets it to null, which deletes it), and
-// keeps settings pgha does not model (primary_start_timeout, check_timeline, standby_cluster,
-// postgresql.recovery_conf ...). pgha reads through those, and writes its value back over the
+// keeps settings pgha does not model (primary_start_timeout, check_timeline,
+// postgresql.recovery_conf ...). standby_cluster is read and written in Patroni's shape (a
+// Patroni standby cluster migrates with it: docs/disaster-recovery.md). pgha reads through those, and writes its value back over the
 // stored one so that Patroni's settings survive a pgha edit and pgha's (fence_margin ...) sit
 // beside them, ignored by Patroni.
 import { dynamicConfigSchema, type DynamicConfig } from '../config/schema.ts';
@@ -10,7 +11,7 @@ import { dynamicConfigSchema, type DynamicConfig } from '../config/schema.ts';
 /** Top-level /config keys Patroni 3.0.2 knows and pgha does not act on (kept, never interpreted). */
 export const PATRONI_ONLY_KEYS = [
   'maximum_lag_on_syncnode', 'max_timelines_history', 'check_timeline', 'master_start_timeout', 'primary_start_timeout',
-  'master_stop_timeout', 'primary_stop_timeout', 'standby_cluster', 'slots', 'permanent_replication_slots',
+  'master_stop_timeout', 'primary_stop_timeout', 'slots', 'permanent_replication_slots',
   'ignore_slots', 'citus', 'watchdog',
 ] as const;
 /** postgresql.* keys of Patroni's /config that pgha does not act on. */
@@ -73,8 +74,10 @@ export function toPatroniConfig(cfg: DynamicConfig, stored: unknown): Record<str
   const base = isObject(stored) ? stored : {};
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(base)) if (!(k in dynamicConfigSchema.shape)) out[k] = v;
-  const { synchronous_mode, pause, postgresql, ...rest } = cfg;
+  const { synchronous_mode, pause, postgresql, standby_cluster, ...rest } = cfg;
   Object.assign(out, rest);
+  // Absent while this is a normal cluster (pghactl promote-cluster removes it).
+  if (standby_cluster != null) out['standby_cluster'] = standby_cluster;
   out['synchronous_mode'] = synchronous_mode === 'quorum' ? 'quorum' : synchronous_mode === 'on';
   if (pause) out['pause'] = true;
   const storedPg = isObject(base['postgresql']) ? base['postgresql'] : {};

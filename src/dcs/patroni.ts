@@ -38,10 +38,11 @@ export function fromPatroniState(state: string, role: MemberInfo['role'], replic
   return 'stopped'; // stopped, stopping, stop failed, initdb failed, unknown ...
 }
 
-/** Patroni's role -> pgha's. `master` (3.0.x), `primary` (later) and `standby_leader` run as primaries. */
+/** Patroni's role -> pgha's. `master` (3.0.x) and `primary` (later) run as primaries; `standby_leader` in recovery. */
 export function fromPatroniRole(role: string | undefined): MemberInfo['role'] {
-  if (role === 'master' || role === 'primary' || role === 'standby_leader') return 'primary';
-  if (role === 'replica') return 'standby';
+  if (role === 'master' || role === 'primary') return 'primary';
+  // A standby cluster's leader runs PostgreSQL in recovery (docs/disaster-recovery.md).
+  if (role === 'replica' || role === 'standby_leader') return 'standby';
   return 'unknown';
 }
 
@@ -101,7 +102,8 @@ export const patroniMemberSchema = z.looseObject({
   tags: patroniTags,
   pending_restart: z.boolean().optional(),
   pgha_state: z.enum(['running', 'streaming', 'starting', 'stopped', 'crashed', 'rewinding', 'cloning', 'bootstrapping', 'fenced']).optional(),
-  upstream: z.string().regex(NAME).nullable().optional(),
+  // A member name, or '@source': a standby leader follows its source cluster (src/ha/standby.ts).
+  upstream: z.union([z.string().regex(NAME), z.literal('@source')]).nullable().optional(),
   receiving_from: z.string().max(300).optional(),
 });
 

@@ -22,6 +22,11 @@
 //      from /failsafe, or its agent started less than a ttl ago) never races; nor does anyone
 //      while /sync is unreadable in synchronous mode, or /config is invalid with no earlier
 //      valid value known.
+//   S. standby_cluster set (src/ha/standby.ts): the cluster replicates from another one. The first
+//      member clones the source (bootstrap_standby); the key holder is the standby leader, which
+//      follows the source (rewinding from it after the source's failover) and never promotes; a
+//      member that takes the key follows the source instead of promoting; a running primary stops.
+//      A source that is one of our members, or holds another system, is never followed.
 // A paused cluster (maintenance mode) never promotes, demotes, restarts or fences on its own.
 import { leaderMember as leaderOf, memberByName } from './view.ts';
 import { patroniReleasedLsn } from './patroni-handover.ts';
@@ -32,6 +37,7 @@ import { failsafeBlocksRace, failsafeConfirmed, failsafeRecordFor, holdActive, s
 import { MAX_REWINDS_WITHOUT_STREAMING, notStreamingSince, otherMembers, retainSlots, rewindsWithoutStreaming } from './memory.ts';
 import { quorumWitnesses, syncRule } from './quorum.ts';
 import { planSync } from './sync.ts';
+import { decideAsStandbyLeader, decideStandbyBootstrap, sourceProblem, standbyClusterOf, takeOver } from './standby.ts';
 import { chooseUpstream } from './upstream.ts';
 import type { Action, ClusterView, FailoverRequest, LeaderKey, MemberInfo, Observation, Plan, PromoteReason } from './types.ts';
 
@@ -91,9 +97,12 @@ export function decide(o: Observation): Plan {
   const cfg = cluster?.config ?? o.fallbackConfig;
   const runningPrimary = local.running && local.role === 'primary';
   const expired = leaseExpired(o);
+  const standbyCluster = standbyClusterOf(cfg);
 
   // A. Without etcd nothing can be proved: fence a primary whose lease may be gone.
   if (cluster === null) {
+    // S. A standby cluster never has a writable member.
+    if (runningPrimary && standbyCluster !== null && !cfg.pause) return plan('etcd unreachable and standby_cluster is set: stopping our primary', { kind: 'fence' });
     const round = o.failsafe ?? null;
     if (runningPrimary && !cfg.pause && cfg.failsafe_mode && round !== null && failsafeConfirmed(o)) {
       return plan(`etcd unreachable; failsafe: all ${round.asked.length} members confirmed us: staying primary`, { kind: 'failsafe_extend', sentAt: round.sentAt });
@@ -115,6 +124,7 @@ export function decide(o: Observation): Plan {
   if (cluster.initialize === null) {
     if (local.dataDir === 'initialized') return decideAdopt(o, runningPrimary && !expired);
     if (!mayEverPromote(o.self.tags)) return plan('cluster not initialised; this member may not bootstrap it (nofailover)');
+    if (standbyCluster !== null) return decideStandbyBootstrap(o, standbyCluster);
     return plan('cluster not initialised: bootstrapping', { kind: 'bootstrap' });
   }
   if (cluster.initialize === '' || cluster.initialize.startsWith('claim:')) {
@@ -151,7 +161,11 @@ function decideAdopt(o: Observation, leading: boolean): Plan {
 
 function decideClone(o: Observation, cluster: ClusterView): Plan {
   const leader = leaderOf(cluster);
-  if (leader === undefined || leader.role !== 'primary' || leader.state !== 'running') {
+  // A standby cluster's leader is a running standby (the standby leader).
+  const ready = cluster.config.standby_cluster == null
+    ? leader?.role === 'primary' && leader.state === 'running'
+    : leader?.role === 'standby' && (leader.state === 'running' || leader.state === 'streaming');
+  if (leader === undefined || !ready) {
     return plan('empty data directory: waiting for a running leader to clone from');
   }
   const source = cluster.members.find((m) => m.tags.clonefrom && m.role === 'standby' && m.state === 'streaming' && !markedUnsafe(cluster, m.name)) ?? leader;
@@ -166,6 +180,14 @@ function decideClone(o: Observation, cluster: ClusterView): Plan {
 function decideAsLeader(o: Observation, cfg: DynamicConfig, leaseExpired: boolean): Plan {
   const { local } = o;
   const renew: Action = { kind: 'renew', fenceOnFailure: local.running && local.role === 'primary' && leaseExpired && !cfg.pause };
+  const sc = standbyClusterOf(cfg);
+  if (sc !== null) {
+    const handover = local.running && local.role === 'standby' && !cfg.pause ? decideHandover(o, renew) : null;
+    if (handover !== null) return handover;
+    const members = Object.keys(retainSlots(o.memory.slotsSeen, otherMembers(o), o.now, cfg.member_slots_ttl * 1000));
+    const slots: Action[] = cfg.postgresql.use_slots ? [{ kind: 'ensure_slots', members, permanent: [] }] : [];
+    return decideAsStandbyLeader(o, cfg, sc, renew, [{ kind: 'publish_leader_lsn', last: o.memory.published }, ...slots]);
+  }
   if (local.running && local.role === 'primary') {
     const handover = cfg.pause ? null : decideHandover(o, renew);
     if (handover !== null) return handover;
@@ -308,6 +330,7 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
   const { local } = o;
   if (cfg.pause) return plan('leader key is free, but paused: not taking it');
   if (local.running && local.role === 'primary') {
+    if (cfg.standby_cluster != null) return plan('running as primary in a standby cluster without the key: fencing', { kind: 'fence' });
     // Our lease may be gone, so someone else may take the key at any moment: stop writes now.
     if (leaseExpired(o)) return plan('running as primary without the key or a live lease: fencing', { kind: 'fence' });
     const req = activeRequest(o, cluster);
@@ -357,6 +380,9 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
     .filter((c): c is Candidate => c !== null);
   const best = bestCandidate([me, ...others]);
   if (best !== null && best.name !== me.name) return plan(`leader key is free; ${best.name} is the better candidate`);
+  const problem = cfg.standby_cluster == null ? null : sourceProblem(o, cfg.standby_cluster, cluster);
+  if (problem !== null) return plan(`leader key is free; ${problem}: not racing`);
+  if (cfg.standby_cluster != null) return plan('leader key is free and we are the best candidate: taking it as the standby leader', { kind: 'acquire' }, takeOver(cfg, promoteFor(req)));
   const wait = waitAfterStart(o, cfg, req);
   if (wait !== null) return wait;
   return plan('leader key is free and we are the best candidate: taking it and promoting', ...advanceLogical(cluster), { kind: 'acquire' }, promoteFor(req));
@@ -398,7 +424,9 @@ function decideAsCandidate(o: Observation, req: FailoverRequest, candidate: stri
     // The key is free but the old leader has not recorded its last WAL position yet.
     return { ...plan(`${req.kind}: waiting for ${req.leader} to record its last WAL position`), retryAfterMs: HANDOVER_POLL_MS };
   }
-  const wait = o.cluster === null ? null : waitAfterStart(o, o.cluster.config, req);
+  const cfg = o.cluster?.config ?? o.fallbackConfig;
+  if (cfg.standby_cluster != null) return plan(`${req.kind}: taking over as the named candidate (standby leader)`, { kind: 'acquire' }, takeOver(cfg, promoteFor(req)), { kind: 'clear_failover' });
+  const wait = waitAfterStart(o, cfg, req);
   if (wait !== null) return wait;
   return plan(`${req.kind}: taking over as the named candidate`, ...advanceLogical(o.cluster), { kind: 'acquire' }, promoteFor(req), { kind: 'clear_failover' });
 }

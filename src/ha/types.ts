@@ -314,6 +314,26 @@ export interface Observation {
   fallbackConfig: DynamicConfig;
   /** Leader with etcd unreachable and failsafe_mode on: the confirmations gathered this loop. */
   failsafe?: FailsafeRound | null;
+  /**
+   * standby_cluster set: what the agent last read from the source cluster (src/agent/source.ts);
+   * absent or null: not read (not set, or this member is a follower that does not need it).
+   */
+  source?: SourceState | null;
+}
+
+/** The source cluster of a standby cluster, as one query on it found it. */
+export interface SourceState {
+  reachable: boolean;
+  /** Why it could not be read (reachable false). */
+  error: string | null;
+  systemId: string | null;
+  timeline: number | null;
+  /** Its WAL position: pg_current_wal_lsn() when writable, else the furthest received/replayed. */
+  lsn: Lsn | null;
+  /** The server reached accepts writes (not in recovery). */
+  writable: boolean | null;
+  /** pg_postmaster_start_time() of the server reached, epoch seconds (tells one server from another). */
+  startedAt?: number;
 }
 
 /**
@@ -328,6 +348,9 @@ export type PromoteReason = 'switchover' | 'manual failover' | 'failover';
 
 export type Action =
   | { kind: 'bootstrap' } // claim /initialize, initdb, start as primary, take the key, write config
+  // standby_cluster: claim /initialize, pg_basebackup from the source cluster, start as its
+  // standby, take the key, write config, record the system id (the first standby leader)
+  | { kind: 'bootstrap_standby' }
   | { kind: 'adopt_cluster' } // existing data, no /initialize key: register our system id
   | { kind: 'clone'; from: string } // pg_basebackup into an empty data directory (a `start` follows)
   // the data cannot be used (pg_rewind failed, the rewound data did not start, or rewinds keep

@@ -82,7 +82,8 @@ export function mergePatch(base: Record<string, unknown>, patch: Record<string, 
 
 /** Top-level keys and postgresql keys a PUT /config must name: the whole document. */
 export function missingForPut(doc: Record<string, unknown>): string[] {
-  const top = Object.keys(dynamicConfigSchema.shape).filter((k) => !(k in doc));
+  // standby_cluster: absent means a normal cluster, so a whole document may leave it out.
+  const top = Object.keys(dynamicConfigSchema.shape).filter((k) => !(k in doc) && k !== 'standby_cluster');
   const pg = doc['postgresql'];
   const pgKeys = Object.keys(dynamicConfigSchema.shape.postgresql.unwrap().shape);
   const inner = typeof pg === 'object' && pg !== null && !Array.isArray(pg) ? pgKeys.filter((k) => !(k in pg)).map((k) => `postgresql.${k}`) : [];

@@ -94,7 +94,7 @@ export function tlsPairs(t: PeerTls): Array<[string, string]> {
  * The connection string of every TCP connection pgha makes to another member: primary_conninfo,
  * pg_basebackup, pg_rewind and its checkpoint. Passwords come from the passfile.
  */
-export function peerConninfo(host: string, port: number, user: string, tls: PeerTls, extra: Array<[string, string | number]> = []): string {
+export function peerConninfo(host: string, port: number | string, user: string, tls: PeerTls, extra: Array<[string, string | number]> = []): string {
   return conninfo([['host', host], ['port', port], ['user', user], ...tlsPairs(tls), ...extra]);
 }
 
@@ -117,7 +117,11 @@ export function sslParameters(ssl: ServerSsl | undefined): Record<string, ParamV
 
 export interface StandbyConf {
   host: string;
-  port: number;
+  port: number | string;
+  /** Further libpq pairs (target_session_attrs towards a multi-host source). */
+  extra?: Array<[string, string]>;
+  /** Recovery settings of a standby leader (standby_cluster's restore_command ...). */
+  recovery?: Record<string, ParamValue>;
   user: string;
   passfile: string;
   /** The replication role's TLS settings; none: libpq's defaults. */
@@ -172,12 +176,13 @@ export function renderPghaConf(i: PghaConfInput): string {
 function standbyLines(s: StandbyConf): string[] {
   if (!/^\S+$/.test(s.upstreamName)) throw new Error(`bad upstream member name ${JSON.stringify(s.upstreamName)}`);
   const info = peerConninfo(s.host, s.port, s.user, s.tls ?? {}, [
-    ['passfile', s.passfile], ['application_name', s.applicationName], ...CONNINFO_LIVENESS,
+    ['passfile', s.passfile], ['application_name', s.applicationName], ...(s.extra ?? []), ...CONNINFO_LIVENESS,
   ]);
   return [
     `# pgha-upstream: ${s.upstreamName}`,
     `primary_conninfo = ${confValue(info)}`,
     `primary_slot_name = ${confValue(s.slot ?? '')}`,
+    ...Object.entries(s.recovery ?? {}).map(([k, v]) => `${k} = ${confValue(v)}`),
   ];
 }
 
@@ -210,9 +215,10 @@ export interface PgpassEntry {
  * port, never `*`, so libpq hands a password to no other server. `peer` null (a primary, or a
  * standby following nobody): no entries.
  */
-export function peerPgpass(peer: { host: string; port: number } | null, roles: Array<{ username: string; password: string }>): PgpassEntry[] {
+export function peerPgpass(peer: { host: string; port: number } | Array<{ host: string; port: number }> | null, roles: Array<{ username: string; password: string }>): PgpassEntry[] {
   if (peer === null) return [];
-  return roles.map((r) => ({ host: peer.host, port: peer.port, database: '*', user: r.username, password: r.password }));
+  const peers = Array.isArray(peer) ? peer : [peer];
+  return peers.flatMap((p) => roles.map((r) => ({ host: p.host, port: p.port, database: '*', user: r.username, password: r.password })));
 }
 
 /** ~/.pgpass format: one `host:port:database:user:password` per line, `:` and `\` escaped. */

@@ -22,6 +22,9 @@ import { adoptPatroniConf } from './patroni-conf.ts';
 import { childPids, ensureDataDir, fatalLines, isInitialized, livePostmaster, pidFromFile, waitForExit, waitForReap, wipeContents, writeAtomic, writeFresh } from './datadir.ts';
 import { run, type RunAs } from './exec.ts';
 import { Probe, withSession } from './probe.ts';
+import { SOURCE_STATE_SQL, parseSourceState, sourceRecovery, upstreamTarget } from './source.ts';
+import { peerConninfo } from './conf.ts';
+import type { SourceState } from '../ha/types.ts';
 import { cloneFrom, rewindFrom, type ReplicationContext } from './replication.ts';
 import { createRoles } from './roles.ts';
 import { ensureSlots } from './slots.ts';
@@ -307,17 +310,18 @@ class LocalInstance implements PostgresControl {
    */
   async #writePassfile(peer: Upstream | null, rewind = false): Promise<void> {
     const roles = [this.#c.postgresql.authentication.replication, ...(rewind ? [this.#rewinder] : [])];
-    const entries = peerPgpass(peer === null ? null : splitHostPort(peer.conn), roles);
+    const entries = peerPgpass(peer === null ? null : upstreamTarget(peer).peers, roles);
     await writeAtomic(this.#passfile, renderPgpass(entries), this.#runAs);
   }
 
   #standbyConf(up: Upstream | null): StandbyConf | null {
     if (up === null) return null;
-    const { host, port } = splitHostPort(up.conn);
+    const { host, port, extra } = upstreamTarget(up);
     const r = this.#c.postgresql.authentication.replication;
+    const slot = up.source !== undefined ? up.source.primary_slot_name ?? null : this.#o.dynamic().postgresql.use_slots ? slotNameFor(this.#c.name) : null;
     return {
-      host, port, user: r.username, tls: r, passfile: this.#passfile,
-      applicationName: this.#c.name, slot: this.#o.dynamic().postgresql.use_slots ? slotNameFor(this.#c.name) : null, upstreamName: up.name,
+      host, port, extra, recovery: up.source === undefined ? {} : sourceRecovery(up.source), user: r.username, tls: r, passfile: this.#passfile,
+      applicationName: this.#c.name, slot, upstreamName: up.name,
     };
   }
 
@@ -483,6 +487,26 @@ class LocalInstance implements PostgresControl {
     await this.#renderConf(null, false);
     await this.reload();
     return { timeline: r.tli, lsn: r.lsn };
+  }
+
+  async readSource(source: Upstream): Promise<SourceState> {
+    const target = upstreamTarget(source);
+    // A passfile of its own: the main one names the upstream primary_conninfo uses right now.
+    const passfile = `${this.#passfile}.source`;
+    try {
+      await writeAtomic(passfile, renderPgpass(peerPgpass(target.peers, [this.#rewinder])), this.#runAs);
+      const info = peerConninfo(target.host, target.port, this.#rewinder.username, this.#rewinder, [
+        ['dbname', 'postgres'], ['connect_timeout', 2], ['options', '-c statement_timeout=2000'], ...target.extra,
+      ]);
+      // connect_timeout 2 s per host, the statement 2 s: 3 s more than that is a hung psql.
+      const r = await run(join(this.#c.postgresql.bin_dir, 'psql'), ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', info, '-c', SOURCE_STATE_SQL], {
+        timeoutMs: 2000 * target.peers.length + 5000, runAs: this.#runAs, env: { PGPASSFILE: passfile, PGAPPNAME: this.#c.name }, secrets: this.#secrets,
+      });
+      return parseSourceState(r.stdout);
+    } catch (err) {
+      const msg = (err as Error).message.split('\n').filter((l) => l.trim() !== '').slice(-1)[0] ?? 'failed';
+      return { reachable: false, error: msg.slice(0, 300), systemId: null, timeline: null, lsn: null, writable: null };
+    }
   }
 
   #replication(): ReplicationContext {

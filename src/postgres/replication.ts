@@ -5,10 +5,10 @@
 // channel_binding ...): the same client, and the same checks, as the standby's primary_conninfo.
 import { chmod, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { splitHostPort } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
 import { peerConninfo, type PeerTls } from './conf.ts';
 import { ensureDataDir, wipeContents } from './datadir.ts';
+import { upstreamTarget } from './source.ts';
 import { CURRENT_TIMELINE_SQL } from './lsn.ts';
 import { run, type RunAs } from './exec.ts';
 import type { Upstream } from './types.ts';
@@ -45,11 +45,11 @@ function env(ctx: ReplicationContext): Record<string, string> {
 
 /** pg_basebackup from `from` into the empty data directory; on failure the directory is emptied again. */
 export async function cloneFrom(ctx: ReplicationContext, from: Upstream): Promise<void> {
-  const { host, port } = splitHostPort(from.conn);
+  const { host, port, extra } = upstreamTarget(from);
   await ensureDataDir(ctx.dataDir, ctx.runAs);
   if ((await readdir(ctx.dataDir)).length > 0) throw new PgHaError('PGHA_PG_COMMAND', `cannot clone into the non-empty ${ctx.dataDir}`);
   await ctx.writePassfile(from, false);
-  const source = peerConninfo(host, port, ctx.replication.username, ctx.replication);
+  const source = peerConninfo(host, port, ctx.replication.username, ctx.replication, extra);
   const args = ['-D', ctx.dataDir, '-d', source, '-X', 'stream', '--checkpoint=fast', '--no-password'];
   try {
     await run(join(ctx.binDir, 'pg_basebackup'), args, { timeoutMs: BASEBACKUP_TIMEOUT_MS, runAs: ctx.runAs, env: env(ctx), secrets: ctx.secrets });
@@ -69,14 +69,14 @@ export async function cloneFrom(ctx: ReplicationContext, from: Upstream): Promis
  * PGHA_PG_REWIND_FAILED (the caller may then wipe and clone).
  */
 export async function rewindFrom(ctx: ReplicationContext, from: Upstream): Promise<void> {
-  const { host, port } = splitHostPort(from.conn);
+  const { host, port, extra } = upstreamTarget(from);
   await ctx.writePassfile(from, true);
   try {
-    await checkpointIfPromotedRecently(ctx, host, port);
+    await checkpointIfPromotedRecently(ctx, host, port, extra);
   } catch (err) {
     throw new PgHaError('PGHA_PG_COMMAND', `rewind source ${from.name} unreachable: ${(err as Error).message}`, { cause: err, retryable: true });
   }
-  const source = peerConninfo(host, port, ctx.rewinder.username, ctx.rewinder, [['dbname', 'postgres']]);
+  const source = peerConninfo(host, port, ctx.rewinder.username, ctx.rewinder, [['dbname', 'postgres'], ...extra]);
   try {
     await run(join(ctx.binDir, 'pg_rewind'), ['-D', ctx.dataDir, `--source-server=${source}`], {
       timeoutMs: REWIND_TIMEOUT_MS, runAs: ctx.runAs, env: env(ctx), secrets: ctx.secrets,
@@ -93,16 +93,16 @@ export async function rewindFrom(ctx: ReplicationContext, from: Upstream): Promi
  * ("requested timeline is not a child of this server's history"); a CHECKPOINT on the source
  * first makes it current. The rewind role may run it through pg_checkpoint (granted at bootstrap).
  */
-async function checkpointIfPromotedRecently(ctx: ReplicationContext, host: string, port: number): Promise<void> {
+async function checkpointIfPromotedRecently(ctx: ReplicationContext, host: string, port: number | string, extra: Array<[string, string]>): Promise<void> {
   const stale = await psql(ctx, host, port, `select case when pg_is_in_recovery() then false
-    else ${CURRENT_TIMELINE_SQL} <> (select timeline_id from pg_control_checkpoint()) end`);
-  if (stale === 't') await psql(ctx, host, port, 'checkpoint');
+    else ${CURRENT_TIMELINE_SQL} <> (select timeline_id from pg_control_checkpoint()) end`, extra);
+  if (stale === 't') await psql(ctx, host, port, 'checkpoint', extra);
 }
 
 /** One statement on the rewind source through psql (libpq: the passfile and the TLS settings); its single value. */
-export async function psql(ctx: ReplicationContext, host: string, port: number, sql: string): Promise<string> {
+export async function psql(ctx: ReplicationContext, host: string, port: number | string, sql: string, extra: Array<[string, string]> = []): Promise<string> {
   const info = peerConninfo(host, port, ctx.rewinder.username, ctx.rewinder, [
-    ['dbname', 'postgres'], ['options', `-c statement_timeout=${CHECKPOINT_TIMEOUT_MS}`],
+    ['dbname', 'postgres'], ['options', `-c statement_timeout=${CHECKPOINT_TIMEOUT_MS}`], ...extra,
   ]);
   // -X: no psqlrc; -A -t: the bare value; ON_ERROR_STOP: a failed statement is a non-zero exit.
   const r = await run(join(ctx.binDir, 'psql'), ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', info, '-c', sql], {

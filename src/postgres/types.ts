@@ -1,13 +1,16 @@
 // The contract between the agent and its local PostgreSQL. Implemented over the Debian binaries
 // (initdb, pg_ctl, pg_basebackup, pg_rewind, pg_controldata) and one dedicated `pg` client.
-import type { LocalPostgres, SyncMethod } from '../ha/types.ts';
+import type { LocalPostgres, SourceState, SyncMethod } from '../ha/types.ts';
 import type { SlotState } from './slot-copy.ts';
+import type { StandbyClusterConfig } from '../config/schema.ts';
 
 /** Where another member's PostgreSQL can be reached, for replication, cloning and rewind. */
 export interface Upstream {
   name: string;
-  /** host:port */
+  /** host:port (the source cluster: its first host) */
   conn: string;
+  /** The source cluster of a standby cluster: every host, and the standby leader's settings. */
+  source?: StandbyClusterConfig;
 }
 
 export interface PostgresControl {
@@ -72,6 +75,12 @@ export interface PostgresControl {
   flushLsn(): Promise<number | null>;
   /** Drill only: SIGKILL the postmaster and its children, as a crash would. */
   crash(): Promise<void>;
+
+  /**
+   * standby_cluster: one query on the source cluster (through `source`'s hosts, as the rewind
+   * role, its own passfile). Never throws: an unreachable source is `reachable: false`.
+   */
+  readSource?(source: Upstream): Promise<SourceState>;
 
   /** Close the health client. */
   close(): Promise<void>;

@@ -9,6 +9,7 @@ import type { Dcs } from '../../src/dcs/types.ts';
 import type { FailoverRequest, MemberInfo } from '../../src/ha/types.ts';
 import { requestHandover } from '../../src/ops/store.ts';
 import { startEtcd, type EtcdHandle } from '../../lab/etcd.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 
 const TTL = 2;
 let etcd: EtcdHandle;
@@ -27,7 +28,8 @@ const info = (name: string): MemberInfo => ({
   tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false, nostream: false, failover_priority: 1 }, upstream: null, pendingRestart: false,
 });
 
-beforeAll(async () => { etcd = await startEtcd({ clientPort: 23791, peerPort: 23792 }); });
+const ETCD_PORT = allocatePorts(2); // etcd's client and peer port
+beforeAll(async () => { etcd = await startEtcd({ clientPort: ETCD_PORT, peerPort: ETCD_PORT + 1 }); });
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
   await etcd.stop();

@@ -13,10 +13,11 @@ import { startEtcd, type EtcdHandle } from '../../lab/etcd.ts';
 import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
 import { REPO, sleep, waitFor } from '../../lab/util.ts';
 import { makePki, type Leaf } from '../../lab/tls.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 
-const ETCD_BASE = 25100; // members on 25100/01, 25102/03, 25104/05
-const PLAIN_ETCD = 25150; // a plain-HTTP etcd for the "https setting, plain etcd" case
-const NOBODY = 25160; // nothing listens here
+// Ports allocated (lab/ports.ts); TestCluster allocates the etcd members' and the nodes' own.
+const PLAIN_ETCD = allocatePorts(2); // a plain-HTTP etcd for the "https setting, plain etcd" case (client, peer)
+const NOBODY = allocatePorts(1); // reserved; nothing listens here
 const RETRY_TIMEOUT_S = 1;
 const ETCD_PASSWORD = 'etcd-root-secret-pw';
 
@@ -34,11 +35,13 @@ const tlsEtcd = (leaf: Leaf | null, ca = pki.caFile) => ({
 });
 
 const cluster = new TestCluster({
-  etcdPort: ETCD_BASE, etcdMembers: 3, etcdTls: { caFile: pki.caFile, ...server },
-  pgPortBase: 5720, apiPortBase: 8720, ttl: 3, retryTimeout: RETRY_TIMEOUT_S,
+  etcdMembers: 3, etcdTls: { caFile: pki.caFile, ...server },
+  ttl: 3, retryTimeout: RETRY_TIMEOUT_S,
   configure: (_, cfg) => { cfg.etcd = { ...cfg.etcd, ...tlsEtcd(client), username: 'root', password: ETCD_PASSWORD }; },
 });
 let plain: EtcdHandle | null = null;
+/** The regex source of "127.0.0.1:<any of the cluster's etcd members' client ports>". */
+const ETCD_AT = String.raw`127\.0\.0\.1:(?:${cluster.etcdEndpoints.map((h) => h.split(':')[1]).join('|')})`;
 
 function pghactl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -54,8 +57,9 @@ let negN = 0;
 function startProbeAgent(etcd: Record<string, unknown>): NodeHandle {
   const i = ++negN;
   const base = parse(readFileSync(cluster.nodes[0]!.configPath, 'utf8')) as Record<string, any>;
+  const port = allocatePorts(2); // its PostgreSQL and REST API
   const n: NodeHandle = {
-    name: `neg${i}`, pgPort: 5730 + i, apiPort: 8730 + i, dataDir: join(cluster.dir, `neg${i}`, 'data'),
+    name: `neg${i}`, pgPort: port, apiPort: port + 1, dataDir: join(cluster.dir, `neg${i}`, 'data'),
     configPath: join(cluster.dir, `neg${i}.yml`), logPath: join(cluster.dir, `neg${i}.agent.log`), agent: null,
   };
   const cfg = {
@@ -157,17 +161,17 @@ describe('pgha on a 3-member etcd with TLS, --client-cert-auth and authenticatio
 describe('a TLS or auth mistake stops the agent at start, naming the setting and the file', () => {
   const cases: Array<[string, () => Record<string, unknown>, RegExp]> = [
     ['a wrong CA', () => ({ hosts: cluster.etcdEndpoints, ...tlsEtcd(client, foreign.caFile), username: 'root', password: ETCD_PASSWORD }),
-      /PGHA_DCS_TLS: (\S+): etcd\.cacert: the server certificate of etcd at 127\.0\.0\.1:251\d\d is not signed by etcd\.cacert \(.*foreign\/ca\.crt\)/],
+      new RegExp(String.raw`PGHA_DCS_TLS: (\S+): etcd\.cacert: the server certificate of etcd at ${ETCD_AT} is not signed by etcd\.cacert \(.*foreign/ca\.crt\)`)],
     ['an expired client certificate', () => ({ hosts: cluster.etcdEndpoints, ...tlsEtcd(expired), username: 'root', password: ETCD_PASSWORD }),
       /PGHA_DCS_TLS: (\S+): etcd\.cert: the certificate in .*expired-client\.crt expired on /],
     ['no client certificate where etcd requires one', () => ({ hosts: cluster.etcdEndpoints, ...tlsEtcd(null), username: 'root', password: ETCD_PASSWORD }),
-      /PGHA_DCS_TLS: (\S+): etcd\.cert: etcd at 127\.0\.0\.1:251\d\d requires a client certificate/],
+      new RegExp(String.raw`PGHA_DCS_TLS: (\S+): etcd\.cert: etcd at ${ETCD_AT} requires a client certificate`)],
     ['a plain-HTTP etcd behind protocol: https', () => ({ hosts: [`127.0.0.1:${PLAIN_ETCD}`], ...tlsEtcd(client) }),
-      /PGHA_DCS_TLS: (\S+): etcd\.protocol: is https but etcd at 127\.0\.0\.1:25150 serves plain HTTP/],
+      new RegExp(String.raw`PGHA_DCS_TLS: (\S+): etcd\.protocol: is https but etcd at 127\.0\.0\.1:${PLAIN_ETCD} serves plain HTTP`)],
     ['protocol: http against the TLS etcd', () => ({ hosts: cluster.etcdEndpoints, protocol: 'http', username: 'root', password: ETCD_PASSWORD }),
-      /PGHA_DCS_TLS: (\S+): etcd\.protocol: is http but etcd at 127\.0\.0\.1:251\d\d speaks TLS/],
+      new RegExp(String.raw`PGHA_DCS_TLS: (\S+): etcd\.protocol: is http but etcd at ${ETCD_AT} speaks TLS`)],
     ['a wrong etcd password', () => ({ hosts: cluster.etcdEndpoints, ...tlsEtcd(client), username: 'root', password: 'not-the-password' }),
-      /PGHA_DCS_AUTH: (\S+): etcd\.username\/etcd\.password: etcd at 127\.0\.0\.1:251\d\d refused the credentials of user "root"/],
+      new RegExp(String.raw`PGHA_DCS_AUTH: (\S+): etcd\.username/etcd\.password: etcd at ${ETCD_AT} refused the credentials of user "root"`)],
   ];
   const measured: Array<[string, number, number | null]> = [];
 

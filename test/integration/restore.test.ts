@@ -10,10 +10,13 @@ import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest'
 import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
 import { REPO, waitFor } from '../../lab/util.ts';
 import { makeRepo, withBackup } from '../../lab/backup.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 
-const ETCD = 28000;
 const repo = makeRepo();
-const cluster = new TestCluster({ etcdPort: ETCD, pgPortBase: 6300, apiPortBase: 9300, ttl: 3, configure: withBackup(repo.path, 6300) });
+// Ports allocated (lab/ports.ts): node i's PostgreSQL on PG + i, which pgBackRest's peers need up front.
+const PG = allocatePorts(3) - 1;
+const cluster = new TestCluster({ pgPortBase: PG, ttl: 3, configure: withBackup(repo.path, PG) });
+const ETCD = cluster.ports.etcd;
 const RESTORE_KEY = '/pgha-test/itest/restore';
 
 interface Run { code: number; stdout: string; stderr: string }

@@ -16,10 +16,12 @@ import { lookupOsUser } from '../../src/postgres/instance.ts';
 import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
 import { PASSWORDS, REPO, queryOnce, superuserClient, waitFor } from '../../lab/util.ts';
 import { tlsEverywhere } from '../../lab/tls.ts';
+import { allocatePorts } from '../../lab/ports.ts';
 
-const ETCD_BASE = 26000; // members on 26000/01, 26002/03, 26004/05
-const HAPROXY_RW = 15880;
-const HAPROXY_RO = 15881;
+// Ports allocated (lab/ports.ts); TestCluster allocates the etcd members' and the nodes' own.
+const HAPROXY_RW = allocatePorts(3);
+const HAPROXY_RO = HAPROXY_RW + 1;
+const CTL_API = HAPROXY_RW + 2; // the restapi.listen pghactl's YAML needs; nothing listens there
 const ETCD_PASSWORD = 'etcd-everywhere-secret';
 const REST_PASSWORD = 'admin-pw'; // TestCluster's restapi.authentication
 const TTL_S = 3;
@@ -29,8 +31,7 @@ const pkiDir = mkdtempSync(join(tmpdir(), 'pgha-tls-all-'));
 const tls = tlsEverywhere(pkiDir, ETCD_PASSWORD, pgUser.uid, pgUser.gid);
 
 const cluster = new TestCluster({
-  etcdPort: ETCD_BASE, etcdMembers: 3, etcdTls: tls.etcdTls,
-  pgPortBase: 5880, apiPortBase: 8880, ttl: TTL_S,
+  etcdMembers: 3, etcdTls: tls.etcdTls, ttl: TTL_S,
   apiTls: { caFile: tls.caFile, certFile: tls.admin.cert, keyFile: tls.admin.key },
   configure: tls.configure,
 });
@@ -42,7 +43,7 @@ function pghactl(...args: string[]): Promise<{ code: number; stdout: string; std
   const config = join(cluster.dir, 'ctl.yml');
   if (!existsSync(config)) {
     writeFileSync(config, stringify({
-      scope: 'itest', name: 'ctl', namespace: '/pgha-test', restapi: { listen: '127.0.0.1:8889', authentication: { username: 'admin', password: REST_PASSWORD } },
+      scope: 'itest', name: 'ctl', namespace: '/pgha-test', restapi: { listen: `127.0.0.1:${CTL_API}`, authentication: { username: 'admin', password: REST_PASSWORD } },
       etcd: { hosts: cluster.etcdEndpoints, protocol: 'https', cacert: tls.caFile, cert: tls.etcdClient.cert, key: tls.etcdClient.key, username: 'root', password: ETCD_PASSWORD },
       postgresql: { data_dir: '/var/lib/pgha/unused', authentication: { superuser: { username: 'postgres', password: PASSWORDS.superuser }, replication: { username: 'replicator', password: PASSWORDS.replication } } },
       ctl: { certfile: tls.admin.cert, keyfile: tls.admin.key, cacert: tls.caFile },

@@ -157,6 +157,10 @@ describe('pghactl --help', () => {
     const r = await pghactl(['switchover', '--candiate', 'n2']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('Run pghactl switchover --help for the options.');
+    // The value of -c is no command (seen in the demo: "Run pghactl /var/lib/.../node1.yml --help").
+    const c = await pghactl(['-c', '/nonexistent/node1.yml', 'reload', 'node3', '--forse']);
+    expect(c.code).toBe(2);
+    expect(c.stderr).toContain('Run pghactl reload --help for the options.');
   });
 });
 

@@ -38,12 +38,17 @@ describe('decide (properties)', () => {
     if (!(has(actions, 'acquire') && has(actions, 'promote'))) return;
     expect(mayEverPromote(o.self.tags)).toBe(true);
     expect(o.local.running && o.local.role === 'standby' && o.local.lsn !== null).toBe(true);
-    // A named switchover candidate is measured against the old leader's final position (its
-    // shutdown LSN), which is what it must have; /status may be any older or (in generated data)
-    // inconsistent value. Everyone else against /status.
+    // A named candidate is the operator's choice (decide.ts, "named in a ..."): a switchover
+    // candidate is measured against the old leader's final position (its shutdown LSN), which is
+    // what it must have; /status may be any older or (in generated data) inconsistent value. A
+    // named candidate with no shutdown LSN to wait for (a manual failover, or a switchover whose
+    // leader is gone) is not re-checked for lag, as in Patroni. Everyone else against /status.
     const req = o.cluster === null ? null : activeRequest(o, o.cluster);
-    if (req !== null && req.kind === 'switchover' && req.candidate === o.self.name && req.shutdownLsn !== null) {
-      expect(o.local.lsn ?? 0).toBeGreaterThanOrEqual(req.shutdownLsn);
+    if (req !== null && req.candidate === o.self.name) {
+      // A Patroni leader's switchover records none: its released /status optime stands in.
+      const final = req.shutdownLsn ?? patroniReleasedLsn(req, o.cluster);
+      if (final !== null) expect(o.local.lsn ?? 0).toBeGreaterThan(final);
+      else expect(req.kind === 'failover' || req.leader === null).toBe(true);
       return;
     }
     expect(lagBehind(o.local.lsn ?? 0, o.cluster?.lastLeaderLsn ?? null)).toBeLessThanOrEqual(cfgOf(o).maximum_lag_on_failover);
