@@ -17,7 +17,7 @@ import { LoopbackCluster, type NodeHandle } from '../lab/loopback.ts';
 import { etcdLeaderIndex, etcdStatus } from '../lab/etcd.ts';
 import { allocatePorts } from '../lab/ports.ts';
 import { REPO, sleep } from '../lab/util.ts';
-import { benchProbe, stats } from './bench-lib.ts';
+import { benchProbe, gitHead, stats } from './bench-lib.ts';
 
 const { values: args } = parseArgs({ options: { kills: { type: 'string', default: '20' }, failsafe: { type: 'string' } } });
 const KILLS = Number(args.kills);
@@ -148,14 +148,6 @@ function writeSection(kills: Kill[]): void {
   text = re.test(text) ? text.replace(re, section) : `${text.trimEnd()}\n\n${section}\n`;
   writeFileSync(DOC, text);
   console.log(`${fenced}/${kills.length} fenced, ${failovers} failovers, gap median ${Math.round(gaps.median)} ms max ${Math.round(gaps.max)} ms; wrote ${DOC}`);
-}
-
-function gitHead(): string {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO }).toString().trim();
-  } catch {
-    return 'unknown';
-  }
 }
 
 main().catch((err: unknown) => {

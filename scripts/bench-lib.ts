@@ -2,6 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { WriteProbe } from '../lab/probe.ts';
+import { REPO } from '../lab/util.ts';
 
 /** The benchmarks' write probe (lab/probe.ts): one row every 15 ms through HAProxy, reconnecting after any error. */
 export type Probe = WriteProbe;
@@ -101,4 +102,13 @@ export function withPatroniBlock(text: string, section: string): string {
   const block = `${PATRONI_BEGIN}\n${section.trim()}\n${PATRONI_END}`;
   const old = patroniBlock(text);
   return old === '' ? `${text.trimEnd()}\n\n${block}\n` : text.replace(old, () => block);
+}
+
+/** The commit a benchmark ran at, for its report ("unknown" outside a git checkout). */
+export function gitHead(): string {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO }).toString().trim();
+  } catch {
+    return 'unknown';
+  }
 }

@@ -11,8 +11,10 @@ import type { ActorDeps } from './act.ts';
 /**
  * Bootstrap steps, in order: (1) claim /initialize (bound to our lease, so a crash frees it);
  * (2) initdb; (3) start as primary; (4) create roles; (5) take the leader key; (6) write the
- * dynamic config; (7) replace the claim by the system id. A failure before (7) stops
- * PostgreSQL, wipes the data and gives up the claim, so another member can try.
+ * dynamic config; (7) replace the claim by the system id; (8) drop the `<data_dir>.unfinished`
+ * marker initdb (or the restore) wrote. A failure before (7) stops PostgreSQL, wipes the data and
+ * gives up the claim, so another member can try. An agent killed before (8) finds the marker on
+ * its next start: wipeUnfinished() below, unless (7) was done.
  */
 export async function bootstrap(d: ActorDeps): Promise<void> {
   const { dcs, pg, logger, config } = d;
@@ -33,6 +35,9 @@ export async function bootstrap(d: ActorDeps): Promise<void> {
     const local = await pg.observe();
     if (local.systemId === null) throw new PgHaError('PGHA_BOOTSTRAP', 'no system identifier after initdb');
     await dcs.setInitialize(local.systemId);
+    // Complete now: a restart from here on keeps this data (decide(): /initialize holds its id).
+    // Never a reason to undo the bootstrap below: a marker left behind is dropped by the next loop.
+    await pg.settle().catch((err: unknown) => logger.warn({ event: 'marker not removed', err: describeError(err) }, 'could not remove <data_dir>.unfinished; the next loop retries'));
     logger.info({ event: 'promoted', timeline: 1, systemId: local.systemId }, 'bootstrapped; running as primary');
     d.bootstrapped?.();
   } catch (err) {
@@ -46,6 +51,19 @@ export async function bootstrap(d: ActorDeps): Promise<void> {
   } finally {
     await d.setActivity(null);
   }
+}
+
+/**
+ * The data directory holds a bootstrap, clone or wipe of ours that never finished (the agent was
+ * killed in it; decide() rule U): (1) stop a PostgreSQL that runs on it (an unfinished bootstrap
+ * may have started one, and a postmaster outlives its agent); (2) empty the directory, which the
+ * marker allows even without PG_VERSION; the marker goes last. The next loop bootstraps or clones.
+ */
+export async function wipeUnfinished(d: ActorDeps, step: string, local: LocalPostgres): Promise<void> {
+  d.logger.warn({ event: 'unfinished data dir', step, systemId: local.systemId, dataDir: local.dataDir },
+    `the data directory holds our unfinished ${step} (the agent died in it): emptying it to start over`);
+  await d.pg.stop('immediate');
+  await d.pg.wipe();
 }
 
 /**
@@ -94,14 +112,20 @@ export async function adopt(d: ActorDeps, local: LocalPostgres): Promise<void> {
   d.logger.info({ event: 'adopted', systemId: local.systemId }, 'registered existing data as the cluster');
 }
 
-/** pg_basebackup into the empty data directory (decide() follows it with a `start`). */
+/**
+ * pg_basebackup into the empty data directory (decide() follows it with a `start`). The member
+ * stays "cloning" until that start is done and the loop has observed PostgreSQL again (HaLoop
+ * clears the activity after each plan): in between, it would read "stopped", and `patronictl
+ * reinit --wait` stops waiting at the first state that is not "creating replica".
+ */
 export async function clone(d: ActorDeps, from: Upstream): Promise<void> {
   d.logger.info({ event: 'clone', from: from.name }, `cloning from ${from.name}`);
   await d.setActivity('cloning');
   try {
     await d.pg.clone(from);
-  } finally {
+  } catch (err) {
     await d.setActivity(null);
+    throw err;
   }
 }
 
@@ -124,10 +148,10 @@ export async function rewind(d: ActorDeps, from: Upstream, local: LocalPostgres)
     await pg.rewind(from);
   } catch (err) {
     if (!(err instanceof PgHaError && err.retryable)) logger.warn({ event: 'rewind failed', err: describeError(err) }, 'pg_rewind failed; the next loop clones afresh');
-    throw err;
-  } finally {
     await d.setActivity(null);
+    throw err;
   }
+  // On success the activity stays until the plan's `start` is done (the loop clears it).
 }
 
 /**
@@ -144,7 +168,9 @@ export async function reclone(d: ActorDeps, from: Upstream, local: LocalPostgres
     await pg.stop('immediate').catch(() => undefined);
     await pg.wipe({ forReclone: true });
     await pg.clone(from);
-  } finally {
+  } catch (err) {
     await d.setActivity(null);
+    throw err;
   }
+  // On success the activity stays until the plan's `start` is done (the loop clears it).
 }

@@ -18,7 +18,7 @@ import type { LogicalSlots } from '../slots/manager.ts';
 import type { FenceTimer } from './fence.ts';
 import { SOURCE_UPSTREAM } from '../ha/standby.ts';
 import { sourceHosts } from '../config/schema.ts';
-import { adopt, bootstrap, bootstrapStandby, clearUnsafe, clone, reclone, rewind } from './act-data.ts';
+import { adopt, bootstrap, bootstrapStandby, clearUnsafe, clone, reclone, rewind, wipeUnfinished } from './act-data.ts';
 import { ensureSlots, publishLeaderLsn, setSyncNames, syncLogical, writeSync } from './act-leader.ts';
 import type { Activity } from './member.ts';
 
@@ -123,8 +123,10 @@ export class Actor {
 
   async #one(a: Action, ctx: ActContext): Promise<Facts> {
     // step_down: before_stop (up to before_stop_timeout) runs before the clean stop, with the key held.
-    // A standby's sync_logical may stop and start PostgreSQL to copy a slot.
-    const long = a.kind === 'bootstrap' || a.kind === 'bootstrap_standby' || a.kind === 'clone' || a.kind === 'reclone' || a.kind === 'rewind' || a.kind === 'start' || a.kind === 'promote'
+    // A standby's sync_logical may stop and start PostgreSQL to copy a slot; emptying a half-made
+    // copy of a large cluster (wipe_unfinished) deletes many files.
+    const long = a.kind === 'bootstrap' || a.kind === 'bootstrap_standby' || a.kind === 'clone' || a.kind === 'reclone' || a.kind === 'wipe_unfinished'
+      || a.kind === 'rewind' || a.kind === 'start' || a.kind === 'promote'
       || a.kind === 'step_down' || (a.kind === 'sync_logical' && a.as === 'standby');
     return long ? this.#withHeartbeat(() => this.#step(a, ctx)) : this.#step(a, ctx);
   }
@@ -135,6 +137,8 @@ export class Actor {
       case 'bootstrap': await bootstrap(this.#d); return {};
       case 'bootstrap_standby': await bootstrapStandby(this.#d, this.#upstream(ctx, SOURCE_UPSTREAM)); return {};
       case 'adopt_cluster': await adopt(this.#d, ctx.local); return {};
+      case 'wipe_unfinished': await wipeUnfinished(this.#d, a.step, ctx.local); return {};
+      case 'settle_data': await this.#d.pg.settle(); return {};
       case 'clone': await clone(this.#d, this.#upstream(ctx, a.from)); return {};
       case 'reclone': await reclone(this.#d, this.#upstream(ctx, a.from), ctx.local); return {};
       case 'clear_unsafe': await clearUnsafe(this.#d); return {};

@@ -250,6 +250,7 @@ export class CallbackPostgres implements PostgresControl {
   rewind(from: Upstream): Promise<void> { return this.#pg.rewind(from); }
   checkpointLsn(): Promise<number | null> { return this.#pg.checkpointLsn(); }
   wipe(o?: { forReclone?: boolean }): Promise<void> { return this.#pg.wipe(o); }
+  settle(): Promise<void> { return this.#pg.settle(); }
   ensureSlots(slotNames: string[], dropAbsent: boolean): Promise<void> { return this.#pg.ensureSlots(slotNames, dropAbsent); }
   async readSlotStates(from: Upstream, names: string[]): Promise<SlotState[]> {
     if (this.#pg.readSlotStates === undefined) throw new Error('copying logical slots is not supported here');

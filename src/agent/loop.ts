@@ -260,7 +260,12 @@ export class HaLoop {
     if (plan.actions.length > 0) outcomes.push(...(await this.actor.run(plan.actions, { cluster: this.#cluster, local: o.local, keepalive: this.#keepalive })));
     this.#memory = remember(this.#memory, o, outcomes);
     this.#vetoing = false;
-    if (plan.actions.length > 0) this.#local = perceive(await this.#d.pg.observe(), this.#memory);
+    if (plan.actions.length > 0) {
+      // A clone or rewind keeps its activity through the plan's `start` (act-data.ts); it ends
+      // here, and the publish below already carries the state observed after the start.
+      this.#activity = null;
+      this.#local = perceive(await this.#d.pg.observe(), this.#memory);
+    }
     await this.#applyConfig(this.#local ?? o.local, o.cluster);
     // Publish to etcd only when this loop reached it: with etcd unreachable a put would only wait
     // out its deadline, and a loop that long outlasts a failsafe extension (one TTL).

@@ -7,8 +7,11 @@
 // The rules, in the order they are checked:
 //   A. etcd unreadable: a primary that cannot prove its lease fences; nobody else acts. With
 //      failsafe_mode, a primary that every member confirmed this loop extends its deadline.
-//   B0. data_dir holds other files but no PostgreSQL data directory: do nothing (never initdb,
-//      clone or wipe there).
+//   U. the `<data_dir>.unfinished` marker: a bootstrap, clone or wipe of ours never finished (the
+//      agent died in it). Empty the directory and start over, unless /initialize already holds
+//      the system id of our bootstrap (it finished; only the marker was left): keep it, drop it.
+//   B0. data_dir holds other files but no PostgreSQL data directory, and no marker: do nothing
+//      (never initdb, clone or wipe there).
 //   B. nobody initialised the cluster: an empty member bootstraps it; existing data is adopted
 //      only by a running primary that leads it now, or when bootstrap.adopt_system_id names it.
 //   C. initialisation in progress elsewhere, or our data belongs to another cluster: wait.
@@ -115,6 +118,10 @@ export function decide(o: Observation): Plan {
     return plan('etcd unreachable: waiting');
   }
 
+  // U. Our own unfinished work: checked before B0, since a half-made directory has no PG_VERSION.
+  const unfinished = decideUnfinished(o, cluster);
+  if (unfinished !== null) return unfinished;
+
   // B0. Files that are no PostgreSQL data directory: neither initdb nor pg_basebackup writes there.
   if (local.dataDir === 'foreign') {
     return plan('data_dir holds files but no PostgreSQL data directory (no PG_VERSION): refusing to bootstrap or clone into it (PGHA_DATA_DIR_UNSAFE)');
@@ -141,6 +148,27 @@ export function decide(o: Observation): Plan {
   if (leader !== null && leader.name === o.self.name) return decideAsLeader(o, cfg, expired);
   if (leader !== null) return decideAsFollower(o, cfg, leader);
   return decideWithoutLeader(o, cfg, cluster);
+}
+
+/**
+ * The marker says pgha found the data directory empty, started writing into it, and died before
+ * the result was complete: whatever it holds is pgha's own and unusable. Only a bootstrap whose
+ * system id /initialize already holds is complete (the agent died between the registration and
+ * the marker's removal). A clone's pg_control can carry the cluster's system id long before the
+ * copy is consistent, so a clone (or a wipe) is always redone. An empty directory needs nothing:
+ * the bootstrap or clone it gets next writes the marker again.
+ */
+function decideUnfinished(o: Observation, cluster: ClusterView): Plan | null {
+  const step = o.local.unfinished ?? null;
+  if (step === null || o.local.dataDir === 'empty') return null;
+  const id = o.local.systemId;
+  if (step === 'bootstrap' && id !== null && cluster.initialize === id) {
+    const rest = decide({ ...o, local: { ...o.local, unfinished: null } });
+    return { ...rest, reason: `our bootstrap finished (/initialize holds our system identifier ${id}); dropping its marker; ${rest.reason}`, actions: [{ kind: 'settle_data' }, ...rest.actions] };
+  }
+  const what = step === 'bootstrap' ? 'bootstrap (initdb or restore)' : step === 'clone' ? 'clone' : 'wipe';
+  return plan(`data_dir holds our unfinished ${what} (${o.local.dataDir === 'foreign' ? 'no PG_VERSION' : `system identifier ${id ?? 'unknown'}`}, marker <data_dir>.unfinished): emptying it to start over`,
+    { kind: 'wipe_unfinished', step });
 }
 
 /**

@@ -13,6 +13,9 @@ export type ControlState =
   | 'standby' // "shut down in recovery" / "in archive recovery"
   | 'unknown';
 
+/** What pgha was writing into the data directory when it died (the `<data_dir>.unfinished` marker). */
+export type UnfinishedStep = 'bootstrap' | 'clone' | 'wipe';
+
 export interface LocalPostgres {
   /**
    * Is there a data directory with PG_VERSION in it? `foreign`: the directory holds other files
@@ -20,6 +23,14 @@ export interface LocalPostgres {
    * deletes them.
    */
   dataDir: 'empty' | 'initialized' | 'foreign';
+  /**
+   * `<data_dir>.unfinished` names a step that was writing into the data directory when the agent
+   * died (SIGKILL, power loss): pgha found the directory empty, wrote the marker (fsynced), and
+   * never got to remove it. The contents are pgha's own and incomplete. `bootstrap`: initdb or a
+   * restore from a backup (complete once /initialize holds its system id); `clone`:
+   * pg_basebackup or a restore as a replica; `wipe`: emptying it. Absent or null: no marker.
+   */
+  unfinished?: UnfinishedStep | null;
   /** Database system identifier from pg_controldata; null without a data directory. */
   systemId: string | null;
   controlState: ControlState;
@@ -352,6 +363,10 @@ export type Action =
   // standby, take the key, write config, record the system id (the first standby leader)
   | { kind: 'bootstrap_standby' }
   | { kind: 'adopt_cluster' } // existing data, no /initialize key: register our system id
+  // the data directory holds an unfinished bootstrap, clone or wipe of ours (marker): stop
+  // PostgreSQL if it runs, empty the directory, drop the marker (the next loop bootstraps or clones)
+  | { kind: 'wipe_unfinished'; step: UnfinishedStep }
+  | { kind: 'settle_data' } // the bootstrap did finish (/initialize holds our system id): drop the marker
   | { kind: 'clone'; from: string } // pg_basebackup into an empty data directory (a `start` follows)
   // the data cannot be used (pg_rewind failed, the rewound data did not start, or rewinds keep
   // leaving it unable to stream): stop it, wipe it, clone afresh (a `start` follows)

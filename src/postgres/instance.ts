@@ -4,14 +4,15 @@
 // Files kept beside the data directory, never inside it (pg_basebackup and pg_rewind copy the
 // data directory, and these are per member): `<data_dir>.pgpass` (or postgresql.pgpass, mode
 // 0600: the replication and rewind passwords), `<data_dir>.log` (the server log, pg_ctl -l),
-// `<data_dir>.initpw` (the superuser password, only while initdb runs). With `runAs`, every child
+// `<data_dir>.initpw` (the superuser password, only while initdb runs), `<data_dir>.unfinished`
+// (while initdb, a restore, pg_basebackup or a wipe writes into the directory). With `runAs`, every child
 // runs as that OS user and every file written here is owned by it.
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { chown, open, readFile, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { splitHostPort, type DynamicConfig, type NodeConfig } from '../config/schema.ts';
 import { PgHaError } from '../errors.ts';
-import type { LocalPostgres, SyncMethod } from '../ha/types.ts';
+import type { LocalPostgres, SyncMethod, UnfinishedStep } from '../ha/types.ts';
 import { CURRENT_TIMELINE_SQL, parseLsn } from './lsn.ts';
 import type { Logger } from '../log/logger.ts';
 import { syncStandbyNames } from '../ha/quorum.ts';
@@ -19,7 +20,7 @@ import { WITNESS_NAME, witnessedSyncNames } from '../witness/names.ts';
 import { confValue, defaultHba, peerPgpass, renderHba, renderPghaConf, renderPgpass, sslParameters, syncNamesFromConf, upstreamFromConf, type StandbyConf } from './conf.ts';
 import { readControlData, type ControlData } from './controldata.ts';
 import { adoptPatroniConf } from './patroni-conf.ts';
-import { childPids, ensureDataDir, fatalLines, isInitialized, livePostmaster, pidFromFile, waitForExit, waitForReap, wipeContents, writeAtomic, writeFresh } from './datadir.ts';
+import { childPids, ensureDataDir, fatalLines, fsyncDir, isInitialized, livePostmaster, pidFromFile, waitForExit, waitForReap, wipeContents, writeAtomic, writeFresh } from './datadir.ts';
 import { run, type RunAs } from './exec.ts';
 import { Probe, withSession } from './probe.ts';
 import { SOURCE_STATE_SQL, parseSourceState, sourceRecovery, upstreamTarget } from './source.ts';
@@ -102,6 +103,13 @@ class LocalInstance implements PostgresControl {
    * directory empty, so the loop clones, and clone() restores over the kept files.
    */
   readonly #deltaMarker: string;
+  /**
+   * `<data_dir>.unfinished` (src/ha/types.ts LocalPostgres.unfinished): written, fsynced, once the
+   * directory was found empty (or emptied by pgha) and before initdb, a restore, pg_basebackup or a
+   * wipe writes into it; removed once the result is complete. An agent that dies in between finds
+   * it on start: the contents are its own, and decide() has them emptied to start over.
+   */
+  readonly #unfinishedMarker: string;
 
   constructor(o: PostgresControlOptions) {
     this.#o = o;
@@ -110,6 +118,7 @@ class LocalInstance implements PostgresControl {
     this.#passfile = pgc.pgpass ?? `${pgc.data_dir}.pgpass`;
     this.#logfile = `${pgc.data_dir}.log`;
     this.#deltaMarker = `${pgc.data_dir}.delta-restore`;
+    this.#unfinishedMarker = `${pgc.data_dir}.unfinished`;
     try { this.#syncNames = syncNamesFromConf(readFileSync(this.#path('pgha.conf'), 'utf8')); } catch { /* none yet */ }
     this.#probe = new Probe({
       socketDir: pgc.socket_dir, port: splitHostPort(pgc.listen).port,
@@ -149,11 +158,41 @@ class LocalInstance implements PostgresControl {
   }
 
   async observe(): Promise<LocalPostgres> {
+    let local: LocalPostgres;
     try {
-      return await this.#observe();
+      local = await this.#observe();
     } catch {
-      return { ...EMPTY, dataDir: isInitialized(this.#dir) ? 'initialized' : this.#foreignEntries().length > 0 ? 'foreign' : 'empty' };
+      local = { ...EMPTY, dataDir: isInitialized(this.#dir) ? 'initialized' : this.#foreignEntries().length > 0 ? 'foreign' : 'empty' };
     }
+    const unfinished = this.#unfinished();
+    if (unfinished === null) return local;
+    // A bootstrap is kept when /initialize holds its system id: a pg_control that exists but could
+    // not be read this time must not pass for a half-made directory (decide() would empty it).
+    if (unfinished === 'bootstrap' && local.dataDir === 'initialized' && local.systemId === null && existsSync(this.#path('global/pg_control'))) return local;
+    return { ...local, unfinished };
+  }
+
+  /** The step the `<data_dir>.unfinished` marker names, or null (no marker, or not one of ours). */
+  #unfinished(): UnfinishedStep | null {
+    let text: string;
+    try {
+      text = readFileSync(this.#unfinishedMarker, 'utf8').trim();
+    } catch {
+      return null;
+    }
+    return text === 'bootstrap' || text === 'clone' || text === 'wipe' ? text : null;
+  }
+
+  /** Write the marker (fsynced, with its directory) before `step` writes into the data directory. */
+  async #markUnfinished(step: UnfinishedStep): Promise<void> {
+    await writeAtomic(this.#unfinishedMarker, `${step}\n`, this.#runAs);
+    this.#ours = true;
+  }
+
+  async settle(): Promise<void> {
+    if (!existsSync(this.#unfinishedMarker)) return;
+    await unlink(this.#unfinishedMarker);
+    await fsyncDir(dirname(this.#unfinishedMarker));
   }
 
   /** Entries of a data directory without PG_VERSION (none when it is missing or initialized). */
@@ -166,11 +205,15 @@ class LocalInstance implements PostgresControl {
     }
   }
 
-  /** Refuse to write a new data directory (initdb, pg_basebackup) into a directory holding other files. */
-  #claimEmptyDir(what: string): void {
+  /**
+   * Refuse to write a new data directory (initdb, pg_basebackup) into a directory holding other
+   * files; else mark it as `step`'s until the result is complete.
+   */
+  async #claimEmptyDir(what: string, step: UnfinishedStep): Promise<void> {
     const found = isInitialized(this.#dir) ? ['PG_VERSION'] : this.#foreignEntries();
     if (found.length > 0) throw this.#unsafe(found, `refusing to run ${what} into it`);
-    this.#ours = true;
+    await ensureDataDir(this.#dir, this.#runAs);
+    await this.#markUnfinished(step);
   }
 
   #unsafe(found: string[], refusal: string): PgHaError {
@@ -225,7 +268,7 @@ class LocalInstance implements PostgresControl {
   async initdb(): Promise<void> {
     const pgc = this.#c.postgresql;
     const pwfile = `${this.#dir}.initpw`;
-    this.#claimEmptyDir('initdb');
+    await this.#claimEmptyDir('initdb', 'bootstrap');
     await ensureDataDir(this.#dir, this.#runAs);
     if (this.#o.bootstrapRestore !== undefined) {
       this.#control = null;
@@ -525,9 +568,12 @@ class LocalInstance implements PostgresControl {
       await wipeContents(this.#dir, this.#runAs);
       await unlink(this.#deltaMarker).catch(() => undefined);
     }
-    this.#claimEmptyDir('pg_basebackup');
-    if (this.#o.restoreReplica !== undefined && (await this.#restoreFromBackup(from))) return;
-    await cloneFrom(this.#replication(), from);
+    await this.#claimEmptyDir('pg_basebackup', 'clone');
+    if (this.#o.restoreReplica === undefined || !(await this.#restoreFromBackup(from))) await cloneFrom(this.#replication(), from);
+    // pg_basebackup exits 0 (or the restore returns) only once the copy is complete and synced,
+    // with the WAL it needs; configureStandby ran last. A failure left the marker: the directory
+    // was emptied again, or, if the agent dies first, the next start empties it.
+    await this.settle();
   }
 
   /** The repository's newest backup as `from`'s standby; false (directory emptied again) when that fails. */
@@ -600,12 +646,19 @@ class LocalInstance implements PostgresControl {
       }
     }
     await unlink(this.#deltaMarker).catch(() => undefined);
-    // Only what pgha made: a PostgreSQL data directory, or one pgha found empty and filled.
+    // Only what pgha made: a PostgreSQL data directory, one pgha found empty and filled, or one
+    // the marker says an earlier agent process found empty and was filling.
     const foreign = this.#foreignEntries();
-    if (foreign.length > 0 && !this.#ours) throw this.#unsafe(foreign, 'refusing to delete files pgha did not create');
+    if (foreign.length > 0 && !this.#ours && this.#unfinished() === null) throw this.#unsafe(foreign, 'refusing to delete files pgha did not create');
     this.#control = null;
-    await wipeContents(this.#dir, this.#runAs);
+    // A kill halfway through the deletion leaves a directory without PG_VERSION but with the
+    // rest: the marker makes the next start finish the job instead of refusing the directory.
+    if (existsSync(this.#dir)) {
+      await this.#markUnfinished('wipe');
+      await wipeContents(this.#dir, this.#runAs);
+    }
     this.#ours = true;
+    await this.settle();
   }
 
   readSlotStates(from: Upstream, names: string[]): Promise<SlotState[]> {

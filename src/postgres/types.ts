@@ -56,6 +56,11 @@ export interface PostgresControl {
    * follows, which may restore over the kept files instead (delta restore from the backup).
    */
   wipe(o?: { forReclone?: boolean }): Promise<void>;
+  /**
+   * The data directory is complete (a bootstrap registered in /initialize): remove the
+   * `<data_dir>.unfinished` marker that initdb or a restore wrote. A clone removes its own.
+   */
+  settle(): Promise<void>;
 
   /** Leader only: make the set of pgha-managed physical slots equal `slotNames` (others are kept). */
   ensureSlots(slotNames: string[], dropAbsent: boolean): Promise<void>;

@@ -1,13 +1,16 @@
 // The node's own safety with real etcd, PostgreSQL and agents:
 // - finding 10: a fencing process that is killed is started again and still fences a frozen
 //   leader at its deadline; one that keeps dying makes the leader stop PostgreSQL and exit;
-// - finding 14: a standby whose scope is mistyped does not adopt its data as a new cluster.
-import { readFileSync, writeFileSync } from 'node:fs';
+// - finding 14: a standby whose scope is mistyped does not adopt its data as a new cluster;
+// - an agent SIGKILLed while its initdb (bootstrap) or pg_basebackup (clone) writes into the data
+//   directory starts over on restart (the <data_dir>.unfinished marker) instead of refusing the
+//   half-made directory forever (fault lab, seed 1).
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { childPids } from '../../src/postgres/datadir.ts';
 import { TestCluster, type NodeHandle } from '../../lab/loopback.ts';
-import { postmasterPid, sleep, waitFor } from '../../lab/util.ts';
+import { postmasterPid, sleep, tryKill, waitFor } from '../../lab/util.ts';
 
 const TTL_S = 3;
 const cluster = new TestCluster({ ttl: TTL_S }) // ports allocated (lab/ports.ts);
@@ -25,16 +28,73 @@ function fencerPid(n: NodeHandle): number | null {
   return null;
 }
 
+/** Every process below `pid` (the agent's children and theirs: initdb's postgres --boot ...). */
+function descendants(pid: number): number[] {
+  const kids = childPids(pid);
+  return [...kids, ...kids.flatMap(descendants)];
+}
+
+function comm(pid: number): string {
+  try { return readFileSync(`/proc/${pid}/comm`, 'utf8').trim(); } catch { return ''; }
+}
+
+/**
+ * SIGKILL `n`'s agent and everything it started (as systemd's watchdog kills the unit's control
+ * group) while its `bin` child has written part of the data directory. Polls /proc every 5 ms:
+ * initdb and a small pg_basebackup take a second or two here.
+ */
+async function killAgentDuring(n: NodeHandle, bin: string): Promise<void> {
+  const agent = n.agent?.pid;
+  if (agent === undefined) throw new Error(`${n.name}: no agent`);
+  const child = await waitFor(`${n.name} running ${bin}`, async () => descendants(agent).find((p) => comm(p) === bin), 60_000, 5);
+  // A kill before the first file would leave an empty directory, which never was the problem.
+  await waitFor(`${bin} writing into ${n.dataDir}`, async () => (existsSync(n.dataDir) && readdirSync(n.dataDir).length > 0) || comm(child) !== bin, 30_000, 5);
+  tryKill(child, 'SIGSTOP'); // hold it mid-write while the agent goes
+  const tree = descendants(agent);
+  n.agent?.kill('SIGKILL');
+  for (const p of tree) tryKill(p, 'SIGKILL');
+  await waitFor(`${n.name} agent gone`, async () => n.agent === null, 10_000);
+}
+
+const systemId = async (n: NodeHandle) => (await cluster.rows<{ id: string }>(n, 'select system_identifier::text as id from pg_control_system()'))[0]?.id;
+
 beforeAll(async () => {
   await cluster.startEtcd();
-  cluster.startAgent(node1);
-  await waitFor('node1 primary', async () => (await cluster.probe(node1, '/primary')) === 200, 90_000);
-  cluster.startAgent(node2);
-  await waitFor('node2 streaming', async () => (await cluster.probe(node2, '/replica')) === 200, 90_000);
 });
 afterAll(async () => {
   for (const n of cluster.nodes) n.agent?.kill('SIGCONT');
   await cluster.destroy();
+});
+
+describe('an agent killed while it writes a new data directory', () => {
+  it('in initdb (bootstrap): the restarted agent empties its unfinished directory and bootstraps', async () => {
+    cluster.startAgent(node1);
+    await killAgentDuring(node1, 'initdb');
+    expect(readFileSync(`${node1.dataDir}.unfinished`, 'utf8')).toBe('bootstrap\n');
+    expect(readdirSync(node1.dataDir).length).toBeGreaterThan(0);
+    cluster.startAgent(node1);
+    await waitFor('node1 primary', async () => (await cluster.probe(node1, '/primary')) === 200, 60_000);
+    expect(cluster.logs(node1)).toMatch(/"event":"unfinished data dir"[^\n]*"step":"bootstrap"/);
+    expect(existsSync(`${node1.dataDir}.unfinished`)).toBe(false);
+  });
+
+  it('in pg_basebackup (clone): the restarted agent clones afresh; the primary\'s data is untouched', async () => {
+    await cluster.query(node1, 'create table kept (v text)');
+    await cluster.query(node1, "insert into kept values ('before the kill')");
+    const id = await systemId(node1);
+    cluster.startAgent(node2);
+    await killAgentDuring(node2, 'pg_basebackup');
+    expect(readFileSync(`${node2.dataDir}.unfinished`, 'utf8')).toBe('clone\n');
+    cluster.startAgent(node2);
+    await waitFor('node2 streaming', async () => (await cluster.probe(node2, '/replica')) === 200, 60_000);
+    expect(cluster.logs(node2)).toMatch(/"event":"unfinished data dir"[^\n]*"step":"clone"/);
+    expect(existsSync(`${node2.dataDir}.unfinished`)).toBe(false);
+    expect(await cluster.probe(node1, '/primary')).toBe(200);
+    for (const n of [node1, node2]) {
+      expect(await systemId(n)).toBe(id);
+      expect(await cluster.rows(n, 'select v from kept')).toEqual([{ v: 'before the kill' }]);
+    }
+  });
 });
 
 describe('finding 14: a mistyped scope', () => {

@@ -4,38 +4,13 @@
 // and the other B member takes over and keeps following; A fails over (timeline switch) and B
 // follows; promote-cluster under writes makes B writable with every write it had received; and
 // demote-cluster makes A a standby cluster of B (pg_rewind of A's diverged primary).
-import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, startWriter, type NodeHandle } from '../../lab/loopback.ts';
-import { REPO, waitFor } from '../../lab/util.ts';
+import { startWriter, type NodeHandle, type TestCluster } from '../../lab/loopback.ts';
+import { ctl, multiHost, standbyLeader, twoSites } from '../../lab/two-sites.ts';
+import { waitFor } from '../../lab/util.ts';
 
-const siteA = new TestCluster({ ttl: 3 });
-const multi = (c: TestCluster, ns: NodeHandle[]) => ({ host: ns.map(() => '127.0.0.1').join(','), port: ns.map((n) => n.pgPort).join(',') });
-const siteB = new TestCluster({ ttl: 3, dcs: { standby_cluster: multi(siteA, siteA.nodes) } });
-const bNodes = siteB.nodes.slice(0, 2);
-
-interface Run { code: number; stdout: string; stderr: string }
-function ctl(site: TestCluster, ...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    // 100 s: above pghactl's own wait deadline (67 s at ttl 3), so pghactl reports first.
-    execFile(process.execPath, [`${REPO}bin/pghactl.js`, '-c', site.nodes[0]!.configPath, ...args], { timeout: 100_000 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : Number((err as { code?: number }).code ?? 1), stdout, stderr });
-    });
-  });
-}
-
-/** The B member answering /standby-leader 200, the other streaming as its replica. */
-async function standbyLeader(site: TestCluster, nodes: NodeHandle[], timeoutMs: number): Promise<NodeHandle> {
-  return waitFor('a standby leader', async () => {
-    for (const n of nodes) {
-      if (await site.probe(n, '/standby-leader') !== 200) continue;
-      const others = nodes.filter((x) => x !== n);
-      const ok = await Promise.all(others.map((x) => site.probe(x, '/replica?replication_state=streaming')));
-      if (ok.every((c) => c === 200)) return n;
-    }
-    return null;
-  }, timeoutMs, 200);
-}
+const sites = twoSites({ ttl: 3 });
+const { siteA, siteB, bNodes } = sites;
 
 async function count(site: TestCluster, n: NodeHandle, sql: string): Promise<number> {
   const rows = await site.rows<{ c: string }>(n, sql);
@@ -52,15 +27,11 @@ async function replicates(src: TestCluster, primary: NodeHandle, dst: TestCluste
 }
 
 beforeAll(async () => {
-  await Promise.all([siteA.startEtcd(), siteB.startEtcd()]);
-  siteA.startAll();
-  // Bootstrap and two clones; 60 s covers a loaded 2-core machine.
-  await siteA.waitHealthy(60_000);
-  for (const n of bNodes) siteB.startAgent(n);
+  await sites.start();
 }, 120_000);
 
 afterAll(async () => {
-  await Promise.all([siteA.destroy(), siteB.destroy()]);
+  await sites.destroy();
 }, 60_000);
 
 describe('standby cluster', () => {
@@ -138,7 +109,7 @@ describe('standby cluster', () => {
 
   it('demote-cluster makes the old site a standby cluster of the new one (its diverged primary rewound)', async () => {
     const bPrimary = await waitFor('B primary', async () => (await siteB.primaries())[0], 10_000);
-    const r = await ctl(siteA, 'demote-cluster', ...Object.entries(multi(siteB, bNodes)).flatMap(([k, v]) => [`--${k}`, v]));
+    const r = await ctl(siteA, 'demote-cluster', ...Object.entries(multiHost(bNodes)).flatMap(([k, v]) => [`--${k}`, v]));
     expect(r.code, r.stderr).toBe(0);
     await standbyLeader(siteA, siteA.nodes, 90_000);
     await replicates(siteB, bPrimary, siteA, siteA.nodes, 'back-to-a', 30_000);

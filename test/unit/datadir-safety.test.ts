@@ -1,7 +1,7 @@
 // Finding 1: a data_dir holding other files (a mount point with lost+found, a leftover
 // directory) is refused before initdb or pg_basebackup, and pgha only ever deletes what it made.
 // A real directory with a marker file; the refused bootstrap runs the Actor's real error path.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -82,5 +82,32 @@ describe('a data_dir with files pgha did not make', () => {
     writeFileSync(join(data, 'partial'), 'left by a failed step');
     await pg.wipe();
     expect(existsSync(join(data, 'partial'))).toBe(false);
+  });
+
+  it('a step killed halfway leaves <data_dir>.unfinished: the next agent process may empty what it left, then drops the marker', async () => {
+    rmSync(data, { recursive: true });
+    const first = control().pg;
+    // clone writes the marker once it found the directory empty; pg_basebackup then fails
+    // (nothing listens on port 1), as a kill would stop it, and the marker stays.
+    await expect(first.clone({ name: 'n2', conn: '127.0.0.1:1' })).rejects.toBeInstanceOf(Error);
+    expect(readFileSync(`${data}.unfinished`, 'utf8')).toBe('clone\n');
+    // What a killed pg_basebackup leaves: files, but no PG_VERSION yet.
+    mkdirSync(join(data, 'base', '1'), { recursive: true });
+    writeFileSync(join(data, 'base', '1', '1259'), 'half a relation');
+    const next = control().pg; // a new agent process: it did not fill the directory itself
+    expect(await next.observe()).toMatchObject({ dataDir: 'foreign', unfinished: 'clone' });
+    await next.wipe();
+    expect(existsSync(join(data, 'base'))).toBe(false);
+    expect(existsSync(`${data}.unfinished`)).toBe(false);
+    expect((await next.observe()).unfinished ?? null).toBeNull();
+  });
+
+  it('a marker that is not one of pgha\'s steps does not make foreign files deletable', async () => {
+    writeFileSync(`${data}.unfinished`, 'something else\n');
+    const { pg } = control();
+    expect(await pg.observe()).toMatchObject({ dataDir: 'foreign' });
+    expect((await pg.observe()).unfinished ?? null).toBeNull();
+    await expect(pg.wipe()).rejects.toMatchObject({ code: 'PGHA_DATA_DIR_UNSAFE' });
+    expect(existsSync(marker)).toBe(true);
   });
 });

@@ -24,6 +24,16 @@ const cases: Array<{ name: string; o: ReturnType<typeof obs>; expect: string[] }
   // Finding 1: files that are no PostgreSQL data directory: never bootstrap or clone into them.
   { name: 'foreign files, no initialize key: no bootstrap', o: obs({ local: { dataDir: 'foreign', systemId: null, running: false, role: null }, cluster: noLeader({ initialize: null }) }), expect: [] },
   { name: 'foreign files, running leader: no clone', o: obs({ local: { dataDir: 'foreign', systemId: null, running: false, role: null } }), expect: [] },
+  // An agent killed in initdb / pg_basebackup / a wipe (fault lab, seed 1): its marker makes the half-made directory its own.
+  { name: 'unfinished bootstrap, no PG_VERSION, no initialize key: wipe it', o: obs({ local: { dataDir: 'foreign', unfinished: 'bootstrap', systemId: null, running: false, role: null }, cluster: noLeader({ initialize: null }) }), expect: ['wipe_unfinished'] },
+  { name: 'unfinished bootstrap, running primary, our old claim still held: wipe it', o: obs({ local: { unfinished: 'bootstrap', role: 'primary' }, cluster: noLeader({ initialize: 'claim:n2' }) }), expect: ['wipe_unfinished'] },
+  { name: 'unfinished bootstrap, another member bootstrapped since: wipe it', o: obs({ local: { unfinished: 'bootstrap', systemId: '42', running: false, role: null } }), expect: ['wipe_unfinished'] },
+  { name: 'finished bootstrap (initialize holds our id), marker left: keep the data, drop the marker, go on', o: obs({ local: { unfinished: 'bootstrap', running: false, role: null, controlState: 'primary-clean' }, cluster: noLeader() }), expect: ['settle_data', 'start'] },
+  { name: 'unfinished clone with the cluster\'s system id: wipe it (never started)', o: obs({ local: { unfinished: 'clone', running: false, role: null } }), expect: ['wipe_unfinished'] },
+  { name: 'unfinished clone, no PG_VERSION: wipe it', o: obs({ local: { dataDir: 'foreign', unfinished: 'clone', systemId: null, running: false, role: null } }), expect: ['wipe_unfinished'] },
+  { name: 'unfinished wipe: finish it', o: obs({ local: { dataDir: 'foreign', unfinished: 'wipe', systemId: null, running: false, role: null } }), expect: ['wipe_unfinished'] },
+  { name: 'marker but empty directory: clone as usual (the clone rewrites it)', o: obs({ local: { dataDir: 'empty', unfinished: 'clone', systemId: null, running: false, role: null } }), expect: ['clone', 'start', 'clear_unsafe'] },
+  { name: 'marker but etcd down: wait', o: obs({ cluster: null, local: { dataDir: 'foreign', unfinished: 'bootstrap', systemId: null, running: false, role: null } }), expect: [] },
   { name: 'claimed initialize: wait', o: obs({ local: { dataDir: 'empty', running: false }, cluster: noLeader({ initialize: 'claim:n1' }) }), expect: [] },
   { name: 'empty data, running leader: clone, start, clear the unsafe mark', o: obs({ local: { dataDir: 'empty', running: false } }), expect: ['clone', 'start', 'clear_unsafe'] },
   { name: 'empty data, no leader: wait', o: obs({ local: { dataDir: 'empty', running: false }, cluster: noLeader() }), expect: [] },

@@ -13,10 +13,10 @@ import { clusterView, localPg, obs } from '../support/observations.ts';
 
 const silent = createLogger({ destination: new Writable({ write(_c, _e, cb) { cb(); } }) });
 
-function actor(events: string[], pg: Partial<PostgresControl>, dcs: Record<string, unknown> = {}): { actor: Actor; fence: FenceTimer } {
+function actor(events: string[], pg: Partial<PostgresControl>, dcs: Record<string, unknown> = {}, config: Record<string, unknown> = { name: 'n2' }): { actor: Actor; fence: FenceTimer } {
   const fence = new FenceTimer({ now: () => 0, paused: () => false, fence: async () => undefined });
   const a = new Actor({
-    fence, logger: silent, now: () => 0, config: { name: 'n2' },
+    fence, logger: silent, now: () => 0, config,
     dynamic: () => ({ ttl: 2, fence_margin: 0.5, loop_wait: 60, synchronous_mode: 'on' }),
     dcs, pg: pg as PostgresControl, failsafeHold: () => null,
     setActivity: async (x: string | null) => { events.push(`activity ${x ?? '-'}`); },
@@ -39,7 +39,8 @@ describe('the executor', () => {
     const plan: Action[] = [{ kind: 'rewind', from: 'n1' }, { kind: 'start', as: 'standby', upstream: 'n1' }, { kind: 'follow', upstream: 'n1' }];
     const local = localPg({ running: true });
     const outs = await a.run(plan, { cluster, local });
-    expect(events).toEqual(['stop fast', 'activity rewinding', 'pg_rewind', 'activity -', 'start']);
+    // The activity lasts through the start: the loop clears it once it has observed again.
+    expect(events).toEqual(['stop fast', 'activity rewinding', 'pg_rewind', 'start']);
     expect(brief(outs)).toEqual(['rewind ok', 'start failed']);
     // The next loop clones afresh: decided from the memory, not by the executor.
     const o = obs({ local: { running: false, role: null, streaming: false } });
@@ -48,9 +49,12 @@ describe('the executor', () => {
   });
 
   it('a pg_rewind that could not reach the leader is transient: the data is kept', async () => {
-    const { actor: a } = actor([], { rewind: async () => { throw new PgHaError('PGHA_PG_COMMAND', 'rewind source n1 unreachable', { retryable: true }); } });
+    const events: string[] = [];
+    const { actor: a } = actor(events, { rewind: async () => { throw new PgHaError('PGHA_PG_COMMAND', 'rewind source n1 unreachable', { retryable: true }); } });
     const outs = await a.run([{ kind: 'rewind', from: 'n1' }, { kind: 'start', as: 'standby', upstream: 'n1' }], { cluster, local: localPg({ running: false }) });
     expect(brief(outs)).toEqual(['rewind failed (retryable)']);
+    // A failed step ends its activity at once: the member does not read "rewinding" meanwhile.
+    expect(events).toEqual(['activity rewinding', 'activity -']);
     expect(remember(initialMemory, obs(), outs).rewindUnusable).toBe(false);
   });
 
@@ -64,7 +68,58 @@ describe('the executor', () => {
     });
     const outs = await a.run([{ kind: 'reclone', from: 'n1' }, { kind: 'start', as: 'standby', upstream: 'n1' }], { cluster, local: localPg({ running: false }) });
     expect(brief(outs)).toEqual(['reclone ok', 'start ok']);
-    expect(events).toEqual(['activity cloning', 'stop immediate', 'wipe', 'pg_basebackup', 'activity -', 'start standby']);
+    expect(events).toEqual(['activity cloning', 'stop immediate', 'wipe', 'pg_basebackup', 'start standby']);
+  });
+
+  it('an unfinished data directory (rule U): stop a server running on it at once, then wipe; settle_data only drops the marker', async () => {
+    const events: string[] = [];
+    const { actor: a } = actor(events, {
+      stop: async (m) => { events.push(`stop ${m}`); },
+      wipe: async () => { events.push('wipe'); },
+      settle: async () => { events.push('settle'); },
+    });
+    const outs = await a.run([{ kind: 'wipe_unfinished', step: 'bootstrap' }], { cluster, local: localPg({ running: true, role: 'primary', unfinished: 'bootstrap' }) });
+    expect(brief(outs)).toEqual(['wipe_unfinished ok']);
+    expect(events).toEqual(['stop immediate', 'wipe']);
+    events.length = 0;
+    expect(brief(await a.run([{ kind: 'settle_data' }], { cluster, local: localPg({ unfinished: 'bootstrap' }) }))).toEqual(['settle_data ok']);
+    expect(events).toEqual(['settle']);
+  });
+
+  it('a bootstrap drops its unfinished marker only after /initialize holds the system id', async () => {
+    const events: string[] = [];
+    const { actor: a } = actor(events, {
+      initdb: async () => { events.push('initdb'); },
+      start: async (as) => { events.push(`start ${as}`); },
+      createRoles: async () => { events.push('roles'); },
+      observe: async () => localPg({ role: 'primary' }),
+      settle: async () => { events.push('settle'); },
+      stop: async (m) => { events.push(`stop ${m}`); },
+      wipe: async () => { events.push('wipe'); },
+    }, {
+      releaseLeader: async () => undefined,
+      abandonInitialize: async () => undefined,
+      claimInitialize: async () => { events.push('claim'); return true; },
+      acquireLeader: async () => { events.push('acquire'); return true; },
+      renewLeader: async () => ({ sentAt: 0, ttl: 2 }),
+      writeConfigIfAbsent: async () => { events.push('config'); },
+      setInitialize: async () => { events.push('initialize'); },
+    }, { name: 'n2', bootstrap: { dcs: {} } });
+    const outs = await a.run([{ kind: 'bootstrap' }], { cluster: clusterView({ initialize: null, leader: null }), local: localPg({ dataDir: 'empty', running: false }) });
+    expect(brief(outs)).toEqual(['bootstrap ok']);
+    expect(events.filter((e) => !e.startsWith('activity'))).toEqual(['claim', 'initdb', 'start primary', 'roles', 'acquire', 'config', 'initialize', 'settle']);
+    // A marker that cannot be removed never undoes a registered bootstrap (no stop, no wipe): decide() drops it later.
+    events.length = 0;
+    const { actor: b } = actor(events, {
+      initdb: async () => undefined, start: async () => undefined, createRoles: async () => undefined, observe: async () => localPg({ role: 'primary' }),
+      settle: async () => { throw new Error('EACCES'); },
+      stop: async (m) => { events.push(`stop ${m}`); }, wipe: async () => { events.push('wipe'); },
+    }, {
+      claimInitialize: async () => true, acquireLeader: async () => true, renewLeader: async () => ({ sentAt: 0, ttl: 2 }),
+      writeConfigIfAbsent: async () => undefined, setInitialize: async () => undefined, releaseLeader: async () => undefined, abandonInitialize: async () => undefined,
+    }, { name: 'n2', bootstrap: { dcs: {} } });
+    expect(brief(await b.run([{ kind: 'bootstrap' }], { cluster: clusterView({ initialize: null, leader: null }), local: localPg({ dataDir: 'empty', running: false }) }))).toEqual(['bootstrap ok']);
+    expect(events.filter((e) => !e.startsWith('activity'))).toEqual([]);
   });
 
   it('set_sync_names reports the flushed position when the setting changed, or none was read yet', async () => {
