@@ -99,12 +99,19 @@ export class HaLoop {
   /** Monotonic ms of the last observation that showed another member holding the leader key. */
   #otherLeaderSeenAt: number | null = null;
   #failsafeActive = false;
+  /**
+   * When this agent started (deps.now()): for one ttl after it, with failsafe_mode on, it does
+   * not take the key, since a promise given before a restart is forgotten (src/ha/failsafe.ts).
+   * Any promise this process gives after it is kept in FailsafeAgent.hold.
+   */
+  readonly #startedAt: number;
   /** standby_cluster: the source cluster, read in the background (source-watch.ts). */
   readonly sourceWatch: SourceWatch | null;
   #source: SourceState | null = null;
 
   constructor(deps: LoopDeps) {
     this.#d = deps;
+    this.#startedAt = deps.now();
     const readSource = deps.pg.readSource?.bind(deps.pg);
     this.sourceWatch = readSource === undefined ? null : new SourceWatch(readSource, deps.now);
     // Plain inputs: the failsafe answers get the loop's latest state with each call
@@ -330,7 +337,7 @@ export class HaLoop {
       wallNow: Date.now(),
       self: {
         name: config.name, tags: tagsFor(config.tags, memory, t), leaseDeadline: this.fence.deadline,
-        failsafeHold: this.failsafe.hold, adoptSystemId: config.bootstrap.adopt_system_id ?? null,
+        failsafeHold: this.failsafe.hold, adoptSystemId: config.bootstrap.adopt_system_id ?? null, startedAt: this.#startedAt,
       },
       local,
       cluster,

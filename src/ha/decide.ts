@@ -22,8 +22,9 @@
 //      During a switchover or manual failover (the /failover request) only its candidate races,
 //      and the leader that stepped down never does.
 //      A member that promised a failsafe leader not to act (or, failsafe_mode on, is missing
-//      from /failsafe) never races; nor does anyone while /sync is unreadable in synchronous
-//      mode, or /config is invalid with no earlier valid value known.
+//      from /failsafe, or its agent started less than a ttl ago) never races; nor does anyone
+//      while /sync is unreadable in synchronous mode, or /config is invalid with no earlier
+//      valid value known.
 //   S. standby_cluster set (src/ha/standby.ts): the cluster replicates from another one. The first
 //      member clones the source (bootstrap_standby); the key holder is the standby leader, which
 //      follows the source (rewinding from it after the source's failover) and never promotes; a
@@ -35,7 +36,7 @@ import { patroniReleasedLsn } from './patroni-handover.ts';
 import type { DynamicConfig } from '../config/schema.ts';
 import { logicalManaged, physicalPermanentSlots } from './logical.ts';
 import { asCandidate, bestCandidate, lagBehind, markedUnsafe, mayEverPromote, type Candidate } from './candidates.ts';
-import { failsafeBlocksRace, failsafeConfirmed, failsafeRecordFor, holdActive, sameRecord } from './failsafe.ts';
+import { failsafeBlocksRace, failsafeConfirmed, failsafeRecordFor, holdActive, sameRecord, startBlocksRace, startWaitLeft } from './failsafe.ts';
 import { MAX_REWINDS_WITHOUT_STREAMING, notStreamingSince, otherMembers, retainSlots, rewindsWithoutStreaming } from './memory.ts';
 import { quorumWitnesses, syncRule } from './quorum.ts';
 import { planSync } from './sync.ts';
@@ -77,6 +78,16 @@ export function activeRequest(o: Observation, cluster: ClusterView): FailoverReq
 }
 
 const plan = (reason: string, ...actions: Action[]): Plan => ({ reason, actions });
+
+/**
+ * A member about to take the key (or, holding it as a standby, to promote) whose agent started
+ * less than a ttl ago with failsafe_mode on: the plan that waits instead (src/ha/failsafe.ts
+ * startBlocksRace), checked again as soon as the ttl has passed; null: go ahead.
+ */
+function waitAfterStart(o: Observation, cfg: DynamicConfig, req: FailoverRequest | null, ...keep: Action[]): Plan | null {
+  const why = startBlocksRace(o, cfg, req);
+  return why === null ? null : { ...plan(why, ...keep), retryAfterMs: startWaitLeft(o, cfg) };
+}
 
 /** The history reason of a promotion: the active request's kind, else an automatic failover. */
 function promoteFor(req: FailoverRequest | null): Action {
@@ -222,7 +233,8 @@ function decideAsLeader(o: Observation, cfg: DynamicConfig, leaseExpired: boolea
     if (hold !== null) return plan(`holding the leader key, but we confirmed ${hold.leader} in failsafe mode: not promoting yet`, renew);
     if (!mayEverPromote(o.self.tags)) return plan('holding the key with nofailover: releasing it', { kind: 'release' });
     if (markedUnsafe(o.cluster, o.self.name)) return plan('holding the key, but marked unsafe by pghactl verify: releasing it', { kind: 'release' });
-    return plan('holding the leader key: promoting', renew, promoteFor(o.cluster === null ? null : activeRequest(o, o.cluster)));
+    const req = o.cluster === null ? null : activeRequest(o, o.cluster);
+    return waitAfterStart(o, cfg, req, renew) ?? plan('holding the leader key: promoting', renew, promoteFor(req));
   }
   if (local.running) return plan('leader: PostgreSQL is starting, waiting', renew);
   if (cfg.pause) return plan('leader: PostgreSQL is down, but paused: not restarting', renew);
@@ -399,6 +411,8 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
   const problem = cfg.standby_cluster == null ? null : sourceProblem(o, cfg.standby_cluster, cluster);
   if (problem !== null) return plan(`leader key is free; ${problem}: not racing`);
   if (cfg.standby_cluster != null) return plan('leader key is free and we are the best candidate: taking it as the standby leader', { kind: 'acquire' }, takeOver(cfg, promoteFor(req)));
+  const wait = waitAfterStart(o, cfg, req);
+  if (wait !== null) return wait;
   return plan('leader key is free and we are the best candidate: taking it and promoting', ...advanceLogical(cluster), { kind: 'acquire' }, promoteFor(req));
 }
 
@@ -440,5 +454,7 @@ function decideAsCandidate(o: Observation, req: FailoverRequest, candidate: stri
   }
   const cfg = o.cluster?.config ?? o.fallbackConfig;
   if (cfg.standby_cluster != null) return plan(`${req.kind}: taking over as the named candidate (standby leader)`, { kind: 'acquire' }, takeOver(cfg, promoteFor(req)), { kind: 'clear_failover' });
+  const wait = waitAfterStart(o, cfg, req);
+  if (wait !== null) return wait;
   return plan(`${req.kind}: taking over as the named candidate`, ...advanceLogical(o.cluster), { kind: 'acquire' }, promoteFor(req), { kind: 'clear_failover' });
 }

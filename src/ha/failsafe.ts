@@ -6,7 +6,8 @@
 // leader's extended deadline always ends before any of them may act. Safety argument and limits:
 // docs/data-safety.md.
 import type { DynamicConfig } from '../config/schema.ts';
-import type { ClusterView, FailsafeHold, FailsafeRecord, Observation } from './types.ts';
+import { patroniReleasedLsn } from './patroni-handover.ts';
+import type { ClusterView, FailoverRequest, FailsafeHold, FailsafeRecord, Observation } from './types.ts';
 
 /** The record the leader should keep in etcd: every published member and its API URL. */
 export function failsafeRecordFor(self: string, cluster: ClusterView): FailsafeRecord {
@@ -46,6 +47,30 @@ export function failsafeBlocksRace(o: Observation, cfg: DynamicConfig, cluster: 
     return `failsafe: /failsafe (written by ${rec.leader}) does not list us: not racing`;
   }
   return null;
+}
+
+/**
+ * Why a member whose agent started less than a ttl ago may not take the key (failsafe_mode on);
+ * null: it may. Its promises live in the agent's memory: one it gave just before a restart is
+ * forgotten, and the leader it confirmed may still run as primary on the deadline it extended.
+ * No promise outlives one ttl after the call, and every call came before this start, so waiting
+ * one ttl from the start covers them all (a promise given since then is in holdActive).
+ * Not for the named candidate of a handover that the leader `req.leader` performed through etcd
+ * (it stopped PostgreSQL, then recorded its last WAL position: pgha's shutdown_lsn, or a Patroni
+ * leader's final /status): no other member may take the key while the request stands, and a
+ * leader that asked for promises could not reach etcd.
+ */
+export function startBlocksRace(o: Observation, cfg: DynamicConfig, req: FailoverRequest | null): string | null {
+  if (!cfg.failsafe_mode) return null;
+  const left = startWaitLeft(o, cfg);
+  if (left <= 0) return null;
+  if (req !== null && req.candidate === o.self.name && req.leader !== null && (req.shutdownLsn !== null || patroniReleasedLsn(req, o.cluster) !== null)) return null;
+  return `started less than a ttl ago (${(left / 1000).toFixed(1)} s to go): a failsafe promise given before the restart may still hold: not taking the key`;
+}
+
+/** ms until one ttl has passed since this agent started (<= 0: passed). */
+export function startWaitLeft(o: Observation, cfg: DynamicConfig): number {
+  return o.self.startedAt + cfg.ttl * 1000 - o.now;
 }
 
 /**

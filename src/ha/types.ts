@@ -301,6 +301,12 @@ export interface SelfState {
   leaseDeadline: number | null;
   /** The last failsafe call this member accepted; absent or null: none. */
   failsafeHold?: FailsafeHold | null;
+  /**
+   * When this agent process started (monotonic ms, the clock of `now`). A promise lives in the
+   * agent's memory only: for one ttl after a start (failsafe_mode on) the member does not take
+   * the key, since it may have given one before a restart (src/ha/failsafe.ts startBlocksRace).
+   */
+  startedAt: number;
   /** bootstrap.adopt_system_id: existing data with this identifier may become the cluster. */
   adoptSystemId?: string | null;
 }

@@ -48,7 +48,8 @@ export function obs(over: { self?: Partial<Observation['self']>; memory?: Partia
     now: over.now ?? 10_000,
     wallNow: over.wallNow ?? WALL,
     memory: { ...initialMemory, ...over.memory },
-    self: { name: 'n2', tags: defaultTags, leaseDeadline: 12_000, ...over.self },
+    // Started long ago: the wait after a start (failsafe_mode) is over unless a case sets it.
+    self: { name: 'n2', tags: defaultTags, leaseDeadline: 12_000, startedAt: -3_600_000, ...over.self },
     local: localPg(over.local),
     cluster: over.cluster === undefined ? clusterView() : over.cluster,
     fallbackConfig: dyn(),
@@ -135,7 +136,11 @@ export const memoryArb: fc.Arbitrary<Memory> = fc.record({
   askMembersFirst: fc.boolean(),
 });
 
-export const observationArb: fc.Arbitrary<Observation> = fc.record({
+// How long the agent has been up: a quarter of the observations come from an agent that started
+// less than 4 s ago (the ttl of dynArb is 2 s), the rest from one up for an hour.
+const uptimeArb = fc.oneof(fc.integer({ min: 0, max: 4000 }), fc.constant(3_600_000), fc.constant(3_600_000));
+
+export const observationArb: fc.Arbitrary<Observation> = fc.tuple(fc.record({
   now: fc.integer({ min: 0, max: 100_000 }),
   memory: memoryArb,
   wallNow: fc.constant(WALL),
@@ -152,7 +157,7 @@ export const observationArb: fc.Arbitrary<Observation> = fc.record({
     asked: fc.subarray([...names]),
     confirmed: fc.subarray([...names]),
   }), { nil: null }),
-});
+}), uptimeArb).map(([o, up]) => ({ ...o, self: { ...o.self, startedAt: o.now - up } }));
 
 export function request(over: Partial<FailoverRequest> = {}): FailoverRequest {
   return { kind: 'switchover', leader: 'n1', candidate: null, scheduledAt: null, requestedAt: WALL - 1000, shutdownLsn: null, ...over };

@@ -106,6 +106,28 @@ describe('decide (properties)', () => {
     expect(1 + behind.length).toBeGreaterThanOrEqual(g.members.length - g.acks + 1);
   });
 
+  // A member whose agent started less than a ttl ago, with failsafe_mode on: half of them running
+  // standbys of the cluster with the key free or held by themselves, where a race is likely.
+  const fresh = fc.tuple(fc.oneof(observationArb, observationArb.map((o): Observation => ({
+    ...o,
+    local: { ...o.local, dataDir: 'initialized', systemId: SYSID, running: true, role: 'standby', lsn: o.local.lsn ?? 0, timeline: o.local.timeline ?? 1 },
+    cluster: o.cluster === null ? null : { ...o.cluster, initialize: SYSID, leader: o.cluster.leader?.name === o.self.name ? o.cluster.leader : null, config: { ...o.cluster.config, pause: false } },
+  }))), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true })).map(([o, f]): Observation => {
+    const on = (c: Observation['fallbackConfig']) => ({ ...c, failsafe_mode: true });
+    const cluster = o.cluster === null ? null : { ...o.cluster, config: on(o.cluster.config) };
+    return { ...o, cluster, fallbackConfig: on(o.fallbackConfig), self: { ...o.self, startedAt: o.now - Math.floor(f * cfgOf(o).ttl * 1000) } };
+  });
+
+  test.prop([fresh], { numRuns: 4000 })('failsafe_mode: a member started less than a ttl ago neither takes the key nor promotes', (o) => {
+    const req = o.cluster === null ? null : activeRequest(o, o.cluster);
+    // The named candidate of a handover its leader performed through etcd (src/ha/failsafe.ts startBlocksRace).
+    if (req !== null && req.candidate === o.self.name && req.leader !== null && (req.shutdownLsn !== null || patroniReleasedLsn(req, o.cluster) !== null)) return;
+    const { actions } = decide(o);
+    expect(has(actions, 'promote')).toBe(false);
+    // A primary that already runs may take back a key deleted under its live lease.
+    if (!(o.local.running && o.local.role === 'primary')) expect(has(actions, 'acquire')).toBe(false);
+  });
+
   // Observations of an initialised member running as primary, not paused, past its lease deadline.
   const latePrimary = observationArb.map((o): Observation => {
     const config = { ...cfgOf(o), pause: false };

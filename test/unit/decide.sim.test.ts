@@ -8,7 +8,8 @@
 // other, and etcd can be down for everyone. Each modelled agent runs the real loop of the core:
 // decide(observation) -> its steps, one Outcome each -> remember(memory, observation, outcomes),
 // with the deadline arithmetic of src/ha/lease.ts. A `break` makes a member's data refuse to
-// start until it is rewound or cloned afresh (start failures, release, rewind, re-clone).
+// start until it is rewound or cloned afresh (start failures, release, rewind, re-clone). A
+// `restart` restarts a member's agent: it forgets its failsafe promise and its memory.
 import { describe, expect } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
 import { decide } from '../../src/ha/decide.ts';
@@ -42,6 +43,8 @@ interface Node {
   memory: Memory;
   /** Its data does not start until rewound or cloned afresh. */
   broken: boolean;
+  /** When its agent (last) started, on the model's monotonic clock. */
+  startedAt: number;
 }
 
 class World {
@@ -61,11 +64,11 @@ class World {
   nodes: Node[] = ['n1', 'n2', 'n3'].map((name, i) => ({
     name, partitioned: false, running: true, role: i === 0 ? 'primary' : 'standby', timeline: 1, lsn: 0,
     upstream: i === 0 ? null : 'n1', leaseRecv: 0, leaseDeadline: TTL - MARGIN, wasPrimary: i === 0,
-    isolated: false, hold: null, lastLeader: 'n1', memory: initialMemory, broken: false,
+    isolated: false, hold: null, lastLeader: 'n1', memory: initialMemory, broken: false, startedAt: -TTL,
   }));
 
   constructor(cfg = dyn()) {
-    this.cfg = cfg;
+    this.cfg = { ...cfg, ttl: TTL / 1000 }; // the model's leases and promises last TTL
   }
 
   cutOff(n: Node) { return n.partitioned || this.etcdDown || this.electingSince !== null; }
@@ -110,6 +113,15 @@ class World {
     for (const n of this.nodes) if (n.running && n.role === 'primary' && n.leaseDeadline !== null && this.t >= n.leaseDeadline) this.fence(n);
   }
   fence(n: Node) { n.running = false; n.wasPrimary = n.wasPrimary || n.role === 'primary'; }
+  /**
+   * The agent crashes and systemd starts it again: the promise (kept in memory only), the
+   * memory, the last etcd view and the fence deadline are gone. A primary's PostgreSQL is
+   * stopped with it (the model has no fencer outside the agent to keep its deadline armed).
+   */
+  restartAgent(n: Node) {
+    if (n.running && n.role === 'primary') this.fence(n);
+    n.hold = null; n.memory = initialMemory; n.lastLeader = null; n.leaseDeadline = null; n.startedAt = this.t;
+  }
 
   view(): ClusterView {
     const holder = this.keyHolder();
@@ -127,7 +139,7 @@ class World {
       now: this.t,
       memory: n.memory,
       wallNow: 0,
-      self: { name: n.name, tags: tagsFor(defaultTags, n.memory, this.t), leaseDeadline: n.leaseDeadline, failsafeHold: n.hold },
+      self: { name: n.name, tags: tagsFor(defaultTags, n.memory, this.t), leaseDeadline: n.leaseDeadline, failsafeHold: n.hold, startedAt: n.startedAt },
       local: perceive({
         dataDir: 'initialized', systemId: SYSID, controlState: n.wasPrimary ? 'primary-crashed' : 'standby', running: n.running, accepting: n.running,
         role: n.running ? n.role : null, timeline: n.timeline, lsn: n.lsn, streaming: n.running && n.role === 'standby', upstream: n.upstream, pendingRestart: false, syncStandbys: [],
@@ -195,7 +207,8 @@ class World {
 }
 
 type Cmd = { k: 'tick'; i: number } | { k: 'advance'; ms: number } | { k: 'partition'; i: number } | { k: 'heal'; i: number } | { k: 'crash'; i: number } | { k: 'write'; n: number }
-  | { k: 'isolate'; i: number } | { k: 'rejoin'; i: number } | { k: 'etcd'; down: boolean } | { k: 'break'; i: number } | { k: 'election'; on: boolean };
+  | { k: 'isolate'; i: number } | { k: 'rejoin'; i: number } | { k: 'etcd'; down: boolean } | { k: 'break'; i: number } | { k: 'election'; on: boolean }
+  | { k: 'restart'; i: number };
 const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   { arbitrary: fc.record({ k: fc.constant('tick' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 6 },
   { arbitrary: fc.record({ k: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 2500 }) }), weight: 4 },
@@ -203,18 +216,29 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   { arbitrary: fc.record({ k: fc.constant('heal' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
   { arbitrary: fc.record({ k: fc.constant('crash' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
   { arbitrary: fc.record({ k: fc.constant('break' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
+  { arbitrary: fc.record({ k: fc.constant('restart' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
   { arbitrary: fc.record({ k: fc.constant('write' as const), n: fc.integer({ min: 1, max: 100 }) }), weight: 2 },
 );
 // Shorter clock steps than above, so that a leader often runs a round before its deadline.
 const failsafeCmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   { arbitrary: fc.record({ k: fc.constant('tick' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 8 },
   { arbitrary: fc.record({ k: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 1200 }) }), weight: 4 },
-  { arbitrary: fc.record({ k: fc.constantFrom('partition' as const, 'heal' as const, 'crash' as const, 'isolate' as const, 'rejoin' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 3 },
+  { arbitrary: fc.record({ k: fc.constantFrom('partition' as const, 'heal' as const, 'crash' as const, 'isolate' as const, 'rejoin' as const, 'restart' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 4 },
   { arbitrary: fc.record({ k: fc.constant('write' as const), n: fc.integer({ min: 1, max: 100 }) }), weight: 1 },
   { arbitrary: fc.record({ k: fc.constant('etcd' as const), down: fc.boolean() }), weight: 2 },
   { arbitrary: fc.record({ k: fc.constant('election' as const), on: fc.boolean() }), weight: 2 },
 );
-
+// Agent restarts while the leader is cut off from etcd (after a warm-up that writes /failsafe): a
+// restarted member forgets the promise it gave. Without the wait after a start (src/ha/failsafe.ts
+// startBlocksRace) this finds two primaries in nearly every run of 600.
+const restartCmdArb: fc.Arbitrary<Cmd> = fc.oneof(
+  { arbitrary: fc.record({ k: fc.constant('tick' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 8 },
+  { arbitrary: fc.record({ k: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 800 }) }), weight: 4 },
+  { arbitrary: fc.record({ k: fc.constant('restart' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 2 },
+  { arbitrary: fc.record({ k: fc.constantFrom('partition' as const, 'heal' as const, 'crash' as const, 'isolate' as const, 'rejoin' as const), i: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
+  { arbitrary: fc.record({ k: fc.constant('write' as const), n: fc.integer({ min: 1, max: 100 }) }), weight: 1 },
+);
+const WARM_UP_THEN_CUT_N1: Cmd[] = [...Array.from({ length: 3 }, () => [0, 1, 2].map((i): Cmd => ({ k: 'tick', i }))).flatMap((r) => [...r, { k: 'advance', ms: 500 } as Cmd]), { k: 'partition', i: 0 }];
 function run(w: World, cmds: Cmd[]): void {
   for (const c of cmds) {
     const node = 'i' in c ? w.nodes[c.i] : undefined;
@@ -227,6 +251,7 @@ function run(w: World, cmds: Cmd[]): void {
     else if (c.k === 'write') w.write(c.n);
     else if (c.k === 'isolate' && node) node.isolated = true;
     else if (c.k === 'rejoin' && node) node.isolated = false;
+    else if (c.k === 'restart' && node) w.restartAgent(node);
     else if (c.k === 'etcd') w.etcdDown = c.down;
     else if (c.k === 'election') { if (c.on) w.electingSince ??= w.t; else w.elected(); }
     expect(w.primaries().length, `t=${w.t} after ${JSON.stringify(c)}`).toBeLessThanOrEqual(1);
@@ -241,6 +266,11 @@ describe('three agents over a shared leader key (model)', () => {
   test.prop([fc.array(failsafeCmdArb, { minLength: 10, maxLength: 300 })], { numRuns: 600 })(
     'failsafe_mode: never two running primaries, whatever etcd (down, or electing a leader) and the members can reach',
     (cmds) => run(new World(dyn({ failsafe_mode: true })), cmds),
+  );
+
+  test.prop([fc.array(restartCmdArb, { minLength: 10, maxLength: 300 })], { numRuns: 600 })(
+    'failsafe_mode: never two running primaries when agents restart (a promise lives in the agent\'s memory only)',
+    (cmds) => run(new World(dyn({ failsafe_mode: true })), [...WARM_UP_THEN_CUT_N1, ...cmds]),
   );
 
   test('failsafe_mode: with etcd down for everyone, a leader every member confirms stays primary', () => {
@@ -275,6 +305,27 @@ describe('three agents over a shared leader key (model)', () => {
     off.electingSince = off.t;
     for (let i = 0; i < 5; i++) { off.tick(m1); off.tick(m2); off.tick(m3); off.advance(500); }
     expect(off.primaries()).toEqual([]);
+  });
+
+  test('failsafe_mode: a member whose agent restarts after confirming the leader does not take the key for a ttl', () => {
+    const w = new World();
+    const [n1, n2, n3] = w.nodes as [Node, Node, Node];
+    for (let i = 0; i < 3; i++) { w.tick(n1); w.tick(n2); w.tick(n3); w.advance(500); }
+    expect(w.record?.leader).toBe('n1');
+    n1.partitioned = true; // the leader loses etcd, not its members: every one confirms it
+    for (let i = 0; i < 6; i++) { w.tick(n1); w.tick(n2); w.tick(n3); w.advance(500); }
+    expect(w.keyHolder()).toBe(null); // its key expired in etcd
+    w.tick(n1);
+    expect(n2.hold?.leader).toBe('n1');
+    w.restartAgent(n2); // n2 forgets its promise, reaches etcd before the leader's next call
+    w.tick(n2);
+    expect(w.primaries().map((n) => n.name)).toEqual(['n1']);
+    for (let i = 0; i < 8; i++) { w.tick(n1); w.tick(n2); w.tick(n3); w.advance(250); }
+    expect(w.primaries().map((n) => n.name)).toEqual(['n1']);
+    expect(w.promotions).toEqual([]);
+    n1.running = false; // the leader's host dies: a member takes over once its promise ran out
+    for (let i = 0; i < 16; i++) { w.tick(n2); w.tick(n3); w.advance(250); }
+    expect(w.promotions.length).toBe(1);
   });
 
   test('a crashed primary is replaced once its lease expires, and the old one rejoins as standby', () => {

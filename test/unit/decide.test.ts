@@ -114,7 +114,36 @@ const unreadable: typeof cases = [
   { name: 'no leader, /config invalid but the kept one says paused: not racing', o: obs({ local: { lsn: 2000 }, cluster: noLeader({ config: dyn({ pause: true }), configInvalid: { error: 'x', kept: true } }) }), expect: [] },
 ];
 
+// The agent started 1 s ago (now 10 000, ttl 2 s): with failsafe_mode on it may have promised a
+// leader before a restart and forgotten it, so it takes the key by no path for one ttl.
+const fresh = { startedAt: 9_000 };
+const restarted: typeof cases = [
+  { name: 'started < ttl ago, no leader, best standby: waits', o: obs({ self: fresh, local: { lsn: 2000 }, cluster: noLeader() }), expect: [] },
+  { name: 'started < ttl ago, failsafe_mode off: races', o: obs({ self: fresh, local: { lsn: 2000 }, cluster: noLeader({ config: dyn({ failsafe_mode: false }) }) }), expect: ['acquire', 'promote'] },
+  { name: 'started exactly a ttl ago: races', o: obs({ self: { startedAt: 8_000 }, local: { lsn: 2000 }, cluster: noLeader() }), expect: ['acquire', 'promote'] },
+  { name: 'started < ttl ago, holding the key as a standby: renews, does not promote', o: obs({ self: { ...fresh, name: 'n2' }, cluster: clusterView({ leader: { name: 'n2', revision: '10', lease: '1' } }) }), expect: ['renew'] },
+  { name: 'started < ttl ago, named candidate of a handover the leader performed: takes over', o: obs({ self: fresh, cluster: noLeader({ failover: request({ candidate: 'n2', shutdownLsn: 10 }) }) }), expect: ['acquire', 'promote', 'clear_failover'] },
+  { name: 'started < ttl ago, named candidate of a manual failover with the leader gone: waits', o: obs({ self: fresh, cluster: noLeader({ failover: request({ kind: 'failover', leader: null, candidate: 'n2' }) }) }), expect: [] },
+  { name: 'started < ttl ago, named candidate, the leader recorded no last WAL position: waits', o: obs({ self: fresh, cluster: noLeader({ failover: request({ kind: 'failover', candidate: 'n2' }) }) }), expect: [] },
+  { name: 'started < ttl ago, unnamed switchover: waits (another member may take over)', o: obs({ self: fresh, local: { lsn: 2000 }, cluster: noLeader({ failover: request({ shutdownLsn: 10 }) }) }), expect: [] },
+  { name: 'started < ttl ago, cluster not initialised: bootstraps at once', o: obs({ self: fresh, local: { dataDir: 'empty', running: false }, cluster: noLeader({ initialize: null }) }), expect: ['bootstrap'] },
+  { name: 'started < ttl ago, leader running primary: keeps leading', o: obs({ self: { ...fresh, name: 'n1' }, local: { role: 'primary' } }), expect: ['renew', 'publish_leader_lsn', 'ensure_slots', 'set_sync_names', 'write_failsafe'] },
+  { name: 'started < ttl ago, leader with PostgreSQL down: restarts it in place', o: obs({ self: { ...fresh, name: 'n1' }, local: { running: false, role: null, controlState: 'primary-crashed' } }), expect: ['renew', 'start'] },
+  { name: 'started < ttl ago, follower: follows at once', o: obs({ self: fresh, local: { upstream: 'n3' } }), expect: ['follow'] },
+];
+
 describe('decide (table)', () => {
+  it.each(restarted)('$name', ({ o, expect: want }) => {
+    const p = decide(o);
+    expect(kinds(p.actions), p.reason).toEqual(want);
+  });
+
+  it('says why a member started less than a ttl ago waits, and looks again when the ttl has passed', () => {
+    const p = decide(obs({ self: fresh, local: { lsn: 2000 }, cluster: noLeader() }));
+    expect(p.reason).toMatch(/started less than a ttl ago .*a failsafe promise given before the restart may still hold/);
+    expect(p.retryAfterMs).toBe(1000);
+  });
+
   it.each(unreadable)('$name', ({ o, expect: want }) => {
     const p = decide(o);
     expect(kinds(p.actions), p.reason).toEqual(want);

@@ -22,6 +22,12 @@ describe('a pgha candidate after a Patroni leader\'s switchover', () => {
     expect(kinds(obs({ local: { lsn: 5001 }, cluster: released('replica') }))).toEqual(['acquire', 'promote', 'clear_failover']);
   });
 
+  it('takes over at once even when its agent started less than a ttl ago (failsafe_mode): the leader stopped through etcd', () => {
+    expect(kinds(obs({ self: { startedAt: 9_000 }, local: { lsn: 5001 }, cluster: released() }))).toEqual(['acquire', 'promote', 'clear_failover']);
+    // Not while the old leader may still run: the free key alone proves nothing.
+    expect(kinds(obs({ self: { startedAt: 9_000 }, local: { lsn: 9999 }, cluster: released('master'), now: 10_000 }))).toEqual([]);
+  });
+
   it('waits while it lacks that WAL', () => {
     const p = decide(obs({ local: { lsn: 5000 }, cluster: released() }));
     expect(p.actions).toEqual([]);
