@@ -18,7 +18,7 @@ const ask = (question: string, force: boolean | undefined) => (process.stdin.isT
 import { withCtx, type Ctx, type GlobalOpts } from './context.ts';
 import { printResult } from './format.ts';
 import { waitOption } from './handover.ts';
-import { handoverTimeoutMs } from './wait.ts';
+import { answers, handoverTimeoutMs } from './wait.ts';
 
 /** Between two checks of the leader's health endpoint while waiting (ms). */
 const POLL_MS = 200;
@@ -46,8 +46,7 @@ async function waitFor(ctx: Ctx, path: string, startedAt: number, what: string):
     const view = await ctx.dcs.readCluster(ctx.fallback).catch(() => null);
     const m = view === null ? undefined : leaderMember(view);
     if (m !== undefined) {
-      const status = await apiRequest(`${m.apiUrl}${path}`, { tls: ctx.tls, timeoutMs: 1000 }).then((r) => r.status, () => null);
-      if (status === 200) return { name: m.name, seconds: (performance.now() - startedAt) / 1000 };
+      if ((await answers(`${m.apiUrl}${path}`, ctx.tls)) === 200) return { name: m.name, seconds: (performance.now() - startedAt) / 1000 };
     }
     if (performance.now() > deadline) throw new PgHaError('PGHA_CLI_NOT_DONE', `${what} did not happen within ${seconds((deadline - startedAt) / 1000)}`);
     await new Promise((r) => setTimeout(r, POLL_MS));

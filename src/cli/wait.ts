@@ -56,7 +56,7 @@ export function handoverTimeoutMs(cfg: DynamicConfig): number {
 }
 
 /** The HTTP status of a GET to an agent (verifying its certificate with the ctl TLS settings); null when it does not answer. */
-async function answers(url: string, tls: ClientTls | undefined): Promise<number | null> {
+export async function answers(url: string, tls: ClientTls | undefined): Promise<number | null> {
   try {
     return (await apiRequest(url, { tls, timeoutMs: PROBE_MS })).status;
   } catch {
