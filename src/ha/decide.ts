@@ -212,15 +212,14 @@ function decideAsLeader(o: Observation, cfg: DynamicConfig, leaseExpired: boolea
   if (sc !== null) {
     const handover = local.running && local.role === 'standby' && !cfg.pause ? decideHandover(o, renew) : null;
     if (handover !== null) return handover;
-    const members = Object.keys(retainSlots(o.memory.slotsSeen, otherMembers(o), o.now, cfg.member_slots_ttl * 1000));
+    const members = slotMembersNow(o, cfg);
     const slots: Action[] = cfg.postgresql.use_slots ? [{ kind: 'ensure_slots', members, permanent: [] }] : [];
     return decideAsStandbyLeader(o, cfg, sc, renew, [{ kind: 'publish_leader_lsn', last: o.memory.published }, ...slots]);
   }
   if (local.running && local.role === 'primary') {
     const handover = cfg.pause ? null : decideHandover(o, renew);
     if (handover !== null) return handover;
-    // A slot per member seen now or within member_slots_ttl (a member away for a while keeps its WAL).
-    const members = Object.keys(retainSlots(o.memory.slotsSeen, otherMembers(o), o.now, cfg.member_slots_ttl * 1000));
+    const members = slotMembersNow(o, cfg);
     const slots: Action[] = cfg.postgresql.use_slots ? [{ kind: 'ensure_slots', members, permanent: physicalPermanentSlots(cfg) }] : [];
     const sync = o.cluster === null ? [] : planSync(o, cfg, o.cluster);
     // Last: its work runs in the background and never holds the loop (src/slots/manager.ts).
@@ -315,13 +314,22 @@ function decideAsFollower(o: Observation, cfg: DynamicConfig, leader: LeaderKey)
 }
 
 /**
+ * The members this one keeps a physical slot for: the ones that stream from it now and the ones
+ * that did within member_slots_ttl (a member away for a while keeps its WAL). remember() keeps the
+ * same set in Memory.slotsSeen once ensure_slots has run.
+ */
+function slotMembersNow(o: Observation, cfg: DynamicConfig): string[] {
+  return Object.keys(retainSlots(o.memory.slotsSeen, otherMembers(o), o.now, cfg.member_slots_ttl * 1000));
+}
+
+/**
  * A standby that others stream from (replicatefrom) keeps a physical slot for each of them, seen
  * now or within member_slots_ttl, like the leader. A standby nobody cascades from, now or within
  * the ttl, touches no slot.
  */
 function downstreamSlots(o: Observation, cfg: DynamicConfig): Action[] {
   if (!cfg.postgresql.use_slots) return [];
-  const members = Object.keys(retainSlots(o.memory.slotsSeen, otherMembers(o), o.now, cfg.member_slots_ttl * 1000));
+  const members = slotMembersNow(o, cfg);
   if (members.length === 0 && Object.keys(o.memory.slotsSeen).length === 0) return [];
   return [{ kind: 'ensure_slots', members, permanent: [] }];
 }
