@@ -167,11 +167,21 @@ function need<T>(c: ChaosBackend, kind: FaultKind, f: T | undefined): T {
   return f;
 }
 
-/** The etcd leader of the moment; a kind that targets it fails when the backend cannot tell or etcd has none. */
+/**
+ * The etcd leader of the moment; a kind that targets it fails when the backend cannot tell or etcd
+ * has none for 10 s. The previous fault's heal may have restarted etcd members, and the cluster
+ * converges (pgha's view) before etcd has always elected its leader: polled every 100 ms, 10 s
+ * being several of etcd's election timeouts (1 s) even on a loaded host.
+ */
 async function etcdLeaderOf(c: ChaosBackend, kind: FaultKind): Promise<ChaosBackend['etcd'][number]> {
-  const e = await need(c, kind, c.etcdLeader).call(c);
-  if (e === null) throw new Error(`${kind}: no etcd member reports itself the leader`);
-  return e;
+  const leader = need(c, kind, c.etcdLeader);
+  const until = Date.now() + 10_000;
+  for (;;) {
+    const e = await leader.call(c);
+    if (e !== null) return e;
+    if (Date.now() >= until) throw new Error(`${kind}: no etcd member reported itself the leader for 10 s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** Apply a fault to the cluster whose current primary is `p`; returns how to heal it. */

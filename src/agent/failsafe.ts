@@ -54,13 +54,16 @@ export async function failsafeRound(o: FailsafeCallOptions): Promise<FailsafeRou
  * call runs on and its result is dropped: a keepalive etcd acknowledges late only lengthens the
  * lease, and nothing is armed from it.
  */
-export async function withinBudget<T>(p: Promise<T>, budgetMs: number | null, what: string): Promise<T> {
+export async function withinBudget<T>(p: Promise<T>, budgetMs: number | null, what: string, expired?: () => void): Promise<T> {
   if (budgetMs === null) return p;
   p.catch(() => undefined); // abandoned on timeout: its failure is nobody's
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     // The time left before a failsafe round is due (src/ha/lease.ts etcdBudget).
-    timer = setTimeout(() => reject(new PgHaError('PGHA_DCS_TIMEOUT', `${what}: no answer from etcd before the failsafe round was due`, { retryable: true })), Math.max(0, budgetMs));
+    timer = setTimeout(() => {
+      expired?.();
+      reject(new PgHaError('PGHA_DCS_TIMEOUT', `${what}: no answer from etcd before the failsafe round was due`, { retryable: true }));
+    }, Math.max(0, budgetMs));
   });
   try {
     return await Promise.race([p, late]);

@@ -9,6 +9,9 @@
 //   7. apply changed dynamic PostgreSQL parameters (after the steps: they render for the upstream
 //      the steps left configured);
 //   8. publish our member key (only when etcd answered this iteration).
+// Every etcd call of a running primary with failsafe_mode, in any step, gets only until a failsafe
+// round is due (src/ha/lease.ts etcdBudget, ./budgeted-dcs.ts); one abandoned for that starts the
+// next iteration at once, with the round.
 import { memberByName } from '../ha/view.ts';
 import type { LogicalSlots } from '../slots/manager.ts';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
@@ -29,6 +32,7 @@ import { SOURCE_UPSTREAM } from '../ha/standby.ts';
 import type { ClientTls } from '../api/tls.ts';
 import { FailsafeAgent, withinBudget } from './failsafe.ts';
 import { etcdBudget } from '../ha/lease.ts';
+import { budgetedDcs } from './budgeted-dcs.ts';
 import { FenceTimer, type ExternalFence } from './fence.ts';
 import { buildMemberInfo, lagBytes, type Activity } from './member.ts';
 import { assertNoSlotCollision } from './names.ts';
@@ -88,6 +92,10 @@ export class HaLoop {
   #snapshot: AgentSnapshot | null = null;
   #stopping = false;
   #wake: (() => void) | null = null;
+  /** etcd for the actions and the publish: bounded by the time left before a failsafe round. */
+  readonly #etcd: Dcs;
+  /** A call through #etcd was abandoned for that bound: the next iteration asks the members first. */
+  #budgetSpent = false;
   #running: Promise<void> | null = null;
   #ops: Array<{ name: string; run: () => Promise<OpResult>; done: (err: unknown) => void }> = [];
   readonly failsafe: FailsafeAgent;
@@ -126,8 +134,12 @@ export class HaLoop {
     // stops answering /primary before a stop, the activity is published while a long step runs,
     // a failsafe promise given a moment ago blocks an acquire. Facts for the next loop go back in
     // the outcomes instead.
+    this.#etcd = budgetedDcs(deps.dcs, {
+      budget: () => etcdBudget(this.fence.deadline, deps.now(), this.dynamic.failsafe_mode, this.#local?.running === true && this.#local.role === 'primary'),
+      spent: () => { this.#budgetSpent = true; },
+    });
     this.actor = new Actor({
-      config: deps.config, dcs: deps.dcs, pg: deps.pg, logger: deps.logger, fence: this.fence, now: deps.now,
+      config: deps.config, dcs: this.#etcd, pg: deps.pg, logger: deps.logger, fence: this.fence, now: deps.now,
       failsafeHold: () => this.failsafe.activeHold(),
       dynamic: () => this.dynamic,
       setLeadership: (held) => {
@@ -207,8 +219,9 @@ export class HaLoop {
       });
       this.#d.stats?.loopDone((this.#d.now() - started) / 1000);
       if (this.#stopping) break;
-      // A renewal that failed asks the members at once: a loop_wait of sleep could outlast the deadline.
-      const pace = this.#memory.askMembersFirst ? 0 : Math.min(this.dynamic.loop_wait * 1000, plan?.retryAfterMs ?? Infinity);
+      // A renewal that failed, or an etcd call abandoned for the fence deadline, asks the members
+      // at once: a loop_wait of sleep could outlast the deadline.
+      const pace = this.#askMembersFirst() ? 0 : Math.min(this.dynamic.loop_wait * 1000, plan?.retryAfterMs ?? Infinity);
       const wait = Math.max(0, pace - (this.#d.now() - started));
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, wait); // sleeps loop_wait minus the time this iteration took
@@ -271,7 +284,7 @@ export class HaLoop {
     // out its deadline, and a loop that long outlasts a failsafe extension (one TTL).
     // Nor after a renewal that failed this loop: the next etcd call would hang like it did, and the
     // failsafe round the next loop starts with (askMembersFirst) must come before the fence deadline.
-    if (o.cluster === null || this.#memory.askMembersFirst) this.#refreshSnapshot();
+    if (o.cluster === null || this.#askMembersFirst()) this.#refreshSnapshot();
     else await this.#publish().catch((err: unknown) => this.#d.logger.warn({ err: describeError(err) }, 'could not publish member state'));
     this.#d.alive?.beat(this.fence.deadline);
     return plan;
@@ -304,7 +317,9 @@ export class HaLoop {
     const round = () => this.failsafe.round(local, this.#cluster?.failsafe ?? null, this.fence.deadline, this.dynamic);
     // The renewal just failed after a whole etcd call deadline: another one before asking the
     // members could outlast our fence deadline. Ask them now and try etcd again next loop.
-    if (memory.askMembersFirst) failsafe = await round();
+    const askFirst = this.#askMembersFirst();
+    this.#budgetSpent = false;
+    if (askFirst) failsafe = await round();
     if (failsafe === null) {
       try {
         // A leader that could still be saved by a failsafe round gives etcd only until that round
@@ -370,7 +385,11 @@ export class HaLoop {
 
   async #publish(): Promise<void> {
     const member = this.#refreshSnapshot();
-    if (member !== null) await this.#d.dcs.publishMember(member);
+    if (member !== null) await this.#etcd.publishMember(member);
+  }
+
+  #askMembersFirst(): boolean {
+    return this.#memory.askMembersFirst || this.#budgetSpent;
   }
 
   /** Our tags; after a pre_promote veto, nofailover for one ttl so the others race without us. */
