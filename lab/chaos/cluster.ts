@@ -320,11 +320,20 @@ export class ChaosCluster implements ChaosBackend {
 
   /** Fill the node's filesystem, leaving `leaveBytes` free. Returns the filler's path. */
   fillDisk(n: DbNode, leaveBytes = 0): string {
-    const st = statfsSync(n.dir);
-    const free = Number(st.bavail) * Number(st.bsize);
     const path = join(n.dir, 'chaos-filler');
-    execFileSync('fallocate', ['-l', String(Math.max(4096, free - leaveBytes)), path]);
-    return path;
+    // PostgreSQL writes WAL between statfs and fallocate, and a tmpfs refuses a fallocate longer
+    // than what is free with ENOSPC, allocating nothing (chaos seed 1, fault 2): try again from a
+    // fresh statfs, 1 MiB shorter each time; WAL fills what is left within moments anyway.
+    for (let attempt = 0; ; attempt++) {
+      const st = statfsSync(n.dir);
+      const free = Number(st.bavail) * Number(st.bsize);
+      try {
+        execFileSync('fallocate', ['-l', String(Math.max(4096, free - leaveBytes - attempt * 1024 * 1024)), path], { stdio: 'pipe' });
+        return path;
+      } catch (err) {
+        if (attempt >= 5) throw err;
+      }
+    }
   }
 
   freeDisk(n: DbNode): void { rmSync(join(n.dir, 'chaos-filler'), { force: true }); }
