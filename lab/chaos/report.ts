@@ -19,6 +19,28 @@ export function backendLine(runs: Pick<RunResult, 'backend' | 'backendDescriptio
   return [...seen].map(([b, d]) => `Backend: **${b}** (${d}).`).join(' ');
 }
 
+/**
+ * Lost acknowledged writes (asynchronous mode allows some) by the fault that lost them: the first
+ * fault that had not yet converged when the write was acknowledged. Each line: the fault, how many,
+ * when they were acknowledged relative to the fault's start, and their timelines.
+ */
+export function lostByFault(r: Pick<RunResult, 'events' | 'verdict'>): string[] {
+  const lost = r.verdict?.lost ?? [];
+  const groups = new Map<number, typeof lost>();
+  for (const w of lost) {
+    const e = r.events.find((x) => w.completeMs <= x.atMs + Math.max(x.holdMs, x.convergedMs ?? x.holdMs));
+    const k = e?.index ?? Number.MAX_SAFE_INTEGER; // after the last fault: listed last
+    groups.set(k, [...(groups.get(k) ?? []), w]);
+  }
+  return [...groups].sort(([a], [b]) => a - b).map(([i, ws]) => {
+    const e = r.events.find((x) => x.index === i);
+    const rel = ws.map((w) => w.completeMs - (e?.atMs ?? 0));
+    const tlis = [...new Set(ws.map((w) => w.tli))].sort().join(', ');
+    if (e === undefined) return `after the last fault: ${ws.length}, timeline ${tlis}`;
+    return `fault ${i + 1} (${e.kind} on ${e.target}, primary ${e.primaryBefore} -> ${e.primaryAfter ?? '?'}): ${ws.length}, acknowledged ${sec(Math.min(...rel))} to ${sec(Math.max(...rel))} s after the fault began, timeline ${tlis}`;
+  });
+}
+
 export function renderReport(runs: RunResult[], command: string, machine = ''): string {
   const all = runs.flatMap((r) => r.events);
   const lines: string[] = [];
@@ -61,6 +83,8 @@ export function renderReport(runs: RunResult[], command: string, machine = ''): 
     if (r.verdict !== null) {
       lines.push(`Lost acknowledged writes: ${r.verdict.lost.length}; divergent: ${r.verdict.divergent.length}; late acknowledgements (harmless unless lost): ${r.verdict.lateAcks}; timelines: ${r.verdict.timelines.join(', ')}.`,
         `Acknowledged writes per client (1-4 through HAProxy, 5 through a libpq multi-host string): ${Object.entries(r.verdict.ackedByClient).map(([c, n]) => `${c}: ${n}`).join(', ')}.`, '');
+      const byFault = lostByFault(r);
+      if (byFault.length > 0) lines.push('Lost acknowledged writes by fault:', '', ...byFault.map((l) => `- ${l}`), '');
     }
     lines.push('<details><summary>Schedule</summary>', '', '```', formatSchedule(r), '```', '</details>', '');
   }

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { ChaosBackend, ChaosEtcd, ChaosNode } from '../../lab/chaos/backend.ts';
 import { ALL_FAULT_KINDS, BACKEND_KINDS, FAULT_KINDS, FAULT_KIND_SETS, SYSTEMD_FAULT_KINDS, applyFault, schedule, type FaultKind } from '../../lab/chaos/faults.ts';
 import { reproduceCommand, unsupportedKinds, type RunResult } from '../../lab/chaos/runner.ts';
-import { renderReport } from '../../lab/chaos/report.ts';
+import { lostByFault, renderReport } from '../../lab/chaos/report.ts';
 
 /** A backend that only records which primitive a fault called, with what. */
 function recorder(backend: 'netns' | 'systemd', optional: boolean): { b: ChaosBackend; calls: string[] } {
@@ -123,5 +123,23 @@ describe('the backend in the command and the report', () => {
     expect(sd).toContain('## Run: systemd backend, seed 1');
     expect(sd).toContain('the container\'s own systemd logged `Watchdog timeout`');
     expect(sd).not.toContain('emulated');
+  });
+});
+
+describe('lost writes by fault', () => {
+  const ev = (index: number, atMs: number, holdMs: number, convergedMs: number | null, primaryAfter: string) => ({
+    kind: 'crash-primary' as const, holdMs, index, target: 'n1', primaryBefore: 'n1', primaryAfter, atMs, convergedMs, outage: null,
+    doublePrimarySamples: 0, unprovokedHandover: false, watchdogKills: [],
+  });
+  const op = (id: number, completeMs: number, tli: number) => ({ client: 1, id, invokeMs: completeMs - 5, completeMs, outcome: 'ok' as const, tli });
+  it('puts each lost write on the first fault not yet converged when it was acknowledged', () => {
+    const events = [ev(0, 1000, 500, 800, 'n1'), ev(1, 5000, 1000, 3000, 'n2')];
+    const verdict = { lost: [op(1, 1700, 1), op(2, 4900, 2), op(3, 5100, 2), op(4, 9000, 3)] } as unknown as RunResult['verdict'];
+    expect(lostByFault({ events, verdict })).toEqual([
+      'fault 1 (crash-primary on n1, primary n1 -> n1): 1, acknowledged 0.70 to 0.70 s after the fault began, timeline 1',
+      'fault 2 (crash-primary on n1, primary n1 -> n2): 2, acknowledged -0.10 to 0.10 s after the fault began, timeline 2',
+      'after the last fault: 1, timeline 3',
+    ]);
+    expect(lostByFault({ events, verdict: null })).toEqual([]);
   });
 });
