@@ -135,7 +135,7 @@ async function runFault(c: ChaosBackend, spec: FaultSpec, index: number, pick: (
   if (unprovokedHandover) log(`  primary changed from ${prev} to ${p.name} between faults`);
   const atMs = Date.now();
   const applied = await applyFault(c, spec.kind, p, pick);
-  log(`fault ${index + 1}: ${spec.kind} on ${applied.target} (primary ${p.name}) for ${spec.holdMs} ms`);
+  log(`fault ${index + 1}: ${spec.kind} on ${applied.target} (primary ${p.name}) for ${spec.holdMs} ms, at ${new Date(atMs).toISOString().slice(11, 23)} UTC`);
   let holding = true;
   const seen = new Set<string>();
   const sampler = samplePrimaries(c, () => !holding, seen);
