@@ -374,8 +374,11 @@ function decideWithoutLeader(o: Observation, cfg: DynamicConfig, cluster: Cluste
       return plan(`running as primary without the key during a ${req.kind} to ${req.candidate ?? 'another member'}: fencing`, { kind: 'fence' });
     }
     // The key was deleted while our lease lives; a primary is the most advanced member of its
-    // timeline, so it takes the key back.
-    return plan('running as primary without the key: taking it', { kind: 'acquire' }, { kind: 'renew', fenceOnFailure: true });
+    // timeline, so it takes the key back. The acquire arms the deadline from this loop's
+    // acknowledged keepalive, so a renewal that fails right after it is like any leader's: the
+    // deadline (or a failsafe round) decides, not an immediate fence. (Fencing at once turned a
+    // take-back just before etcd lost its quorum into a failover: chaos seed 2, fault 4.)
+    return plan('running as primary without the key: taking it', { kind: 'acquire' }, { kind: 'renew', fenceOnFailure: false });
   }
   if (!local.running) {
     // Without the key we only ever start as a standby; once up it reports its position and can race.

@@ -180,6 +180,13 @@ describe('decide (table)', () => {
     expect(late.actions[0]).toEqual({ kind: 'renew', fenceOnFailure: true });
   });
 
+  it('takes the key back as a running primary whose lease lives, leaving a failed renewal to the deadline', () => {
+    const p = decide(obs({ self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster: clusterView({ leader: null }) }));
+    expect(p.actions).toEqual([{ kind: 'acquire' }, { kind: 'renew', fenceOnFailure: false }]);
+    const late = decide(obs({ now: 12_000, self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster: clusterView({ leader: null }) }));
+    expect(late.actions).toEqual([{ kind: 'fence' }]);
+  });
+
   it('keeps permanent slots besides one slot per member', () => {
     const p = decide(obs({ self: { name: 'n1' }, local: { role: 'primary' }, cluster: clusterView({ config: dyn({ permanent_slots: { archiver: { type: 'physical' } } }) }) }));
     expect(p.actions.find((a) => a.kind === 'ensure_slots')).toEqual({ kind: 'ensure_slots', members: ['n2', 'n3'], permanent: ['archiver'] });
