@@ -19,7 +19,7 @@ import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError, isPgHaError } from '../errors.ts';
 import { decide } from '../ha/decide.ts';
 import { chooseUpstream } from '../ha/upstream.ts';
-import type { FailsafeAnswer } from '../ha/failsafe.ts';
+import { failsafeToAsk, type FailsafeAnswer } from '../ha/failsafe.ts';
 import { initialMemory, perceive, remember, tagsFor, type Memory } from '../ha/memory.ts';
 import type { ClusterView, FailsafeRound, LocalPostgres, MemberInfo, Observation, Outcome, Plan, SourceState } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
@@ -314,7 +314,8 @@ export class HaLoop {
     this.#keepalive = null;
     let cluster: ClusterView | null = null;
     let failsafe: FailsafeRound | null = null;
-    const round = () => this.failsafe.round(local, this.#cluster?.failsafe ?? null, this.fence.deadline, this.dynamic);
+    // Ask the members of the /failsafe last read and of any write of ours that may still land.
+    const round = () => this.failsafe.round(local, failsafeToAsk(this.#cluster?.failsafe ?? null, memory.failsafeWrites), this.fence.deadline, this.dynamic);
     // The renewal just failed after a whole etcd call deadline: another one before asking the
     // members could outlast our fence deadline. Ask them now and try etcd again next loop.
     const askFirst = this.#askMembersFirst();

@@ -249,7 +249,7 @@ function failsafeRecord(o: Observation, cfg: DynamicConfig): Action[] {
   const cluster = o.cluster;
   if (cluster === null) return [];
   const want = cfg.failsafe_mode ? failsafeRecordFor(o.self.name, cluster) : null;
-  return sameRecord(cluster.failsafe, want) ? [] : [{ kind: 'write_failsafe', record: want }];
+  return sameRecord(cluster.failsafe, want) ? [] : [{ kind: 'write_failsafe', record: want, expected: cluster.revisions.failsafe }];
 }
 
 /** A leader with a pending request: step down to a healthy candidate, or drop the request. */

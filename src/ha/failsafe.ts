@@ -7,6 +7,7 @@
 // docs/data-safety.md.
 import type { DynamicConfig } from '../config/schema.ts';
 import { patroniReleasedLsn } from './patroni-handover.ts';
+import type { FailsafeWrite } from './memory.ts';
 import type { ClusterView, FailoverRequest, FailsafeHold, FailsafeRecord, Observation } from './types.ts';
 
 /** The record the leader should keep in etcd: every published member and its API URL. */
@@ -71,6 +72,21 @@ export function startBlocksRace(o: Observation, cfg: DynamicConfig, req: Failove
 /** ms until one ttl has passed since this agent started (<= 0: passed). */
 export function startWaitLeft(o: Observation, cfg: DynamicConfig): number {
   return o.self.startedAt + cfg.ttl * 1000 - o.now;
+}
+
+/**
+ * Whom the leader asks in a round: every member of the /failsafe it last read and of every record
+ * it wrote since that may still land (Memory.failsafeWrites). A member asked in vain only costs
+ * the extension (the primary fences at its deadline); a member left out that a late write lists
+ * may race for the key while the primary runs on its members' promises (chaos seed 3, asynchronous
+ * half, fault 34: a write of /failsafe abandoned on a 1 s etcd delay landed, and the member it
+ * added promoted beside the primary). null when nothing was read (no round).
+ */
+export function failsafeToAsk(read: FailsafeRecord | null, writes: readonly FailsafeWrite[]): FailsafeRecord | null {
+  if (read === null) return null;
+  const members = { ...read.members };
+  for (const w of writes) for (const [n, url] of Object.entries(w.members)) if (!(n in members)) members[n] = url;
+  return { leader: read.leader, members };
 }
 
 /**

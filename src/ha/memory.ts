@@ -36,14 +36,24 @@ export interface Memory {
   vetoedUntil: number | null;
   /** The last renewal failed on an unreachable etcd: the next loop asks the failsafe members first. */
   askMembersFirst: boolean;
+  /**
+   * /failsafe records this leader tried to write that may still land in etcd: a write abandoned
+   * on a slow etcd can arrive later, and a member it lists may then race for the key unless the
+   * leader asked it too (src/ha/failsafe.ts failsafeToAsk). Kept while the revision each write was
+   * conditional on is still the one last read: once /failsafe moved on, the write landed (and the
+   * read shows it) or can never land.
+   */
+  failsafeWrites: FailsafeWrite[];
 }
+
+export interface FailsafeWrite { members: Record<string, string>; expected: string }
 
 /** Rewinds after which a standby that has not streamed since is cloned afresh instead. */
 export const MAX_REWINDS_WITHOUT_STREAMING = 3;
 
 export const initialMemory: Memory = {
   startFailures: 0, rewindsWithoutStreaming: 0, rewindUnusable: false, notStreamingSince: null, streamedTimeline: null,
-  slotsSeen: {}, syncChangedAt: null, published: null, vetoedUntil: null, askMembersFirst: false,
+  slotsSeen: {}, syncChangedAt: null, published: null, vetoedUntil: null, askMembersFirst: false, failsafeWrites: [],
 };
 
 /** Since when this member, a running standby with a leader to follow, has not streamed (null: it streams, or follows nobody). */
@@ -107,6 +117,7 @@ export function remember(m: Memory, o: Observation, outcomes: Outcome[]): Memory
     streamedTimeline: !l.running || l.role === 'primary' ? null
       : l.role === 'standby' && l.streaming && l.timeline !== null ? Math.max(l.timeline, m.streamedTimeline ?? 0) : m.streamedTimeline,
     askMembersFirst: false,
+    failsafeWrites: o.cluster === null ? m.failsafeWrites : m.failsafeWrites.filter((w) => w.expected === o.cluster?.revisions.failsafe),
   };
   let rewound = false;
   for (const r of outcomes) {
@@ -143,6 +154,10 @@ export function remember(m: Memory, o: Observation, outcomes: Outcome[]): Memory
         break;
       case 'set_sync_names':
         if (r.ok && r.syncChangedAt !== undefined) next.syncChangedAt = r.syncChangedAt;
+        break;
+      case 'write_failsafe':
+        // Done, failed or abandoned: it may be in etcd now or later (see failsafeWrites).
+        if (a.record !== null) next.failsafeWrites = [...next.failsafeWrites, { members: a.record.members, expected: a.expected }];
         break;
       default:
         break;

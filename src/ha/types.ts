@@ -397,7 +397,7 @@ export type Action =
   | { kind: 'step_down' } // switchover: stop PostgreSQL cleanly, record its last WAL position, release the key (a `start` as standby follows)
   | { kind: 'clear_failover' } // remove the /failover request (done, impossible or stale)
   | { kind: 'write_sync'; members: string[]; acks?: number } // leader: store the /sync record (acks: quorum mode)
-  | { kind: 'write_failsafe'; record: FailsafeRecord | null } // leader: store (null: delete) /failsafe
+  | { kind: 'write_failsafe'; record: FailsafeRecord | null; expected: string } // leader: store (null: delete) /failsafe, if its revision is still `expected`
   // etcd unreachable, every member confirmed us: fence deadline = sentAt + ttl - fence_margin
   | { kind: 'failsafe_extend'; sentAt: number }
   // leader: set synchronous_standby_names, FIRST (on) or ANY (quorum) count of names

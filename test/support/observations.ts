@@ -134,6 +134,10 @@ export const memoryArb: fc.Arbitrary<Memory> = fc.record({
   published: fc.option(fc.record({ lsn: lsnArb, slots: fc.constant('null') }), { nil: null }),
   vetoedUntil: fc.option(fc.integer({ min: 0, max: 100_000 }), { nil: null }),
   askMembersFirst: fc.boolean(),
+  failsafeWrites: fc.array(fc.record({
+    members: fc.subarray([...names]).map((ns) => Object.fromEntries(ns.map((n) => [n, `http://x/${n}`]))),
+    expected: fc.constantFrom('0', '5', '102'),
+  }), { maxLength: 2 }),
 });
 
 // How long the agent has been up: a quarter of the observations come from an agent that started

@@ -65,7 +65,7 @@ describe('the actor writes at the revision of its view', () => {
 
   it('writes nothing without a view of etcd', async () => {
     const { a, writes } = actor();
-    await a.run([{ kind: 'write_failsafe', record: null }], { cluster: null, local: localPg() });
+    await a.run([{ kind: 'write_failsafe', record: null, expected: '0' }], { cluster: null, local: localPg() });
     await a.run([{ kind: 'publish_leader_lsn', last: null }], { cluster: null, local: localPg({ role: 'primary', lsn: 500 }) });
     expect(writes).toEqual([]);
   });
@@ -73,7 +73,7 @@ describe('the actor writes at the revision of its view', () => {
   it('clears the request and publishes /status at the revisions read', async () => {
     const { a, writes } = actor();
     const v = view();
-    await a.run([{ kind: 'publish_leader_lsn', last: null }, { kind: 'write_failsafe', record: null }, { kind: 'clear_failover' }], { cluster: v, local: localPg({ role: 'primary', lsn: 500 }) });
+    await a.run([{ kind: 'publish_leader_lsn', last: null }, { kind: 'write_failsafe', record: null, expected: '0' }, { kind: 'clear_failover' }], { cluster: v, local: localPg({ role: 'primary', lsn: 500 }) });
     expect(writes).toEqual(['status 500@5', 'failsafe@0', 'clear failover@9']);
     expect(v.revisions).toEqual({ sync: '7', failsafe: '102', failover: '0', status: '101' });
   });

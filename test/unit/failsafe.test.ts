@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
 import { decide } from '../../src/ha/decide.ts';
-import { answerFailsafeCall, failsafeRecordFor } from '../../src/ha/failsafe.ts';
+import { answerFailsafeCall, failsafeRecordFor, failsafeToAsk } from '../../src/ha/failsafe.ts';
+import { initialMemory, remember } from '../../src/ha/memory.ts';
 import { FAILSAFE_ROUND_RESERVE_MS, etcdBudget, failsafeDeadline, leaseDeadline } from '../../src/ha/lease.ts';
 import { withinBudget } from '../../src/agent/failsafe.ts';
 import { dynamicConfigSchema } from '../../src/config/schema.ts';
@@ -59,11 +60,11 @@ describe('decide with failsafe_mode', () => {
     const cluster = clusterView({ config: FS });
     const leader = obs({ self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster });
     const write = decide(leader).actions.find((a) => a.kind === 'write_failsafe');
-    expect(write).toEqual({ kind: 'write_failsafe', record: failsafeRecordFor('n1', cluster) });
+    expect(write).toEqual({ kind: 'write_failsafe', record: failsafeRecordFor('n1', cluster), expected: cluster.revisions.failsafe });
     const current = obs({ self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster: { ...cluster, failsafe: failsafeRecordFor('n1', cluster) } });
     expect(kinds(decide(current).actions)).not.toContain('write_failsafe');
     const off = obs({ self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster: clusterView({ config: dyn({ failsafe_mode: false }), failsafe: record }) });
-    expect(decide(off).actions.find((a) => a.kind === 'write_failsafe')).toEqual({ kind: 'write_failsafe', record: null });
+    expect(decide(off).actions.find((a) => a.kind === 'write_failsafe')).toEqual({ kind: 'write_failsafe', record: null, expected: '0' });
     const joined = { ...cluster, members: [...cluster.members, member('n4')], failsafe: failsafeRecordFor('n1', cluster) };
     expect(kinds(decide(obs({ self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster: joined })).actions)).toContain('write_failsafe');
   });
@@ -189,5 +190,33 @@ describe('failsafe (properties)', () => {
       failsafe: { sentAt: o.now - 100, asked: ['n2', 'n3'], confirmed: ['n3'] },
     };
     expect(kinds(decide(t).actions)).toEqual(['fence']);
+  });
+});
+
+describe('writes of /failsafe that may still land', () => {
+  const two: FailsafeRecord = { leader: 'n1', members: { n1: 'http://a:1', n2: 'http://b:1' } };
+  const withN3 = { n1: 'http://a:1', n2: 'http://b:1', n3: 'http://c:1' };
+
+  it('the leader asks every member of the record read and of its pending writes', () => {
+    expect(failsafeToAsk(two, [])).toEqual(two);
+    expect(failsafeToAsk(two, [{ members: withN3, expected: '5' }])).toEqual({ leader: 'n1', members: withN3 });
+    expect(failsafeToAsk(two, [{ members: { n2: 'http://other:1' }, expected: '5' }])).toEqual(two); // the URL read wins
+    expect(failsafeToAsk(null, [{ members: withN3, expected: '5' }])).toBeNull();
+  });
+
+  it('remembers a write, done or failed, while /failsafe still has the revision it expected', () => {
+    const leaderObs = (rev: string) => obs({ self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster: clusterView({ config: FS, failsafe: two, revisions: { ...clusterView().revisions, failsafe: rev } }) });
+    const write = { kind: 'write_failsafe' as const, record: { leader: 'n1', members: withN3 }, expected: '5' };
+    const failed = remember(initialMemory, leaderObs('5'), [{ action: write, ok: false, error: 'PGHA_DCS_TIMEOUT: slow', retryable: true }]);
+    expect(failed.failsafeWrites).toEqual([{ members: withN3, expected: '5' }]);
+    // etcd unreachable next loop: nothing read, nothing forgotten.
+    const blind = remember(failed, { ...leaderObs('5'), cluster: null }, []);
+    expect(blind.failsafeWrites).toEqual(failed.failsafeWrites);
+    // Read again at the same revision: the write may still land.
+    expect(remember(blind, leaderObs('5'), []).failsafeWrites).toHaveLength(1);
+    // /failsafe moved on: the write landed (the read shows it) or never will.
+    expect(remember(blind, leaderObs('6'), []).failsafeWrites).toEqual([]);
+    // A delete (record null) adds no member.
+    expect(remember(initialMemory, leaderObs('5'), [{ action: { ...write, record: null }, ok: true }]).failsafeWrites).toEqual([]);
   });
 });
