@@ -85,7 +85,7 @@ export function startWaitLeft(o: Observation, cfg: DynamicConfig): number {
 export function failsafeToAsk(read: FailsafeRecord | null, writes: readonly FailsafeWrite[]): FailsafeRecord | null {
   if (read === null) return null;
   const members = { ...read.members };
-  for (const w of writes) for (const [n, url] of Object.entries(w.members)) if (!(n in members)) members[n] = url;
+  for (const w of writes) for (const [n, url] of Object.entries(w.record.members)) if (!(n in members)) members[n] = url;
   return { leader: read.leader, members };
 }
 

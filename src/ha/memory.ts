@@ -5,7 +5,8 @@
 // in the Observation); the agent keeps the value, nothing else keeps state between loops.
 import type { Tags } from '../config/schema.ts';
 import { slotMembers } from './upstream.ts';
-import type { LocalPostgres, Lsn, Observation, Outcome, PublishedStatus } from './types.ts';
+import { sameRecord } from './failsafe.ts';
+import type { FailsafeRecord, LocalPostgres, Lsn, Observation, Outcome, PublishedStatus } from './types.ts';
 
 export interface Memory {
   /** Consecutive failed attempts to start PostgreSQL (decide: release the key, or rewind). */
@@ -46,7 +47,7 @@ export interface Memory {
   failsafeWrites: FailsafeWrite[];
 }
 
-export interface FailsafeWrite { members: Record<string, string>; expected: string }
+export interface FailsafeWrite { record: FailsafeRecord; expected: string }
 
 /** Rewinds after which a standby that has not streamed since is cloned afresh instead. */
 export const MAX_REWINDS_WITHOUT_STREAMING = 3;
@@ -157,7 +158,10 @@ export function remember(m: Memory, o: Observation, outcomes: Outcome[]): Memory
         break;
       case 'write_failsafe':
         // Done, failed or abandoned: it may be in etcd now or later (see failsafeWrites).
-        if (a.record !== null) next.failsafeWrites = [...next.failsafeWrites, { members: a.record.members, expected: a.expected }];
+        // The same record at the same revision once only: a slow etcd can fail this write every loop.
+        if (a.record !== null && !next.failsafeWrites.some((w) => w.expected === a.expected && sameRecord(w.record, a.record))) {
+          next.failsafeWrites = [...next.failsafeWrites, { record: a.record, expected: a.expected }];
+        }
         break;
       default:
         break;

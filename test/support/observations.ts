@@ -135,7 +135,7 @@ export const memoryArb: fc.Arbitrary<Memory> = fc.record({
   vetoedUntil: fc.option(fc.integer({ min: 0, max: 100_000 }), { nil: null }),
   askMembersFirst: fc.boolean(),
   failsafeWrites: fc.array(fc.record({
-    members: fc.subarray([...names]).map((ns) => Object.fromEntries(ns.map((n) => [n, `http://x/${n}`]))),
+    record: fc.record({ leader: fc.constantFrom(...names), members: fc.subarray([...names]).map((ns) => Object.fromEntries(ns.map((n) => [n, `http://x/${n}`]))) }),
     expected: fc.constantFrom('0', '5', '102'),
   }), { maxLength: 2 }),
 });

@@ -199,16 +199,18 @@ describe('writes of /failsafe that may still land', () => {
 
   it('the leader asks every member of the record read and of its pending writes', () => {
     expect(failsafeToAsk(two, [])).toEqual(two);
-    expect(failsafeToAsk(two, [{ members: withN3, expected: '5' }])).toEqual({ leader: 'n1', members: withN3 });
-    expect(failsafeToAsk(two, [{ members: { n2: 'http://other:1' }, expected: '5' }])).toEqual(two); // the URL read wins
-    expect(failsafeToAsk(null, [{ members: withN3, expected: '5' }])).toBeNull();
+    expect(failsafeToAsk(two, [{ record: { leader: 'n1', members: withN3 }, expected: '5' }])).toEqual({ leader: 'n1', members: withN3 });
+    expect(failsafeToAsk(two, [{ record: { leader: 'n1', members: { n2: 'http://other:1' } }, expected: '5' }])).toEqual(two); // the URL read wins
+    expect(failsafeToAsk(null, [{ record: { leader: 'n1', members: withN3 }, expected: '5' }])).toBeNull();
   });
 
   it('remembers a write, done or failed, while /failsafe still has the revision it expected', () => {
     const leaderObs = (rev: string) => obs({ self: { name: 'n1' }, local: { role: 'primary', upstream: null }, cluster: clusterView({ config: FS, failsafe: two, revisions: { ...clusterView().revisions, failsafe: rev } }) });
     const write = { kind: 'write_failsafe' as const, record: { leader: 'n1', members: withN3 }, expected: '5' };
     const failed = remember(initialMemory, leaderObs('5'), [{ action: write, ok: false, error: 'PGHA_DCS_TIMEOUT: slow', retryable: true }]);
-    expect(failed.failsafeWrites).toEqual([{ members: withN3, expected: '5' }]);
+    expect(failed.failsafeWrites).toEqual([{ record: { leader: 'n1', members: withN3 }, expected: '5' }]);
+    // Failing again at the same revision keeps one entry, not one per loop.
+    expect(remember(failed, leaderObs('5'), [{ action: write, ok: false, error: 'PGHA_DCS_TIMEOUT: slow', retryable: true }]).failsafeWrites).toHaveLength(1);
     // etcd unreachable next loop: nothing read, nothing forgotten.
     const blind = remember(failed, { ...leaderObs('5'), cluster: null }, []);
     expect(blind.failsafeWrites).toEqual(failed.failsafeWrites);
