@@ -8,8 +8,7 @@ import { memberByName } from '../ha/view.ts';
 import type { DynamicConfig, NodeConfig } from '../config/schema.ts';
 import type { Dcs, KeepaliveResult } from '../dcs/types.ts';
 import { PgHaError, describeError, isPgHaError } from '../errors.ts';
-import { etcdBudget, failsafeDeadline, leaseDeadline } from '../ha/lease.ts';
-import { withinBudget } from './failsafe.ts';
+import { failsafeDeadline, leaseDeadline } from '../ha/lease.ts';
 import type { Action, ClusterView, FailsafeHold, FailsafeRecord, KeyRevisions, LocalPostgres, Outcome, PromoteReason } from '../ha/types.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Poolers } from '../pooler/poolers.ts';
@@ -143,7 +142,7 @@ export class Actor {
       case 'reclone': await reclone(this.#d, this.#upstream(ctx, a.from), ctx.local); return {};
       case 'clear_unsafe': await clearUnsafe(this.#d); return {};
       case 'acquire': return { lease: await this.acquire(ctx.keepalive ?? null) };
-      case 'renew': return { lease: await this.renew(a.fenceOnFailure, ctx.local.running && ctx.local.role === 'primary') };
+      case 'renew': return { lease: await this.renew(a.fenceOnFailure) };
       case 'release': await this.release(); return {};
       case 'promote': await this.promote(a.reason, ctx); return {};
       case 'start': await this.start(a.as, a.upstream === null ? null : this.#upstream(ctx, a.upstream)); return {};
@@ -226,12 +225,11 @@ export class Actor {
     if (deadline !== null) this.#d.fence.arm(deadline);
   }
 
-  async renew(fenceOnFailure: boolean, runningPrimary = false): Promise<KeepaliveResult> {
+  async renew(fenceOnFailure: boolean): Promise<KeepaliveResult> {
     try {
-      // A running primary with failsafe_mode waits for etcd only until a failsafe round is due
-      // (src/ha/lease.ts etcdBudget); the failed renewal makes the next loop ask the members at once.
-      const budget = etcdBudget(this.#d.fence.deadline, this.#d.now(), this.#d.dynamic().failsafe_mode, runningPrimary);
-      const r = await withinBudget(this.#d.dcs.renewLeader(), budget, 'renew');
+      // The loop's etcd (budgeted-dcs.ts) gives a running failsafe primary only until a failsafe
+      // round is due; the failed renewal makes the next loop ask the members at once.
+      const r = await this.#d.dcs.renewLeader();
       this.#armFrom(r.sentAt, r.ttl);
       return r;
     } catch (err) {
